@@ -1,0 +1,87 @@
+"""The ``msli`` command: everything the app does, headless. Contract: ``shared/DESIGN.md`` §6.
+
+Each command group lives in ``msli_core/commands/<group>.py`` and exposes ``register(subparsers)``;
+each sub-command sets ``func(args) -> int``. Bad input raises :class:`MsliError`, which ends here as
+one line on stderr and exit status 2. Output that scripts read (``--json``) goes to stdout alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from msli_core.errors import MsliError
+
+COMMAND_MODULES = (
+    "msli_core.commands.data",  # msli data fetch|synth|inspect
+    "msli_core.commands.model",  # msli train|evaluate|explain|quality
+    "msli_core.commands.latency",  # msli bench|export
+)
+
+EXIT_BAD_INPUT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one ``msli: error:`` line (plus usage) and exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_BAD_INPUT, f"msli: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="msli", description="Multi-segment late interaction lab (headless).")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(sub)
+    return parser
+
+
+def print_json(obj: Any) -> None:
+    """Write ``obj`` as JSON to stdout (numpy scalars and NaN handled: NaN becomes null)."""
+    print(json.dumps(_jsonable(obj), indent=2, ensure_ascii=False, allow_nan=False))
+
+
+def _jsonable(obj: Any) -> Any:
+    import math
+
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except MsliError as err:
+        print(f"msli: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("msli: interrupted; nothing partial was kept.", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print(
+            "msli: error: out of memory; try a smaller dataset, --segments or --candidates.", file=sys.stderr
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

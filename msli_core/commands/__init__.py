@@ -1,0 +1,1 @@
+"""Command groups of the ``msli`` CLI; each module exposes ``register(subparsers)``."""

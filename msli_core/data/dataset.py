@@ -1,0 +1,337 @@
+"""The one typed dataset object every part of the project uses, and the evaluation split.
+
+Conventions (DESIGN §3):
+- ids are contiguous integers: users ``1..U``, items ``1..N``; ``0`` is padding in both;
+- interactions are sorted by user, then timestamp, ties by original row order (a stable sort);
+- every rating is an implicit interaction (optionally only those with rating >= a threshold);
+- leave-one-out: a user's last event is the test target, the second-to-last the validation target,
+  the rest is training. Users with fewer than 3 events are kept for training only, never evaluated.
+
+Loaders (``formats.py``) produce a raw frame and call :func:`build_dataset`; nothing else builds one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from msli_core.errors import MsliError
+
+# Genres of the MovieLens releases, in u.genre order, plus the later additions ("IMAX", "(no genres listed)").
+MOVIELENS_GENRES = (
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
+    "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
+    "War", "Western",
+)  # fmt: skip
+
+MIN_EVENTS_FOR_EVALUATION = 3  # test + validation + at least one training event
+
+
+@dataclass(frozen=True)
+class InteractionData:
+    """Interactions with contiguous ids plus item metadata. Build it with :func:`build_dataset`.
+
+    ``interactions`` columns: ``user`` int64 (1..U), ``item`` int64 (1..N), ``timestamp`` int64 (unix
+    seconds), ``rating`` float64 (NaN where the source has none); sorted per the module conventions.
+    ``items``: one row per internal item id, index ``0..N`` (row 0 is padding), columns ``title`` (str),
+    ``year`` (float, NaN when unknown), ``genres`` (str, ``|``-joined, "" when unknown).
+    """
+
+    interactions: pd.DataFrame
+    user_ids: np.ndarray  # (U+1,) str: original user id of each internal id; [0] = "" (padding)
+    item_ids: np.ndarray  # (N+1,) str: original item id of each internal id; [0] = "" (padding)
+    items: pd.DataFrame
+    format: str  # "ml-100k", "ml-1m", "ml-latest", "interactions", "synthetic", ...
+    source: str  # the path it was read from (for messages)
+    notes: tuple[str, ...] = ()  # validation notes: what was dropped or repaired, and by which rule
+    # Synthetic data only: the interest phase that generated each row of ``interactions`` (same order).
+    phases: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids) - 1
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids) - 1
+
+    @property
+    def n_interactions(self) -> int:
+        return len(self.interactions)
+
+    @cached_property
+    def genre_names(self) -> list[str]:
+        """Genres present in the item metadata, in first-seen order of MOVIELENS_GENRES, then others."""
+        seen: set[str] = set()
+        for g in self.items["genres"]:
+            if g:
+                seen.update(g.split("|"))
+        known = [g for g in MOVIELENS_GENRES if g in seen]
+        return known + sorted(seen - set(known))
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """A short hash of the id maps: a model trained on this data refuses any other data."""
+        h = hashlib.sha256()
+        h.update(f"{self.n_users}:{self.n_items}\n".encode())
+        h.update("\x1f".join(self.item_ids.tolist()).encode("utf-8", "surrogatepass"))
+        return h.hexdigest()[:16]
+
+    @cached_property
+    def user_index(self) -> dict[str, int]:
+        """Original user id (as written in the file) -> internal id."""
+        return {uid: i for i, uid in enumerate(self.user_ids) if i > 0}
+
+    def internal_user(self, original_id: str | int) -> int:
+        key = str(original_id).strip()
+        if key not in self.user_index:
+            raise MsliError(
+                f"User {key!r} is not in {self.source}; pass a user id as written in the data file "
+                f"(for example {self.user_ids[1]!r})."
+            )
+        return self.user_index[key]
+
+    @cached_property
+    def sequences(self) -> list[np.ndarray]:
+        """Per internal user id, the chronological item ids; index 0 is an empty array. (U+1) arrays."""
+        return _split_by_user(self.interactions["item"].to_numpy(np.int64), self._offsets)
+
+    @cached_property
+    def timestamps(self) -> list[np.ndarray]:
+        """Per internal user id, the event timestamps aligned with :attr:`sequences`."""
+        return _split_by_user(self.interactions["timestamp"].to_numpy(np.int64), self._offsets)
+
+    @cached_property
+    def _offsets(self) -> np.ndarray:
+        counts = np.bincount(self.interactions["user"].to_numpy(np.int64), minlength=self.n_users + 1)
+        return np.concatenate([[0], np.cumsum(counts)])  # (U+2,): rows of user u are [off[u], off[u+1])
+
+    def summary(self) -> dict:
+        """Statistics for ``msli data inspect`` and the Data page (JSON-ready)."""
+        ts = self.interactions["timestamp"]
+        lengths = np.diff(self._offsets)[1:]
+        return {
+            "format": self.format,
+            "source": self.source,
+            "users": self.n_users,
+            "items": self.n_items,
+            "interactions": self.n_interactions,
+            "density": self.n_interactions / max(1, self.n_users * self.n_items),
+            "time_start": pd.to_datetime(int(ts.min()), unit="s").isoformat() if len(ts) else None,
+            "time_end": pd.to_datetime(int(ts.max()), unit="s").isoformat() if len(ts) else None,
+            "history_length_median": float(np.median(lengths)) if len(lengths) else 0.0,
+            "history_length_max": int(lengths.max()) if len(lengths) else 0,
+            "has_ratings": bool(self.interactions["rating"].notna().any()),
+            "has_metadata": bool((self.items["title"].iloc[1:] != "").any()),
+            "genres": len(self.genre_names),
+            "evaluable_users": int((lengths >= MIN_EVENTS_FOR_EVALUATION).sum()),
+            "synthetic_ground_truth": self.phases is not None,
+            "validation": list(self.notes) or ["ok"],
+        }
+
+
+def _split_by_user(values: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
+    return [values[offsets[u] : offsets[u + 1]] for u in range(len(offsets) - 1)]
+
+
+def build_dataset(
+    raw: pd.DataFrame,
+    *,
+    items_meta: pd.DataFrame | None,
+    format: str,
+    source: str,
+    notes: tuple[str, ...] = (),
+    phases: np.ndarray | None = None,
+) -> InteractionData:
+    """Map original ids to contiguous ones, sort stably by (user, time), and attach metadata.
+
+    ``raw`` has columns ``user``, ``item`` (original ids, any type), ``timestamp`` (int64 seconds),
+    ``rating`` (float, may be all NaN), already validated by the loader, in original row order.
+    ``items_meta`` (optional) has ``item`` (original id), ``title``, ``year``, ``genres``.
+    Duplicate (user, item, timestamp) rows: the first is kept, the others dropped and counted in ``notes``.
+    ``phases`` (synthetic only) is aligned with ``raw``'s rows and follows the same reordering.
+    """
+    if raw.empty:
+        raise MsliError(f"{source} has no interactions; a dataset needs at least one rating row.")
+    raw = raw.reset_index(drop=True)
+    user_str = raw["user"].astype(str).str.strip()
+    item_str = raw["item"].astype(str).str.strip()
+    keep = ~pd.DataFrame({"u": user_str, "i": item_str, "t": raw["timestamp"]}).duplicated(keep="first")
+    notes = tuple(notes)
+    if not keep.all():
+        n = int((~keep).sum())
+        notes += (f"dropped {n} duplicate (user, item, timestamp) row(s), keeping the first of each",)
+        raw, user_str, item_str = raw[keep.to_numpy()], user_str[keep], item_str[keep]
+        if phases is not None:
+            phases = phases[keep.to_numpy()]
+    user_codes, user_uniques = _codes_in_numeric_order(user_str)
+    item_codes, item_uniques = _codes_in_numeric_order(item_str)
+    frame = pd.DataFrame(
+        {
+            "user": user_codes + 1,
+            "item": item_codes + 1,
+            "timestamp": raw["timestamp"].to_numpy(np.int64),
+            "rating": raw["rating"].to_numpy(np.float64) if "rating" in raw else np.nan,
+        }
+    )
+    order = np.lexsort((np.arange(len(frame)), frame["timestamp"].to_numpy(), frame["user"].to_numpy()))
+    frame = frame.iloc[order].reset_index(drop=True)
+    if phases is not None:
+        phases = np.asarray(phases)[order]
+    user_ids = np.array([""] + list(user_uniques), dtype=object)
+    item_ids = np.array([""] + list(item_uniques), dtype=object)
+    items = _align_items(item_ids, items_meta)
+    return InteractionData(frame, user_ids, item_ids, items, format, source, notes, phases)
+
+
+def _codes_in_numeric_order(ids: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Factorize ids, ordering numerically when all are integers (so MovieLens item 1 -> internal 1)."""
+    uniques = pd.unique(ids.to_numpy(dtype=object))
+    as_num = pd.to_numeric(pd.Series(uniques), errors="coerce")
+    if as_num.notna().all():
+        uniques = uniques[np.argsort(as_num.to_numpy(), kind="stable")]
+    else:
+        uniques = np.sort(uniques.astype(str))
+    index = {u: i for i, u in enumerate(uniques)}
+    codes = ids.map(index).to_numpy(np.int64)
+    return codes, [str(u) for u in uniques]
+
+
+def _align_items(item_ids: np.ndarray, items_meta: pd.DataFrame | None) -> pd.DataFrame:
+    n = len(item_ids)
+    items = pd.DataFrame(
+        {"title": [""] * n, "year": np.full(n, np.nan), "genres": [""] * n},
+        index=pd.RangeIndex(n, name="item"),
+    )
+    items["original_id"] = item_ids.astype(str)
+    if items_meta is not None and len(items_meta):
+        meta = items_meta.copy()
+        meta["item"] = meta["item"].astype(str).str.strip()
+        meta = meta.drop_duplicates("item", keep="first").set_index("item")
+        aligned = meta.reindex(pd.Index(item_ids.astype(str)))
+        for col in ("title", "genres"):
+            if col in aligned:
+                items[col] = aligned[col].fillna("").astype(str).to_numpy()
+        if "year" in aligned:
+            items["year"] = pd.to_numeric(aligned["year"], errors="coerce").to_numpy(np.float64)
+    items.loc[0, ["title", "genres"]] = ["<padding>", ""]
+    missing = items["title"] == ""
+    items.loc[missing, "title"] = "item " + items.loc[missing, "original_id"]
+    return items
+
+
+def preprocess(
+    data: InteractionData, *, min_rating: float | None = None, k_core: int | None = None
+) -> InteractionData:
+    """Optional filters of the protocol: keep ratings >= ``min_rating``; then iterate a k-core (every
+    user and item with >= ``k_core`` interactions). Ids are re-mapped to stay contiguous."""
+    frame = data.interactions
+    keep = np.ones(len(frame), dtype=bool)
+    notes = list(data.notes)
+    if min_rating is not None:
+        keep &= (frame["rating"] >= min_rating).to_numpy() | frame["rating"].isna().to_numpy()
+        notes.append(f"kept ratings >= {min_rating:g} as interactions ({int(keep.sum())} of {len(frame)})")
+    if k_core and k_core > 1:
+        users, items = frame["user"].to_numpy(), frame["item"].to_numpy()
+        while True:
+            u_counts = np.bincount(users[keep], minlength=data.n_users + 1)
+            i_counts = np.bincount(items[keep], minlength=data.n_items + 1)
+            new_keep = keep & (u_counts[users] >= k_core) & (i_counts[items] >= k_core)
+            if new_keep.sum() == keep.sum():
+                break
+            keep = new_keep
+        notes.append(f"{k_core}-core filter kept {int(keep.sum())} of {len(frame)} interactions")
+    if keep.all():
+        return replace(data, notes=tuple(notes))
+    if not keep.any():
+        raise MsliError(f"Filtering {data.source} left no interactions; lower --min-rating or --k-core.")
+    kept = frame[keep]
+    raw = pd.DataFrame(
+        {
+            "user": data.user_ids[kept["user"].to_numpy()],
+            "item": data.item_ids[kept["item"].to_numpy()],
+            "timestamp": kept["timestamp"].to_numpy(),
+            "rating": kept["rating"].to_numpy(),
+        }
+    )
+    meta = data.items.iloc[1:].rename(columns={"original_id": "item"})[["item", "title", "year", "genres"]]
+    phases = data.phases[keep] if data.phases is not None else None
+    return build_dataset(
+        raw, items_meta=meta, format=data.format, source=data.source, notes=tuple(notes), phases=phases
+    )
+
+
+@dataclass(frozen=True)
+class LeaveOneOutSplit:
+    """Leave-one-out split of :class:`InteractionData` (DESIGN §3).
+
+    For an evaluated user ``u`` with sequence ``s`` (chronological): train = ``s[:-2]``,
+    validation target = ``s[-2]`` (history ``s[:-2]``), test target = ``s[-1]`` (history ``s[:-1]``).
+    """
+
+    data: InteractionData
+    eval_users: np.ndarray  # (U_eval,) internal ids of users with >= 3 events
+
+    def train_sequence(self, user: int) -> np.ndarray:
+        seq = self.data.sequences[user]
+        return seq[:-2] if len(seq) >= MIN_EVENTS_FOR_EVALUATION else seq
+
+    def history(self, user: int, stage: str) -> np.ndarray:
+        """Items the model may see when predicting the ``stage`` ("valid" or "test") target."""
+        seq = self.data.sequences[user]
+        return seq[: _cut(stage)]
+
+    def history_timestamps(self, user: int, stage: str) -> np.ndarray:
+        return self.data.timestamps[user][: _cut(stage)]
+
+    def target(self, user: int, stage: str) -> int:
+        return int(self.data.sequences[user][_cut(stage)])
+
+    def targets(self, stage: str) -> np.ndarray:
+        """(U_eval,) target item of every evaluated user."""
+        return np.array([self.target(u, stage) for u in self.eval_users], dtype=np.int64)
+
+    def histories(self, stage: str) -> list[np.ndarray]:
+        return [self.history(u, stage) for u in self.eval_users]
+
+    def train_sequences(self) -> list[np.ndarray]:
+        """Training sequences of every user with at least 2 training events (index-free list)."""
+        out = (self.train_sequence(u) for u in range(1, self.data.n_users + 1))
+        return [s for s in out if len(s) >= 2]
+
+
+def _cut(stage: str) -> int:
+    if stage == "test":
+        return -1
+    if stage == "valid":
+        return -2
+    raise ValueError(f"stage must be 'valid' or 'test', not {stage!r}")
+
+
+def leave_one_out(data: InteractionData) -> LeaveOneOutSplit:
+    lengths = np.array([len(s) for s in data.sequences])
+    eval_users = np.flatnonzero(lengths >= MIN_EVENTS_FOR_EVALUATION).astype(np.int64)
+    if len(eval_users) == 0:
+        raise MsliError(
+            f"No user in {data.source} has {MIN_EVENTS_FOR_EVALUATION} or more interactions, so nothing can "
+            "be evaluated; use a larger dataset."
+        )
+    return LeaveOneOutSplit(data, eval_users)
+
+
+def pad_right_aligned(sequences: list[np.ndarray], max_len: int) -> np.ndarray:
+    """(B, max_len) int64: the last ``max_len`` items of each sequence, right-aligned, 0-padded left.
+
+    >>> pad_right_aligned([np.array([5, 6, 7]), np.array([9])], 2).tolist()
+    [[6, 7], [0, 9]]
+    """
+    out = np.zeros((len(sequences), max_len), dtype=np.int64)
+    for row, seq in enumerate(sequences):
+        tail = seq[-max_len:] if max_len > 0 else seq[:0]
+        if len(tail):
+            out[row, max_len - len(tail) :] = tail
+    return out

@@ -1,0 +1,65 @@
+"""Progress reporting shared by long-running core calls (download, training, benchmarks).
+
+Core functions take an optional ``progress: ProgressCallback``; the CLI renders events as a text
+bar on stderr, the app as ``st.progress`` plus live charts. The core never prints.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TextIO
+
+
+@dataclass
+class ProgressEvent:
+    task: str  # what is running: "download", "train", "bench", ...
+    done: float  # units finished so far
+    total: float | None  # units in all, None when unknown
+    message: str = ""  # one short line for humans, e.g. "epoch 3/20 loss 5.12"
+    metrics: dict[str, float] = field(default_factory=dict)  # numbers a live chart may plot
+
+    @property
+    def fraction(self) -> float | None:
+        if not self.total:
+            return None
+        return min(1.0, max(0.0, self.done / self.total))
+
+
+ProgressCallback = Callable[[ProgressEvent], None]
+
+
+def no_progress(event: ProgressEvent) -> None:  # noqa: ARG001 - the do-nothing default
+    return None
+
+
+class TextProgressBar:
+    """Renders events as one rewritten line on a terminal (or one line per event elsewhere)."""
+
+    def __init__(self, stream: TextIO | None = None, width: int = 30, min_interval_s: float = 0.1):
+        self.stream = stream or sys.stderr
+        self.width = width
+        self.min_interval_s = min_interval_s
+        self._last = 0.0
+        self._tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+
+    def __call__(self, event: ProgressEvent) -> None:
+        now = time.monotonic()
+        final = event.total is not None and event.done >= event.total
+        if not final and now - self._last < self.min_interval_s:
+            return
+        self._last = now
+        frac = event.fraction
+        if frac is None:
+            bar = f"{event.task}: {event.done:g}"
+        else:
+            filled = int(round(frac * self.width))
+            bar = f"{event.task} [{'#' * filled}{'.' * (self.width - filled)}] {100 * frac:5.1f}%"
+        line = f"{bar} {event.message}".rstrip()
+        if self._tty:
+            self.stream.write("\r\033[K" + line + ("\n" if final else ""))
+        elif final or frac is None or int(now) % 5 == 0:
+            self.stream.write(line + "\n")
+        self.stream.flush()
