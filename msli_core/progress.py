@@ -55,7 +55,7 @@ class TextProgressBar:
         if frac is None:
             bar = f"{event.task}: {event.done:g}"
         else:
-            filled = int(round(frac * self.width))
+            filled = round(frac * self.width)
             bar = f"{event.task} [{'#' * filled}{'.' * (self.width - filled)}] {100 * frac:5.1f}%"
         line = f"{bar} {event.message}".rstrip()
         if self._tty:

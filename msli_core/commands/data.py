@@ -5,7 +5,7 @@ from __future__ import annotations
 from msli_core.commands import data_io, data_synth
 
 
-def register(subparsers) -> None:  # noqa: ANN001 - argparse's private subparsers type
+def register(subparsers) -> None:
     data = subparsers.add_parser("data", help="download, generate and inspect datasets")
     sub = data.add_subparsers(dest="data_command", metavar="ACTION", parser_class=type(data))
     sub.required = True

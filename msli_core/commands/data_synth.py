@@ -1,5 +1,5 @@
 """Placeholder until this command group is written."""
 
 
-def register(subparsers) -> None:  # noqa: ANN001
+def register(subparsers) -> None:  # noqa: ARG001
     return None

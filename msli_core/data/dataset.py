@@ -182,8 +182,8 @@ def build_dataset(
     frame = frame.iloc[order].reset_index(drop=True)
     if phases is not None:
         phases = np.asarray(phases)[order]
-    user_ids = np.array([""] + list(user_uniques), dtype=object)
-    item_ids = np.array([""] + list(item_uniques), dtype=object)
+    user_ids = np.array(["", *user_uniques], dtype=object)
+    item_ids = np.array(["", *item_uniques], dtype=object)
     items = _align_items(item_ids, items_meta)
     return InteractionData(frame, user_ids, item_ids, items, format, source, notes, phases)
 
