@@ -48,8 +48,9 @@ class InteractionData:
     format: str  # "ml-100k", "ml-1m", "ml-latest", "interactions", "synthetic", ...
     source: str  # the path it was read from (for messages)
     notes: tuple[str, ...] = ()  # validation notes: what was dropped or repaired, and by which rule
-    # Synthetic data only: the interest phase that generated each row of ``interactions`` (same order).
-    phases: np.ndarray | None = field(default=None, repr=False)
+    # Synthetic data only: what generated each row of ``interactions`` (same row order), with columns
+    # ``phase`` (0-based index of the user's interest phase) and ``interest`` (global id, -1 = noise).
+    truth: pd.DataFrame | None = field(default=None, repr=False)
 
     @property
     def n_users(self) -> int:
@@ -129,7 +130,7 @@ class InteractionData:
             "has_metadata": bool((self.items["title"].iloc[1:] != "").any()),
             "genres": len(self.genre_names),
             "evaluable_users": int((lengths >= MIN_EVENTS_FOR_EVALUATION).sum()),
-            "synthetic_ground_truth": self.phases is not None,
+            "synthetic_ground_truth": self.truth is not None,
             "validation": list(self.notes) or ["ok"],
         }
 
@@ -145,7 +146,7 @@ def build_dataset(
     format: str,
     source: str,
     notes: tuple[str, ...] = (),
-    phases: np.ndarray | None = None,
+    truth: pd.DataFrame | None = None,
 ) -> InteractionData:
     """Map original ids to contiguous ones, sort stably by (user, time), and attach metadata.
 
@@ -153,7 +154,7 @@ def build_dataset(
     ``rating`` (float, may be all NaN), already validated by the loader, in original row order.
     ``items_meta`` (optional) has ``item`` (original id), ``title``, ``year``, ``genres``.
     Duplicate (user, item, timestamp) rows: the first is kept, the others dropped and counted in ``notes``.
-    ``phases`` (synthetic only) is aligned with ``raw``'s rows and follows the same reordering.
+    ``truth`` (synthetic only) is aligned with ``raw``'s rows and follows the same reordering.
     """
     if raw.empty:
         raise MsliError(f"{source} has no interactions; a dataset needs at least one rating row.")
@@ -166,8 +167,8 @@ def build_dataset(
         n = int((~keep).sum())
         notes += (f"dropped {n} duplicate (user, item, timestamp) row(s), keeping the first of each",)
         raw, user_str, item_str = raw[keep.to_numpy()], user_str[keep], item_str[keep]
-        if phases is not None:
-            phases = phases[keep.to_numpy()]
+        if truth is not None:
+            truth = truth[keep.to_numpy()]
     user_codes, user_uniques = _codes_in_numeric_order(user_str)
     item_codes, item_uniques = _codes_in_numeric_order(item_str)
     frame = pd.DataFrame(
@@ -180,12 +181,12 @@ def build_dataset(
     )
     order = np.lexsort((np.arange(len(frame)), frame["timestamp"].to_numpy(), frame["user"].to_numpy()))
     frame = frame.iloc[order].reset_index(drop=True)
-    if phases is not None:
-        phases = np.asarray(phases)[order]
+    if truth is not None:
+        truth = truth.iloc[order].reset_index(drop=True)
     user_ids = np.array(["", *user_uniques], dtype=object)
     item_ids = np.array(["", *item_uniques], dtype=object)
     items = _align_items(item_ids, items_meta)
-    return InteractionData(frame, user_ids, item_ids, items, format, source, notes, phases)
+    return InteractionData(frame, user_ids, item_ids, items, format, source, notes, truth)
 
 
 def _codes_in_numeric_order(ids: pd.Series) -> tuple[np.ndarray, list[str]]:
@@ -259,9 +260,9 @@ def preprocess(
         }
     )
     meta = data.items.iloc[1:].rename(columns={"original_id": "item"})[["item", "title", "year", "genres"]]
-    phases = data.phases[keep] if data.phases is not None else None
+    truth = data.truth[keep].reset_index(drop=True) if data.truth is not None else None
     return build_dataset(
-        raw, items_meta=meta, format=data.format, source=data.source, notes=tuple(notes), phases=phases
+        raw, items_meta=meta, format=data.format, source=data.source, notes=tuple(notes), truth=truth
     )
 
 
