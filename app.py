@@ -1,0 +1,26 @@
+"""MS-LI Lab: the Streamlit entry point. It only sets up navigation and the shared sidebar.
+
+Run with `make run` (or `streamlit run app.py`). Each page lives in pages/ and reads like a
+description of its UI: widgets -> one msli_core call -> render.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from pages import state
+
+st.set_page_config(page_title="MS-LI Lab", page_icon="🧩", layout="wide")
+
+PAGES = [
+    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
+    st.Page("pages/data.py", title="Data", icon="🗂️"),
+    st.Page("pages/train.py", title="Train", icon="🏋️"),
+    st.Page("pages/explain.py", title="Explain", icon="🔍"),
+    st.Page("pages/latency.py", title="Latency", icon="⏱️"),
+    st.Page("pages/whatif.py", title="What-if", icon="🧮"),
+]
+
+current = st.navigation(PAGES)
+state.render_sidebar()
+current.run()

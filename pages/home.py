@@ -1,0 +1,75 @@
+"""Home: what MS-LI is in one diagram, a 3-step quick start, and the state of this session."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from pages import state
+
+st.title("MS-LI Lab")
+st.markdown(
+    "**Multi-segment late interaction** makes a large-model recommender fast: the user's history is cut "
+    "into *K* segments, each encoded **once** by the expensive model and cached; items are encoded "
+    "**offline**; a request only runs a cheap interaction between the *K* cached segment vectors and the "
+    "candidates. Every score is an exact sum of per-segment contributions, so each recommendation "
+    "explains itself."
+)
+
+STAGES_DOT = """
+digraph msli {
+  rankdir=LR; node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=11];
+  subgraph cluster_off { label="offline · when the catalog changes · O(N)"; style=dashed; color="#888";
+    items [label="item catalog\\n(id, genres, year)", fillcolor="#eef"];
+    ienc [label="item encoder", fillcolor="#ccf"];
+    table [label="item table E\\n(N × d)", fillcolor="#eef"];
+    items -> ienc -> table; }
+  subgraph cluster_near { label="nearline · on a new event · O(S²d + Sd²)"; style=dashed; color="#888";
+    hist [label="history h = i₁ … i_L\\ncut into K segments", fillcolor="#efe"];
+    senc [label="segment encoder\\n(the large model)\\nopen segment only", fillcolor="#cfc"];
+    cache [label="segment cache\\nu₁ … u_K (K × d)", fillcolor="#efe"];
+    hist -> senc -> cache; }
+  subgraph cluster_on { label="online · per request · O(N K d)"; style=dashed; color="#888";
+    li [label="late interaction\\ns_k(c) = ⟨u_k, e_c⟩\\ny(c) = Σ_k a_k(c) s_k(c)", fillcolor="#fec"];
+    topk [label="top-k with\\nper-segment contributions", fillcolor="#ffe"];
+    li -> topk; }
+  table -> li; cache -> li;
+}
+"""
+st.graphviz_chart(STAGES_DOT, width="stretch")
+st.caption(
+    "Where the latency goes: the cross-encoder (early interaction) runs the large model over "
+    "[history ; candidate] for every candidate at request time, O(N·(L²d + Ld²)). MS-LI moves that work to "
+    "the nearline stage (once per new event, one segment) and leaves only two (K×d)·(d×N) products online."
+)
+
+st.subheader("Quick start")
+c1, c2, c3 = st.columns(3)
+with c1:
+    st.markdown(
+        "**1 · Data**  \nThe bundled synthetic sample is loaded already. Upload MovieLens or your own "
+        "interactions on the Data page."
+    )
+    st.page_link("pages/data.py", label="Open Data", icon="🗂️")
+with c2:
+    st.markdown(
+        "**2 · Train**  \nTrain MS-LI, a two-tower model and baselines in about a minute; compare "
+        "NDCG@10 across segment counts."
+    )
+    st.page_link("pages/train.py", label="Open Train", icon="🏋️")
+with c3:
+    st.markdown(
+        "**3 · Explain and measure**  \nSee which history segment drove each recommendation, then "
+        "time every stage and ask what-if questions."
+    )
+    st.page_link("pages/explain.py", label="Open Explain", icon="🔍")
+
+st.subheader("This session")
+data = state.dataset()
+trained = state.usable_models()
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("Dataset", state.dataset_label())
+m2.metric("Users · items", f"{data.n_users:,} · {data.n_items:,}")
+m3.metric("Models trained", len(trained))
+m4.metric("Latency rows measured", len(state.bench_rows()))
+if note := state.refused_models_note():
+    st.warning(note)
