@@ -1,0 +1,631 @@
+"""A roofline cost model of the three stages (DESIGN §4): FLOPs and bytes per stage, then seconds.
+
+Every stage is a short list of *phases* (a matmul, an attention block, an element-wise pass, a top-k);
+each phase is timed as a roofline plus a launch cost,
+
+    t_phase = max(F / flops, B / bandwidth) + ops · overhead
+
+and a stage is the sum of its phases. ``flops`` (FLOP/s a dense matmul sustains), ``bandwidth``
+(bytes/s a streaming pass sustains) and ``overhead`` (seconds per operator call, per backend) are the
+three constants of a :class:`Hardware`; :func:`calibrate` measures them on the machine at hand with
+micro-benchmarks (matmuls of several sizes, a streaming copy, tiny operator calls), and :func:`fit`
+recovers them from any timed samples by least squares on log-time. Summing per-phase rooflines (rather
+than one roofline per stage) keeps a compute-bound matmul and a memory-bound softmax in the same stage
+from hiding each other.
+
+FLOPs count a multiply-add as 2. Transformer layer of width d, ``h`` heads and FFN width ``f·d`` over
+T tokens: projections ``2·T·d·(3d + d) + 2·T·d·f·d·2 = (8 + 4f)·T·d²``, attention ``2·T²·d`` for
+``Q·Kᵀ`` plus ``2·T²·d`` for ``A·V``, i.e. ``4·T²·d`` (independent of h). Shapes use the project's
+letters: L history, K segments, S segment length, d width, N candidates.
+
+Pure functions; nothing here imports torch except :func:`calibrate`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from msli_core.errors import MsliError
+from msli_core.outputs import atomic_write_text
+
+MODEL_KINDS = ("msli", "two-tower", "cross-encoder")
+BACKENDS = ("torch", "onnxruntime", "numpy")
+STAGES = ("offline", "nearline", "nearline_full", "online", "end_to_end")
+CALIBRATION_FILE = "hardware.json"  # under platformdirs.user_cache_dir("msli-lab")
+
+# Operator calls per phase, counted from the eager torch code paths (msli_core/models and
+# msli_core/serving/engine.py): a transformer layer is ~14 kernels (3 projections fused into 1, the
+# attention core, output projection, 2 layer norms, 2 FFN matmuls + activation, 2 residual adds, dropout
+# no-ops and views), the segment pooling ~6, the online attention scorer ~10 (matmul, slicing, bias add,
+# max, exp, sum, multiply, divide, top-k, gather).
+OPS_PER_LAYER = 14
+OPS_EMBED = 4
+OPS_POOL = 6
+OPS_ONLINE = {"attention": 10, "mlp": 14, "max": 6, "sum": 4, "dot": 3}
+OPS_TOPK = 2
+
+
+# ---------------------------------------------------------------------------------------------------
+# Hardware
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """The three constants of the cost model, and where they came from."""
+
+    name: str  # shown in the app's preset list
+    flops: float  # FLOP/s a dense float matmul sustains
+    bandwidth: float  # bytes/s a streaming read+write sustains
+    overhead_s: dict[str, float]  # seconds per operator call, per backend ("torch", "onnxruntime", "numpy")
+    source: str  # "measured ..." | "user-entered" | "assumption: ..."
+    details: dict[str, Any] = field(default_factory=dict)  # cpu, threads, versions, raw samples
+
+    def overhead(self, backend: str) -> float:
+        if backend in self.overhead_s:
+            return self.overhead_s[backend]
+        return self.overhead_s.get("torch", next(iter(self.overhead_s.values())))
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Hardware:
+        try:
+            overhead = data["overhead_s"]
+            if isinstance(overhead, (int, float)):
+                overhead = {"torch": float(overhead)}
+            return cls(
+                name=str(data["name"]),
+                flops=float(data["flops"]),
+                bandwidth=float(data["bandwidth"]),
+                overhead_s={str(k): float(v) for k, v in overhead.items()},
+                source=str(data.get("source", "file")),
+                details=dict(data.get("details", {})),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise MsliError(
+                f"The hardware description lacks or mangles {err}; it needs name, flops, bandwidth and "
+                "overhead_s (re-run `msli costmodel calibrate`)."
+            ) from err
+
+
+def custom_hardware(
+    flops: float, bandwidth: float, overhead_s: float, name: str = "user-entered"
+) -> Hardware:
+    """Hardware the user types in: FLOP/s, bytes/s, seconds per operator call (all backends)."""
+    for label, value in (("flops", flops), ("bandwidth", bandwidth), ("overhead_s", overhead_s)):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise MsliError(f"Hardware {label} must be a positive number, not {value!r}; enter a value > 0.")
+    return Hardware(
+        name=name,
+        flops=float(flops),
+        bandwidth=float(bandwidth),
+        overhead_s={b: float(overhead_s) for b in BACKENDS},
+        source="user-entered",
+    )
+
+
+# Named presets: round numbers, clearly assumptions, for "what if I ran this elsewhere".
+PRESETS: dict[str, Hardware] = {
+    "laptop CPU": Hardware(
+        "laptop CPU",
+        flops=2.0e11,
+        bandwidth=4.0e10,
+        overhead_s={"torch": 5e-6, "onnxruntime": 2e-6, "numpy": 1e-6},
+        source="assumption: 8 cores with AVX2 at ~60% of peak, dual-channel DDR5",
+    ),
+    "server CPU": Hardware(
+        "server CPU",
+        flops=2.0e12,
+        bandwidth=2.0e11,
+        overhead_s={"torch": 4e-6, "onnxruntime": 1.5e-6, "numpy": 1e-6},
+        source="assumption: 32 cores with AVX-512 at ~50% of peak, 8 DDR5 channels",
+    ),
+    "datacenter GPU": Hardware(
+        "datacenter GPU",
+        flops=4.0e14,
+        bandwidth=3.0e12,
+        overhead_s={"torch": 1e-5, "onnxruntime": 8e-6, "numpy": 1e-5},
+        source="assumption: H100-class, bf16 tensor cores at ~40% of peak, HBM3, eager kernel launches",
+    ),
+}
+
+# Used when this machine was never calibrated: a small 2-core cloud VM, measured once on the project's
+# development machine (Intel Xeon, 2 vCPUs, torch 2.13); an assumption anywhere else.
+FALLBACK = Hardware(
+    "fallback (2-core cloud VM)",
+    flops=6.0e10,
+    bandwidth=1.2e10,
+    overhead_s={"torch": 4e-6, "onnxruntime": 2e-6, "numpy": 1.5e-6},
+    source="assumption: bundled preset; run `msli costmodel calibrate` to measure this machine",
+)
+
+
+def calibration_path() -> Path:
+    """Where :func:`calibrate` stores this machine's constants (``MSLI_CACHE_DIR`` overrides)."""
+    override = os.environ.get("MSLI_CACHE_DIR")
+    if override:
+        return Path(override) / CALIBRATION_FILE
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("msli-lab")) / CALIBRATION_FILE
+
+
+def load_hardware(path: str | os.PathLike | None = None) -> Hardware:
+    """This machine's measured constants if :func:`calibrate` ran, else :data:`FALLBACK`."""
+    explicit = path is not None
+    target = Path(path) if explicit else calibration_path()
+    if not target.exists():
+        if explicit:
+            raise MsliError(f"{target} does not exist; run `msli costmodel calibrate --out {target}` first.")
+        return FALLBACK
+    try:
+        data = json.loads(target.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise MsliError(f"{target} is not a readable hardware JSON file ({err}); calibrate again.") from err
+    return Hardware.from_dict(data)
+
+
+def save_hardware(hardware: Hardware, path: str | os.PathLike | None = None) -> Path:
+    target = Path(path) if path is not None else calibration_path()
+    atomic_write_text(target, json.dumps(hardware.as_dict(), indent=2))
+    return target
+
+
+def hardware_presets(measured: Hardware | None = None) -> dict[str, Hardware]:
+    """The presets the what-if page lists: this machine (measured, or the fallback) first."""
+    here = measured if measured is not None else load_hardware()
+    return {"this machine": here, **PRESETS}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Model shapes, FLOPs and bytes
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The sizes the cost depends on. Weights do not matter; only shapes do."""
+
+    kind: str = "msli"  # "msli" | "two-tower" | "cross-encoder"
+    history: int = 200  # L: events in the user's history (capped at L_max)
+    segments: int = 8  # K (two-tower: 1)
+    segment_len: int | None = None  # S; default ceil(L / K)
+    dim: int = 64  # d
+    layers: int = 2  # transformer layers of the segment encoder / cross-encoder
+    heads: int = 2  # attention heads (FLOPs do not depend on it; kept for the parameter count)
+    candidates: int = 1000  # N scored per request
+    ffn_mult: int = 4  # FFN width = ffn_mult · d
+    dtype_bytes: int = 4  # 4 float32, 2 bf16/fp16, 1 int8
+    aggregation: str = "attention"  # online aggregation of MS-LI
+    catalog: int | None = None  # items encoded offline; default = candidates
+
+    def __post_init__(self) -> None:
+        if self.kind not in MODEL_KINDS:
+            raise MsliError(f"Model kind {self.kind!r} is unknown; use one of {', '.join(MODEL_KINDS)}.")
+        for name in ("history", "segments", "dim", "layers", "heads", "candidates", "dtype_bytes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise MsliError(f"Model shape {name} must be a positive integer, not {value!r}.")
+
+    @property
+    def k(self) -> int:
+        return 1 if self.kind == "two-tower" else self.segments
+
+    @property
+    def s(self) -> int:
+        """Segment length S: events per segment."""
+        if self.segment_len:
+            return self.segment_len
+        return math.ceil(self.history / self.k)
+
+    @property
+    def n_items(self) -> int:
+        return self.catalog or self.candidates
+
+    def parameters(self) -> int:
+        """Parameters of the encoder (layers, no embeddings): ``layers · (4 + 2f) · d²`` + biases."""
+        d, f = self.dim, self.ffn_mult
+        per_layer = (4 + 2 * f) * d * d + (4 + f + 1) * d + 4 * d
+        return self.layers * per_layer
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    flops: float  # FLOPs (multiply-add = 2)
+    bytes: float  # bytes moved to/from memory
+    ops: int  # operator calls (each pays the backend's overhead once)
+
+
+def encoder_phases(tokens_per_seq: int, seqs: int, shape: ModelShape, prefix: str = "") -> list[Phase]:
+    """A transformer over ``seqs`` sequences of ``T`` tokens each: embed, ``layers`` blocks, pool."""
+    T, B, d, f, b = tokens_per_seq, seqs, shape.dim, shape.ffn_mult, shape.dtype_bytes
+    weights = (4 + 2 * f) * d * d * b  # read once per layer
+    dense_flops = (8 + 4 * f) * B * T * d * d
+    # activations: x in/out of 6 matmuls + 2 norms + 2 residuals ~ (12 + 2f) passes of (B·T·d)
+    act_bytes = (12 + 2 * f) * B * T * d * b
+    attn_flops = 4 * B * T * T * d
+    attn_bytes = 3 * B * shape.heads * T * T * b  # scores written, softmaxed, read
+    phases = [Phase(prefix + "embed", 2 * B * T * d, 3 * B * T * d * b, OPS_EMBED)]
+    for i in range(shape.layers):
+        phases.append(Phase(f"{prefix}layer{i}.dense", dense_flops, weights + act_bytes, OPS_PER_LAYER - 4))
+        phases.append(Phase(f"{prefix}layer{i}.attention", attn_flops, attn_bytes, 4))
+    phases.append(Phase(prefix + "pool", 4 * B * T * d, 3 * B * T * d * b, OPS_POOL))
+    return phases
+
+
+def item_table_phases(shape: ModelShape) -> list[Phase]:
+    """Offline: id + genre + year features → one projection per item, (N, d)."""
+    N, d, b = shape.n_items, shape.dim, shape.dtype_bytes
+    return [Phase("item_encoder", 2 * N * d * d + 4 * N * d, 6 * N * d * b + d * d * b, 8)]
+
+
+def online_phases(shape: ModelShape) -> list[Phase]:
+    """Per request: late interaction of K cached vectors with N items, then top-k."""
+    N, d, b, K = shape.candidates, shape.dim, shape.dtype_bytes, shape.k
+    if shape.kind == "two-tower":
+        rows, agg, passes = 1, "dot", 0
+    elif shape.aggregation in ("attention", "mlp"):
+        rows, agg, passes = 2 * K, shape.aggregation, 6  # [u; q] stacked: one (2K, d) @ (d, N)
+    else:
+        rows, agg, passes = K, shape.aggregation, 3
+    table_bytes = N * d * b
+    phases = [Phase("interaction", 2 * rows * d * N, table_bytes + rows * N * 4, 1)]
+    if passes:  # softmax over K and the weighted sum: element-wise over (K, N), float32
+        phases.append(Phase("aggregate", 6 * K * N, passes * K * N * 4, OPS_ONLINE[agg] - 1 - OPS_TOPK))
+    phases.append(Phase("top_k", 2 * N, 2 * N * 4, OPS_TOPK))
+    return phases
+
+
+def cross_encoder_phases(shape: ModelShape) -> list[Phase]:
+    """Early interaction: a transformer over ``[history ; candidate]`` for each of the N candidates."""
+    return [
+        *encoder_phases(shape.history + 1, shape.candidates, shape),
+        Phase("top_k", 2 * shape.candidates, 0, 2),
+    ]
+
+
+def stage_phases(shape: ModelShape) -> dict[str, list[Phase]]:
+    """Phases of every stage of one model. Cross-encoder: everything is online."""
+    if shape.kind == "cross-encoder":
+        online = cross_encoder_phases(shape)
+        return {
+            "offline": item_table_phases(shape),
+            "nearline": [],
+            "nearline_full": [],
+            "online": online,
+            "end_to_end": online,
+        }
+    incremental = encoder_phases(shape.s, 1, shape)  # the open segment only
+    full = encoder_phases(shape.s, shape.k, shape)  # all K segments, batched
+    online = online_phases(shape)
+    return {
+        "offline": item_table_phases(shape),
+        "nearline": incremental,
+        "nearline_full": full,
+        "online": online,
+        "end_to_end": incremental + online,
+    }
+
+
+def phase_seconds(phase: Phase, hardware: Hardware, backend: str = "torch") -> float:
+    compute = phase.flops / hardware.flops
+    memory = phase.bytes / hardware.bandwidth
+    return max(compute, memory) + phase.ops * hardware.overhead(backend)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    shape: ModelShape
+    hardware: str
+    backend: str
+    seconds: dict[str, float]  # per stage, incl. end_to_end
+    flops: dict[str, float]
+    bytes: dict[str, float]
+    bound: dict[str, str]  # "compute" | "memory" | "overhead": what dominates each stage
+
+    @property
+    def qps(self) -> float:
+        """Requests per second one worker sustains, end to end (nearline update + online request)."""
+        t = self.seconds["end_to_end"]
+        return 1.0 / t if t > 0 else math.inf
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.shape.kind,
+            "hardware": self.hardware,
+            "backend": self.backend,
+            "parameters": self.shape.parameters(),
+            **{f"{stage}_s": t for stage, t in self.seconds.items()},
+            "qps": self.qps,
+            "flops": dict(self.flops),
+            "bytes": dict(self.bytes),
+            "bound": dict(self.bound),
+        }
+
+
+def predict(shape: ModelShape, hardware: Hardware, backend: str = "torch") -> Prediction:
+    """Per-stage seconds, end to end and QPS of ``shape`` on ``hardware``."""
+    seconds, flops, nbytes, bound = {}, {}, {}, {}
+    for stage, phases in stage_phases(shape).items():
+        seconds[stage] = sum(phase_seconds(p, hardware, backend) for p in phases)
+        flops[stage] = float(sum(p.flops for p in phases))
+        nbytes[stage] = float(sum(p.bytes for p in phases))
+        terms = {
+            "compute": flops[stage] / hardware.flops,
+            "memory": nbytes[stage] / hardware.bandwidth,
+            "overhead": sum(p.ops for p in phases) * hardware.overhead(backend),
+        }
+        bound[stage] = max(terms, key=terms.__getitem__) if phases else "none"
+    return Prediction(shape, hardware.name, backend, seconds, flops, nbytes, bound)
+
+
+def floor_phase(kind: str, rows: int, dim: int, candidates: int, dtype_bytes: int = 4) -> Phase:
+    """The floors of the bench: a bare ``(rows, d) @ (d, N)`` matmul, or streaming the (N, d) table."""
+    table = candidates * dim * dtype_bytes
+    if kind == "matmul":
+        return Phase("floor.matmul", 2 * rows * dim * candidates, table + rows * candidates * 4, 1)
+    if kind == "bandwidth":
+        return Phase("floor.bandwidth", 0, table, 0)
+    raise ValueError(f"unknown floor {kind!r}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Fitting and calibration
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One timed micro-benchmark: its FLOPs, bytes, operator calls, backend and measured seconds."""
+
+    flops: float
+    bytes: float
+    ops: int
+    seconds: float
+    backend: str = "torch"
+    label: str = ""
+
+
+def fit(samples: Sequence[Sample], name: str = "fitted", source: str = "fitted") -> Hardware:
+    """Least-squares fit of (flops, bandwidth, overhead per backend) to ``samples`` on log-time.
+
+    Initial values come from the samples that isolate each constant (the largest arithmetic intensity
+    for flops, the smallest for bandwidth, the cheapest call for overhead); a few Gauss–Newton steps
+    (``scipy.optimize.least_squares``) then refine all of them together.
+    """
+    import numpy as np
+    from scipy.optimize import least_squares
+
+    if len(samples) < 3:
+        raise MsliError("Fitting the cost model needs at least 3 timed samples; run more micro-benchmarks.")
+    backends = sorted({s.backend for s in samples})
+    F = np.array([s.flops for s in samples], dtype=np.float64)
+    B = np.array([s.bytes for s in samples], dtype=np.float64)
+    ops = np.array([s.ops for s in samples], dtype=np.float64)
+    T = np.array([s.seconds for s in samples], dtype=np.float64)
+    which = np.array([backends.index(s.backend) for s in samples])
+    if np.any(T <= 0):
+        raise MsliError("Every timed sample must take a positive time; re-run the micro-benchmarks.")
+    flops0 = np.max(F / T) if np.any(F > 0) else 1e11
+    bw0 = np.max(B / T) if np.any(B > 0) else 1e10
+    over0 = [float(np.min((T / np.maximum(ops, 1))[which == i])) for i in range(len(backends))]
+    x0 = np.log([flops0, bw0, *over0])
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        flops, bw = np.exp(x[0]), np.exp(x[1])
+        over = np.exp(x[2:])[which]
+        pred = np.maximum(F / flops, B / bw) + ops * over
+        return np.log(pred) - np.log(T)
+
+    result = least_squares(residuals, x0, method="trf", x_scale=1.0, max_nfev=2000)
+    x = result.x
+    return Hardware(
+        name=name,
+        flops=float(np.exp(x[0])),
+        bandwidth=float(np.exp(x[1])),
+        overhead_s={b: float(np.exp(x[2 + i])) for i, b in enumerate(backends)},
+        source=source,
+        details={"fit_rms_log_error": float(np.sqrt(np.mean(result.fun**2))), "samples": len(samples)},
+    )
+
+
+def _time_call(fn: Callable[[], Any], min_calls: int = 5, budget_s: float = 0.3) -> float:
+    """Median seconds of ``fn()`` after a warm-up, ``min_calls`` at least or until the budget is spent."""
+    import numpy as np
+
+    fn()
+    times: list[int] = []
+    start = time.perf_counter()
+    while len(times) < min_calls or time.perf_counter() - start < budget_s:
+        t0 = time.perf_counter_ns()
+        fn()
+        times.append(time.perf_counter_ns() - t0)
+        if len(times) >= 10_000:
+            break
+    return float(np.median(times)) / 1e9
+
+
+def micro_benchmarks(threads: int | None = None, budget_s: float = 0.3) -> list[Sample]:
+    """Matmuls of several sizes (torch), streaming copies, tiny operator calls (torch, ORT, numpy)."""
+    import numpy as np
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    samples: list[Sample] = []
+    with torch.inference_mode():
+        # matmuls: square ones near peak, and skinny (rows, d) @ (d, N) ones like the online scorer
+        for m, k, n in (
+            (256, 256, 256),
+            (512, 512, 512),
+            (1024, 1024, 1024),
+            (16, 64, 100_000),
+            (64, 64, 20_000),
+        ):
+            a, b = torch.randn(m, k), torch.randn(k, n)
+            seconds = _time_call(lambda a=a, b=b: a @ b, budget_s=budget_s)
+            samples.append(
+                Sample(2 * m * k * n, 4 * (m * k + k * n + m * n), 1, seconds, "torch", f"mm{m}x{k}x{n}")
+            )
+        # streaming: read + write of 8 and 64 MiB (beyond the last-level cache of small machines)
+        for mib in (8, 64):
+            src = torch.empty(mib * 2**18)
+            dst = torch.empty_like(src)
+            seconds = _time_call(lambda src=src, dst=dst: dst.copy_(src), budget_s=budget_s)
+            samples.append(Sample(0, 2 * src.numel() * 4, 1, seconds, "torch", f"copy{mib}MiB"))
+        # overhead: one tiny element-wise op
+        tiny = torch.ones(8)
+        samples.append(Sample(8, 64, 1, _time_call(lambda: tiny + tiny, budget_s=budget_s), "torch", "tiny"))
+    x = np.ones(8, dtype=np.float32)
+    samples.append(Sample(8, 64, 1, _time_call(lambda: x + x, budget_s=budget_s), "numpy", "tiny"))
+    a, b = np.random.rand(16, 64).astype(np.float32), np.random.rand(64, 20_000).astype(np.float32)
+    seconds = _time_call(lambda: a @ b, budget_s=budget_s)
+    samples.append(
+        Sample(2 * 16 * 64 * 20_000, 4 * (16 * 64 + 64 * 20_000 + 16 * 20_000), 1, seconds, "numpy", "mm")
+    )
+    with contextlib.suppress(ImportError):  # onnxruntime missing: the torch overhead stands in for it
+        samples.append(_ort_tiny_sample(threads, budget_s))
+    return samples
+
+
+def _ort_tiny_sample(threads: int | None, budget_s: float) -> Sample:
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [8])
+    graph = helper.make_graph([helper.make_node("Add", ["x", "x"], ["y"])], "tiny", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or 1
+    session = ort.InferenceSession(model.SerializeToString(), options)
+    feed = {"x": np.ones(8, dtype=np.float32)}
+    return Sample(
+        8, 64, 1, _time_call(lambda: session.run(None, feed), budget_s=budget_s), "onnxruntime", "tiny"
+    )
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (or the platform's description elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def calibrate(threads: int | None = None, budget_s: float = 0.3, save: bool = True) -> Hardware:
+    """Measure this machine's constants (:func:`micro_benchmarks`), fit them, optionally store them."""
+    import torch
+
+    samples = micro_benchmarks(threads, budget_s)
+    used_threads = threads or torch.get_num_threads()
+    hardware = fit(
+        samples, name="this machine", source=f"measured on {cpu_model()} with {used_threads} threads"
+    )
+    hardware = replace(
+        hardware,
+        details={
+            **hardware.details,
+            "cpu": cpu_model(),
+            "threads": used_threads,
+            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "samples_detail": [asdict(s) for s in samples],
+        },
+    )
+    if save:
+        save_hardware(hardware)
+    return hardware
+
+
+# ---------------------------------------------------------------------------------------------------
+# Error against measured bench rows
+
+
+def shape_from_row(row: dict[str, Any]) -> ModelShape:
+    """The :class:`ModelShape` a bench row measured (``dim``, ``layers``, ``heads`` default to 64, 2, 2)."""
+    kind = row["model"] if row["model"] in MODEL_KINDS else "msli"
+    return ModelShape(
+        kind=kind,
+        history=int(row.get("history") or 1),
+        segments=int(row.get("segments") or 1),
+        segment_len=int(row["segment_len"]) if row.get("segment_len") else None,
+        dim=int(row.get("dim") or 64),
+        layers=int(row.get("layers") or 2),
+        heads=int(row.get("heads") or 2),
+        candidates=int(row.get("candidates") or 1),
+        ffn_mult=int(row.get("ffn_mult") or 4),
+        catalog=int(row["catalog"]) if row.get("catalog") else None,
+    )
+
+
+def predict_row(row: dict[str, Any], hardware: Hardware) -> float | None:
+    """Predicted seconds of one bench row, or None when the row is not a measured timing."""
+    backend = row.get("backend", "torch")
+    stage = row["stage"]
+    if stage == "floor":
+        if row.get("variant") != "matmul":
+            return None  # the bandwidth floor is computed from the measured bandwidth, not timed
+        rows = int(row.get("rows") or row.get("segments") or 1)
+        phase = floor_phase("matmul", rows, int(row.get("dim") or 64), int(row["candidates"]))
+        return phase_seconds(phase, hardware, backend)
+    shape = shape_from_row(row)
+    key = "nearline_full" if stage == "nearline" and row.get("variant") == "full" else stage
+    phases = stage_phases(shape).get(key)
+    if not phases:
+        return None
+    return sum(phase_seconds(p, hardware, backend) for p in phases)
+
+
+def error_report(rows: Iterable[dict[str, Any]], hardware: Hardware) -> dict[str, Any]:
+    """Predicted/measured p50 for every timed row: median ratio, worst ratio (farthest from 1), points."""
+    import numpy as np
+
+    points = []
+    for row in rows:
+        measured = row.get("p50_ms")
+        if measured is None or not math.isfinite(measured) or measured <= 0:
+            continue
+        predicted = predict_row(row, hardware)
+        if predicted is None:
+            continue
+        points.append(
+            {
+                "model": row["model"],
+                "stage": row["stage"],
+                "variant": row.get("variant", ""),
+                "backend": row.get("backend", ""),
+                "segments": row.get("segments"),
+                "candidates": row.get("candidates"),
+                "history": row.get("history"),
+                "measured_ms": float(measured),
+                "predicted_ms": predicted * 1e3,
+                "ratio": predicted * 1e3 / float(measured),
+            }
+        )
+    if not points:
+        return {"points": [], "median_ratio": math.nan, "worst_ratio": math.nan, "within_2x": math.nan}
+    ratios = np.array([p["ratio"] for p in points])
+    worst = ratios[np.argmax(np.abs(np.log(ratios)))]
+    return {
+        "hardware": hardware.name,
+        "points": points,
+        "median_ratio": float(np.median(ratios)),
+        "worst_ratio": float(worst),
+        "within_2x": float(np.mean((ratios <= 2) & (ratios >= 0.5))),
+    }
