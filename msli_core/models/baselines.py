@@ -1,0 +1,129 @@
+"""Two simple baselines that stand beside every figure (DESIGN §2): popularity and sequential item-kNN.
+
+Both have the neural models' interface — ``score_histories(histories, timestamps) -> (B, N+1)`` — and
+keep their fitted state in buffers, so they save and load as ``config.json`` + ``model.safetensors``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class PopularityConfig:
+    n_items: int = 1000  # N, catalog size
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Popularity(nn.Module):
+    """Score = log(1 + number of training interactions with the item), the same for every user."""
+
+    kind = "popularity"
+
+    def __init__(self, config: PopularityConfig):
+        super().__init__()
+        self.config = config
+        self.register_buffer("counts", torch.zeros(config.n_items + 1))  # (N+1,)
+
+    def fit(self, sequences: list[np.ndarray]) -> Popularity:
+        all_items = np.concatenate(sequences) if sequences else np.zeros(0, np.int64)
+        counts = np.bincount(all_items, minlength=self.config.n_items + 1)[: self.config.n_items + 1]
+        counts[0] = 0
+        self.counts.copy_(torch.as_tensor(counts, dtype=torch.float32))
+        return self
+
+    def score_histories(
+        self, histories: list[np.ndarray], timestamps: list[np.ndarray] | None = None
+    ) -> Tensor:
+        del timestamps
+        return torch.log1p(self.counts).expand(len(histories), -1).clone()  # (B, N+1)
+
+
+@dataclass
+class ItemKNNConfig:
+    n_items: int = 1000  # N, catalog size
+    neighbors: int = 100  # similar items kept per item (memory N·neighbors, not N²)
+    window: int = 3  # two events at most this far apart in a sequence co-occur (sequential kNN)
+    history_items: int = 5  # the user's last few items that vote
+    decay: float = 0.7  # vote weight of the j-th most recent item: decay**j (recency, Ludewig & Jannach)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class ItemKNN(nn.Module):
+    """Sequential item-kNN: cosine similarity of co-occurrence within a window, recency-weighted votes.
+
+    ``sim(i, j) = C_ij / sqrt(n_i n_j)`` with ``C_ij`` the number of times i and j occur within
+    ``window`` events of each other in a training sequence (both orders) and ``n_i`` item i's count.
+    ``score(c) = Σ_j decay^j sim(h_{L-1-j}, c)`` over the last ``history_items`` items, plus
+    ``1e-6 · log(1 + count(c))`` so that items no neighbour votes for fall back to popularity order.
+    """
+
+    kind = "item-knn"
+
+    def __init__(self, config: ItemKNNConfig):
+        super().__init__()
+        self.config = config
+        n, k = config.n_items + 1, config.neighbors
+        self.register_buffer("neighbor_ids", torch.zeros(n, k, dtype=torch.long))  # (N+1, k)
+        self.register_buffer("neighbor_sims", torch.zeros(n, k))  # (N+1, k)
+        self.register_buffer("counts", torch.zeros(n))  # (N+1,) training counts, for tie-breaking
+
+    def fit(self, sequences: list[np.ndarray]) -> ItemKNN:
+        n, k = self.config.n_items + 1, self.config.neighbors
+        rows, cols = [], []
+        for seq in sequences:
+            for offset in range(1, self.config.window + 1):
+                if len(seq) > offset:
+                    rows += [seq[:-offset], seq[offset:]]
+                    cols += [seq[offset:], seq[:-offset]]
+        if rows:
+            r, c = np.concatenate(rows), np.concatenate(cols)
+            keep = r != c
+            co = sp.coo_matrix((np.ones(keep.sum(), np.float32), (r[keep], c[keep])), shape=(n, n)).tocsr()
+        else:
+            co = sp.csr_matrix((n, n), dtype=np.float32)
+        co.sum_duplicates()
+        counts = (
+            np.bincount(np.concatenate(sequences), minlength=n)[:n].astype(np.float64)
+            if sequences
+            else np.zeros(n)
+        )
+        norm = np.sqrt(np.maximum(counts, 1.0))
+        ids = np.zeros((n, k), dtype=np.int64)
+        sims = np.zeros((n, k), dtype=np.float32)
+        for i in range(1, n):
+            lo, hi = co.indptr[i], co.indptr[i + 1]
+            if lo == hi:
+                continue
+            js, vals = co.indices[lo:hi], co.data[lo:hi] / (norm[i] * norm[co.indices[lo:hi]])
+            top = np.argsort(-vals, kind="stable")[:k]
+            ids[i, : len(top)], sims[i, : len(top)] = js[top], vals[top]
+        self.neighbor_ids.copy_(torch.as_tensor(ids))
+        self.neighbor_sims.copy_(torch.as_tensor(sims))
+        self.counts.copy_(torch.as_tensor(counts, dtype=torch.float32))
+        return self
+
+    def score_histories(
+        self, histories: list[np.ndarray], timestamps: list[np.ndarray] | None = None
+    ) -> Tensor:
+        del timestamps
+        m, n = self.config.history_items, self.config.n_items + 1
+        last = np.zeros((len(histories), m), dtype=np.int64)  # (B, m), most recent first, 0-padded
+        for b, h in enumerate(histories):
+            tail = h[-m:][::-1]
+            last[b, : len(tail)] = tail
+        last_t = torch.as_tensor(last, device=self.neighbor_ids.device)
+        votes = self.config.decay ** torch.arange(m, dtype=torch.float32, device=last_t.device)  # (m,)
+        ids = self.neighbor_ids[last_t]  # (B, m, k)
+        sims = self.neighbor_sims[last_t] * votes.view(1, m, 1) * (last_t > 0).unsqueeze(-1)  # (B, m, k)
+        scores = (1e-6 * torch.log1p(self.counts)).expand(len(histories), n).clone()  # (B, N+1) tie-break
+        return scores.scatter_add_(1, ids.reshape(len(histories), -1), sims.reshape(len(histories), -1))
