@@ -460,3 +460,394 @@ def latency_budget(predictions: Mapping[str, Mapping[str, Any]]) -> go.Figure:
         height=300,
         legend=dict(orientation="h", traceorder="reversed"),
     )
+
+
+def _filter(frame: pd.DataFrame, **equal: Any) -> pd.DataFrame:
+    keep = np.ones(len(frame), dtype=bool)
+    for column, value in equal.items():
+        if value is None:
+            continue
+        if column not in frame.columns:
+            return frame.iloc[0:0]
+        keep &= (frame[column] == value).to_numpy()
+    return frame[keep]
+
+
+def _variant(frame: pd.DataFrame) -> pd.Series:
+    return (
+        frame["variant"].fillna("").astype(str) if "variant" in frame.columns else pd.Series("", frame.index)
+    )
+
+
+def latency_vs_segments(
+    rows: Iterable[Mapping[str, Any]] | pd.DataFrame, candidates: int, history: int, backend: str = "torch"
+) -> go.Figure:
+    """Online p50 (line) and p95 (band) of MS-LI against K at one (N, L, backend), with the cross-encoder and
+    the floors of the same shapes, on a log axis. ``rows`` are ``msli bench`` rows (DESIGN §6)."""
+    frame = _require_rows(rows, "latency rows", ["model", "stage", "segments", "candidates", "p50_ms"])
+    shape = _filter(frame, candidates=candidates, history=history)
+    fig = go.Figure()
+    msli = _filter(shape, model="msli", stage="online", backend=backend).sort_values("segments")
+    if msli.empty:
+        raise MsliError(
+            f"The sweep has no MS-LI online rows at N = {candidates}, L = {history}, backend {backend}; "
+            "include them in the sweep."
+        )
+    msli = msli.groupby("segments", as_index=False)[["p50_ms", "p95_ms"]].median()
+    ks = msli["segments"].to_numpy()
+    fig.add_trace(
+        go.Scatter(
+            x=np.concatenate([ks, ks[::-1]]),
+            y=np.concatenate([msli["p95_ms"].to_numpy(), msli["p50_ms"].to_numpy()[::-1]]),
+            fill="toself",
+            fillcolor="rgba(76,120,168,0.18)",
+            line=dict(width=0),
+            name="MS-LI p50–p95",
+            hoverinfo="skip",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=ks,
+            y=msli["p50_ms"],
+            mode="lines+markers",
+            name="MS-LI online p50",
+            line=dict(color=MODEL_COLORS["msli"], width=2.5),
+            hovertemplate="K=%{x}: p50 %{y:.4g} ms<extra>MS-LI</extra>",
+        )
+    )
+    x_span = [float(ks.min()), float(ks.max())] if len(ks) > 1 else [float(ks[0]) * 0.8, float(ks[0]) * 1.25]
+
+    tower = _filter(shape, model="two-tower", stage="online", backend=backend)
+    if not tower.empty:
+        fig.add_trace(
+            go.Scatter(
+                x=[1],
+                y=[float(tower["p50_ms"].median())],
+                mode="markers",
+                marker=dict(symbol="diamond", size=12, color=MODEL_COLORS["two-tower"]),
+                name="two-tower online p50",
+            )
+        )
+    cross = _filter(shape, model="cross-encoder", backend=backend)
+    cross = cross[cross["stage"].isin(["online", "end_to_end"])]
+    if not cross.empty:
+        p50 = float(cross["p50_ms"].median())
+        capped = (
+            bool(cross["capped"].fillna(False).astype(bool).any()) if "capped" in cross.columns else False
+        )
+        label = "cross-encoder p50" + (" (capped by the time budget)" if capped else "")
+        fig.add_trace(
+            go.Scatter(
+                x=x_span,
+                y=[p50, p50],
+                mode="lines+text",
+                line=dict(color=MODEL_COLORS["cross-encoder"], width=2.5, dash="dash"),
+                name=label,
+                text=["", f"{_ms_text(p50)}  "],
+                textposition="bottom left",
+                hovertemplate="cross-encoder: %{y:.4g} ms<extra></extra>",
+            )
+        )
+    floors = shape[shape["stage"] == "floor"]
+    if not floors.empty:
+        variants = _variant(floors)
+        matmul = floors[variants == "matmul"]
+        if not matmul.empty:
+            per_k = matmul.groupby("segments", as_index=False)["p50_ms"].median().sort_values("segments")
+            fig.add_trace(
+                go.Scatter(
+                    x=per_k["segments"],
+                    y=per_k["p50_ms"],
+                    mode="lines+markers",
+                    line=dict(color=MODEL_COLORS["floor"], dash="dot"),
+                    marker=dict(symbol="x"),
+                    name="floor: bare numpy matmul",
+                    hovertemplate="K=%{x}: %{y:.4g} ms<extra>matmul floor</extra>",
+                )
+            )
+        bandwidth = floors[variants == "bandwidth"]
+        if not bandwidth.empty:
+            value = float(bandwidth["p50_ms"].median())
+            fig.add_trace(
+                go.Scatter(
+                    x=x_span,
+                    y=[value, value],
+                    mode="lines",
+                    line=dict(color="#bbbbbb", dash="dot"),
+                    name="floor: item table bytes / bandwidth",
+                    hovertemplate="%{y:.4g} ms<extra>bandwidth floor</extra>",
+                )
+            )
+    return _layout(
+        fig,
+        f"Online latency against segment count (N = {candidates:,} candidates, L = {history}, {backend})",
+        xaxis_type="log",
+        xaxis=dict(tickvals=list(ks), ticktext=[str(int(k)) for k in ks]),
+        yaxis_type="log",
+        xaxis_title="segments K (log scale)",
+        yaxis_title="p50 latency, ms (log scale)",
+        height=440,
+    )
+
+
+def stage_cost_bars(
+    rows: Iterable[Mapping[str, Any]] | pd.DataFrame, candidates: int, history: int, backend: str = "torch"
+) -> go.Figure:
+    """Stacked p50 of offline, nearline (incremental) and online per K, for MS-LI at one (N, L, backend)."""
+    frame = _require_rows(rows, "latency rows", ["model", "stage", "segments", "candidates", "p50_ms"])
+    msli = _filter(frame, model="msli", candidates=candidates, history=history, backend=backend)
+    msli = msli[_variant(msli).isin(["", "incremental"])]
+    if msli.empty:
+        raise MsliError(f"The sweep has no MS-LI rows at N = {candidates}, L = {history}, backend {backend}.")
+    table = msli.pivot_table(
+        index="segments", columns="stage", values="p50_ms", aggfunc="median"
+    ).sort_index()
+    fig = go.Figure()
+    for stage in ("offline", "nearline", "online"):
+        if stage not in table.columns:
+            continue
+        values = table[stage].to_numpy()
+        fig.add_trace(
+            go.Bar(
+                x=[f"K={int(k)}" for k in table.index],
+                y=values,
+                name=STAGE_LABELS[stage],
+                marker_color=STAGE_COLORS[stage],
+                text=[_ms_text(v) for v in values],
+                textposition="inside",
+                hovertemplate="%{x}: %{y:.4g} ms<extra>" + stage + "</extra>",
+            )
+        )
+    return _layout(
+        fig,
+        f"Stage costs of MS-LI (p50, N = {candidates:,}, L = {history}, {backend})",
+        barmode="stack",
+        yaxis_title="milliseconds",
+        height=400,
+    )
+
+
+def backend_comparison(rows: Iterable[Mapping[str, Any]] | pd.DataFrame, stage: str = "online") -> go.Figure:
+    """p50 of the same MS-LI stage under each backend, one group per (K, N, L)."""
+    frame = _require_rows(
+        rows, "latency rows", ["model", "stage", "segments", "candidates", "backend", "p50_ms"]
+    )
+    part = _filter(frame, model="msli", stage=stage)
+    part = part[_variant(part).isin(["", "incremental"])]
+    if part["backend"].nunique() < 2:
+        raise MsliError("The sweep measured one backend only; include torch and onnxruntime to compare them.")
+    history = part["history"] if "history" in part.columns else pd.Series(0, part.index)
+    part = part.assign(
+        shape=[
+            f"K={int(k)} N={int(n):,}" + (f" L={int(h)}" if h else "")
+            for k, n, h in zip(part["segments"], part["candidates"], history, strict=True)
+        ]
+    )
+    fig = go.Figure()
+    colors = {"torch": "#EE4C2C", "onnxruntime": "#4C78A8"}
+    for backend, group in part.groupby("backend", sort=True):
+        group = group.groupby("shape", sort=False, as_index=False)["p50_ms"].median()
+        fig.add_trace(
+            go.Bar(
+                x=group["shape"],
+                y=group["p50_ms"],
+                name=str(backend),
+                marker_color=colors.get(str(backend)),
+                hovertemplate="%{x}: %{y:.4g} ms<extra>" + str(backend) + "</extra>",
+            )
+        )
+    return _layout(
+        fig,
+        f"torch vs ONNX Runtime, MS-LI {stage} (p50)",
+        barmode="group",
+        yaxis_type="log",
+        yaxis_title="p50 ms (log scale)",
+        xaxis_title="shape",
+        height=400,
+    )
+
+
+def nearline_update_comparison(rows: Iterable[Mapping[str, Any]] | pd.DataFrame) -> go.Figure:
+    """Incremental (open segment only) vs full re-encode of the nearline stage, per (K, L), with the ratio."""
+    frame = _require_rows(rows, "latency rows", ["model", "stage", "segments", "history", "p50_ms"])
+    near = _filter(frame, model="msli", stage="nearline")
+    near = near.assign(variant=_variant(near).replace("", "incremental"))
+    if set(near["variant"]) < {"incremental", "full"}:
+        raise MsliError(
+            "The sweep has no full nearline re-encode rows to compare the incremental update with."
+        )
+    table = near.pivot_table(
+        index=["segments", "history"], columns="variant", values="p50_ms", aggfunc="median"
+    )
+    table = table.dropna(subset=["incremental", "full"]).sort_index()
+    labels = [f"K={int(k)} L={int(h)}" for k, h in table.index]
+    fig = go.Figure()
+    for variant, color in (("full", "#E45756"), ("incremental", "#54A24B")):
+        fig.add_trace(
+            go.Bar(
+                x=labels,
+                y=table[variant].to_numpy(),
+                name="full re-encode" if variant == "full" else "incremental (open segment only)",
+                marker_color=color,
+                hovertemplate="%{x}: %{y:.4g} ms<extra>" + variant + "</extra>",
+            )
+        )
+    ratio = (table["full"] / table["incremental"]).to_numpy()
+    fig.add_trace(
+        go.Scatter(
+            x=labels,
+            y=table["full"].to_numpy() * 1.15,
+            mode="text",
+            text=[f"{r:.1f}× cheaper" for r in ratio],
+            textposition="top center",
+            showlegend=False,
+            hoverinfo="skip",
+        )
+    )
+    return _layout(
+        fig,
+        "Nearline update after one new event: incremental vs full re-encode (p50)",
+        barmode="group",
+        yaxis_type="log",
+        yaxis_title="p50 ms (log scale)",
+        height=400,
+    )
+
+
+# ------------------------------------------------------------------------------------------- training
+
+
+def training_curves(
+    histories: Mapping[str, Sequence[Mapping[str, Any]]], metric: str = "NDCG@10"
+) -> go.Figure:
+    """Loss (left) and validation ``metric`` (right) per epoch for each trained model.
+
+    ``histories`` maps a model name to its per-epoch rows, each with ``epoch`` and any of ``loss`` and
+    ``metric`` (rows without a value are skipped, so a baseline without a loss just has no left curve).
+    """
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("training loss", f"validation {metric}"))
+    for i, (name, rows) in enumerate(histories.items()):
+        frame = pd.DataFrame(list(rows))
+        if frame.empty or "epoch" not in frame.columns:
+            continue
+        color = SEGMENT_COLORS[i % len(SEGMENT_COLORS)]
+        for col, key in ((1, "loss"), (2, metric)):
+            if key not in frame.columns:
+                continue
+            part = frame[["epoch", key]].dropna()
+            if part.empty:
+                continue
+            fig.add_trace(
+                go.Scatter(
+                    x=part["epoch"],
+                    y=part[key],
+                    mode="lines+markers",
+                    name=name,
+                    legendgroup=name,
+                    showlegend=col == 1 or "loss" not in frame.columns,
+                    line=dict(color=color),
+                    hovertemplate="epoch %{x}: %{y:.4g}<extra>" + name + "</extra>",
+                ),
+                row=1,
+                col=col,
+            )
+    fig.update_xaxes(title_text="epoch", dtick=1)
+    if not fig.data:
+        raise MsliError("No training history to plot yet; train a model first.")
+    return _layout(fig, "Training curves", height=360)
+
+
+def quality_vs_segments(
+    rows: Iterable[Mapping[str, Any]] | pd.DataFrame, metric: str = "NDCG@10"
+) -> go.Figure:
+    """Test ``metric`` against K for the late-interaction models (one line per aggregation), baselines
+    (models without segments) as dashed horizontal lines.
+
+    ``rows``: one per trained model with ``name``, ``kind``, ``segments`` (None for baselines),
+    ``aggregation`` and ``metric``.
+    """
+    frame = _require_rows(rows, "trained models", ["name", "kind", metric])
+    has_k = (
+        frame["kind"].isin(["msli", "two-tower"])
+        & frame.get("segments", pd.Series(None, frame.index)).notna()
+    )
+    fig = go.Figure()
+    segmented = frame[has_k].copy()
+    if not segmented.empty:
+        segmented["aggregation"] = segmented.get("aggregation", "attention").fillna("attention")
+        segmented.loc[segmented["kind"] == "two-tower", "aggregation"] = "attention"
+        for i, (agg, group) in enumerate(segmented.groupby("aggregation", sort=True)):
+            # Two-tower (K = 1) is the K = 1 point of every aggregation's curve: they coincide at one vector.
+            tower = segmented[segmented["kind"] == "two-tower"]
+            group = pd.concat([group, tower]).drop_duplicates("name").sort_values("segments")
+            best = group.groupby("segments", as_index=False)[metric].max()
+            fig.add_trace(
+                go.Scatter(
+                    x=best["segments"],
+                    y=best[metric],
+                    mode="lines+markers",
+                    name=f"MS-LI, {agg}",
+                    line=dict(color=SEGMENT_COLORS[i % len(SEGMENT_COLORS)], width=2.5),
+                    marker=dict(size=9),
+                    hovertemplate="K=%{x}: " + metric + " %{y:.4f}<extra>" + str(agg) + "</extra>",
+                )
+            )
+    ks = segmented["segments"].astype(float) if not segmented.empty else pd.Series([1.0, 2.0])
+    span = [float(ks.min()), float(max(ks.max(), ks.min() * 2))]
+    for name, value, kind in frame[~has_k][["name", metric, "kind"]].itertuples(index=False):
+        fig.add_trace(
+            go.Scatter(
+                x=span,
+                y=[value, value],
+                mode="lines",
+                line=dict(dash="dash", color=MODEL_COLORS.get(kind, "#888")),
+                name=f"{name} (no segments)",
+                hovertemplate=metric + " %{y:.4f}<extra>" + str(name) + "</extra>",
+            )
+        )
+    ticks = sorted({int(k) for k in ks})
+    return _layout(
+        fig,
+        f"Quality against segment count (test {metric}, full ranking)",
+        xaxis_type="log",
+        xaxis=dict(tickvals=ticks, ticktext=[str(k) for k in ticks]),
+        xaxis_title="segments K (log scale)",
+        yaxis_title=f"test {metric}",
+        height=400,
+    )
+
+
+def quality_vs_latency(
+    points: Iterable[Mapping[str, Any]] | pd.DataFrame, metric: str = "NDCG@10"
+) -> go.Figure:
+    """Every trained model as one point: test ``metric`` against measured online p50 (log x).
+
+    ``points``: ``name``, ``kind``, ``metric``, ``p50_ms`` (the online p50 measured for its shape).
+    """
+    frame = _require_rows(points, "models with a measured latency", ["name", "kind", metric, "p50_ms"])
+    frame = frame[frame["p50_ms"].notna() & (frame["p50_ms"] > 0)]
+    if frame.empty:
+        raise MsliError("No trained model has a measured latency yet; run a sweep on the Latency page.")
+    fig = go.Figure()
+    for kind, group in frame.groupby("kind", sort=False):
+        fig.add_trace(
+            go.Scatter(
+                x=group["p50_ms"],
+                y=group[metric],
+                mode="markers+text",
+                text=group["name"],
+                textposition="top center",
+                marker=dict(size=13, color=MODEL_COLORS.get(str(kind), "#444")),
+                name=str(kind),
+                hovertemplate="%{text}<br>online p50 %{x:.4g} ms<br>" + metric + " %{y:.4f}<extra></extra>",
+            )
+        )
+    return _layout(
+        fig,
+        f"Quality against latency (test {metric} vs measured online p50)",
+        xaxis_type="log",
+        xaxis_title="online p50 latency, ms (log scale; left is faster)",
+        yaxis_title=f"test {metric} (up is better)",
+        height=420,
+    )

@@ -97,3 +97,109 @@ def test_write_html_embeds_every_figure_and_its_caption(tiny_data, tmp_path):
 def test_rows_without_the_needed_columns_are_refused_with_a_sentence():
     with pytest.raises(MsliError, match="missing columns: p50_ms"):
         viz._require_rows([{"segments": 1}], "latency rows", ["segments", "p50_ms"])
+
+
+def _bench_rows():
+    rows = []
+    for k in (1, 4, 16):
+        for backend, scale in (("torch", 1.0), ("onnxruntime", 0.5)):
+            rows.append(dict(model="msli", stage="online", backend=backend, segments=k, candidates=1000,
+                             history=50, p50_ms=0.1 * k * scale, p95_ms=0.15 * k * scale))  # fmt: skip
+        rows.append(dict(model="msli", stage="offline", backend="torch", segments=k, candidates=1000,
+                         history=50, p50_ms=2.0, p95_ms=2.5))  # fmt: skip
+        rows.append(dict(model="msli", stage="nearline", variant="incremental", backend="torch", segments=k,
+                         candidates=1000, history=50, p50_ms=0.5, p95_ms=0.6))  # fmt: skip
+        rows.append(dict(model="msli", stage="nearline", variant="full", backend="torch", segments=k,
+                         candidates=1000, history=50, p50_ms=0.5 * k, p95_ms=0.6 * k))  # fmt: skip
+        rows.append(dict(model="floor", stage="floor", variant="matmul", backend="numpy", segments=k,
+                         candidates=1000, history=50, p50_ms=0.01 * k, p95_ms=0.012 * k))  # fmt: skip
+    rows.append(dict(model="cross-encoder", stage="online", backend="torch", segments=1, candidates=1000,
+                     history=50, p50_ms=300.0, p95_ms=320.0, capped=True))  # fmt: skip
+    return rows
+
+
+def test_latency_vs_segments_draws_p50_band_cross_encoder_and_floor():
+    fig = viz.latency_vs_segments(_bench_rows(), candidates=1000, history=50)
+    names = [t.name for t in fig.data]
+    assert "MS-LI online p50" in names
+    line = fig.data[names.index("MS-LI online p50")]
+    assert list(line.x) == [1, 4, 16] and list(line.y) == pytest.approx([0.1, 0.4, 1.6])
+    band = fig.data[names.index("MS-LI p50–p95")]
+    assert list(band.y) == pytest.approx([0.15, 0.6, 2.4, 1.6, 0.4, 0.1])  # p95 out, p50 back
+    assert any("cross-encoder" in n and "capped" in n for n in names)
+    assert "floor: bare numpy matmul" in names
+    assert fig.layout.yaxis.type == "log"
+
+
+def test_latency_vs_segments_refuses_a_shape_that_was_not_measured():
+    with pytest.raises(MsliError, match="N = 5"):
+        viz.latency_vs_segments(_bench_rows(), candidates=5, history=50)
+
+
+def test_stage_costs_stack_offline_nearline_online_per_k():
+    fig = viz.stage_cost_bars(_bench_rows(), candidates=1000, history=50)
+    assert fig.layout.barmode == "stack"
+    by_name = {t.name.split(" ")[0]: list(t.y) for t in fig.data}
+    assert by_name["offline"] == [2.0, 2.0, 2.0]
+    assert by_name["nearline"] == [0.5, 0.5, 0.5]  # the incremental variant, not the full one
+    assert by_name["online"] == pytest.approx([0.1, 0.4, 1.6])
+
+
+def test_backend_comparison_and_nearline_ratio():
+    fig = viz.backend_comparison(_bench_rows())
+    assert sorted(t.name for t in fig.data) == ["onnxruntime", "torch"]
+    near = viz.nearline_update_comparison(_bench_rows())
+    assert list(near.data[2].text) == ["1.0× cheaper", "4.0× cheaper", "16.0× cheaper"]
+
+
+def test_backend_comparison_needs_two_backends():
+    rows = [r for r in _bench_rows() if r["backend"] != "onnxruntime"]
+    with pytest.raises(MsliError, match="one backend"):
+        viz.backend_comparison(rows)
+
+
+def test_training_curves_and_quality_charts():
+    histories = {
+        "MS-LI K=4": [{"epoch": 1, "loss": 5.0, "NDCG@10": 0.05}, {"epoch": 2, "loss": 4.0, "NDCG@10": 0.08}],
+        "popularity": [{"epoch": 1, "NDCG@10": 0.02}],
+    }
+    fig = viz.training_curves(histories)
+    assert viz.figure_point_count(fig) == 5
+    models = [
+        {"name": "two-tower", "kind": "two-tower", "segments": 1, "aggregation": None, "NDCG@10": 0.05},
+        {"name": "MS-LI K=4", "kind": "msli", "segments": 4, "aggregation": "attention", "NDCG@10": 0.08},
+        {"name": "MS-LI K=8", "kind": "msli", "segments": 8, "aggregation": "attention", "NDCG@10": 0.09},
+        {"name": "popularity", "kind": "popularity", "segments": None, "aggregation": None, "NDCG@10": 0.02},
+    ]
+    fig = viz.quality_vs_segments(models)
+    curve = fig.data[0]
+    assert list(curve.x) == [1, 4, 8] and list(curve.y) == pytest.approx([0.05, 0.08, 0.09])
+    assert fig.data[1].name == "popularity (no segments)" and list(fig.data[1].y) == [0.02, 0.02]
+    points = [dict(m, p50_ms=p) for m, p in zip(models, (0.05, 0.2, 0.4, None), strict=True)]
+    fig = viz.quality_vs_latency(points)
+    assert fig.layout.xaxis.type == "log"
+    assert viz.figure_point_count(fig) == 3  # the model without a latency is left out
+
+
+def test_whatif_figures_from_the_cost_model():
+    from msli_core.serving import costmodel
+
+    hw = costmodel.FALLBACK
+    predictions = {
+        viz.MODEL_LABELS[k]: costmodel.predict(
+            costmodel.ModelShape(kind=k, history=200, segments=8), hw
+        ).as_dict()
+        for k in ("msli", "two-tower", "cross-encoder")
+    }
+    fig = viz.whatif_stage_bars(predictions)
+    assert len(fig.data) == 3 and fig.layout.yaxis.type == "log"
+    cross = fig.data[2]
+    assert cross.y[1] is None and cross.text[1] == "none"  # the cross-encoder has no nearline stage
+    budget = viz.latency_budget(predictions)
+    assert viz.figure_point_count(budget) > 0
+    rows = [r for r in _bench_rows() if r["model"] == "msli"]
+    report = costmodel.error_report(rows, hw)
+    fig = viz.whatif_measured_vs_predicted(report)
+    assert f"{report['median_ratio']:.2f}" in fig.layout.title.text
+    measured = [p for t in fig.data if t.mode == "markers" for p in t.x]
+    assert len(measured) == len(report["points"])
