@@ -1,0 +1,447 @@
+"""Staged inference for MS-LI (DESIGN §2): offline item table, nearline segment cache, online scoring.
+
+The three stages are separate calls on one :class:`InferenceEngine`:
+
+- ``offline()``  encodes the item table once, ``E`` (N+1, d), and keeps it transposed, ``Eᵀ`` (d, N+1),
+  so the online product ``(2K, d) @ (d, N)`` streams a contiguous table;
+- ``observe(user, item, timestamp)`` is the nearline update: only the open segment changes. The segment
+  encoder is causal inside a segment, so appending an event to the open segment needs only the new
+  position: each block's keys/values of the earlier positions are cached (a KV cache, as in
+  autoregressive decoding) and the attention pooling is kept as running logits. When the open segment
+  closes, its vector joins the closed ones and a fresh open segment starts. ``full_reencode(user)``
+  re-encodes all K segments with :meth:`MSLIModel.encode_segments` (for comparison; same vectors);
+- ``recommend(user, candidates, top_k)`` is the online stage: one pass over the candidate table for all
+  K segments (the fast path below), top-k, then the exact per-segment contributions of the top-k items
+  from :func:`late_interaction` (so ``score == Σ_k contribution_k`` holds for what is returned).
+
+A user with no history gets the most popular candidates (``fallback == "popularity"``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from msli_core.errors import MsliError
+from msli_core.models.late_interaction import late_interaction
+
+
+@dataclass
+class _OpenSegment:
+    """The KV cache of the open segment: per block keys/values of its positions, pooling state."""
+
+    start: int  # event index (in the user's history) of the segment's first event
+    length: int  # events in it so far (t)
+    keys: list[Tensor]  # per block (heads, S, head_dim); rows [:length] filled
+    values: list[Tensor]  # per block (heads, S, head_dim)
+    hidden: Tensor  # (S, d) ln_f outputs h_j of positions [:length]
+    pool_logits: Tensor  # (S,) <p, h_j>
+
+
+@dataclass
+class UserState:
+    """One user's nearline cache."""
+
+    history: list[int] = field(default_factory=list)  # item ids, chronological
+    timestamps: list[int] = field(default_factory=list)
+    vectors: Tensor | None = None  # (K, d) segment vectors u_k, slot K-1 = open segment
+    queries: Tensor | None = None  # (K, d) q_k = W u_k, precomputed for the online stage
+    mask: Tensor | None = None  # (K,) bool, True = non-empty slot
+    bounds: list[tuple[int, int]] = field(default_factory=list)  # per slot [start, end) ((0, 0) = empty)
+    pooling: list[Tensor | None] = field(default_factory=list)  # per slot pooling weights over its events
+    open: _OpenSegment | None = None
+    seen_set: set[int] = field(default_factory=set)  # item ids seen, for exclude_seen
+    seen: Tensor | None = None  # (n_seen,) int64 tensor of seen_set, built lazily
+
+
+@dataclass
+class Recommendation:
+    """Top-k of one request. ``contributions[i, k]`` is segment k's share of ``scores[i]``."""
+
+    user: object
+    items: np.ndarray  # (k,) int64 internal item ids, best first
+    scores: np.ndarray  # (k,) float32
+    contributions: np.ndarray  # (k, K) float32; rows sum to scores (zeros for the popularity fallback)
+    segment_bounds: list[tuple[int, int]]  # per slot [start, end) event indices ((0, 0) = empty slot)
+    segment_mask: np.ndarray  # (K,) bool
+    fallback: str | None = None  # "popularity" when the user had no history
+
+
+class InferenceEngine:
+    """Offline / nearline / online serving of an :class:`~msli_core.models.msli.MSLIModel` (torch eager).
+
+    ``popularity`` (N+1,) is the cold-start ranking (e.g. training counts per item); zeros if omitted.
+    ``nearline="kv"`` (default) updates the open segment one position at a time from its KV cache;
+    ``nearline="segment"`` re-encodes the whole open segment on each event (no KV cache). Both give the
+    vectors of :meth:`full_reencode`.
+    """
+
+    def __init__(self, model, popularity: np.ndarray | None = None, *, nearline: str = "kv"):
+        if getattr(model, "kind", None) != "msli":
+            raise MsliError(
+                f"The inference engine serves MS-LI / two-tower models, not "
+                f"{getattr(model, 'kind', model)!r}; score a cross-encoder with its own score()."
+            )
+        if nearline not in ("kv", "segment"):
+            raise ValueError(f"nearline must be 'kv' or 'segment', not {nearline!r}")
+        self.model = model.eval()
+        self.config = model.config
+        self.K = self.config.segments
+        self.S = self.config.S
+        self.nearline_mode = nearline
+        n = self.config.n_items + 1
+        pop = (
+            np.zeros(n, dtype=np.float64) if popularity is None else np.asarray(popularity, dtype=np.float64)
+        )
+        if pop.shape != (n,):
+            raise ValueError(f"popularity must have shape ({n},), not {pop.shape}")
+        pop = pop.copy()
+        pop[0] = -np.inf  # padding is never recommended
+        self.popularity = torch.as_tensor(pop, dtype=torch.float32)  # (N+1,)
+        self.users: dict[object, UserState] = {}
+        self.table: Tensor | None = None  # (N+1, d)
+        self.table_t: Tensor | None = None  # (d, N+1) contiguous
+        self._candidate_cache: dict[int, tuple[Tensor, Tensor]] = {}  # n -> (ids (n,), table (d, n))
+        self._weight_cache = None
+
+    # ---- offline ------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def offline(self) -> Tensor:
+        """Encode the item table once: (N+1, d), row 0 = padding. Call again when the catalog changes."""
+        self.table = self.model.item_table().contiguous()  # (N+1, d)
+        self.table_t = self.table.T.contiguous()  # (d, N+1)
+        self._candidate_cache.clear()
+        self._weight_cache = None
+        return self.table
+
+    def _require_table(self) -> Tensor:
+        if self.table is None:
+            self.offline()
+        return self.table
+
+    # ---- nearline -----------------------------------------------------------------------------
+    def load_history(self, user, items, timestamps=None) -> UserState:
+        """Replace ``user``'s history and encode all its segments (a full re-encode)."""
+        items = [int(i) for i in np.asarray(items, dtype=np.int64).ravel()]
+        if any(i < 1 or i > self.config.n_items for i in items):
+            raise MsliError(f"History of user {user!r} has item ids outside 1..{self.config.n_items}.")
+        ts = (
+            list(range(len(items)))
+            if timestamps is None
+            else [int(t) for t in np.asarray(timestamps).ravel()]
+        )
+        if len(ts) != len(items):
+            raise MsliError(
+                f"User {user!r}: {len(items)} items but {len(ts)} timestamps; pass one per event."
+            )
+        state = UserState(history=items, timestamps=ts)
+        self.users[user] = state
+        self.full_reencode(user)
+        return state
+
+    @torch.inference_mode()
+    def full_reencode(self, user) -> Tensor:
+        """Re-encode all K segments of ``user`` with the training model's encoder; (K, d) vectors."""
+        table = self._require_table()
+        state = self.users.setdefault(user, UserState())
+        segments = self._segments(state)
+        items = torch.as_tensor(segments.items).unsqueeze(0)  # (1, K, S)
+        vectors, weights = self.model.encode_segments(items, table)  # (1, K, d), (1, K, S)
+        self._set_vectors(state, vectors[0], torch.as_tensor(segments.mask), segments)
+        state.pooling = [
+            weights[0, k, : segments.end[k] - segments.start[k]].clone() if segments.mask[k] else None
+            for k in range(self.K)
+        ]
+        state.open = None  # rebuilt lazily on the next observe()
+        state.seen_set = set(state.history)
+        state.seen = None
+        return state.vectors
+
+    @torch.inference_mode()
+    def observe(self, user, item: int, timestamp: int | None = None) -> Tensor:
+        """Nearline update: append one event; only the open segment is re-encoded. Returns (K, d)."""
+        item = int(item)
+        if item < 1 or item > self.config.n_items:
+            raise MsliError(f"Item id {item} is outside 1..{self.config.n_items}; pass an internal item id.")
+        self._require_table()
+        state = self.users.setdefault(user, UserState())
+        ts = timestamp if timestamp is not None else (state.timestamps[-1] + 1 if state.timestamps else 0)
+        state.history.append(item)
+        state.timestamps.append(int(ts))
+        bounds = self._slot_bounds(state)  # K × [start, end), slot K-1 = the open segment
+        open_start, open_end = bounds[-1]
+        if state.vectors is None:
+            state.vectors = torch.zeros(self.K, self.config.dim)
+            state.mask = torch.zeros(self.K, dtype=torch.bool)
+            state.pooling = [None] * self.K
+        new_segment = not state.bounds or state.bounds[-1][0] != open_start
+        if new_segment:  # the previous open segment closed: shift the closed slots left by one
+            if state.bounds and bool(state.mask[-1]):
+                state.vectors = torch.cat([state.vectors[1:], torch.zeros(1, self.config.dim)])
+                state.mask = torch.cat([state.mask[1:], torch.zeros(1, dtype=torch.bool)])
+                state.pooling = [*state.pooling[1:], None]
+            state.open = None
+        if self.nearline_mode == "kv":
+            vector, weights = self._kv_step(state, item, open_start, open_end)
+        else:  # re-encode the whole open segment, (1, 1, S)
+            seg_items = torch.zeros(1, 1, self.S, dtype=torch.long)
+            seg_items[0, 0, : open_end - open_start] = torch.as_tensor(state.history[open_start:open_end])
+            vectors, w = self.model.encode_segments(seg_items, self.table)  # (1, 1, d), (1, 1, S)
+            vector, weights = vectors[0, 0], w[0, 0, : open_end - open_start].clone()
+        state.vectors[-1] = vector
+        state.mask[-1] = True
+        state.pooling[-1] = weights
+        state.bounds = bounds
+        state.queries = self._queries(state.vectors)
+        if item not in state.seen_set:
+            state.seen_set.add(item)
+            state.seen = None  # rebuilt on the next recommend()
+        return state.vectors
+
+    def _slot_bounds(self, state: UserState) -> list[tuple[int, int]]:
+        """[start, end) of the K slots (``(0, 0)`` = empty), as :meth:`MSLIModel.segment` cuts them."""
+        n = len(state.history)
+        if self.config.segmenter != "fixed":
+            seg = self._segments(state)
+            return [(int(a), int(b)) for a, b in zip(seg.start, seg.end, strict=True)]
+        S = self.S
+        last = ((n - 1) // S) * S  # start of the open segment: fixed segments anchored at event 0
+        starts = [last - (self.K - 1 - k) * S for k in range(self.K)]
+        return [(a, min(a + S, n)) if a >= 0 else (0, 0) for a in starts]
+
+    def _segments(self, state: UserState):
+        return self.model.segment(
+            np.asarray(state.history, dtype=np.int64), np.asarray(state.timestamps, dtype=np.int64)
+        )
+
+    def _set_vectors(self, state: UserState, vectors: Tensor, mask: Tensor, segments) -> None:
+        state.vectors = vectors.clone()  # (K, d)
+        state.mask = mask.clone()  # (K,)
+        state.bounds = [(int(s), int(e)) for s, e in zip(segments.start, segments.end, strict=True)]
+        state.queries = self._queries(state.vectors)
+
+    def _queries(self, vectors: Tensor) -> Tensor | None:
+        if self.config.aggregation in ("attention", "mlp"):
+            return self.model.attention_queries(vectors)  # (K, d)
+        return None
+
+    def _kv_step(self, state: UserState, item: int, start: int, end: int) -> tuple[Tensor, Tensor]:
+        """One new position of the open segment through the encoder, from the cached keys/values.
+
+        Same math as ``SegmentEncoder.forward`` restricted to the newest position t (causal attention
+        over positions 0..t of the segment, then causal attention pooling over 0..t), at O(t·d + d²)
+        per block instead of O(S²d + S d²) for the whole segment.
+        """
+        if state.open is None or state.open.start != start or state.open.length != end - start - 1:
+            state.open = self._rebuild_open(state, start, end - start - 1)
+        op = state.open
+        t = op.length
+        d = self.config.dim
+        positions, blocks, final = self._weights
+        x = self.table[item] + positions[t]  # (d,)
+        for b, (nh, ln1, qkv, proj, ln2, fc, fc2) in enumerate(blocks):
+            hs = d // nh
+            a = F.layer_norm(x, (d,), *ln1)
+            q, k, v = F.linear(a, *qkv).split(d)  # (d,) each
+            op.keys[b][:, t] = k.view(nh, hs)
+            op.values[b][:, t] = v.view(nh, hs)
+            y = F.scaled_dot_product_attention(
+                q.view(1, nh, 1, hs), op.keys[b][None, :, : t + 1], op.values[b][None, :, : t + 1]
+            )  # (1, nh, 1, hs): the newest position attends to 0..t
+            x = x + F.linear(y.reshape(d), *proj)
+            x = x + F.linear(F.gelu(F.linear(F.layer_norm(x, (d,), *ln2), *fc)), *fc2)
+        ln_f, pool, out = final
+        h = F.layer_norm(x, (d,), *ln_f)  # (d,)
+        op.hidden[t] = h
+        op.pool_logits[t] = pool @ h
+        op.length = t + 1
+        weights = torch.softmax(op.pool_logits[: t + 1], dim=0)  # (t+1,)
+        vector = F.linear(weights @ op.hidden[: t + 1], *out)  # (d,)
+        return vector, weights
+
+    @property
+    def _weights(self):
+        """The segment encoder's tensors, looked up once (module attribute access costs ~1 µs each)."""
+        if self._weight_cache is None:
+            enc = self.model.encoder
+
+            def norm(ln):
+                return (ln.weight, ln.bias, ln.eps)
+
+            blocks = [
+                (
+                    blk.attn.heads,
+                    norm(blk.ln_1),
+                    (blk.attn.qkv.weight, blk.attn.qkv.bias),
+                    (blk.attn.proj.weight, blk.attn.proj.bias),
+                    norm(blk.ln_2),
+                    (blk.mlp.fc.weight, blk.mlp.fc.bias),
+                    (blk.mlp.proj.weight, blk.mlp.proj.bias),
+                )
+                for blk in enc.blocks
+            ]
+            final = (norm(enc.ln_f), enc.pool.weight[0], (enc.out.weight, enc.out.bias))
+            self._weight_cache = (enc.positions.weight, blocks, final)
+        return self._weight_cache
+
+    def _rebuild_open(self, state: UserState, start: int, length: int) -> _OpenSegment:
+        """A fresh KV cache for the open segment, replaying its first ``length`` events."""
+        enc = self.model.encoder
+        d, S = self.config.dim, self.S
+        nh = enc.blocks[0].attn.heads if len(enc.blocks) else 1
+        hs = d // nh
+        op = _OpenSegment(
+            start=start,
+            length=0,
+            keys=[torch.zeros(nh, S, hs) for _ in enc.blocks],
+            values=[torch.zeros(nh, S, hs) for _ in enc.blocks],
+            hidden=torch.zeros(S, d),
+            pool_logits=torch.zeros(S),
+        )
+        state.open = op
+        for j in range(length):
+            self._kv_step(state, state.history[start + j], start, start + j + 1)
+        return op
+
+    # ---- online -------------------------------------------------------------------------------
+    def candidate_table(self, candidates: int | np.ndarray | None) -> tuple[Tensor, Tensor]:
+        """Candidate ids (n,) and their transposed vectors (d, n), contiguous.
+
+        ``None``: the whole catalog (items 1..N); an int n: the n most popular items (a stand-in for a
+        retrieval stage; cached per n); an array: those item ids.
+        """
+        table_t = self.table_t if self.table_t is not None else (self.offline(), self.table_t)[1]
+        if candidates is None:
+            return torch.arange(table_t.shape[1]), table_t  # column 0 (padding) is masked later
+        if isinstance(candidates, (int, np.integer)):
+            n = int(candidates)
+            if n < 1 or n > self.config.n_items:
+                raise MsliError(
+                    f"Candidate count {n} must be in 1..{self.config.n_items} (the catalog size)."
+                )
+            if n not in self._candidate_cache:
+                order = torch.argsort(self.popularity, descending=True, stable=True)[:n]  # (n,)
+                self._candidate_cache[n] = (order, table_t[:, order].contiguous())
+            return self._candidate_cache[n]
+        ids = torch.as_tensor(np.asarray(candidates, dtype=np.int64).ravel())
+        if ids.numel() == 0 or int(ids.min()) < 1 or int(ids.max()) > self.config.n_items:
+            raise MsliError(f"Candidate ids must be non-empty and within 1..{self.config.n_items}.")
+        return ids, table_t[:, ids].contiguous()
+
+    @torch.inference_mode()
+    def score_candidates(self, user, cand_t: Tensor) -> Tensor:
+        """Fast online path: scores (n,) of ``user`` for candidate vectors ``cand_t`` (d, n).
+
+        The same math as :func:`late_interaction` (parity-tested): empty slots are dropped rather than
+        masked (an exact equivalent), ``[u; q]`` is stacked so the table is read once, and the softmax
+        over the narrow K axis is done in place on (K, n) rows whose long axis is contiguous.
+        """
+        state = self.users[user]
+        valid = state.mask  # (K,)
+        u = state.vectors[valid]  # (K', d)
+        agg = self.config.aggregation
+        if agg == "attention" and u.shape[0] == 1:
+            return (u @ cand_t)[0]  # one segment: softmax weight 1, score = s_0
+        if agg == "attention":
+            k = u.shape[0]
+            stacked = torch.cat([u, state.queries[valid]])  # (2K', d)
+            products = stacked @ cand_t  # (2K', n): one pass over the table
+            scores, logits = products[:k], products[k:]  # (K', n) each
+            if self.model.age_bias is not None:
+                logits.add_(self.model.age_bias[valid].unsqueeze(1))
+            logits.sub_(logits.amax(0)).exp_()  # unnormalised a_k, (K', n)
+            z = logits.sum(0)  # (n,)
+            return logits.mul_(scores).sum(0).div_(z)
+        if agg == "max":
+            return (u @ cand_t).amax(0)
+        if agg == "sum":
+            user_vector = self.model.segment_weights[valid] @ u  # (d,): Σ_k w_k u_k, a two-tower vector
+            return user_vector @ cand_t
+        # mlp: no fast path; the reference function over the candidate vectors
+        scores, _ = self.model.score(state.vectors[None], state.mask[None], cand_t.T)
+        return scores[0]
+
+    @torch.inference_mode()
+    def recommend(
+        self,
+        user,
+        candidates: int | np.ndarray | None = None,
+        top_k: int = 10,
+        exclude_seen: bool = True,
+    ) -> Recommendation:
+        """Online stage: top-k of ``candidates`` (:meth:`candidate_table`) with per-segment contributions."""
+        if top_k < 1:
+            raise MsliError(f"top_k must be at least 1, not {top_k}.")
+        ids, cand_t = self.candidate_table(candidates)
+        state = self.users.get(user)
+        if state is None or state.mask is None or not bool(state.mask.any()):
+            return self._popular(user, ids, top_k)
+        scores = self.score_candidates(user, cand_t)  # (n,), a fresh tensor
+        whole_catalog = candidates is None
+        if whole_catalog:
+            scores[0] = -math.inf  # padding
+        if exclude_seen and state.seen_set:
+            if state.seen is None:
+                state.seen = torch.as_tensor(sorted(state.seen_set), dtype=torch.long)
+            if whole_catalog:  # ids == arange: index directly
+                scores[state.seen] = -math.inf
+            else:
+                scores[torch.isin(ids, state.seen)] = -math.inf
+        k = min(top_k, int(torch.isfinite(scores).sum()))
+        if k == 0:
+            return self._popular(user, ids[:0], top_k)
+        best = torch.topk(scores, k).indices  # (k,)
+        top_ids = ids[best]
+        exact, contributions = late_interaction(  # (1, k), (1, K, k): exact shares of the winners
+            state.vectors[None],
+            state.mask[None],
+            self.table[top_ids],
+            aggregation=self.config.aggregation,
+            attention_queries=None if state.queries is None else state.queries[None],
+            age_bias=self.model.age_bias,
+            mlp=self.model.mlp,
+            segment_weights=self.model.segment_weights,
+        )
+        return Recommendation(
+            user=user,
+            items=top_ids.numpy().astype(np.int64),
+            scores=exact[0].numpy().astype(np.float32),
+            contributions=contributions[0].T.numpy().astype(np.float32),
+            segment_bounds=list(state.bounds),
+            segment_mask=state.mask.numpy().copy(),
+        )
+
+    def _popular(self, user, ids: Tensor, top_k: int) -> Recommendation:
+        pop = self.popularity[ids].clone()
+        k = min(top_k, int(torch.isfinite(pop).sum()))
+        best = torch.topk(pop, k).indices if k else torch.zeros(0, dtype=torch.long)
+        return Recommendation(
+            user=user,
+            items=ids[best].numpy().astype(np.int64),
+            scores=pop[best].numpy().astype(np.float32),
+            contributions=np.zeros((k, self.K), dtype=np.float32),
+            segment_bounds=[(0, 0)] * self.K,
+            segment_mask=np.zeros(self.K, dtype=bool),
+            fallback="popularity",
+        )
+
+
+def popularity_from(data) -> np.ndarray:
+    """(N+1,) interaction counts per item id of an :class:`InteractionData` (index 0 = padding = 0)."""
+    counts = np.bincount(data.interactions["item"].to_numpy(np.int64), minlength=data.n_items + 1)
+    return counts.astype(np.float64)
+
+
+def engine_for(model, data=None, users=None) -> InferenceEngine:
+    """An engine over ``model`` with popularity (and, for ``users``, histories) taken from ``data``."""
+    engine = InferenceEngine(model, popularity_from(data) if data is not None else None)
+    engine.offline()
+    if data is not None:
+        for u in users or ():
+            engine.load_history(u, data.sequences[u], data.timestamps[u])
+    return engine

@@ -1,0 +1,139 @@
+"""The serving engine reproduces the training model: same scores, incremental == full re-encode."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from msli_core.errors import MsliError
+from msli_core.models.late_interaction import late_interaction
+from msli_core.models.msli import MSLIConfig, MSLIModel
+from msli_core.serving.engine import InferenceEngine
+
+N_ITEMS = 300
+
+
+def make_model(aggregation: str = "attention", segments: int = 4, segment_len: int = 5, **kw) -> MSLIModel:
+    torch.manual_seed(0)
+    config = MSLIConfig(
+        n_items=N_ITEMS, n_genres=5, dim=16, segments=segments, segment_len=segment_len, layers=2, heads=2,
+        aggregation=aggregation, **kw,
+    )  # fmt: skip
+    model = MSLIModel(config).eval()
+    with torch.no_grad():  # non-trivial pooling, query and age-bias weights (init leaves some at 0)
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return model
+
+
+def reference_scores(model: MSLIModel, history: np.ndarray, timestamps: np.ndarray | None = None):
+    """Scores (N+1,) and segment vectors (K, d) of the training model over the whole history."""
+    with torch.no_grad():
+        scores, contributions, batch, _ = model.score_histories_explained(
+            [history], None if timestamps is None else [timestamps]
+        )
+        table = model.item_table()
+        vectors, _ = model.encode_segments(torch.as_tensor(batch.items), table)
+    return scores[0], contributions[0], vectors[0], torch.as_tensor(batch.mask[0])
+
+
+@pytest.mark.parametrize("aggregation", ["attention", "max", "sum", "mlp"])
+def test_engine_scores_equal_model_scores(aggregation):
+    model = make_model(aggregation)
+    rng = np.random.default_rng(1)
+    history = rng.integers(1, N_ITEMS + 1, size=17)
+    engine = InferenceEngine(model)
+    engine.offline()
+    engine.load_history("u", history)
+    ref, _, ref_vectors, _mask = reference_scores(model, history)
+    torch.testing.assert_close(engine.users["u"].vectors, ref_vectors, atol=1e-5, rtol=1e-5)
+    _ids, cand_t = engine.candidate_table(None)
+    fast = engine.score_candidates("u", cand_t)  # (N+1,) fast path, column 0 = padding
+    torch.testing.assert_close(fast[1:], ref[1:], atol=1e-5, rtol=1e-5)
+    rec = engine.recommend("u", None, top_k=20, exclude_seen=False)
+    expected = torch.topk(ref[1:], 20).indices + 1
+    assert set(rec.items.tolist()) == set(expected.tolist())
+    np.testing.assert_allclose(rec.scores, ref[rec.items].numpy(), atol=1e-5)
+    np.testing.assert_allclose(rec.contributions.sum(1), rec.scores, atol=1e-5)  # exact decomposition
+    assert rec.contributions.shape == (20, 4) and rec.fallback is None
+
+
+def test_fast_scorer_matches_late_interaction_with_empty_slots():
+    model = make_model("attention", segments=8, segment_len=3)
+    engine = InferenceEngine(model)
+    engine.load_history("u", np.array([5, 6, 7, 8]))  # 2 of 8 slots used
+    state = engine.users["u"]
+    assert state.mask.tolist() == [False] * 6 + [True, True]
+    _, cand_t = engine.candidate_table(np.array([3]))  # N = 1
+    fast = engine.score_candidates("u", cand_t)
+    with torch.no_grad():
+        ref, _ = late_interaction(
+            state.vectors[None], state.mask[None], cand_t.T, aggregation="attention",
+        attention_queries=state.queries[None], age_bias=model.age_bias,
+    )  # fmt: skip
+    torch.testing.assert_close(fast, ref[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["kv", "segment"])
+def test_incremental_updates_equal_full_reencode(mode):
+    model = make_model("attention", segments=3, segment_len=4)
+    engine = InferenceEngine(model, nearline=mode)
+    rng = np.random.default_rng(2)
+    events = rng.integers(1, N_ITEMS + 1, size=23)  # crosses several segment boundaries, drops old ones
+    for t, item in enumerate(events):
+        engine.observe("u", int(item), 100 * t)
+        incremental = engine.users["u"].vectors.clone()
+        _, _, ref_vectors, ref_mask = reference_scores(model, events[: t + 1])
+        assert engine.users["u"].mask.tolist() == ref_mask.tolist()
+        torch.testing.assert_close(incremental[ref_mask], ref_vectors[ref_mask], atol=1e-5, rtol=1e-4)
+        full = engine.full_reencode("u")
+        torch.testing.assert_close(incremental[ref_mask], full[ref_mask], atol=1e-5, rtol=1e-4)
+    # after a full re-encode the KV cache is rebuilt from the history: still the same vectors
+    engine.observe("u", 7, 10_000)
+    _, _, ref_vectors, ref_mask = reference_scores(model, np.append(events, 7))
+    torch.testing.assert_close(
+        engine.users["u"].vectors[ref_mask], ref_vectors[ref_mask], atol=1e-5, rtol=1e-4
+    )
+    pooling = engine.users["u"].pooling[-1]
+    assert pooling is not None and float(pooling.sum()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_session_segmenter_incremental():
+    model = make_model("attention", segments=3, segment_len=4, segmenter="session", session_gap=50.0)
+    engine = InferenceEngine(model)
+    events = [3, 4, 5, 6, 7, 8, 9, 10, 11]
+    times = [0, 10, 20, 200, 210, 400, 410, 420, 430]
+    for item, ts in zip(events, times, strict=True):
+        engine.observe("u", item, ts)
+    _, _, ref_vectors, ref_mask = reference_scores(model, np.array(events), np.array(times))
+    torch.testing.assert_close(
+        engine.users["u"].vectors[ref_mask], ref_vectors[ref_mask], atol=1e-5, rtol=1e-4
+    )
+
+
+def test_cold_start_falls_back_to_popularity():
+    model = make_model()
+    popularity = np.zeros(N_ITEMS + 1)
+    popularity[[10, 20, 30]] = [5, 9, 7]
+    engine = InferenceEngine(model, popularity)
+    rec = engine.recommend("new-user", None, top_k=3)
+    assert rec.fallback == "popularity"
+    assert rec.items.tolist() == [20, 30, 10]
+    assert rec.contributions.shape == (3, 4) and not rec.contributions.any()
+    rec = engine.recommend("new-user", 2, top_k=5)  # n most popular candidates
+    assert rec.items.tolist() == [20, 30]
+
+
+def test_exclude_seen_and_candidates():
+    model = make_model()
+    engine = InferenceEngine(model)
+    engine.load_history("u", np.array([1, 2, 3]))
+    rec = engine.recommend("u", np.array([1, 2, 3, 4, 5]), top_k=5)
+    assert sorted(rec.items.tolist()) == [4, 5]
+    rec = engine.recommend("u", np.array([1, 2, 3, 4, 5]), top_k=5, exclude_seen=False)
+    assert sorted(rec.items.tolist()) == [1, 2, 3, 4, 5]
+    with pytest.raises(MsliError, match="Candidate"):
+        engine.recommend("u", np.array([0, N_ITEMS + 1]))
+    with pytest.raises(MsliError, match="outside"):
+        engine.observe("u", N_ITEMS + 5)
