@@ -31,6 +31,7 @@ import codecs
 import csv
 import io
 import re
+import warnings
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -365,7 +366,9 @@ def _read_layout(file: _File, layout: _Layout) -> pd.DataFrame:
             for k in range(n_phys)
         }
     try:
-        frame = _read_physical(file, layout, dtype=dtype, skip_blank_lines=True)
+        with warnings.catch_warnings():  # pandas warns on a float it will then refuse as an integer
+            warnings.simplefilter("ignore", RuntimeWarning)
+            frame = _read_physical(file, layout, dtype=dtype, skip_blank_lines=True)
     except UnicodeDecodeError:
         raise _undecodable(file, layout.encoding, layout.what) from None
     except pd.errors.ParserError as err:
@@ -751,7 +754,7 @@ def _seconds_from(
         else:
             _raise_first_bad_numbers(
                 file, {"timestamp": text}, skip, first, unit, integers=[], signed=[],
-                what=f"{file.display}",
+                what="an interactions table",
             )  # fmt: skip
             seconds = numeric
             units = ("seconds", "milliseconds", "microseconds", "nanoseconds")
@@ -792,7 +795,7 @@ def _load_generic(file: _File, column_map: dict[str, str] | None) -> tuple[pd.Da
     if "rating" in cols:
         rating = cols["rating"].astype(str).str.strip()
         _raise_first_bad_numbers(
-            file, {"rating": rating}, skip, first, unit, integers=[], signed=[], what=f"{file.display}"
+            file, {"rating": rating}, skip, first, unit, integers=[], signed=[], what="an interactions table"
         )
         ratings = pd.to_numeric(rating.where(~skip, "0")).to_numpy(np.float64)
     else:

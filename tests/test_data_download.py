@@ -1,0 +1,161 @@
+"""fetch_movielens against a loopback HTTP server: success, cache, checksum mismatch, 404, cut-off body."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import socket
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from _loopback import Route, serve
+
+from msli_core.data import MOVIELENS_NAMES, fetch_movielens, load_dataset
+from msli_core.data.download import MOVIELENS_CHECKSUMS
+from msli_core.errors import MsliError
+from msli_core.progress import ProgressEvent
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _zip_of(folder: Path, top: str | None = "ml-100k", extra: dict[str, bytes] | None = None) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        if top:
+            zf.writestr(f"{top}/", b"")
+        for f in sorted(folder.iterdir()):
+            zf.write(f, f"{top}/{f.name}" if top else f.name)
+        for name, data in (extra or {}).items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+ZIP_100K = _zip_of(FIXTURES / "layout-100k")
+
+
+def _sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch):
+    """Loopback requests must never go through a proxy the environment may name."""
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.delenv("MSLI_MOVIELENS_BASE_URL", raising=False)
+
+
+def _files_under(path: Path) -> list[Path]:
+    return sorted(p for p in path.rglob("*") if p.is_file()) if path.exists() else []
+
+
+def test_names_and_published_checksums_cover_every_dataset():
+    assert set(MOVIELENS_NAMES) == set(MOVIELENS_CHECKSUMS)
+    assert MOVIELENS_CHECKSUMS["ml-32m"].startswith("md5:")
+    assert all(v.startswith("sha256:") for k, v in MOVIELENS_CHECKSUMS.items() if k != "ml-32m")
+
+
+def test_fetch_verifies_unpacks_and_reports_progress(tmp_path):
+    events: list[ProgressEvent] = []
+    with serve({"/ml-100k.zip": Route(ZIP_100K)}) as server:
+        folder = fetch_movielens(
+            "ml-100k",
+            directory=tmp_path,
+            base_url=server.base_url,
+            checksums={"ml-100k": _sha256(ZIP_100K)},
+            progress=events.append,
+        )
+    assert folder == tmp_path / "ml-100k"
+    assert (folder / "u.data").read_bytes() == (FIXTURES / "layout-100k" / "u.data").read_bytes()
+    assert (tmp_path / "ml-100k.zip").read_bytes() == ZIP_100K
+    data = load_dataset(folder)
+    assert (data.format, data.n_users, data.n_items, data.n_interactions) == ("ml-100k", 4, 6, 12)
+    assert events and events[-1].total == len(ZIP_100K) and events[-1].done == len(ZIP_100K)
+    assert all(e.task == "download" for e in events)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no temporary left over"
+
+
+def test_second_fetch_uses_cache_and_reverifies_it(tmp_path):
+    checksums = {"ml-100k": _sha256(ZIP_100K)}
+    with serve({"/ml-100k.zip": Route(ZIP_100K)}) as server:
+        first = fetch_movielens("ml-100k", directory=tmp_path, base_url=server.base_url, checksums=checksums)
+        start = time.perf_counter()
+        second = fetch_movielens("ml-100k", directory=tmp_path, base_url=server.base_url, checksums=checksums)
+        assert time.perf_counter() - start < 1.0
+        assert first == second and server.hits == ["/ml-100k.zip"]
+        # A damaged cached archive fails re-verification and is downloaded again.
+        (tmp_path / "ml-100k.zip").write_bytes(b"damaged")
+        third = fetch_movielens("ml-100k", directory=tmp_path, base_url=server.base_url, checksums=checksums)
+        assert third == first and len(server.hits) == 2
+        assert (tmp_path / "ml-100k.zip").read_bytes() == ZIP_100K
+
+
+def test_base_url_from_environment(tmp_path, monkeypatch):
+    with serve({"/mirror/ml-100k.zip": Route(ZIP_100K)}) as server:
+        monkeypatch.setenv("MSLI_MOVIELENS_BASE_URL", server.base_url + "/mirror/")
+        folder = fetch_movielens("ml-100k", directory=tmp_path, checksums={"ml-100k": _sha256(ZIP_100K)})
+    assert (folder / "u.item").is_file()
+
+
+def test_checksum_mismatch_leaves_nothing(tmp_path):
+    with serve({"/ml-100k.zip": Route(ZIP_100K)}) as server, pytest.raises(MsliError) as err:
+        fetch_movielens("ml-100k", directory=tmp_path, base_url=server.base_url)  # the published hash
+    assert "checksum" in str(err.value) and "ml-100k" in str(err.value)
+    assert _files_under(tmp_path) == []
+
+
+def test_http_404_leaves_nothing(tmp_path):
+    with serve({}) as server, pytest.raises(MsliError) as err:
+        fetch_movielens("ml-1m", directory=tmp_path, base_url=server.base_url)
+    assert "404" in str(err.value) and "ml-1m" in str(err.value)
+    assert _files_under(tmp_path) == []
+
+
+def test_truncated_body_leaves_nothing(tmp_path):
+    routes = {"/ml-100k.zip": Route(ZIP_100K, truncate=True)}
+    with serve(routes) as server, pytest.raises(MsliError) as err:
+        fetch_movielens(
+            "ml-100k", directory=tmp_path, base_url=server.base_url, checksums={"ml-100k": _sha256(ZIP_100K)}
+        )
+    assert "cut off" in str(err.value)
+    assert _files_under(tmp_path) == []
+
+
+def test_unreachable_host_says_so(tmp_path):
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(MsliError) as err:
+        fetch_movielens("ml-100k", directory=tmp_path, base_url=f"http://127.0.0.1:{port}")
+    assert "Cannot reach" in str(err.value)
+    assert _files_under(tmp_path) == []
+
+
+def test_archive_with_escaping_member_is_refused_and_removed(tmp_path):
+    evil = _zip_of(FIXTURES / "layout-100k", extra={"ml-100k/../../escaped.txt": b"x"})
+    with serve({"/ml-100k.zip": Route(evil)}) as server, pytest.raises(MsliError) as err:
+        fetch_movielens(
+            "ml-100k", directory=tmp_path, base_url=server.base_url, checksums={"ml-100k": _sha256(evil)}
+        )
+    assert "outside" in str(err.value)
+    assert _files_under(tmp_path) == []
+    assert not (tmp_path.parent / "escaped.txt").exists()
+
+
+def test_archive_without_top_folder_is_unpacked_as_is(tmp_path):
+    flat = _zip_of(FIXTURES / "layout-1m", top=None)
+    with serve({"/ml-1m.zip": Route(flat)}) as server:
+        folder = fetch_movielens(
+            "ml-1m", directory=tmp_path, base_url=server.base_url, checksums={"ml-1m": _sha256(flat)}
+        )
+    assert load_dataset(folder).format == "ml-1m"
+
+
+def test_unknown_name_and_weak_checksum_table_are_refused(tmp_path):
+    with pytest.raises(MsliError, match="ml-5k"):
+        fetch_movielens("ml-5k", directory=tmp_path)
+    with pytest.raises(ValueError, match="sha256"):
+        fetch_movielens("ml-100k", directory=tmp_path, checksums={"ml-100k": ""})
