@@ -163,7 +163,11 @@ class SyntheticData:
     )  # userId, movieId, rating, timestamp; sorted by (userId, movieId) as ml-latest-small
     movies: pd.DataFrame  # movieId, title, genres (|-joined real genre names); sorted by movieId
     truth: pd.DataFrame  # userId, movieId, timestamp, phase, interest; same row order as ``ratings``
-    interests: pd.DataFrame  # interest, genres, items: the planted clusters (for READMEs and tests)
+    interests: pd.DataFrame  # interest, genres, items, popularity: the planted clusters
+    clusters: (
+        pd.DataFrame
+    )  # movieId, interest, rank: each item's cluster and its place in the cluster's order
+    phases: pd.DataFrame  # userId, phase, interest, events: each user's phases and the interest of each
     config: SynthConfig
 
 
@@ -180,8 +184,8 @@ def _cluster_sizes(rng: np.random.Generator, n_items: int, interest_pop: np.ndar
     """(C,) cluster sizes summing to n_items, each at least 2. Popular interests get more items (as
     popular genres have more films), so heavy users of a popular interest rarely run out of it."""
     n_clusters = len(interest_pop)
-    floor = max(2, n_items // (4 * n_clusters))
-    share = 0.5 * rng.dirichlet(np.full(n_clusters, 4.0)) + 0.5 * interest_pop
+    floor = max(2, n_items // (2 * n_clusters))
+    share = 0.3 * rng.dirichlet(np.full(n_clusters, 4.0)) + 0.7 * interest_pop
     return floor + rng.multinomial(n_items - floor * n_clusters, share / share.sum())
 
 
@@ -383,12 +387,18 @@ def generate(config: SynthConfig | None = None, progress: ProgressCallback | Non
 
     n_events = _activity(rng, cfg)  # (U,)
     users_col, items_col, ts_col, phase_col, interest_col = [], [], [], [], []
+    phase_rows: list[tuple[int, int, int, int]] = []  # (userId, phase, interest, events)
     for user in range(cfg.users):
         n = int(n_events[user])
         n_phases = int(rng.integers(cfg.min_phases, cfg.max_phases + 1))
+        # Heavy users get more phases (about one per cluster's worth of events), so they rarely use a
+        # cluster up; short histories get fewer, so that every phase has at least 2 events.
+        n_phases = max(n_phases, min(cfg.max_phases, math.ceil(n * cfg.interests / (1.2 * cfg.items))))
         n_phases = max(1, min(n_phases, n // 2))
         interests = rng.choice(c, size=n_phases, replace=False, p=interest_pop)  # (P,) one per phase
-        phase_of_event = np.repeat(np.arange(n_phases), _phase_lengths(rng, n, n_phases))  # (L,)
+        phase_len = _phase_lengths(rng, n, n_phases)  # (P,)
+        phase_of_event = np.repeat(np.arange(n_phases), phase_len)  # (L,)
+        phase_rows += [(user + 1, p, int(interests[p]), int(phase_len[p])) for p in range(n_phases)]
         draws = rng.random((n, 3))  # noise?, return?, which earlier phase
         walk = rng.random((n, 5))  # uniforms for _User.take
         state = _User(catalog, cfg, noise_cdf, in_cluster_cdfs)
@@ -457,11 +467,22 @@ def generate(config: SynthConfig | None = None, progress: ProgressCallback | Non
             "popularity": interest_pop,
         }
     )
+    members = catalog["cluster_items"]
+    order = np.concatenate(members)  # (N,) items, cluster-major, in cluster order
+    clusters = pd.DataFrame(
+        {
+            "movieId": catalog["movie_ids"][order],
+            "interest": np.repeat(np.arange(c), [len(m) for m in members]),
+            "rank": np.concatenate([np.arange(len(m)) for m in members]),
+        }
+    )
     return SyntheticData(
         ratings=frame[["userId", "movieId", "rating", "timestamp"]].copy(),
         movies=movies,
         truth=frame[["userId", "movieId", "timestamp", "phase", "interest"]].copy(),
         interests=interests_frame,
+        clusters=clusters.sort_values("movieId").reset_index(drop=True),
+        phases=pd.DataFrame(phase_rows, columns=["userId", "phase", "interest", "events"]),
         config=cfg,
     )
 
