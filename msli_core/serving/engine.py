@@ -82,7 +82,7 @@ class InferenceEngine:
     """
 
     def __init__(self, model, popularity: np.ndarray | None = None, *, nearline: str = "kv"):
-        if getattr(model, "kind", None) != "msli":
+        if getattr(model, "kind", None) not in ("msli", "two-tower"):
             raise MsliError(
                 f"The inference engine serves MS-LI / two-tower models, not "
                 f"{getattr(model, 'kind', model)!r}; score a cross-encoder with its own score()."

@@ -1,0 +1,279 @@
+"""ONNX export of the nearline segment encoder and the online scorer, and ONNX Runtime sessions for them.
+
+Two graphs per MS-LI model (``msli export --model DIR --out FILE.onnx``):
+
+- ``FILE.onnx`` — the **online scorer**: inputs ``segment_vectors`` (B, K, d) float32,
+  ``segment_mask`` (B, K) bool, ``item_vectors_t`` (d, N) float32 (the item table *transposed*, so the
+  one product ``[u; q] (B, 2K, d) @ (d, N)`` streams contiguous rows, as the torch engine does);
+  outputs ``scores`` (B, N) and ``contributions`` (B, K, N). B and N are dynamic; K is the model's
+  (its age bias has K entries). Same math as :func:`late_interaction` (parity-tested).
+- ``FILE.segment_encoder.onnx`` — the **segment encoder** with the offline item table baked in as a
+  constant: input ``segment_items`` (B', S) int64 (0-padded on the right), outputs ``segment_vectors``
+  (B', d) (the vector of each segment's last real event) and ``pooling_weights`` (B', S). B' (segments in
+  a batch: 1 for the open segment, K for a full re-encode) and S (≤ the model's S) are dynamic.
+
+Both files are written atomically and checked with ``onnx.checker``. Optional int8 dynamic quantization
+(``onnxruntime.quantization.quantize_dynamic``) of the segment encoder and of a *catalog scorer* (the
+scorer with the item table baked in, so its big MatMul gets int8 weights and reads 4× fewer bytes).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from msli_core.errors import MsliError
+from msli_core.outputs import atomic_write_bytes
+
+OPSET = 17
+NEG = -1e30  # masked logit: exp(NEG - max) == 0 in float32, and no inf - inf = NaN
+
+
+class OnlineScorer(nn.Module):
+    """The online stage as one graph: (B, K, d), (B, K) bool, (d, N) -> (B, N) scores, (B, K, N) shares."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.K = model.config.segments
+        self.aggregation = model.config.aggregation
+
+    def forward(self, segment_vectors: Tensor, segment_mask: Tensor, item_vectors_t: Tensor):
+        m, K = self.model, self.K
+        mask = segment_mask.unsqueeze(-1)  # (B, K, 1)
+        if self.aggregation == "attention":
+            queries = m.attention_queries(segment_vectors)  # (B, K, d)
+            products = torch.cat([segment_vectors, queries], dim=1) @ item_vectors_t  # (B, 2K, N)
+            scores, logits = products[:, :K], products[:, K:]  # (B, K, N)
+            if m.age_bias is not None:
+                logits = logits + m.age_bias.view(1, K, 1)
+            logits = torch.where(mask, logits, torch.full_like(logits[:, :1], NEG))
+            weights = torch.exp(logits - logits.amax(dim=1, keepdim=True))  # unnormalised a_k, (B, K, N)
+            weights = weights * mask.to(weights.dtype)  # an all-empty user scores 0
+            z = weights.sum(dim=1, keepdim=True).clamp_min(1e-30)  # (B, 1, N)
+            contributions = weights * scores / z  # (B, K, N)
+        elif self.aggregation == "sum":
+            w = m.segment_weights.view(1, K, 1) * mask.to(segment_vectors.dtype)  # (B, K, 1)
+            contributions = w * (segment_vectors @ item_vectors_t)  # (B, K, N)
+        elif self.aggregation == "max":
+            s = segment_vectors @ item_vectors_t  # (B, K, N)
+            masked = torch.where(mask, s, torch.full_like(s[:, :1], NEG))
+            best = masked.amax(dim=1, keepdim=True)  # (B, 1, N)
+            # the first maximal non-empty segment wins (as in late_interaction)
+            first = torch.cumsum((masked == best).to(torch.int32), dim=1) == 1
+            win = (masked == best) & first & mask
+            contributions = torch.where(win, s, torch.zeros_like(s))
+        else:  # mlp: the reference function (slower graph, same numbers)
+            _, contributions = m.score(segment_vectors, segment_mask, item_vectors_t.T)
+        return contributions.sum(dim=1), contributions
+
+
+class SegmentEncoderGraph(nn.Module):
+    """The nearline stage: (B', S) item ids -> segment vectors (B', d), pooling weights (B', S)."""
+
+    def __init__(self, model, table: Tensor):
+        super().__init__()
+        self.model = model
+        self.register_buffer("table", table.detach().clone())  # (N+1, d), baked in
+
+    def forward(self, segment_items: Tensor):
+        vectors, weights = self.model.encode_segments(segment_items.unsqueeze(1), self.table)  # (B', 1, ...)
+        return vectors[:, 0], weights[:, 0]
+
+
+class CatalogScorer(nn.Module):
+    """The online scorer with the item table baked in (for int8 weights): (B, K, d), (B, K) -> (B, N+1)."""
+
+    def __init__(self, model, table: Tensor):
+        super().__init__()
+        self.scorer = OnlineScorer(model)
+        self.register_buffer("table_t", table.detach().T.contiguous())  # (d, N+1)
+
+    def forward(self, segment_vectors: Tensor, segment_mask: Tensor):
+        scores, _ = self.scorer(segment_vectors, segment_mask, self.table_t)
+        return scores
+
+
+def _export(module: nn.Module, args: tuple, inputs: list[str], outputs: list[str], axes: dict) -> bytes:
+    buf = io.BytesIO()
+    module = module.eval()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
+        torch.onnx.export(
+            module,
+            args,
+            buf,
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            dynamo=False,  # the TorchScript exporter: simple dynamic axes, no onnxscript rewriting
+        )
+    data = buf.getvalue()
+    import onnx
+
+    onnx.checker.check_model(onnx.load_from_string(data), full_check=True)
+    return data
+
+
+def scorer_onnx(model) -> bytes:
+    """The online scorer graph (see module docstring), checked."""
+    K, d = model.config.segments, model.config.dim
+    args = (torch.randn(2, K, d), torch.ones(2, K, dtype=torch.bool), torch.randn(d, 7))
+    return _export(
+        OnlineScorer(model),
+        args,
+        ["segment_vectors", "segment_mask", "item_vectors_t"],
+        ["scores", "contributions"],
+        {
+            "segment_vectors": {0: "B"},
+            "segment_mask": {0: "B"},
+            "item_vectors_t": {1: "N"},
+            "scores": {0: "B", 1: "N"},
+            "contributions": {0: "B", 2: "N"},
+        },
+    )
+
+
+def segment_encoder_onnx(model, table: Tensor | None = None) -> bytes:
+    """The segment encoder graph with the item table baked in, checked."""
+    with torch.no_grad():
+        table = model.item_table() if table is None else table
+    S = model.config.S
+    example = torch.randint(1, model.config.n_items + 1, (3, S))
+    example[0, S // 2 :] = 0  # a partly filled segment, so the tracer sees padding
+    return _export(
+        SegmentEncoderGraph(model, table),
+        (example,),
+        ["segment_items"],
+        ["segment_vectors", "pooling_weights"],
+        {"segment_items": {0: "B", 1: "S"}, "segment_vectors": {0: "B"}, "pooling_weights": {0: "B", 1: "S"}},
+    )
+
+
+def catalog_scorer_onnx(model, table: Tensor | None = None) -> bytes:
+    with torch.no_grad():
+        table = model.item_table() if table is None else table
+    K, d = model.config.segments, model.config.dim
+    return _export(
+        CatalogScorer(model, table),
+        (torch.randn(2, K, d), torch.ones(2, K, dtype=torch.bool)),
+        ["segment_vectors", "segment_mask"],
+        ["scores"],
+        {"segment_vectors": {0: "B"}, "segment_mask": {0: "B"}, "scores": {0: "B"}},
+    )
+
+
+def quantize_int8(model_bytes: bytes) -> bytes:
+    """int8 dynamic quantization (weights int8, activations quantized per call) with onnxruntime's tool."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory(prefix="msli-quant-") as tmp:
+        src, dst = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
+        src.write_bytes(model_bytes)
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+        return dst.read_bytes()
+
+
+def encoder_path_for(scorer_path: str | os.PathLike) -> Path:
+    """``FILE.onnx`` -> ``FILE.segment_encoder.onnx`` (beside it)."""
+    p = Path(scorer_path)
+    stem = p.name[: -len(".onnx")] if p.name.endswith(".onnx") else p.name
+    return p.with_name(f"{stem}.segment_encoder.onnx")
+
+
+def export_model(model, out: str | os.PathLike, *, quantize: bool = False) -> dict[str, str]:
+    """Write the scorer to ``out`` and the segment encoder beside it; both atomically. Returns the paths.
+
+    With ``quantize``, also ``FILE.segment_encoder.int8.onnx`` and ``FILE.catalog.int8.onnx``.
+    """
+    if getattr(model, "kind", None) not in ("msli", "two-tower"):
+        raise MsliError(
+            f"`msli export` exports MS-LI and two-tower models, not {getattr(model, 'kind', '?')!r}; "
+            "pass the folder of a model trained with --model msli or two-tower."
+        )
+    out = Path(out)
+    if not out.name.endswith(".onnx"):
+        raise MsliError(f"--out {out} must name a .onnx file, e.g. model.onnx.")
+    if out.exists() and out.is_dir():
+        raise MsliError(f"--out {out} is a folder; pass a file name ending in .onnx.")
+    model = model.eval()
+    with torch.no_grad():
+        table = model.item_table()
+    scorer = scorer_onnx(model)
+    encoder = segment_encoder_onnx(model, table)
+    extra = {}
+    if quantize:
+        stem = out.name[: -len(".onnx")]
+        extra[str(out.with_name(f"{stem}.segment_encoder.int8.onnx"))] = quantize_int8(encoder)
+        extra[str(out.with_name(f"{stem}.catalog.int8.onnx"))] = quantize_int8(
+            catalog_scorer_onnx(model, table)
+        )
+    # everything is built before anything is written: a failure leaves no partial output
+    enc_path = encoder_path_for(out)
+    atomic_write_bytes(enc_path, encoder)
+    atomic_write_bytes(out, scorer)
+    for path, data in extra.items():
+        atomic_write_bytes(path, data)
+    return {"scorer": str(out), "segment_encoder": str(enc_path), **{Path(p).name: p for p in extra}}
+
+
+class OrtSession:
+    """An ONNX Runtime CPU session with a fixed intra-op thread count (recorded in bench rows)."""
+
+    def __init__(self, model: bytes | str | os.PathLike, threads: int = 1):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.threads = int(threads)
+        source = model if isinstance(model, bytes) else str(model)
+        self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def run(self, *inputs: np.ndarray, outputs: list[str] | None = None) -> list[np.ndarray]:
+        feed = dict(zip(self.input_names, inputs, strict=True))
+        return self.session.run(outputs, feed)
+
+
+class OrtScorer(OrtSession):
+    def score(self, segment_vectors: np.ndarray, segment_mask: np.ndarray, item_vectors_t: np.ndarray):
+        """(B, K, d) float32, (B, K) bool, (d, N) float32 -> scores (B, N), contributions (B, K, N)."""
+        scores, contributions = self.run(
+            np.ascontiguousarray(segment_vectors, dtype=np.float32),
+            np.ascontiguousarray(segment_mask, dtype=bool),
+            np.ascontiguousarray(item_vectors_t, dtype=np.float32),
+        )
+        return scores, contributions
+
+
+class OrtSegmentEncoder(OrtSession):
+    def encode(self, segment_items: np.ndarray):
+        """(B', S) int64 -> segment vectors (B', d), pooling weights (B', S)."""
+        vectors, weights = self.run(np.ascontiguousarray(segment_items, dtype=np.int64))
+        return vectors, weights
+
+
+def export_folder(model_dir: str | os.PathLike, out: str | os.PathLike, *, quantize: bool = False) -> dict:
+    """``msli export``: load a saved model folder and export it (bad folder → MsliError sentence)."""
+    from msli_core.models.registry import load_model
+
+    loaded = load_model(model_dir)
+    if loaded.kind not in ("msli", "two-tower"):
+        raise MsliError(
+            f"Model folder {model_dir} holds a {loaded.kind} model; `msli export` exports MS-LI and "
+            "two-tower models (their segment encoder and online scorer)."
+        )
+    paths = export_model(loaded.model, out, quantize=quantize)
+    return {"model": str(model_dir), "kind": loaded.kind, **paths}
