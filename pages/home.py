@@ -37,9 +37,19 @@ digraph msli {
 """
 st.graphviz_chart(STAGES_DOT, width="stretch")
 st.caption(
-    "Where the latency goes: the cross-encoder (early interaction) runs the large model over "
-    "[history ; candidate] for every candidate at request time, O(N·(L²d + Ld²)). MS-LI moves that work to "
-    "the nearline stage (once per new event, one segment) and leaves only two (K×d)·(d×N) products online."
+    "The three stages of MS-LI. Where the latency goes: the cross-encoder (early interaction) runs the "
+    "large model over [history ; candidate] for every candidate at request time, O(N·(L²d + Ld²)). "
+    "MS-LI moves that work to the nearline stage (once per new event, one segment) and leaves "
+    "only two (K×d)·(d×N) products online."
+)
+
+budget_shape = dict(history=200, segments=8, dim=64, layers=2, candidates=1000)
+state.chart("home_budget", state.home_latency_budget(**budget_shape))
+st.caption(
+    f"Shapes: L = {budget_shape['history']} events, K = {budget_shape['segments']} segments, "
+    f"d = {budget_shape['dim']}, {budget_shape['layers']} layers, "
+    f"N = {budget_shape['candidates']:,} candidates, float32, torch, on *{state.hardware_here().name}*. "
+    "Try other sizes on the What-if page."
 )
 
 st.subheader("Quick start")
@@ -49,19 +59,19 @@ with c1:
         "**1 · Data**  \nThe bundled synthetic sample is loaded already. Upload MovieLens or your own "
         "interactions on the Data page."
     )
-    st.page_link("pages/data.py", label="Open Data", icon="🗂️")
+    state.page_link("pages/data.py", "Open Data", "🗂️")
 with c2:
     st.markdown(
         "**2 · Train**  \nTrain MS-LI, a two-tower model and baselines in about a minute; compare "
         "NDCG@10 across segment counts."
     )
-    st.page_link("pages/train.py", label="Open Train", icon="🏋️")
+    state.page_link("pages/train.py", "Open Train", "🏋️")
 with c3:
     st.markdown(
         "**3 · Explain and measure**  \nSee which history segment drove each recommendation, then "
         "time every stage and ask what-if questions."
     )
-    st.page_link("pages/explain.py", label="Open Explain", icon="🔍")
+    state.page_link("pages/explain.py", "Open Explain", "🔍")
 
 st.subheader("This session")
 data = state.dataset()

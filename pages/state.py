@@ -8,6 +8,7 @@ Keys are prefixed ``lab_`` here; page-local widget keys are prefixed by their pa
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,13 @@ import streamlit as st
 
 from msli_core.errors import MsliError
 
-SAMPLE_DATA_DIR = Path(__file__).resolve().parent.parent / "sample_data"
+BUNDLED_SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_data"
+
+
+def sample_data_dir() -> Path:
+    """The default dataset: the bundled sample, or the folder named by ``MSLI_SAMPLE_DATA`` (a demo
+    machine's own data, or a smaller synthetic set for fast tests)."""
+    return Path(os.environ.get("MSLI_SAMPLE_DATA") or BUNDLED_SAMPLE_DIR)
 
 
 @dataclass
@@ -32,18 +39,21 @@ class TrainedModel:
 
 
 @st.cache_resource(show_spinner="Loading the bundled sample data…")
-def _bundled_sample():  # shared read-only by all sessions
+def _bundled_sample(path: str):  # shared read-only by all sessions (InteractionData is frozen)
     from msli_core.data import load_dataset
 
-    return load_dataset(SAMPLE_DATA_DIR)
+    return load_dataset(path)
 
 
 def dataset():
     """The dataset of this session; the bundled sample unless the user loaded another."""
     if "lab_dataset" not in st.session_state:
-        st.session_state["lab_dataset"] = _bundled_sample()
-        st.session_state["lab_dataset_label"] = "bundled sample (synthetic)"
+        use_bundled_sample()
     return st.session_state["lab_dataset"]
+
+
+def use_bundled_sample() -> None:
+    set_dataset(_bundled_sample(str(sample_data_dir())), "bundled sample (synthetic)")
 
 
 def dataset_label() -> str:
@@ -101,3 +111,267 @@ def render_sidebar() -> None:
         st.caption(f"**Models trained:** {len(trained)}" + (f" ({', '.join(trained)})" if trained else ""))
         if bench_rows():
             st.caption(f"**Latency rows measured:** {len(bench_rows())}")
+
+
+def for_dataset(name: str, build):
+    """``build(dataset)`` computed once per loaded dataset and kept in this session (charts, tables).
+
+    Keyed by the dataset object itself, so loading another dataset recomputes; nothing is shared between
+    sessions (an upload's statistics stay with the user who uploaded it).
+    """
+    data = dataset()
+    store = st.session_state.setdefault("lab_per_dataset", {})
+    key = (id(data), name)
+    if store.get("_owner") is not data:  # another dataset is loaded: drop what belonged to the old one
+        store.clear()
+        store["_owner"] = data
+    if key not in store:
+        store[key] = build(data)
+    return store[key]
+
+
+class LiveProgress:
+    """A ProgressCallback drawing ``st.progress`` and live line charts of the numbers events carry.
+
+    ``charts`` is a list of (x key, y key, title): every event whose ``metrics`` hold both keys adds a
+    point to that chart. Streamlit repaints the placeholders in place while the core call runs, so the
+    user sees the bar move and the curves grow without the script rerunning.
+    """
+
+    def __init__(
+        self, label: str, charts: tuple[tuple[str, str, str], ...] = (), min_interval_s: float = 0.25
+    ):
+        self.label = label
+        self.bar = st.progress(0.0, text=label)
+        self.charts = charts
+        self.points: list[list[dict]] = [[] for _ in charts]
+        columns = st.columns(len(charts)) if charts else []
+        self.slots = [col.empty() for col in columns]
+        self.min_interval_s = min_interval_s
+        self._last = 0.0
+
+    def __call__(self, event) -> None:
+        import time
+
+        for points, (x, y, _title) in zip(self.points, self.charts, strict=True):
+            if x in event.metrics and y in event.metrics:
+                points.append({x: event.metrics[x], y: event.metrics[y]})
+        now = time.monotonic()
+        final = event.total is not None and event.done >= event.total
+        if not final and now - self._last < self.min_interval_s:
+            return
+        self._last = now
+        frac = event.fraction
+        self.bar.progress(
+            frac if frac is not None else 0.0, text=f"{self.label}: {event.message}".rstrip(": ")
+        )
+        import pandas as pd
+
+        for slot, points, (x, _y, title) in zip(self.slots, self.points, self.charts, strict=True):
+            if points:
+                with slot.container():
+                    st.caption(title)
+                    st.line_chart(pd.DataFrame(points).set_index(x), height=200)
+
+    def done(self, text: str) -> None:
+        self.bar.progress(1.0, text=text)
+
+
+def chart(key: str, fig, *, caption: str | None = None, widget_key: str | None = None) -> None:
+    """Show a plotly figure with the sentence that says how to read it (msli_core.viz.HOW_TO_READ)."""
+    from msli_core.viz import HOW_TO_READ
+
+    st.plotly_chart(fig, width="stretch", key=widget_key or f"chart_{key}", config={"displaylogo": False})
+    st.caption(caption or HOW_TO_READ.get(key, ""))
+
+
+def hardware_here():
+    """This machine's cost-model constants: measured in this session, else calibrated, else the fallback."""
+    from msli_core.serving import costmodel
+
+    return st.session_state.get("whatif_measured_hw") or costmodel.load_hardware()
+
+
+def home_latency_budget(**shape):
+    """Home's "where the latency goes" figure: the cost model's per-part prediction of one request."""
+    from msli_core import viz
+    from msli_core.serving import costmodel
+
+    hardware = hardware_here()
+    predictions = {
+        viz.MODEL_LABELS[kind]: costmodel.predict(
+            costmodel.ModelShape(kind=kind, **shape), hardware
+        ).as_dict()
+        for kind in ("msli", "two-tower", "cross-encoder")
+    }
+    return viz.latency_budget(predictions)
+
+
+# ------------------------------------------------------------------------ trained models as zip files
+MAX_MODEL_ZIP_BYTES = 2 << 30  # refuse archives that unpack to more than 2 GiB (a zip bomb, not a model)
+
+
+def model_zip_bytes(trained: TrainedModel, data) -> bytes:
+    """The model folder (config.json + model.safetensors, written by the core) packed as a zip."""
+    import io
+    import re
+    import tempfile
+    import zipfile
+
+    from msli_core.models.registry import save_model
+
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", trained.name).strip("-") or "model"
+    with tempfile.TemporaryDirectory(prefix="msli-model-") as tmp:
+        folder = save_model(
+            trained.loaded.model,
+            Path(tmp) / slug,
+            data=data,
+            metrics=trained.metrics,
+            extra={**trained.loaded.training, "name": trained.name, "seconds": trained.seconds},
+        )
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for file in sorted(folder.iterdir()):
+                archive.write(file, f"{slug}/{file.name}")
+        return buffer.getvalue()
+
+
+def load_model_zip(filename: str, payload: bytes, data):
+    """Unpack an uploaded model zip safely and load it with the core (which refuses pickles, broken
+    files and models made for other data, each with a sentence)."""
+    import io
+    import tempfile
+    import zipfile
+
+    from msli_core.data.formats import check_zip_members
+    from msli_core.models.registry import CONFIG_FILE, load_model
+
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(payload))
+    except zipfile.BadZipFile as err:
+        raise MsliError(
+            f"{filename} is not a zip archive ({err}); upload a zip downloaded from the Train page "
+            "(a folder with config.json and model.safetensors)."
+        ) from err
+    with archive, tempfile.TemporaryDirectory(prefix="msli-model-upload-") as tmp:
+        check_zip_members(archive, filename)  # no absolute paths, no "..": nothing escapes tmp
+        if sum(info.file_size for info in archive.infolist()) > MAX_MODEL_ZIP_BYTES:
+            raise MsliError(f"{filename} unpacks to more than 2 GiB; that is not a model saved by this lab.")
+        configs = [n for n in archive.namelist() if Path(n).name == CONFIG_FILE]
+        if len(configs) != 1:
+            raise MsliError(
+                f"{filename} holds {len(configs)} config.json files; upload the zip of one model folder "
+                "(config.json and model.safetensors)."
+            )
+        try:
+            archive.extractall(tmp)
+        except (zipfile.BadZipFile, OSError, RuntimeError) as err:
+            raise MsliError(f"{filename} is damaged ({err}); download the model again.") from err
+        return load_model(Path(tmp) / Path(configs[0]).parent, data=data)
+
+
+# -------------------------------------------------------------------------------- trained models
+def add_trained(name: str, result, data) -> TrainedModel:
+    """Keep a ``msli_core.train.TrainResult`` in this session, tied to the dataset it was trained on."""
+    from msli_core.models.registry import LoadedModel
+
+    loaded = LoadedModel(
+        kind=result.kind,
+        config=result.model.config,
+        model=result.model,
+        metrics=result.metrics,
+        fingerprint=data.fingerprint,
+        training={
+            "settings": result.settings,
+            "epochs": result.epochs,
+            "best_epoch": result.best_epoch,
+            "parameters": result.parameters,
+        },
+        dataset={"fingerprint": data.fingerprint, "source": str(data.source), "format": data.format},
+    )
+    trained = TrainedModel(
+        name, loaded, result.metrics, result.seconds, data.fingerprint, list(result.history)
+    )
+    models()[name] = trained
+    st.session_state.pop("lab_model_zips", None)
+    return trained
+
+
+def add_loaded(filename: str, loaded, data) -> str:
+    """Keep a model loaded from a zip (the core already checked it belongs to ``data``)."""
+    base = loaded.training.get("name") or Path(filename).stem
+    name = f"{base} (loaded)"
+    seconds = float(loaded.training.get("seconds", 0.0) or 0.0)
+    models()[name] = TrainedModel(name, loaded, dict(loaded.metrics), seconds, data.fingerprint, [])
+    return name
+
+
+def model_row(m: TrainedModel) -> dict:
+    """One row of the Train page's comparison table."""
+    config = m.loaded.config
+    segments = getattr(config, "segments", None) if m.loaded.kind in ("msli", "two-tower") else None
+    parameters = m.loaded.training.get("parameters")
+    if parameters is None:
+        parameters = sum(p.numel() for p in m.loaded.model.parameters())
+    return {
+        "name": m.name,
+        "kind": m.loaded.kind,
+        "segments": segments,
+        "aggregation": getattr(config, "aggregation", None) if segments is not None else None,
+        "NDCG@10": m.metrics.get("NDCG@10"),
+        "HR@10": m.metrics.get("HR@10"),
+        "MRR": m.metrics.get("MRR"),
+        "training s": m.seconds,
+        "parameters": int(parameters),
+        "evaluation": m.metrics.get("evaluation", ""),
+    }
+
+
+def curve_rows(m: TrainedModel) -> list[dict]:
+    """Per-epoch rows for viz.training_curves: loss and validation NDCG@10."""
+    return [
+        {"epoch": r["epoch"], "loss": r.get("loss"), "NDCG@10": r.get("valid_NDCG@10")} for r in m.history
+    ]
+
+
+def quality_latency_points(trained: dict[str, TrainedModel]) -> list[dict]:
+    """Each trained model with the online p50 the last sweep measured for its shape (same kind and K,
+    the catalog-sized candidate count nearest to this dataset's, torch backend)."""
+    rows = [r for r in bench_rows() if r.get("stage") == "online" and r.get("backend", "torch") == "torch"]
+    if not rows:
+        return []
+    n_items = dataset().n_items
+    points = []
+    for m in trained.values():
+        kind = m.loaded.kind
+        k = getattr(m.loaded.config, "segments", 1) if kind in ("msli", "two-tower") else None
+        same = [
+            r
+            for r in rows
+            if (
+                r.get("model") == kind
+                or (kind == "two-tower" and r.get("model") == "msli" and r.get("segments") == 1)
+            )
+            and (k is None or r.get("segments") == k)
+        ]
+        if not same:
+            continue
+        nearest = min(abs(int(r["candidates"]) - n_items) for r in same)
+        p50s = sorted(float(r["p50_ms"]) for r in same if abs(int(r["candidates"]) - n_items) == nearest)
+        row = model_row(m)
+        points.append({**row, "p50_ms": p50s[len(p50s) // 2], "candidates": nearest})
+    return points
+
+
+def model_zip_cached(trained: TrainedModel, data) -> bytes:
+    """The zip of a trained model, built once per model and session (reruns do not re-pack it)."""
+    store = st.session_state.setdefault("lab_model_zips", {})
+    if trained.name not in store:
+        store[trained.name] = model_zip_bytes(trained, data)
+    return store[trained.name]
+
+
+def page_link(path: str, label: str, icon: str) -> None:
+    """``st.page_link`` to a page of the app. TEMPORARY: skips pages not written yet (see app.py)."""
+    if (Path(__file__).resolve().parent.parent / path).exists():
+        st.page_link(path, label=label, icon=icon)

@@ -1,0 +1,168 @@
+"""Data: choose a dataset (bundled sample, upload, local path, official MovieLens download), then see
+its statistics, validation notes and four charts."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import streamlit as st
+
+from msli_core import viz
+from msli_core.errors import MsliError
+from pages import state
+
+# Official archives and their sizes (DESIGN §3), so a user knows what a click will download.
+DOWNLOAD_SIZES = {
+    "ml-100k": "4.9 MB · 100k ratings",
+    "ml-1m": "5.9 MB · 1M ratings",
+    "ml-latest-small": "1.0 MB · 101k ratings",
+    "ml-20m": "199 MB · 20M ratings (needs several GB of memory)",
+    "ml-25m": "262 MB · 25M ratings (needs several GB of memory)",
+    "ml-32m": "about 240 MB · 32M ratings (needs several GB of memory)",
+}
+SOURCES = ("Bundled sample", "Upload files", "Local path", "Download MovieLens")
+
+st.title("Data")
+st.markdown(
+    "Every number in the lab uses one protocol: each rating is an implicit interaction, each user's events "
+    "are sorted by time, the **last** event is the test target and the second-to-last the validation "
+    "target, and ranking is over **all** items. The bundled sample is synthetic MovieLens-format data with "
+    "planted interest phases, so explanations can be checked against the truth."
+)
+
+source = st.radio("Where the data comes from", SOURCES, horizontal=True, key="data_source")
+
+with st.expander("Optional filters and column mapping"):
+    f1, f2 = st.columns(2)
+    min_rating = f1.number_input(
+        "Keep only ratings ≥", min_value=0.0, max_value=10.0, value=None, step=0.5, key="data_min_rating",
+        help="Empty: every rating counts as an interaction (the protocol's default).",
+    )  # fmt: skip
+    k_core = f2.number_input(
+        "k-core (every user and item keeps ≥ k events)", min_value=0, max_value=100, value=0, step=1,
+        key="data_k_core", help="0 or 1: no k-core filter.",
+    )  # fmt: skip
+    st.caption(
+        "Column mapping, only for a plain interactions CSV/TSV/Parquet (MovieLens layouts are detected "
+        "by themselves): the names of the columns holding each field."
+    )
+    m1, m2, m3, m4 = st.columns(4)
+    column_names = {
+        "user": m1.text_input("user column", key="data_col_user"),
+        "item": m2.text_input("item column", key="data_col_item"),
+        "timestamp": m3.text_input("timestamp column", key="data_col_timestamp"),
+        "rating": m4.text_input("rating column (optional)", key="data_col_rating"),
+    }
+column_map = {field: name.strip() for field, name in column_names.items() if name.strip()} or None
+filters = dict(min_rating=min_rating, k_core=int(k_core) if k_core and k_core > 1 else None)
+filter_note = " · ".join(
+    text
+    for text in (
+        f"ratings ≥ {min_rating:g}" if min_rating is not None else "",
+        f"{filters['k_core']}-core" if filters["k_core"] else "",
+    )
+    if text
+)
+
+
+def _load(path, label: str):
+    from msli_core.data import load_dataset
+
+    with st.spinner(f"Reading {label}…"):
+        data = load_dataset(path, column_map=column_map, **filters)
+    state.set_dataset(data, label + (f" ({filter_note})" if filter_note else ""))
+    st.toast(f"Loaded {label}: {data.n_users:,} users, {data.n_items:,} items.")
+
+
+try:
+    if source == "Bundled sample":
+        st.caption(
+            f"`{state.sample_data_dir()}`: synthetic, MovieLens latest-small layout, with ground truth."
+        )
+        if st.button("Use the bundled sample", key="data_load_sample", type="primary"):
+            if filters["min_rating"] is None and not filters["k_core"]:
+                state.use_bundled_sample()
+            else:
+                _load(state.sample_data_dir(), "bundled sample (synthetic)")
+    elif source == "Upload files":
+        uploads = st.file_uploader(
+            "An official MovieLens zip, or its files (u.data + u.item, ratings.dat + movies.dat, "
+            "ratings.csv + movies.csv), or one interactions CSV/TSV/Parquet",
+            accept_multiple_files=True,
+            key="data_upload",
+        )
+        if st.button("Load the uploaded files", key="data_load_upload", type="primary", disabled=not uploads):
+            with tempfile.TemporaryDirectory(prefix="msli-upload-") as folder:
+                names = []
+                for upload in uploads:
+                    name = Path(upload.name).name or "upload"  # never trust a client path
+                    (Path(folder) / name).write_bytes(upload.getvalue())
+                    names.append(name)
+                # One file (a zip or an interactions table) is read as itself; several as a folder.
+                target = Path(folder) / names[0] if len(names) == 1 else Path(folder)
+                _load(target, "upload: " + ", ".join(names))
+    elif source == "Local path":
+        path = st.text_input(
+            "A folder, an official zip or an interactions file on the machine running the app",
+            key="data_path",
+            placeholder="/data/ml-1m",
+        )
+        if st.button("Load this path", key="data_load_path", type="primary", disabled=not path.strip()):
+            _load(Path(path.strip()).expanduser(), path.strip())
+    else:
+        from msli_core.data import MOVIELENS_NAMES
+
+        name = st.selectbox(
+            "Official MovieLens archive (GroupLens: downloaded for you, checksum-verified, "
+            "never redistributed)",
+            MOVIELENS_NAMES,
+            key="data_movielens",
+            format_func=lambda n: f"{n} · {DOWNLOAD_SIZES.get(n, '')}",
+        )
+        if st.button(f"Download and load {name}", key="data_fetch", type="primary"):
+            from msli_core.data import fetch_movielens
+
+            bar = state.LiveProgress(f"Downloading {name}")
+            folder = fetch_movielens(name, progress=bar)
+            bar.done(f"{name} downloaded and verified")
+            _load(folder, name)
+except MsliError as err:
+    state.show_error(err)
+
+# ------------------------------------------------------------------------------------ the loaded data
+data = state.dataset()
+summary = state.for_dataset("summary", lambda d: d.summary())
+st.subheader(f"Loaded: {state.dataset_label()}")
+c = st.columns(5)
+c[0].metric("Users", f"{summary['users']:,}")
+c[1].metric("Items", f"{summary['items']:,}")
+c[2].metric("Interactions", f"{summary['interactions']:,}")
+c[3].metric("Density", f"{summary['density']:.2%}")
+c[4].metric("Median history", f"{summary['history_length_median']:g} events")
+st.caption(
+    f"Format **{summary['format']}** · time range {str(summary['time_start'])[:10]} → "
+    f"{str(summary['time_end'])[:10]} · {summary['evaluable_users']:,} users with ≥ 3 events are evaluated · "
+    f"{summary['genres']} genres · ratings {'present' if summary['has_ratings'] else 'absent'} · "
+    f"ground truth {'present (synthetic)' if summary['synthetic_ground_truth'] else 'absent'}"
+)
+notes = summary["validation"]
+if notes == ["ok"]:
+    st.success("Validation: every row passed; nothing was dropped or repaired.", icon="✅")
+else:
+    st.info("Validation notes (what was dropped or repaired, and by which rule):\n\n- " + "\n- ".join(notes))
+if note := state.refused_models_note():
+    st.warning(note)
+
+figures = state.for_dataset("data_figures", viz.data_figures)
+left, right = st.columns(2)
+for i, (key, fig) in enumerate(figures):
+    with left if i % 2 == 0 else right:
+        state.chart(key, fig)
+
+with st.expander("Item table (first 200 rows)"):
+    st.dataframe(
+        state.for_dataset("items_preview", lambda d: d.items.iloc[1:201].reset_index()),
+        hide_index=True,
+        key="data_items_table",
+    )

@@ -1,0 +1,141 @@
+"""What-if: model sizes and hardware in, predicted per-stage latency and throughput out, for MS-LI,
+two-tower and the cross-encoder; the last measured sweep overlaid to show the cost model's error."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from msli_core import viz
+from msli_core.errors import MsliError
+from msli_core.serving import costmodel
+from pages import state
+
+DTYPES = {"float32": 4, "bfloat16 / float16": 2, "int8": 1}
+USER_ENTERED = "user-entered"
+
+st.title("What-if latency")
+st.markdown(
+    "Ask *“with a large segment encoder, long histories and many candidates, what does each stage cost?”* "
+    "The answer comes from a roofline cost model, `t ≈ max(FLOPs / flops, bytes / bandwidth) + ops · "
+    "overhead`, whose three constants are measured on this machine (or typed in). Nothing is trained or "
+    "run here, so every slider answers at once."
+)
+
+# ----------------------------------------------------------------------------------------- hardware
+measured_here = state.hardware_here()
+presets = costmodel.hardware_presets(measured_here)
+h1, h2 = st.columns([2, 3])
+preset = h1.selectbox("Hardware", [*presets, USER_ENTERED], key="whatif_hardware")
+if h1.button("Measure this machine now (a few seconds)", key="whatif_calibrate"):
+    with st.spinner("Timing matmuls, a streaming copy and tiny operator calls…"):
+        st.session_state["whatif_measured_hw"] = costmodel.calibrate(save=False)
+    st.rerun()
+try:
+    if preset == USER_ENTERED:
+        u1, u2, u3 = h2.columns(3)
+        tflops = u1.number_input("TFLOP/s sustained", 0.001, 10000.0, 1.0, key="whatif_tflops", format="%.3f")
+        gbps = u2.number_input("memory GB/s", 0.1, 100000.0, 100.0, key="whatif_gbps")
+        overhead_us = u3.number_input("µs per operator call", 0.01, 10000.0, 5.0, key="whatif_overhead")
+        hardware = costmodel.custom_hardware(tflops * 1e12, gbps * 1e9, overhead_us * 1e-6)
+    else:
+        hardware = presets[preset]
+except MsliError as err:
+    state.show_error(err)
+    st.stop()
+h2.caption(
+    f"**{hardware.name}**: {hardware.flops / 1e12:.3g} TFLOP/s · {hardware.bandwidth / 1e9:.3g} GB/s · "
+    f"{hardware.overhead('torch') * 1e6:.3g} µs per torch call, "
+    f"{hardware.overhead('onnxruntime') * 1e6:.3g} µs per ONNX Runtime call  \n_{hardware.source}_"
+)
+
+# ------------------------------------------------------------------------------------------- shapes
+s1, s2, s3 = st.columns(3)
+history = s1.slider("History length L (events)", 10, 2000, 200, step=10, key="whatif_history")
+segments = s1.select_slider("Segments K", [1, 2, 4, 8, 16, 32, 64], value=8, key="whatif_segments")
+dim = s2.select_slider("Width d", [32, 64, 128, 256, 512, 1024, 2048, 4096], value=64, key="whatif_dim")
+layers = s2.slider("Depth (transformer layers)", 1, 48, 2, key="whatif_layers")
+candidates = s3.select_slider(
+    "Candidates N per request",
+    [10, 100, 1_000, 10_000, 100_000, 1_000_000],
+    value=1_000,
+    key="whatif_candidates",
+    format_func=lambda n: f"{n:,}",
+)
+dtype = s3.selectbox("Data type", list(DTYPES), key="whatif_dtype")
+backend = s3.radio("Backend", ["torch", "onnxruntime"], horizontal=True, key="whatif_backend")
+
+try:
+    shapes = {
+        viz.MODEL_LABELS[kind]: costmodel.ModelShape(
+            kind=kind,
+            history=history,
+            segments=segments,
+            dim=dim,
+            layers=layers,
+            heads=max(1, dim // 64),
+            candidates=candidates,
+            dtype_bytes=DTYPES[dtype],
+        )
+        for kind in ("msli", "two-tower", "cross-encoder")
+    }
+    predictions = {label: costmodel.predict(s, hardware, backend).as_dict() for label, s in shapes.items()}
+except MsliError as err:
+    state.show_error(err)
+    st.stop()
+
+msli, tower, cross = (predictions[viz.MODEL_LABELS[k]] for k in ("msli", "two-tower", "cross-encoder"))
+params = shapes["MS-LI"].parameters()
+m = st.columns(4)
+m[0].metric("Segment-encoder parameters", viz.count_text(params))
+m[1].metric("MS-LI online (per request)", viz._ms_text(msli["online_s"] * 1e3))
+m[2].metric("Cross-encoder online", viz._ms_text(cross["online_s"] * 1e3))
+speedup = cross["online_s"] / msli["online_s"] if msli["online_s"] > 0 else float("nan")
+m[3].metric("MS-LI is faster online by", f"{speedup:,.0f}×")
+
+state.chart("whatif_stages", viz.whatif_stage_bars(predictions))
+
+table = pd.DataFrame(
+    [
+        {
+            "model": label,
+            "offline ms": p["offline_s"] * 1e3,
+            "nearline ms (per event)": p["nearline_s"] * 1e3,
+            "online ms (per request)": p["online_s"] * 1e3,
+            "end-to-end ms": p["end_to_end_s"] * 1e3,
+            "QPS (one worker)": p["qps"],
+            "online bound by": p["bound"].get("online", ""),
+            "online GFLOP": p["flops"].get("online", 0.0) / 1e9,
+        }
+        for label, p in predictions.items()
+    ]
+)
+st.dataframe(
+    table,
+    hide_index=True,
+    key="whatif_table",
+    column_config={c: st.column_config.NumberColumn(format="%.4g") for c in table.columns if c != "model"},
+)
+st.caption(
+    "“Bound by” says which term of the roofline dominates the online stage: *compute* (FLOPs), *memory* "
+    "(streaming the item table) or *overhead* (operator calls; typical at small sizes). QPS counts one "
+    "nearline update plus one request per query on one worker."
+)
+
+# ------------------------------------------------------------------------- measured points overlaid
+st.subheader("How good is the cost model here?")
+rows = state.bench_rows()
+if not rows:
+    st.info(
+        "Run a sweep on the Latency page: its measured points will be compared with the predictions here."
+    )
+else:
+    report = costmodel.error_report(rows, measured_here)
+    if report["points"]:
+        state.chart("whatif_measured", viz.whatif_measured_vs_predicted(report))
+        if preset != "this machine":
+            st.caption(
+                "The comparison always uses this machine's constants, since the sweep was measured here."
+            )
+    else:
+        st.info("The last sweep has no rows the cost model predicts (offline-only or floor rows).")
