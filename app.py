@@ -16,12 +16,12 @@ st.set_page_config(page_title="MS-LI Lab", page_icon="🧩", layout="wide")
 
 ROOT = Path(__file__).resolve().parent
 PAGE_SPECS = [  # (file, title, icon)
-    ("pages/home.py", "Home", "🏠"),
-    ("pages/data.py", "Data", "🗂️"),
-    ("pages/train.py", "Train", "🏋️"),
-    ("pages/explain.py", "Explain", "🔍"),
-    ("pages/latency.py", "Latency", "⏱️"),
-    ("pages/whatif.py", "What-if", "🧮"),
+    ("pages/home.py", "Home", ":material/home:"),
+    ("pages/data.py", "Data", ":material/table_chart:"),
+    ("pages/train.py", "Train", ":material/model_training:"),
+    ("pages/explain.py", "Explain", ":material/lightbulb:"),
+    ("pages/latency.py", "Latency", ":material/timer:"),
+    ("pages/whatif.py", "What-if", ":material/calculate:"),
 ]
 # TEMPORARY while the pages are written one by one: list only those that exist.
 PAGES = [

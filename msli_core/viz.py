@@ -41,7 +41,11 @@ STAGE_COLORS = {
     "end_to_end": "#E45756",
     "floor": "#888888",
 }
-_LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=60, b=50), legend=dict(orientation="h"))
+_LAYOUT = dict(
+    template="plotly_white",
+    margin=dict(l=60, r=20, t=90, b=50),
+    legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0),
+)
 
 HOW_TO_READ: dict[str, str] = {
     "activity": "Users sorted from most to least active (log scale). A steep left end and a long flat tail "
@@ -99,7 +103,7 @@ HOW_TO_READ: dict[str, str] = {
 
 
 def _layout(fig: go.Figure, title: str, **kwargs: Any) -> go.Figure:
-    fig.update_layout(title=dict(text=title, x=0.0, xanchor="left"), **_LAYOUT)
+    fig.update_layout(title=dict(text=title, x=0.0, xanchor="left", y=0.98, yanchor="top"), **_LAYOUT)
     fig.update_layout(**kwargs)
     return fig
 
@@ -458,7 +462,7 @@ def latency_budget(predictions: Mapping[str, Mapping[str, Any]]) -> go.Figure:
         xaxis_type="log",
         xaxis_title="milliseconds (log scale)",
         height=300,
-        legend=dict(orientation="h", traceorder="reversed"),
+        legend=dict(orientation="h", yanchor="bottom", y=1.01, x=0, traceorder="reversed"),
     )
 
 
@@ -755,7 +759,9 @@ def training_curves(
     fig.update_xaxes(title_text="epoch", dtick=1)
     if not fig.data:
         raise MsliError("No training history to plot yet; train a model first.")
-    return _layout(fig, "Training curves", height=360)
+    return _layout(
+        fig, "Training curves", height=380, legend=dict(orientation="h", yanchor="top", y=-0.2, x=0)
+    )
 
 
 def quality_vs_segments(

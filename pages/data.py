@@ -148,7 +148,9 @@ st.caption(
 )
 notes = summary["validation"]
 if notes == ["ok"]:
-    st.success("Validation: every row passed; nothing was dropped or repaired.", icon="✅")
+    st.success(
+        "Validation: every row passed; nothing was dropped or repaired.", icon=":material/check_circle:"
+    )
 else:
     st.info("Validation notes (what was dropped or repaired, and by which rule):\n\n- " + "\n- ".join(notes))
 if note := state.refused_models_note():

@@ -59,19 +59,19 @@ with c1:
         "**1 · Data**  \nThe bundled synthetic sample is loaded already. Upload MovieLens or your own "
         "interactions on the Data page."
     )
-    state.page_link("pages/data.py", "Open Data", "🗂️")
+    state.page_link("pages/data.py", "Open Data", ":material/table_chart:")
 with c2:
     st.markdown(
         "**2 · Train**  \nTrain MS-LI, a two-tower model and baselines in about a minute; compare "
         "NDCG@10 across segment counts."
     )
-    state.page_link("pages/train.py", "Open Train", "🏋️")
+    state.page_link("pages/train.py", "Open Train", ":material/model_training:")
 with c3:
     st.markdown(
         "**3 · Explain and measure**  \nSee which history segment drove each recommendation, then "
         "time every stage and ask what-if questions."
     )
-    state.page_link("pages/explain.py", "Open Explain", "🔍")
+    state.page_link("pages/explain.py", "Open Explain", ":material/lightbulb:")
 
 st.subheader("This session")
 data = state.dataset()

@@ -92,7 +92,7 @@ def bench_rows() -> list[dict]:
 
 
 def show_error(err: MsliError) -> None:
-    st.error(str(err), icon="⚠️")
+    st.error(str(err), icon=":material/error:")
 
 
 def render_sidebar() -> None:
