@@ -1,5 +1,253 @@
-"""Placeholder until this command group is written."""
+"""``msli bench``, ``msli export`` and ``msli costmodel``: the latency lab, headless (DESIGN §4, §6)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from msli_core.errors import MsliError
+
+DEFAULTS = {
+    "segments": "1,2,4,8,16,32",
+    "candidates": "100,1000,10000,100000",
+    "history": "50,200",
+    "backend": "torch,onnxruntime",
+    "models": "msli,two-tower,cross-encoder",
+}
 
 
-def register(subparsers) -> None:  # noqa: ARG001
-    return None
+def register(subparsers) -> None:
+    bench = subparsers.add_parser(
+        "bench",
+        help="time the stages of MS-LI, two-tower and the cross-encoder over a sweep",
+        description=(
+            "Times offline, nearline (incremental and full), online and end-to-end latency per point of the "
+            "sweep, with the floors (bare numpy matmul, bytes/bandwidth) and the cross-encoder in the same "
+            "run. Writes bench.csv, bench.json, meta.json and costmodel_error.json to --out; --json prints "
+            "the rows on stdout. A progress bar goes to stderr."
+        ),
+    )
+    bench.add_argument(
+        "--segments", default=DEFAULTS["segments"], help="comma list of K (default %(default)s)"
+    )
+    bench.add_argument(
+        "--candidates", default=DEFAULTS["candidates"], help="comma list of N (default %(default)s)"
+    )
+    bench.add_argument("--history", default=DEFAULTS["history"], help="comma list of L (default %(default)s)")
+    bench.add_argument(
+        "--backend", default=DEFAULTS["backend"], help="torch,onnxruntime (default %(default)s)"
+    )
+    bench.add_argument("--models", default=DEFAULTS["models"], help="msli,two-tower,cross-encoder")
+    bench.add_argument("--threads", default="1", help="torch / ONNX Runtime / BLAS threads (default 1)")
+    bench.add_argument("--repeats", default="200", help="at most this many timed calls per point")
+    bench.add_argument("--budget-s", default="0.2", help="seconds of timing per point (default 0.2)")
+    bench.add_argument("--cross-budget-s", default="2", help="seconds per cross-encoder point (default 2)")
+    bench.add_argument("--dim", default="64", help="width d of the benchmarked models (default 64)")
+    bench.add_argument("--layers", default="2", help="transformer layers (default 2)")
+    bench.add_argument("--model", default=None, metavar="DIR", help="time this trained model folder instead")
+    bench.add_argument("--no-calibrate", action="store_true", help="skip the cost-model micro-benchmarks")
+    bench.add_argument("--save-calibration", action="store_true", help="store the fitted constants for later")
+    bench.add_argument("--out", default=None, metavar="DIR", help="write the tables here")
+    bench.add_argument("--json", action="store_true", help="print the rows as JSON on stdout")
+    bench.set_defaults(func=run_bench_command)
+
+    export = subparsers.add_parser(
+        "export",
+        help="export a trained MS-LI model's online scorer and segment encoder as ONNX",
+        description=(
+            "Writes the online scorer to FILE.onnx and the segment encoder (item table baked in) to "
+            "FILE.segment_encoder.onnx beside it; --int8 adds int8 dynamically quantized "
+            "FILE.segment_encoder.int8.onnx and FILE.catalog.int8.onnx. Every graph passes onnx.checker."
+        ),
+    )
+    export.add_argument("--model", required=True, metavar="DIR", help="a folder written by `msli train`")
+    export.add_argument("--out", required=True, metavar="FILE.onnx", help="where the scorer goes")
+    export.add_argument("--int8", action="store_true", help="also write int8 dynamically quantized graphs")
+    export.add_argument("--json", action="store_true", help="print the written paths as JSON")
+    export.set_defaults(func=run_export_command)
+
+    cost = subparsers.add_parser("costmodel", help="calibrate or query the latency cost model")
+    cost_sub = cost.add_subparsers(dest="costmodel_command", metavar="ACTION")
+    cost_sub.required = True
+    calibrate = cost_sub.add_parser("calibrate", help="measure flops, bandwidth and overhead on this machine")
+    calibrate.add_argument("--threads", default="1")
+    calibrate.add_argument("--out", default=None, metavar="FILE.json", help="default: the platform cache dir")
+    calibrate.add_argument("--json", action="store_true")
+    calibrate.set_defaults(func=run_calibrate_command)
+    predict = cost_sub.add_parser("predict", help="per-stage latency of a model shape on some hardware")
+    predict.add_argument("--model", default="msli", choices=("msli", "two-tower", "cross-encoder"))
+    predict.add_argument("--history", default="200")
+    predict.add_argument("--segments", default="8")
+    predict.add_argument("--dim", default="64")
+    predict.add_argument("--layers", default="2")
+    predict.add_argument("--heads", default="2")
+    predict.add_argument("--candidates", default="1000")
+    predict.add_argument("--dtype-bytes", default="4")
+    predict.add_argument(
+        "--hardware", default="this machine", help="this machine | " + " | ".join(_preset_names())
+    )
+    predict.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"))
+    predict.add_argument("--json", action="store_true")
+    predict.set_defaults(func=run_predict_command)
+
+
+def _preset_names() -> list[str]:
+    from msli_core.serving.costmodel import PRESETS
+
+    return list(PRESETS)
+
+
+def parse_int_list(flag: str, text: str, lo: int = 1) -> tuple[int, ...]:
+    """``"1,2,4"`` -> (1, 2, 4); anything else is a sentence naming the flag."""
+    parts = [p.strip() for p in str(text).split(",") if p.strip()]
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        raise MsliError(
+            f"{flag} takes a comma list of whole numbers like 1,2,4; {text!r} is not one."
+        ) from None
+    if not values or any(v < lo for v in values):
+        raise MsliError(f"{flag} takes whole numbers of at least {lo}, like 1,2,4; {text!r} is not allowed.")
+    return tuple(dict.fromkeys(values))
+
+
+def parse_int(flag: str, text: str, lo: int = 1) -> int:
+    """One whole number of at least ``lo``; anything else is a sentence naming the flag."""
+    if "," in str(text):
+        raise MsliError(f"{flag} takes one whole number, not the list {text!r}.")
+    return parse_int_list(flag, text, lo)[0]
+
+
+def parse_float(flag: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise MsliError(f"{flag} takes a positive number of seconds like 0.2; {text!r} is not one.") from None
+    if not value > 0:
+        raise MsliError(f"{flag} must be positive; {text!r} is not.")
+    return value
+
+
+def parse_name_list(flag: str, text: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    parts = tuple(dict.fromkeys(p.strip() for p in str(text).split(",") if p.strip()))
+    bad = [p for p in parts if p not in allowed]
+    if not parts or bad:
+        raise MsliError(
+            f"{flag} takes a comma list of {', '.join(allowed)}; {bad[0] if bad else text!r} is not one."
+        )
+    return parts
+
+
+def settings_from_args(args: argparse.Namespace):
+    from msli_core.serving.bench import BACKENDS, MODELS, BenchSettings
+
+    if args.model is not None and not Path(args.model).is_dir():
+        raise MsliError(f"--model {args.model} is not a folder; pass the --out folder of `msli train`.")
+    return BenchSettings(
+        segments=parse_int_list("--segments", args.segments),
+        candidates=parse_int_list("--candidates", args.candidates),
+        history=parse_int_list("--history", args.history),
+        backends=parse_name_list("--backend", args.backend, BACKENDS),
+        models=parse_name_list("--models", args.models, MODELS),
+        threads=parse_int("--threads", args.threads),
+        repeats=parse_int("--repeats", args.repeats),
+        budget_s=parse_float("--budget-s", args.budget_s),
+        cross_budget_s=parse_float("--cross-budget-s", args.cross_budget_s),
+        dim=parse_int("--dim", args.dim),
+        layers=parse_int("--layers", args.layers, lo=0),
+        model_dir=args.model,
+        calibrate=not args.no_calibrate,
+    )
+
+
+def run_bench_command(args: argparse.Namespace) -> int:
+    from msli_core.progress import TextProgressBar
+    from msli_core.serving import costmodel
+    from msli_core.serving.bench import headline, run_bench, write_outputs
+
+    settings = settings_from_args(args)
+    if args.out is not None:
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise MsliError(f"--out {out} exists and is not a folder; choose another --out path.")
+    result = run_bench(settings, TextProgressBar(sys.stderr))
+    if args.save_calibration:
+        costmodel.save_hardware(costmodel.Hardware.from_dict(result.meta["hardware"]))
+    if args.out is not None:
+        write_outputs(result, Path(args.out))
+    if args.json:
+        from msli_core.cli import print_json
+
+        print_json(result.rows)
+    else:
+        summary = headline(result.rows)
+        err = result.meta.get("cost_model_error", {})
+        print(f"{len(result.rows)} rows in {result.meta['seconds']:.0f} s on {result.meta['cpu']}, "
+              f"threads {settings.threads}" + (f"; written to {args.out}" if args.out else ""))  # fmt: skip
+        for key, value in summary.items():
+            print(f"  {key}: {value:.4g}")
+        if err:
+            print(f"  cost model predicted/measured: median {err.get('median_ratio', float('nan')):.3g}, "
+                  f"worst {err.get('worst_ratio', float('nan')):.3g}")  # fmt: skip
+    return 0
+
+
+def run_export_command(args: argparse.Namespace) -> int:
+    from msli_core.serving.onnx_export import export_folder
+
+    paths = export_folder(args.model, args.out, quantize=args.int8)
+    if args.json:
+        from msli_core.cli import print_json
+
+        print_json(paths)
+    else:
+        for key, value in paths.items():
+            if key not in ("model", "kind"):
+                print(f"{key}: {value}")
+    return 0
+
+
+def run_calibrate_command(args: argparse.Namespace) -> int:
+    from msli_core.serving import costmodel
+
+    hardware = costmodel.calibrate(threads=parse_int("--threads", args.threads), save=False)
+    path = costmodel.save_hardware(hardware, args.out)
+    data = {**hardware.as_dict(), "path": str(path)}
+    data["details"] = {k: v for k, v in data["details"].items() if k != "samples_detail"}
+    if args.json:
+        from msli_core.cli import print_json
+
+        print_json(data)
+    else:
+        print(f"flops {hardware.flops / 1e9:.1f} GFLOP/s, bandwidth {hardware.bandwidth / 1e9:.1f} GB/s, "
+              f"overhead {', '.join(f'{k} {v * 1e6:.2f} us' for k, v in hardware.overhead_s.items())}; "
+              f"saved to {path}")  # fmt: skip
+    return 0
+
+
+def run_predict_command(args: argparse.Namespace) -> int:
+    from msli_core.serving import costmodel
+
+    presets = costmodel.hardware_presets()
+    if args.hardware not in presets:
+        raise MsliError(f"--hardware {args.hardware!r} is unknown; choose one of {', '.join(presets)}.")
+    shape = costmodel.ModelShape(
+        kind=args.model,
+        history=parse_int("--history", args.history),
+        segments=parse_int("--segments", args.segments),
+        dim=parse_int("--dim", args.dim),
+        layers=parse_int("--layers", args.layers),
+        heads=parse_int("--heads", args.heads),
+        candidates=parse_int("--candidates", args.candidates),
+        dtype_bytes=parse_int("--dtype-bytes", args.dtype_bytes),
+    )
+    prediction = costmodel.predict(shape, presets[args.hardware], args.backend).as_dict()
+    if args.json:
+        from msli_core.cli import print_json
+
+        print_json(prediction)
+    else:
+        print(json.dumps({k: v for k, v in prediction.items() if k.endswith("_s") or k == "qps"}, indent=2))
+    return 0

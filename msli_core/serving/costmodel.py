@@ -41,16 +41,24 @@ BACKENDS = ("torch", "onnxruntime", "numpy")
 STAGES = ("offline", "nearline", "nearline_full", "online", "end_to_end")
 CALIBRATION_FILE = "hardware.json"  # under platformdirs.user_cache_dir("msli-lab")
 
-# Operator calls per phase, counted from the eager torch code paths (msli_core/models and
-# msli_core/serving/engine.py): a transformer layer is ~14 kernels (3 projections fused into 1, the
-# attention core, output projection, 2 layer norms, 2 FFN matmuls + activation, 2 residual adds, dropout
-# no-ops and views), the segment pooling ~6, the online attention scorer ~10 (matmul, slicing, bias add,
-# max, exp, sum, multiply, divide, top-k, gather).
-OPS_PER_LAYER = 14
+# Operator calls per phase, counted from the eager torch code (msli_core/models/layers.py and
+# msli_core/serving/engine.py); each pays the backend's per-call overhead once:
+# - a transformer block (layers.Block): ln_1, qkv linear, split, 3 views, 3 transposes, attention, transpose,
+#   contiguous, view, proj linear, dropout, add, ln_2, fc linear, gelu, proj linear, dropout, add = 22;
+# - embedding (gather, position slice, add, dropout) = 4; segment pooling and last-prefix pick = 20;
+# - one KV-cached step of a block (engine._kv_step): 2 layer norms, 4 linears, split, 2 cache writes,
+#   attention, 2 adds, gelu, views = 14; its pooling and output = 8; observe() bookkeeping ~ 12;
+# - the online attention scorer: cat, matmul, bias add, max, sub, exp, sum, mul, sum, div = 10,
+#   top-k and the exact contributions of the top-k (late_interaction on k items) ~ 20.
+OPS_PER_LAYER = 22
 OPS_EMBED = 4
-OPS_POOL = 6
-OPS_ONLINE = {"attention": 10, "mlp": 14, "max": 6, "sum": 4, "dot": 3}
-OPS_TOPK = 2
+OPS_POOL = 20
+OPS_KV_LAYER = 14
+OPS_KV_POOL = 8
+OPS_OBSERVE = 12
+OPS_ONLINE = {"attention": 10, "mlp": 14, "max": 4, "sum": 4, "dot": 2}
+OPS_TOPK = 20
+ELEMENTWISE_PASSES = 26  # element-wise reads+writes of (T, d) per block: norms, bias, gelu on 4d, residuals
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -246,19 +254,43 @@ class Phase:
 
 
 def encoder_phases(tokens_per_seq: int, seqs: int, shape: ModelShape, prefix: str = "") -> list[Phase]:
-    """A transformer over ``seqs`` sequences of ``T`` tokens each: embed, ``layers`` blocks, pool."""
+    """A transformer over ``seqs`` sequences of ``T`` tokens each: embed, ``layers`` blocks, pool.
+
+    Each block is three phases run one after another: the dense matmuls (compute: ``(8 + 4f)·T·d²``
+    per sequence; bytes: weights + matmul inputs/outputs), the element-wise work around them (layer
+    norms, bias adds, GELU on the 4d hidden, residuals: ``ELEMENTWISE_PASSES`` passes over (T, d)) and
+    the attention core (``4·T²·d`` FLOPs; ``h·T²`` scores written, normalised and read).
+    """
     T, B, d, f, b = tokens_per_seq, seqs, shape.dim, shape.ffn_mult, shape.dtype_bytes
     weights = (4 + 2 * f) * d * d * b  # read once per layer
     dense_flops = (8 + 4 * f) * B * T * d * d
-    # activations: x in/out of 6 matmuls + 2 norms + 2 residuals ~ (12 + 2f) passes of (B·T·d)
-    act_bytes = (12 + 2 * f) * B * T * d * b
+    matmul_bytes = (8 + 2 * f) * B * T * d * b  # inputs and outputs of qkv, proj, fc, fc2
+    elementwise_bytes = ELEMENTWISE_PASSES * B * T * d * b
     attn_flops = 4 * B * T * T * d
-    attn_bytes = 3 * B * shape.heads * T * T * b  # scores written, softmaxed, read
+    attn_bytes = 4 * B * shape.heads * T * T * b + 4 * B * T * d * b
     phases = [Phase(prefix + "embed", 2 * B * T * d, 3 * B * T * d * b, OPS_EMBED)]
     for i in range(shape.layers):
-        phases.append(Phase(f"{prefix}layer{i}.dense", dense_flops, weights + act_bytes, OPS_PER_LAYER - 4))
-        phases.append(Phase(f"{prefix}layer{i}.attention", attn_flops, attn_bytes, 4))
-    phases.append(Phase(prefix + "pool", 4 * B * T * d, 3 * B * T * d * b, OPS_POOL))
+        phases.append(Phase(f"{prefix}layer{i}.dense", dense_flops, weights + matmul_bytes, 4))
+        phases.append(Phase(f"{prefix}layer{i}.elementwise", 0, elementwise_bytes, OPS_PER_LAYER - 5))
+        phases.append(Phase(f"{prefix}layer{i}.attention", attn_flops, attn_bytes, 1))
+    phases.append(
+        Phase(prefix + "pool", 4 * B * T * T * d // max(T, 1) + 4 * B * T * d, 4 * B * T * d * b, OPS_POOL)
+    )
+    return phases
+
+
+def kv_step_phases(shape: ModelShape) -> list[Phase]:
+    """One new event through the open segment's KV cache (torch engine): one token per block.
+
+    The new position attends to at most S cached positions (on average S/2).
+    """
+    d, f, b, S = shape.dim, shape.ffn_mult, shape.dtype_bytes, shape.s
+    weights = (4 + 2 * f) * d * d * b
+    t = max(1, S // 2)
+    phases = [Phase("observe", 0, 0, OPS_OBSERVE)]
+    for i in range(shape.layers):
+        phases.append(Phase(f"kv{i}", (8 + 4 * f) * d * d + 4 * t * d, weights + 4 * t * d * b, OPS_KV_LAYER))
+    phases.append(Phase("kv.pool", 2 * d * d + 4 * t * d, d * d * b + 2 * t * d * b, OPS_KV_POOL))
     return phases
 
 
@@ -293,8 +325,13 @@ def cross_encoder_phases(shape: ModelShape) -> list[Phase]:
     ]
 
 
-def stage_phases(shape: ModelShape) -> dict[str, list[Phase]]:
-    """Phases of every stage of one model. Cross-encoder: everything is online."""
+def stage_phases(shape: ModelShape, backend: str = "torch") -> dict[str, list[Phase]]:
+    """Phases of every stage of one model. Cross-encoder: everything is online.
+
+    ``nearline`` is the incremental update: the KV-cached step on torch (the engine's path), the open
+    segment re-encoded on ONNX Runtime (the exported graph has no KV cache); ``nearline_full``
+    re-encodes all K segments.
+    """
     if shape.kind == "cross-encoder":
         online = cross_encoder_phases(shape)
         return {
@@ -304,12 +341,13 @@ def stage_phases(shape: ModelShape) -> dict[str, list[Phase]]:
             "online": online,
             "end_to_end": online,
         }
-    incremental = encoder_phases(shape.s, 1, shape)  # the open segment only
+    incremental = kv_step_phases(shape) if backend == "torch" else encoder_phases(shape.s, 1, shape)
     full = encoder_phases(shape.s, shape.k, shape)  # all K segments, batched
     online = online_phases(shape)
     return {
         "offline": item_table_phases(shape),
         "nearline": incremental,
+        "nearline_open_segment": encoder_phases(shape.s, 1, shape),
         "nearline_full": full,
         "online": online,
         "end_to_end": incremental + online,
@@ -355,7 +393,7 @@ class Prediction:
 def predict(shape: ModelShape, hardware: Hardware, backend: str = "torch") -> Prediction:
     """Per-stage seconds, end to end and QPS of ``shape`` on ``hardware``."""
     seconds, flops, nbytes, bound = {}, {}, {}, {}
-    for stage, phases in stage_phases(shape).items():
+    for stage, phases in stage_phases(shape, backend).items():
         seconds[stage] = sum(phase_seconds(p, hardware, backend) for p in phases)
         flops[stage] = float(sum(p.flops for p in phases))
         nbytes[stage] = float(sum(p.bytes for p in phases))
@@ -462,28 +500,38 @@ def micro_benchmarks(threads: int | None = None, budget_s: float = 0.3) -> list[
         torch.set_num_threads(threads)
     samples: list[Sample] = []
     with torch.inference_mode():
-        # matmuls: square ones near peak, and skinny (rows, d) @ (d, N) ones like the online scorer
+        # matmuls: square ones near peak, activation-shaped ones like a transformer's dense layers, and
+        # skinny (rows, d) @ (d, N) ones like the online scorer
         for m, k, n in (
-            (256, 256, 256),
-            (512, 512, 512),
-            (1024, 1024, 1024),
-            (16, 64, 100_000),
+            (256, 256, 256), (512, 512, 512), (1024, 1024, 1024), (4096, 64, 256), (16, 64, 100_000),
             (64, 64, 20_000),
-        ):
+        ):  # fmt: skip
             a, b = torch.randn(m, k), torch.randn(k, n)
             seconds = _time_call(lambda a=a, b=b: a @ b, budget_s=budget_s)
             samples.append(
                 Sample(2 * m * k * n, 4 * (m * k + k * n + m * n), 1, seconds, "torch", f"mm{m}x{k}x{n}")
             )
-        # streaming: read + write of 8 and 64 MiB (beyond the last-level cache of small machines)
-        for mib in (8, 64):
-            src = torch.empty(mib * 2**18)
-            dst = torch.empty_like(src)
-            seconds = _time_call(lambda src=src, dst=dst: dst.copy_(src), budget_s=budget_s)
-            samples.append(Sample(0, 2 * src.numel() * 4, 1, seconds, "torch", f"copy{mib}MiB"))
-        # overhead: one tiny element-wise op
+        # streaming: a copy of 64 MiB (beyond the last-level cache of small machines) and the
+        # element-wise kernels the models run (GELU, layer norm) over 16 MiB: bytes = read + write
+        src = torch.empty(64 * 2**18)
+        dst = torch.empty_like(src)
+        seconds = _time_call(lambda: dst.copy_(src), budget_s=budget_s)
+        samples.append(Sample(0, 2 * src.numel() * 4, 1, seconds, "torch", "copy64MiB"))
+        x = torch.randn(2**16, 64)
+        seconds = _time_call(lambda: torch.nn.functional.gelu(x), budget_s=budget_s)
+        samples.append(Sample(0, 2 * x.numel() * 4, 1, seconds, "torch", "gelu16MiB"))
+        seconds = _time_call(lambda: torch.nn.functional.layer_norm(x, (64,)), budget_s=budget_s)
+        samples.append(Sample(0, 2 * x.numel() * 4, 1, seconds, "torch", "layernorm16MiB"))
+        # overhead: one tiny element-wise op, and one transformer block on a single token (its calls
+        # go through nn.Module dispatch like the models'; OPS_PER_LAYER operator calls)
         tiny = torch.ones(8)
         samples.append(Sample(8, 64, 1, _time_call(lambda: tiny + tiny, budget_s=budget_s), "torch", "tiny"))
+        from msli_core.models.layers import Block
+
+        block = Block(8, 1, 0.0).eval()
+        token = torch.randn(1, 1, 8)
+        seconds = _time_call(lambda: block(token, causal=True), budget_s=budget_s)
+        samples.append(Sample(0, 0, OPS_PER_LAYER, seconds, "torch", "tiny_block"))
     x = np.ones(8, dtype=np.float32)
     samples.append(Sample(8, 64, 1, _time_call(lambda: x + x, budget_s=budget_s), "numpy", "tiny"))
     a, b = np.random.rand(16, 64).astype(np.float32), np.random.rand(64, 20_000).astype(np.float32)
@@ -585,8 +633,10 @@ def predict_row(row: dict[str, Any], hardware: Hardware) -> float | None:
         phase = floor_phase("matmul", rows, int(row.get("dim") or 64), int(row["candidates"]))
         return phase_seconds(phase, hardware, backend)
     shape = shape_from_row(row)
-    key = "nearline_full" if stage == "nearline" and row.get("variant") == "full" else stage
-    phases = stage_phases(shape).get(key)
+    key = stage
+    if stage == "nearline" and row.get("variant") in ("full", "open_segment"):
+        key = f"nearline_{row['variant']}"
+    phases = stage_phases(shape, backend).get(key)
     if not phases:
         return None
     return sum(phase_seconds(p, hardware, backend) for p in phases)

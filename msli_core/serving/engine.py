@@ -108,6 +108,7 @@ class InferenceEngine:
         self.table_t: Tensor | None = None  # (d, N+1) contiguous
         self._candidate_cache: dict[int, tuple[Tensor, Tensor]] = {}  # n -> (ids (n,), table (d, n))
         self._weight_cache = None
+        self._candidate_position: dict[int, Tensor] = {}  # n -> (N+1,) column of each item, -1 = absent
 
     # ---- offline ------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -116,6 +117,7 @@ class InferenceEngine:
         self.table = self.model.item_table().contiguous()  # (N+1, d)
         self.table_t = self.table.T.contiguous()  # (d, N+1)
         self._candidate_cache.clear()
+        self._candidate_position.clear()
         self._weight_cache = None
         return self.table
 
@@ -326,7 +328,10 @@ class InferenceEngine:
                 )
             if n not in self._candidate_cache:
                 order = torch.argsort(self.popularity, descending=True, stable=True)[:n]  # (n,)
+                position = torch.full((table_t.shape[1],), -1, dtype=torch.long)  # item id -> column
+                position[order] = torch.arange(n)
                 self._candidate_cache[n] = (order, table_t[:, order].contiguous())
+                self._candidate_position[n] = position
             return self._candidate_cache[n]
         ids = torch.as_tensor(np.asarray(candidates, dtype=np.int64).ravel())
         if ids.numel() == 0 or int(ids.min()) < 1 or int(ids.max()) > self.config.n_items:
@@ -390,6 +395,9 @@ class InferenceEngine:
                 state.seen = torch.as_tensor(sorted(state.seen_set), dtype=torch.long)
             if whole_catalog:  # ids == arange: index directly
                 scores[state.seen] = -math.inf
+            elif isinstance(candidates, (int, np.integer)):  # O(seen) through the cached column map
+                columns = self._candidate_position[int(candidates)][state.seen]
+                scores[columns[columns >= 0]] = -math.inf
             else:
                 scores[torch.isin(ids, state.seen)] = -math.inf
         k = min(top_k, int(torch.isfinite(scores).sum()))

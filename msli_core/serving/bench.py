@@ -1,0 +1,761 @@
+"""The latency harness behind ``msli bench`` (DESIGN §4, §6).
+
+For every point of the sweep it times one request at a time (batch 1): warm-up calls, then each call
+with ``time.perf_counter_ns``, until ``repeats`` calls or the point's time budget is spent. Rows keep
+p50/p95/p99 (ms), mean and QPS as numbers, the thread counts (torch and ONNX Runtime intra-op threads
+are both set to ``threads``, numpy's BLAS through threadpoolctl) and the shapes.
+
+Stages and variants (the ``stage`` / ``variant`` keys):
+
+- ``offline``: the item table of N items (one measurement per N; the row is repeated for each K and L
+  so per-(K, N, L) charts can stack it — ``shared: true``);
+- ``nearline`` ``incremental``: one new event. torch: the engine's KV-cached update of the open segment;
+  onnxruntime: the exported segment encoder over the open segment (no KV cache in the graph).
+  ``open_segment`` (torch): the open segment re-encoded whole. ``full``: all K segments re-encoded;
+- ``online``: score N candidates, top-10, with the top-10's per-segment contributions;
+- ``end_to_end``: one event (incremental nearline) then one request (online);
+- ``floor`` ``matmul``: a bare numpy ``(R, d) @ (d, N)`` product with ``R = 2K`` for the attention
+  aggregation (the stacked ``[u; q]`` product MS-LI needs) and ``R = K`` otherwise (``rows`` key);
+  ``matmul_torch``: the same product in torch; ``bandwidth``: ``N·d·4 bytes / measured bandwidth``.
+
+The cross-encoder is timed at the same N and L in the same run, capped by ``cross_budget_s`` per point:
+a point whose predicted single call exceeds the budget is skipped (``capped: true``, ``calls: 0``,
+``p50_ms`` NaN, the cost model's estimate in ``estimated_ms``); otherwise calls stop when the budget is
+spent (``capped: true`` when fewer than ``repeats`` calls were made).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import platform
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from msli_core.errors import MsliError
+from msli_core.progress import ProgressCallback, ProgressEvent, no_progress
+from msli_core.serving import costmodel
+
+MODELS = ("msli", "two-tower", "cross-encoder")
+BACKENDS = ("torch", "onnxruntime")
+ROW_KEYS = (
+    "model",
+    "stage",
+    "variant",
+    "backend",
+    "segments",
+    "candidates",
+    "history",
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "mean_ms",
+    "qps",
+    "threads",
+    "calls",
+    "capped",
+    "dim",
+    "layers",
+    "heads",
+    "segment_len",
+    "rows",
+    "method",
+    "shared",
+    "estimated_ms",
+    "note",
+)
+TOP_K = 10
+
+
+@dataclass
+class BenchSettings:
+    segments: tuple[int, ...] = (1, 2, 4, 8, 16, 32)  # K values for MS-LI
+    candidates: tuple[int, ...] = (100, 1000, 10_000, 100_000)  # N values
+    history: tuple[int, ...] = (50, 200)  # L values
+    backends: tuple[str, ...] = BACKENDS
+    models: tuple[str, ...] = MODELS
+    threads: int = 1  # torch intra-op threads = ORT intra-op threads = BLAS threads (one request per core)
+    repeats: int = 200  # at most this many timed calls per point
+    warmup: int = 3  # untimed calls first (caches, lazy init, ORT arena)
+    budget_s: float = 0.2  # time budget per MS-LI point (after warm-up); keeps `make bench` < 5 min
+    cross_budget_s: float = 2.0  # time budget per cross-encoder point
+    dim: int = 64  # d
+    layers: int = 2  # transformer layers (segment encoder and cross-encoder)
+    heads: int = 2
+    seed: int = 0
+    model_dir: str | None = None  # time this trained model instead of fresh ones of the given shapes
+    calibrate: bool = True  # run the cost-model micro-benchmarks in the same run (for its error report)
+
+    def validate(self) -> None:
+        checks = (
+            ("--segments", self.segments, 1, 512),
+            ("--candidates", self.candidates, 1, 10_000_000),
+            ("--history", self.history, 1, 100_000),
+        )
+        for flag, values, lo, hi in checks:
+            if not values:
+                raise MsliError(f"{flag} needs at least one value, e.g. {flag} 8.")
+            bad = [v for v in values if not isinstance(v, int) or not lo <= v <= hi]
+            if bad:
+                raise MsliError(f"{flag} values must be integers in {lo}..{hi}; {bad[0]!r} is not.")
+        for flag, values, allowed in (
+            ("--backend", self.backends, BACKENDS),
+            ("--models", self.models, MODELS),
+        ):
+            bad = [v for v in values if v not in allowed]
+            if not values or bad:
+                raise MsliError(
+                    f"{flag} takes a comma list of {', '.join(allowed)}; {bad[:1] or 'nothing'} is not one."
+                )
+        if self.threads < 1 or self.repeats < 1 or self.budget_s <= 0 or self.cross_budget_s <= 0:
+            raise MsliError("--threads and --repeats must be at least 1, and --budget-s positive.")
+
+
+@dataclass
+class BenchResult:
+    rows: list[dict[str, Any]]
+    meta: dict[str, Any]
+    error_report: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------------
+# timing
+
+
+def time_calls(
+    fn: Callable[[], Any], *, warmup: int, repeats: int, budget_s: float, min_calls: int = 3
+) -> tuple[np.ndarray, bool]:
+    """Per-call nanoseconds of ``fn()`` after ``warmup`` calls; stops at ``repeats`` or the budget.
+
+    Returns ``(times_ns, capped)``; ``capped`` is True when the budget stopped it before ``repeats``.
+    """
+    for _ in range(warmup):
+        fn()
+    times: list[int] = []
+    deadline = time.perf_counter_ns() + int(budget_s * 1e9)
+    while len(times) < repeats:
+        t0 = time.perf_counter_ns()
+        fn()
+        t1 = time.perf_counter_ns()
+        times.append(t1 - t0)
+        if t1 >= deadline and len(times) >= min_calls:
+            break
+    return np.asarray(times, dtype=np.int64), len(times) < repeats
+
+
+def summarize(times_ns: np.ndarray) -> dict[str, float]:
+    """p50/p95/p99/mean in ms and QPS (one worker: calls per second of busy time)."""
+    if len(times_ns) == 0:
+        return {
+            "p50_ms": math.nan,
+            "p95_ms": math.nan,
+            "p99_ms": math.nan,
+            "mean_ms": math.nan,
+            "qps": math.nan,
+        }
+    ms = times_ns.astype(np.float64) / 1e6
+    p50, p95, p99 = np.percentile(ms, [50, 95, 99])
+    mean = float(ms.mean())
+    return {
+        "p50_ms": float(p50),
+        "p95_ms": float(p95),
+        "p99_ms": float(p99),
+        "mean_ms": mean,
+        "qps": 1e3 / mean,
+    }
+
+
+@contextlib.contextmanager
+def thread_limits(threads: int) -> Iterator[dict[str, Any]]:
+    """Fix torch intra-op threads and numpy's BLAS threads for the run; restore them afterwards."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(limits=threads):
+            yield {"torch": torch.get_num_threads(), "onnxruntime_intra_op": threads, "blas": threads}
+    finally:
+        torch.set_num_threads(before)
+
+
+def environment(threads: int) -> dict[str, Any]:
+    import onnxruntime
+    import torch
+
+    return {
+        "cpu": costmodel.cpu_model(),
+        "cores": _cores(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "versions": {
+            "torch": torch.__version__,
+            "onnxruntime": onnxruntime.__version__,
+            "numpy": np.__version__,
+        },
+        "threads": {
+            "torch": threads,
+            "onnxruntime_intra_op": threads,
+            "onnxruntime_inter_op": 1,
+            "blas": threads,
+        },
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _cores() -> int:
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def measure_bandwidth(mib: int = 64, budget_s: float = 0.3) -> float:
+    """Bytes/s of a streaming copy (read + write) of ``mib`` MiB, best of the timed calls."""
+    src = np.ones(mib * 2**18, dtype=np.float32)
+    dst = np.empty_like(src)
+    times, _ = time_calls(lambda: np.copyto(dst, src), warmup=1, repeats=50, budget_s=budget_s)
+    return 2 * src.nbytes / (float(times.min()) / 1e9)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the sweep
+
+
+def _row(**kw: Any) -> dict[str, Any]:
+    row = {k: None for k in ROW_KEYS}
+    row.update(kw)
+    return row
+
+
+class _Runner:
+    def __init__(self, settings: BenchSettings, progress: ProgressCallback):
+        self.s = settings
+        self.progress = progress
+        self.rows: list[dict[str, Any]] = []
+        self.done = 0
+        self.total = 1
+        self.skipped: list[str] = []
+        self.rng = np.random.default_rng(settings.seed)
+        self.hardware = costmodel.load_hardware()
+
+    def tick(self, message: str) -> None:
+        self.done += 1
+        self.progress(ProgressEvent("bench", self.done, self.total, message))
+
+    def timed(self, fn: Callable[[], Any], budget: float | None = None) -> tuple[dict[str, float], int, bool]:
+        times, capped = time_calls(
+            fn, warmup=self.s.warmup, repeats=self.s.repeats, budget_s=budget or self.s.budget_s
+        )
+        return summarize(times), len(times), capped
+
+    def common(self, **kw: Any) -> dict[str, Any]:
+        return {
+            "threads": self.s.threads,
+            "dim": self.s.dim,
+            "layers": self.s.layers,
+            "heads": self.s.heads,
+            **kw,
+        }
+
+    # ---- MS-LI / two-tower -----------------------------------------------------------------------
+    def late_interaction_models(self) -> list[tuple[str, int, int, Any]]:
+        """(label, K, L, model) to time. A trained --model is timed at its own K for every L."""
+        from msli_core.models.msli import MSLIConfig, MSLIModel
+
+        s = self.s
+        n_items = max(s.candidates)
+        out = []
+        if s.model_dir:
+            from msli_core.models.registry import load_model
+
+            loaded = load_model(s.model_dir)
+            if loaded.kind not in ("msli", "two-tower"):
+                return out
+            if n_items > loaded.config.n_items:
+                raise MsliError(
+                    f"--candidates {n_items} exceeds the {loaded.config.n_items} items of model "
+                    f"{s.model_dir}; pass smaller --candidates."
+                )
+            for L in s.history:
+                out.append((loaded.kind, loaded.config.segments, L, loaded.model))
+            return out
+        labels = [m for m in ("msli", "two-tower") if m in s.models]
+        for label in labels:
+            ks = s.segments if label == "msli" else (1,)
+            for K in ks:
+                for L in s.history:
+                    config = MSLIConfig(
+                        n_items=n_items,
+                        n_genres=20,
+                        dim=s.dim,
+                        segments=K,
+                        max_len=L,
+                        layers=s.layers,
+                        heads=s.heads,
+                        dropout=0.0,
+                    )
+                    out.append((label, K, L, (MSLIModel, config)))
+        return out
+
+    def run_late_interaction(self, label: str, K: int, L: int, model_or_spec: Any) -> None:
+        import torch
+
+        from msli_core.serving.engine import InferenceEngine
+
+        s = self.s
+        if isinstance(model_or_spec, tuple):
+            cls, config = model_or_spec
+            torch.manual_seed(s.seed)
+            model = cls(config).eval()
+            model.kind = label
+        else:
+            model = model_or_spec.eval()
+        S = model.config.S
+        shape = self.common(model=label, segments=K, history=L, segment_len=S)
+        n_items = model.config.n_items
+        popularity = self.rng.random(n_items + 1)  # a random order stands in for a retrieval stage
+        engine = InferenceEngine(model, popularity)
+        engine.offline()
+        kv_engine, seg_engine = engine, InferenceEngine(model, popularity, nearline="segment")
+        seg_engine.table, seg_engine.table_t = engine.table, engine.table_t
+        history = self.rng.integers(1, n_items + 1, size=L)
+        stream = iter(self.rng.integers(1, n_items + 1, size=10 * (s.repeats + s.warmup) + 10))
+        kv_engine.load_history("u", history)
+        seg_engine.load_history("u", history)
+
+        with torch.inference_mode():
+            if "torch" in s.backends:
+                stats, calls, capped = self.timed(lambda: kv_engine.observe("u", int(next(stream))))
+                self.add(
+                    stats,
+                    calls,
+                    capped,
+                    stage="nearline",
+                    variant="incremental",
+                    backend="torch",
+                    method="kv_cache",
+                    **shape,
+                )
+                stats, calls, capped = self.timed(lambda: seg_engine.observe("u", int(next(stream))))
+                self.add(
+                    stats,
+                    calls,
+                    capped,
+                    stage="nearline",
+                    variant="open_segment",
+                    backend="torch",
+                    method="open_segment",
+                    **shape,
+                )
+                stats, calls, capped = self.timed(lambda: kv_engine.full_reencode("u"))
+                self.add(
+                    stats,
+                    calls,
+                    capped,
+                    stage="nearline",
+                    variant="full",
+                    backend="torch",
+                    method="all_segments",
+                    **shape,
+                )
+                self.tick(f"{label} K={K} L={L} nearline torch")
+                for N in s.candidates:
+                    if n_items < N:
+                        continue
+                    engine.candidate_table(N)  # cached per N, like a retrieval stage's output
+
+                    def online(N=N):
+                        return kv_engine.recommend("u", N, top_k=TOP_K)
+
+                    stats, calls, capped = self.timed(online)
+                    self.add(stats, calls, capped, stage="online", backend="torch", candidates=N, **shape)
+
+                    def e2e(N=N):
+                        kv_engine.observe("u", int(next(stream)))
+                        return kv_engine.recommend("u", N, top_k=TOP_K)
+
+                    stats, calls, capped = self.timed(e2e)
+                    self.add(
+                        stats,
+                        calls,
+                        capped,
+                        stage="end_to_end",
+                        backend="torch",
+                        candidates=N,
+                        method="kv_cache",
+                        **shape,
+                    )
+                    self.tick(f"{label} K={K} L={L} N={N} torch")
+            if "onnxruntime" in s.backends:
+                self.run_ort(label, K, L, model, engine, shape)
+
+    def run_ort(self, label: str, K: int, L: int, model, engine, shape: dict) -> None:
+        from msli_core.serving import onnx_export as ox
+
+        s = self.s
+        scorer = ox.OrtScorer(ox.scorer_onnx(model), threads=s.threads)
+        encoder = ox.OrtSegmentEncoder(ox.segment_encoder_onnx(model, engine.table), threads=s.threads)
+        state = engine.users["u"]
+        segments = model.segment(np.asarray(state.history, dtype=np.int64))
+        open_items = segments.items[-1:].copy()  # (1, S)
+        all_items = segments.items.copy()  # (K, S)
+        vectors = state.vectors.numpy()[None].copy()  # (1, K, d)
+        mask = state.mask.numpy()[None].copy()  # (1, K)
+
+        stats, calls, capped = self.timed(lambda: encoder.encode(open_items))
+        self.add(
+            stats,
+            calls,
+            capped,
+            stage="nearline",
+            variant="incremental",
+            backend="onnxruntime",
+            method="open_segment",
+            **shape,
+        )
+        stats, calls, capped = self.timed(lambda: encoder.encode(all_items))
+        self.add(
+            stats,
+            calls,
+            capped,
+            stage="nearline",
+            variant="full",
+            backend="onnxruntime",
+            method="all_segments",
+            **shape,
+        )
+        self.tick(f"{label} K={K} L={L} nearline onnxruntime")
+        for N in s.candidates:
+            if model.config.n_items < N:
+                continue
+            ids, cand_t = engine.candidate_table(N)
+            cand_np = cand_t.numpy()  # (d, N), shares memory
+            ids_np = ids.numpy()
+
+            def online(cand_np=cand_np, ids_np=ids_np):
+                scores, contributions = scorer.score(vectors, mask, cand_np)
+                top = _top_k(scores[0], TOP_K)
+                return ids_np[top], scores[0, top], contributions[0][:, top]
+
+            stats, calls, capped = self.timed(online)
+            self.add(stats, calls, capped, stage="online", backend="onnxruntime", candidates=N, **shape)
+
+            def e2e(online=online):
+                new_vector, _ = encoder.encode(open_items)
+                vectors[0, -1] = new_vector[0]
+                return online()
+
+            stats, calls, capped = self.timed(e2e)
+            self.add(
+                stats,
+                calls,
+                capped,
+                stage="end_to_end",
+                backend="onnxruntime",
+                candidates=N,
+                method="open_segment",
+                **shape,
+            )
+            self.tick(f"{label} K={K} L={L} N={N} onnxruntime")
+
+    # ---- offline and floors ------------------------------------------------------------------------
+    def run_offline_and_floors(self, bandwidth: float) -> None:
+        import torch
+
+        from msli_core.models.layers import ItemEncoder
+
+        s = self.s
+        ks = sorted({*(s.segments if "msli" in s.models else ()), *((1,) if "two-tower" in s.models else ())})
+        for N in s.candidates:
+            torch.manual_seed(s.seed)
+            encoder = ItemEncoder(N, 20, s.dim).eval()
+            with torch.inference_mode():
+                stats, calls, capped = self.timed(encoder)
+            for label in [m for m in ("msli", "two-tower") if m in s.models]:
+                for K in s.segments if label == "msli" else (1,):
+                    for L in s.history:
+                        self.add(
+                            stats,
+                            calls,
+                            capped,
+                            **self.common(
+                                model=label,
+                                stage="offline",
+                                backend="torch",
+                                segments=K,
+                                candidates=N,
+                                history=L,
+                                segment_len=math.ceil(L / K),
+                                shared=True,
+                                note="one item-table measurement per N, repeated for each K and L",
+                            ),
+                        )
+            self.tick(f"offline N={N}")
+            table_t = np.ascontiguousarray(self.rng.standard_normal((s.dim, N), dtype=np.float32))
+            table_t_torch = torch.from_numpy(table_t)
+            for K in ks:
+                rows = 2 * K if K > 1 else 1  # [u; q] for attention; one user vector for K = 1
+                left = self.rng.standard_normal((rows, s.dim), dtype=np.float32)
+                left_torch = torch.from_numpy(left)
+                np_stats, np_calls, np_capped = self.timed(lambda left=left, right=table_t: left @ right)
+                with torch.inference_mode():
+                    t_stats, t_calls, t_capped = self.timed(
+                        lambda left=left_torch, right=table_t_torch: left @ right
+                    )
+                bw_ms = N * s.dim * 4 / bandwidth * 1e3
+                bw_stats = {
+                    "p50_ms": bw_ms,
+                    "p95_ms": bw_ms,
+                    "p99_ms": bw_ms,
+                    "mean_ms": bw_ms,
+                    "qps": 1e3 / bw_ms,
+                }
+                for L in s.history:
+                    base = self.common(
+                        model="msli" if K > 1 or "msli" in s.models else "two-tower",
+                        stage="floor",
+                        segments=K,
+                        candidates=N,
+                        history=L,
+                        rows=rows,
+                    )
+                    self.add(
+                        np_stats,
+                        np_calls,
+                        np_capped,
+                        variant="matmul",
+                        backend="numpy",
+                        **base,
+                        note=f"bare numpy ({rows}, d) @ (d, N)",
+                    )
+                    self.add(
+                        t_stats,
+                        t_calls,
+                        t_capped,
+                        variant="matmul_torch",
+                        backend="torch",
+                        **base,
+                        note=f"bare torch ({rows}, d) @ (d, N)",
+                    )
+                    self.add(
+                        bw_stats,
+                        0,
+                        False,
+                        variant="bandwidth",
+                        backend="numpy",
+                        **base,
+                        note=f"N·d·4 bytes / {bandwidth / 1e9:.1f} GB/s measured in this run",
+                    )
+                self.tick(f"floors K={K} N={N}")
+
+    # ---- cross-encoder ---------------------------------------------------------------------------
+    def run_cross_encoder(self) -> None:
+        import torch
+
+        from msli_core.models.cross_encoder import CrossEncoder, CrossEncoderConfig
+
+        s = self.s
+        if "onnxruntime" in s.backends:
+            self.skipped.append("cross-encoder on onnxruntime: not exported; timed on torch only")
+        n_items = max(s.candidates)
+        for L in s.history:
+            torch.manual_seed(s.seed)
+            config = CrossEncoderConfig(
+                n_items=n_items,
+                n_genres=20,
+                dim=s.dim,
+                layers=s.layers,
+                heads=s.heads,
+                max_len=L,
+                dropout=0.0,
+            )
+            model = CrossEncoder(config).eval()
+            with torch.inference_mode():
+                table = model.items()  # offline: (N+1, d), not part of a request
+            history = torch.as_tensor(self.rng.integers(1, n_items + 1, size=(1, L)))
+            for N in s.candidates:
+                candidates = torch.as_tensor(
+                    self.rng.choice(np.arange(1, n_items + 1), size=N, replace=False)
+                )
+                shape = self.common(model="cross-encoder", segments=1, candidates=N, history=L, segment_len=L)
+                estimate = costmodel.predict(
+                    costmodel.ModelShape(
+                        kind="cross-encoder",
+                        history=L,
+                        segments=1,
+                        dim=s.dim,
+                        layers=s.layers,
+                        heads=s.heads,
+                        candidates=N,
+                    ),
+                    self.hardware,
+                    "torch",
+                ).seconds["online"]
+                if estimate > s.cross_budget_s:
+                    nan = summarize(np.zeros(0, dtype=np.int64))
+                    note = (
+                        f"skipped: one call is predicted to take {estimate:.1f} s, over the "
+                        f"{s.cross_budget_s:g} s budget per point"
+                    )
+                    for stage in ("online", "end_to_end"):
+                        self.add(
+                            nan,
+                            0,
+                            True,
+                            stage=stage,
+                            backend="torch",
+                            estimated_ms=estimate * 1e3,
+                            note=note,
+                            **shape,
+                        )
+                    self.tick(f"cross-encoder N={N} L={L} skipped")
+                    continue
+
+                def call(candidates=candidates, history=history, table=table, model=model):
+                    out = torch.empty(len(candidates))
+                    step = model.config.pair_chunk
+                    for lo in range(0, len(candidates), step):
+                        chunk = candidates[lo : lo + step]
+                        out[lo : lo + step] = model.pair_scores(history.expand(len(chunk), -1), chunk, table)
+                    return torch.topk(out, min(TOP_K, len(out)))
+
+                with torch.inference_mode():
+                    warm = 1 if estimate * 4 < s.cross_budget_s else 0
+                    times, capped = time_calls(
+                        call, warmup=warm, repeats=s.repeats, budget_s=s.cross_budget_s, min_calls=1
+                    )
+                stats = summarize(times)
+                for stage in ("online", "end_to_end"):
+                    self.add(
+                        stats,
+                        len(times),
+                        capped,
+                        stage=stage,
+                        backend="torch",
+                        estimated_ms=estimate * 1e3,
+                        note="end_to_end = online: no stage is shared between candidates"
+                        if stage == "end_to_end"
+                        else None,
+                        **shape,
+                    )
+                self.tick(f"cross-encoder N={N} L={L}")
+
+    def add(self, stats: dict[str, float], calls: int, capped: bool, **kw: Any) -> None:
+        self.rows.append(_row(**stats, calls=int(calls), capped=bool(capped), **kw))
+
+
+def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest scores, best first (argpartition, then sort the k)."""
+    k = min(k, len(scores))
+    part = np.argpartition(-scores, k - 1)[:k]
+    return part[np.argsort(-scores[part])]
+
+
+def plan_size(settings: BenchSettings) -> int:
+    s = settings
+    n_li = (len(s.segments) if "msli" in s.models else 0) + (1 if "two-tower" in s.models else 0)
+    per_model = 0
+    for backend in s.backends:
+        per_model += 1 + len(s.candidates) if backend in BACKENDS else 0
+    ks = len(set(s.segments) | ({1} if "two-tower" in s.models else set()))
+    total = n_li * len(s.history) * per_model + len(s.candidates) * (1 + ks)
+    if "cross-encoder" in s.models:
+        total += len(s.candidates) * len(s.history)
+    return total + (1 if s.calibrate else 0)
+
+
+def run_bench(settings: BenchSettings, progress: ProgressCallback | None = None) -> BenchResult:
+    """Run the sweep; rows per DESIGN §6 plus the run's settings and environment in ``meta``."""
+    settings.validate()
+    progress = progress or no_progress
+    runner = _Runner(settings, progress)
+    runner.total = plan_size(settings)
+    started = time.perf_counter()
+    with thread_limits(settings.threads) as threads:
+        meta = environment(settings.threads)
+        meta["threads_effective"] = threads
+        if settings.calibrate:
+            runner.hardware = costmodel.calibrate(threads=settings.threads, save=False)
+            runner.tick("calibrated the cost model")
+        bandwidth = measure_bandwidth()
+        runner.run_offline_and_floors(bandwidth)
+        for label, K, L, model in runner.late_interaction_models():
+            runner.run_late_interaction(label, K, L, model)
+        if "cross-encoder" in settings.models:
+            runner.run_cross_encoder()
+    report = costmodel.error_report(runner.rows, runner.hardware)
+    meta.update(
+        {
+            "settings": asdict(settings),
+            "bandwidth_bytes_per_s": bandwidth,
+            "hardware": runner.hardware.as_dict(),
+            "skipped": runner.skipped,
+            "seconds": time.perf_counter() - started,
+            "rows": len(runner.rows),
+            "cost_model_error": {k: v for k, v in report.items() if k != "points"},
+        }
+    )
+    progress(ProgressEvent("bench", runner.total, runner.total, f"{len(runner.rows)} rows"))
+    return BenchResult(runner.rows, meta, report)
+
+
+def write_outputs(result: BenchResult, out_dir) -> dict[str, str]:
+    """``bench.csv``, ``bench.json``, ``meta.json``, ``costmodel_error.json`` in ``out_dir``, atomically."""
+    import json
+
+    import pandas as pd
+
+    from msli_core.cli import _jsonable
+    from msli_core.outputs import atomic_output_dir
+
+    with atomic_output_dir(out_dir) as tmp:
+        pd.DataFrame(result.rows, columns=list(ROW_KEYS)).to_csv(tmp / "bench.csv", index=False)
+        (tmp / "bench.json").write_text(json.dumps(_jsonable(result.rows), indent=1, allow_nan=False))
+        (tmp / "meta.json").write_text(json.dumps(_jsonable(result.meta), indent=2, allow_nan=False))
+        (tmp / "costmodel_error.json").write_text(
+            json.dumps(_jsonable(result.error_report), indent=1, allow_nan=False)
+        )
+    return {
+        name: str(out_dir / name) for name in ("bench.csv", "bench.json", "meta.json", "costmodel_error.json")
+    }
+
+
+def headline(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The four figures the issue asks for, from one run's rows (NaN where a point was not in the sweep)."""
+
+    def pick(**kw: Any) -> float:
+        for r in rows:
+            if all(r.get(k) == v for k, v in kw.items()):
+                return float(r["p50_ms"]) if r["p50_ms"] is not None else math.nan
+        return math.nan
+
+    li = pick(model="msli", stage="online", backend="torch", segments=8, candidates=1000, history=50)
+    ce = pick(model="cross-encoder", stage="online", backend="torch", candidates=1000, history=50)
+    on = pick(model="msli", stage="online", backend="torch", segments=8, candidates=100_000, history=200)
+    fl = pick(stage="floor", variant="matmul", segments=8, candidates=100_000, history=200)
+    fl_t = pick(stage="floor", variant="matmul_torch", segments=8, candidates=100_000, history=200)
+    inc = pick(
+        model="msli", stage="nearline", variant="incremental", backend="torch", segments=8, history=200
+    )
+    full = pick(model="msli", stage="nearline", variant="full", backend="torch", segments=8, history=200)
+    return {
+        "online_msli_K8_N1000_L50_ms": li,
+        "cross_encoder_N1000_L50_ms": ce,
+        "cross_over_msli": ce / li,
+        "online_msli_K8_N100000_ms": on,
+        "floor_numpy_2K_N100000_ms": fl,
+        "floor_torch_2K_N100000_ms": fl_t,
+        "online_over_numpy_floor": on / fl,
+        "online_over_torch_floor": on / fl_t,
+        "nearline_incremental_K8_L200_ms": inc,
+        "nearline_full_K8_L200_ms": full,
+        "full_over_incremental": full / inc,
+    }
