@@ -1,0 +1,134 @@
+"""The cost model: FLOP counts checked by hand, the fit recovers known constants, presets and errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from msli_core.errors import MsliError
+from msli_core.serving import costmodel as cm
+
+HW = cm.Hardware("test", flops=1e11, bandwidth=1e10, overhead_s={"torch": 1e-6}, source="test")
+
+
+def test_online_flops_by_hand():
+    # attention, K = 8, d = 64, N = 1000: one (2K, d) @ (d, N) product = 2·16·64·1000 FLOPs
+    shape = cm.ModelShape(kind="msli", segments=8, dim=64, candidates=1000)
+    interaction = cm.online_phases(shape)[0]
+    assert interaction.flops == 2 * 16 * 64 * 1000 == 2_048_000
+    assert interaction.bytes == 1000 * 64 * 4 + 16 * 1000 * 4  # table read + (2K, N) written
+    # two-tower: one row; max: K rows
+    assert (
+        cm.online_phases(cm.ModelShape(kind="two-tower", dim=64, candidates=1000))[0].flops == 2 * 64 * 1000
+    )
+    assert (
+        cm.online_phases(cm.ModelShape(segments=8, aggregation="max", candidates=1000))[0].flops
+        == 2 * 8 * 64 * 1000
+    )
+
+
+def test_encoder_flops_by_hand():
+    # one block, d = 4, f = 4, T = 3 tokens, 1 sequence:
+    # dense (8 + 4·4)·3·16 = 1152; attention 4·3²·4 = 144
+    shape = cm.ModelShape(kind="msli", dim=4, layers=1, heads=1, history=3, segments=1)
+    phases = {p.name: p for p in cm.encoder_phases(3, 1, shape)}
+    assert phases["layer0.dense"].flops == 1152
+    assert phases["layer0.attention"].flops == 144
+    assert phases["layer0.dense"].bytes >= (4 + 2 * 4) * 16 * 4  # at least the weights once
+    # the cross-encoder runs it per candidate over L + 1 tokens: N times the per-pair cost
+    ce = cm.ModelShape(kind="cross-encoder", dim=4, layers=1, heads=1, history=2, candidates=10)
+    dense = next(p for p in cm.cross_encoder_phases(ce) if p.name == "layer0.dense")
+    assert dense.flops == 10 * 1152
+
+
+def test_parameters_of_a_billion_parameter_encoder():
+    shape = cm.ModelShape(
+        kind="msli", dim=2048, layers=24, heads=16, history=200, segments=8, candidates=10_000
+    )
+    assert 1.2e9 < shape.parameters() < 1.22e9  # 24 · 12 · 2048² ≈ 1.21 B
+    pred = cm.predict(shape, cm.PRESETS["datacenter GPU"])
+    assert pred.seconds["nearline_full"] > pred.seconds["nearline"] > 0
+    assert pred.qps == pytest.approx(1 / pred.seconds["end_to_end"])
+    assert set(pred.as_dict()) >= {"offline_s", "nearline_s", "online_s", "end_to_end_s", "qps", "bound"}
+
+
+def test_roofline_by_hand():
+    compute_bound = cm.Phase("mm", flops=1e9, bytes=1e6, ops=2)
+    assert cm.phase_seconds(compute_bound, HW) == pytest.approx(1e9 / 1e11 + 2e-6)
+    memory_bound = cm.Phase("copy", flops=0, bytes=1e9, ops=1)
+    assert cm.phase_seconds(memory_bound, HW) == pytest.approx(0.1 + 1e-6)
+
+
+def test_cross_encoder_costs_grow_with_n_and_l():
+    def online(n, length):
+        shape = cm.ModelShape(kind="cross-encoder", history=length, candidates=n)
+        return cm.predict(shape, HW).seconds["online"]
+
+    assert online(2000, 50) > 1.9 * online(1000, 50)
+    assert online(1000, 200) > 3 * online(1000, 50)
+
+
+def test_fit_recovers_known_constants():
+    truth = cm.Hardware("truth", 5e10, 2e10, {"torch": 3e-6, "onnxruntime": 1e-5}, "synthetic")
+    samples = []
+    for flops, nbytes, ops, backend in [
+        (1e9, 1e6, 1, "torch"), (1e8, 1e5, 1, "torch"), (0, 1e8, 1, "torch"), (0, 1e7, 1, "torch"),
+        (10, 10, 1, "torch"), (10, 10, 20, "torch"), (10, 10, 1, "onnxruntime"), (1e9, 1e6, 3, "onnxruntime"),
+    ]:  # fmt: skip
+        t = cm.phase_seconds(cm.Phase("s", flops, nbytes, ops), truth, backend)
+        samples.append(cm.Sample(flops, nbytes, ops, t, backend))
+    fitted = cm.fit(samples)
+    assert fitted.flops == pytest.approx(truth.flops, rel=1e-3)
+    assert fitted.bandwidth == pytest.approx(truth.bandwidth, rel=1e-3)
+    assert fitted.overhead("torch") == pytest.approx(3e-6, rel=1e-3)
+    assert fitted.overhead("onnxruntime") == pytest.approx(1e-5, rel=1e-3)
+
+
+def test_error_report_median_and_worst():
+    shape = dict(
+        model="msli", segments=8, candidates=1000, history=200, dim=64, layers=2, heads=2, backend="torch"
+    )
+    predicted = cm.predict_row({**shape, "stage": "online"}, HW)
+    rows = [
+        {**shape, "stage": "online", "p50_ms": predicted * 1e3},  # exact: ratio 1
+        {**shape, "stage": "online", "p50_ms": predicted * 1e3 / 3},  # measured 3× faster: ratio 3
+        {**shape, "stage": "floor", "variant": "bandwidth", "p50_ms": 1.0},  # computed, not timed: skipped
+        {**shape, "stage": "online", "p50_ms": float("nan")},  # skipped point: ignored
+    ]
+    report = cm.error_report(rows, HW)
+    assert len(report["points"]) == 2
+    assert report["median_ratio"] == pytest.approx(2.0)
+    assert report["worst_ratio"] == pytest.approx(3.0)
+    assert report["within_2x"] == pytest.approx(0.5)
+
+
+def test_presets_custom_and_storage(tmp_path, monkeypatch):
+    monkeypatch.setenv("MSLI_CACHE_DIR", str(tmp_path))
+    assert cm.load_hardware() is cm.FALLBACK  # never calibrated: the bundled preset
+    for name, preset in cm.PRESETS.items():
+        assert preset.source.startswith("assumption"), name
+    custom = cm.custom_hardware(1e12, 1e11, 5e-6)
+    assert custom.overhead("onnxruntime") == 5e-6
+    path = cm.save_hardware(custom)
+    assert path == tmp_path / cm.CALIBRATION_FILE
+    assert cm.load_hardware() == custom
+    assert "this machine" in cm.hardware_presets()
+    with pytest.raises(MsliError, match="flops"):
+        cm.custom_hardware(0, 1e11, 5e-6)
+    path.write_text(json.dumps({"name": "x"}))
+    with pytest.raises(MsliError, match="hardware"):
+        cm.load_hardware()
+    with pytest.raises(MsliError, match="segments"):
+        cm.ModelShape(segments=0)
+
+
+def test_calibrate_measures_this_machine(tmp_path, monkeypatch):
+    monkeypatch.setenv("MSLI_CACHE_DIR", str(tmp_path))
+    hardware = cm.calibrate(threads=1, budget_s=0.01)
+    assert hardware.flops > 1e8 and hardware.bandwidth > 1e7
+    assert {"torch", "numpy", "onnxruntime"} <= set(hardware.overhead_s)
+    assert all(0 < v < 1e-2 for v in hardware.overhead_s.values())
+    assert math.isfinite(hardware.details["fit_rms_log_error"])
+    assert cm.load_hardware().flops == hardware.flops  # stored in the cache dir
