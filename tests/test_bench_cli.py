@@ -1,0 +1,134 @@
+"""`msli bench` / `msli export` / `msli costmodel`: well-formed rows, exit codes, sentences for bad flags."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from msli_core.cli import main
+from msli_core.serving import bench
+
+TINY = [
+    "--segments", "1,2", "--candidates", "10,40", "--history", "6", "--repeats", "3", "--budget-s", "0.01",
+    "--cross-budget-s", "0.5", "--no-calibrate", "--dim", "8", "--layers", "1",
+]  # fmt: skip
+CONTRACT = (
+    "model", "stage", "backend", "segments", "candidates", "history",
+    "p50_ms", "p95_ms", "p99_ms", "qps", "threads",
+)  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("MSLI_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def test_bench_json_rows_are_well_formed(capsys, tmp_path):
+    out = tmp_path / "bench"
+    assert main(["bench", *TINY, "--json", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    rows = json.loads(captured.out)
+    assert "bench" in captured.err  # the progress bar goes to stderr, stdout is the JSON alone
+    assert rows and all(set(CONTRACT) <= set(r) for r in rows)
+    stages = {r["stage"] for r in rows}
+    assert stages == {"offline", "nearline", "online", "end_to_end", "floor"}
+    assert {r["model"] for r in rows} == {"msli", "two-tower", "cross-encoder"}
+    assert {r["backend"] for r in rows} == {"torch", "onnxruntime", "numpy"}
+    for r in rows:
+        assert r["threads"] == 1
+        if r["p50_ms"] is None:  # only a skipped cross-encoder point may lack a timing
+            assert r["model"] == "cross-encoder" and r["capped"] and r["calls"] == 0
+            continue
+        for key in ("p50_ms", "p95_ms", "p99_ms", "qps"):
+            assert isinstance(r[key], float) and r[key] > 0, (key, r)
+        assert r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"]
+    near = {(r["backend"], r["variant"]) for r in rows if r["stage"] == "nearline"}
+    assert {("torch", "incremental"), ("torch", "full"), ("onnxruntime", "incremental")} <= near
+    floors = {r["variant"] for r in rows if r["stage"] == "floor"}
+    assert floors == {"matmul", "matmul_torch", "bandwidth"}
+    written = {p.name for p in out.iterdir()}
+    assert written == {"bench.csv", "bench.json", "meta.json", "costmodel_error.json"}
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["threads"]["torch"] == 1 and meta["threads"]["onnxruntime_intra_op"] == 1
+    assert set(meta["versions"]) == {"torch", "onnxruntime", "numpy"} and meta["cpu"]
+    assert json.loads((out / "bench.json").read_text()) == rows
+    assert torch.get_num_threads() >= 1  # thread settings restored afterwards
+
+
+def test_run_bench_reports_progress_and_caps_the_cross_encoder():
+    events = []
+    settings = bench.BenchSettings(
+        segments=(2,), candidates=(50,), history=(8,), backends=("torch",), models=("msli", "cross-encoder"),
+        repeats=1000, budget_s=0.01, cross_budget_s=1e-4, dim=8, layers=1, calibrate=False,
+    )  # fmt: skip
+    result = bench.run_bench(settings, events.append)
+    assert events and events[-1].done == events[-1].total
+    cross = [r for r in result.rows if r["model"] == "cross-encoder"]
+    assert cross and all(r["capped"] for r in cross)  # the tiny budget stops (or skips) it
+    assert all(r["calls"] < 1000 for r in cross)
+    skipped = [r for r in cross if r["calls"] == 0]
+    assert all(math.isnan(r["p50_ms"]) and r["estimated_ms"] > 0 for r in skipped)
+
+
+def test_timing_helpers():
+    times, capped = bench.time_calls(lambda: None, warmup=1, repeats=5, budget_s=10)
+    assert len(times) == 5 and not capped
+    stats = bench.summarize(times)
+    assert stats["p50_ms"] <= stats["p99_ms"] and stats["qps"] > 0
+    times, capped = bench.time_calls(lambda: sum(range(1000)), warmup=0, repeats=10**9, budget_s=0.01)
+    assert capped and len(times) >= 3
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (["--segments", "0,a"], "--segments"),
+        (["--segments", "0"], "--segments"),
+        (["--candidates", ""], "--candidates"),
+        (["--history", "1.5"], "--history"),
+        (["--backend", "tensorflow"], "--backend"),
+        (["--models", "msli,bert"], "--models"),
+        (["--threads", "2,3"], "--threads"),
+        (["--budget-s", "-1"], "--budget-s"),
+        (["--model", "/no/such/folder"], "--model"),
+    ],
+)
+def test_bad_bench_flags_are_one_sentence(capsys, flags, needle):
+    assert main(["bench", *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_export_cli(capsys, tmp_path):
+    from msli_core.models.msli import MSLIConfig, MSLIModel
+    from msli_core.models.registry import save_model
+
+    class Data:  # the few fields save_model records about the training data
+        fingerprint, source, format, n_users, n_items = "f" * 16, "synthetic", "synthetic", 3, 30
+
+    model = MSLIModel(MSLIConfig(n_items=30, n_genres=2, dim=8, segments=2, segment_len=3))
+    model.kind = "msli"
+    save_model(model, tmp_path / "model", data=Data())
+    target = tmp_path / "out" / "scorer.onnx"
+    assert main(["export", "--model", str(tmp_path / "model"), "--out", str(target), "--json"]) == 0
+    paths = json.loads(capsys.readouterr().out)
+    assert paths["scorer"] == str(target) and target.exists()
+    assert (tmp_path / "out" / "scorer.segment_encoder.onnx").exists()
+    assert main(["export", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "x.onnx")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["export", "--model", str(tmp_path / "model"), "--out", str(tmp_path / "x.txt")]) == 2
+    assert ".onnx" in capsys.readouterr().err
+    assert not (tmp_path / "x.onnx").exists() and not (tmp_path / "x.txt").exists()
+
+
+def test_costmodel_predict_cli(capsys):
+    args = ["costmodel", "predict", "--model", "msli", "--dim", "2048", "--layers", "24", "--heads", "16",
+            "--candidates", "10000", "--hardware", "server CPU", "--json"]  # fmt: skip
+    assert main(args) == 0
+    prediction = json.loads(capsys.readouterr().out)
+    assert prediction["parameters"] > 1e9 and prediction["online_s"] > 0 and prediction["qps"] > 0
+    assert main(["costmodel", "predict", "--hardware", "abacus"]) == 2
+    assert "--hardware" in capsys.readouterr().err
