@@ -375,3 +375,35 @@ def page_link(path: str, label: str, icon: str) -> None:
     """``st.page_link`` to a page of the app. TEMPORARY: skips pages not written yet (see app.py)."""
     if (Path(__file__).resolve().parent.parent / path).exists():
         st.page_link(path, label=label, icon=icon)
+
+
+# ------------------------------------------------------------------------------------- latency sweeps
+def set_bench(result) -> None:
+    """Keep a ``msli_core.serving.bench.BenchResult``: its rows feed the Latency, What-if and Train pages.
+    When the sweep calibrated the cost model, this session's What-if uses those measured constants."""
+    from msli_core.serving import costmodel
+
+    st.session_state["lab_bench_rows"] = list(result.rows)
+    st.session_state["lab_bench_meta"] = dict(result.meta)
+    st.session_state.pop("lab_bench_csv", None)
+    if (result.meta.get("settings") or {}).get("calibrate") and result.meta.get("hardware"):
+        st.session_state["whatif_measured_hw"] = costmodel.Hardware.from_dict(result.meta["hardware"])
+
+
+def bench_meta() -> dict:
+    return st.session_state.get("lab_bench_meta", {})
+
+
+def bench_csv() -> bytes:
+    """The last sweep's rows as CSV (the columns of `msli bench`), built once per sweep."""
+    if "lab_bench_csv" not in st.session_state:
+        import pandas as pd
+
+        from msli_core.serving.bench import ROW_KEYS
+
+        frame = pd.DataFrame(bench_rows())
+        columns = [c for c in ROW_KEYS if c in frame.columns] + [
+            c for c in frame.columns if c not in ROW_KEYS
+        ]
+        st.session_state["lab_bench_csv"] = frame[columns].to_csv(index=False).encode()
+    return st.session_state["lab_bench_csv"]

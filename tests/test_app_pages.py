@@ -172,3 +172,41 @@ def test_whatif_user_entered_hardware_changes_the_prediction():
     at.number_input(key="whatif_tflops").set_value(100.0).run()
     fast = {m.label: m.value for m in at.metric}["Cross-encoder online"]
     assert not at.exception and slow != fast
+
+
+# --------------------------------------------------------------------------------------------- Latency
+
+
+def run_short_sweep(at: AppTest, models=("msli", "cross-encoder")) -> AppTest:
+    goto(at, "latency")
+    assert any("No sweep yet" in i.value for i in at.info)
+    at.multiselect(key="latency_segments").set_value([1, 4])
+    at.multiselect(key="latency_candidates").set_value([1000])
+    at.multiselect(key="latency_models").set_value(list(models))
+    at.select_slider(key="latency_budget").set_value(0.02)
+    at.select_slider(key="latency_cross_budget").set_value(0.2)
+    at.button(key="FormSubmitter:latency_form-Run the sweep").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.exception] + error_texts(at)
+    return at
+
+
+def test_a_short_sweep_draws_every_latency_chart_and_offers_the_csv():
+    at = run_short_sweep(new_app())
+    specs = assert_charts_have_data(at, 4)
+    titles = " | ".join(s["layout"]["title"]["text"] for s in specs)
+    for part in ("segment count", "Stage costs", "ONNX Runtime", "Nearline"):
+        assert part in titles
+    vs_k = specs[0]
+    names = [t.get("name", "") for t in vs_k["data"]]
+    assert "MS-LI online p50" in names and any(n.startswith("cross-encoder") for n in names)
+    assert any("floor" in n for n in names)
+    rows = at.session_state["lab_bench_rows"]
+    assert {r["stage"] for r in rows} >= {"offline", "nearline", "online", "floor"}
+    csv = at.session_state["lab_bench_csv"].decode()
+    assert csv.splitlines()[0].startswith("model,stage,variant,backend,segments,candidates,history,p50_ms")
+    assert len(csv.splitlines()) == len(rows) + 1
+
+    # the What-if page now overlays the measured points with the cost model's error
+    goto(at, "whatif")
+    specs = assert_charts_have_data(at, 2)
+    assert "median ratio" in specs[1]["layout"]["title"]["text"]

@@ -108,9 +108,9 @@ def _bench_rows():
         rows.append(dict(model="msli", stage="offline", backend="torch", segments=k, candidates=1000,
                          history=50, p50_ms=2.0, p95_ms=2.5))  # fmt: skip
         rows.append(dict(model="msli", stage="nearline", variant="incremental", backend="torch", segments=k,
-                         candidates=1000, history=50, p50_ms=0.5, p95_ms=0.6))  # fmt: skip
+                         candidates=None, history=50, p50_ms=0.5, p95_ms=0.6))  # fmt: skip
         rows.append(dict(model="msli", stage="nearline", variant="full", backend="torch", segments=k,
-                         candidates=1000, history=50, p50_ms=0.5 * k, p95_ms=0.6 * k))  # fmt: skip
+                         candidates=None, history=50, p50_ms=0.5 * k, p95_ms=0.6 * k))  # fmt: skip
         rows.append(dict(model="floor", stage="floor", variant="matmul", backend="numpy", segments=k,
                          candidates=1000, history=50, p50_ms=0.01 * k, p95_ms=0.012 * k))  # fmt: skip
     rows.append(dict(model="cross-encoder", stage="online", backend="torch", segments=1, candidates=1000,
@@ -126,7 +126,7 @@ def test_latency_vs_segments_draws_p50_band_cross_encoder_and_floor():
     assert list(line.x) == [1, 4, 16] and list(line.y) == pytest.approx([0.1, 0.4, 1.6])
     band = fig.data[names.index("MS-LI p50–p95")]
     assert list(band.y) == pytest.approx([0.15, 0.6, 2.4, 1.6, 0.4, 0.1])  # p95 out, p50 back
-    assert any("cross-encoder" in n and "capped" in n for n in names)
+    assert any("cross-encoder" in n and "time budget" in n for n in names)
     assert "floor: bare numpy matmul" in names
     assert fig.layout.yaxis.type == "log"
 
@@ -203,3 +203,13 @@ def test_whatif_figures_from_the_cost_model():
     assert f"{report['median_ratio']:.2f}" in fig.layout.title.text
     measured = [p for t in fig.data if t.mode == "markers" for p in t.x]
     assert len(measured) == len(report["points"])
+
+
+def test_a_cross_encoder_point_over_its_budget_is_drawn_from_the_estimate():
+    rows = [r for r in _bench_rows() if r["model"] != "cross-encoder"]
+    nan = float("nan")
+    rows.append(dict(model="cross-encoder", stage="online", backend="torch", segments=1, candidates=1000,
+                     history=50, p50_ms=nan, p95_ms=nan, capped=True, estimated_ms=900.0))  # fmt: skip
+    fig = viz.latency_vs_segments(rows, candidates=1000, history=50)
+    cross = next(t for t in fig.data if t.name.startswith("cross-encoder"))
+    assert "estimate" in cross.name and list(cross.y) == [900.0, 900.0]

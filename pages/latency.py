@@ -1,0 +1,136 @@
+"""Latency: run a sweep (K, N, L, backend, models) with a progress bar, then see p50/p95 against K with
+the cross-encoder and the floors, the stage costs, torch vs ONNX Runtime, incremental vs full nearline
+update, and download the rows as CSV."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from msli_core import viz
+from msli_core.errors import MsliError
+from pages import state
+
+st.title("Latency")
+st.markdown(
+    "Time every stage of one request (batch 1, one user) on this machine: warm-up, then each call timed; "
+    "p50/p95/p99 and QPS kept as numbers, thread counts fixed and recorded. Latency does not depend on the "
+    "weights, so the sweep builds fresh models of the chosen shapes. The cross-encoder runs in the same "
+    "sweep, at the same N and L, capped by its own time budget."
+)
+
+with st.form("latency_form"):
+    c1, c2, c3 = st.columns(3)
+    segments = c1.multiselect("Segments K", [1, 2, 4, 8, 16, 32], default=[1, 4, 16], key="latency_segments")
+    candidates = c1.multiselect(
+        "Candidates N", [100, 1_000, 10_000, 100_000], default=[1_000, 10_000], key="latency_candidates"
+    )
+    history = c2.multiselect("History length L", [50, 200], default=[50], key="latency_history")
+    backends = c2.multiselect(
+        "Backends", ["torch", "onnxruntime"], default=["torch", "onnxruntime"], key="latency_backends"
+    )
+    models = c3.multiselect(
+        "Models",
+        ["msli", "two-tower", "cross-encoder"],
+        default=["msli", "cross-encoder"],
+        key="latency_models",
+    )
+    budget = c3.select_slider(
+        "Time budget per point (s)", [0.02, 0.05, 0.1, 0.2, 0.5], value=0.05, key="latency_budget"
+    )
+    cross_budget = c3.select_slider(
+        "Cross-encoder budget per point (s)", [0.2, 0.5, 1.0, 2.0, 5.0], value=1.0, key="latency_cross_budget"
+    )
+    calibrate = st.checkbox(
+        "Also calibrate the cost model on this machine (a few seconds; the What-if page then uses it)",
+        value=False,
+        key="latency_calibrate",
+    )
+    run = st.form_submit_button("Run the sweep", type="primary")
+
+if run:
+    from msli_core.serving.bench import BenchSettings, run_bench
+
+    try:
+        settings = BenchSettings(
+            segments=tuple(sorted(segments)),
+            candidates=tuple(sorted(candidates)),
+            history=tuple(sorted(history)),
+            backends=tuple(backends),
+            models=tuple(models),
+            budget_s=float(budget),
+            cross_budget_s=float(cross_budget),
+            calibrate=calibrate,
+        )
+        live = state.LiveProgress("Measuring")
+        result = run_bench(settings, progress=live)
+    except MsliError as err:
+        state.show_error(err)
+    else:
+        live.done(f"{len(result.rows)} rows in {result.meta['seconds']:.0f} s")
+        state.set_bench(result)
+        st.rerun()
+
+rows = state.bench_rows()
+if not rows:
+    st.info("No sweep yet in this session: choose the shapes above and press **Run the sweep**.")
+    st.stop()
+
+meta = state.bench_meta()
+frame = pd.DataFrame(rows)
+threads = (meta.get("settings") or {}).get("threads", "?")
+st.caption(
+    f"Last sweep: {len(rows)} rows in {meta.get('seconds', 0):.0f} s on **{meta.get('cpu', '?')}** "
+    f"({meta.get('cores', '?')} cores), {threads} thread(s) for torch, ONNX Runtime and BLAS; "
+    + ", ".join(f"{k} {v}" for k, v in (meta.get("versions") or {}).items())
+)
+
+# the shape the K-charts are drawn at
+shapes = frame[(frame["model"] == "msli") & (frame["stage"] == "online")]
+if shapes.empty:
+    st.warning("The sweep has no MS-LI online rows; include the msli model to see the charts.")
+    st.stop()
+p1, p2, p3 = st.columns(3)
+n_values = sorted(int(n) for n in shapes["candidates"].dropna().unique())
+l_values = sorted(int(h) for h in shapes["history"].dropna().unique())
+b_values = sorted(shapes["backend"].dropna().unique(), key=lambda b: b != "torch")
+shown_n = p1.selectbox("Charts at N =", n_values, index=len(n_values) - 1, key="latency_show_n",
+                       format_func=lambda n: f"{n:,}")  # fmt: skip
+shown_l = p2.selectbox("and L =", l_values, key="latency_show_l")
+shown_backend = p3.selectbox("backend", b_values, key="latency_show_backend")
+
+try:
+    state.chart("latency_vs_k", viz.latency_vs_segments(rows, shown_n, shown_l, shown_backend))
+    state.chart("stage_costs", viz.stage_cost_bars(rows, shown_n, shown_l, shown_backend))
+except MsliError as err:
+    state.show_error(err)
+
+left, right = st.columns(2)
+with left:
+    if {"torch", "onnxruntime"} <= set(shapes["backend"]):
+        state.chart("backends", viz.backend_comparison(rows))
+    else:
+        st.info("Include both backends in the sweep to compare torch with ONNX Runtime.")
+with right:
+    nearline = frame[(frame["stage"] == "nearline") & (frame["model"] == "msli")]
+    if {"incremental", "full"} <= set(nearline["variant"].dropna()):
+        state.chart("nearline", viz.nearline_update_comparison(rows))
+    else:
+        st.info("Include MS-LI in the sweep to compare incremental and full nearline updates.")
+
+with st.expander("All rows"):
+    st.dataframe(frame, hide_index=True, key="latency_rows")
+st.download_button(
+    "Download the rows as CSV",
+    state.bench_csv(),
+    file_name="msli-bench.csv",
+    mime="text/csv",
+    key="latency_csv",
+)
+report = meta.get("cost_model_error") or {}
+if report.get("median_ratio") == report.get("median_ratio") and report.get("median_ratio") is not None:
+    st.caption(
+        f"Cost model against this sweep: median predicted/measured {report['median_ratio']:.2f}, worst "
+        f"{report['worst_ratio']:.2f}, {report.get('within_2x', float('nan')):.0%} of points within 2× "
+        "(see the What-if page)."
+    )
