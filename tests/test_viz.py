@@ -213,3 +213,64 @@ def test_a_cross_encoder_point_over_its_budget_is_drawn_from_the_estimate():
     fig = viz.latency_vs_segments(rows, candidates=1000, history=50)
     cross = next(t for t in fig.data if t.name.startswith("cross-encoder"))
     assert "estimate" in cross.name and list(cross.y) == [900.0, 900.0]
+
+
+def test_history_timeline_puts_each_event_on_its_segment_row():
+    events = pd.DataFrame(
+        {
+            "position": [0, 1, 2, 3, 4],
+            "timestamp": [1_600_000_000 + 3600 * i for i in range(5)],
+            "title": ["A", "B", "C", "D", "E"],
+            "segment": [-1, 0, 0, 1, 1],
+        }
+    )
+    labels = {0: viz.segment_label(0, 1, 3), 1: viz.segment_label(1, 3, 5)}
+    fig = viz.history_timeline(events, labels, target={"timestamp": 1_600_100_000, "title": "F"})
+    names = ["older (not used)", "segment 0 (events 1–2)", "segment 1 (events 3–4)", "held-out test event"]
+    assert [t.name for t in fig.data] == names
+    assert [len(t.x) for t in fig.data] == [1, 2, 2, 1]
+
+
+def test_contribution_heatmap_columns_sum_to_the_scores():
+    c = np.array([[0.5, -0.25], [1.0, 0.75]])  # (K=2, n=2)
+    fig = viz.contribution_heatmap(c, scores=[1.5, 0.5], item_titles=["X", "Y"], segment_labels=["s0", "s1"])
+    heat = fig.data[0]
+    assert np.asarray(heat.z).sum(axis=0).tolist() == [1.5, 0.5]
+    assert "score 1.500" in heat.x[0] and heat.zmid == 0
+    assert "0.0e+00" in fig.layout.annotations[0].text  # the sums match the scores exactly
+
+
+def test_within_segment_weights_keeps_the_largest_weights_of_each_segment():
+    segments = [
+        {"index": 0, "label": "segment 0", "titles": ["a", "b", "c"], "weights": [0.2, 0.7, 0.1]},
+        {"index": 1, "label": "segment 1", "titles": ["d"], "weights": [1.0]},
+    ]
+    fig = viz.within_segment_weights(segments, top=2)
+    assert list(fig.data[0].x) == [0.2, 0.7]  # drawn bottom-up: the largest weight ends on top
+    assert fig.data[0].y[-1] == "0 · b"
+    assert list(fig.data[1].x) == [1.0]
+
+
+def test_deletion_check_and_item_map():
+    fig = viz.deletion_check(
+        [
+            {"title": "X", "score": 2.0, "without_top": 0.5, "without_random": 1.8},
+            {"title": "Y", "score": 1.0, "without_top": 0.2, "without_random": None},
+        ]
+    )
+    assert [t.name for t in fig.data] == [
+        "full score",
+        "top segment removed",
+        "a random other segment removed",
+    ]
+    rng = np.random.default_rng(0)
+    table = np.vstack([np.zeros((1, 8)), rng.normal(size=(50, 8))])
+    titles = ["pad"] + [f"item {i}" for i in range(1, 51)]
+    labels = ["segment 0 (events 0–4)", "segment 1 (events 5–9)"]
+    fig = viz.item_map(
+        table, titles, rng.normal(size=(2, 8)), labels, recommended=[3, 7, 9], history=[1, 2], sample=20
+    )
+    assert len(fig.data[0].x) == 20  # the sampled catalog
+    stars = fig.data[-1]
+    assert list(stars.text) == ["1", "2", "3"] and len(stars.x) == 3
+    assert sum(1 for t in fig.data if t.name.startswith("segment")) == 2
