@@ -207,6 +207,24 @@ def test_duplicates_keep_the_first_row_and_say_so(tmp_path):
     assert any("dropped 1 duplicate" in n for n in data.notes)
 
 
+def test_integer_and_text_ids_build_the_same_dataset(tmp_path):
+    """MovieLens ids are integers (a fast path in build_dataset); text ids must give the same result."""
+    rows = "3,20,1.0,7\n1,10,2.0,5\n1,11,3.0,5\n1,10,4.0,5\n2,10,5.0,1\n1,9,1.0,4\n10,11,2.0,5\n"
+    as_int = load_dataset(_write(tmp_path / "a" / "ratings.csv", HEADER + rows))
+    as_text = load_dataset(_write(tmp_path / "b" / "events.csv", "user,item,rating,timestamp\n" + rows))
+    pd.testing.assert_frame_equal(as_int.interactions, as_text.interactions)
+    assert list(as_int.user_ids) == list(as_text.user_ids) == ["", "1", "2", "3", "10"]  # numeric order
+    assert list(as_int.item_ids) == list(as_text.item_ids) == ["", "9", "10", "11", "20"]
+    # (1, 10, 5) appears twice, with (1, 11, 5) between them: the later one is the duplicate
+    assert _sequence(as_int, "1") == ["9", "10", "11"]
+    assert as_int.interactions["rating"].tolist()[:3] == [1.0, 2.0, 3.0]
+    assert (
+        as_int.notes[-1]
+        == as_text.notes[-1]
+        == ("dropped 1 duplicate (user, item, timestamp) row(s), keeping the first of each")
+    )
+
+
 def test_min_rating_and_k_core_filters():
     data = load_dataset(FIXTURES / "layout-100k", min_rating=4)
     assert data.n_interactions == 6 and (data.interactions["rating"] >= 4).all()
