@@ -104,9 +104,7 @@ class _File:
             parent = PurePosixPath(self.member).parent
             member = name if str(parent) == "." else f"{parent}/{name}"
             if member in self.archive.NameToInfo:
-                return _File(
-                    f"{self.display.rsplit(':', 1)[0]}:{member}", archive=self.archive, member=member
-                )
+                return _File(f"{self.archive.filename}:{member}", archive=self.archive, member=member)
             return None
         path = self.path.with_name(name)
         return _File(str(path), path=path) if path.is_file() else None
@@ -224,12 +222,9 @@ def _sniff_text(file: _File, what: str) -> str:
         raise MsliError(f"{file.display} is empty; it should be {what}.")
     if b"\x00" in head:
         raise MsliError(f"{file.display} is binary data, not text; it should be {what}.")
-    first = head.splitlines()[0] if head.strip() else b""
-    for line in head.splitlines():
-        if line.strip():
-            first = line
-            break
-    return first.decode("latin-1").lstrip("\ufeffï»¿").strip()
+    head = head.removeprefix(codecs.BOM_UTF8)
+    first = next(line for line in head.splitlines() if line.strip())
+    return first.decode("latin-1").strip()
 
 
 def _split_header(line: str, sep: str) -> list[str]:
@@ -277,7 +272,8 @@ _GROUND_TRUTH = _Layout(
 )  # fmt: skip
 
 
-def _check_layout_header(file: _File, layout: _Layout, first_line: str) -> None:
+def _check_layout_header(file: _File, layout: _Layout, first_line: str) -> list[str]:
+    """Refuse a wrong delimiter or wrong columns; returns the header's names (stripped) in file order."""
     fields = _split_header(first_line, layout.sep) if layout.sep != "::" else first_line.split("::")
     if len(fields) == 1:
         other = _guess_delimiter(first_line)
@@ -299,11 +295,14 @@ def _check_layout_header(file: _File, layout: _Layout, first_line: str) -> None:
                 f"{file.display}, line 1: the header {' and '.join(problem)}; it should be exactly "
                 f"{','.join(layout.columns)}."
             )
+        if len(set(fields)) != len(fields):
+            raise MsliError(f"{file.display}, line 1: the header names a column twice; name each once.")
     elif len(fields) != len(layout.columns):
         raise MsliError(
             f"{file.display}, line 1 has {len(fields)} fields but {layout.what} has {len(layout.columns)}; "
             "check that this is the right file."
         )
+    return fields
 
 
 def _parser_error(file: _File, err: Exception, what: str) -> MsliError:
@@ -338,14 +337,17 @@ def _undecodable(file: _File, encoding: str, what: str) -> MsliError:
     )
 
 
-def _read_physical(file: _File, layout: _Layout, **kwargs) -> pd.DataFrame:
-    """pandas' C reader over the file; the ``::`` delimiter is read as ':' with empty fields between."""
+def _read_physical(file: _File, layout: _Layout, header: list[str], **kwargs) -> pd.DataFrame:
+    """pandas' C reader over the file; the ``::`` delimiter is read as ':' with empty fields between.
+    ``header``: the names of a headered layout's columns in file order (the file's own header row is
+    replaced by them, so stray spaces around names do not matter)."""
     sep = ":" if layout.sep == "::" else layout.sep
     with file.open() as fh:
         return pd.read_csv(
             fh,
             sep=sep,
             header=0 if layout.header else None,
+            names=header if layout.header else None,
             engine="c",
             encoding=layout.encoding,
             quoting=csv.QUOTE_MINIMAL if layout.header else csv.QUOTE_NONE,
@@ -355,7 +357,7 @@ def _read_physical(file: _File, layout: _Layout, **kwargs) -> pd.DataFrame:
 
 def _read_layout(file: _File, layout: _Layout) -> pd.DataFrame:
     """Read a fixed-layout MovieLens table fast (typed C reader); on any doubt, diagnose line by line."""
-    _check_layout_header(file, layout, _sniff_text(file, layout.what))
+    header = _check_layout_header(file, layout, _sniff_text(file, layout.what))
     n_phys = len(layout.columns) * 2 - 1 if layout.sep == "::" else len(layout.columns)
     if layout.header:
         dtype = {c: (np.float64 if c in layout.floats else np.int64) for c in layout.columns}
@@ -368,7 +370,7 @@ def _read_layout(file: _File, layout: _Layout) -> pd.DataFrame:
     try:
         with warnings.catch_warnings():  # pandas warns on a float it will then refuse as an integer
             warnings.simplefilter("ignore", RuntimeWarning)
-            frame = _read_physical(file, layout, dtype=dtype, skip_blank_lines=True)
+            frame = _read_physical(file, layout, header, dtype=dtype, skip_blank_lines=True)
     except UnicodeDecodeError:
         raise _undecodable(file, layout.encoding, layout.what) from None
     except pd.errors.ParserError as err:
@@ -386,7 +388,7 @@ def _read_layout(file: _File, layout: _Layout) -> pd.DataFrame:
         if frame.empty:
             raise MsliError(f"{file.display} has a header but no rows; it should be {layout.what}.")
         return frame
-    _diagnose(file, layout)
+    _diagnose(file, layout, header)
     raise MsliError(f"{file.display} cannot be read as {layout.what}; check the file.")  # pragma: no cover
 
 
@@ -400,10 +402,10 @@ def _typed_ok(frame: pd.DataFrame, layout: _Layout) -> bool:
     return True
 
 
-def _diagnose(file: _File, layout: _Layout) -> None:
+def _diagnose(file: _File, layout: _Layout, header: list[str]) -> None:
     """Re-read as text, line numbers intact, and raise for the first line that is wrong."""
     try:
-        text = _read_physical(file, layout, dtype=str, na_filter=False, skip_blank_lines=False)
+        text = _read_physical(file, layout, header, dtype=str, na_filter=False, skip_blank_lines=False)
     except UnicodeDecodeError:
         raise _undecodable(file, layout.encoding, layout.what) from None
     except pd.errors.ParserError as err:
@@ -688,8 +690,9 @@ def _read_generic_text(file: _File, column_map: dict[str, str] | None) -> tuple[
     try:
         with file.open() as fh:
             table = pd.read_csv(
-                fh, sep=sep, usecols=list(roles.values()), dtype=str, na_filter=False, keep_default_na=False,
-                skip_blank_lines=False, engine="c", encoding="utf-8",
+                fh, sep=sep, header=0, names=header, index_col=False, usecols=list(roles.values()),
+                dtype=str, na_filter=False, keep_default_na=False, skip_blank_lines=False, engine="c",
+                encoding="utf-8",
             )  # fmt: skip
     except UnicodeDecodeError:
         raise _undecodable(file, "utf-8", what) from None
