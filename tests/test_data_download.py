@@ -13,7 +13,7 @@ import pytest
 from _loopback import Route, serve
 
 from msli_core.data import MOVIELENS_NAMES, fetch_movielens, load_dataset
-from msli_core.data.download import MOVIELENS_CHECKSUMS
+from msli_core.data.download import MOVIELENS_CHECKSUMS, default_cache_dir
 from msli_core.errors import MsliError
 from msli_core.progress import ProgressEvent
 
@@ -56,6 +56,7 @@ def test_names_and_published_checksums_cover_every_dataset():
     assert set(MOVIELENS_NAMES) == set(MOVIELENS_CHECKSUMS)
     assert MOVIELENS_CHECKSUMS["ml-32m"].startswith("md5:")
     assert all(v.startswith("sha256:") for k, v in MOVIELENS_CHECKSUMS.items() if k != "ml-32m")
+    assert default_cache_dir().parts[-2:] == ("msli-lab", "movielens")
 
 
 def test_fetch_verifies_unpacks_and_reports_progress(tmp_path):
