@@ -151,7 +151,8 @@ def test_generic_csv_guesses_columns_and_converts_iso_times():
     assert _sequence(data, "carol") == ["SKU-1", "SKU-4", "SKU-3"]
     carol = data.timestamps[data.internal_user("carol")]
     assert carol[0] == int(pd.Timestamp("2023-05-02T08:00:00Z").timestamp())  # +02:00 -> UTC
-    assert data.summary()["has_ratings"]
+    assert data.summary()["has_ratings"] and not data.summary()["has_metadata"]
+    assert load_dataset(FIXTURES / "layout-100k").summary()["has_metadata"]
 
 
 def test_generic_tsv_needs_and_takes_a_column_map():

@@ -127,7 +127,10 @@ class InteractionData:
             "history_length_median": float(np.median(lengths)) if len(lengths) else 0.0,
             "history_length_max": int(lengths.max()) if len(lengths) else 0,
             "has_ratings": bool(self.interactions["rating"].notna().any()),
-            "has_metadata": bool((self.items["title"].iloc[1:] != "").any()),
+            # titles of items without metadata are filled in as "item <id>" by _align_items
+            "has_metadata": bool(
+                (self.items["title"].iloc[1:] != "item " + self.items["original_id"].iloc[1:]).any()
+            ),
             "genres": len(self.genre_names),
             "evaluable_users": int((lengths >= MIN_EVENTS_FOR_EVALUATION).sum()),
             "synthetic_ground_truth": self.truth is not None,

@@ -8,7 +8,8 @@ folder, e.g. ``ml-100k/u.data``), or a single file:
 - ``ml-1m`` (also ML-10M): ``ratings.dat`` (``UserID::MovieID::Rating::Timestamp``), ``movies.dat``
   (``MovieID::Title::Genres``; latin-1 in 1M, UTF-8 in 10M: UTF-8 is tried first, then latin-1);
 - ``ml-latest`` (latest, latest-small, 20M, 25M, 32M): ``ratings.csv`` (userId,movieId,rating,timestamp),
-  ``movies.csv`` (movieId,title,genres; quoted titles with commas), UTF-8, CRLF or LF line ends;
+  ``movies.csv`` (movieId,title,genres; quoted titles with commas), UTF-8, CRLF or LF line ends
+  (a ``ratings.csv`` whose header lacks userId or movieId is read as an ``interactions`` table);
 - ``synthetic``: the ml-latest layout plus ``ground_truth.csv`` (userId,movieId,timestamp,phase,interest,
   one row per ratings.csv row in the same order), as written by ``msli data synth``;
 - ``interactions``: any CSV/TSV/Parquet table with a header and user, item and timestamp columns (rating
