@@ -105,6 +105,13 @@ HOW_TO_READ: dict[str, str] = {
 def _layout(fig: go.Figure, title: str, **kwargs: Any) -> go.Figure:
     fig.update_layout(title=dict(text=title, x=0.0, xanchor="left", y=0.98, yanchor="top"), **_LAYOUT)
     fig.update_layout(**kwargs)
+    # log axes: one labelled tick per decade (plotly's default also labels 2 and 5, which crowds)
+    fig.for_each_xaxis(
+        lambda axis: axis.update(dtick=1) if axis.type == "log" and axis.tickvals is None else None
+    )
+    fig.for_each_yaxis(
+        lambda axis: axis.update(dtick=1) if axis.type == "log" and axis.tickvals is None else None
+    )
     return fig
 
 

@@ -43,7 +43,7 @@ with st.form("latency_form"):
     )
     calibrate = st.checkbox(
         "Also calibrate the cost model on this machine (a few seconds; the What-if page then uses it)",
-        value=False,
+        value=True,
         key="latency_calibrate",
     )
     run = st.form_submit_button("Run the sweep", type="primary")
