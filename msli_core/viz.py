@@ -96,6 +96,9 @@ HOW_TO_READ: dict[str, str] = {
     "whatif_measured": "Measured p50 of the last sweep (x) against the cost model's prediction (y), log-log. "
     "Points on the diagonal are predicted exactly; the dotted lines mark 2× off. The title gives the "
     "median and worst ratio.",
+    "whatif_curve": "The cost model's prediction of MS-LI's online latency as K grows (line) at the "
+    "last sweep's largest N, with the measured p50 at each K (dots; the bar reaches p95). "
+    "Where the dots follow the line, the model can be trusted to extrapolate to other sizes.",
     "home_budget": "Predicted per-request latency of one request (N candidates, L history) for the same "
     "model size, split by where it is spent. The cross-encoder pays the large model per candidate; MS-LI "
     "pays it nearline, once per new event.",
@@ -1140,4 +1143,54 @@ def item_map(
         xaxis_title=f"PC 1 ({share[0]:.0%} of variance)",
         yaxis_title=f"PC 2 ({share[1]:.0%} of variance)",
         height=520,
+    )
+
+
+def whatif_curve_vs_segments(
+    curve: pd.DataFrame, measured: pd.DataFrame, *, candidates: int, history: int, backend: str
+) -> go.Figure:
+    """The cost model's online p50 against K (line) with the sweep's measured p50 (dots, p95 as error bar).
+
+    ``curve``: ``segments``, ``predicted_ms``; ``measured``: ``segments``, ``p50_ms``, ``p95_ms``.
+    """
+    if curve.empty:
+        raise MsliError("Nothing to predict: the curve has no segment counts.")
+    fig = go.Figure(
+        go.Scatter(
+            x=curve["segments"],
+            y=curve["predicted_ms"],
+            mode="lines",
+            line=dict(color=MODEL_COLORS["msli"], width=2.5),
+            name="cost model (predicted p50)",
+            hovertemplate="K=%{x}: predicted %{y:.4g} ms<extra></extra>",
+        )
+    )
+    if not measured.empty:
+        fig.add_trace(
+            go.Scatter(
+                x=measured["segments"],
+                y=measured["p50_ms"],
+                mode="markers",
+                marker=dict(size=11, color="#E45756"),
+                error_y=dict(
+                    type="data",
+                    symmetric=False,
+                    array=(measured["p95_ms"] - measured["p50_ms"]).clip(lower=0),
+                    arrayminus=np.zeros(len(measured)),
+                    color="#E45756",
+                ),
+                name="measured p50 (bar: up to p95)",
+                hovertemplate="K=%{x}: measured %{y:.4g} ms<extra></extra>",
+            )
+        )
+    ticks = sorted({int(k) for k in curve["segments"]} | {int(k) for k in measured.get("segments", [])})
+    return _layout(
+        fig,
+        f"MS-LI online p50 against K: cost model vs measured (N = {candidates:,}, L = {history}, {backend})",
+        xaxis_type="log",
+        xaxis=dict(tickvals=ticks, ticktext=[str(k) for k in ticks]),
+        yaxis_type="log",
+        xaxis_title="segments K (log scale)",
+        yaxis_title="p50 ms (log scale)",
+        height=400,
     )

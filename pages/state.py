@@ -407,3 +407,29 @@ def bench_csv() -> bytes:
         ]
         st.session_state["lab_bench_csv"] = frame[columns].to_csv(index=False).encode()
     return st.session_state["lab_bench_csv"]
+
+
+def whatif_curve(rows: list[dict], hardware):
+    """The What-if page's "predicted vs measured against K": MS-LI online rows of the last sweep at its
+    largest N (first L, torch when measured), and the cost model's prediction for K = 1..64 there."""
+    import pandas as pd
+
+    from msli_core.serving import costmodel
+
+    frame = pd.DataFrame(rows)
+    online = frame[(frame["model"] == "msli") & (frame["stage"] == "online")].dropna(subset=["p50_ms"])
+    if online.empty:
+        return pd.DataFrame(), pd.DataFrame(), {}
+    backend = "torch" if (online["backend"] == "torch").any() else str(online["backend"].iloc[0])
+    online = online[online["backend"] == backend]
+    n, length = int(online["candidates"].max()), int(online["history"].min())
+    measured = online[(online["candidates"] == n) & (online["history"] == length)]
+    measured = measured.groupby("segments", as_index=False)[["p50_ms", "p95_ms"]].median()
+    template = online.iloc[0].to_dict()
+    ks = [1, 2, 4, 8, 16, 32, 64]
+    predicted = [
+        costmodel.predict_row({**template, "segments": k, "candidates": n, "history": length}, hardware) * 1e3
+        for k in ks
+    ]
+    curve = pd.DataFrame({"segments": ks, "predicted_ms": predicted})
+    return curve, measured, {"candidates": n, "history": length, "backend": backend}

@@ -132,6 +132,9 @@ if not rows:
 else:
     report = costmodel.error_report(rows, measured_here)
     if report["points"]:
+        curve, measured, shape = state.whatif_curve(rows, measured_here)
+        if not measured.empty:
+            state.chart("whatif_curve", viz.whatif_curve_vs_segments(curve, measured, **shape))
         state.chart("whatif_measured", viz.whatif_measured_vs_predicted(report))
         if preset != "this machine":
             st.caption(
