@@ -41,23 +41,26 @@ BACKENDS = ("torch", "onnxruntime", "numpy")
 STAGES = ("offline", "nearline", "nearline_full", "online", "end_to_end")
 CALIBRATION_FILE = "hardware.json"  # under platformdirs.user_cache_dir("msli-lab")
 
-# Operator calls per phase, counted from the eager torch code (msli_core/models/layers.py and
-# msli_core/serving/engine.py); each pays the backend's per-call overhead once:
-# - a transformer block (layers.Block): ln_1, qkv linear, split, 3 views, 3 transposes, attention, transpose,
-#   contiguous, view, proj linear, dropout, add, ln_2, fc linear, gelu, proj linear, dropout, add = 22;
-# - embedding (gather, position slice, add, dropout) = 4; segment pooling and last-prefix pick = 20;
-# - one KV-cached step of a block (engine._kv_step): 2 layer norms, 4 linears, split, 2 cache writes,
-#   attention, 2 adds, gelu, views = 14; its pooling and output = 8; observe() bookkeeping ~ 12;
-# - the online attention scorer: cat, matmul, bias add, max, sub, exp, sum, mul, sum, div = 10,
-#   top-k and the exact contributions of the top-k (late_interaction on k items) ~ 20.
-OPS_PER_LAYER = 22
-OPS_EMBED = 4
-OPS_POOL = 20
-OPS_KV_LAYER = 14
-OPS_KV_POOL = 8
-OPS_OBSERVE = 12
-OPS_ONLINE = {"attention": 10, "mlp": 14, "max": 4, "sum": 4, "dot": 2}
-OPS_TOPK = 20
+# Operator calls per phase; each pays the backend's per-call overhead once. torch: aten calls counted
+# with torch.profiler on the eager code paths (msli_core/models, msli_core/serving/engine.py), e.g. a
+# transformer block (layers.Block) makes 22, MSLIModel.encode_segments 77 with 2 blocks, the engine's
+# observe() 66, full_reencode() 111 (K = 8), recommend() 69. onnxruntime: nodes of the exported graphs
+# (onnx_export.py; the segment encoder has ~180 + 115 per block, the scorer 36) plus one session run,
+# counted as SESSION_NODES node dispatches.
+OPS_PER_LAYER = 22  # torch, one transformer block: 4 matmul-like, 17 element-wise / view, 1 attention
+OPS_EMBED = 4  # torch: gather, position slice, add, dropout
+OPS_POOL = 29  # torch: final norm, pooling softmax over prefixes, output linear, last-prefix pick
+OPS_FULL_BOOKKEEPING = 18  # torch full_reencode(): segmenting, copies, queries (+ 2 per segment)
+OPS_OPEN_BOOKKEEPING = 28  # torch observe(): bounds, cache slots, queries, seen set
+OPS_KV_LAYER = 15  # torch, one KV-cached block step
+OPS_KV_POOL = 8  # torch, running pooling + output linear
+OPS_ONLINE = {"attention": 10, "mlp": 14, "max": 2, "sum": 3, "dot": 1}  # torch, the aggregation itself
+OPS_TOPK = 58  # torch recommend(): masking, top-k, exact contributions of the top-k, result arrays
+ORT_NODES_LAYER = 115
+ORT_NODES_OUTSIDE_LAYERS = 180
+ORT_NODES_SCORER = 36
+SESSION_NODES = 8  # one InferenceSession.run ≈ this many node dispatches
+NUMPY_TOPK_CALLS = 5  # argpartition, argsort, three gathers after the ORT scorer
 ELEMENTWISE_PASSES = 26  # element-wise reads+writes of (T, d) per block: norms, bias, gelu on 4d, residuals
 
 
@@ -75,6 +78,15 @@ class Hardware:
     overhead_s: dict[str, float]  # seconds per operator call, per backend ("torch", "onnxruntime", "numpy")
     source: str  # "measured ..." | "user-entered" | "assumption: ..."
     details: dict[str, Any] = field(default_factory=dict)  # cpu, threads, versions, raw samples
+    # Optional refinement: a phase whose bytes fit in ``cache_bytes`` streams at ``cache_bandwidth``
+    # (a hot item table of 1k items is read from cache, one of 100k from memory). None: one bandwidth.
+    cache_bandwidth: float | None = None
+    cache_bytes: float = 0.0
+
+    def bandwidth_for(self, nbytes: float) -> float:
+        if self.cache_bandwidth and nbytes <= self.cache_bytes:
+            return max(self.cache_bandwidth, self.bandwidth)
+        return self.bandwidth
 
     def overhead(self, backend: str) -> float:
         if backend in self.overhead_s:
@@ -97,6 +109,8 @@ class Hardware:
                 overhead_s={str(k): float(v) for k, v in overhead.items()},
                 source=str(data.get("source", "file")),
                 details=dict(data.get("details", {})),
+                cache_bandwidth=float(data["cache_bandwidth"]) if data.get("cache_bandwidth") else None,
+                cache_bytes=float(data.get("cache_bytes") or 0.0),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise MsliError(
@@ -253,7 +267,9 @@ class Phase:
     ops: int  # operator calls (each pays the backend's overhead once)
 
 
-def encoder_phases(tokens_per_seq: int, seqs: int, shape: ModelShape, prefix: str = "") -> list[Phase]:
+def encoder_phases(
+    tokens_per_seq: int, seqs: int, shape: ModelShape, prefix: str = "", backend: str = "torch"
+) -> list[Phase]:
     """A transformer over ``seqs`` sequences of ``T`` tokens each: embed, ``layers`` blocks, pool.
 
     Each block is three phases run one after another: the dense matmuls (compute: ``(8 + 4f)·T·d²``
@@ -262,19 +278,24 @@ def encoder_phases(tokens_per_seq: int, seqs: int, shape: ModelShape, prefix: st
     the attention core (``4·T²·d`` FLOPs; ``h·T²`` scores written, normalised and read).
     """
     T, B, d, f, b = tokens_per_seq, seqs, shape.dim, shape.ffn_mult, shape.dtype_bytes
+    ort = backend == "onnxruntime"
     weights = (4 + 2 * f) * d * d * b  # read once per layer
     dense_flops = (8 + 4 * f) * B * T * d * d
     matmul_bytes = (8 + 2 * f) * B * T * d * b  # inputs and outputs of qkv, proj, fc, fc2
     elementwise_bytes = ELEMENTWISE_PASSES * B * T * d * b
     attn_flops = 4 * B * T * T * d
     attn_bytes = 4 * B * shape.heads * T * T * b + 4 * B * T * d * b
-    phases = [Phase(prefix + "embed", 2 * B * T * d, 3 * B * T * d * b, OPS_EMBED)]
+    outside = ORT_NODES_OUTSIDE_LAYERS + SESSION_NODES if ort else OPS_EMBED + OPS_POOL
+    phases = [Phase(prefix + "embed", 2 * B * T * d, 3 * B * T * d * b, outside // 2)]
     for i in range(shape.layers):
-        phases.append(Phase(f"{prefix}layer{i}.dense", dense_flops, weights + matmul_bytes, 4))
-        phases.append(Phase(f"{prefix}layer{i}.elementwise", 0, elementwise_bytes, OPS_PER_LAYER - 5))
-        phases.append(Phase(f"{prefix}layer{i}.attention", attn_flops, attn_bytes, 1))
+        dense_ops, attn_ops = (20, 5) if ort else (4, 1)
+        rest = (ORT_NODES_LAYER if ort else OPS_PER_LAYER) - dense_ops - attn_ops
+        phases.append(Phase(f"{prefix}layer{i}.dense", dense_flops, weights + matmul_bytes, dense_ops))
+        phases.append(Phase(f"{prefix}layer{i}.elementwise", 0, elementwise_bytes, rest))
+        phases.append(Phase(f"{prefix}layer{i}.attention", attn_flops, attn_bytes, attn_ops))
+    pool_flops = 4 * B * T * T + 4 * B * T * d + 2 * B * d * d  # prefix pooling weights, pooled sum, out
     phases.append(
-        Phase(prefix + "pool", 4 * B * T * T * d // max(T, 1) + 4 * B * T * d, 4 * B * T * d * b, OPS_POOL)
+        Phase(prefix + "pool", pool_flops, 4 * B * T * d * b + B * T * T * b, outside - outside // 2)
     )
     return phases
 
@@ -287,7 +308,7 @@ def kv_step_phases(shape: ModelShape) -> list[Phase]:
     d, f, b, S = shape.dim, shape.ffn_mult, shape.dtype_bytes, shape.s
     weights = (4 + 2 * f) * d * d * b
     t = max(1, S // 2)
-    phases = [Phase("observe", 0, 0, OPS_OBSERVE)]
+    phases = [Phase("observe", 0, 0, OPS_OPEN_BOOKKEEPING)]
     for i in range(shape.layers):
         phases.append(Phase(f"kv{i}", (8 + 4 * f) * d * d + 4 * t * d, weights + 4 * t * d * b, OPS_KV_LAYER))
     phases.append(Phase("kv.pool", 2 * d * d + 4 * t * d, d * d * b + 2 * t * d * b, OPS_KV_POOL))
@@ -300,29 +321,40 @@ def item_table_phases(shape: ModelShape) -> list[Phase]:
     return [Phase("item_encoder", 2 * N * d * d + 4 * N * d, 6 * N * d * b + d * d * b, 8)]
 
 
-def online_phases(shape: ModelShape) -> list[Phase]:
+def online_phases(shape: ModelShape, backend: str = "torch") -> list[Phase]:
     """Per request: late interaction of K cached vectors with N items, then top-k."""
     N, d, b, K = shape.candidates, shape.dim, shape.dtype_bytes, shape.k
+    ort = backend == "onnxruntime"
     if shape.kind == "two-tower":
         rows, agg, passes = 1, "dot", 0
     elif shape.aggregation in ("attention", "mlp"):
         rows, agg, passes = 2 * K, shape.aggregation, 6  # [u; q] stacked: one (2K, d) @ (d, N)
     else:
         rows, agg, passes = K, shape.aggregation, 3
+    # element-wise passes over (K, N) float32 after the product, counted from the code: torch (engine
+    # fast path, in place) ~12: bias add, max, subtract, exp, sum, multiply, sum, divide; the exported
+    # graph ~24: slices, bias add, where, max, subtract, exp, mask multiply, sum, 2 multiplies/divides for
+    # the contributions, sum.
+    if passes:
+        passes = 24 if ort else 12
+    elif ort:
+        passes = 10  # two-tower graph: contributions of the single segment written and summed
+    if not ort and rows == 2:  # K = 1: the engine skips the queries (softmax over one segment is 1)
+        rows, passes = 1, 0
     table_bytes = N * d * b
-    phases = [Phase("interaction", 2 * rows * d * N, table_bytes + rows * N * 4, 1)]
-    if passes:  # softmax over K and the weighted sum: element-wise over (K, N), float32
-        phases.append(Phase("aggregate", 6 * K * N, passes * K * N * 4, OPS_ONLINE[agg] - 1 - OPS_TOPK))
-    phases.append(Phase("top_k", 2 * N, 2 * N * 4, OPS_TOPK))
+    agg_ops = ORT_NODES_SCORER + SESSION_NODES if ort else OPS_ONLINE[agg]
+    phases = [
+        Phase("interaction", 2 * rows * d * N, table_bytes + rows * N * 4, 1),
+        Phase("aggregate", 6 * K * N, passes * max(K, 1) * N * 4, agg_ops),
+        Phase("top_k", 2 * N, 2 * N * 4, NUMPY_TOPK_CALLS if ort else OPS_TOPK),
+    ]
     return phases
 
 
-def cross_encoder_phases(shape: ModelShape) -> list[Phase]:
+def cross_encoder_phases(shape: ModelShape, backend: str = "torch") -> list[Phase]:
     """Early interaction: a transformer over ``[history ; candidate]`` for each of the N candidates."""
-    return [
-        *encoder_phases(shape.history + 1, shape.candidates, shape),
-        Phase("top_k", 2 * shape.candidates, 0, 2),
-    ]
+    encoder = encoder_phases(shape.history + 1, shape.candidates, shape, backend=backend)
+    return [*encoder, Phase("top_k", 2 * shape.candidates, 8 * shape.candidates, 2)]
 
 
 def stage_phases(shape: ModelShape, backend: str = "torch") -> dict[str, list[Phase]]:
@@ -333,7 +365,7 @@ def stage_phases(shape: ModelShape, backend: str = "torch") -> dict[str, list[Ph
     re-encodes all K segments.
     """
     if shape.kind == "cross-encoder":
-        online = cross_encoder_phases(shape)
+        online = cross_encoder_phases(shape, backend)
         return {
             "offline": item_table_phases(shape),
             "nearline": [],
@@ -341,13 +373,19 @@ def stage_phases(shape: ModelShape, backend: str = "torch") -> dict[str, list[Ph
             "online": online,
             "end_to_end": online,
         }
-    incremental = kv_step_phases(shape) if backend == "torch" else encoder_phases(shape.s, 1, shape)
-    full = encoder_phases(shape.s, shape.k, shape)  # all K segments, batched
-    online = online_phases(shape)
+    open_segment = encoder_phases(shape.s, 1, shape, backend=backend)
+    full = encoder_phases(shape.s, shape.k, shape, backend=backend)  # all K segments, batched
+    if backend == "torch":
+        incremental = kv_step_phases(shape)
+        open_segment = [*open_segment, Phase("bookkeeping", 0, 0, OPS_OPEN_BOOKKEEPING)]
+        full = [*full, Phase("bookkeeping", 0, 0, OPS_FULL_BOOKKEEPING + 2 * shape.k)]
+    else:
+        incremental = open_segment
+    online = online_phases(shape, backend)
     return {
         "offline": item_table_phases(shape),
         "nearline": incremental,
-        "nearline_open_segment": encoder_phases(shape.s, 1, shape),
+        "nearline_open_segment": open_segment,
         "nearline_full": full,
         "online": online,
         "end_to_end": incremental + online,
@@ -356,7 +394,7 @@ def stage_phases(shape: ModelShape, backend: str = "torch") -> dict[str, list[Ph
 
 def phase_seconds(phase: Phase, hardware: Hardware, backend: str = "torch") -> float:
     compute = phase.flops / hardware.flops
-    memory = phase.bytes / hardware.bandwidth
+    memory = phase.bytes / hardware.bandwidth_for(phase.bytes)
     return max(compute, memory) + phase.ops * hardware.overhead(backend)
 
 
@@ -452,9 +490,23 @@ def fit(samples: Sequence[Sample], name: str = "fitted", source: str = "fitted")
     which = np.array([backends.index(s.backend) for s in samples])
     if np.any(T <= 0):
         raise MsliError("Every timed sample must take a positive time; re-run the micro-benchmarks.")
-    flops0 = np.max(F / T) if np.any(F > 0) else 1e11
-    bw0 = np.max(B / T) if np.any(B > 0) else 1e10
-    over0 = [float(np.min((T / np.maximum(ops, 1))[which == i])) for i in range(len(backends))]
+    # initial values from the samples that isolate each constant: tiny calls -> overhead, high
+    # arithmetic intensity -> flops, low intensity -> bandwidth (each net of the others' share)
+    tiny = (F + B) < 1e5
+    over0 = []
+    for i in range(len(backends)):
+        pick = tiny & (which == i)
+        pool = (
+            T[pick] / np.maximum(ops[pick], 1)
+            if pick.any()
+            else T[which == i] / np.maximum(ops[which == i], 1)
+        )
+        over0.append(float(np.median(pool)))
+    net = np.maximum(T - ops * np.array(over0)[which], 0.2 * T)
+    intensity = F / np.maximum(B, 1)
+    compute, memory = (~tiny) & (intensity > 10), (~tiny) & (intensity < 1) & (B > 0)
+    flops0 = float(np.median(F[compute] / net[compute])) if compute.any() else 1e11
+    bw0 = float(np.median(B[memory] / net[memory])) if memory.any() else 1e10
     x0 = np.log([flops0, bw0, *over0])
 
     def residuals(x: np.ndarray) -> np.ndarray:
@@ -463,7 +515,8 @@ def fit(samples: Sequence[Sample], name: str = "fitted", source: str = "fitted")
         pred = np.maximum(F / flops, B / bw) + ops * over
         return np.log(pred) - np.log(T)
 
-    result = least_squares(residuals, x0, method="trf", x_scale=1.0, max_nfev=2000)
+    spread = np.log(4.0)  # the refinement stays within 4x of the isolating estimates
+    result = least_squares(residuals, x0, bounds=(x0 - spread, x0 + spread), method="trf", max_nfev=2000)
     x = result.x
     return Hardware(
         name=name,
@@ -511,21 +564,14 @@ def micro_benchmarks(threads: int | None = None, budget_s: float = 0.3) -> list[
             samples.append(
                 Sample(2 * m * k * n, 4 * (m * k + k * n + m * n), 1, seconds, "torch", f"mm{m}x{k}x{n}")
             )
-        # streaming: a copy of 64 MiB (beyond the last-level cache of small machines) and the
-        # element-wise kernels the models run (GELU, layer norm) over 16 MiB: bytes = read + write
-        src = torch.empty(64 * 2**18)
-        dst = torch.empty_like(src)
-        seconds = _time_call(lambda: dst.copy_(src), budget_s=budget_s)
-        samples.append(Sample(0, 2 * src.numel() * 4, 1, seconds, "torch", "copy64MiB"))
-        x = torch.randn(2**16, 64)
-        seconds = _time_call(lambda: torch.nn.functional.gelu(x), budget_s=budget_s)
-        samples.append(Sample(0, 2 * x.numel() * 4, 1, seconds, "torch", "gelu16MiB"))
-        seconds = _time_call(lambda: torch.nn.functional.layer_norm(x, (64,)), budget_s=budget_s)
-        samples.append(Sample(0, 2 * x.numel() * 4, 1, seconds, "torch", "layernorm16MiB"))
-        # overhead: one tiny element-wise op, and one transformer block on a single token (its calls
+        # streaming: copies of 16 and 64 MiB (beyond the L2 cache): bytes = read + write
+        for mib in (16, 64):
+            src = torch.empty(mib * 2**18)
+            dst = torch.empty_like(src)
+            seconds = _time_call(lambda src=src, dst=dst: dst.copy_(src), budget_s=budget_s)
+            samples.append(Sample(0, 2 * src.numel() * 4, 1, seconds, "torch", f"copy{mib}MiB"))
+        # overhead: one transformer block on a single token (its calls
         # go through nn.Module dispatch like the models'; OPS_PER_LAYER operator calls)
-        tiny = torch.ones(8)
-        samples.append(Sample(8, 64, 1, _time_call(lambda: tiny + tiny, budget_s=budget_s), "torch", "tiny"))
         from msli_core.models.layers import Block
 
         block = Block(8, 1, 0.0).eval()
@@ -540,27 +586,36 @@ def micro_benchmarks(threads: int | None = None, budget_s: float = 0.3) -> list[
         Sample(2 * 16 * 64 * 20_000, 4 * (16 * 64 + 64 * 20_000 + 16 * 20_000), 1, seconds, "numpy", "mm")
     )
     with contextlib.suppress(ImportError):  # onnxruntime missing: the torch overhead stands in for it
-        samples.append(_ort_tiny_sample(threads, budget_s))
+        samples.extend(_ort_tiny_samples(threads, budget_s))
     return samples
 
 
-def _ort_tiny_sample(threads: int | None, budget_s: float) -> Sample:
+def _ort_tiny_samples(threads: int | None, budget_s: float) -> list[Sample]:
+    """Session runs of a 1-node and a 64-node chain of tiny Adds: the per-node dispatch cost."""
     import numpy as np
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [8])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [8])
-    graph = helper.make_graph([helper.make_node("Add", ["x", "x"], ["y"])], "tiny", [x], [y])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or 1
-    session = ort.InferenceSession(model.SerializeToString(), options)
-    feed = {"x": np.ones(8, dtype=np.float32)}
-    return Sample(
-        8, 64, 1, _time_call(lambda: session.run(None, feed), budget_s=budget_s), "onnxruntime", "tiny"
-    )
+    samples = []
+    for nodes in (1, 64):
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [8])
+        y = helper.make_tensor_value_info(f"t{nodes}", TensorProto.FLOAT, [8])
+        chain = [
+            helper.make_node("Add", ["x" if i == 0 else f"t{i}", "x"], [f"t{i + 1}"]) for i in range(nodes)
+        ]
+        graph = helper.make_graph(chain, "tiny", [x], [y])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep the chain
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        feed = {"x": np.ones(8, dtype=np.float32)}
+        seconds = _time_call(lambda session=session, feed=feed: session.run(None, feed), budget_s=budget_s)
+        samples.append(
+            Sample(8 * nodes, 64 * nodes, nodes + SESSION_NODES, seconds, "onnxruntime", f"chain{nodes}")
+        )
+    return samples
 
 
 def cpu_model() -> str:
@@ -577,8 +632,32 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cache_size(level: int = 2, default: int = 1 << 20) -> int:
+    """Bytes of the CPU's level-``level`` data cache (sysfs), or ``default`` where unknown."""
+    base = Path("/sys/devices/system/cpu/cpu0/cache")
+    try:
+        for index in sorted(base.glob("index*")):
+            if (index / "level").read_text().strip() == str(level) and (
+                index / "type"
+            ).read_text().strip() in (
+                "Data",
+                "Unified",
+            ):
+                text = (index / "size").read_text().strip().upper()
+                scale = {"K": 1 << 10, "M": 1 << 20}.get(text[-1], 1)
+                return int(text.rstrip("KM")) * scale
+    except (OSError, ValueError):
+        pass
+    return default
+
+
 def calibrate(threads: int | None = None, budget_s: float = 0.3, save: bool = True) -> Hardware:
-    """Measure this machine's constants (:func:`micro_benchmarks`), fit them, optionally store them."""
+    """Measure this machine's constants (:func:`micro_benchmarks`), fit them, optionally store them.
+
+    Besides the three fitted constants it measures the streaming bandwidth of a working set that fits
+    the L2 cache (a hot 1k-item table is served from there) and records the L2 size.
+    """
+    import numpy as np
     import torch
 
     samples = micro_benchmarks(threads, budget_s)
@@ -586,8 +665,14 @@ def calibrate(threads: int | None = None, budget_s: float = 0.3, save: bool = Tr
     hardware = fit(
         samples, name="this machine", source=f"measured on {cpu_model()} with {used_threads} threads"
     )
+    l2 = cache_size(2)
+    src = np.ones(l2 // 8, dtype=np.float32)  # read + write = half of L2
+    dst = np.empty_like(src)
+    cache_seconds = _time_call(lambda: np.copyto(dst, src), budget_s=budget_s)
     hardware = replace(
         hardware,
+        cache_bandwidth=2 * src.nbytes / cache_seconds,
+        cache_bytes=float(l2),
         details={
             **hardware.details,
             "cpu": cpu_model(),

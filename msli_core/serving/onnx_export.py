@@ -277,3 +277,61 @@ def export_folder(model_dir: str | os.PathLike, out: str | os.PathLike, *, quant
         )
     paths = export_model(loaded.model, out, quantize=quantize)
     return {"model": str(model_dir), "kind": loaded.kind, **paths}
+
+
+class OrtMSLI(nn.Module):
+    """An MS-LI model served by ONNX Runtime graphs (float or int8), with ``score_histories`` so that
+    :func:`msli_core.evaluate.evaluate` ranks with it exactly as with the torch model."""
+
+    def __init__(self, model, encoder: bytes, catalog: bytes, threads: int = 1, label: str = "onnxruntime"):
+        super().__init__()
+        self.torch_model = model  # only its segmenter (numpy) is used
+        self.kind = f"msli-{label}"
+        self.encoder = OrtSegmentEncoder(encoder, threads)
+        self.catalog = OrtSession(catalog, threads)
+
+    def score_histories(self, histories, timestamps=None) -> Tensor:
+        """(B, N+1) scores; column 0 is padding (the evaluator masks it)."""
+        batch = self.torch_model.segment_batch(histories, timestamps)
+        B, K, S = batch.items.shape
+        vectors, _ = self.encoder.encode(batch.items.reshape(B * K, S))  # (B·K, d)
+        (scores,) = self.catalog.run(vectors.reshape(B, K, -1), batch.mask)  # (B, N+1)
+        return torch.from_numpy(scores)
+
+
+def quantized_quality(model, data, *, threads: int = 1, users: np.ndarray | None = None) -> dict:
+    """NDCG@10 (and the other metrics) of float vs int8 ONNX graphs on ``data``, beside their latency.
+
+    Latency: p50 of one request's catalog scoring (B = 1, K cached vectors, all N+1 items) and of one
+    segment encoding (B' = 1), each timed over 50 calls after a warm-up, ``threads`` intra-op threads.
+    """
+    from msli_core.evaluate import evaluate
+    from msli_core.serving.bench import summarize, time_calls
+
+    model = model.eval()
+    with torch.no_grad():
+        table = model.item_table()
+    graphs = {"float32": (segment_encoder_onnx(model, table), catalog_scorer_onnx(model, table))}
+    graphs["int8"] = tuple(quantize_int8(g) for g in graphs["float32"])
+    K, d, S = model.config.segments, model.config.dim, model.config.S
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(1, K, d)).astype(np.float32)
+    mask = np.ones((1, K), dtype=bool)
+    items = rng.integers(1, model.config.n_items + 1, size=(1, S))
+    result: dict = {"threads": threads}
+    for label, (encoder, catalog) in graphs.items():
+        served = OrtMSLI(model, encoder, catalog, threads, label)
+        metrics = evaluate(served, data, users=users)
+        online, _ = time_calls(
+            lambda s=served: s.catalog.run(vectors, mask), warmup=3, repeats=50, budget_s=5
+        )
+        nearline, _ = time_calls(lambda s=served: s.encoder.encode(items), warmup=3, repeats=50, budget_s=5)
+        result[label] = {
+            **{k: metrics[k] for k in ("NDCG@10", "HR@10", "MRR") if k in metrics},
+            "users": metrics.get("users"),
+            "online_p50_ms": summarize(online)["p50_ms"],
+            "nearline_p50_ms": summarize(nearline)["p50_ms"],
+            "bytes": len(encoder) + len(catalog),
+        }
+    result["NDCG@10_change"] = result["int8"]["NDCG@10"] - result["float32"]["NDCG@10"]
+    return result
