@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -73,6 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MsliError as err:
         print(f"msli: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        # The reader went away (e.g. `msli data inspect X --json | head`): stop quietly, like cat does.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt:
         print("msli: interrupted; nothing partial was kept.", file=sys.stderr)
         return 130

@@ -11,12 +11,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from _fixtures import FIXTURES
 from _loopback import Route, serve
 
 from msli_core.cli import main
 from msli_core.data import download
 
-FIXTURES = Path(__file__).parent / "fixtures"
 MSLI = Path(sys.executable).parent / "msli"
 
 

@@ -10,14 +10,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from _fixtures import FIXTURES
 from _loopback import Route, serve
 
 from msli_core.data import MOVIELENS_NAMES, fetch_movielens, load_dataset
 from msli_core.data.download import MOVIELENS_CHECKSUMS, default_cache_dir
 from msli_core.errors import MsliError
 from msli_core.progress import ProgressEvent
-
-FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def _zip_of(folder: Path, top: str | None = "ml-100k", extra: dict[str, bytes] | None = None) -> bytes:

@@ -10,13 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _fixtures import FIXTURES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from msli_core.data import InteractionData, leave_one_out, load_dataset
 from msli_core.errors import MsliError
-
-FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def _write(path: Path, content: str | bytes) -> Path:
