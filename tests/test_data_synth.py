@@ -375,7 +375,8 @@ def planted_structure_report(data) -> dict:
     - recency + per-interest memory (oracle-ish, reads the ground truth of the *history* only): adds,
       for every interest in the history, transitions from that interest's items, max over interests;
       the analogue of one segment vector per interest, the upper end of what several segments add;
-    - recency + fixed segments: the same with 4 segments of 50 events instead of the truth.
+    - recency + fixed segments: the same with 4 segments of 50 events instead of the truth;
+    - recency + bag: transitions from the whole history summed (linear, like one user vector).
     """
     split = leave_one_out(data)
     n = data.n_items
@@ -412,6 +413,9 @@ def planted_structure_report(data) -> dict:
         "recency+per_interest": _ndcg_at_10(
             split, lambda u, h: unit(recency(u, h)) + 0.5 * per_interest(u, h), pop
         ),
+        "recency+bag": _ndcg_at_10(
+            split, lambda u, h: unit(recency(u, h)) + 0.3 * unit(trans[h].sum(0)), pop
+        ),
         "recency+4_segments": _ndcg_at_10(
             split, lambda u, h: unit(recency(u, h)) + 0.3 * segments(u, h), pop
         ),
@@ -426,6 +430,25 @@ def planted_structure_report(data) -> dict:
         main = np.bincount(current).argmax() if len(current) else -2
         kinds["noise" if target_interest < 0 else "current" if target_interest == main else "earlier"] += 1
     report["held_out"] = dict(kinds)
+    # Explanation accuracy of the crude segment scorer: is the segment whose transitions score the held-out
+    # item highest the one holding most events of the interest that generated it? (chance: 1 / segments)
+    hits = []
+    for user in split.eval_users:
+        h = split.history(user, "test")[-200:]
+        t_interest = interest[offsets[user + 1] - 1]
+        starts = list(range(0, len(h), 50))[-4:]
+        if t_interest < 0 or len(starts) < 2:
+            continue
+        it = interest[offsets[user + 1] - 1 - len(h) : offsets[user + 1] - 1]
+        target = split.target(user, "test")
+        contrib = [trans[h[s : s + 50], target].sum() for s in starts]
+        owner = [(it[s : s + 50] == t_interest).sum() for s in starts]
+        hits.append((len(starts), int(np.argmax(contrib)) == int(np.argmax(owner))))
+    full = [hit for k, hit in hits if k == 4]  # users with all 4 segments: chance is 1/4
+    report["explanation_accuracy_all"] = float(np.mean([hit for _, hit in hits]))
+    report["explanation_chance_all"] = float(np.mean([1 / k for k, _ in hits]))
+    report["explanation_accuracy_4_segments"] = float(np.mean(full))
+    report["explanation_users_4_segments"] = len(full)
     report["held_out_current_share"] = kinds["current"] / max(1, kinds["current"] + kinds["earlier"])
     return report
 
@@ -438,3 +461,4 @@ def test_planted_structure_leaves_room_for_sequential_and_multi_segment_models(d
     assert report["recency+per_interest"] > 1.1 * report["recency"]
     assert report["recency+4_segments"] > report["recency"]
     assert 0.5 <= report["held_out_current_share"] <= 0.75
+    assert report["explanation_accuracy_4_segments"] > 2 * 0.25
