@@ -103,3 +103,24 @@ def test_export_refuses_bad_targets(tmp_path):
     with pytest.raises(MsliError):
         ox.export_folder(tmp_path / "bad", tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_int8_quality_report_on_sample_data(sample_data_dir):
+    from msli_core.data import load_dataset
+    from msli_core.data.dataset import leave_one_out
+    from msli_core.evaluate import evaluate
+    from msli_core.models.registry import build_model
+
+    data = load_dataset(sample_data_dir)
+    torch.manual_seed(0)
+    model = build_model("msli", data, dim=16, segments=4, layers=1).eval()
+    users = leave_one_out(data).eval_users[:40]
+    report = ox.quantized_quality(model, data, users=users)
+    reference = evaluate(model, data, users=users)
+    # the float32 graphs rank exactly like the torch model (up to float ties)
+    assert report["float32"]["NDCG@10"] == pytest.approx(reference["NDCG@10"], abs=0.02)
+    for label in ("float32", "int8"):
+        assert 0.0 <= report[label]["NDCG@10"] <= 1.0 and report[label]["users"] == 40
+        assert report[label]["online_p50_ms"] > 0 and report[label]["nearline_p50_ms"] > 0
+    assert report["int8"]["bytes"] < report["float32"]["bytes"]  # int8 weights and item table
+    assert report["NDCG@10_change"] == pytest.approx(report["int8"]["NDCG@10"] - report["float32"]["NDCG@10"])
