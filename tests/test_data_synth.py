@@ -213,6 +213,23 @@ def test_noise_rate_is_close_to_config(default_data, small_data):
     assert (loud.truth["interest"] == NOISE_INTEREST).all()
 
 
+@pytest.mark.parametrize(
+    "config",
+    [
+        SynthConfig(seed=1, users=30, items=40, interests=4, interactions=900, noise=0.3),  # users see it all
+        SynthConfig(seed=2, users=5, items=40, interests=4, interactions=200, noise=1.0),
+        SynthConfig(seed=3, users=10, items=20, interests=4, interactions=50),  # 5 events each
+    ],
+)
+def test_edge_configs_stay_valid(config):
+    d = generate(config)
+    t = d.truth
+    assert not t.duplicated(["userId", "movieId"]).any()
+    assert t.groupby("userId").size().between(config.min_events, config.most_events).all()
+    assert t.groupby("userId")["phase"].max().add(1).between(1, config.max_phases).all()
+    assert set(t["interest"]) <= set(range(-1, config.interests))
+
+
 def test_generating_the_default_set_is_fast():
     import time
 

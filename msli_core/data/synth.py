@@ -98,6 +98,11 @@ class SynthConfig:
     repeat_prob: float = 0.0  # chance an in-interest event re-consumes a seen item; 0 like MovieLens,
     # where a (user, movie) pair is rated once (and the protocol masks seen items anyway)
 
+    @property
+    def most_events(self) -> int:
+        """Events of the most active user: ``max_events``, or the catalog size if smaller (no repeats)."""
+        return min(self.max_events, self.items)
+
     def validate(self) -> None:
         """Raise :class:`MsliError` naming the flag (CLI spelling) that is out of range."""
         counts = {"users": self.users, "items": self.items, "interactions": self.interactions}
@@ -129,20 +134,21 @@ class SynthConfig:
                 f"--items ({self.items}) must be at least twice --interests ({self.interests}) "
                 "so every interest has a few items."
             )
-        if not 1 <= self.min_events <= self.max_events:
+        if not 1 <= self.min_events <= self.most_events:
             raise MsliError(
-                f"min_events ({self.min_events}) must be at least 1 and at most "
-                f"max_events ({self.max_events})."
+                f"min_events ({self.min_events}) must be at least 1 and at most max_events "
+                f"({self.max_events}) and --items ({self.items})."
             )
         if self.interactions < self.users * self.min_events:
             raise MsliError(
                 f"--interactions ({self.interactions}) is too small: {self.users} users need at least "
                 f"{self.min_events} events each ({self.users * self.min_events}); raise it or lower --users."
             )
-        if self.interactions > self.users * self.max_events:
+        if self.interactions > self.users * self.most_events:
             raise MsliError(
                 f"--interactions ({self.interactions}) is too large: {self.users} users make at most "
-                f"{self.max_events} events each ({self.users * self.max_events}); lower it or raise --users."
+                f"{self.most_events} events each ({self.users * self.most_events}); lower it, or raise "
+                "--users or --items."
             )
         for name in ("activity_sigma", "interest_zipf", "item_zipf", "session_events"):
             value = getattr(self, name)
@@ -273,7 +279,7 @@ def _activity(rng: np.random.Generator, cfg: SynthConfig) -> np.ndarray:
     z = rng.standard_normal(cfg.users)
 
     def lengths(mu: float) -> np.ndarray:
-        return np.clip(np.round(np.exp(mu + cfg.activity_sigma * z)), cfg.min_events, cfg.max_events)
+        return np.clip(np.round(np.exp(mu + cfg.activity_sigma * z)), cfg.min_events, cfg.most_events)
 
     lo, hi = -10.0, 20.0  # the sum is monotone in mu: bisection
     for _ in range(80):
@@ -304,8 +310,8 @@ def _timestamps(rng: np.random.Generator, cfg: SynthConfig, phase_of_event: np.n
     offsets = np.cumsum(gaps)  # (L,) seconds after the first event
     window = _EPOCH_2021 - _EPOCH_2015 - 1
     if offsets[-1] > window:  # a very long history is squeezed into the window, keeping order
-        offsets = np.floor(offsets * (window / offsets[-1])).astype(np.int64)
-        offsets += np.arange(n)  # strictly increasing after the squeeze
+        offsets = np.floor(offsets * ((window - n) / offsets[-1])).astype(np.int64)
+        offsets += np.arange(n)  # strictly increasing after the squeeze, still inside the window
     latest_start = max(0, window - int(offsets[-1]))
     start = _EPOCH_2015 + int(rng.integers(0, min(latest_start, 4 * 365 * _DAY) + 1))
     return start + offsets
