@@ -132,3 +132,25 @@ def test_costmodel_predict_cli(capsys):
     assert prediction["parameters"] > 1e9 and prediction["online_s"] > 0 and prediction["qps"] > 0
     assert main(["costmodel", "predict", "--hardware", "abacus"]) == 2
     assert "--hardware" in capsys.readouterr().err
+
+
+def test_bench_a_trained_model_folder(capsys, tmp_path):
+    from msli_core.models.msli import MSLIConfig, MSLIModel
+    from msli_core.models.registry import save_model
+
+    class Data:
+        fingerprint, source, format, n_users, n_items = "f" * 16, "synthetic", "synthetic", 3, 60
+
+    model = MSLIModel(MSLIConfig(n_items=60, n_genres=2, dim=8, segments=3, segment_len=2, layers=1))
+    model.kind = "msli"
+    save_model(model, tmp_path / "model", data=Data())
+    args = ["bench", "--model", str(tmp_path / "model"), "--candidates", "10,60", "--history", "6",
+            "--backend", "torch", "--models", "msli", "--repeats", "2", "--budget-s", "0.01",
+            "--no-calibrate", "--json"]  # fmt: skip
+    assert main(args) == 0
+    rows = json.loads(capsys.readouterr().out)
+    timed = [r for r in rows if r["stage"] in ("online", "nearline")]
+    assert timed and {r["segments"] for r in timed} == {3} and {r["dim"] for r in timed} == {8}
+    too_many = ["bench", "--model", str(tmp_path / "model"), "--candidates", "100", "--no-calibrate"]
+    assert main(too_many) == 2
+    assert "exceeds the 60 items" in capsys.readouterr().err

@@ -31,7 +31,7 @@ import math
 import platform
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -245,6 +245,7 @@ class _Runner:
         self.skipped: list[str] = []
         self.rng = np.random.default_rng(settings.seed)
         self.hardware = costmodel.load_hardware()
+        self.loaded = None  # a trained model (LoadedModel) given by --model
 
     def tick(self, message: str) -> None:
         self.done += 1
@@ -273,20 +274,8 @@ class _Runner:
         s = self.s
         n_items = max(s.candidates)
         out = []
-        if s.model_dir:
-            from msli_core.models.registry import load_model
-
-            loaded = load_model(s.model_dir)
-            if loaded.kind not in ("msli", "two-tower"):
-                return out
-            if n_items > loaded.config.n_items:
-                raise MsliError(
-                    f"--candidates {n_items} exceeds the {loaded.config.n_items} items of model "
-                    f"{s.model_dir}; pass smaller --candidates."
-                )
-            for L in s.history:
-                out.append((loaded.kind, loaded.config.segments, L, loaded.model))
-            return out
+        if self.loaded is not None:
+            return [(self.loaded.kind, self.loaded.config.segments, L, self.loaded.model) for L in s.history]
         labels = [m for m in ("msli", "two-tower") if m in s.models]
         for label in labels:
             ks = s.segments if label == "msli" else (1,)
@@ -676,7 +665,32 @@ def run_bench(settings: BenchSettings, progress: ProgressCallback | None = None)
     """Run the sweep; rows per DESIGN §6 plus the run's settings and environment in ``meta``."""
     settings.validate()
     progress = progress or no_progress
+    loaded = None
+    if settings.model_dir:
+        from msli_core.models.registry import load_model
+
+        loaded = load_model(settings.model_dir)
+        if loaded.kind not in ("msli", "two-tower"):
+            raise MsliError(
+                f"--model {settings.model_dir} holds a {loaded.kind} model; bench times trained MS-LI or "
+                "two-tower models (add --models cross-encoder to time one of the same shapes beside it)."
+            )
+        if max(settings.candidates) > loaded.config.n_items:
+            raise MsliError(
+                f"--candidates {max(settings.candidates)} exceeds the {loaded.config.n_items} items of "
+                f"--model {settings.model_dir}; pass smaller --candidates."
+            )
+        kept = tuple(m for m in settings.models if m == "cross-encoder")
+        settings = replace(
+            settings,
+            segments=(loaded.config.segments,),
+            models=(loaded.kind, *kept),
+            dim=loaded.config.dim,
+            layers=loaded.config.layers,
+            heads=loaded.config.heads,
+        )
     runner = _Runner(settings, progress)
+    runner.loaded = loaded
     runner.total = plan_size(settings)
     started = time.perf_counter()
     with thread_limits(settings.threads) as threads:
