@@ -952,8 +952,9 @@ def contribution_heatmap(
     """
     z = np.asarray(contributions, dtype=float)  # (K, n)
     sums = z.sum(axis=0)
+    per_column = max(8, 150 // max(1, z.shape[1]))  # characters of a title that fit under a column
     columns = [
-        f"{i + 1}. {_short(t, 22)}<br>score {s:.3f}"
+        f"{i + 1}. {_short(t, per_column)}<br>score {s:.3f}"
         for i, (t, s) in enumerate(zip(item_titles, scores, strict=True))
     ]
     bound = float(np.abs(z).max()) or 1.0
@@ -1020,7 +1021,7 @@ def within_segment_weights(segments: Sequence[Mapping[str, Any]], top: int = 6) 
     return _layout(
         fig,
         f"Inside each segment: the {top} items with the largest pooling weights",
-        xaxis_title="attention-pooling weight (a segment's weights sum to 1)",
+        xaxis_title="pooling weight (sums to 1 per segment)",
         height=max(300, 90 + 20 * sum(len(t.x) for t in fig.data)),
         yaxis=dict(automargin=True),
     )

@@ -433,3 +433,87 @@ def whatif_curve(rows: list[dict], hardware):
     ]
     curve = pd.DataFrame({"segments": ks, "predicted_ms": predicted})
     return curve, measured, {"candidates": n, "history": length, "backend": backend}
+
+
+# ------------------------------------------------------------------------------------------ explain
+EXPLAINABLE_KINDS = ("msli", "two-tower")
+
+
+def explainable_models() -> dict[str, TrainedModel]:
+    """Usable models whose scores decompose into per-segment contributions (late interaction)."""
+    return {name: m for name, m in usable_models().items() if m.loaded.kind in EXPLAINABLE_KINDS}
+
+
+def explanation(model_name: str, user_id: str, top_n: int, stage: str | None) -> dict:
+    """``msli_core.explain.explain(...).to_dict()``, kept per (model, user, n, stage) in this session,
+    so a rerun caused by another widget does not recompute it."""
+    from msli_core.explain import explain
+
+    store = st.session_state.setdefault("explain_cache", {})
+    key = (model_name, dataset().fingerprint, user_id, top_n, stage)
+    if key not in store:
+        trained = models()[model_name]
+        store[key] = explain(trained.loaded, dataset(), user_id, top_n, stage=stage).to_dict()
+    return store[key]
+
+
+def segment_vectors(model_name: str, user_id: str, history_length: int) -> tuple:
+    """Adapter for the PCA map (the explanation does not carry vectors): the item table E (N+1, d) and
+    the user's segment vectors u_k (K, d) with their mask, from the model's own offline and nearline
+    stages over the same history the explanation used."""
+    import numpy as np
+    import torch
+
+    data = dataset()
+    model = models()[model_name].loaded.model
+    user = data.internal_user(user_id)
+    history = data.sequences[user][:history_length]
+    stamps = data.timestamps[user][:history_length]
+    with torch.inference_mode():
+        table = model.item_table()  # (N+1, d)
+        segments = model.segment(history, stamps)
+        vectors, _ = model.encode_segments(torch.as_tensor(segments.items)[None], table)  # (1, K, d)
+    return table.numpy(), vectors[0].numpy(), np.asarray(segments.mask)
+
+
+def score_path(explanation_dict: dict, rank: int, item_vectors, vectors, aggregation: str):
+    """For one recommendation, the path history items → segment vector → contribution → score, per
+    segment: its three heaviest items, s_k = <u_k, e_c>, the weight a_k = c_k / s_k the aggregation gave
+    it (attention, sum; for max the winner takes s_k), c_k, and its share of the score."""
+    import numpy as np
+    import pandas as pd
+
+    rec = explanation_dict["recommendations"][rank]
+    item = _item_index()[rec["item"]]
+    e_c = np.asarray(item_vectors[item], dtype=np.float64)  # (d,)
+    rows = []
+    for seg in explanation_dict["segments"]:
+        k = seg["index"]
+        u_k = np.asarray(vectors[k], dtype=np.float64)
+        s_k = float(u_k @ e_c)
+        c_k = float(rec["contributions"][k])
+        heavy = np.argsort(-np.asarray(seg["weights"]))[:3]
+        a_k = c_k / s_k if aggregation in ("attention", "sum", "max") and abs(s_k) > 1e-12 else float("nan")
+        rows.append(
+            {
+                "segment": k,
+                "events": f"{seg['start']}–{seg['end'] - 1}",
+                "heaviest items (pooling weight)": "; ".join(
+                    f"{seg['titles'][i]} ({seg['weights'][i]:.2f})" for i in heavy
+                ),
+                "s_k = ⟨u_k, e_c⟩": s_k,
+                "a_k": a_k,
+                "c_k": c_k,
+                "share of score": c_k / rec["score"] if rec["score"] else float("nan"),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _item_index() -> dict[str, int]:
+    """Original item id → internal id of the loaded dataset (built once per dataset)."""
+    return for_dataset("item_index", lambda d: {iid: i for i, iid in enumerate(d.item_ids) if i > 0})
+
+
+def internal_item(original_id: str) -> int:
+    return _item_index()[str(original_id)]
