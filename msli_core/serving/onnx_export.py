@@ -20,6 +20,7 @@ scorer with the item table baked in, so its big MatMul gets int8 weights and rea
 from __future__ import annotations
 
 import io
+import logging
 import os
 import tempfile
 import warnings
@@ -175,11 +176,17 @@ def quantize_int8(model_bytes: bytes) -> bytes:
     """int8 dynamic quantization (weights int8, activations quantized per call) with onnxruntime's tool."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with tempfile.TemporaryDirectory(prefix="msli-quant-") as tmp:
-        src, dst = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
-        src.write_bytes(model_bytes)
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
-        return dst.read_bytes()
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the tool logs a pre-processing hint on the root logger for every call
+    try:
+        with tempfile.TemporaryDirectory(prefix="msli-quant-") as tmp:
+            src, dst = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
+            src.write_bytes(model_bytes)
+            quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+            return dst.read_bytes()
+    finally:
+        root.setLevel(level)
 
 
 def encoder_path_for(scorer_path: str | os.PathLike) -> Path:
