@@ -62,8 +62,8 @@ with c1:
     state.page_link("pages/data.py", "Open Data", ":material/table_chart:")
 with c2:
     st.markdown(
-        "**2 · Train**  \nTrain MS-LI, a two-tower model and baselines in about a minute; compare "
-        "NDCG@10 across segment counts."
+        "**2 · Train**  \nTrain MS-LI next to a two-tower model, the cross-encoder and simple baselines; "
+        "compare NDCG@10 across segment counts (fewer epochs and a smaller width train faster)."
     )
     state.page_link("pages/train.py", "Open Train", ":material/model_training:")
 with c3:
@@ -76,10 +76,14 @@ with c3:
 st.subheader("This session")
 data = state.dataset()
 trained = state.usable_models()
+st.markdown(f"**Dataset:** {state.dataset_label()}")
 m1, m2, m3, m4 = st.columns(4)
-m1.metric("Dataset", state.dataset_label())
-m2.metric("Users · items", f"{data.n_users:,} · {data.n_items:,}")
-m3.metric("Models trained", len(trained))
+m1.metric("Users · items", f"{data.n_users:,} · {data.n_items:,}")
+m2.metric("Models trained", len(trained))
+best = max(trained.values(), key=lambda m: m.metrics.get("NDCG@10", float("-inf")), default=None)
+m3.metric(
+    "Best test NDCG@10", f"{best.metrics['NDCG@10']:.4f}" if best else "–", help=best.name if best else None
+)
 m4.metric("Latency rows measured", len(state.bench_rows()))
 if note := state.refused_models_note():
     st.warning(note)
