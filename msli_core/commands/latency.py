@@ -65,6 +65,12 @@ def register(subparsers) -> None:
     export.add_argument("--model", required=True, metavar="DIR", help="a folder written by `msli train`")
     export.add_argument("--out", required=True, metavar="FILE.onnx", help="where the scorer goes")
     export.add_argument("--int8", action="store_true", help="also write int8 dynamically quantized graphs")
+    export.add_argument(
+        "--data",
+        default=None,
+        metavar="PATH",
+        help="with --int8: NDCG@10 and latency of float vs int8 on this data",
+    )
     export.add_argument("--json", action="store_true", help="print the written paths as JSON")
     export.set_defaults(func=run_export_command)
 
@@ -197,7 +203,19 @@ def run_bench_command(args: argparse.Namespace) -> int:
 def run_export_command(args: argparse.Namespace) -> int:
     from msli_core.serving.onnx_export import export_folder
 
+    if args.data is not None and not args.int8:
+        raise MsliError("--data compares float and int8 graphs; add --int8 (or drop --data).")
+    data = None
+    if args.data is not None:
+        from msli_core.data import load_dataset
+
+        data = load_dataset(args.data)
     paths = export_folder(args.model, args.out, quantize=args.int8)
+    if data is not None:
+        from msli_core.models.registry import load_model
+        from msli_core.serving.onnx_export import quantized_quality
+
+        paths["int8_quality"] = quantized_quality(load_model(args.model, data).model, data)
     if args.json:
         from msli_core.cli import print_json
 
@@ -205,7 +223,7 @@ def run_export_command(args: argparse.Namespace) -> int:
     else:
         for key, value in paths.items():
             if key not in ("model", "kind"):
-                print(f"{key}: {value}")
+                print(f"{key}: {json.dumps(value) if isinstance(value, dict) else value}")
     return 0
 
 
