@@ -51,6 +51,8 @@ class UserState:
     timestamps: list[int] = field(default_factory=list)
     vectors: Tensor | None = None  # (K, d) segment vectors u_k, slot K-1 = open segment
     queries: Tensor | None = None  # (K, d) q_k = W u_k, precomputed for the online stage
+    stacked: Tensor | None = None  # (2K', d) [u; q] of the K' non-empty slots ((1, d) when K' = 1)
+    bias: Tensor | None = None  # (K', 1) b_age of the non-empty slots, or None
     mask: Tensor | None = None  # (K,) bool, True = non-empty slot
     bounds: list[tuple[int, int]] = field(default_factory=list)  # per slot [start, end) ((0, 0) = empty)
     pooling: list[Tensor | None] = field(default_factory=list)  # per slot pooling weights over its events
@@ -200,6 +202,7 @@ class InferenceEngine:
         state.pooling[-1] = weights
         state.bounds = bounds
         state.queries = self._queries(state.vectors)
+        self._prepare_online(state)
         if item not in state.seen_set:
             state.seen_set.add(item)
             state.seen = None  # rebuilt on the next recommend()
@@ -226,11 +229,25 @@ class InferenceEngine:
         state.mask = mask.clone()  # (K,)
         state.bounds = [(int(s), int(e)) for s, e in zip(segments.start, segments.end, strict=True)]
         state.queries = self._queries(state.vectors)
+        self._prepare_online(state)
 
     def _queries(self, vectors: Tensor) -> Tensor | None:
         if self.config.aggregation in ("attention", "mlp"):
             return self.model.attention_queries(vectors)  # (K, d)
         return None
+
+    def _prepare_online(self, state: UserState) -> None:
+        """Nearline work for the online stage: stack [u; q] of the non-empty slots, pick their biases."""
+        if self.config.aggregation != "attention" or state.mask is None:
+            return
+        valid = state.mask
+        u = state.vectors[valid]  # (K', d)
+        if u.shape[0] == 1:
+            state.stacked, state.bias = u.clone(), None
+            return
+        state.stacked = torch.cat([u, state.queries[valid]])  # (2K', d)
+        age = self.model.age_bias
+        state.bias = None if age is None else age[valid].unsqueeze(1).clone()  # (K', 1)
 
     def _kv_step(self, state: UserState, item: int, start: int, end: int) -> tuple[Tensor, Tensor]:
         """One new position of the open segment through the encoder, from the cached keys/values.
@@ -340,36 +357,43 @@ class InferenceEngine:
 
     @torch.inference_mode()
     def score_candidates(self, user, cand_t: Tensor) -> Tensor:
-        """Fast online path: scores (n,) of ``user`` for candidate vectors ``cand_t`` (d, n).
+        """Fast online path: scores (n,) of ``user`` for candidate vectors ``cand_t`` (d, n)."""
+        return self._score(self.users[user], cand_t)[0]
+
+    def _score(self, state: UserState, cand_t: Tensor) -> tuple[Tensor, tuple | None]:
+        """Scores (n,) and what the top-k's exact contributions are read from.
 
         The same math as :func:`late_interaction` (parity-tested): empty slots are dropped rather than
-        masked (an exact equivalent), ``[u; q]`` is stacked so the table is read once, and the softmax
-        over the narrow K axis is done in place on (K, n) rows whose long axis is contiguous.
+        masked (an exact equivalent), ``[u; q]`` is stacked at nearline time so the table is read once
+        per request, and the softmax over the narrow K axis is done in place on (K', n) rows whose long
+        axis is contiguous. For attention it returns ``("attention", w, z)`` with ``w_k = e_k · s_k``
+        (K', n) and ``z = Σ_k e_k`` (n,), so ``c_k = w_k / z`` for any column; ``("single", None, None)``
+        when one segment takes all; None when the reference function must give the contributions.
         """
-        state = self.users[user]
-        valid = state.mask  # (K,)
-        u = state.vectors[valid]  # (K', d)
         agg = self.config.aggregation
-        if agg == "attention" and u.shape[0] == 1:
-            return (u @ cand_t)[0]  # one segment: softmax weight 1, score = s_0
         if agg == "attention":
-            k = u.shape[0]
-            stacked = torch.cat([u, state.queries[valid]])  # (2K', d)
+            stacked, bias = state.stacked, state.bias  # (2K', d) or (1, d); (K', 1) or None
+            if stacked.shape[0] == 1:
+                return (stacked @ cand_t)[0], ("single", None, None)  # one segment: weight 1, y = s_0
+            k = stacked.shape[0] // 2
             products = stacked @ cand_t  # (2K', n): one pass over the table
             scores, logits = products[:k], products[k:]  # (K', n) each
-            if self.model.age_bias is not None:
-                logits.add_(self.model.age_bias[valid].unsqueeze(1))
-            logits.sub_(logits.amax(0)).exp_()  # unnormalised a_k, (K', n)
+            if bias is not None:
+                logits.add_(bias)
+            logits.sub_(logits.amax(0)).exp_()  # unnormalised a_k = e_k, (K', n)
             z = logits.sum(0)  # (n,)
-            return logits.mul_(scores).sum(0).div_(z)
+            weighted = logits.mul_(scores)  # w_k = e_k s_k, (K', n)
+            return weighted.sum(0).div_(z), ("attention", weighted, z)
+        valid = state.mask  # (K,)
+        u = state.vectors[valid]  # (K', d)
         if agg == "max":
-            return (u @ cand_t).amax(0)
+            return (u @ cand_t).amax(0), None
         if agg == "sum":
             user_vector = self.model.segment_weights[valid] @ u  # (d,): Σ_k w_k u_k, a two-tower vector
-            return user_vector @ cand_t
+            return user_vector @ cand_t, None
         # mlp: no fast path; the reference function over the candidate vectors
         scores, _ = self.model.score(state.vectors[None], state.mask[None], cand_t.T)
-        return scores[0]
+        return scores[0], None
 
     @torch.inference_mode()
     def recommend(
@@ -386,42 +410,55 @@ class InferenceEngine:
         state = self.users.get(user)
         if state is None or state.mask is None or not bool(state.mask.any()):
             return self._popular(user, ids, top_k)
-        scores = self.score_candidates(user, cand_t)  # (n,), a fresh tensor
+        scores, parts = self._score(state, cand_t)  # (n,), a fresh tensor
+        available = scores.shape[0]
         whole_catalog = candidates is None
         if whole_catalog:
             scores[0] = -math.inf  # padding
+            available -= 1
         if exclude_seen and state.seen_set:
             if state.seen is None:
                 state.seen = torch.as_tensor(sorted(state.seen_set), dtype=torch.long)
             if whole_catalog:  # ids == arange: index directly
-                scores[state.seen] = -math.inf
+                columns = state.seen
             elif isinstance(candidates, (int, np.integer)):  # O(seen) through the cached column map
                 columns = self._candidate_position[int(candidates)][state.seen]
-                scores[columns[columns >= 0]] = -math.inf
+                columns = columns[columns >= 0]
             else:
-                scores[torch.isin(ids, state.seen)] = -math.inf
-        k = min(top_k, int(torch.isfinite(scores).sum()))
-        if k == 0:
+                columns = torch.isin(ids, state.seen).nonzero()[:, 0]
+            scores[columns] = -math.inf
+            available -= columns.numel()  # distinct columns: seen ids are unique, the column map injective
+        k = min(top_k, available)
+        if k <= 0:
             return self._popular(user, ids[:0], top_k)
-        best = torch.topk(scores, k).indices  # (k,)
+        top_scores, best = torch.topk(scores, k)  # (k,), (k,)
         top_ids = ids[best]
-        exact, contributions = late_interaction(  # (1, k), (1, K, k): exact shares of the winners
-            state.vectors[None],
-            state.mask[None],
-            self.table[top_ids],
-            aggregation=self.config.aggregation,
-            attention_queries=None if state.queries is None else state.queries[None],
-            age_bias=self.model.age_bias,
-            mlp=self.model.mlp,
-            segment_weights=self.model.segment_weights,
-        )
+        mask_np = state.mask.numpy()
+        contributions = np.zeros((k, self.K), dtype=np.float32)  # (k, K); empty slots contribute 0
+        if parts is not None and parts[0] == "attention":
+            _, weighted, z = parts
+            contributions[:, mask_np] = (weighted[:, best] / z[best]).T.numpy()  # c_k = e_k s_k / Σ e
+        elif parts is not None:  # a single non-empty segment takes the whole score
+            contributions[:, mask_np] = top_scores.numpy()[:, None]
+        else:
+            exact, shares = late_interaction(  # (1, k), (1, K, k): exact shares of the winners
+                state.vectors[None],
+                state.mask[None],
+                self.table[top_ids],
+                aggregation=self.config.aggregation,
+                attention_queries=None if state.queries is None else state.queries[None],
+                age_bias=self.model.age_bias,
+                mlp=self.model.mlp,
+                segment_weights=self.model.segment_weights,
+            )
+            top_scores, contributions = exact[0], shares[0].T.numpy()
         return Recommendation(
             user=user,
-            items=top_ids.numpy().astype(np.int64),
-            scores=exact[0].numpy().astype(np.float32),
-            contributions=contributions[0].T.numpy().astype(np.float32),
+            items=top_ids.numpy(),
+            scores=top_scores.numpy(),
+            contributions=contributions,
             segment_bounds=list(state.bounds),
-            segment_mask=state.mask.numpy().copy(),
+            segment_mask=mask_np.copy(),
         )
 
     def _popular(self, user, ids: Tensor, top_k: int) -> Recommendation:
