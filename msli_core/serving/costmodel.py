@@ -44,18 +44,18 @@ CALIBRATION_FILE = "hardware.json"  # under platformdirs.user_cache_dir("msli-la
 # Operator calls per phase; each pays the backend's per-call overhead once. torch: aten calls counted
 # with torch.profiler on the eager code paths (msli_core/models, msli_core/serving/engine.py), e.g. a
 # transformer block (layers.Block) makes 22, MSLIModel.encode_segments 77 with 2 blocks, the engine's
-# observe() 66, full_reencode() 111 (K = 8), recommend() 69. onnxruntime: nodes of the exported graphs
+# observe() 72, full_reencode() 117 (K = 8), recommend() 40. onnxruntime: nodes of the exported graphs
 # (onnx_export.py; the segment encoder has ~180 + 115 per block, the scorer 36) plus one session run,
 # counted as SESSION_NODES node dispatches.
 OPS_PER_LAYER = 22  # torch, one transformer block: 4 matmul-like, 17 element-wise / view, 1 attention
 OPS_EMBED = 4  # torch: gather, position slice, add, dropout
 OPS_POOL = 29  # torch: final norm, pooling softmax over prefixes, output linear, last-prefix pick
-OPS_FULL_BOOKKEEPING = 18  # torch full_reencode(): segmenting, copies, queries (+ 2 per segment)
-OPS_OPEN_BOOKKEEPING = 28  # torch observe(): bounds, cache slots, queries, seen set
+OPS_FULL_BOOKKEEPING = 24  # torch full_reencode(): segmenting, copies, queries (+ 2 per segment)
+OPS_OPEN_BOOKKEEPING = 34  # torch observe(): bounds, cache slots, queries, [u; q] stacking, seen set
 OPS_KV_LAYER = 15  # torch, one KV-cached block step
 OPS_KV_POOL = 8  # torch, running pooling + output linear
 OPS_ONLINE = {"attention": 10, "mlp": 14, "max": 2, "sum": 3, "dot": 1}  # torch, the aggregation itself
-OPS_TOPK = 58  # torch recommend(): masking, top-k, exact contributions of the top-k, result arrays
+OPS_TOPK = 29  # torch recommend(): seen masking, top-k, the top-k's contributions, result arrays
 ORT_NODES_LAYER = 115
 ORT_NODES_OUTSIDE_LAYERS = 180
 ORT_NODES_SCORER = 36
