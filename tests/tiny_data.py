@@ -33,7 +33,9 @@ def make_tiny_dataset(users: int = 40, items: int = 60, events: int = 24, seed: 
             p = int(phase_of_event[e])
             interest = int(phases[p])
             pool = [j for j in np.flatnonzero(interest_of_item == interest) if j not in seen]
-            item = int(rng.choice(pool)) if pool else int(rng.integers(items))
+            if not pool:  # the interest is exhausted: any unseen item (nobody rates a movie twice)
+                pool = [j for j in range(items) if j not in seen]
+            item = int(rng.choice(pool))
             seen.add(item)
             t += int(rng.integers(60, 600))
             rows.append((f"u{u + 1}", f"m{item + 1}", t, 4.0))

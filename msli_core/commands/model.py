@@ -1,5 +1,316 @@
-"""Placeholder until this command group is written."""
+"""``msli train | evaluate | explain | quality`` (DESIGN §6; JSON keys are part of the contract).
+
+Heavy imports (torch, the models) happen inside the command functions so ``msli --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from msli_core.errors import MsliError
+
+MODEL_KINDS = ("msli", "two-tower", "cross-encoder", "popularity", "item-knn")
+AGGREGATIONS = ("attention", "max", "mlp", "sum")
 
 
-def register(subparsers) -> None:  # noqa: ARG001
-    return None
+def register(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train a model on a dataset and save it as a folder")
+    p.add_argument("--data", required=True, help="dataset folder, zip or file (see `msli data inspect`)")
+    p.add_argument("--model", required=True, choices=MODEL_KINDS, help="model kind")
+    p.add_argument("--segments", type=_positive_int, help="K, segments per user (msli; two-tower is K=1)")
+    p.add_argument("--segment-len", type=_positive_int, help="S, events per segment (default ceil(200/K))")
+    p.add_argument("--aggregation", choices=AGGREGATIONS, help="late interaction (msli, two-tower)")
+    p.add_argument("--dim", type=_positive_int, help="d, width of item and segment vectors")
+    p.add_argument("--layers", type=_non_negative_int, help="transformer blocks")
+    p.add_argument("--epochs", type=_non_negative_int, help="maximum epochs (early stopping may end sooner)")
+    p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random number generator (default 0)")
+    p.add_argument("--out", required=True, help="folder to write (config.json + model.safetensors)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=cmd_train)
+
+    p = subparsers.add_parser("evaluate", help="full-ranking leave-one-out metrics of a saved model")
+    p.add_argument("--data", required=True, help="the dataset the model was trained on")
+    p.add_argument("--model", required=True, help="model folder written by `msli train`")
+    p.add_argument("--stage", choices=("test", "valid"), default="test", help="held-out item (default test)")
+    p.add_argument("--cascade-from", help="cross-encoder only: re-rank this model folder's top items")
+    p.add_argument("--cascade-top", type=_positive_int, default=100, help="items re-ranked in a cascade")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = subparsers.add_parser("explain", help="per-segment contributions of a user's recommendations")
+    p.add_argument("--data", required=True, help="the dataset the model was trained on")
+    p.add_argument("--model", required=True, help="msli or two-tower model folder")
+    p.add_argument("--user", required=True, help="user id as written in the data file")
+    p.add_argument("--top", type=_positive_int, default=10, help="recommendations to explain (default 10)")
+    p.add_argument(
+        "--stage", choices=("all", "test", "valid"), default="all",
+        help="history used: all events (default), or the one before the held-out test/valid item",
+    )  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=cmd_explain)
+
+    p = subparsers.add_parser("quality", help="NDCG@10/HR@10 of MS-LI for several K and the baselines")
+    p.add_argument("--data", required=True, help="dataset (default use: sample_data)")
+    p.add_argument("--out", required=True, help="folder to write quality.csv and quality.md")
+    p.add_argument("--segments", default="1,2,4,8,16", type=_int_list, help="K values (default 1,2,4,8,16)")
+    p.add_argument("--epochs", type=_non_negative_int, help="maximum epochs per neural model")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random number generator (default 0)")
+    p.add_argument("--skip-cross-encoder", action="store_true", help="leave the (slow) cross-encoder out")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON on stdout")
+    p.set_defaults(func=cmd_quality)
+
+
+# ---- argument types --------------------------------------------------------------------------------
+def _positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers like 1,2,4, got {text!r}"
+        ) from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers like 1,2,4, got {text!r}")
+    return values
+
+
+# ---- shared helpers --------------------------------------------------------------------------------
+def _load_data(path: str):
+    from msli_core.data import load_dataset
+
+    return load_dataset(path)
+
+
+def _check_out(out: str) -> None:
+    target = Path(out)
+    if target.exists() and not target.is_dir():
+        raise MsliError(f"--out {out} exists and is not a folder; choose another --out path.")
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.4f}"
+    return str(value)
+
+
+def _progress_bar():
+    from msli_core.progress import TextProgressBar
+
+    return TextProgressBar()
+
+
+def _model_config(args) -> dict:
+    config = {}
+    for name in ("segments", "aggregation", "dim", "layers"):
+        value = getattr(args, name, None)
+        if value is not None:
+            config[name] = value
+    if getattr(args, "segment_len", None) is not None:
+        config["segment_len"] = args.segment_len
+    kind = args.model
+    late = ("msli", "two-tower")
+    if kind not in late and ("segments" in config or "aggregation" in config or "segment_len" in config):
+        raise MsliError(
+            f"--segments, --segment-len and --aggregation apply to msli and two-tower, not {kind}."
+        )
+    if kind in ("popularity", "item-knn") and ("dim" in config or "layers" in config):
+        raise MsliError(f"--dim and --layers apply to neural models, not {kind}.")
+    if kind == "two-tower" and config.get("segments", 1) != 1:
+        raise MsliError("--model two-tower is MS-LI with one segment; drop --segments or use --model msli.")
+    return config
+
+
+# ---- train -----------------------------------------------------------------------------------------
+def cmd_train(args) -> int:
+    from msli_core.cli import print_json
+    from msli_core.models.registry import save_model
+    from msli_core.train import train
+
+    _check_out(args.out)
+    config = _model_config(args)
+    data = _load_data(args.data)
+    _threads()
+    result = train(
+        data, args.model, epochs=args.epochs, seed=args.seed, lr=args.lr, progress=_progress_bar(), **config
+    )
+    summary = {
+        **{k: v for k, v in result.metrics.items() if k != "seconds"},
+        "seconds": result.seconds,
+        "epochs": result.epochs,
+        "best_epoch": result.best_epoch,
+        "parameters": result.parameters,
+        "model": args.model,
+        "out": str(args.out),
+        "valid_NDCG@10": result.valid_metrics.get("NDCG@10"),
+    }
+    extra = {
+        "settings": result.settings,
+        "seconds": result.seconds,
+        "epochs": result.epochs,
+        "best_epoch": result.best_epoch,
+        "parameters": result.parameters,
+        "history": result.history,
+        "valid_metrics": result.valid_metrics,
+        "data": str(args.data),
+    }
+    save_model(result.model, args.out, data=data, metrics=result.metrics, extra=extra)
+    if args.json:
+        print_json(summary)
+    else:
+        print(
+            f"trained {args.model} in {result.seconds:.1f} s "
+            f"({result.epochs} epochs, best {result.best_epoch})"
+        )
+        print(f"saved to {args.out}")
+        _print_metrics(result.metrics)
+    return 0
+
+
+def _threads() -> None:
+    """Keep torch's thread count within the machine (set once per command)."""
+    import os
+
+    import torch
+
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
+
+
+def _print_metrics(metrics: dict) -> None:
+    for key in ("NDCG@10", "HR@10", "MRR", "Recall@20", "Coverage@10", "users", "evaluation"):
+        if key in metrics:
+            print(f"  {key:<12} {_fmt(metrics[key])}")
+
+
+# ---- evaluate --------------------------------------------------------------------------------------
+def cmd_evaluate(args) -> int:
+    from msli_core.cli import print_json
+    from msli_core.evaluate import evaluate
+    from msli_core.models.registry import load_model
+
+    data = _load_data(args.data)
+    loaded = load_model(args.model, data)
+    first = load_model(args.cascade_from, data) if args.cascade_from else None
+    if first is not None and loaded.kind != "cross-encoder":
+        raise MsliError(
+            f"--cascade-from applies to a cross-encoder, and {args.model} is a {loaded.kind} model."
+        )
+    _threads()
+    out = evaluate(loaded, data, stage=args.stage, cascade_from=first, cascade_top=args.cascade_top)
+    out["model"] = loaded.kind
+    if args.json:
+        print_json(out)
+    else:
+        print(f"{loaded.kind} model {args.model} on {data.source} ({args.stage}):")
+        _print_metrics(out)
+    return 0
+
+
+# ---- explain ---------------------------------------------------------------------------------------
+def cmd_explain(args) -> int:
+    from msli_core.cli import print_json
+    from msli_core.explain import explain
+    from msli_core.models.registry import load_model
+
+    data = _load_data(args.data)
+    loaded = load_model(args.model, data)
+    result = explain(
+        loaded, data, args.user, top_n=args.top, stage=None if args.stage == "all" else args.stage
+    )
+    if args.json:
+        print_json(result.to_dict())
+        return 0
+    print(render_explanation(result.to_dict()))
+    return 0
+
+
+def render_explanation(ex: dict) -> str:
+    """A readable text rendering of an explanation (the table the CLI prints)."""
+    lines = [
+        f"User {ex['user']}: {ex['history_length']} events, {ex['model']} ({ex['aggregation']} aggregation)",
+        "",
+        "Segments (slot K-1 is the newest; weight = attention-pooling weight inside the segment):",
+    ]
+    for seg in ex["segments"]:
+        head = f"  [{seg['index']}] events {seg['start']}-{seg['end'] - 1}"
+        head += f"  {seg['time_start'][:10]} .. {seg['time_end'][:10]}"
+        if "dominant_interest" in seg:
+            head += f"  true interest {seg['dominant_interest']}"
+        lines.append(head)
+        best = sorted(zip(seg["weights"], seg["titles"], strict=True), reverse=True)[:3]
+        lines.append("      top items: " + "; ".join(f"{t} ({w:.2f})" for w, t in best))
+    slots = [seg["index"] for seg in ex["segments"]]
+    lines += ["", "Recommendations (score = sum of the segment contributions):"]
+    header = (
+        f"  {'#':>2}  {'title':<40} {'score':>8}  " + " ".join(f"{'c' + str(k):>7}" for k in slots) + "  top"
+    )
+    lines.append(header)
+    for n, rec in enumerate(ex["recommendations"], 1):
+        cells = " ".join(f"{rec['contributions'][k]:7.3f}" for k in slots)
+        title = rec["title"] if len(rec["title"]) <= 40 else rec["title"][:37] + "..."
+        lines.append(f"  {n:>2}  {title:<40} {rec['score']:8.3f}  {cells}  [{rec['top_segment']}]")
+    d = ex["deletion"]
+    if d.get("applicable"):
+        lines += [
+            "",
+            "Deletion check: removing the top segment lowers a score by "
+            f"{d['mean_drop_top']:.3f} on average, "
+            f"a random other segment by {d['mean_drop_random']:.3f} (top larger for "
+            f"{100 * d['top_larger_fraction']:.0f}% of the items).",
+        ]
+    held = ex.get("held_out")
+    if held:
+        line = f"Held-out item: {held['title']} rank {held['rank']:.0f}, top segment [{held['top_segment']}]"
+        if "true_interest" in held:
+            line += f", true interest {held['true_interest']} (phase {held['true_phase']})"
+        lines += ["", line]
+    return "\n".join(lines)
+
+
+# ---- quality ---------------------------------------------------------------------------------------
+def cmd_quality(args) -> int:
+    from msli_core.cli import print_json
+    from msli_core.quality import quality_table, write_quality
+
+    _check_out(args.out)
+    data = _load_data(args.data)
+    _threads()
+    rows, meta = quality_table(
+        data,
+        segments=args.segments,
+        epochs=args.epochs,
+        seed=args.seed,
+        cross_encoder=not args.skip_cross_encoder,
+        progress=_progress_bar(),
+    )
+    write_quality(rows, meta, args.out)
+    if args.json:
+        print_json({"rows": rows, **meta})
+    else:
+        print(f"wrote {Path(args.out) / 'quality.csv'} and {Path(args.out) / 'quality.md'}")
+        for row in rows:
+            print(f"  {row['label']:<28} NDCG@10 {_fmt(row['NDCG@10'])}  HR@10 {_fmt(row['HR@10'])}  "
+                  f"{row['train_seconds']:.1f} s")  # fmt: skip
+    return 0

@@ -103,7 +103,7 @@ def late_interaction(
             raise ValueError(f"aggregation {aggregation!r} needs attention_queries (B, K, d)")
         stacked = torch.cat([segment_vectors, attention_queries], dim=1)  # (B, 2K, d): [u; q]
         products = (stacked.reshape(B * 2 * K, d) @ item_vectors.T).view(B, 2 * K, -1)  # (B, 2K, N)
-        segment_scores, logits = products[:, :K], products[:, K:]  # (B, K, N) each
+        segment_scores, logits = products.split(K, dim=1)  # (B, K, N) each (split: a cheap backward)
     else:
         segment_scores = (segment_vectors.reshape(B * K, d) @ item_vectors.T).view(B, K, -1)  # (B, K, N)
     mask3 = mask.unsqueeze(-1)  # (B, K, 1)
@@ -124,7 +124,9 @@ def late_interaction(
     if age_bias is not None:
         logits = logits + age_bias.view(1, K, 1)
     logits = logits.masked_fill(~mask3, torch.finfo(logits.dtype).min)
-    attention = torch.softmax(logits, dim=1) * mask3  # (B, K, N); *mask only zeroes all-empty users
+    attention = torch.softmax(logits, dim=1)  # (B, K, N)
+    if torch.jit.is_tracing() or not bool(any_valid.all()):  # a user with no segment: uniform -> zero
+        attention = attention * any_valid.unsqueeze(-1)
     if aggregation == "mlp":
         if mlp is None:
             raise ValueError(

@@ -145,8 +145,15 @@ class MSLIModel(nn.Module):
 
     # ---- nearline ------------------------------------------------------------------------------
     def encode_prefixes(self, segment_items: Tensor, table: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """(B', S) item ids of B' segments -> vectors of every prefix (B', S, d) and weights (B', S, S)."""
+        """(B', S) item ids of B' segments -> vectors of every prefix (B', S', d) and weights (B', S', S').
+
+        Trailing columns that are padding in every row are dropped first (S' = the longest segment,
+        at least 1): with right padding and causal attention this changes no real prefix's vector.
+        """
         table = self.item_table() if table is None else table
+        if segment_items.numel() and not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
+            longest = max(1, int((segment_items > 0).sum(1).max()))  # data-dependent: skipped in export
+            segment_items = segment_items[:, :longest]  # (B', S')
         return self.encoder(table[segment_items], segment_items > 0)
 
     def encode_segments(self, segment_items: Tensor, table: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -157,12 +164,13 @@ class MSLIModel(nn.Module):
         """
         B, K, S = segment_items.shape
         flat = segment_items.reshape(B * K, S)  # (B·K, S)
-        prefix_vectors, prefix_weights = self.encode_prefixes(flat, table)  # (B·K, S, d), (B·K, S, S)
+        prefix_vectors, prefix_weights = self.encode_prefixes(flat, table)  # (B·K, S', d), (B·K, S', S')
         last = ((flat > 0).sum(1) - 1).clamp(min=0)  # (B·K,) index of the last real event
         rows = torch.arange(B * K, device=flat.device)
         vectors = prefix_vectors[rows, last].view(B, K, -1)  # (B, K, d)
-        weights = prefix_weights[rows, last].view(B, K, S)  # (B, K, S)
-        return vectors, weights
+        weights = torch.zeros(B * K, S, dtype=vectors.dtype, device=vectors.device)  # (B·K, S)
+        weights[:, : prefix_weights.shape[-1]] = prefix_weights[rows, last]
+        return vectors, weights.view(B, K, S)
 
     # ---- online --------------------------------------------------------------------------------
     def attention_queries(self, segment_vectors: Tensor) -> Tensor:

@@ -1,0 +1,99 @@
+"""Explanations: contributions sum to the score, deletion check, ground truth, accuracy vs chance."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from tiny_data import make_tiny_dataset
+
+from msli_core.data.dataset import leave_one_out
+from msli_core.errors import MsliError
+from msli_core.explain import dominant_interest, explain, explanation_accuracy
+from msli_core.models.registry import build_model
+from msli_core.train import train
+
+
+@pytest.fixture(scope="module")
+def trained():
+    data = make_tiny_dataset(users=30, items=36, events=20)
+    result = train(data, "msli", epochs=2, dim=16, segments=3, segment_len=6, layers=1)
+    return data, result.model
+
+
+def test_contributions_sum_to_the_score(trained):
+    data, model = trained
+    ex = explain(model, data, "u3", top_n=5).to_dict()
+    assert ex["user"] == "u3" and len(ex["recommendations"]) == 5
+    for rec in ex["recommendations"]:
+        assert abs(sum(rec["contributions"]) - rec["score"]) < 1e-4
+        assert len(rec["contributions"]) == 3
+    scores = [r["score"] for r in ex["recommendations"]]
+    assert scores == sorted(scores, reverse=True)
+    seen = set(data.item_ids[data.sequences[data.internal_user("u3")]].tolist())
+    assert not seen & {r["item"] for r in ex["recommendations"]}
+
+
+def test_segments_describe_the_history(trained):
+    data, model = trained
+    ex = explain(model, data, "u5", top_n=3).to_dict()
+    u = data.internal_user("u5")
+    history = data.item_ids[data.sequences[u]].tolist()
+    for seg in ex["segments"]:
+        assert seg["items"] == history[seg["start"] : seg["end"]]
+        assert abs(sum(seg["weights"]) - 1.0) < 1e-5  # pooling weights over the segment's items
+        assert seg["dominant_interest"] == dominant_interest(np.array(seg["true_interests"]))
+        assert seg["time_start"] <= seg["time_end"]
+    assert ex["segments"][-1]["end"] == len(history)  # the newest slot ends with the last event
+    assert ex["deletion"]["applicable"] and 0.0 <= ex["deletion"]["top_larger_fraction"] <= 1.0
+    for rec in ex["recommendations"]:
+        assert rec["deletion"]["random_segment"] != rec["deletion"]["top_segment"]
+
+
+def test_held_out_stage_reports_the_truth(trained):
+    data, model = trained
+    ex = explain(model, data, "u2", top_n=3, stage="test").to_dict()
+    held = ex["held_out"]
+    u = data.internal_user("u2")
+    assert held["item"] == data.item_ids[data.sequences[u][-1]]
+    assert abs(sum(held["contributions"]) - held["score"]) < 1e-4
+    assert held["true_interest"] == int(
+        data.truth["interest"].iloc[np.flatnonzero(data.interactions["user"] == u)[-1]]
+    )
+
+
+def test_deletion_drop_is_exact_for_the_sum_aggregation():
+    data = make_tiny_dataset(users=12, items=30, events=18)
+    torch.manual_seed(0)
+    model = build_model(
+        "msli", data=data, dim=8, segments=3, segment_len=5, layers=1, aggregation="sum"
+    ).eval()
+    ex = explain(model, data, "u1", top_n=4).to_dict()
+    for rec in ex["recommendations"]:
+        d = rec["deletion"]
+        assert d["drop_top"] == pytest.approx(rec["contributions"][d["top_segment"]], abs=1e-5)
+        assert d["drop_random"] == pytest.approx(rec["contributions"][d["random_segment"]], abs=1e-5)
+
+
+def test_explanation_accuracy_is_well_defined(trained):
+    data, model = trained
+    acc = explanation_accuracy(model, data, leave_one_out(data))
+    assert acc["users"] + acc["skipped_noise"] + acc["skipped_unanswerable"] == len(
+        leave_one_out(data).eval_users
+    )
+    assert 0.0 <= acc["accuracy"] <= 1.0 and 0.0 < acc["chance"] <= 1.0
+    assert acc["ratio"] == pytest.approx(acc["accuracy"] / acc["chance"])
+
+
+def test_bad_requests_are_sentences(trained):
+    data, model = trained
+    with pytest.raises(MsliError, match="not in"):
+        explain(model, data, "nobody")
+    pop = build_model("popularity", data=data)
+    with pytest.raises(MsliError, match="late-interaction"):
+        explain(pop, data, "u1")
+    no_truth = dataclasses.replace(make_tiny_dataset(users=12, items=40), truth=None)
+    with pytest.raises(MsliError, match="ground truth"):
+        explanation_accuracy(build_model("msli", data=no_truth, dim=8, layers=1), no_truth)
