@@ -17,6 +17,9 @@ Stages and variants (the ``stage`` / ``variant`` keys):
 - ``floor`` ``matmul``: a bare numpy ``(R, d) @ (d, N)`` product with ``R = 2K`` for the attention
   aggregation (the stacked ``[u; q]`` product MS-LI needs) and ``R = K`` otherwise (``rows`` key);
   ``matmul_torch``: the same product in torch; ``bandwidth``: ``N·d·4 bytes / measured bandwidth``.
+  The matmul floors are timed round-robin with the first online call of each (K, N), and the nearline
+  variants round-robin with each other, so a busy machine slows the compared calls alike; a floor row
+  is repeated for each L (it does not depend on L).
 
 The cross-encoder is timed at the same N and L in the same run, capped by ``cross_budget_s`` per point:
 a point whose predicted single call exceeds the budget is skipped (``capped: true``, ``calls: 0``,
@@ -246,6 +249,8 @@ class _Runner:
         self.rng = np.random.default_rng(settings.seed)
         self.hardware = costmodel.load_hardware()
         self.loaded = None  # a trained model (LoadedModel) given by --model
+        self.floors: dict[tuple[int, int], tuple] = {}  # (K, N) -> rows, numpy, torch, bandwidth floors
+        self.bandwidth = 1.0  # bytes/s of a streaming copy, measured at the start of the run
 
     def tick(self, message: str) -> None:
         self.done += 1
@@ -313,48 +318,42 @@ class _Runner:
         popularity = self.rng.random(n_items + 1)  # a random order stands in for a retrieval stage
         engine = InferenceEngine(model, popularity)
         engine.offline()
-        kv_engine, seg_engine = engine, InferenceEngine(model, popularity, nearline="segment")
-        seg_engine.table, seg_engine.table_t = engine.table, engine.table_t
+        # separate engines (sharing the item table) so the timed calls do not disturb each other's cache
+        seg_engine = InferenceEngine(model, popularity, nearline="segment")
+        full_engine = InferenceEngine(model, popularity)
+        for other in (seg_engine, full_engine):
+            other.table, other.table_t = engine.table, engine.table_t
         history = self.rng.integers(1, n_items + 1, size=L)
-        stream = iter(self.rng.integers(1, n_items + 1, size=10 * (s.repeats + s.warmup) + 10))
-        kv_engine.load_history("u", history)
-        seg_engine.load_history("u", history)
+        stream = iter(self.rng.integers(1, n_items + 1, size=20 * (s.repeats + s.warmup) + 10))
+        for e in (engine, seg_engine, full_engine):
+            e.load_history("u", history)
 
         with torch.inference_mode():
             if "torch" in s.backends:
-                stats, calls, capped = self.timed(lambda: kv_engine.observe("u", int(next(stream))))
-                self.add(
-                    stats,
-                    calls,
-                    capped,
-                    stage="nearline",
-                    variant="incremental",
-                    backend="torch",
-                    method="kv_cache",
-                    **shape,
+                # interleaved, so that the machine's load at any moment falls on all three alike
+                results = self.timed_together(
+                    [
+                        lambda: engine.observe("u", int(next(stream))),
+                        lambda: seg_engine.observe("u", int(next(stream))),
+                        lambda: full_engine.full_reencode("u"),
+                    ]
                 )
-                stats, calls, capped = self.timed(lambda: seg_engine.observe("u", int(next(stream))))
-                self.add(
-                    stats,
-                    calls,
-                    capped,
-                    stage="nearline",
-                    variant="open_segment",
-                    backend="torch",
-                    method="open_segment",
-                    **shape,
-                )
-                stats, calls, capped = self.timed(lambda: kv_engine.full_reencode("u"))
-                self.add(
-                    stats,
-                    calls,
-                    capped,
-                    stage="nearline",
-                    variant="full",
-                    backend="torch",
-                    method="all_segments",
-                    **shape,
-                )
+                for (stats, calls, capped), variant, method in zip(
+                    results,
+                    ("incremental", "open_segment", "full"),
+                    ("kv_cache", "open_segment", "all_segments"),
+                    strict=True,
+                ):
+                    self.add(
+                        stats,
+                        calls,
+                        capped,
+                        stage="nearline",
+                        variant=variant,
+                        backend="torch",
+                        method=method,
+                        **shape,
+                    )
                 self.tick(f"{label} K={K} L={L} nearline torch")
                 for N in s.candidates:
                     if n_items < N:
@@ -362,14 +361,13 @@ class _Runner:
                     engine.candidate_table(N)  # cached per N, like a retrieval stage's output
 
                     def online(N=N):
-                        return kv_engine.recommend("u", N, top_k=TOP_K)
+                        return engine.recommend("u", N, top_k=TOP_K)
 
-                    stats, calls, capped = self.timed(online)
-                    self.add(stats, calls, capped, stage="online", backend="torch", candidates=N, **shape)
+                    self.online_with_floors(online, "torch", K, N, shape, model)
 
                     def e2e(N=N):
-                        kv_engine.observe("u", int(next(stream)))
-                        return kv_engine.recommend("u", N, top_k=TOP_K)
+                        engine.observe("u", int(next(stream)))
+                        return engine.recommend("u", N, top_k=TOP_K)
 
                     stats, calls, capped = self.timed(e2e)
                     self.add(
@@ -386,6 +384,85 @@ class _Runner:
             if "onnxruntime" in s.backends:
                 self.run_ort(label, K, L, model, engine, shape)
 
+    def timed_together(self, fns: list[Callable[[], Any]]) -> list[tuple[dict[str, float], int, bool]]:
+        """Time several calls round-robin (warm-up first); each gets ``repeats`` calls or the budget."""
+        for fn in fns:
+            for _ in range(self.s.warmup):
+                fn()
+        times: list[list[int]] = [[] for _ in fns]
+        deadline = time.perf_counter_ns() + int(self.s.budget_s * len(fns) * 1e9)
+        while len(times[0]) < self.s.repeats:
+            for fn, out in zip(fns, times, strict=True):
+                t0 = time.perf_counter_ns()
+                fn()
+                out.append(time.perf_counter_ns() - t0)
+            if time.perf_counter_ns() >= deadline and len(times[0]) >= 3:
+                break
+        return [(summarize(np.asarray(t)), len(t), len(t) < self.s.repeats) for t in times]
+
+    def online_with_floors(
+        self, online: Callable[[], Any], backend: str, K: int, N: int, shape: dict, model
+    ) -> None:
+        """Time the online call; the first time a (K, N) is seen, interleave it with its matmul floors."""
+        import torch
+
+        s = self.s
+        key = (K, N)
+        if key in self.floors:
+            stats, calls, capped = self.timed(online)
+            self.add(stats, calls, capped, stage="online", backend=backend, candidates=N, **shape)
+            return
+        attention = model.config.aggregation in ("attention", "mlp") and K > 1
+        rows = 2 * K if attention else K  # [u; q] stacked for attention, the K segment vectors otherwise
+        table_t = np.ascontiguousarray(self.rng.standard_normal((s.dim, N), dtype=np.float32))  # (d, N)
+        left = self.rng.standard_normal((rows, s.dim), dtype=np.float32)  # (R, d)
+        table_torch, left_torch = torch.from_numpy(table_t), torch.from_numpy(left)
+        results = self.timed_together([online, lambda: left @ table_t, lambda: left_torch @ table_torch])
+        (stats, calls, capped), numpy_floor, torch_floor = results
+        self.add(stats, calls, capped, stage="online", backend=backend, candidates=N, **shape)
+        bw_ms = N * s.dim * 4 / self.bandwidth * 1e3
+        bandwidth_floor = (
+            {"p50_ms": bw_ms, "p95_ms": bw_ms, "p99_ms": bw_ms, "mean_ms": bw_ms, "qps": 1e3 / bw_ms},
+            0,
+            False,
+        )
+        self.floors[key] = (rows, numpy_floor, torch_floor, bandwidth_floor)
+
+    def emit_floors(self) -> None:
+        """Floor rows for every (K, N) measured, repeated for each L (a floor does not depend on L)."""
+        s = self.s
+        for (K, N), (rows, numpy_floor, torch_floor, bandwidth_floor) in sorted(self.floors.items()):
+            for L in s.history:
+                base = self.common(
+                    model="msli" if "msli" in s.models or K > 1 else "two-tower",
+                    stage="floor",
+                    segments=K,
+                    candidates=N,
+                    history=L,
+                    rows=rows,
+                )
+                self.add(
+                    *numpy_floor,
+                    variant="matmul",
+                    backend="numpy",
+                    **base,
+                    note=f"bare numpy ({rows}, d) @ (d, N), timed round-robin with the online call",
+                )
+                self.add(
+                    *torch_floor,
+                    variant="matmul_torch",
+                    backend="torch",
+                    **base,
+                    note=f"bare torch ({rows}, d) @ (d, N), timed round-robin with the online call",
+                )
+                self.add(
+                    *bandwidth_floor,
+                    variant="bandwidth",
+                    backend="numpy",
+                    **base,
+                    note=f"N·d·4 bytes / {self.bandwidth / 1e9:.1f} GB/s measured in this run",
+                )
+
     def run_ort(self, label: str, K: int, L: int, model, engine, shape: dict) -> None:
         from msli_core.serving import onnx_export as ox
 
@@ -399,28 +476,20 @@ class _Runner:
         vectors = state.vectors.numpy()[None].copy()  # (1, K, d)
         mask = state.mask.numpy()[None].copy()  # (1, K)
 
-        stats, calls, capped = self.timed(lambda: encoder.encode(open_items))
-        self.add(
-            stats,
-            calls,
-            capped,
-            stage="nearline",
-            variant="incremental",
-            backend="onnxruntime",
-            method="open_segment",
-            **shape,
-        )
-        stats, calls, capped = self.timed(lambda: encoder.encode(all_items))
-        self.add(
-            stats,
-            calls,
-            capped,
-            stage="nearline",
-            variant="full",
-            backend="onnxruntime",
-            method="all_segments",
-            **shape,
-        )
+        results = self.timed_together([lambda: encoder.encode(open_items), lambda: encoder.encode(all_items)])
+        for (stats, calls, capped), variant, method in zip(
+            results, ("incremental", "full"), ("open_segment", "all_segments"), strict=True
+        ):
+            self.add(
+                stats,
+                calls,
+                capped,
+                stage="nearline",
+                variant=variant,
+                backend="onnxruntime",
+                method=method,
+                **shape,
+            )
         self.tick(f"{label} K={K} L={L} nearline onnxruntime")
         for N in s.candidates:
             if model.config.n_items < N:
@@ -434,8 +503,7 @@ class _Runner:
                 top = _top_k(scores[0], TOP_K)
                 return ids_np[top], scores[0, top], contributions[0][:, top]
 
-            stats, calls, capped = self.timed(online)
-            self.add(stats, calls, capped, stage="online", backend="onnxruntime", candidates=N, **shape)
+            self.online_with_floors(online, "onnxruntime", K, N, shape, model)
 
             def e2e(online=online):
                 new_vector, _ = encoder.encode(open_items)
@@ -455,14 +523,13 @@ class _Runner:
             )
             self.tick(f"{label} K={K} L={L} N={N} onnxruntime")
 
-    # ---- offline and floors ------------------------------------------------------------------------
-    def run_offline_and_floors(self, bandwidth: float) -> None:
+    # ---- offline ---------------------------------------------------------------------------------
+    def run_offline(self) -> None:
         import torch
 
         from msli_core.models.layers import ItemEncoder
 
         s = self.s
-        ks = sorted({*(s.segments if "msli" in s.models else ()), *((1,) if "two-tower" in s.models else ())})
         for N in s.candidates:
             torch.manual_seed(s.seed)
             encoder = ItemEncoder(N, 20, s.dim).eval()
@@ -488,62 +555,6 @@ class _Runner:
                             ),
                         )
             self.tick(f"offline N={N}")
-            table_t = np.ascontiguousarray(self.rng.standard_normal((s.dim, N), dtype=np.float32))
-            table_t_torch = torch.from_numpy(table_t)
-            for K in ks:
-                rows = 2 * K if K > 1 else 1  # [u; q] for attention; one user vector for K = 1
-                left = self.rng.standard_normal((rows, s.dim), dtype=np.float32)
-                left_torch = torch.from_numpy(left)
-                np_stats, np_calls, np_capped = self.timed(lambda left=left, right=table_t: left @ right)
-                with torch.inference_mode():
-                    t_stats, t_calls, t_capped = self.timed(
-                        lambda left=left_torch, right=table_t_torch: left @ right
-                    )
-                bw_ms = N * s.dim * 4 / bandwidth * 1e3
-                bw_stats = {
-                    "p50_ms": bw_ms,
-                    "p95_ms": bw_ms,
-                    "p99_ms": bw_ms,
-                    "mean_ms": bw_ms,
-                    "qps": 1e3 / bw_ms,
-                }
-                for L in s.history:
-                    base = self.common(
-                        model="msli" if K > 1 or "msli" in s.models else "two-tower",
-                        stage="floor",
-                        segments=K,
-                        candidates=N,
-                        history=L,
-                        rows=rows,
-                    )
-                    self.add(
-                        np_stats,
-                        np_calls,
-                        np_capped,
-                        variant="matmul",
-                        backend="numpy",
-                        **base,
-                        note=f"bare numpy ({rows}, d) @ (d, N)",
-                    )
-                    self.add(
-                        t_stats,
-                        t_calls,
-                        t_capped,
-                        variant="matmul_torch",
-                        backend="torch",
-                        **base,
-                        note=f"bare torch ({rows}, d) @ (d, N)",
-                    )
-                    self.add(
-                        bw_stats,
-                        0,
-                        False,
-                        variant="bandwidth",
-                        backend="numpy",
-                        **base,
-                        note=f"N·d·4 bytes / {bandwidth / 1e9:.1f} GB/s measured in this run",
-                    )
-                self.tick(f"floors K={K} N={N}")
 
     # ---- cross-encoder ---------------------------------------------------------------------------
     def run_cross_encoder(self) -> None:
@@ -654,8 +665,7 @@ def plan_size(settings: BenchSettings) -> int:
     per_model = 0
     for backend in s.backends:
         per_model += 1 + len(s.candidates) if backend in BACKENDS else 0
-    ks = len(set(s.segments) | ({1} if "two-tower" in s.models else set()))
-    total = n_li * len(s.history) * per_model + len(s.candidates) * (1 + ks)
+    total = n_li * len(s.history) * per_model + len(s.candidates)
     if "cross-encoder" in s.models:
         total += len(s.candidates) * len(s.history)
     return total + (1 if s.calibrate else 0)
@@ -699,10 +709,11 @@ def run_bench(settings: BenchSettings, progress: ProgressCallback | None = None)
         if settings.calibrate:
             runner.hardware = costmodel.calibrate(threads=settings.threads, save=False)
             runner.tick("calibrated the cost model")
-        bandwidth = measure_bandwidth()
-        runner.run_offline_and_floors(bandwidth)
+        bandwidth = runner.bandwidth = measure_bandwidth()
+        runner.run_offline()
         for label, K, L, model in runner.late_interaction_models():
             runner.run_late_interaction(label, K, L, model)
+        runner.emit_floors()
         if "cross-encoder" in settings.models:
             runner.run_cross_encoder()
     report = costmodel.error_report(runner.rows, runner.hardware)
