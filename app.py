@@ -6,28 +6,19 @@ description of its UI: widgets -> one msli_core call -> render.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import streamlit as st
 
 from pages import state
 
 st.set_page_config(page_title="MS-LI Lab", page_icon="🧩", layout="wide")
 
-ROOT = Path(__file__).resolve().parent
-PAGE_SPECS = [  # (file, title, icon)
-    ("pages/home.py", "Home", ":material/home:"),
-    ("pages/data.py", "Data", ":material/table_chart:"),
-    ("pages/train.py", "Train", ":material/model_training:"),
-    ("pages/explain.py", "Explain", ":material/lightbulb:"),
-    ("pages/latency.py", "Latency", ":material/timer:"),
-    ("pages/whatif.py", "What-if", ":material/calculate:"),
-]
-# TEMPORARY while the pages are written one by one: list only those that exist.
 PAGES = [
-    st.Page(path, title=title, icon=icon, default=path.endswith("home.py"))
-    for path, title, icon in PAGE_SPECS
-    if (ROOT / path).exists()
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/data.py", title="Data", icon=":material/table_chart:"),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("pages/explain.py", title="Explain", icon=":material/lightbulb:"),
+    st.Page("pages/latency.py", title="Latency", icon=":material/timer:"),
+    st.Page("pages/whatif.py", title="What-if", icon=":material/calculate:"),
 ]
 
 current = st.navigation(PAGES)

@@ -59,19 +59,19 @@ with c1:
         "**1 · Data**  \nThe bundled synthetic sample is loaded already. Upload MovieLens or your own "
         "interactions on the Data page."
     )
-    state.page_link("pages/data.py", "Open Data", ":material/table_chart:")
+    st.page_link("pages/data.py", label="Open Data", icon=":material/table_chart:")
 with c2:
     st.markdown(
         "**2 · Train**  \nTrain MS-LI next to a two-tower model, the cross-encoder and simple baselines; "
         "compare NDCG@10 across segment counts (fewer epochs and a smaller width train faster)."
     )
-    state.page_link("pages/train.py", "Open Train", ":material/model_training:")
+    st.page_link("pages/train.py", label="Open Train", icon=":material/model_training:")
 with c3:
     st.markdown(
         "**3 · Explain and measure**  \nSee which history segment drove each recommendation, then "
         "time every stage and ask what-if questions."
     )
-    state.page_link("pages/explain.py", "Open Explain", ":material/lightbulb:")
+    st.page_link("pages/explain.py", label="Open Explain", icon=":material/lightbulb:")
 
 st.subheader("This session")
 data = state.dataset()

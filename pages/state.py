@@ -371,12 +371,6 @@ def model_zip_cached(trained: TrainedModel, data) -> bytes:
     return store[trained.name]
 
 
-def page_link(path: str, label: str, icon: str) -> None:
-    """``st.page_link`` to a page of the app. TEMPORARY: skips pages not written yet (see app.py)."""
-    if (Path(__file__).resolve().parent.parent / path).exists():
-        st.page_link(path, label=label, icon=icon)
-
-
 # ------------------------------------------------------------------------------------- latency sweeps
 def set_bench(result) -> None:
     """Keep a ``msli_core.serving.bench.BenchResult``: its rows feed the Latency, What-if and Train pages.

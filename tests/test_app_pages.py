@@ -51,14 +51,20 @@ def plotly_specs(at: AppTest) -> list[dict]:
     return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
 
 
+def decode(values) -> np.ndarray:
+    """A trace's array; plotly packs numpy arrays as {"dtype", "bdata" (base64), "shape"}."""
+    if isinstance(values, dict) and "bdata" in values:
+        flat = np.frombuffer(base64.b64decode(values["bdata"]), dtype=np.dtype(values["dtype"]))
+        shape = values.get("shape")
+        return flat.reshape([int(n) for n in str(shape).split(",")]) if shape else flat
+    return np.asarray(values, dtype=object)
+
+
 def trace_points(trace: dict) -> int:
-    """Values a trace draws; plotly packs numpy arrays as {"dtype", "bdata" (base64), "shape"}."""
+    """Values a trace draws (0: an empty trace)."""
     for attr in ("y", "x", "z", "values"):
-        values = trace.get(attr)
-        if isinstance(values, dict) and "bdata" in values:
-            return len(base64.b64decode(values["bdata"])) // np.dtype(values["dtype"]).itemsize
-        if values is not None:
-            return len(values)
+        if trace.get(attr) is not None:
+            return int(decode(trace[attr]).size)
     return 0
 
 
@@ -116,9 +122,9 @@ def test_a_bad_upload_gets_the_core_sentence_not_a_traceback():
     assert any("bundled sample" in s.value for s in at.subheader)  # the old dataset stays loaded
 
 
-def test_a_local_movielens_folder_loads_and_replaces_the_dataset(tmp_path):
-    folder = tmp_path / "ml-mini"
-    folder.mkdir()
+def write_mini_movielens(folder: Path) -> Path:
+    """4 users × 5 ratings over 6 movies, in the ml-latest layout (ratings.csv + movies.csv)."""
+    folder.mkdir(parents=True)
     ratings = ["userId,movieId,rating,timestamp"]
     for user in range(1, 5):
         for j, movie in enumerate((1, 2, 3, 4, 5)):
@@ -128,7 +134,11 @@ def test_a_local_movielens_folder_loads_and_replaces_the_dataset(tmp_path):
         f'{m},"Film {m}, The ({1990 + m})",Drama|Comedy' for m in range(1, 7)
     ]
     (folder / "movies.csv").write_text("\n".join(movies) + "\n")
+    return folder
 
+
+def test_a_local_movielens_folder_loads_and_replaces_the_dataset(tmp_path):
+    folder = write_mini_movielens(tmp_path / "ml-mini")
     at = goto(new_app(), "data")
     at.radio(key="data_source").set_value("Local path").run()
     at.text_input(key="data_path").input(str(folder)).run()
@@ -140,6 +150,39 @@ def test_a_local_movielens_folder_loads_and_replaces_the_dataset(tmp_path):
     assert_charts_have_data(at, 4)
 
 
+def test_uploads_of_an_official_zip_and_of_a_mapped_interactions_table(tmp_path):
+    import io
+    import zipfile
+
+    folder = write_mini_movielens(tmp_path / "ml-mini")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for file in folder.iterdir():
+            archive.write(file, f"ml-mini/{file.name}")
+    at = goto(new_app(), "data")
+    at.radio(key="data_source").set_value("Upload files").run()
+    at.file_uploader(key="data_upload").set_value(("ml-mini.zip", buffer.getvalue(), "application/zip"))
+    at.run()
+    at.button(key="data_load_upload").click().run()
+    assert not at.exception and not at.error, error_texts(at)
+    assert {m.label: m.value for m in at.metric}["Interactions"] == "20"
+    assert "upload: ml-mini.zip" in at.subheader[0].value
+
+    log = "who,what,when\n" + "".join(
+        f"u{u},sku{i},{1_700_000_000 + 60 * i + u}\n" for u in range(3) for i in range(4)
+    )
+    at.file_uploader(key="data_upload").set_value(("shop.csv", log.encode(), "text/csv"))
+    at.text_input(key="data_col_user").input("who")
+    at.text_input(key="data_col_item").input("what")
+    at.text_input(key="data_col_timestamp").input("when")
+    at.run()
+    at.button(key="data_load_upload").click().run()
+    assert not at.exception and not at.error, error_texts(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert (metrics["Users"], metrics["Items"], metrics["Interactions"]) == ("3", "4", "12")
+    assert_charts_have_data(at, 4)
+
+
 def test_a_missing_local_path_is_refused_with_a_sentence(tmp_path):
     at = goto(new_app(), "data")
     at.radio(key="data_source").set_value("Local path").run()
@@ -147,6 +190,37 @@ def test_a_missing_local_path_is_refused_with_a_sentence(tmp_path):
     at.button(key="data_load_path").click().run()
     assert not at.exception
     assert len(at.error) == 1 and "nowhere" in at.error[0].value
+
+
+def test_a_download_that_fails_its_checksum_is_refused_with_a_sentence(tmp_path, monkeypatch):
+    """The MovieLens download path against a loopback server serving a wrong archive (no internet)."""
+    import functools
+    import http.server
+    import threading
+
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "ml-latest-small.zip").write_bytes(b"PK\x05\x06" + b"\x00" * 18)  # an empty zip
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *_args) -> None:
+            return None
+
+    handler = functools.partial(Quiet, directory=str(tmp_path / "www"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("MSLI_MOVIELENS_BASE_URL", f"http://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    try:
+        at = goto(new_app(), "data")
+        at.radio(key="data_source").set_value("Download MovieLens").run()
+        at.selectbox(key="data_movielens").set_value("ml-latest-small").run()
+        at.button(key="data_fetch").click().run()
+    finally:
+        server.shutdown()
+    assert not at.exception, [e.value for e in at.exception]
+    errors = error_texts(at)
+    assert len(errors) == 1 and "ml-latest-small" in errors[0] and "checksum" in errors[0].lower(), errors
+    assert not list((tmp_path / "cache").rglob("*.csv"))  # nothing half-downloaded was kept
 
 
 # --------------------------------------------------------------------------------------------- What-if
@@ -185,6 +259,7 @@ def run_short_sweep(at: AppTest, models=("msli", "cross-encoder")) -> AppTest:
     at.multiselect(key="latency_models").set_value(list(models))
     at.select_slider(key="latency_budget").set_value(0.02)
     at.select_slider(key="latency_cross_budget").set_value(0.2)
+    at.checkbox(key="latency_calibrate").uncheck()  # the cost model's micro-benchmarks take ~10 s
     at.button(key="FormSubmitter:latency_form-Run the sweep").click().run()
     assert not at.exception and not at.error, [e.value for e in at.exception] + error_texts(at)
     return at
@@ -208,5 +283,141 @@ def test_a_short_sweep_draws_every_latency_chart_and_offers_the_csv():
 
     # the What-if page now overlays the measured points with the cost model's error
     goto(at, "whatif")
+    specs = assert_charts_have_data(at, 3)
+    assert "cost model vs measured" in specs[1]["layout"]["title"]["text"]
+    assert "median ratio" in specs[2]["layout"]["title"]["text"]
+
+
+# ----------------------------------------------------------------------------------------------- Train
+
+
+def train_tiny(at: AppTest, kinds=("msli", "popularity"), segments=(2,)) -> AppTest:
+    """Train through the page's own widgets with the smallest settings: 1 epoch, width 8, 1 layer."""
+    goto(at, "train")
+    at.multiselect(key="train_kinds").set_value(list(kinds))
+    at.multiselect(key="train_segments").set_value(list(segments))
+    at.select_slider(key="train_dim").set_value(8)
+    at.slider(key="train_layers").set_value(1)
+    at.number_input(key="train_epochs").set_value(1)
+    at.button(key="FormSubmitter:train_form-Train").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.exception] + error_texts(at)
+    return at
+
+
+def test_training_a_tiny_model_fills_the_comparison_and_its_charts(tiny_app):
+    at = train_tiny(tiny_app)
+    table = at.dataframe[0].value
+    assert list(table["name"]) == ["MS-LI K=2 attention d=8", "popularity"]
+    assert table["NDCG@10"].between(0, 1).all() and (table["HR@10"] >= table["NDCG@10"]).all()
+    assert table.loc[0, "parameters"] > 0 and table.loc[0, "segments"] == 2
     specs = assert_charts_have_data(at, 2)
-    assert "median ratio" in specs[1]["layout"]["title"]["text"]
+    titles = [s["layout"]["title"]["text"] for s in specs]
+    assert titles[0] == "Training curves" and "segment count" in titles[1]
+    assert sorted(at.session_state["lab_models"]) == sorted(table["name"])  # kept per session
+
+
+def test_a_trained_model_downloads_as_a_zip_and_loads_back(tiny_app):
+    at = train_tiny(tiny_app, kinds=("msli",))
+    name = "MS-LI K=2 attention d=8"
+    payload = at.session_state["lab_model_zips"][name]
+    import io
+    import zipfile
+
+    members = sorted(Path(n).name for n in zipfile.ZipFile(io.BytesIO(payload)).namelist())
+    assert members == ["config.json", "model.safetensors"]
+
+    at.file_uploader(key="train_upload").set_value(("my-model.zip", payload, "application/zip"))
+    at.run()
+    at.button(key="train_load").click().run()
+    assert not at.exception and not at.error, error_texts(at)
+    table = at.dataframe[0].value.set_index("name")
+    loaded = f"{name} (loaded)"
+    assert loaded in table.index
+    assert table.loc[loaded, "NDCG@10"] == pytest.approx(table.loc[name, "NDCG@10"])
+
+
+def test_a_broken_model_zip_gets_a_sentence(tiny_app):
+    at = goto(tiny_app, "train")
+    at.file_uploader(key="train_upload").set_value(
+        ("broken.zip", b"PK\x03\x04 not really a zip", "application/zip")
+    )
+    at.run()
+    at.button(key="train_load").click().run()
+    assert not at.exception
+    errors = error_texts(at)
+    assert len(errors) == 1 and "broken.zip" in errors[0] and "zip" in errors[0]
+
+
+def test_a_model_of_another_dataset_is_refused_with_a_sentence(tiny_app, tmp_path):
+    at = train_tiny(tiny_app, kinds=("popularity",))
+    payload = at.session_state["lab_model_zips"]["popularity"]
+    # load other data: the trained model stays listed but is refused, and its zip does not load
+    goto(at, "data")
+    at.radio(key="data_source").set_value("Local path").run()
+    at.text_input(key="data_path").input(str(write_mini_movielens(tmp_path / "other"))).run()
+    at.button(key="data_load_path").click().run()
+    assert not at.exception and not at.error, error_texts(at)
+    assert any("trained on another dataset" in w.value for w in at.warning)
+    goto(at, "train")
+    assert any("popularity" in w.value and "another dataset" in w.value for w in at.warning)
+    at.file_uploader(key="train_upload").set_value(("popularity.zip", payload, "application/zip"))
+    at.run()
+    at.button(key="train_load").click().run()
+    assert not at.exception
+    errors = error_texts(at)
+    assert len(errors) == 1 and "was trained on" in errors[0], errors
+
+
+# --------------------------------------------------------------------------------------------- Explain
+
+
+def test_explain_without_a_model_says_what_to_do(tiny_app):
+    at = goto(tiny_app, "explain")
+    assert any("Train an MS-LI or two-tower model" in i.value for i in at.info)
+
+
+def test_explaining_a_user_shows_exact_contributions_and_every_chart(tiny_app):
+    at = train_tiny(tiny_app, kinds=("msli",), segments=(4,))
+    goto(at, "explain")
+    assert not at.error, error_texts(at)
+    specs = assert_charts_have_data(at, 5)
+    titles = [s["layout"]["title"]["text"] for s in specs]
+    assert titles[0].startswith("History timeline") and titles[-1].endswith("(PCA)")
+    heat = next(s for s in specs if s["layout"]["title"]["text"].startswith("Per-segment contributions"))
+    z = decode(heat["data"][0]["z"]).astype(float)  # (segments, n)
+    recs = at.dataframe[0].value
+    assert len(recs) == 10 and z.shape[1] == 10
+    np.testing.assert_allclose(z.sum(axis=0), recs["score"].to_numpy(), atol=1e-4)  # columns sum to scores
+
+    # the synthetic ground truth is set next to the top segment of the held-out item
+    truth = [i.value for i in at.info if "held-out item" in i.value]
+    assert truth and "Ground truth: it was generated by interest" in truth[0]
+
+    # the path for one recommendation adds up to its score
+    path = at.dataframe[1].value
+    assert path["c_k"].sum() == pytest.approx(recs.loc[0, "score"], abs=1e-4)
+
+    # another user and top-n: recomputed; an unrelated widget (the path's recommendation) is not
+    users = at.selectbox(key="explain_user").options
+    at.selectbox(key="explain_user").set_value(users[0].split(" ")[1]).run()
+    at.slider(key="explain_top_n").set_value(5).run()
+    assert not at.exception and len(at.dataframe[0].value) == 5
+    cached = len(at.session_state["explain_cache"])
+    at.selectbox(key="explain_path_rank").set_value(2).run()
+    assert len(at.session_state["explain_cache"]) == cached
+
+
+def test_every_trained_model_with_a_measured_shape_is_placed_on_quality_vs_latency(tiny_app):
+    at = train_tiny(tiny_app, kinds=("msli", "popularity"), segments=(4,))
+    run_short_sweep(at, models=("msli",))
+    goto(at, "train")
+    specs = assert_charts_have_data(at, 3)
+    chart = next(s for s in specs if s["layout"]["title"]["text"].startswith("Quality against latency"))
+    points = [(t["name"], decode(t["x"]).tolist()) for t in chart["data"]]
+    assert [name for name, _ in points] == ["msli"] and len(points[0][1]) == 1  # popularity: no latency row
+    online_k4 = [
+        r["p50_ms"]
+        for r in at.session_state["lab_bench_rows"]
+        if r["model"] == "msli" and r["stage"] == "online" and r["segments"] == 4 and r["backend"] == "torch"
+    ]
+    assert points[0][1][0] == pytest.approx(online_k4[0])

@@ -1,0 +1,172 @@
+"""Train: choose models and settings, train with a live progress bar and curves, compare the trained
+models (table, quality vs K, quality vs latency), download a model as a zip or load one back."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from msli_core import viz
+from msli_core.errors import MsliError
+from pages import state
+
+KIND_LABELS = {
+    "msli": "MS-LI (late interaction over K segments)",
+    "two-tower": "two-tower (MS-LI with K = 1)",
+    "cross-encoder": "cross-encoder (early interaction; slow)",
+    "popularity": "popularity (baseline)",
+    "item-knn": "sequential item-kNN (baseline)",
+}
+AGGREGATIONS = ("attention", "max", "mlp", "sum")
+
+st.title("Train")
+st.markdown(
+    "Train MS-LI at several segment counts next to the models it is measured against: a two-tower model "
+    "(one user vector), the cross-encoder (early interaction, the slow upper reference) and two simple "
+    "baselines. Metrics are on each user's held-out **last** event, ranked against **all** items."
+)
+data = state.dataset()
+st.caption(
+    f"Training on **{state.dataset_label()}**: {data.n_users:,} users, {data.n_items:,} items, "
+    f"{data.n_interactions:,} interactions."
+)
+
+with st.form("train_form"):
+    kinds = st.multiselect(
+        "Models",
+        list(KIND_LABELS),
+        default=["msli", "two-tower", "popularity"],
+        format_func=KIND_LABELS.get,
+        key="train_kinds",
+    )
+    c1, c2, c3 = st.columns(3)
+    segment_counts = c1.multiselect(
+        "Segments K (MS-LI; one model per value)", [2, 4, 8, 16], default=[4], key="train_segments"
+    )
+    aggregation = c1.selectbox(
+        "Aggregation",
+        AGGREGATIONS,
+        key="train_aggregation",
+        help="How the K segment scores combine (DESIGN §2).",
+    )
+    dim = c2.select_slider("Width d", [8, 16, 32, 64, 128], value=64, key="train_dim")
+    layers = c2.slider("Depth (transformer layers)", 1, 4, 2, key="train_layers")
+    epochs = c3.number_input(
+        "Epochs (at most; early stopping on validation NDCG@10)", 1, 100, 10, key="train_epochs"
+    )
+    seed = c3.number_input("Seed", 0, 2**31 - 1, 0, key="train_seed")
+    submitted = st.form_submit_button("Train", type="primary")
+
+if submitted:
+    jobs = []  # (name, kind, config)
+    for kind in kinds:
+        if kind == "msli":
+            jobs += [
+                (
+                    f"MS-LI K={k} {aggregation} d={dim}",
+                    kind,
+                    dict(segments=k, aggregation=aggregation, dim=dim, layers=layers),
+                )
+                for k in sorted(segment_counts)
+            ]
+            if not segment_counts:
+                st.warning("MS-LI was chosen without a segment count; pick at least one K.")
+        elif kind == "two-tower":
+            jobs.append((f"two-tower d={dim}", kind, dict(dim=dim, layers=layers)))
+        elif kind == "cross-encoder":
+            jobs.append((f"cross-encoder d={dim}", kind, dict(dim=dim, layers=layers)))
+        else:
+            jobs.append((kind, kind, {}))
+    from msli_core.train import train
+
+    for i, (name, kind, config) in enumerate(jobs, start=1):
+        st.markdown(f"**{i}/{len(jobs)} · {name}**")
+        live = state.LiveProgress(
+            f"Training {name}",
+            charts=(
+                ("step", "loss", "training loss per step"),
+                ("epoch", "valid_NDCG@10", "validation NDCG@10"),
+            ),
+        )
+        try:
+            result = train(data, kind, epochs=int(epochs), seed=int(seed), progress=live, **config)
+        except MsliError as err:
+            state.show_error(err)
+            continue
+        ndcg = result.metrics.get("NDCG@10", float("nan"))
+        live.done(f"{name}: test NDCG@10 {ndcg:.4f} in {result.seconds:.1f} s")
+        state.add_trained(name, result, data)
+    st.rerun()  # draw the results below from session state (the live charts have served their purpose)
+
+# ------------------------------------------------------------------------------------------ results
+trained = state.usable_models()
+if note := state.refused_models_note():
+    st.warning(note)
+if not trained:
+    st.info("No model trained on this dataset yet: choose models above and press **Train**.")
+else:
+    st.subheader("Comparison")
+    table = pd.DataFrame([state.model_row(m) for m in trained.values()])
+    st.dataframe(
+        table,
+        hide_index=True,
+        key="train_table",
+        column_config={
+            "NDCG@10": st.column_config.NumberColumn(format="%.4f"),
+            "HR@10": st.column_config.NumberColumn(format="%.4f"),
+            "MRR": st.column_config.NumberColumn(format="%.4f"),
+            "training s": st.column_config.NumberColumn(format="%.1f"),
+            "parameters": st.column_config.NumberColumn(format="localized"),
+        },
+    )
+    st.caption(
+        "Test metrics by full ranking over all items (a cross-encoder over a large catalog is evaluated as a "
+        "labelled cascade, see *evaluation*). NDCG@10 rewards putting the held-out item near the top; HR@10 "
+        "counts how often it is in the top 10; MRR averages 1/rank. Training time includes validation."
+    )
+
+    histories = {m.name: state.curve_rows(m) for m in trained.values() if m.history}
+    if histories:
+        state.chart("training", viz.training_curves(histories))
+    if any(m.loaded.kind in ("msli", "two-tower") for m in trained.values()):
+        state.chart("quality_vs_k", viz.quality_vs_segments(table))
+    points = state.quality_latency_points(trained)
+    if points:
+        state.chart("quality_vs_latency", viz.quality_vs_latency(points))
+    else:
+        st.info(
+            "Run a sweep on the **Latency** page to place every trained model on a quality-vs-latency chart "
+            "(NDCG@10 against its measured online p50)."
+        )
+
+    st.subheader("Download a trained model")
+    d1, d2 = st.columns([2, 1])
+    chosen = d1.selectbox("Model", list(trained), key="train_download_model")
+    payload = state.model_zip_cached(trained[chosen], data)
+    d2.download_button(
+        "Download as zip",
+        payload,
+        file_name=f"{chosen.replace(' ', '_').replace('=', '')}.zip",
+        mime="application/zip",
+        key="train_download",
+    )
+    d1.caption(
+        f"A folder with config.json (settings, metrics, the dataset's fingerprint) and model.safetensors "
+        f"(weights, never a pickle); {len(payload) / 1024:,.0f} KiB."
+    )
+
+st.subheader("Load a model")
+upload = st.file_uploader(
+    "A model zip downloaded from this page (or a zipped `msli train --out` folder)",
+    type=["zip"],
+    key="train_upload",
+)
+if st.button("Load this model", key="train_load", disabled=upload is None):
+    try:
+        loaded = state.load_model_zip(upload.name, upload.getvalue(), data)
+    except MsliError as err:
+        state.show_error(err)
+    else:
+        name = state.add_loaded(upload.name, loaded, data)
+        st.toast(f"Loaded {name}; it is listed above and usable on the Explain page.")
+        st.rerun()
