@@ -7,8 +7,10 @@ each phase is timed as a roofline plus a launch cost,
 
 and a stage is the sum of its phases. ``flops`` (FLOP/s a dense matmul sustains), ``bandwidth``
 (bytes/s a streaming pass sustains) and ``overhead`` (seconds per operator call, per backend) are the
-three constants of a :class:`Hardware`; :func:`calibrate` measures them on the machine at hand with
-micro-benchmarks (matmuls of several sizes, a streaming copy, tiny operator calls), and :func:`fit`
+three constants of a :class:`Hardware` (the overhead is kept per backend: torch bare calls, torch
+calls inside ``nn.Module`` code, ONNX Runtime nodes, numpy calls); :func:`calibrate` measures them on
+the machine at hand with micro-benchmarks (matmuls of several sizes, a streaming copy, tiny operator
+calls), and :func:`fit`
 recovers them from any timed samples by least squares on log-time. Summing per-phase rooflines (rather
 than one roofline per stage) keeps a compute-bound matmul and a memory-bound softmax in the same stage
 from hiding each other.
@@ -38,6 +40,9 @@ from msli_core.outputs import atomic_write_text
 
 MODEL_KINDS = ("msli", "two-tower", "cross-encoder")
 BACKENDS = ("torch", "onnxruntime", "numpy")
+# Overhead keys: a backend's own, plus "torch_module" for aten calls made inside nn.Module code (the
+# models' forward passes pay Module.__call__ and hook dispatch on top of each op, ~2-3x a bare call).
+OVERHEAD_KEYS = (*BACKENDS, "torch_module")
 STAGES = ("offline", "nearline", "nearline_full", "online", "end_to_end")
 CALIBRATION_FILE = "hardware.json"  # under platformdirs.user_cache_dir("msli-lab")
 
@@ -91,6 +96,8 @@ class Hardware:
     def overhead(self, backend: str) -> float:
         if backend in self.overhead_s:
             return self.overhead_s[backend]
+        if backend == "torch_module" and "torch" in self.overhead_s:  # older files: assume 2x a bare call
+            return 2.0 * self.overhead_s["torch"]
         return self.overhead_s.get("torch", next(iter(self.overhead_s.values())))
 
     def as_dict(self) -> dict[str, Any]:
@@ -130,7 +137,7 @@ def custom_hardware(
         name=name,
         flops=float(flops),
         bandwidth=float(bandwidth),
-        overhead_s={b: float(overhead_s) for b in BACKENDS},
+        overhead_s={b: float(overhead_s) for b in OVERHEAD_KEYS},
         source="user-entered",
     )
 
@@ -141,21 +148,21 @@ PRESETS: dict[str, Hardware] = {
         "laptop CPU",
         flops=2.0e11,
         bandwidth=4.0e10,
-        overhead_s={"torch": 5e-6, "onnxruntime": 2e-6, "numpy": 1e-6},
+        overhead_s={"torch": 5e-6, "torch_module": 1.2e-5, "onnxruntime": 1e-6, "numpy": 1e-6},
         source="assumption: 8 cores with AVX2 at ~60% of peak, dual-channel DDR5",
     ),
     "server CPU": Hardware(
         "server CPU",
         flops=2.0e12,
         bandwidth=2.0e11,
-        overhead_s={"torch": 4e-6, "onnxruntime": 1.5e-6, "numpy": 1e-6},
+        overhead_s={"torch": 4e-6, "torch_module": 1e-5, "onnxruntime": 8e-7, "numpy": 1e-6},
         source="assumption: 32 cores with AVX-512 at ~50% of peak, 8 DDR5 channels",
     ),
     "datacenter GPU": Hardware(
         "datacenter GPU",
         flops=4.0e14,
         bandwidth=3.0e12,
-        overhead_s={"torch": 1e-5, "onnxruntime": 8e-6, "numpy": 1e-5},
+        overhead_s={"torch": 1e-5, "torch_module": 1.5e-5, "onnxruntime": 8e-6, "numpy": 1e-5},
         source="assumption: H100-class, bf16 tensor cores at ~40% of peak, HBM3, eager kernel launches",
     ),
 }
@@ -166,7 +173,7 @@ FALLBACK = Hardware(
     "fallback (2-core cloud VM)",
     flops=6.0e10,
     bandwidth=1.2e10,
-    overhead_s={"torch": 4e-6, "onnxruntime": 2e-6, "numpy": 1.5e-6},
+    overhead_s={"torch": 4e-6, "torch_module": 1e-5, "onnxruntime": 1e-6, "numpy": 1.5e-6},
     source="assumption: bundled preset; run `msli costmodel calibrate` to measure this machine",
 )
 
@@ -265,6 +272,7 @@ class Phase:
     flops: float  # FLOPs (multiply-add = 2)
     bytes: float  # bytes moved to/from memory
     ops: int  # operator calls (each pays the backend's overhead once)
+    module: bool = False  # torch: the calls run inside nn.Module forward code ("torch_module" overhead)
 
 
 def encoder_phases(
@@ -286,16 +294,16 @@ def encoder_phases(
     attn_flops = 4 * B * T * T * d
     attn_bytes = 4 * B * shape.heads * T * T * b + 4 * B * T * d * b
     outside = ORT_NODES_OUTSIDE_LAYERS + SESSION_NODES if ort else OPS_EMBED + OPS_POOL
-    phases = [Phase(prefix + "embed", 2 * B * T * d, 3 * B * T * d * b, outside // 2)]
+    phases = [Phase(prefix + "embed", 2 * B * T * d, 3 * B * T * d * b, outside // 2, module=True)]
     for i in range(shape.layers):
         dense_ops, attn_ops = (20, 5) if ort else (4, 1)
         rest = (ORT_NODES_LAYER if ort else OPS_PER_LAYER) - dense_ops - attn_ops
-        phases.append(Phase(f"{prefix}layer{i}.dense", dense_flops, weights + matmul_bytes, dense_ops))
-        phases.append(Phase(f"{prefix}layer{i}.elementwise", 0, elementwise_bytes, rest))
-        phases.append(Phase(f"{prefix}layer{i}.attention", attn_flops, attn_bytes, attn_ops))
+        phases.append(Phase(f"{prefix}layer{i}.dense", dense_flops, weights + matmul_bytes, dense_ops, True))
+        phases.append(Phase(f"{prefix}layer{i}.elementwise", 0, elementwise_bytes, rest, True))
+        phases.append(Phase(f"{prefix}layer{i}.attention", attn_flops, attn_bytes, attn_ops, True))
     pool_flops = 4 * B * T * T + 4 * B * T * d + 2 * B * d * d  # prefix pooling weights, pooled sum, out
     phases.append(
-        Phase(prefix + "pool", pool_flops, 4 * B * T * d * b + B * T * T * b, outside - outside // 2)
+        Phase(prefix + "pool", pool_flops, 4 * B * T * d * b + B * T * T * b, outside - outside // 2, True)
     )
     return phases
 
@@ -318,7 +326,10 @@ def kv_step_phases(shape: ModelShape) -> list[Phase]:
 def item_table_phases(shape: ModelShape) -> list[Phase]:
     """Offline: id + genre + year features → one projection per item, (N, d)."""
     N, d, b = shape.n_items, shape.dim, shape.dtype_bytes
-    return [Phase("item_encoder", 2 * N * d * d + 4 * N * d, 6 * N * d * b + d * d * b, 8)]
+    G = 20  # genre features (multi-hot)
+    # reads: id table, genre features; writes: projection, year gather; 2 adds and the padding mask,
+    # each reading two (N, d) tensors and writing one: 11 passes over (N, d)
+    return [Phase("item_encoder", 2 * N * G * d + 4 * N * d, 11 * N * d * b + N * G * 4, 8, module=True)]
 
 
 def online_phases(shape: ModelShape, backend: str = "torch") -> list[Phase]:
@@ -395,7 +406,8 @@ def stage_phases(shape: ModelShape, backend: str = "torch") -> dict[str, list[Ph
 def phase_seconds(phase: Phase, hardware: Hardware, backend: str = "torch") -> float:
     compute = phase.flops / hardware.flops
     memory = phase.bytes / hardware.bandwidth_for(phase.bytes)
-    return max(compute, memory) + phase.ops * hardware.overhead(backend)
+    key = "torch_module" if backend == "torch" and phase.module else backend
+    return max(compute, memory) + phase.ops * hardware.overhead(key)
 
 
 @dataclass(frozen=True)
@@ -570,14 +582,18 @@ def micro_benchmarks(threads: int | None = None, budget_s: float = 0.3) -> list[
             dst = torch.empty_like(src)
             seconds = _time_call(lambda src=src, dst=dst: dst.copy_(src), budget_s=budget_s)
             samples.append(Sample(0, 2 * src.numel() * 4, 1, seconds, "torch", f"copy{mib}MiB"))
-        # overhead: one transformer block on a single token (its calls
-        # go through nn.Module dispatch like the models'; OPS_PER_LAYER operator calls)
+        # overhead: one transformer block on a single token (OPS_PER_LAYER calls through nn.Module
+        # dispatch, like the models' forward passes: "torch_module") and one bare tensor op ("torch")
         from msli_core.models.layers import Block
 
         block = Block(8, 1, 0.0).eval()
         token = torch.randn(1, 1, 8)
         seconds = _time_call(lambda: block(token, causal=True), budget_s=budget_s)
-        samples.append(Sample(0, 0, OPS_PER_LAYER, seconds, "torch", "tiny_block"))
+        samples.append(Sample(0, 0, OPS_PER_LAYER, seconds, "torch_module", "tiny_block"))
+        tiny = torch.ones(8)
+        samples.append(
+            Sample(8, 64, 1, _time_call(lambda: tiny + tiny, budget_s=budget_s), "torch", "tiny_op")
+        )
     x = np.ones(8, dtype=np.float32)
     samples.append(Sample(8, 64, 1, _time_call(lambda: x + x, budget_s=budget_s), "numpy", "tiny"))
     a, b = np.random.rand(16, 64).astype(np.float32), np.random.rand(64, 20_000).astype(np.float32)
