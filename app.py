@@ -22,5 +22,6 @@ PAGES = [
 ]
 
 current = st.navigation(PAGES)
+state.keep_widget_state()
 state.render_sidebar()
 current.run()

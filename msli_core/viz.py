@@ -865,10 +865,13 @@ def quality_vs_latency(
                 hovertemplate="%{text}<br>online p50 %{x:.4g} ms<br>" + metric + " %{y:.4f}<extra></extra>",
             )
         )
+    lo, hi = np.log10(frame["p50_ms"].min()), np.log10(frame["p50_ms"].max())
+    pad = max(0.4, 0.15 * (hi - lo))  # room for the labels of the outermost points
     return _layout(
         fig,
         f"Quality against latency (test {metric} vs measured online p50)",
         xaxis_type="log",
+        xaxis_range=[lo - pad, hi + pad],
         xaxis_title="online p50 latency, ms (log scale; left is faster)",
         yaxis_title=f"test {metric} (up is better)",
         height=420,

@@ -95,6 +95,29 @@ def show_error(err: MsliError) -> None:
     st.error(str(err), icon=":material/error:")
 
 
+# Widgets whose values survive a visit to another page (Streamlit forgets the state of widgets that were
+# not drawn in the last run). Only widgets whose options never change are listed, so a kept value is
+# always valid; buttons and file uploaders cannot be set and are not listed.
+KEPT_WIDGETS = (
+    "data_source", "data_min_rating", "data_k_core", "data_col_user", "data_col_item", "data_col_timestamp",
+    "data_col_rating", "data_path", "data_movielens",
+    "train_kinds", "train_segments", "train_aggregation", "train_dim", "train_layers", "train_epochs",
+    "train_seed",
+    "explain_top_n", "explain_stage",
+    "latency_segments", "latency_candidates", "latency_history", "latency_backends", "latency_models",
+    "latency_budget", "latency_cross_budget", "latency_calibrate",
+    "whatif_hardware", "whatif_tflops", "whatif_gbps", "whatif_overhead", "whatif_history", "whatif_segments",
+    "whatif_dim", "whatif_layers", "whatif_candidates", "whatif_dtype", "whatif_backend",
+)  # fmt: skip
+
+
+def keep_widget_state() -> None:
+    """Called by app.py before a page runs: re-assigning a widget's key keeps its value across pages."""
+    for key in KEPT_WIDGETS:
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
+
+
 def render_sidebar() -> None:
     with st.sidebar:
         st.markdown("### This session")
