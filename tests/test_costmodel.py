@@ -132,3 +132,12 @@ def test_calibrate_measures_this_machine(tmp_path, monkeypatch):
     assert all(0 < v < 1e-2 for v in hardware.overhead_s.values())
     assert math.isfinite(hardware.details["fit_rms_log_error"])
     assert cm.load_hardware().flops == hardware.flops  # stored in the cache dir
+
+
+def test_combine_is_a_geometric_mean():
+    a = cm.Hardware("a", 1e10, 1e9, {"torch": 1e-6, "numpy": 1e-6}, "x", cache_bandwidth=4e9, cache_bytes=1e6)
+    b = cm.Hardware("b", 4e10, 4e9, {"torch": 4e-6}, "x", cache_bandwidth=1e10, cache_bytes=1e6)
+    both = cm.combine([a, b])
+    assert both.flops == pytest.approx(2e10) and both.bandwidth == pytest.approx(2e9)
+    assert both.overhead_s == pytest.approx({"torch": 2e-6})  # keys common to all
+    assert both.cache_bandwidth == pytest.approx((4e9 * 1e10) ** 0.5)

@@ -702,6 +702,34 @@ def calibrate(threads: int | None = None, budget_s: float = 0.3, save: bool = Tr
     return hardware
 
 
+def combine(measurements: Sequence[Hardware], name: str = "this machine") -> Hardware:
+    """Geometric mean of several calibrations (e.g. before and after a sweep on a shared machine)."""
+    import numpy as np
+
+    if not measurements:
+        raise ValueError("combine needs at least one Hardware")
+
+    def gmean(values: list[float]) -> float:
+        return float(np.exp(np.mean(np.log(values))))
+
+    keys = set.intersection(*(set(h.overhead_s) for h in measurements))
+    caches = [h.cache_bandwidth for h in measurements if h.cache_bandwidth]
+    first = measurements[0]
+    return Hardware(
+        name=name,
+        flops=gmean([h.flops for h in measurements]),
+        bandwidth=gmean([h.bandwidth for h in measurements]),
+        overhead_s={k: gmean([h.overhead_s[k] for h in measurements]) for k in sorted(keys)},
+        source=first.source + f" (geometric mean of {len(measurements)} calibrations)",
+        details={
+            **first.details,
+            "calibrations": [{k: v for k, v in h.as_dict().items() if k != "details"} for h in measurements],
+        },
+        cache_bandwidth=gmean(caches) if caches else None,
+        cache_bytes=first.cache_bytes,
+    )
+
+
 # ---------------------------------------------------------------------------------------------------
 # Error against measured bench rows
 
