@@ -1198,3 +1198,25 @@ def whatif_curve_vs_segments(
         yaxis_title="p50 ms (log scale)",
         height=400,
     )
+
+
+def latency_figures(rows: Iterable[Mapping[str, Any]] | pd.DataFrame) -> list[tuple[str, go.Figure]]:
+    """The Latency page's figures for one sweep (at its largest N, smallest L, torch), for an HTML report."""
+    frame = _require_rows(
+        rows, "latency rows", ["model", "stage", "segments", "candidates", "history", "p50_ms"]
+    )
+    online = frame[(frame["model"] == "msli") & (frame["stage"] == "online")]
+    if online.empty:
+        raise MsliError("The sweep has no MS-LI online rows; include --models msli.")
+    backend = "torch" if (online["backend"] == "torch").any() else str(online["backend"].iloc[0])
+    n, length = int(online["candidates"].max()), int(online["history"].min())
+    figures = [
+        ("latency_vs_k", latency_vs_segments(frame, n, length, backend)),
+        ("stage_costs", stage_cost_bars(frame, n, length, backend)),
+    ]
+    if online["backend"].nunique() > 1:
+        figures.append(("backends", backend_comparison(frame)))
+    variants = set(_variant(frame[frame["stage"] == "nearline"]))
+    if {"incremental", "full"} <= variants:
+        figures.append(("nearline", nearline_update_comparison(frame)))
+    return figures

@@ -274,3 +274,10 @@ def test_deletion_check_and_item_map():
     stars = fig.data[-1]
     assert list(stars.text) == ["1", "2", "3"] and len(stars.x) == 3
     assert sum(1 for t in fig.data if t.name.startswith("segment")) == 2
+
+
+def test_latency_figures_for_an_html_report(tmp_path):
+    figures = viz.latency_figures(_bench_rows())
+    assert [k for k, _ in figures] == ["latency_vs_k", "stage_costs", "backends", "nearline"]
+    html = viz.write_html(figures, tmp_path / "bench.html", title="Sweep").read_text()
+    assert html.count("plotly-graph-div") >= 4 and viz.HOW_TO_READ["nearline"] in html
