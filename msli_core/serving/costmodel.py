@@ -480,6 +480,7 @@ class Sample:
     seconds: float
     backend: str = "torch"
     label: str = ""
+    phases: tuple[Phase, ...] = ()  # when given, the sample is timed as these phases (a whole block)
 
 
 def fit(samples: Sequence[Sample], name: str = "fitted", source: str = "fitted") -> Hardware:
@@ -505,6 +506,7 @@ def fit(samples: Sequence[Sample], name: str = "fitted", source: str = "fitted")
     # initial values from the samples that isolate each constant: tiny calls -> overhead, high
     # arithmetic intensity -> flops, low intensity -> bandwidth (each net of the others' share)
     tiny = (F + B) < 1e5
+    is_composite = np.array([bool(smp.phases) for smp in samples])
     over0 = []
     for i in range(len(backends)):
         pick = tiny & (which == i)
@@ -516,15 +518,20 @@ def fit(samples: Sequence[Sample], name: str = "fitted", source: str = "fitted")
         over0.append(float(np.median(pool)))
     net = np.maximum(T - ops * np.array(over0)[which], 0.2 * T)
     intensity = F / np.maximum(B, 1)
-    compute, memory = (~tiny) & (intensity > 10), (~tiny) & (intensity < 1) & (B > 0)
+    plain = ~tiny & ~is_composite
+    compute, memory = plain & (intensity > 10), plain & (intensity < 1) & (B > 0)
     flops0 = float(np.median(F[compute] / net[compute])) if compute.any() else 1e11
     bw0 = float(np.median(B[memory] / net[memory])) if memory.any() else 1e10
     x0 = np.log([flops0, bw0, *over0])
+
+    composite = [i for i, smp in enumerate(samples) if smp.phases]
 
     def residuals(x: np.ndarray) -> np.ndarray:
         flops, bw = np.exp(x[0]), np.exp(x[1])
         over = np.exp(x[2:])[which]
         pred = np.maximum(F / flops, B / bw) + ops * over
+        for i in composite:  # Σ over the block's phases, as stage_phases would predict it
+            pred[i] = sum(max(p.flops / flops, p.bytes / bw) + p.ops * over[i] for p in samples[i].phases)
         return np.log(pred) - np.log(T)
 
     spread = np.log(4.0)  # the refinement stays within 4x of the isolating estimates
@@ -590,10 +597,26 @@ def micro_benchmarks(threads: int | None = None, budget_s: float = 0.3) -> list[
         token = torch.randn(1, 1, 8)
         seconds = _time_call(lambda: block(token, causal=True), budget_s=budget_s)
         samples.append(Sample(0, 0, OPS_PER_LAYER, seconds, "torch_module", "tiny_block"))
-        tiny = torch.ones(8)
-        samples.append(
-            Sample(8, 64, 1, _time_call(lambda: tiny + tiny, budget_s=budget_s), "torch", "tiny_op")
-        )
+        # four typical functional calls on tiny tensors, as the engine's KV-cached step makes them
+        functional = torch.nn.functional
+        v, w, bias = torch.randn(8), torch.randn(8, 8), torch.randn(8)
+        q, kv = torch.randn(1, 1, 1, 8), torch.randn(1, 1, 4, 8)
+
+        def functional_calls() -> None:
+            functional.gelu(functional.linear(functional.layer_norm(v, (8,)), w, bias))
+            functional.scaled_dot_product_attention(q, kv, kv)
+
+        seconds = _time_call(functional_calls, budget_s=budget_s)
+        samples.append(Sample(0, 0, 4, seconds, "torch", "tiny_functional"))
+        # one transformer block at a working size (16 sequences of 51 tokens, d = 64), timed as the
+        # cost model splits it (dense matmuls, element-wise passes, attention core)
+        shape = ModelShape(kind="msli", dim=64, layers=1, heads=2, history=51, segments=1)
+        phases = tuple(p for p in encoder_phases(51, 16, shape) if p.name.startswith("layer0."))
+        block = Block(64, 2, 0.0).eval()
+        tokens = torch.randn(16, 51, 64)
+        seconds = _time_call(lambda: block(tokens, causal=False), budget_s=budget_s)
+        flops, nbytes = sum(p.flops for p in phases), sum(p.bytes for p in phases)
+        samples.append(Sample(flops, nbytes, OPS_PER_LAYER, seconds, "torch_module", "block16x51x64", phases))
     x = np.ones(8, dtype=np.float32)
     samples.append(Sample(8, 64, 1, _time_call(lambda: x + x, budget_s=budget_s), "numpy", "tiny"))
     a, b = np.random.rand(16, 64).astype(np.float32), np.random.rand(64, 20_000).astype(np.float32)
