@@ -583,8 +583,8 @@ def micro_benchmarks(threads: int | None = None, budget_s: float = 0.3) -> list[
             samples.append(
                 Sample(2 * m * k * n, 4 * (m * k + k * n + m * n), 1, seconds, "torch", f"mm{m}x{k}x{n}")
             )
-        # streaming: copies of 16 and 64 MiB (beyond the L2 cache): bytes = read + write
-        for mib in (16, 64):
+        # streaming: copies of 64 and 256 MiB (beyond the last-level cache): bytes = read + write
+        for mib in (64, 256):
             src = torch.empty(mib * 2**18)
             dst = torch.empty_like(src)
             seconds = _time_call(lambda src=src, dst=dst: dst.copy_(src), budget_s=budget_s)
@@ -597,17 +597,21 @@ def micro_benchmarks(threads: int | None = None, budget_s: float = 0.3) -> list[
         token = torch.randn(1, 1, 8)
         seconds = _time_call(lambda: block(token, causal=True), budget_s=budget_s)
         samples.append(Sample(0, 0, OPS_PER_LAYER, seconds, "torch_module", "tiny_block"))
-        # four typical functional calls on tiny tensors, as the engine's KV-cached step makes them
+        # eight typical bare calls on tiny tensors: four of the engine's KV-cached step (layer norm,
+        # linear, GELU, attention) and four of its online path (in-place add, max, top-k, gather)
         functional = torch.nn.functional
         v, w, bias = torch.randn(8), torch.randn(8, 8), torch.randn(8)
         q, kv = torch.randn(1, 1, 1, 8), torch.randn(1, 1, 4, 8)
+        rows, picks = torch.randn(2, 16), torch.tensor([1, 3])
 
         def functional_calls() -> None:
             functional.gelu(functional.linear(functional.layer_norm(v, (8,)), w, bias))
             functional.scaled_dot_product_attention(q, kv, kv)
+            rows.add_(0.0).amax(0).topk(2)
+            rows[:, picks]
 
         seconds = _time_call(functional_calls, budget_s=budget_s)
-        samples.append(Sample(0, 0, 4, seconds, "torch", "tiny_functional"))
+        samples.append(Sample(0, 0, 8, seconds, "torch", "tiny_functional"))
         # one transformer block at a working size (16 sequences of 51 tokens, d = 64), timed as the
         # cost model splits it (dense matmuls, element-wise passes, attention core)
         shape = ModelShape(kind="msli", dim=64, layers=1, heads=2, history=51, segments=1)
