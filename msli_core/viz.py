@@ -70,17 +70,20 @@ HOW_TO_READ: dict[str, str] = {
     "timeline": "Each dot is one event of the user's history, in time order; its colour is the segment it "
     "falls in. Grey dots are older than the last K segments and are not used. The star is the held-out "
     "test item when the user has one.",
-    "heatmap": "Rows are the user's segments (oldest at the top), columns the recommended items. Each cell "
-    "is that segment's contribution c_k to the item's score; a column sums exactly to the score shown "
-    "above it. Red cells pushed the item up, blue cells pushed it down.",
+    "heatmap": "Rows are the user's segments (oldest at the top), columns the recommended items by rank (#1 "
+    "is the first row of the table above). Each cell is that segment's contribution c_k to the item's "
+    "score; a column sums exactly to the score written under it. Red cells pushed the item up, blue cells "
+    "pushed it down.",
     "within_segment": "Inside each segment, the attention-pooling weights of its items (each segment's "
     "weights sum to 1). They say which items the segment vector u_k mostly stands for.",
     "deletion": "Faithfulness check: the score after removing the top-contributing segment and re-scoring, "
     "against removing a random other segment. If the explanation is faithful, removing the top segment "
     "drops the score much more.",
-    "item_map": "A 2-D PCA projection of the item table (grey dots, a sample of the catalog). The coloured "
-    "crosses are this user's segment vectors; the stars are the top recommendations. Recommendations sit "
-    "near the segment vectors that scored them; PCA keeps only two directions, so distances are rough.",
+    "item_map": "A 2-D PCA projection of the item table (grey dots, a sample of the catalog; open circles: "
+    "the user's history). The coloured crosses are this user's segment vectors, drawn at the items' "
+    "typical length since a score depends on their direction; the stars are the top recommendations, "
+    "numbered by rank. Recommendations lie toward the segment vectors that scored them; PCA keeps only "
+    "two directions, so distances are rough.",
     "latency_vs_k": "Online p50 latency against the number of segments K (lines), with the p95 band shaded. "
     "The cross-encoder (early interaction) and the floors (a bare matmul of the same shapes; bytes over "
     "memory bandwidth) are on the same logarithmic axis: the gap between them is what MS-LI buys.",
@@ -955,11 +958,9 @@ def contribution_heatmap(
     """
     z = np.asarray(contributions, dtype=float)  # (K, n)
     sums = z.sum(axis=0)
-    per_column = max(8, 150 // max(1, z.shape[1]))  # characters of a title that fit under a column
-    columns = [
-        f"{i + 1}. {_short(t, per_column)}<br>score {s:.3f}"
-        for i, (t, s) in enumerate(zip(item_titles, scores, strict=True))
-    ]
+    # a column is labelled by its rank and score (titles are in the hover and the table of recommendations)
+    columns = [f"#{i + 1}<br>{s:.3f}" for i, s in enumerate(scores)]
+    hover_titles = np.broadcast_to(np.asarray([str(t) for t in item_titles], dtype=object), z.shape)
     bound = float(np.abs(z).max()) or 1.0
     fig = go.Figure(
         go.Heatmap(
@@ -972,8 +973,9 @@ def contribution_heatmap(
             colorscale="RdBu_r",
             text=np.vectorize(lambda v: f"{v:+.3f}")(z),
             texttemplate="%{text}",
-            customdata=np.broadcast_to(sums, z.shape),
-            hovertemplate="%{y}<br>%{x}<br>c_k = %{z:.4f}<br>column sum %{customdata:.4f}<extra></extra>",
+            customdata=np.stack([np.broadcast_to(sums, z.shape), hover_titles], axis=-1),
+            hovertemplate="%{y}<br>%{customdata[1]}<br>c_k = %{z:.4f}<br>column sum %{customdata[0]:.4f}"
+            "<extra></extra>",
             colorbar=dict(title="c_k"),
         )
     )
@@ -992,8 +994,9 @@ def contribution_heatmap(
         fig,
         "Per-segment contributions to each recommendation",
         yaxis=dict(autorange="reversed"),
+        xaxis_title="recommendation: rank and score (the sum of its column)",
         height=max(300, 140 + 55 * z.shape[0]),
-        xaxis=dict(tickangle=0, side="bottom"),
+        xaxis=dict(side="bottom"),
     )
 
 
@@ -1027,6 +1030,7 @@ def within_segment_weights(segments: Sequence[Mapping[str, Any]], top: int = 6) 
         xaxis_title="pooling weight (sums to 1 per segment)",
         height=max(300, 90 + 20 * sum(len(t.x) for t in fig.data)),
         yaxis=dict(automargin=True),
+        showlegend=False,  # each bar's label starts with its segment number, in the segment's colour
     )
 
 
@@ -1038,7 +1042,9 @@ def deletion_check(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
     frame = pd.DataFrame(list(rows))
     if frame.empty:
         raise MsliError("No recommendations to check.")
-    labels = [f"{i + 1}. {_short(str(t), 24)}" for i, t in enumerate(frame["title"])]
+    labels = [
+        f"#{i + 1}" for i in range(len(frame))
+    ]  # the title is in the hover: ranks keep the axis legible
     fig = go.Figure()
     for column, name, color in (
         ("score", "full score", "#4C78A8"),
@@ -1052,11 +1058,17 @@ def deletion_check(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
                     y=frame[column],
                     name=name,
                     marker_color=color,
-                    hovertemplate="%{x}: %{y:.4f}<extra>" + name + "</extra>",
+                    customdata=frame["title"],
+                    hovertemplate="%{x} %{customdata}: %{y:.4f}<extra>" + name + "</extra>",
                 )
             )
     return _layout(
-        fig, "Deletion check: re-scoring without a segment", barmode="group", yaxis_title="score", height=380
+        fig,
+        "Deletion check: re-scoring without a segment",
+        barmode="group",
+        yaxis_title="score",
+        xaxis_title="recommendation (rank)",
+        height=380,
     )
 
 
@@ -1109,7 +1121,12 @@ def item_map(
                 hovertemplate="%{text}<extra>history</extra>",
             )
         )
-    seg = pca.transform(np.asarray(segment_vectors, dtype=np.float64))  # (K', 2)
+    # Segment vectors can be much longer or shorter than item vectors; ranking depends on their direction
+    # (a dot product per item), so they are drawn at the items' median length to stay on the same map.
+    u = np.asarray(segment_vectors, dtype=np.float64)
+    item_norm = float(np.median(np.linalg.norm(table, axis=1)))
+    u = u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12) * item_norm
+    seg = pca.transform(u)  # (K', 2)
     for k, label in enumerate(segment_labels):
         index = int(label.split()[1]) if label.startswith("segment ") else k
         fig.add_trace(
