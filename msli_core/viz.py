@@ -779,7 +779,7 @@ def training_curves(
     if not fig.data:
         raise MsliError("No training history to plot yet; train a model first.")
     return _layout(
-        fig, "Training curves", height=380, legend=dict(orientation="h", yanchor="top", y=-0.2, x=0)
+        fig, "Training curves", height=400, legend=dict(orientation="h", yanchor="top", y=-0.3, x=0)
     )
 
 

@@ -112,8 +112,12 @@ if not trained:
 else:
     st.subheader("Comparison")
     table = pd.DataFrame([state.model_row(m) for m in trained.values()])
+    shown = table.assign(  # baselines have no segments and no aggregation: a dash, not "None"
+        segments=[("–" if pd.isna(k) else str(int(k))) for k in table["segments"]],
+        aggregation=table["aggregation"].fillna("–"),
+    )
     st.dataframe(
-        table,
+        shown,
         hide_index=True,
         key="train_table",
         column_config={

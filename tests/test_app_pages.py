@@ -309,7 +309,7 @@ def test_training_a_tiny_model_fills_the_comparison_and_its_charts(tiny_app):
     table = at.dataframe[0].value
     assert list(table["name"]) == ["MS-LI K=2 attention d=8", "popularity"]
     assert table["NDCG@10"].between(0, 1).all() and (table["HR@10"] >= table["NDCG@10"]).all()
-    assert table.loc[0, "parameters"] > 0 and table.loc[0, "segments"] == 2
+    assert table.loc[0, "parameters"] > 0 and table.loc[0, "segments"] == "2"
     specs = assert_charts_have_data(at, 2)
     titles = [s["layout"]["title"]["text"] for s in specs]
     assert titles[0] == "Training curves" and "segment count" in titles[1]
