@@ -100,7 +100,8 @@ def show_error(err: MsliError) -> None:
 # always valid; buttons and file uploaders cannot be set and are not listed.
 KEPT_WIDGETS = (
     "data_source", "data_min_rating", "data_k_core", "data_col_user", "data_col_item", "data_col_timestamp",
-    "data_col_rating", "data_path", "data_movielens",
+    "data_col_rating", "data_path", "data_movielens", "data_synth_users", "data_synth_items",
+    "data_synth_interactions", "data_synth_noise", "data_synth_seed",
     "train_kinds", "train_segments", "train_aggregation", "train_dim", "train_layers", "train_epochs",
     "train_seed",
     "explain_top_n", "explain_stage",

@@ -183,6 +183,23 @@ def test_uploads_of_an_official_zip_and_of_a_mapped_interactions_table(tmp_path)
     assert_charts_have_data(at, 4)
 
 
+def test_generating_a_synthetic_dataset_loads_it_with_its_ground_truth():
+    at = goto(new_app(), "data")
+    at.radio(key="data_source").set_value("Generate synthetic").run()
+    at.number_input(key="data_synth_users").set_value(40)
+    at.number_input(key="data_synth_items").set_value(100)
+    at.number_input(key="data_synth_interactions").set_value(1_000)
+    at.button(key="data_generate").click().run()
+    assert not at.exception and not at.error, error_texts(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Users"] == "40" and int(metrics["Items"].replace(",", "")) <= 100
+    assert "ground truth present" in " ".join(c.value for c in at.caption)
+    at.number_input(key="data_synth_users").set_value(
+        0
+    ).run()  # below the widget's minimum: clamped, no crash
+    assert not at.exception
+
+
 def test_a_missing_local_path_is_refused_with_a_sentence(tmp_path):
     at = goto(new_app(), "data")
     at.radio(key="data_source").set_value("Local path").run()
