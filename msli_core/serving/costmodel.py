@@ -46,21 +46,22 @@ OVERHEAD_KEYS = (*BACKENDS, "torch_module")
 STAGES = ("offline", "nearline", "nearline_full", "online", "end_to_end")
 CALIBRATION_FILE = "hardware.json"  # under platformdirs.user_cache_dir("msli-lab")
 
-# Operator calls per phase; each pays the backend's per-call overhead once. torch: aten calls counted
-# with torch.profiler on the eager code paths (msli_core/models, msli_core/serving/engine.py), e.g. a
-# transformer block (layers.Block) makes 22, MSLIModel.encode_segments 77 with 2 blocks, the engine's
-# observe() 72, full_reencode() 117 (K = 8), recommend() 40. onnxruntime: nodes of the exported graphs
-# (onnx_export.py; the segment encoder has ~180 + 115 per block, the scorer 36) plus one session run,
-# counted as SESSION_NODES node dispatches.
-OPS_PER_LAYER = 22  # torch, one transformer block: 4 matmul-like, 17 element-wise / view, 1 attention
-OPS_EMBED = 4  # torch: gather, position slice, add, dropout
-OPS_POOL = 29  # torch: final norm, pooling softmax over prefixes, output linear, last-prefix pick
-OPS_FULL_BOOKKEEPING = 24  # torch full_reencode(): segmenting, copies, queries (+ 2 per segment)
-OPS_OPEN_BOOKKEEPING = 34  # torch observe(): bounds, cache slots, queries, [u; q] stacking, seen set
-OPS_KV_LAYER = 15  # torch, one KV-cached block step
-OPS_KV_POOL = 8  # torch, running pooling + output linear
-OPS_ONLINE = {"attention": 10, "mlp": 14, "max": 2, "sum": 3, "dot": 1}  # torch, the aggregation itself
-OPS_TOPK = 29  # torch recommend(): seen masking, top-k, the top-k's contributions, result arrays
+# Operator calls per phase; each pays the backend's per-call overhead once. torch: aten kernels
+# counted with torch.profiler on the eager code paths (msli_core/models, msli_core/serving/engine.py),
+# view-like calls (select, slice, view, transpose, ...) left out as nearly free: a transformer block
+# (layers.Block) makes 12, MSLIModel.encode_segments 52 with 2 blocks, the engine's observe() 35,
+# full_reencode() 60 (K = 1) to 70 (K = 8), recommend() 13 (K = 1) to 24 (K = 8). onnxruntime: nodes of
+# the exported graphs (onnx_export.py; the segment encoder ~180 + 115 per block, the scorer 36) plus one
+# session run, counted as SESSION_NODES node dispatches.
+OPS_PER_LAYER = 12  # torch, one transformer block: 4 matmuls, 7 element-wise, 1 attention
+OPS_EMBED = 3  # torch: gather, position add, dropout
+OPS_POOL = 25  # torch: final norm, pooling softmax over prefixes, output linear, last-prefix pick
+OPS_FULL_BOOKKEEPING = 6  # torch full_reencode(): segmenting, copies, queries (+ 1.5 per segment)
+OPS_OPEN_BOOKKEEPING = 7  # torch observe(): cache slot copies, queries, [u; q] rows
+OPS_KV_LAYER = 11  # torch, one KV-cached block step
+OPS_KV_POOL = 6  # torch, running pooling + output linear
+OPS_ONLINE = {"attention": 8, "mlp": 12, "max": 1, "sum": 2, "dot": 0}  # torch, the aggregation itself
+OPS_TOPK = 13  # torch recommend(): seen masking, top-k, the top-k's contributions, result arrays
 ORT_NODES_LAYER = 115
 ORT_NODES_OUTSIDE_LAYERS = 180
 ORT_NODES_SCORER = 36
@@ -329,7 +330,7 @@ def item_table_phases(shape: ModelShape) -> list[Phase]:
     G = 20  # genre features (multi-hot)
     # reads: id table, genre features; writes: projection, year gather; 2 adds and the padding mask,
     # each reading two (N, d) tensors and writing one: 11 passes over (N, d)
-    return [Phase("item_encoder", 2 * N * G * d + 4 * N * d, 11 * N * d * b + N * G * 4, 8, module=True)]
+    return [Phase("item_encoder", 2 * N * G * d + 4 * N * d, 11 * N * d * b + N * G * 4, 5, module=True)]
 
 
 def online_phases(shape: ModelShape, backend: str = "torch") -> list[Phase]:
@@ -389,7 +390,7 @@ def stage_phases(shape: ModelShape, backend: str = "torch") -> dict[str, list[Ph
     if backend == "torch":
         incremental = kv_step_phases(shape)
         open_segment = [*open_segment, Phase("bookkeeping", 0, 0, OPS_OPEN_BOOKKEEPING)]
-        full = [*full, Phase("bookkeeping", 0, 0, OPS_FULL_BOOKKEEPING + 2 * shape.k)]
+        full = [*full, Phase("bookkeeping", 0, 0, OPS_FULL_BOOKKEEPING + (3 * shape.k) // 2)]
     else:
         incremental = open_segment
     online = online_phases(shape, backend)
