@@ -78,7 +78,7 @@ m = st.columns(4)
 m[0].metric("Events used", f"{ex['history_length']:,}")
 m[1].metric("Non-empty segments", f"{len(segments)}")
 if held:
-    m[2].metric("Held-out item's rank", f"{held['rank']:.0f} of {data.n_items:,}")
+    m[2].metric("Held-out item's rank", f"{held['rank'] + 1:.0f} of {data.n_items:,}")
 deletion = ex["deletion"]
 if deletion.get("applicable"):
     m[3].metric("Top segment removal hurts more", f"{deletion['top_larger_fraction']:.0%} of items")
@@ -134,8 +134,8 @@ state.chart(
 if held:
     top_seg = next((s for s in segments if s["index"] == held["top_segment"]), None)
     lines = [
-        f"The held-out item **{held['title']}** is ranked **{held['rank']:.0f}**; its largest contribution "
-        f"comes from **{labels.get(held['top_segment'], 'no segment')}**."
+        f"The held-out item **{held['title']}** is ranked **{held['rank'] + 1:.0f}**; its largest "
+        f"contribution comes from **{labels.get(held['top_segment'], 'no segment')}**."
     ]
     if "true_phase" in held and top_seg is not None:
         match = top_seg["dominant_interest"] == held["true_interest"] and held["true_interest"] >= 0
