@@ -439,3 +439,21 @@ def test_every_trained_model_with_a_measured_shape_is_placed_on_quality_vs_laten
         if r["model"] == "msli" and r["stage"] == "online" and r["segments"] == 4 and r["backend"] == "torch"
     ]
     assert points[0][1][0] == pytest.approx(online_k4[0])
+
+
+def test_measuring_this_machine_makes_it_the_whatif_default(monkeypatch):
+    """The page's wiring of the calibration (the micro-benchmarks themselves are the cost model's tests)."""
+    from msli_core.serving import costmodel
+
+    measured = costmodel.Hardware(
+        "this machine", flops=1.0e9, bandwidth=1.0e9, overhead_s={"torch": 1e-3}, source="measured in a test"
+    )
+    calls = []
+    monkeypatch.setattr(costmodel, "calibrate", lambda **kw: calls.append(kw) or measured)
+    at = goto(new_app(), "whatif")
+    before = {m.label: m.value for m in at.metric}["MS-LI online (per request)"]
+    at.button(key="whatif_calibrate").click().run()
+    assert calls == [{"save": False}] and not at.exception
+    assert any("measured in a test" in c.value for c in at.caption)
+    after = {m.label: m.value for m in at.metric}["MS-LI online (per request)"]
+    assert after != before  # 1 ms per operator call: the prediction follows the measured constants
