@@ -37,8 +37,7 @@ class _OpenSegment:
 
     start: int  # event index (in the user's history) of the segment's first event
     length: int  # events in it so far (t)
-    keys: list[Tensor]  # per block (heads, S, head_dim); rows [:length] filled
-    values: list[Tensor]  # per block (heads, S, head_dim)
+    kv: list[Tensor]  # per block (2, heads, S, head_dim): keys [0] and values [1]; [:, :, :length] filled
     hidden: Tensor  # (S, d) ln_f outputs h_j of positions [:length]
     pool_logits: Tensor  # (S,) <p, h_j>
 
@@ -197,12 +196,23 @@ class InferenceEngine:
             seg_items[0, 0, : open_end - open_start] = torch.as_tensor(state.history[open_start:open_end])
             vectors, w = self.model.encode_segments(seg_items, self.table)  # (1, 1, d), (1, 1, S)
             vector, weights = vectors[0, 0], w[0, 0, : open_end - open_start].clone()
-        state.vectors[-1] = vector
-        state.mask[-1] = True
         state.pooling[-1] = weights
         state.bounds = bounds
-        state.queries = self._queries(state.vectors)
-        self._prepare_online(state)
+        if new_segment or state.queries is None or state.stacked is None:
+            state.vectors[-1] = vector
+            state.mask[-1] = True
+            state.queries = self._queries(state.vectors)
+            self._prepare_online(state)
+        else:  # only the open slot changed: update its rows in place (u_{K-1}, q_{K-1}, [u; q])
+            state.vectors[-1].copy_(vector)
+            query = self.model.attention_queries(vector)  # (d,)
+            state.queries[-1].copy_(query)
+            rows = state.stacked.shape[0]
+            if rows == 1:
+                state.stacked[0].copy_(vector)
+            else:
+                state.stacked[rows // 2 - 1].copy_(vector)
+                state.stacked[-1].copy_(query)
         if item not in state.seen_set:
             state.seen_set.add(item)
             state.seen = None  # rebuilt on the next recommend()
@@ -264,15 +274,14 @@ class InferenceEngine:
         positions, blocks, final = self._weights
         x = self.table[item] + positions[t]  # (d,)
         for b, (nh, ln1, qkv, proj, ln2, fc, fc2) in enumerate(blocks):
-            hs = d // nh
             a = F.layer_norm(x, (d,), *ln1)
-            q, k, v = F.linear(a, *qkv).split(d)  # (d,) each
-            op.keys[b][:, t] = k.view(nh, hs)
-            op.values[b][:, t] = v.view(nh, hs)
+            qkv3 = F.linear(a, *qkv).view(3, nh, 1, d // nh)  # q, k, v of the new position
+            cache = op.kv[b]  # (2, nh, S, hs)
+            cache[:, :, t : t + 1] = qkv3[1:]
             y = F.scaled_dot_product_attention(
-                q.view(1, nh, 1, hs), op.keys[b][None, :, : t + 1], op.values[b][None, :, : t + 1]
+                qkv3[:1], cache[:1, :, : t + 1], cache[1:, :, : t + 1]
             )  # (1, nh, 1, hs): the newest position attends to 0..t
-            x = x + F.linear(y.reshape(d), *proj)
+            x = x + F.linear(y.view(d), *proj)
             x = x + F.linear(F.gelu(F.linear(F.layer_norm(x, (d,), *ln2), *fc)), *fc2)
         ln_f, pool, out = final
         h = F.layer_norm(x, (d,), *ln_f)  # (d,)
@@ -317,8 +326,7 @@ class InferenceEngine:
         op = _OpenSegment(
             start=start,
             length=0,
-            keys=[torch.zeros(nh, S, hs) for _ in enc.blocks],
-            values=[torch.zeros(nh, S, hs) for _ in enc.blocks],
+            kv=[torch.zeros(2, nh, S, hs) for _ in enc.blocks],
             hidden=torch.zeros(S, d),
             pool_logits=torch.zeros(S),
         )
