@@ -22,9 +22,9 @@ Stages and variants (the ``stage`` / ``variant`` keys):
   is repeated for each L (it does not depend on L).
 
 The cross-encoder is timed at the same N and L in the same run, capped by ``cross_budget_s`` per point:
-a point whose predicted single call exceeds the budget is skipped (``capped: true``, ``calls: 0``,
-``p50_ms`` NaN, the cost model's estimate in ``estimated_ms``); otherwise calls stop when the budget is
-spent (``capped: true`` when fewer than ``repeats`` calls were made).
+a point whose predicted single call (times ``CROSS_SAFETY``) exceeds the budget is skipped
+(``capped: true``, ``calls: 0``, ``p50_ms`` NaN, the cost model's estimate in ``estimated_ms``);
+otherwise calls stop when the budget is spent (``capped: true`` when fewer than ``repeats`` calls).
 """
 
 from __future__ import annotations
@@ -72,6 +72,9 @@ ROW_KEYS = (
     "note",
 )
 TOP_K = 10
+# The cost model tends to underestimate the cross-encoder (large activations; see costmodel_error.json):
+# a point is skipped when twice its predicted call time exceeds the budget.
+CROSS_SAFETY = 2.0
 
 
 @dataclass
@@ -599,11 +602,11 @@ class _Runner:
                     self.hardware,
                     "torch",
                 ).seconds["online"]
-                if estimate > s.cross_budget_s:
+                if CROSS_SAFETY * estimate > s.cross_budget_s:  # a call cannot be stopped midway
                     nan = summarize(np.zeros(0, dtype=np.int64))
                     note = (
-                        f"skipped: one call is predicted to take {estimate:.1f} s, over the "
-                        f"{s.cross_budget_s:g} s budget per point"
+                        f"skipped: one call is predicted to take {estimate:.1f} s; with a x{CROSS_SAFETY:g} "
+                        f"margin that is over the {s.cross_budget_s:g} s budget per point"
                     )
                     for stage in ("online", "end_to_end"):
                         self.add(
