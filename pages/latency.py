@@ -15,8 +15,9 @@ st.title("Latency")
 st.markdown(
     "Time every stage of one request (batch 1, one user) on this machine: warm-up, then each call timed; "
     "p50/p95/p99 and QPS kept as numbers, thread counts fixed and recorded. Latency does not depend on the "
-    "weights, so the sweep builds fresh models of the chosen shapes. The cross-encoder runs in the same "
-    "sweep, at the same N and L, capped by its own time budget."
+    "weights, so the sweep builds fresh models of the chosen shapes (use the width and depth of a trained "
+    "model to place it on the Train page's quality-vs-latency chart). The cross-encoder runs in the same "
+    "sweep, at the same N, L, width and depth, capped by its own time budget."
 )
 
 with st.form("latency_form"):
@@ -29,6 +30,9 @@ with st.form("latency_form"):
     backends = c2.multiselect(
         "Backends", ["torch", "onnxruntime"], default=["torch", "onnxruntime"], key="latency_backends"
     )
+    w1, w2 = c2.columns(2)
+    dim = w1.select_slider("Width d", [16, 32, 64, 128, 256], value=64, key="latency_dim")
+    layers = w2.select_slider("Depth", [1, 2, 4, 8], value=2, key="latency_layers")
     models = c3.multiselect(
         "Models",
         ["msli", "two-tower", "cross-encoder"],
@@ -60,6 +64,8 @@ if run:
             models=tuple(models),
             budget_s=float(budget),
             cross_budget_s=float(cross_budget),
+            dim=int(dim),
+            layers=int(layers),
             calibrate=calibrate,
         )
         live = state.LiveProgress("Measuring")

@@ -106,7 +106,7 @@ KEPT_WIDGETS = (
     "train_seed",
     "explain_top_n", "explain_stage",
     "latency_segments", "latency_candidates", "latency_history", "latency_backends", "latency_models",
-    "latency_budget", "latency_cross_budget", "latency_calibrate",
+    "latency_budget", "latency_cross_budget", "latency_calibrate", "latency_dim", "latency_layers",
     "whatif_hardware", "whatif_tflops", "whatif_gbps", "whatif_overhead", "whatif_history", "whatif_segments",
     "whatif_dim", "whatif_layers", "whatif_candidates", "whatif_dtype", "whatif_backend",
 )  # fmt: skip
@@ -359,31 +359,51 @@ def curve_rows(m: TrainedModel) -> list[dict]:
 
 
 def quality_latency_points(trained: dict[str, TrainedModel]) -> list[dict]:
-    """Each trained model with the online p50 the last sweep measured for its shape (same kind and K,
-    the catalog-sized candidate count nearest to this dataset's, torch backend)."""
-    rows = [r for r in bench_rows() if r.get("stage") == "online" and r.get("backend", "torch") == "torch"]
+    """Each trained model with the online p50 the last sweep measured for its shape: same kind and K,
+    then the closest width and depth, then the candidate count nearest this dataset's catalog (torch)."""
+    import math
+
+    rows = [
+        r
+        for r in bench_rows()
+        if r.get("stage") == "online"
+        and r.get("backend", "torch") == "torch"
+        and r.get("p50_ms") is not None
+        and math.isfinite(float(r["p50_ms"]))
+    ]
     if not rows:
         return []
     n_items = dataset().n_items
     points = []
     for m in trained.values():
-        kind = m.loaded.kind
-        k = getattr(m.loaded.config, "segments", 1) if kind in ("msli", "two-tower") else None
+        kind, config = m.loaded.kind, m.loaded.config
+        k = getattr(config, "segments", 1) if kind in ("msli", "two-tower") else None
         same = [
             r
             for r in rows
-            if (
-                r.get("model") == kind
-                or (kind == "two-tower" and r.get("model") == "msli" and r.get("segments") == 1)
-            )
+            if (r.get("model") == kind or (kind == "two-tower" and r.get("model") == "msli"))
             and (k is None or r.get("segments") == k)
         ]
         if not same:
             continue
-        nearest = min(abs(int(r["candidates"]) - n_items) for r in same)
-        p50s = sorted(float(r["p50_ms"]) for r in same if abs(int(r["candidates"]) - n_items) == nearest)
-        row = model_row(m)
-        points.append({**row, "p50_ms": p50s[len(p50s) // 2], "candidates": nearest})
+
+        def distance(r, config=config):
+            shape_off = (r.get("dim") != getattr(config, "dim", None)) + (
+                r.get("layers") != getattr(config, "layers", None)
+            )
+            return shape_off, abs(math.log(max(1, int(r["candidates"])) / max(1, n_items)))
+
+        best = min(distance(r) for r in same)
+        p50s = sorted(float(r["p50_ms"]) for r in same if distance(r) == best)
+        example = next(r for r in same if distance(r) == best)
+        points.append(
+            {
+                **model_row(m),
+                "p50_ms": p50s[len(p50s) // 2],
+                "measured_candidates": int(example["candidates"]),
+                "measured_dim": example.get("dim"),
+            }
+        )
     return points
 
 

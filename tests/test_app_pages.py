@@ -268,6 +268,8 @@ def run_short_sweep(at: AppTest, models=("msli", "cross-encoder")) -> AppTest:
     goto(at, "latency")
     assert any("No sweep yet" in i.value for i in at.info)
     at.multiselect(key="latency_segments").set_value([1, 4])
+    at.select_slider(key="latency_dim").set_value(16)
+    at.select_slider(key="latency_layers").set_value(1)
     at.multiselect(key="latency_candidates").set_value([1000])
     at.multiselect(key="latency_models").set_value(list(models))
     at.select_slider(key="latency_budget").set_value(0.02)
@@ -290,6 +292,7 @@ def test_a_short_sweep_draws_every_latency_chart_and_offers_the_csv():
     assert any("floor" in n for n in names)
     rows = at.session_state["lab_bench_rows"]
     assert {r["stage"] for r in rows} >= {"offline", "nearline", "online", "floor"}
+    assert {(r["dim"], r["layers"]) for r in rows if r["stage"] == "online"} == {(16, 1)}  # the form's shape
     csv = at.session_state["lab_bench_csv"].decode()
     assert csv.splitlines()[0].startswith("model,stage,variant,backend,segments,candidates,history,p50_ms")
     assert len(csv.splitlines()) == len(rows) + 1
