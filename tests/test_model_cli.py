@@ -1,0 +1,151 @@
+"""``msli train|evaluate|explain|quality``: exit codes, JSON keys, one-line errors, no partial output."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from msli_core.cli import main
+from msli_core.data.synth import SynthConfig, write_synthetic
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli") / "synth"
+    cfg = SynthConfig(users=30, items=60, interactions=900, interests=4, min_events=8, max_events=60, seed=1)
+    write_synthetic(folder, cfg)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained(data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("models") / "msli"
+    code = main(
+        ["train", "--data", str(data_dir), "--model", "msli", "--segments", "2", "--dim", "16",
+         "--layers", "1", "--epochs", "1", "--out", str(out), "--json"]
+    )  # fmt: skip
+    assert code == 0
+    return out
+
+
+def _json(capsys):
+    return json.loads(capsys.readouterr().out)
+
+
+def test_train_json_keys(data_dir, tmp_path, capsys):
+    out = tmp_path / "pop"
+    assert main(["train", "--data", str(data_dir), "--model", "popularity", "--out", str(out), "--json"]) == 0
+    result = _json(capsys)
+    for key in ("NDCG@10", "HR@10", "MRR", "users", "seconds", "epochs"):
+        assert key in result
+    assert (out / "config.json").is_file() and (out / "model.safetensors").is_file()
+
+
+def test_evaluate_json_keys(data_dir, trained, capsys):
+    assert main(["evaluate", "--data", str(data_dir), "--model", str(trained), "--json"]) == 0
+    result = _json(capsys)
+    for key in ("NDCG@10", "HR@10", "MRR", "users"):
+        assert key in result
+    assert result["users"] > 0
+
+
+def test_explain_json_shape(data_dir, trained, capsys):
+    assert (
+        main(
+            [
+                "explain",
+                "--data",
+                str(data_dir),
+                "--model",
+                str(trained),
+                "--user",
+                "1",
+                "--top",
+                "3",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    ex = _json(capsys)
+    assert ex["user"] == "1"
+    assert {"index", "start", "end", "items"} <= set(ex["segments"][0])
+    rec = ex["recommendations"][0]
+    assert {"item", "title", "score", "contributions"} <= set(rec)
+    assert len(rec["contributions"]) == 2 and abs(sum(rec["contributions"]) - rec["score"]) < 1e-4
+
+
+def test_explain_human_table(data_dir, trained, capsys):
+    assert (
+        main(["explain", "--data", str(data_dir), "--model", str(trained), "--user", "2", "--top", "2"]) == 0
+    )
+    text = capsys.readouterr().out
+    assert "Segments" in text and "Recommendations" in text and "score" in text
+
+
+def _error_line(capsys):
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.startswith("msli: error:")]
+    assert len(lines) == 1 and "Traceback" not in captured.err
+    return lines[0]
+
+
+def test_unknown_user_is_one_line(data_dir, trained, capsys):
+    code = main(["explain", "--data", str(data_dir), "--model", str(trained), "--user", "nobody"])
+    assert code == 2 and "nobody" in _error_line(capsys)
+
+
+def test_missing_model_folder(data_dir, tmp_path, capsys):
+    code = main(["evaluate", "--data", str(data_dir), "--model", str(tmp_path / "none")])
+    assert code == 2 and "does not exist" in _error_line(capsys)
+
+
+def test_pickle_folder_is_refused(data_dir, tmp_path, capsys):
+    (tmp_path / "evil").mkdir()
+    (tmp_path / "evil" / "model.pt").write_bytes(b"\x80\x04")
+    code = main(["evaluate", "--data", str(data_dir), "--model", str(tmp_path / "evil")])
+    assert code == 2 and "pickle" in _error_line(capsys)
+
+
+def test_model_for_other_data_is_refused(trained, tmp_path, capsys):
+    other = tmp_path / "other"
+    write_synthetic(
+        other, SynthConfig(users=20, items=50, interactions=500, interests=4, min_events=8, max_events=60)
+    )
+    code = main(["evaluate", "--data", str(other), "--model", str(trained)])
+    assert code == 2 and "trained on" in _error_line(capsys)
+
+
+def test_bad_arguments_exit_2_without_output(data_dir, tmp_path, capsys):
+    out = tmp_path / "never"
+    assert (
+        main(
+            ["train", "--data", str(data_dir), "--model", "popularity", "--segments", "3", "--out", str(out)]
+        )
+        == 2
+    )
+    assert "--segments" in _error_line(capsys) and not out.exists()
+    with pytest.raises(SystemExit) as err:
+        main(["train", "--data", str(data_dir), "--model", "msli", "--epochs", "-1", "--out", str(out)])
+    assert err.value.code == 2 and not out.exists()
+    assert "--epochs" in _error_line(capsys)
+    (tmp_path / "afile").write_text("x")
+    code = main(["train", "--data", str(data_dir), "--model", "popularity", "--out", str(tmp_path / "afile")])
+    assert code == 2 and "not a folder" in _error_line(capsys)
+    code = main(["train", "--data", str(tmp_path / "missing"), "--model", "popularity", "--out", str(out)])
+    assert code == 2 and not out.exists()
+
+
+def test_quality_writes_csv_and_markdown(data_dir, tmp_path, capsys):
+    out = tmp_path / "quality"
+    code = main(
+        ["quality", "--data", str(data_dir), "--out", str(out), "--segments", "1,2", "--epochs", "1",
+         "--skip-cross-encoder", "--json"]
+    )  # fmt: skip
+    assert code == 0
+    rows = _json(capsys)["rows"]
+    assert [r["label"] for r in rows] == ["popularity", "item-kNN", "MS-LI K=1 (two-tower)", "MS-LI K=2"]
+    csv_text = (out / "quality.csv").read_text()
+    assert csv_text.splitlines()[0].startswith("label,model,segments") and len(csv_text.splitlines()) == 5
+    assert "| MS-LI K=2 |" in (out / "quality.md").read_text()

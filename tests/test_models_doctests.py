@@ -1,0 +1,24 @@
+"""The hand-checkable examples in the docstrings of the modeling modules are tests too."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "msli_core.models.late_interaction",
+    "msli_core.models.segmenter",
+    "msli_core.models.layers",
+    "msli_core.metrics",
+    "msli_core.evaluate",
+    "msli_core.train",
+    "msli_core.explain",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
