@@ -136,11 +136,11 @@ def test_latency_vs_segments_refuses_a_shape_that_was_not_measured():
         viz.latency_vs_segments(_bench_rows(), candidates=5, history=50)
 
 
-def test_stage_costs_stack_offline_nearline_online_per_k():
+def test_stage_costs_stack_nearline_and_online_per_k():
     fig = viz.stage_cost_bars(_bench_rows(), candidates=1000, history=50)
     assert fig.layout.barmode == "stack"
     by_name = {t.name.split(" ")[0]: list(t.y) for t in fig.data}
-    assert by_name["offline"] == [2.0, 2.0, 2.0]
+    assert by_name["offline"] == [2.0, 2.0, 2.0] and fig.data[-1].type == "scatter"  # drawn, not stacked
     assert by_name["nearline"] == [0.5, 0.5, 0.5]  # the incremental variant, not the full one
     assert by_name["online"] == pytest.approx([0.1, 0.4, 1.6])
 
