@@ -47,6 +47,8 @@ def test_bench_json_rows_are_well_formed(capsys, tmp_path):
         assert r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"]
     near = {(r["backend"], r["variant"]) for r in rows if r["stage"] == "nearline"}
     assert {("torch", "incremental"), ("torch", "full"), ("onnxruntime", "incremental")} <= near
+    paired = [r for r in rows if r["variant"] == "paired"]  # MS-LI timed between cross-encoder calls
+    assert paired and {r["model"] for r in paired} == {"msli"} and {r["segments"] for r in paired} == {1, 2}
     floors = {r["variant"] for r in rows if r["stage"] == "floor"}
     assert floors == {"matmul", "matmul_torch", "bandwidth"}
     written = {p.name for p in out.iterdir()}

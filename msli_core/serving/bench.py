@@ -12,7 +12,9 @@ Stages and variants (the ``stage`` / ``variant`` keys):
 - ``nearline`` ``incremental``: one new event. torch: the engine's KV-cached update of the open segment;
   onnxruntime: the exported segment encoder over the open segment (no KV cache in the graph).
   ``open_segment`` (torch): the open segment re-encoded whole. ``full``: all K segments re-encoded;
-- ``online``: score N candidates, top-10, with the top-10's per-segment contributions;
+- ``online``: score N candidates, top-10, with the top-10's per-segment contributions; variant
+  ``paired``: the same MS-LI request timed again between the cross-encoder's calls at the same N and L
+  (so the "how much faster" ratio compares calls made under the same machine load);
 - ``end_to_end``: one event (incremental nearline) then one request (online);
 - ``floor`` ``matmul``: a bare numpy ``(R, d) @ (d, N)`` product with ``R = 2K`` for the attention
   aggregation (the stacked ``[u; q]`` product MS-LI needs) and ``R = K`` otherwise (``rows`` key);
@@ -75,6 +77,7 @@ TOP_K = 10
 # The cost model tends to underestimate the cross-encoder (large activations; see costmodel_error.json):
 # a point is skipped when twice its predicted call time exceeds the budget.
 CROSS_SAFETY = 2.0
+PAIRED_MAX_N = 10_000  # MS-LI online calls kept for pairing with the cross-encoder up to this N
 
 
 @dataclass
@@ -252,6 +255,7 @@ class _Runner:
         self.rng = np.random.default_rng(settings.seed)
         self.hardware = costmodel.load_hardware()
         self.loaded = None  # a trained model (LoadedModel) given by --model
+        self.paired: dict[tuple[int, int, int], Callable[[], Any]] = {}  # (K, L, N) -> MS-LI online call
         self.floors: dict[tuple[int, int], tuple] = {}  # (K, N) -> rows, numpy, torch, bandwidth floors
         self.bandwidth = 1.0  # bytes/s of a streaming copy, measured at the start of the run
 
@@ -367,6 +371,8 @@ class _Runner:
                         return engine.recommend("u", N, top_k=TOP_K)
 
                     self.online_with_floors(online, "torch", K, N, shape, model)
+                    if label == "msli" and "cross-encoder" in s.models and N <= PAIRED_MAX_N:
+                        self.paired[(K, L, N)] = online  # timed again beside the cross-encoder
 
                     def e2e(N=N):
                         engine.observe("u", int(next(stream)))
@@ -630,12 +636,17 @@ class _Runner:
                         out[lo : lo + step] = model.pair_scores(history.expand(len(chunk), -1), chunk, table)
                     return torch.topk(out, min(TOP_K, len(out)))
 
+                paired = sorted(
+                    (k, fn) for (k, length, n), fn in self.paired.items() if length == L and n == N
+                )
                 with torch.inference_mode():
-                    warm = 1 if estimate * 4 < s.cross_budget_s else 0
-                    times, capped = time_calls(
-                        call, warmup=warm, repeats=s.repeats, budget_s=s.cross_budget_s, min_calls=1
-                    )
+                    times, capped, paired_times = self.time_cross(call, estimate, [fn for _, fn in paired])
                 stats = summarize(times)
+                for (k, _), ptimes in zip(paired, paired_times, strict=True):
+                    self.add(summarize(ptimes), len(ptimes), False, **self.common(
+                        model="msli", stage="online", variant="paired", backend="torch", segments=k,
+                        candidates=N, history=L, segment_len=math.ceil(L / k),
+                        note="timed between the cross-encoder's calls at the same N and L"))  # fmt: skip
                 for stage in ("online", "end_to_end"):
                     self.add(
                         stats,
@@ -650,6 +661,39 @@ class _Runner:
                         **shape,
                     )
                 self.tick(f"cross-encoder N={N} L={L}")
+
+    def time_cross(
+        self, call: Callable[[], Any], estimate: float, paired: list[Callable[[], Any]]
+    ) -> tuple[np.ndarray, bool, list[np.ndarray]]:
+        """Cross-encoder calls until the budget is spent, each followed by 5 calls of every paired
+        MS-LI online request at the same (N, L): both see the machine in the same state."""
+        s = self.s
+        if estimate * 4 < s.cross_budget_s:
+            call()  # warm-up only when it is cheap
+        for fn in paired:
+            for _ in range(s.warmup):
+                fn()
+        times: list[int] = []
+        paired_times: list[list[int]] = [[] for _ in paired]
+        deadline = time.perf_counter_ns() + int(s.cross_budget_s * 1e9)
+        while len(times) < s.repeats:
+            t0 = time.perf_counter_ns()
+            call()
+            t1 = time.perf_counter_ns()
+            times.append(t1 - t0)
+            for fn, out in zip(paired, paired_times, strict=True):
+                for _ in range(5):
+                    t2 = time.perf_counter_ns()
+                    fn()
+                    out.append(time.perf_counter_ns() - t2)
+            if t1 >= deadline:
+                break
+        capped = len(times) < s.repeats
+        return (
+            np.asarray(times, dtype=np.int64),
+            capped,
+            [np.asarray(t, dtype=np.int64) for t in paired_times],
+        )
 
     def add(self, stats: dict[str, float], calls: int, capped: bool, **kw: Any) -> None:
         self.rows.append(_row(**stats, calls=int(calls), capped=bool(capped), **kw))
@@ -719,6 +763,7 @@ def run_bench(settings: BenchSettings, progress: ProgressCallback | None = None)
         runner.emit_floors()
         if "cross-encoder" in settings.models:
             runner.run_cross_encoder()
+        runner.paired.clear()  # the engines behind them hold item tables
         if settings.calibrate:  # again after the sweep: the constants average the machine's state
             after = costmodel.calibrate(threads=settings.threads, save=False)
             runner.hardware = costmodel.combine([runner.hardware, after])
@@ -769,7 +814,10 @@ def headline(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 return float(r["p50_ms"]) if r["p50_ms"] is not None else math.nan
         return math.nan
 
-    li = pick(model="msli", stage="online", backend="torch", segments=8, candidates=1000, history=50)
+    li = pick(model="msli", stage="online", variant="paired", backend="torch", segments=8, candidates=1000,
+              history=50)  # fmt: skip
+    if math.isnan(li):
+        li = pick(model="msli", stage="online", backend="torch", segments=8, candidates=1000, history=50)
     ce = pick(model="cross-encoder", stage="online", backend="torch", candidates=1000, history=50)
     # the floors of a (K, N) are timed round-robin with its first online call, the one at the smallest L
     first_l = min((r["history"] for r in rows if r["stage"] == "floor" and r["history"]), default=50)
