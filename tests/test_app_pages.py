@@ -460,3 +460,17 @@ def test_measuring_this_machine_makes_it_the_whatif_default(monkeypatch):
     assert any("measured in a test" in c.value for c in at.caption)
     after = {m.label: m.value for m in at.metric}["MS-LI online (per request)"]
     assert after != before  # 1 ms per operator call: the prediction follows the measured constants
+
+
+def test_explain_on_data_without_ground_truth(tmp_path):
+    at = goto(new_app(), "data")
+    at.radio(key="data_source").set_value("Local path").run()
+    at.text_input(key="data_path").input(str(write_mini_movielens(tmp_path / "ml-mini"))).run()
+    at.button(key="data_load_path").click().run()
+    train_tiny(at, kinds=("msli",), segments=(2,))
+    goto(at, "explain")
+    assert not at.error, error_texts(at)
+    specs = assert_charts_have_data(at, 4)
+    assert not any("Ground truth" in i.value for i in at.info)  # MovieLens-style data has none
+    heat = next(s for s in specs if s["layout"]["title"]["text"].startswith("Per-segment contributions"))
+    assert heat["data"][0]["y"] and not any("phase" in label for label in heat["data"][0]["y"])
