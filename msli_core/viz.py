@@ -517,6 +517,7 @@ def latency_vs_segments(
             x=np.concatenate([ks, ks[::-1]]),
             y=np.concatenate([msli["p95_ms"].to_numpy(), msli["p50_ms"].to_numpy()[::-1]]),
             fill="toself",
+            mode="lines",
             fillcolor="rgba(76,120,168,0.18)",
             line=dict(width=0),
             name="MS-LI p50–p95",

@@ -80,7 +80,14 @@ try:
         st.caption(
             f"`{state.sample_data_dir()}`: synthetic, MovieLens latest-small layout, with ground truth."
         )
-        if st.button("Use the bundled sample", key="data_load_sample", type="primary"):
+        label = (
+            "Reload the bundled sample"
+            if state.dataset_label().startswith("bundled")
+            else "Use the bundled sample"
+        )
+        if st.button(
+            label + (" with the filters" if filter_note else ""), key="data_load_sample", type="primary"
+        ):
             if filters["min_rating"] is None and not filters["k_core"]:
                 state.use_bundled_sample()
             else:
