@@ -804,6 +804,7 @@ def error_report(rows: Iterable[dict[str, Any]], hardware: Hardware) -> dict[str
     import numpy as np
 
     points = []
+    seen: set[tuple] = set()
     for row in rows:
         measured = row.get("p50_ms")
         if measured is None or not math.isfinite(measured) or measured <= 0:
@@ -811,6 +812,12 @@ def error_report(rows: Iterable[dict[str, Any]], hardware: Hardware) -> dict[str
         predicted = predict_row(row, hardware)
         if predicted is None:
             continue
+        # a measurement repeated across K or L (offline, floors: ``shared`` rows) is counted once
+        key = (row["model"], row["stage"], row.get("variant"), row.get("backend"), row.get("candidates"),
+               float(measured), round(predicted, 12))  # fmt: skip
+        if key in seen:
+            continue
+        seen.add(key)
         points.append(
             {
                 "model": row["model"],
