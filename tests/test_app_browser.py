@@ -212,5 +212,18 @@ def test_every_page_in_a_real_browser(app_url):
             open_page(page, "What-if")
             charts = check_page(page, "6-whatif", min_charts=3)  # predictions + the sweep's measured points
             assert any("Cost model vs last sweep" in title for title, _, _ in charts)
+
+            # a second browser session starts clean: models and sweeps belong to the session that made them
+            other = browser.new_page(viewport={"width": 1400, "height": 1000})
+            other.goto(app_url)
+            other.wait_for_selector('[data-testid="stMetric"]', timeout=60_000)
+            wait_idle(other)
+            metrics = {
+                m.locator('[data-testid="stMetricLabel"]').inner_text().strip(): m.locator(
+                    '[data-testid="stMetricValue"]'
+                ).inner_text()
+                for m in other.locator('[data-testid="stMetric"]').all()
+            }
+            assert metrics["Models trained"] == "0" and metrics["Latency rows measured"] == "0", metrics
         finally:
             browser.close()
