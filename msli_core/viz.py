@@ -87,9 +87,10 @@ HOW_TO_READ: dict[str, str] = {
     "latency_vs_k": "Online p50 latency against the number of segments K (lines), with the p95 band shaded. "
     "The cross-encoder (early interaction) and the floors (a bare matmul of the same shapes; bytes over "
     "memory bandwidth) are on the same logarithmic axis: the gap between them is what MS-LI buys.",
-    "stage_costs": "What one new event plus one request cost (p50, stacked): the nearline update of the open "
-    "segment (once per new event) and the online scoring (per request, the part a user waits for). The "
-    "dotted line is the offline item table, paid only when the catalog changes, so it is not stacked.",
+    "stage_costs": "What one new event plus one request cost (p50, stacked, total on top): the nearline "
+    "update of the open segment (once per new event) and the online scoring (per request, the part a user "
+    "waits for). The offline item table is paid only when the catalog changes; its cost is written above the "
+    "chart instead of stacked.",
     "backends": "The same online scoring measured with torch (eager, inference_mode) and with ONNX Runtime, "
     "p50 per shape. Bars of equal height mean the framework overhead does not matter at that size.",
     "nearline": "Cost of updating a user's segment cache after one new event: re-encoding only the open "
@@ -646,20 +647,33 @@ def stage_cost_bars(
                 hovertemplate="%{x}: %{y:.4g} ms<extra>" + stage + "</extra>",
             )
         )
-    if "offline" in table.columns:
-        offline = table["offline"].to_numpy()
-        fig.add_trace(
-            go.Scatter(
-                x=labels,
-                y=offline,
-                mode="lines+markers+text",
-                line=dict(color="#6baed6", dash="dot"),
-                text=[_ms_text(v) for v in offline],
-                textposition="top center",
-                name=STAGE_LABELS["offline"] + ", not stacked",
-                hovertemplate="%{x}: %{y:.4g} ms<extra>offline</extra>",
-            )
+    stacked = table[[s for s in ("online", "nearline") if s in table.columns]].sum(axis=1).to_numpy()
+    fig.add_trace(  # the total on top of each stack
+        go.Scatter(
+            x=labels,
+            y=stacked,
+            mode="text",
+            text=[_ms_text(v) for v in stacked],
+            textposition="top center",
+            showlegend=False,
+            hoverinfo="skip",
         )
+    )
+    if "offline" in table.columns:
+        offline = table["offline"].dropna()
+        lo, hi = _ms_text(float(offline.min())), _ms_text(float(offline.max()))
+        fig.add_annotation(
+            x=1.0,
+            y=1.0,
+            xref="paper",
+            yref="paper",
+            xanchor="right",
+            yanchor="bottom",
+            showarrow=False,
+            text=f"not stacked: the offline item table takes {lo if lo == hi else lo + '–' + hi} "
+            "per catalog refresh",
+        )
+    fig.update_yaxes(range=[0, float(np.nanmax(stacked)) * 1.2 if len(stacked) else 1])
     return _layout(
         fig,
         f"Stage costs of MS-LI (p50, N = {candidates:,}, L = {history}, {backend})",
