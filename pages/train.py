@@ -95,8 +95,8 @@ if submitted:
         )
         try:
             result = train(data, kind, epochs=int(epochs), seed=int(seed), progress=live, **config)
-        except MsliError as err:
-            state.show_error(err)
+        except MsliError as err:  # kept for after the rerun below, which clears this run's output
+            st.session_state.setdefault("train_errors", []).append(f"{name}: {err}")
             continue
         ndcg = result.metrics.get("NDCG@10", float("nan"))
         live.done(f"{name}: test NDCG@10 {ndcg:.4f} in {result.seconds:.1f} s")
@@ -104,6 +104,8 @@ if submitted:
     st.rerun()  # draw the results below from session state (the live charts have served their purpose)
 
 # ------------------------------------------------------------------------------------------ results
+for message in st.session_state.pop("train_errors", []):
+    st.error(message, icon=":material/error:")
 trained = state.usable_models()
 if note := state.refused_models_note():
     st.warning(note)

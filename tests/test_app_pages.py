@@ -474,3 +474,23 @@ def test_explain_on_data_without_ground_truth(tmp_path):
     assert not any("Ground truth" in i.value for i in at.info)  # MovieLens-style data has none
     heat = next(s for s in specs if s["layout"]["title"]["text"].startswith("Per-segment contributions"))
     assert heat["data"][0]["y"] and not any("phase" in label for label in heat["data"][0]["y"])
+
+
+def test_a_training_error_is_shown_as_its_sentence_after_the_run(tmp_path):
+    folder = tmp_path / "too-short"
+    folder.mkdir()
+    rows = ["userId,movieId,rating,timestamp"] + [
+        f"{u},{i},4.0,{1_600_000_000 + 60 * i + u}" for u in (1, 2, 3) for i in (1, 2, 3)
+    ]
+    (folder / "ratings.csv").write_text("\n".join(rows) + "\n")
+    at = goto(new_app(), "data")
+    at.radio(key="data_source").set_value("Local path").run()
+    at.text_input(key="data_path").input(str(folder)).run()
+    at.button(key="data_load_path").click().run()
+    goto(at, "train")
+    at.multiselect(key="train_kinds").set_value(["msli"])
+    at.number_input(key="train_epochs").set_value(1)
+    at.button(key="FormSubmitter:train_form-Train").click().run()
+    assert not at.exception
+    errors = error_texts(at)
+    assert len(errors) == 1 and errors[0].startswith("MS-LI K=4") and "training events" in errors[0], errors
