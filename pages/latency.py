@@ -52,7 +52,12 @@ with st.form("latency_form"):
     )
     run = st.form_submit_button("Run the sweep", type="primary")
 
-if run:
+empty = [name for name, chosen in (("segment count", segments), ("candidate count", candidates),
+                                   ("history length", history), ("backend", backends), ("model", models))
+         if not chosen]  # fmt: skip
+if run and empty:
+    st.error(f"Choose at least one {', one '.join(empty)} for the sweep.", icon=":material/error:")
+elif run:
     from msli_core.serving.bench import BenchSettings, run_bench
 
     try:

@@ -494,3 +494,11 @@ def test_a_training_error_is_shown_as_its_sentence_after_the_run(tmp_path):
     assert not at.exception
     errors = error_texts(at)
     assert len(errors) == 1 and errors[0].startswith("MS-LI K=4") and "training events" in errors[0], errors
+
+
+def test_a_sweep_without_a_segment_count_asks_for_one():
+    at = goto(new_app(), "latency")
+    at.multiselect(key="latency_segments").set_value([])
+    at.button(key="FormSubmitter:latency_form-Run the sweep").click().run()
+    assert not at.exception and at.session_state["lab_bench_rows"] == []
+    assert error_texts(at) == ["Choose at least one segment count for the sweep."]
