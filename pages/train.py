@@ -62,7 +62,9 @@ with st.form("train_form"):
         "times faster. The cross-encoder is by far the slowest to train and to evaluate."
     )
 
-if submitted:
+if submitted and not kinds:
+    st.error("Choose at least one model to train.", icon=":material/error:")
+elif submitted:
     jobs = []  # (name, kind, config)
     for kind in kinds:
         if kind == "msli":
@@ -75,7 +77,9 @@ if submitted:
                 for k in sorted(segment_counts)
             ]
             if not segment_counts:
-                st.warning("MS-LI was chosen without a segment count; pick at least one K.")
+                st.session_state.setdefault("train_errors", []).append(
+                    "MS-LI was chosen without a segment count; pick at least one K."
+                )
         elif kind == "two-tower":
             jobs.append((f"two-tower d={dim}", kind, dict(dim=dim, layers=layers)))
         elif kind == "cross-encoder":
