@@ -149,6 +149,29 @@ if held:
         )
     st.info("\n\n".join(lines))
 
+if has_truth:
+    with st.expander("Explanation accuracy over all users (synthetic ground truth)"):
+        st.caption(
+            "For every evaluated user: is the segment that contributes most to the held-out item the one "
+            "holding the interest that truly generated it? Compared with picking a non-empty segment at "
+            "random (chance) and with always picking the newest segment (recency)."
+        )
+        accuracy = state.explanation_accuracy_cached(model_name)
+        if accuracy is None and st.button("Measure it (one pass over all users)", key="explain_accuracy"):
+            accuracy = state.explanation_accuracy_cached(model_name, compute=True)
+        if accuracy is not None:
+            a = st.columns(4)
+            a[0].metric("Top segment is right", f"{accuracy['accuracy']:.0%}")
+            a[1].metric("Chance", f"{accuracy['chance']:.0%}")
+            a[2].metric("Newest segment", f"{accuracy['newest_segment']:.0%}")
+            a[3].metric("Users counted", f"{accuracy['users']:,}")
+            ratio = accuracy["accuracy"] / accuracy["chance"] if accuracy["chance"] > 0 else float("nan")
+            st.caption(
+                f"{ratio:.1f}× chance. Left out: "
+                f"{accuracy['skipped_noise']} users whose held-out item is noise and "
+                f"{accuracy['skipped_unanswerable']} whose segments hold none of its interest."
+            )
+
 # ---------------------------------------------------------------------------------- within segment
 left, right = st.columns(2)
 with left:

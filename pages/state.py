@@ -555,3 +555,16 @@ def _item_index() -> dict[str, int]:
 
 def internal_item(original_id: str) -> int:
     return _item_index()[str(original_id)]
+
+
+def explanation_accuracy_cached(model_name: str, compute: bool = False) -> dict | None:
+    """``msli_core.explain.explanation_accuracy`` of a model on the loaded data, kept in this session;
+    None until computed (it is a pass over every user, so it runs on a button)."""
+    store = st.session_state.setdefault("explain_accuracy_cache", {})
+    key = (model_name, dataset().fingerprint)
+    if key not in store and compute:
+        from msli_core.explain import explanation_accuracy
+
+        with st.spinner("Explaining every user's held-out item…"):
+            store[key] = explanation_accuracy(models()[model_name].loaded, dataset())
+    return store.get(key)
