@@ -282,6 +282,17 @@ def explanation_accuracy(
       the expected accuracy of picking a non-empty segment uniformly at random;
     - ``newest_segment``: the accuracy of always picking the open (newest) segment, a recency baseline;
     - ``ratio`` = accuracy / chance.
+
+    A stricter variant asks for one segment: the *source* segment is the non-empty segment holding the
+    most events of the held-out item's interest (ties: the newest). ``strict_accuracy`` is the fraction
+    of users (non-noise target, some segment holding its interest) whose top segment is the source;
+    ``strict_chance`` = mean of 1 / (non-empty segments), a uniformly random pick; ``strict_ratio``.
+    Within one interest phase several segments share the interest, which keeps ``chance`` high for
+    small K (a ratio of 2 needs ``chance <= 0.5``); the strict variant has exactly one right answer.
+
+    ``return_accuracy`` / ``return_chance``: the same as ``accuracy`` / ``chance`` restricted to users
+    whose newest segment does NOT have the target's interest (returns to an older interest), where
+    recency alone is wrong and the explanation has to find an older segment.
     """
     model, _kind = _late_interaction_model(loaded_model, data)
     truth = _event_truth(data)
@@ -295,6 +306,7 @@ def explanation_accuracy(
     was_training = model.training
     model.eval()
     hits, chance, newest, counted, skipped_noise, skipped_unanswerable = [], [], [], 0, 0, 0
+    strict_hits, strict_chance, return_hits, return_chance = [], [], [], []
     users = split.eval_users
     try:
         for lo in range(0, len(users), 256):
@@ -313,6 +325,22 @@ def explanation_accuracy(
                     skipped_noise += 1
                     continue
                 valid = np.flatnonzero(segs.mask[b])
+                top = int(np.argmax(target_c[b, valid]))
+                holds = np.array(
+                    [
+                        int(
+                            (
+                                interest[offsets[u] + segs.start[b, k] : offsets[u] + segs.end[b, k]]
+                                == target_interest
+                            ).sum()
+                        )
+                        for k in valid
+                    ]
+                )
+                if holds.max() > 0:
+                    source = len(holds) - 1 - int(np.argmax(holds[::-1]))  # most events; ties: the newest
+                    strict_hits.append(top == source)
+                    strict_chance.append(1.0 / len(valid))
                 seg_interest = np.array(
                     [
                         dominant_interest(
@@ -326,10 +354,12 @@ def explanation_accuracy(
                     skipped_unanswerable += 1
                     continue
                 counted += 1
-                top = int(np.argmax(target_c[b, valid]))
                 hits.append(bool(matches[top]))
                 chance.append(float(matches.mean()))
                 newest.append(bool(matches[-1]))
+                if not matches[-1]:  # a return to an older interest: the newest segment is wrong
+                    return_hits.append(bool(matches[top]))
+                    return_chance.append(float(matches.mean()))
     finally:
         model.train(was_training)
     accuracy = float(np.mean(hits)) if hits else float("nan")
@@ -339,6 +369,13 @@ def explanation_accuracy(
         "chance": chance_level,
         "ratio": accuracy / chance_level if chance and chance_level > 0 else float("nan"),
         "newest_segment": float(np.mean(newest)) if newest else float("nan"),
+        "strict_accuracy": float(np.mean(strict_hits)) if strict_hits else float("nan"),
+        "strict_chance": float(np.mean(strict_chance)) if strict_chance else float("nan"),
+        "strict_ratio": float(np.mean(strict_hits) / np.mean(strict_chance)) if strict_hits else float("nan"),
+        "strict_users": len(strict_hits),
+        "return_accuracy": float(np.mean(return_hits)) if return_hits else float("nan"),
+        "return_chance": float(np.mean(return_chance)) if return_chance else float("nan"),
+        "return_users": len(return_hits),
         "users": counted,
         "skipped_noise": skipped_noise,
         "skipped_unanswerable": skipped_unanswerable,

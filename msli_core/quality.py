@@ -17,7 +17,7 @@ from msli_core.progress import ProgressCallback, ProgressEvent
 COLUMNS = (
     "label", "model", "segments", "segment_len", "aggregation", "NDCG@10", "HR@10", "MRR", "Recall@20",
     "Coverage@10", "train_seconds", "epochs", "parameters", "evaluation", "explanation_accuracy",
-    "explanation_chance",
+    "explanation_chance", "explanation_return_accuracy", "explanation_return_chance",
 )  # fmt: skip
 
 
@@ -65,12 +65,16 @@ def quality_table(
             "evaluation": result.metrics.get("evaluation", "full ranking"),
             "explanation_accuracy": "",
             "explanation_chance": "",
+            "explanation_return_accuracy": "",
+            "explanation_return_chance": "",
         }
         if kind == "msli":
             models[config["segments"]] = result.model
             if data.truth is not None and config["segments"] > 1:
                 acc = explanation_accuracy(result.model, data, split)
                 row["explanation_accuracy"], row["explanation_chance"] = acc["accuracy"], acc["chance"]
+                row["explanation_return_accuracy"] = acc["return_accuracy"]
+                row["explanation_return_chance"] = acc["return_chance"]
         rows.append(row)
     if progress:
         progress(ProgressEvent("quality", len(plan), len(plan), "done"))
@@ -114,6 +118,7 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
         "epochs",
         "evaluation",
         "expl. acc / chance",
+        "returns: acc / chance",
     ]
     lines = [
         "# Quality on " + meta["data"],
@@ -125,19 +130,21 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
         "| " + " | ".join("---" for _ in head) + " |",
     ]
     for r in rows:
-        expl = ""
+        expl = returns = ""
         if r.get("explanation_accuracy") not in ("", None):
             expl = f"{r['explanation_accuracy']:.3f} / {r['explanation_chance']:.3f}"
+            returns = f"{r['explanation_return_accuracy']:.3f} / {r['explanation_return_chance']:.3f}"
         cells = [
             r["label"], _cell(r["segments"]), _cell(r["segment_len"]), _cell(r["NDCG@10"]), _cell(r["HR@10"]),
-            _cell(r["MRR"]), f"{r['train_seconds']:.1f}", _cell(r["epochs"]), r["evaluation"], expl,
+            _cell(r["MRR"]), f"{r['train_seconds']:.1f}", _cell(r["epochs"]), r["evaluation"], expl, returns,
         ]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
         "K = 1 is the two-tower model (one segment vector, same code path). Explanation accuracy: how often",
         "the top-contributing segment of the held-out item has the interest that generated it, against the",
-        "chance of picking a non-empty segment at random (see msli_core.explain.explanation_accuracy).",
+        "chance of picking a non-empty segment at random; returns: only held-out items whose interest is",
+        "not the newest segment's (see msli_core.explain.explanation_accuracy).",
     ]
     return "\n".join(lines) + "\n"
 
