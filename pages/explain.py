@@ -165,11 +165,36 @@ if has_truth:
             a[1].metric("Chance", f"{accuracy['chance']:.0%}")
             a[2].metric("Newest segment", f"{accuracy['newest_segment']:.0%}")
             a[3].metric("Users counted", f"{accuracy['users']:,}")
-            ratio = accuracy["accuracy"] / accuracy["chance"] if accuracy["chance"] > 0 else float("nan")
+            rows = [
+                {
+                    "variant": variant,
+                    "top segment right": accuracy.get(f"{prefix}accuracy", float("nan")),
+                    "chance": accuracy.get(f"{prefix}chance", float("nan")),
+                    "users": accuracy.get(f"{prefix}users") if prefix else accuracy["users"],
+                }
+                for variant, prefix in (
+                    ("any segment of the item's interest counts", ""),
+                    ("strict: only the segment holding most of it", "strict_"),
+                    ("returns only: the newest segment is wrong", "return_"),
+                )
+            ]
+            variants = pd.DataFrame(rows)
+            variants["× chance"] = variants["top segment right"] / variants["chance"]
+            st.dataframe(
+                variants,
+                hide_index=True,
+                key="explain_accuracy_table",
+                column_config={
+                    "top segment right": st.column_config.NumberColumn(format="percent"),
+                    "chance": st.column_config.NumberColumn(format="percent"),
+                    "× chance": st.column_config.NumberColumn(format="%.2f"),
+                },
+            )
             st.caption(
-                f"{ratio:.1f}× chance. Left out: "
-                f"{accuracy['skipped_noise']} users whose held-out item is noise and "
-                f"{accuracy['skipped_unanswerable']} whose segments hold none of its interest."
+                f"Left out: {accuracy['skipped_noise']} users whose held-out item is noise and "
+                f"{accuracy['skipped_unanswerable']} whose segments hold none of its interest. The strict "
+                "variant has exactly one right segment; the returns-only one keeps users whose held-out item "
+                "comes back to an older interest, where recency alone is wrong."
             )
 
 # ---------------------------------------------------------------------------------- within segment

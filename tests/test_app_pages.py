@@ -418,9 +418,11 @@ def test_explaining_a_user_shows_exact_contributions_and_every_chart(tiny_app):
     at.button(key="explain_accuracy").click().run()
     measured = {m.label: m.value for m in at.metric}
     assert measured["Top segment is right"].endswith("%") and int(measured["Users counted"]) > 0
+    variants = next(d.value for d in at.dataframe if "variant" in d.value.columns)
+    assert len(variants) == 3 and 0 < variants.loc[0, "chance"] <= 1  # (a variant with no user is NaN)
 
     # the path for one recommendation adds up to its score
-    path = at.dataframe[1].value
+    path = next(d.value for d in at.dataframe if "c_k" in d.value.columns)
     assert path["c_k"].sum() == pytest.approx(recs.loc[0, "score"], abs=1e-4)
 
     # another user and top-n: recomputed; an unrelated widget (the path's recommendation) is not
