@@ -39,6 +39,8 @@ def test_bench_json_rows_are_well_formed(capsys, tmp_path):
     assert {r["backend"] for r in rows} == {"torch", "onnxruntime", "numpy"}
     for r in rows:
         assert r["threads"] == 1
+        if r["calls"] and r["variant"] != "bandwidth":  # one thread: each timed point has a CPU median
+            assert r["cpu_p50_ms"] > 0, r
         if r["p50_ms"] is None:  # only a skipped cross-encoder point may lack a timing
             assert r["model"] == "cross-encoder" and r["capped"] and r["calls"] == 0
             continue
@@ -82,6 +84,24 @@ def test_timing_helpers():
     assert stats["p50_ms"] <= stats["p99_ms"] and stats["qps"] > 0
     times, capped = bench.time_calls(lambda: sum(range(1000)), warmup=0, repeats=10**9, budget_s=0.01)
     assert capped and len(times) >= 3
+    cpu: list[int] = []
+    times, _ = bench.time_calls(lambda: sum(range(1000)), warmup=1, repeats=7, budget_s=10, cpu_ns=cpu)
+    assert len(cpu) == len(times) == 7 and all(c >= 0 for c in cpu)
+    stats = bench.summarize(times, cpu)
+    assert stats["cpu_p50_ms"] == pytest.approx(sorted(cpu)[3] / 1e6)
+    assert bench.summarize(times)["cpu_p50_ms"] is None  # no CPU times (threads > 1): no CPU median
+
+
+def test_merge_passes_keeps_the_quietest_cpu_median():
+    key = dict(
+        model="msli", stage="online", variant=None, backend="torch", segments=2, candidates=10, history=6
+    )
+    first = [dict(key, p50_ms=3.0, cpu_p50_ms=2.0, passes=1), dict(key, stage="offline", cpu_p50_ms=None)]
+    again = [dict(key, p50_ms=1.5, cpu_p50_ms=1.2, passes=1), dict(key, segments=4, cpu_p50_ms=0.1)]
+    bench.merge_passes(first, again)
+    assert first[0]["cpu_p50_ms"] == 1.2 and first[0]["passes"] == 2
+    assert first[0]["p50_ms"] == 3.0  # wall-clock figures stay the first pass's (paired comparisons)
+    assert first[1]["cpu_p50_ms"] is None
 
 
 @pytest.mark.parametrize(
@@ -95,6 +115,7 @@ def test_timing_helpers():
         (["--models", "msli,bert"], "--models"),
         (["--threads", "2,3"], "--threads"),
         (["--budget-s", "-1"], "--budget-s"),
+        (["--passes", "9"], "--passes"),
         (["--model", "/no/such/folder"], "--model"),
     ],
 )

@@ -141,3 +141,100 @@ def test_combine_is_a_geometric_mean():
     assert both.flops == pytest.approx(2e10) and both.bandwidth == pytest.approx(2e9)
     assert both.overhead_s == pytest.approx({"torch": 2e-6})  # keys common to all
     assert both.cache_bandwidth == pytest.approx((4e9 * 1e10) ** 0.5)
+
+
+def test_refined_roofline_terms_by_hand():
+    hw = cm.Hardware(
+        "t", flops=1e11, bandwidth=1e10, overhead_s={"torch": 1e-6, "numpy": 2e-6}, source="test",
+        cache_bandwidth=4e10, cache_bytes=1e6, llc_bandwidth=2e10, llc_bytes=1e8,
+        skinny_passes={"numpy": 1.0, "torch": 0.0}, elementwise_bandwidth=5e9, fault_bandwidth=2e9,
+    )  # fmt: skip
+    # cache tiers: 1 MB from L2, 10 MB from the last-level cache, 1 GB from memory
+    assert hw.bandwidth_for(1e6) == 4e10 and hw.bandwidth_for(1e7) == 2e10 and hw.bandwidth_for(1e9) == 1e10
+    # element-wise: 10 MB at min(2e10, 5e9) = 5e9 B/s -> 2 ms, plus one call
+    ew = cm.Phase("ln", 0, 1e7, 1, kind="elementwise")
+    assert cm.phase_seconds(ew, hw) == pytest.approx(2e-3 + 1e-6)
+    # skinny product on numpy: 10 MB table packed once more at 2e10 B/s -> +0.5 ms; torch does not pack
+    mm = cm.Phase("mm", 1e6, 1e7, 1, wide_bytes=1e7)
+    assert cm.phase_seconds(mm, hw, "numpy") == pytest.approx(1e7 / 2e10 * 2 + 2e-6)
+    assert cm.phase_seconds(mm, hw, "torch") == pytest.approx(1e7 / 2e10 + 1e-6)
+    # fresh outputs fault only when the working set exceeds the last cache tier (1e8 bytes)
+    small = cm.Phase("small", 0, 1e7, 0, fresh_bytes=4e6)
+    big = cm.Phase("big", 0, 1e9, 0, fresh_bytes=4e8)
+    assert cm.phase_seconds(small, hw) == pytest.approx(1e7 / 2e10)
+    assert cm.phase_seconds(big, hw) == pytest.approx(1e9 / 1e10 + 4e8 / 2e9)
+
+
+def test_three_constants_imply_the_rest():
+    hw = cm.custom_hardware(1e12, 1e11, 5e-6)
+    assert hw.packing("numpy") == cm.DEFAULT_SKINNY_PASSES
+    assert hw.elementwise() == pytest.approx(cm.DEFAULT_ELEMENTWISE_RATIO * 1e11)
+    assert hw.faults() == pytest.approx(cm.DEFAULT_FAULT_RATIO * 1e11)
+    assert hw.bandwidth_for(1e3) == 1e11  # no cache tiers unless measured
+    assert hw.overhead("torch_kv") == 5e-6
+    older = cm.Hardware("old", 1e11, 1e10, {"torch": 2e-6}, "file")
+    assert older.overhead("torch_kv") == pytest.approx(cm.TORCH_KV_RATIO * 2e-6)
+    # a billion-parameter encoder still gets finite, positive, ordered predictions
+    shape = cm.ModelShape(dim=2048, layers=24, heads=16, history=1000, segments=8, candidates=1_000_000)
+    pred = cm.predict(shape, hw)
+    assert all(math.isfinite(t) and t > 0 for t in pred.seconds.values())
+    assert pred.seconds["nearline_full"] > pred.seconds["nearline_open_segment"]
+
+
+def test_online_phases_packing_and_k1_path():
+    # K = 8 attention: a (16, 64) @ (64, 1000) product whose 256 kB table is packed
+    interaction = cm.online_phases(cm.ModelShape(segments=8, dim=64, candidates=1000))[0]
+    assert interaction.wide_bytes == 1000 * 64 * 4 and interaction.fresh_bytes == 16 * 1000 * 4
+    # K = 1 on torch: the engine multiplies one row (a GEMV: no packing) and picks it (one call)
+    one = cm.online_phases(cm.ModelShape(segments=1, dim=64, candidates=1000))
+    assert one[0].wide_bytes == 0 and one[0].flops == 2 * 64 * 1000 and one[1].ops == 1
+    # the KV-cached update is charged the torch_kv overhead
+    phases = cm.kv_step_phases(cm.ModelShape(segments=8, history=200))
+    assert {p.path for p in phases} == {"kv"}
+
+
+def test_fit_recovers_known_overheads_per_path():
+    truth = cm.Hardware("truth", 8e10, 1e10, {"torch": 4e-6, "torch_kv": 9e-6, "numpy": 1e-6}, "synthetic")
+    samples = []
+    for flops, nbytes, ops, backend in [
+        (1e9, 1e6, 1, "torch"), (2e8, 2e5, 1, "torch"), (0, 1e8, 1, "torch"), (0, 3e7, 1, "torch"),
+        (10, 10, 18, "torch"), (10, 10, 35, "torch_kv"), (10, 10, 24, "torch_kv"), (10, 10, 5, "numpy"),
+    ]:  # fmt: skip
+        t = cm.phase_seconds(cm.Phase("s", flops, nbytes, ops), truth, backend)
+        samples.append(cm.Sample(flops, nbytes, ops, t, backend))
+    fitted = cm.fit(samples)
+    for key in ("torch", "torch_kv", "numpy"):
+        assert fitted.overhead(key) == pytest.approx(truth.overhead_s[key], rel=1e-3)
+    assert fitted.flops == pytest.approx(8e10, rel=1e-3) and fitted.bandwidth == pytest.approx(1e10, rel=1e-3)
+
+
+def test_hardware_round_trip_and_best_of_calibrations(tmp_path):
+    a = cm.Hardware("a", 1e11, 1e10, {"torch": 2e-6}, "x", llc_bandwidth=2e10, llc_bytes=3e7,
+                    skinny_passes={"numpy": 1.2}, elementwise_bandwidth=6e9, fault_bandwidth=2e9)  # fmt: skip
+    b = cm.Hardware("b", 2e11, 5e9, {"torch": 4e-6}, "x", llc_bandwidth=1e10, llc_bytes=5e7,
+                    skinny_passes={"numpy": 0.8}, elementwise_bandwidth=3e9, fault_bandwidth=4e9)  # fmt: skip
+    path = cm.save_hardware(a, tmp_path / "hw.json")
+    assert cm.load_hardware(path) == a
+    best = cm.combine([a, b], how="best")
+    assert best.flops == 2e11 and best.bandwidth == 1e10 and best.overhead("torch") == 2e-6
+    # differences of two timings have no quieter side: their geometric mean (passes offset by 0.05)
+    assert best.skinny_passes["numpy"] == pytest.approx((1.25 * 0.85) ** 0.5 - 0.05)
+    assert best.fault_bandwidth == pytest.approx((2e9 * 4e9) ** 0.5)
+    assert best.llc_bytes == 3e7  # the smaller tier, to be safe
+    c = cm.Hardware("c", 4e11, 2e10, {"torch": 1e-6}, "x", skinny_passes={"numpy": 2.95})
+    middle = cm.combine([a, b, c], how="median")  # the bench: before, between and after its passes
+    assert middle.flops == pytest.approx(2e11) and middle.bandwidth == pytest.approx(1e10)
+    assert middle.overhead("torch") == pytest.approx(2e-6)
+    assert middle.skinny_passes["numpy"] == pytest.approx(1.2)
+    with pytest.raises(ValueError):
+        cm.combine([a], how="mode")
+
+
+def test_error_report_uses_the_cpu_median_when_there_is_one():
+    row = dict(model="msli", stage="online", segments=8, candidates=1000, history=200, backend="torch")
+    assert cm.measured_ms({**row, "p50_ms": 2.0, "cpu_p50_ms": 1.5}) == 1.5
+    assert cm.measured_ms({**row, "p50_ms": 2.0, "cpu_p50_ms": None}) == 2.0
+    assert cm.measured_ms({**row, "p50_ms": float("nan")}) is None
+    report = cm.error_report([{**row, "p50_ms": 2.0, "cpu_p50_ms": 1.0}], HW)
+    (point,) = report["points"]
+    assert point["measured_ms"] == 1.0 and point["wall_ms"] == 2.0 and point["measured_on"] == "cpu"

@@ -5,6 +5,15 @@ with ``time.perf_counter_ns``, until ``repeats`` calls or the point's time budge
 p50/p95/p99 (ms), mean and QPS as numbers, the thread counts (torch and ONNX Runtime intra-op threads
 are both set to ``threads``, numpy's BLAS through threadpoolctl) and the shapes.
 
+The machine is shared, so with one thread each call is also timed on the calling thread's CPU clock
+(``time.thread_time_ns``; torch, ONNX Runtime and BLAS all run on the calling thread then):
+``cpu_p50_ms`` is the median time the core spent on a call, which leaves out the time another process
+held the core. The MS-LI / two-tower points are measured in ``passes`` passes (default 2, a minute or
+so apart) and ``cpu_p50_ms`` keeps the lowest of the passes' medians (``passes`` column): a point that
+coincided with a burst of other work is measured again. The cost model's error report compares
+against ``cpu_p50_ms``; the wall-clock p50/p95/p99 stay the first pass's, so comparisons timed side by
+side (paired, floors) keep their pairing.
+
 Stages and variants (the ``stage`` / ``variant`` keys):
 
 - ``offline``: the item table of N items (one measurement per N; the row is repeated for each K and L
@@ -18,7 +27,8 @@ Stages and variants (the ``stage`` / ``variant`` keys):
 - ``end_to_end``: one event (incremental nearline) then one request (online);
 - ``floor`` ``matmul``: a bare numpy ``(R, d) @ (d, N)`` product with ``R = 2K`` for the attention
   aggregation (the stacked ``[u; q]`` product MS-LI needs) and ``R = K`` otherwise (``rows`` key);
-  ``matmul_torch``: the same product in torch; ``bandwidth``: ``N·d·4 bytes / measured bandwidth``.
+  ``matmul_torch``: the same product in torch, both over the online call's own candidate table;
+  ``bandwidth``: ``N·d·4 bytes / measured bandwidth``.
   The matmul floors are timed round-robin with the first online call of each (K, N), and the nearline
   variants round-robin with each other, so a busy machine slows the compared calls alike; a floor row
   is repeated for each L (it does not depend on L).
@@ -60,6 +70,8 @@ ROW_KEYS = (
     "p99_ms",
     "mean_ms",
     "qps",
+    "cpu_p50_ms",
+    "passes",
     "threads",
     "calls",
     "capped",
@@ -98,6 +110,9 @@ class BenchSettings:
     seed: int = 0
     model_dir: str | None = None  # time this trained model instead of fresh ones of the given shapes
     calibrate: bool = True  # run the cost-model micro-benchmarks in the same run (for its error report)
+    # passes over the MS-LI / two-tower points: each point's ``cpu_p50_ms`` is the lowest of its passes'
+    # CPU medians (a point measured while another process hammered the machine is measured again later)
+    passes: int = 2
 
     def validate(self) -> None:
         checks = (
@@ -122,6 +137,8 @@ class BenchSettings:
                 )
         if self.threads < 1 or self.repeats < 1 or self.budget_s <= 0 or self.cross_budget_s <= 0:
             raise MsliError("--threads and --repeats must be at least 1, and --budget-s positive.")
+        if not isinstance(self.passes, int) or not 1 <= self.passes <= 5:
+            raise MsliError(f"--passes must be a whole number in 1..5, not {self.passes!r}.")
 
 
 @dataclass
@@ -136,28 +153,47 @@ class BenchResult:
 
 
 def time_calls(
-    fn: Callable[[], Any], *, warmup: int, repeats: int, budget_s: float, min_calls: int = 3
+    fn: Callable[[], Any],
+    *,
+    warmup: int,
+    repeats: int,
+    budget_s: float,
+    min_calls: int = 3,
+    cpu_ns: list[int] | None = None,
 ) -> tuple[np.ndarray, bool]:
     """Per-call nanoseconds of ``fn()`` after ``warmup`` calls; stops at ``repeats`` or the budget.
 
     Returns ``(times_ns, capped)``; ``capped`` is True when the budget stopped it before ``repeats``.
+    When ``cpu_ns`` is a list, each call's CPU time of the calling thread is appended to it (see
+    :func:`cpu_clock`).
     """
     for _ in range(warmup):
         fn()
     times: list[int] = []
     deadline = time.perf_counter_ns() + int(budget_s * 1e9)
+    cpu = time.thread_time_ns
     while len(times) < repeats:
+        c0 = cpu()
         t0 = time.perf_counter_ns()
         fn()
         t1 = time.perf_counter_ns()
+        c1 = cpu()
         times.append(t1 - t0)
+        if cpu_ns is not None:
+            cpu_ns.append(c1 - c0)
         if t1 >= deadline and len(times) >= min_calls:
             break
     return np.asarray(times, dtype=np.int64), len(times) < repeats
 
 
-def summarize(times_ns: np.ndarray) -> dict[str, float]:
-    """p50/p95/p99/mean in ms and QPS (one worker: calls per second of busy time)."""
+def summarize(times_ns: np.ndarray, cpu_ns: Any = None) -> dict[str, float]:
+    """p50/p95/p99/mean in ms and QPS (one worker: calls per second of busy time).
+
+    With ``cpu_ns`` (per-call CPU time of the calling thread) also ``cpu_p50_ms``: the median time the
+    core actually spent on a call, which leaves out the time another process held the core.
+    """
+    cpu = np.asarray(cpu_ns if cpu_ns is not None else [], dtype=np.float64) / 1e6
+    cpu_p50 = float(np.median(cpu)) if len(cpu) else None
     if len(times_ns) == 0:
         return {
             "p50_ms": math.nan,
@@ -165,8 +201,9 @@ def summarize(times_ns: np.ndarray) -> dict[str, float]:
             "p99_ms": math.nan,
             "mean_ms": math.nan,
             "qps": math.nan,
+            "cpu_p50_ms": None,
         }
-    ms = times_ns.astype(np.float64) / 1e6
+    ms = np.asarray(times_ns).astype(np.float64) / 1e6
     p50, p95, p99 = np.percentile(ms, [50, 95, 99])
     mean = float(ms.mean())
     return {
@@ -175,6 +212,7 @@ def summarize(times_ns: np.ndarray) -> dict[str, float]:
         "p99_ms": float(p99),
         "mean_ms": mean,
         "qps": 1e3 / mean,
+        "cpu_p50_ms": cpu_p50,
     }
 
 
@@ -263,11 +301,16 @@ class _Runner:
         self.done += 1
         self.progress(ProgressEvent("bench", self.done, self.total, message))
 
+    def cpu_list(self) -> list[int] | None:
+        """A list to collect per-call CPU times in, or None when ``threads`` > 1 (work on other threads)."""
+        return [] if self.s.threads == 1 else None
+
     def timed(self, fn: Callable[[], Any], budget: float | None = None) -> tuple[dict[str, float], int, bool]:
+        cpu = self.cpu_list()
         times, capped = time_calls(
-            fn, warmup=self.s.warmup, repeats=self.s.repeats, budget_s=budget or self.s.budget_s
+            fn, warmup=self.s.warmup, repeats=self.s.repeats, budget_s=budget or self.s.budget_s, cpu_ns=cpu
         )
-        return summarize(times), len(times), capped
+        return summarize(times, cpu), len(times), capped
 
     def common(self, **kw: Any) -> dict[str, Any]:
         return {
@@ -365,12 +408,12 @@ class _Runner:
                 for N in s.candidates:
                     if n_items < N:
                         continue
-                    engine.candidate_table(N)  # cached per N, like a retrieval stage's output
+                    _, cand_t = engine.candidate_table(N)  # cached per N, like a retrieval stage's output
 
                     def online(N=N):
                         return engine.recommend("u", N, top_k=TOP_K)
 
-                    self.online_with_floors(online, "torch", K, N, shape, model)
+                    self.online_with_floors(online, "torch", K, N, shape, model, cand_t)
                     if label == "msli" and "cross-encoder" in s.models and N <= PAIRED_MAX_N:
                         self.paired[(K, L, N)] = online  # timed again beside the cross-encoder
 
@@ -399,20 +442,32 @@ class _Runner:
             for _ in range(self.s.warmup):
                 fn()
         times: list[list[int]] = [[] for _ in fns]
+        cpus: list[list[int]] = [[] for _ in fns]
         deadline = time.perf_counter_ns() + int(self.s.budget_s * len(fns) * 1e9)
+        cpu = time.thread_time_ns
         while len(times[0]) < self.s.repeats:
-            for fn, out in zip(fns, times, strict=True):
+            for fn, out, cpu_out in zip(fns, times, cpus, strict=True):
+                c0 = cpu()
                 t0 = time.perf_counter_ns()
                 fn()
                 out.append(time.perf_counter_ns() - t0)
+                cpu_out.append(cpu() - c0)
             if time.perf_counter_ns() >= deadline and len(times[0]) >= 3:
                 break
-        return [(summarize(np.asarray(t)), len(t), len(t) < self.s.repeats) for t in times]
+        keep_cpu = self.s.threads == 1
+        return [
+            (summarize(np.asarray(t), c if keep_cpu else None), len(t), len(t) < self.s.repeats)
+            for t, c in zip(times, cpus, strict=True)
+        ]
 
     def online_with_floors(
-        self, online: Callable[[], Any], backend: str, K: int, N: int, shape: dict, model
+        self, online: Callable[[], Any], backend: str, K: int, N: int, shape: dict, model, table=None
     ) -> None:
-        """Time the online call; the first time a (K, N) is seen, interleave it with its matmul floors."""
+        """Time the online call; the first time a (K, N) is seen, interleave it with its matmul floors.
+
+        The floors multiply the online call's own candidate table ``table`` (d, N) (the numpy floor a
+        view of the same memory): interleaved calls then share one working set, and a second table
+        does not evict the first from the last-level cache between calls."""
         import torch
 
         s = self.s
@@ -423,15 +478,25 @@ class _Runner:
             return
         attention = model.config.aggregation in ("attention", "mlp") and K > 1
         rows = 2 * K if attention else K  # [u; q] stacked for attention, the K segment vectors otherwise
-        table_t = np.ascontiguousarray(self.rng.standard_normal((s.dim, N), dtype=np.float32))  # (d, N)
+        if table is None:
+            table = torch.from_numpy(self.rng.standard_normal((s.dim, N), dtype=np.float32))
+        table_torch = table.contiguous()  # (d, N)
+        table_t = table_torch.numpy()  # the same memory
         left = self.rng.standard_normal((rows, s.dim), dtype=np.float32)  # (R, d)
-        table_torch, left_torch = torch.from_numpy(table_t), torch.from_numpy(left)
+        left_torch = torch.from_numpy(left)
         results = self.timed_together([online, lambda: left @ table_t, lambda: left_torch @ table_torch])
         (stats, calls, capped), numpy_floor, torch_floor = results
         self.add(stats, calls, capped, stage="online", backend=backend, candidates=N, **shape)
         bw_ms = N * s.dim * 4 / self.bandwidth * 1e3
         bandwidth_floor = (
-            {"p50_ms": bw_ms, "p95_ms": bw_ms, "p99_ms": bw_ms, "mean_ms": bw_ms, "qps": 1e3 / bw_ms},
+            {
+                "p50_ms": bw_ms,
+                "p95_ms": bw_ms,
+                "p99_ms": bw_ms,
+                "mean_ms": bw_ms,
+                "qps": 1e3 / bw_ms,
+                "cpu_p50_ms": None,
+            },
             0,
             False,
         )
@@ -512,7 +577,7 @@ class _Runner:
                 top = _top_k(scores[0], TOP_K)
                 return ids_np[top], scores[0, top], contributions[0][:, top]
 
-            self.online_with_floors(online, "onnxruntime", K, N, shape, model)
+            self.online_with_floors(online, "onnxruntime", K, N, shape, model, cand_t)
 
             def e2e(online=online):
                 new_vector, _ = encoder.encode(open_items)
@@ -640,10 +705,12 @@ class _Runner:
                     (k, fn) for (k, length, n), fn in self.paired.items() if length == L and n == N
                 )
                 with torch.inference_mode():
-                    times, capped, paired_times = self.time_cross(call, estimate, [fn for _, fn in paired])
-                stats = summarize(times)
-                for (k, _), ptimes in zip(paired, paired_times, strict=True):
-                    self.add(summarize(ptimes), len(ptimes), False, **self.common(
+                    (times, cpu), capped, paired_times = self.time_cross(
+                        call, estimate, [fn for _, fn in paired]
+                    )
+                stats = summarize(times, cpu)
+                for (k, _), (ptimes, pcpu) in zip(paired, paired_times, strict=True):
+                    self.add(summarize(ptimes, pcpu), len(ptimes), False, **self.common(
                         model="msli", stage="online", variant="paired", backend="torch", segments=k,
                         candidates=N, history=L, segment_len=math.ceil(L / k),
                         note="timed between the cross-encoder's calls at the same N and L"))  # fmt: skip
@@ -664,9 +731,13 @@ class _Runner:
 
     def time_cross(
         self, call: Callable[[], Any], estimate: float, paired: list[Callable[[], Any]]
-    ) -> tuple[np.ndarray, bool, list[np.ndarray]]:
+    ) -> tuple[tuple[np.ndarray, Any], bool, list[tuple[np.ndarray, Any]]]:
         """Cross-encoder calls until the budget is spent, each followed by 5 calls of every paired
-        MS-LI online request at the same (N, L): both see the machine in the same state."""
+        MS-LI online request at the same (N, L) (after one untimed call that re-warms the caches): both
+        see the machine under the same load.
+
+        Returns ``((wall_ns, cpu_ns), capped, [(wall_ns, cpu_ns) per paired call])``; ``cpu_ns`` is
+        None when ``threads`` > 1."""
         s = self.s
         if estimate * 4 < s.cross_budget_s:
             call()  # warm-up only when it is cheap
@@ -674,29 +745,41 @@ class _Runner:
             for _ in range(s.warmup):
                 fn()
         times: list[int] = []
+        cpus: list[int] = []
         paired_times: list[list[int]] = [[] for _ in paired]
+        paired_cpus: list[list[int]] = [[] for _ in paired]
         deadline = time.perf_counter_ns() + int(s.cross_budget_s * 1e9)
+        cpu = time.thread_time_ns
         while len(times) < s.repeats:
+            c0 = cpu()
             t0 = time.perf_counter_ns()
             call()
             t1 = time.perf_counter_ns()
+            cpus.append(cpu() - c0)
             times.append(t1 - t0)
-            for fn, out in zip(paired, paired_times, strict=True):
+            for fn, out, cpu_out in zip(paired, paired_times, paired_cpus, strict=True):
+                fn()  # untimed: re-warms the caches the cross-encoder's call just evicted
                 for _ in range(5):
+                    c2 = cpu()
                     t2 = time.perf_counter_ns()
                     fn()
                     out.append(time.perf_counter_ns() - t2)
+                    cpu_out.append(cpu() - c2)
             if t1 >= deadline:
                 break
         capped = len(times) < s.repeats
+        keep = s.threads == 1
         return (
-            np.asarray(times, dtype=np.int64),
+            (np.asarray(times, dtype=np.int64), cpus if keep else None),
             capped,
-            [np.asarray(t, dtype=np.int64) for t in paired_times],
+            [
+                (np.asarray(t, dtype=np.int64), c if keep else None)
+                for t, c in zip(paired_times, paired_cpus, strict=True)
+            ],
         )
 
     def add(self, stats: dict[str, float], calls: int, capped: bool, **kw: Any) -> None:
-        self.rows.append(_row(**stats, calls=int(calls), capped=bool(capped), **kw))
+        self.rows.append(_row(**stats, calls=int(calls), capped=bool(capped), passes=1, **kw))
 
 
 def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -706,16 +789,32 @@ def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return part[np.argsort(-scores[part])]
 
 
+ROW_ID = ("model", "stage", "variant", "backend", "segments", "candidates", "history")
+
+
+def merge_passes(rows: list[dict[str, Any]], again: list[dict[str, Any]]) -> None:
+    """Fold a later pass into ``rows`` in place: each row's ``cpu_p50_ms`` becomes the lowest of the
+    passes' CPU medians and ``passes`` counts them; the wall-clock figures stay the first pass's, so the
+    comparisons timed side by side (paired, floors) keep their pairing."""
+    later = {tuple(r.get(k) for k in ROW_ID): r for r in again}
+    for row in rows:
+        other = later.get(tuple(row.get(k) for k in ROW_ID))
+        if other is None or other.get("cpu_p50_ms") is None or row.get("cpu_p50_ms") is None:
+            continue
+        row["cpu_p50_ms"] = min(row["cpu_p50_ms"], other["cpu_p50_ms"])
+        row["passes"] = int(row.get("passes") or 1) + 1
+
+
 def plan_size(settings: BenchSettings) -> int:
     s = settings
     n_li = (len(s.segments) if "msli" in s.models else 0) + (1 if "two-tower" in s.models else 0)
     per_model = 0
     for backend in s.backends:
         per_model += 1 + len(s.candidates) if backend in BACKENDS else 0
-    total = n_li * len(s.history) * per_model + len(s.candidates)
+    total = (n_li * len(s.history) * per_model + len(s.candidates)) * s.passes
     if "cross-encoder" in s.models:
         total += len(s.candidates) * len(s.history)
-    return total + (2 if s.calibrate else 0)
+    return total + (1 + s.passes if s.calibrate else 0)
 
 
 def run_bench(settings: BenchSettings, progress: ProgressCallback | None = None) -> BenchResult:
@@ -764,9 +863,26 @@ def run_bench(settings: BenchSettings, progress: ProgressCallback | None = None)
         if "cross-encoder" in settings.models:
             runner.run_cross_encoder()
         runner.paired.clear()  # the engines behind them hold item tables
-        if settings.calibrate:  # again after the sweep: the constants average the machine's state
-            after = costmodel.calibrate(threads=settings.threads, save=False)
-            runner.hardware = costmodel.combine([runner.hardware, after])
+        calibrations = [runner.hardware] if settings.calibrate else []
+        for _ in range(settings.passes - 1):  # the same points again, minutes later
+            if settings.calibrate:  # interleaved with the sweep, so the constants see its machine states
+                calibrations.append(costmodel.calibrate(threads=settings.threads, save=False))
+                runner.tick("calibrated the cost model between passes")
+            again = _Runner(
+                replace(settings, models=tuple(m for m in settings.models if m != "cross-encoder")), progress
+            )
+            again.loaded, again.hardware, again.bandwidth = loaded, runner.hardware, runner.bandwidth
+            again.total, again.done = runner.total, runner.done
+            again.run_offline()
+            for label, K, L, model in again.late_interaction_models():
+                again.run_late_interaction(label, K, L, model)
+            again.emit_floors()
+            again.paired.clear()
+            runner.done = again.done
+            merge_passes(runner.rows, again.rows)
+        if settings.calibrate:  # again after the sweep: each constant is the median of the calibrations
+            calibrations.append(costmodel.calibrate(threads=settings.threads, save=False))
+            runner.hardware = costmodel.combine(calibrations, how="median")
             runner.tick("calibrated the cost model again")
     report = costmodel.error_report(runner.rows, runner.hardware)
     meta.update(
