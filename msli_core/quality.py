@@ -51,7 +51,10 @@ def quality_table(
         cascade = None
         if kind == "cross-encoder":
             cascade = models.get(4) or (next(iter(models.values())) if models else None)
-        result = train(data, kind, epochs=epochs, seed=seed, split=split, cascade_from=cascade, **config)
+        inner = _relabel(progress, label, n, len(plan)) if progress else None
+        result = train(
+            data, kind, epochs=epochs, seed=seed, split=split, cascade_from=cascade, progress=inner, **config
+        )
         row = {
             "label": label,
             "model": kind,
@@ -89,6 +92,16 @@ def quality_table(
         "cpu": platform.processor() or platform.machine(),
     }
     return rows, meta
+
+
+def _relabel(progress: ProgressCallback, label: str, row: int, rows: int) -> ProgressCallback:
+    """Training events of one row, shown as progress of the whole table."""
+
+    def forward(event: ProgressEvent) -> None:
+        fraction = event.fraction or 0.0
+        progress(ProgressEvent("quality", row + fraction, rows, f"{label}: {event.message}", event.metrics))
+
+    return forward
 
 
 def _cell(value) -> str:

@@ -40,7 +40,8 @@ SAMPLED_SOFTMAX_ABOVE = 50_000  # catalogs larger than this train with sampled s
 
 @dataclass
 class TrainSettings:
-    epochs: int = 8  # upper bound (early stopping may end sooner); ~1 min for MS-LI on sample_data, 2 cores
+    epochs: int = 8  # upper bound (early stopping may end sooner); MS-LI on sample_data: ~8-20 s an epoch
+    # on 2 cores depending on their load
     lr: float = 5e-3  # AdamW learning rate (1e-2 diverged from the start on sample_data, 3e-3 learned slower)
     weight_decay: float = 0.0  # AdamW decoupled weight decay
     batch_size: int = 32  # users per step (every position of each user is a target)
@@ -201,7 +202,8 @@ def _late_interaction_loss(
         scores, _ = model.score(vectors, batch.slot_mask, table)  # (P, N+1)
         return full_softmax_loss(scores, batch.targets)
     # sampled softmax: candidates = the batch's targets ∪ popularity-sampled negatives, logQ-corrected
-    probs = log_freq.exp().numpy()
+    probs = log_freq.exp().numpy().astype(np.float64)
+    probs[0] = 0.0  # never sample the padding id
     negatives = rng.choice(len(probs), size=sampled, p=probs / probs.sum())
     candidates, inverse = np.unique(np.concatenate([batch.targets.numpy(), negatives]), return_inverse=True)
     cand = torch.as_tensor(candidates)

@@ -149,12 +149,25 @@ class MSLIModel(nn.Module):
 
         Trailing columns that are padding in every row are dropped first (S' = the longest segment,
         at least 1): with right padding and causal attention this changes no real prefix's vector.
+        All-padding rows (empty slots) are not run through the transformer: their vectors and weights
+        are zero (a caller masks them anyway). Both shortcuts are skipped while exporting a graph.
         """
         table = self.item_table() if table is None else table
-        if segment_items.numel() and not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
-            longest = max(1, int((segment_items > 0).sum(1).max()))  # data-dependent: skipped in export
-            segment_items = segment_items[:, :longest]  # (B', S')
-        return self.encoder(table[segment_items], segment_items > 0)
+        if segment_items.numel() == 0 or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            return self.encoder(table[segment_items], segment_items > 0)
+        lengths = (segment_items > 0).sum(1)  # (B',)
+        longest = max(1, int(lengths.max()))
+        segment_items = segment_items[:, :longest]  # (B', S')
+        filled = lengths > 0
+        if bool(filled.all()) or not bool(filled.any()):
+            return self.encoder(table[segment_items], segment_items > 0)
+        rows = filled.nonzero().squeeze(1)  # (B'',) non-empty rows
+        sub = segment_items[rows]  # (B'', S')
+        vectors, weights = self.encoder(table[sub], sub > 0)  # (B'', S', d), (B'', S', S')
+        Bp = segment_items.shape[0]
+        out_v = vectors.new_zeros(Bp, *vectors.shape[1:]).index_copy(0, rows, vectors)  # (B', S', d)
+        out_w = weights.new_zeros(Bp, *weights.shape[1:]).index_copy(0, rows, weights)  # (B', S', S')
+        return out_v, out_w
 
     def encode_segments(self, segment_items: Tensor, table: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(B, K, S) item ids -> segment vectors u_k (B, K, d) and pooling weights (B, K, S).
