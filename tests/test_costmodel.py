@@ -191,6 +191,15 @@ def test_online_phases_packing_and_k1_path():
     # the KV-cached update is charged the torch_kv overhead
     phases = cm.kv_step_phases(cm.ModelShape(segments=8, history=200))
     assert {p.path for p in phases} == {"kv"}
+    # end to end on torch: the same phases, charged the update-then-request per-call cost
+    stages = cm.stage_phases(cm.ModelShape(segments=8, history=200))
+    assert [p.name for p in stages["end_to_end"]] == [p.name for p in stages["nearline"] + stages["online"]]
+    assert {p.path for p in stages["end_to_end"]} == {"e2e"}
+    hw = cm.Hardware("t", 1e11, 1e10, {"torch": 1e-6, "torch_kv": 2e-6, "torch_e2e": 3e-6}, "test")
+    e2e = cm.predict(cm.ModelShape(segments=8, history=200), hw).seconds["end_to_end"]
+    calls = sum(p.ops for p in stages["end_to_end"])
+    assert e2e == pytest.approx(sum(cm.phase_seconds(p, hw) for p in stages["end_to_end"]))
+    assert e2e > calls * 3e-6
 
 
 def test_fit_recovers_known_overheads_per_path():
@@ -226,6 +235,7 @@ def test_hardware_round_trip_and_best_of_calibrations(tmp_path):
     assert middle.flops == pytest.approx(2e11) and middle.bandwidth == pytest.approx(1e10)
     assert middle.overhead("torch") == pytest.approx(2e-6)
     assert middle.skinny_passes["numpy"] == pytest.approx(1.2)
+    assert middle.llc_bytes == pytest.approx(4e7)  # median of the tiers measured (3e7, 5e7)
     with pytest.raises(ValueError):
         cm.combine([a], how="mode")
 

@@ -23,7 +23,8 @@ each phase is timed as a roofline plus what rooflines leave out, and a stage is 
   blocks to the OS), which costs page faults and zeroing on top of the write.
 - ``overhead[path]``: seconds per operator call: numpy calls, ONNX Runtime node dispatches, torch bare
   calls ("torch": the online request's bookkeeping), torch calls inside ``nn.Module`` code
-  ("torch_module") and inside the engine's KV-cached update ("torch_kv", with its Python glue).
+  ("torch_module"), inside the engine's KV-cached update ("torch_kv", with its Python glue) and in
+  an update followed by a request ("torch_e2e": each path runs after the other evicted its caches).
 
 Constants and how :func:`calibrate` measures them on the machine at hand (one thread: every call timed
 on the thread's CPU clock, so time other processes hold the core is left out; the median of each):
@@ -31,7 +32,8 @@ on the thread's CPU clock, so time other processes hold the core is left out; th
 - ``flops``, ``bandwidth``, ``overhead`` (the three headline constants): least-squares fit on log-time
   (:func:`fit`) of :func:`micro_benchmarks`: square and activation-shaped torch matmuls, copies of 64
   and 256 MiB, tiny calls (a one-token transformer block, bare tensor ops, numpy calls, 1- and
-  64-node ONNX Runtime chains, the engine's observe/recommend on a toy model with d = 8);
+  64-node ONNX Runtime chains, the engine's observe, recommend and the two alternating on a toy model
+  with d = 8);
 - the refinements, each from the micro-benchmark that isolates it (:func:`refinement_benchmarks`):
   copies at working sets of half the L2 and 4-64 MiB (cache tiers), a (2, 64) @ (64, 65536) product
   against a (1, 64) one per backend (packing passes), layer norm + GELU + softmax over a 2 MiB tensor
@@ -73,8 +75,9 @@ BACKENDS = ("torch", "onnxruntime", "numpy")
 # Overhead keys: a backend's own, plus "torch_module" for aten calls made inside nn.Module code (the
 # models' forward passes pay Module.__call__ and hook dispatch on top of each op, ~2-3x a bare call).
 # "torch_kv" for the engine's KV-cached update (observe), whose Python glue between its aten calls costs
-# more per call than the online path's.
-OVERHEAD_KEYS = (*BACKENDS, "torch_module", "torch_kv")
+# more per call than the online path's; "torch_e2e" for an update followed by a request, where each
+# path runs after the other has evicted its caches (measured: the pair costs more than its halves).
+OVERHEAD_KEYS = (*BACKENDS, "torch_module", "torch_kv", "torch_e2e")
 TORCH_KV_RATIO = 1.6  # torch_kv / torch where only "torch" is known (measured here: 1.5-1.8)
 STAGES = ("offline", "nearline", "nearline_full", "online", "end_to_end")
 CALIBRATION_FILE = "hardware.json"  # under platformdirs.user_cache_dir("msli-lab")
@@ -185,6 +188,8 @@ class Hardware:
             return 2.0 * self.overhead_s["torch"]
         if backend == "torch_kv" and "torch" in self.overhead_s:
             return TORCH_KV_RATIO * self.overhead_s["torch"]
+        if backend == "torch_e2e":  # older files / presets: an update's per-call cost for the pair
+            return self.overhead("torch_kv")
         return self.overhead_s.get("torch", next(iter(self.overhead_s.values())))
 
     def as_dict(self) -> dict[str, Any]:
@@ -379,7 +384,7 @@ class Phase:
     kind: str = "gemm"
     fresh_bytes: float = 0.0  # freshly allocated outputs (page faults when the working set exceeds the cache)
     wide_bytes: float = 0.0  # the table of a skinny product with >= 2 rows (packed: Hardware.packing passes)
-    path: str = ""  # "kv": torch calls of the engine's KV-cached update ("torch_kv" overhead)
+    path: str = ""  # torch: "kv" the engine's KV-cached update ("torch_kv"), "e2e" update + request
     working_set: float = 0.0  # bytes one of its calls touches, for the cache tier (0: all of ``bytes``)
 
 
@@ -523,13 +528,16 @@ def stage_phases(shape: ModelShape, backend: str = "torch") -> dict[str, list[Ph
     else:
         incremental = open_segment
     online = online_phases(shape, backend)
+    end_to_end = incremental + online
+    if backend == "torch":  # an update then a request: each runs after the other evicted its caches
+        end_to_end = [replace(p, path="e2e") for p in end_to_end]
     return {
         "offline": item_table_phases(shape),
         "nearline": incremental,
         "nearline_open_segment": open_segment,
         "nearline_full": full,
         "online": online,
-        "end_to_end": incremental + online,
+        "end_to_end": end_to_end,
     }
 
 
@@ -545,8 +553,8 @@ def phase_seconds(phase: Phase, hardware: Hardware, backend: str = "torch") -> f
     if phase.fresh_bytes and phase.bytes > (hardware.last_cache_bytes() or DEFAULT_LLC_BYTES):
         faults = phase.fresh_bytes / hardware.faults()
     key = backend
-    if backend == "torch" and phase.path == "kv":
-        key = "torch_kv"
+    if backend == "torch" and phase.path in ("kv", "e2e"):
+        key = f"torch_{phase.path}"
     elif backend == "torch" and phase.module:
         key = "torch_module"
     return max(compute, memory) + packing + faults + phase.ops * hardware.overhead(key)
@@ -804,8 +812,9 @@ def micro_benchmarks(threads: int | None = None, budget_s: float = 0.3) -> list[
 
 def _tiny_engine_samples(budget_s: float, cpu: bool) -> list[Sample]:
     """The serving engine's own code paths on a toy model (d = 8, one layer, K = 2, 8 items): a
-    KV-cached update (observe) and a top-10 request (recommend). Their FLOPs and bytes are negligible,
-    so they time the per-call cost of the engine's torch calls, Python glue included."""
+    KV-cached update (observe), a top-10 request (recommend) and the two alternating (end to end).
+    Their FLOPs and bytes are negligible, so they time the per-call cost of the engine's torch calls,
+    Python glue included."""
     import numpy as np
 
     from msli_core.models.msli import MSLIConfig, MSLIModel
@@ -821,9 +830,16 @@ def _tiny_engine_samples(budget_s: float, cpu: bool) -> list[Sample]:
     online_ops = sum(p.ops for p in online_phases(shape))
     observe = _time_call(lambda: engine.observe("u", int(next(events))), budget_s=budget_s, cpu=cpu)
     recommend = _time_call(lambda: engine.recommend("u", 16, top_k=10), budget_s=budget_s, cpu=cpu)
+
+    def end_to_end() -> None:
+        engine.observe("u", int(next(events)))
+        engine.recommend("u", 16, top_k=10)
+
+    both = _time_call(end_to_end, budget_s=budget_s, cpu=cpu)
     return [
         Sample(0, 0, observe_ops, observe, "torch_kv", "tiny_engine_observe"),
         Sample(0, 0, online_ops, recommend, "torch", "tiny_engine_recommend"),
+        Sample(0, 0, observe_ops + online_ops, both, "torch_e2e", "tiny_engine_end_to_end"),
     ]
 
 
@@ -1047,6 +1063,16 @@ def calibrate(threads: int | None = None, budget_s: float = 0.3, save: bool = Tr
     return hardware
 
 
+def _llc_bytes(measurements: Sequence[Hardware], how: str) -> float:
+    """The last-level cache tier of several calibrations: their median ("median"), else the smallest."""
+    import numpy as np
+
+    sizes = [h.llc_bytes for h in measurements if h.llc_bandwidth]
+    if not sizes:
+        return 0.0
+    return float(np.median(sizes)) if how == "median" else float(min(sizes))
+
+
 def combine(measurements: Sequence[Hardware], name: str = "this machine", how: str = "gmean") -> Hardware:
     """Several calibrations (e.g. before and after a sweep on a shared machine) as one.
 
@@ -1099,7 +1125,7 @@ def combine(measurements: Sequence[Hardware], name: str = "this machine", how: s
         cache_bandwidth=optional("cache_bandwidth"),
         cache_bytes=first.cache_bytes,
         llc_bandwidth=optional("llc_bandwidth"),
-        llc_bytes=min((h.llc_bytes for h in measurements if h.llc_bandwidth), default=0.0),
+        llc_bytes=_llc_bytes(measurements, how),
         skinny_passes={  # differences of timings too ("best": their geometric mean), offset by 0.05
             k: float(
                 np.exp(
