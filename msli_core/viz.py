@@ -166,9 +166,11 @@ def _events_per_item(data) -> np.ndarray:
     return counts[1:]  # (N,)
 
 
-def activity_long_tail(data) -> go.Figure:
-    """Events per user, users sorted by activity (rank on x, events on a log y axis)."""
-    counts = np.sort(_events_per_user(data))[::-1]
+def _rank_curve(
+    counts: np.ndarray, *, who: str, verb: str, title: str, color: str, log_x: bool, fill: bool
+) -> go.Figure:
+    """Events per user or item, sorted descending (rank on x), with the share the top 10% hold."""
+    counts = np.sort(counts)[::-1]  # (n,) most active / popular first
     rank = np.arange(1, len(counts) + 1)
     share = np.cumsum(counts) / max(1, counts.sum())
     fig = go.Figure(
@@ -176,12 +178,12 @@ def activity_long_tail(data) -> go.Figure:
             x=rank,
             y=counts,
             mode="lines",
-            fill="tozeroy",
-            line=dict(color=MODEL_COLORS["msli"]),
+            fill="tozeroy" if fill else None,
+            line=dict(color=color),
             customdata=share,
-            hovertemplate="user rank %{x}<br>%{y} events<br>top %{x} users hold %{customdata:.0%} of events"
-            "<extra></extra>",
-            name="events per user",
+            hovertemplate=f"{who} rank %{{x}}<br>%{{y}} events<br>"
+            f"top %{{x}} {who}s {verb} %{{customdata:.0%}} of events<extra></extra>",
+            name=f"events per {who}",
         )
     )
     top10 = share[max(0, math.ceil(0.1 * len(counts)) - 1)] if len(counts) else 0.0
@@ -192,54 +194,44 @@ def activity_long_tail(data) -> go.Figure:
         yref="paper",
         showarrow=False,
         xanchor="right",
-        text=f"top 10% of users hold {top10:.0%} of events",
+        text=f"top 10% of {who}s {verb} {top10:.0%} of events",
     )
+    order = "most active" if who == "user" else "most popular"
     return _layout(
         fig,
-        "User activity (long tail)",
-        xaxis_title="user rank (most active first)",
-        yaxis_title="events per user",
+        title,
+        xaxis_title=f"{who} rank ({order} first)",
+        yaxis_title=f"events per {who}",
         yaxis_type="log",
         height=340,
+        **({"xaxis_type": "log"} if log_x else {}),
+    )
+
+
+def activity_long_tail(data) -> go.Figure:
+    """Events per user, users sorted by activity (rank on x, events on a log y axis)."""
+    return _rank_curve(
+        _events_per_user(data),
+        who="user",
+        verb="hold",
+        title="User activity (long tail)",
+        color=MODEL_COLORS["msli"],
+        log_x=False,
+        fill=True,
     )
 
 
 def item_popularity(data) -> go.Figure:
-    """Events per item, items sorted by popularity, log-log."""
-    counts = np.sort(_events_per_item(data))[::-1]
-    counts = counts[counts > 0]
-    rank = np.arange(1, len(counts) + 1)
-    share = np.cumsum(counts) / max(1, counts.sum())
-    fig = go.Figure(
-        go.Scatter(
-            x=rank,
-            y=counts,
-            mode="lines",
-            line=dict(color=MODEL_COLORS["cross-encoder"]),
-            customdata=share,
-            hovertemplate="item rank %{x}<br>%{y} events<br>top %{x} items take %{customdata:.0%}"
-            "<extra></extra>",
-            name="events per item",
-        )
-    )
-    top10 = share[max(0, math.ceil(0.1 * len(counts)) - 1)] if len(counts) else 0.0
-    fig.add_annotation(
-        x=0.98,
-        y=0.95,
-        xref="paper",
-        yref="paper",
-        showarrow=False,
-        xanchor="right",
-        text=f"top 10% of items take {top10:.0%} of interactions",
-    )
-    return _layout(
-        fig,
-        "Item popularity",
-        xaxis_title="item rank (most popular first)",
-        yaxis_title="events per item",
-        xaxis_type="log",
-        yaxis_type="log",
-        height=340,
+    """Events per item, items sorted by popularity, log-log (items never seen are left out)."""
+    counts = _events_per_item(data)
+    return _rank_curve(
+        counts[counts > 0],
+        who="item",
+        verb="take",
+        title="Item popularity",
+        color=MODEL_COLORS["cross-encoder"],
+        log_x=True,
+        fill=False,
     )
 
 
