@@ -32,6 +32,7 @@ class Explanation:
     recommendations: list[dict]  # top-n, best first
     deletion: dict  # summary of the deletion check over the recommendations
     held_out: dict | None = None  # with stage="test"/"valid": the held-out item's explanation
+    segment_vectors: list[list[float]] = field(default_factory=list)  # (K, d) u_k of every slot
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -45,6 +46,7 @@ class Explanation:
             "recommendations": self.recommendations,
             "deletion": self.deletion,
             "held_out": self.held_out,
+            "segment_vectors": self.segment_vectors,
             "notes": self.notes,
         }
 
@@ -122,13 +124,13 @@ def explain(
     model.eval()
     try:
         with torch.no_grad():
-            scores, contributions, batch, weights = model.score_histories_explained([history], [history_ts])
+            explained = model.score_histories_explained([history], [history_ts])
+            scores, contributions, batch, weights = explained[:4]
             masked = mask_seen(scores.clone(), [history])  # (1, N+1)
             n = min(top_n, int(torch.isfinite(masked).sum()))
             top = masked.topk(n, dim=1).indices[0]  # (n,)
-            table = model.item_table()
-            items_t = torch.as_tensor(batch.items)
-            vectors, _ = model.encode_segments(items_t, table)  # (1, K, d)
+            table, vectors = explained.table, explained.vectors  # (N+1, d), (1, K, d)
+            segment_scores = vectors[0] @ table[top].T  # (K, n): s_k(c) = <u_k, e_c>
             mask = torch.as_tensor(batch.mask)  # (1, K)
             rec_vectors = table[top]  # (n, d)
             base = scores[0, top]  # (n,)
@@ -157,6 +159,7 @@ def explain(
                 "title": str(titles[item]),
                 "score": float(base[r]),
                 "contributions": c,
+                "segment_scores": segment_scores[:, r].tolist(),  # s_k(c) = <u_k, e_c> per slot
                 "top_segment": top_slot,
                 "deletion": drops["per_item"][r],
                 "genres": str(data.items["genres"].iat[item]),
@@ -177,6 +180,7 @@ def explain(
         recommendations=recommendations,
         deletion=drops["summary"],
         held_out=target_info,
+        segment_vectors=vectors[0].tolist(),
         notes=notes,
     )
 
@@ -314,7 +318,8 @@ def explanation_accuracy(
             histories = [split.history(int(u), stage) for u in batch_users]
             stamps = [split.history_timestamps(int(u), stage) for u in batch_users]
             targets = [split.target(int(u), stage) for u in batch_users]
-            _, contributions, segs, _ = model.score_histories_explained(histories, stamps)
+            explained = model.score_histories_explained(histories, stamps)
+            contributions, segs = explained.contributions, explained.batch
             target_c = contributions[
                 torch.arange(len(batch_users)), :, torch.as_tensor(targets)
             ].numpy()  # (B, K)

@@ -234,7 +234,7 @@ with right:
         st.info(f"Deletion check not applicable: {deletion.get('reason', 'one segment only')}.")
 
 # ---------------------------------------------------------------------------------------- PCA map
-item_vectors, vectors, mask = state.segment_vectors(model_name, user_id, ex["history_length"])
+item_vectors, vectors = state.segment_vectors(model_name, ex)
 state.chart(
     "item_map",
     viz.item_map(
@@ -255,7 +255,7 @@ rank = st.selectbox(
     format_func=lambda r: f"{r + 1}. {recs[r]['title']}",
     key="explain_path_rank",
 )
-path = state.score_path(ex, rank, item_vectors, vectors, ex["aggregation"])
+path = state.score_path(ex, rank, ex["aggregation"])
 rec = recs[rank]
 st.dataframe(
     path,

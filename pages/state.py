@@ -495,26 +495,19 @@ def explanation(model_name: str, user_id: str, top_n: int, stage: str | None) ->
     return store[key]
 
 
-def segment_vectors(model_name: str, user_id: str, history_length: int) -> tuple:
-    """Adapter for the PCA map (the explanation does not carry vectors): the item table E (N+1, d) and
-    the user's segment vectors u_k (K, d) with their mask, from the model's own offline and nearline
-    stages over the same history the explanation used."""
+def segment_vectors(model_name: str, explanation_dict: dict) -> tuple:
+    """For the PCA map: the item table E (N+1, d) from the model's offline stage, and the segment
+    vectors u_k (K, d) the explanation already computed."""
     import numpy as np
     import torch
 
-    data = dataset()
     model = models()[model_name].loaded.model
-    user = data.internal_user(user_id)
-    history = data.sequences[user][:history_length]
-    stamps = data.timestamps[user][:history_length]
     with torch.inference_mode():
         table = model.item_table()  # (N+1, d)
-        segments = model.segment(history, stamps)
-        vectors, _ = model.encode_segments(torch.as_tensor(segments.items)[None], table)  # (1, K, d)
-    return table.numpy(), vectors[0].numpy(), np.asarray(segments.mask)
+    return table.numpy(), np.asarray(explanation_dict["segment_vectors"], dtype=np.float32)
 
 
-def score_path(explanation_dict: dict, rank: int, item_vectors, vectors, aggregation: str):
+def score_path(explanation_dict: dict, rank: int, aggregation: str):
     """For one recommendation, the path history items → segment vector → contribution → score, per
     segment: its three heaviest items, s_k = <u_k, e_c>, the weight a_k = c_k / s_k the aggregation gave
     it (attention, sum; for max the winner takes s_k), c_k, and its share of the score."""
@@ -522,13 +515,10 @@ def score_path(explanation_dict: dict, rank: int, item_vectors, vectors, aggrega
     import pandas as pd
 
     rec = explanation_dict["recommendations"][rank]
-    item = _item_index()[rec["item"]]
-    e_c = np.asarray(item_vectors[item], dtype=np.float64)  # (d,)
     rows = []
     for seg in explanation_dict["segments"]:
         k = seg["index"]
-        u_k = np.asarray(vectors[k], dtype=np.float64)
-        s_k = float(u_k @ e_c)
+        s_k = float(rec["segment_scores"][k])  # <u_k, e_c>, computed by the core
         c_k = float(rec["contributions"][k])
         heavy = np.argsort(-np.asarray(seg["weights"]))[:3]
         a_k = c_k / s_k if aggregation in ("attention", "sum", "max") and abs(s_k) > 1e-12 else float("nan")
@@ -548,13 +538,8 @@ def score_path(explanation_dict: dict, rank: int, item_vectors, vectors, aggrega
     return pd.DataFrame(rows)
 
 
-def _item_index() -> dict[str, int]:
-    """Original item id → internal id of the loaded dataset (built once per dataset)."""
-    return for_dataset("item_index", lambda d: {iid: i for i, iid in enumerate(d.item_ids) if i > 0})
-
-
 def internal_item(original_id: str) -> int:
-    return _item_index()[str(original_id)]
+    return dataset().item_index[str(original_id)]
 
 
 def explanation_accuracy_cached(model_name: str, compute: bool = False) -> dict | None:

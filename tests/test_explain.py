@@ -36,6 +36,18 @@ def test_contributions_sum_to_the_score(trained):
     assert not seen & {r["item"] for r in ex["recommendations"]}
 
 
+def test_segment_scores_are_dot_products_of_the_reported_vectors(trained):
+    data, model = trained
+    ex = explain(model, data, "u3", top_n=4).to_dict()
+    vectors = np.asarray(ex["segment_vectors"])  # (K, d)
+    assert vectors.shape == (3, 16)
+    with torch.no_grad():
+        table = model.item_table().numpy()  # (N+1, d)
+    for rec in ex["recommendations"]:
+        e_c = table[data.item_index[rec["item"]]]
+        np.testing.assert_allclose(rec["segment_scores"], vectors @ e_c, atol=1e-5)
+
+
 def test_segments_describe_the_history(trained):
     data, model = trained
     ex = explain(model, data, "u5", top_n=3).to_dict()

@@ -30,12 +30,8 @@ def make_model(aggregation: str = "attention", segments: int = 4, segment_len: i
 def reference_scores(model: MSLIModel, history: np.ndarray, timestamps: np.ndarray | None = None):
     """Scores (N+1,) and segment vectors (K, d) of the training model over the whole history."""
     with torch.no_grad():
-        scores, contributions, batch, _ = model.score_histories_explained(
-            [history], None if timestamps is None else [timestamps]
-        )
-        table = model.item_table()
-        vectors, _ = model.encode_segments(torch.as_tensor(batch.items), table)
-    return scores[0], contributions[0], vectors[0], torch.as_tensor(batch.mask[0])
+        out = model.score_histories_explained([history], None if timestamps is None else [timestamps])
+    return out.scores[0], out.contributions[0], out.vectors[0], torch.as_tensor(out.batch.mask[0])
 
 
 @pytest.mark.parametrize("aggregation", ["attention", "max", "sum", "mlp"])

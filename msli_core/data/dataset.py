@@ -87,6 +87,11 @@ class InteractionData:
         """Original user id (as written in the file) -> internal id."""
         return {uid: i for i, uid in enumerate(self.user_ids) if i > 0}
 
+    @cached_property
+    def item_index(self) -> dict[str, int]:
+        """Original item id (as written in the file) -> internal id."""
+        return {iid: i for i, iid in enumerate(self.item_ids) if i > 0}
+
     def internal_user(self, original_id: str | int) -> int:
         key = str(original_id).strip()
         if key not in self.user_index:

@@ -14,6 +14,7 @@ position at once, and the vector of a closed segment is simply the vector of its
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -89,6 +90,17 @@ class SegmentEncoder(nn.Module):
         weights = torch.softmax(prefix_logits, dim=-1)  # (B', S, S): row t pools positions 0..t
         pooled = weights @ h  # (B', S, d)
         return self.out(pooled), weights
+
+
+class ExplainedScores(NamedTuple):
+    """What :meth:`MSLIModel.score_histories_explained` computed, so callers never encode twice."""
+
+    scores: Tensor  # (B, N+1); column 0 is padding
+    contributions: Tensor  # (B, K, N+1); sums over K to ``scores``
+    batch: SegmentBatch  # the segments (items (B, K, S), mask (B, K), bounds)
+    weights: Tensor  # (B, K, S) attention-pooling weights inside each segment
+    vectors: Tensor  # (B, K, d) segment vectors u_k
+    table: Tensor  # (N+1, d) item table E
 
 
 class MSLIModel(nn.Module):
@@ -211,13 +223,12 @@ class MSLIModel(nn.Module):
         self, histories: list[np.ndarray], timestamps: list[np.ndarray] | None = None
     ) -> Tensor:
         """Scores of every item id for B histories: (B, N+1); column 0 is padding (mask it)."""
-        scores, _ = self.score_histories_explained(histories, timestamps)[:2]
-        return scores
+        return self.score_histories_explained(histories, timestamps).scores
 
     def score_histories_explained(
         self, histories: list[np.ndarray], timestamps: list[np.ndarray] | None = None
-    ) -> tuple[Tensor, Tensor, SegmentBatch, Tensor]:
-        """Scores (B, N+1), contributions (B, K, N+1), the segments, and pooling weights (B, K, S)."""
+    ) -> ExplainedScores:
+        """All three stages over B histories, keeping every intermediate an explanation needs."""
         batch = self.segment_batch(histories, timestamps)
         device = self.age_bias.device if self.age_bias is not None else self.segment_weights.device
         table = self.item_table()  # (N+1, d)
@@ -225,4 +236,4 @@ class MSLIModel(nn.Module):
         vectors, weights = self.encode_segments(items, table)  # (B, K, d), (B, K, S)
         mask = torch.as_tensor(batch.mask, device=device)  # (B, K)
         scores, contributions = self.score(vectors, mask, table)  # (B, N+1), (B, K, N+1)
-        return scores, contributions, batch, weights
+        return ExplainedScores(scores, contributions, batch, weights, vectors, table)
