@@ -158,11 +158,12 @@ def test_refined_roofline_terms_by_hand():
     mm = cm.Phase("mm", 1e6, 1e7, 1, wide_bytes=1e7)
     assert cm.phase_seconds(mm, hw, "numpy") == pytest.approx(1e7 / 2e10 * 2 + 2e-6)
     assert cm.phase_seconds(mm, hw, "torch") == pytest.approx(1e7 / 2e10 + 1e-6)
-    # fresh outputs fault only when the working set exceeds the last cache tier (1e8 bytes)
-    small = cm.Phase("small", 0, 1e7, 0, fresh_bytes=4e6)
-    big = cm.Phase("big", 0, 1e9, 0, fresh_bytes=4e8)
+    # only fresh output blocks above glibc's 32 MiB mmap threshold fault (at 2e9 B/s), and not on ORT
+    small = cm.Phase("small", 0, 1e7, 0, fresh=(4e6,))
+    big = cm.Phase("big", 0, 1e9, 0, fresh=(30 * 2**20, 4e8, 4e8))  # 30 MiB recycled, 2 x 400 MB fault
     assert cm.phase_seconds(small, hw) == pytest.approx(1e7 / 2e10)
-    assert cm.phase_seconds(big, hw) == pytest.approx(1e9 / 1e10 + 4e8 / 2e9)
+    assert cm.phase_seconds(big, hw) == pytest.approx(1e9 / 1e10 + 8e8 / 2e9)
+    assert cm.phase_seconds(big, hw, "onnxruntime") == pytest.approx(1e9 / 1e10)
 
 
 def test_three_constants_imply_the_rest():
@@ -188,18 +189,58 @@ def test_online_phases_packing_and_k1_path():
     # K = 1 on torch: the engine multiplies one row (a GEMV: no packing) and picks it (one call)
     one = cm.online_phases(cm.ModelShape(segments=1, dim=64, candidates=1000))
     assert one[0].wide_bytes == 0 and one[0].flops == 2 * 64 * 1000 and one[1].ops == 1
-    # the KV-cached update is charged the torch_kv overhead
-    phases = cm.kv_step_phases(cm.ModelShape(segments=8, history=200))
-    assert {p.path for p in phases} == {"kv"}
-    # end to end on torch: the same phases, charged the update-then-request per-call cost
+    # the KV-cached update is charged the torch_kv overhead, its block steps the torch_kv_layer one
+    phases = cm.kv_step_phases(cm.ModelShape(segments=8, history=200, layers=3))
+    assert [p.path for p in phases] == ["kv", "kv_layer", "kv_layer", "kv_layer", "kv"]
+    # end to end on torch: the same phases, charged the update-then-request per-call costs
     stages = cm.stage_phases(cm.ModelShape(segments=8, history=200))
     assert [p.name for p in stages["end_to_end"]] == [p.name for p in stages["nearline"] + stages["online"]]
-    assert {p.path for p in stages["end_to_end"]} == {"e2e"}
+    assert {p.path for p in stages["end_to_end"]} == {"e2e", "e2e_layer"}
     hw = cm.Hardware("t", 1e11, 1e10, {"torch": 1e-6, "torch_kv": 2e-6, "torch_e2e": 3e-6}, "test")
     e2e = cm.predict(cm.ModelShape(segments=8, history=200), hw).seconds["end_to_end"]
     calls = sum(p.ops for p in stages["end_to_end"])
     assert e2e == pytest.approx(sum(cm.phase_seconds(p, hw) for p in stages["end_to_end"]))
-    assert e2e > calls * 3e-6
+    assert e2e > calls * 3e-6  # without a per-layer split, the layers pay the pair's per-call cost
+
+
+def test_per_layer_and_gemm_call_costs():
+    hw = cm.Hardware(
+        "t", 1e11, 1e10, {"torch": 1e-6, "torch_kv": 2e-6, "torch_kv_layer": 10e-6, "numpy": 1e-6}, "test"
+    )
+    one, two = (cm.ModelShape(segments=8, history=200, layers=n) for n in (1, 2))
+    # one more layer adds exactly one block step: its roofline plus OPS_KV_LAYER calls at 10 us
+    step = cm.kv_step_phases(two)[2]
+    added = cm.predict(two, hw).seconds["nearline"] - cm.predict(one, hw).seconds["nearline"]
+    assert added == pytest.approx(cm.phase_seconds(step, hw))
+    assert cm.phase_seconds(step, hw) == pytest.approx(
+        max(step.flops / 1e11, step.bytes / 1e10) + cm.OPS_KV_LAYER * 10e-6
+    )
+    # a numpy product pays the numpy_gemm call cost (2.5x a numpy call when not measured)
+    floor = cm.floor_phase("matmul", 1, 64, 100)  # (1, 64) @ (64, 100): 12.8 kFLOP, 25.6 kB table + 400 B out
+    assert cm.phase_seconds(floor, hw, "numpy") == pytest.approx(26_000 / 1e10 + 2.5e-6)
+    assert cm.phase_seconds(floor, hw, "torch") == pytest.approx(26_000 / 1e10 + 1e-6)
+
+
+def test_torch_attention_runs_at_the_attention_rate_and_addmm_copies_the_bias():
+    d, T, B = 64, 50, 10
+    shape = cm.ModelShape(dim=d, layers=1, heads=2)
+    hw = cm.Hardware("t", 1e11, 1e10, {"torch": 0.0, "torch_module": 0.0, "onnxruntime": 0.0}, "test",
+                     attention_flops=1e10)  # fmt: skip
+    torch_phases = {p.name: p for p in cm.encoder_phases(T, B, shape, backend="torch")}
+    ort_phases = {p.name: p for p in cm.encoder_phases(T, B, shape, backend="onnxruntime")}
+    attention = torch_phases["layer0.attention"]
+    assert attention.kind == "attention" and ort_phases["layer0.attention"].kind == "gemm"
+    # 4·B·T²·d FLOPs at 1e10 FLOP/s (compute-bound: 6.4 MFLOP vs 0.3 MB)
+    assert attention.flops == 4 * B * T * T * d
+    assert cm.phase_seconds(attention, hw) == pytest.approx(4 * B * T * T * d / 1e10)
+    # unmeasured: DEFAULT_ATTENTION_RATIO of the matmul rate
+    assert cm.custom_hardware(1e12, 1e11, 1e-6).attention() == pytest.approx(
+        cm.DEFAULT_ATTENTION_RATIO * 1e12
+    )
+    # torch's addmm writes the bias into each of the 9 (B·T, d) outputs, then reads and rewrites it
+    unit = B * T * d * 4
+    extra = torch_phases["layer0.dense"].bytes - ort_phases["layer0.dense"].bytes
+    assert extra == 2 * 9 * unit
 
 
 def test_fit_recovers_known_overheads_per_path():

@@ -3,14 +3,16 @@
 Every stage is a short list of *phases* (a matmul, an attention block, an element-wise pass, a top-k);
 each phase is timed as a roofline plus what rooflines leave out, and a stage is the sum of its phases::
 
-    t_phase = max(F / flops, B / bw(B)) + P · W / bw(B) + [B > C] · A / fault_bw + ops · overhead[path]
+    t_phase = max(F / flops, B / bw(B)) + P · W / bw(B) + Σ[a > C]·a / fault_bw + ops · overhead[path]
 
-(a top-k phase counts the scores it scans as ``F``, at ``select_rate`` instead of ``flops``)
+(a top-k phase counts the scores it scans as ``F``, at ``select_rate`` instead of ``flops``; torch's fused
+attention core at ``attention_flops``, which narrow heads keep far below a dense matmul's rate)
 
 - ``F`` FLOPs (a multiply-add is 2), ``B`` bytes moved (reads + writes, weights included), ``ops``
   operator calls, all counted from the code (see the constants below); ``W`` the wide operand of a
-  skinny product with two or more rows (the (d, N) item table), ``A`` the bytes of freshly allocated
-  outputs.
+  skinny product with two or more rows (the (d, N) item table), ``a`` the size of each freshly
+  allocated output block. torch's linear layers (addmm) first copy the bias into the output and then
+  read and rewrite it in the GEMM: two more passes over every dense output, counted in ``B``.
 - ``flops``: FLOP/s a dense float matmul sustains. ``bw(B)``: the streaming bandwidth of a working set
   of ``B`` bytes, three tiers: ``cache_bandwidth`` up to ``cache_bytes`` (the L2), ``llc_bandwidth`` up to
   ``llc_bytes`` (the share of the last-level cache one core gets), ``bandwidth`` (memory) beyond. An
@@ -18,13 +20,17 @@ each phase is timed as a roofline plus what rooflines leave out, and a stage is 
   ``min(bw(B), elementwise_bandwidth)``: those passes are compute-bound well below the streaming rate.
 - ``P`` (``skinny_passes``, per backend): extra passes over ``W`` a BLAS makes to pack the table of a
   ``(R >= 2, d) @ (d, N)`` product (numpy's OpenBLAS and ONNX Runtime's MLAS about one, torch ~0).
-- ``fault_bw``: first-touching fresh pages. A phase whose working set exceeds the last cache tier
-  (``C``; 32 MiB when unknown) gets its outputs as new pages from the allocator (glibc returns big
-  blocks to the OS), which costs page faults and zeroing on top of the write.
+- ``fault_bw``: first-touching fresh pages. An output block larger than ``C`` = 32 MiB (glibc's
+  largest mmap threshold on 64-bit: such blocks are mapped fresh on every allocation and unmapped on
+  free, smaller ones are recycled from the heap) costs page faults and zeroing on top of its write,
+  on torch and numpy; ONNX Runtime's CPU arena recycles its buffers, so its outputs never fault.
 - ``overhead[path]``: seconds per operator call: numpy calls, ONNX Runtime node dispatches, torch bare
   calls ("torch": the online request's bookkeeping), torch calls inside ``nn.Module`` code
   ("torch_module"), inside the engine's KV-cached update ("torch_kv", with its Python glue) and in
-  an update followed by a request ("torch_e2e": each path runs after the other evicted its caches).
+  an update followed by a request ("torch_e2e": each path runs after the other evicted its caches),
+  each split into the calls of a block's KV-cached step ("torch_kv_layer", "torch_e2e_layer": exact
+  GELU, fused attention and linears, each far dearer per call than the views and copies around them)
+  and the rest; "numpy_gemm" for a numpy matrix product (a BLAS call: dearer than other numpy calls).
 
 Constants and how :func:`calibrate` measures them on the machine at hand (one thread: every call timed
 on the thread's CPU clock, so time other processes hold the core is left out; the median of each):
@@ -32,13 +38,15 @@ on the thread's CPU clock, so time other processes hold the core is left out; th
 - ``flops``, ``bandwidth``, ``overhead`` (the three headline constants): least-squares fit on log-time
   (:func:`fit`) of :func:`micro_benchmarks`: square and activation-shaped torch matmuls, copies of 64
   and 256 MiB, tiny calls (a one-token transformer block, bare tensor ops, numpy calls, 1- and
-  64-node ONNX Runtime chains, the engine's observe, recommend and the two alternating on a toy model
-  with d = 8);
+  64-node ONNX Runtime chains, a (2, 8) @ (8, 16) numpy product, the engine's observe, recommend and
+  the two alternating on toy models with d = 8 and one or two layers, timed round-robin: their
+  difference is one block's step);
 - the refinements, each from the micro-benchmark that isolates it (:func:`refinement_benchmarks`):
   copies at working sets of half the L2 and 4-64 MiB (cache tiers), a (2, 64) @ (64, 65536) product
   against a (1, 64) one per backend (packing passes), layer norm + GELU + softmax over a 2 MiB tensor
   (element-wise rate), filling a fresh vs an existing 64 MiB tensor (page-fault rate), top-10 of 2^18
-  scores with torch.topk and np.argpartition (selection rate).
+  scores with torch.topk and np.argpartition (selection rate), fused attention over 256 sequences of
+  32 tokens (attention rate).
 
 Hardware the user types in (or a preset) may give only the three headline constants; the others then
 follow from them with the documented ``DEFAULT_*`` ratios (and no cache tiers), so predictions still
@@ -77,8 +85,16 @@ BACKENDS = ("torch", "onnxruntime", "numpy")
 # "torch_kv" for the engine's KV-cached update (observe), whose Python glue between its aten calls costs
 # more per call than the online path's; "torch_e2e" for an update followed by a request, where each
 # path runs after the other has evicted its caches (measured: the pair costs more than its halves).
-OVERHEAD_KEYS = (*BACKENDS, "torch_module", "torch_kv", "torch_e2e")
+# "torch_kv_layer" / "torch_e2e_layer": the same two paths' calls inside a transformer block's KV-cached
+# step, measured as the difference of toy engines with one and two layers: a block step is mostly
+# heavy kernels (exact GELU ~17 us, scaled_dot_product_attention ~13 us, linears ~8 us per call here)
+# while the bookkeeping around it is cheap views, so one per-call average over both would undercount
+# each extra layer. "numpy_gemm": a numpy matrix product (BLAS sgemm setup, ~2.5x a plain numpy call).
+OVERHEAD_KEYS = (
+    *BACKENDS, "torch_module", "torch_kv", "torch_e2e", "torch_kv_layer", "torch_e2e_layer", "numpy_gemm"
+)  # fmt: skip
 TORCH_KV_RATIO = 1.6  # torch_kv / torch where only "torch" is known (measured here: 1.5-1.8)
+NUMPY_GEMM_RATIO = 2.5  # numpy_gemm / numpy where only "numpy" is known (measured here: 2.3-3.2)
 STAGES = ("offline", "nearline", "nearline_full", "online", "end_to_end")
 CALIBRATION_FILE = "hardware.json"  # under platformdirs.user_cache_dir("msli-lab")
 
@@ -106,10 +122,6 @@ SESSION_NODES = 8  # one InferenceSession.run ≈ this many node dispatches
 ORT_SOFTMAX_PASSES = 8  # the exported attention: scale, causal mask, max, subtract, exp, sum, divide
 NUMPY_TOPK_CALLS = 5  # argpartition, argsort, three gathers after the ORT scorer
 ELEMENTWISE_PASSES = 26  # element-wise reads+writes of (T, d) per block: norms, bias, gelu on 4d, residuals
-# Fresh (T, d)-sized outputs a block allocates: qkv 3, attention output 1, projection 1, fc 4 (dense);
-# layer norms 2, GELU 4, residuals 2 (element-wise).
-FRESH_DENSE = 9
-FRESH_ELEMENTWISE = 8
 # Default ratios for hardware that gives only the three headline constants (user-entered, presets):
 # one extra pass over a skinny product's table (packing), normalisation/activation passes at half the
 # streaming bandwidth, first-touch of fresh pages at a fifth of it; no cache tiers (all data from
@@ -118,7 +130,8 @@ DEFAULT_SKINNY_PASSES = 1.0
 DEFAULT_ELEMENTWISE_RATIO = 0.5
 DEFAULT_FAULT_RATIO = 0.2
 DEFAULT_SELECT_RATIO = 1 / 40  # top-k scans elements/s = bandwidth (bytes/s) / 40 (~3 ns at 12 GB/s)
-DEFAULT_LLC_BYTES = 32 * 2**20  # working sets above this fault their fresh outputs when no cache is known
+DEFAULT_ATTENTION_RATIO = 0.15  # fused attention at head width 32 / dense matmul FLOP/s (measured: 0.14)
+MMAP_THRESHOLD_BYTES = 32 * 2**20  # glibc's DEFAULT_MMAP_THRESHOLD_MAX (64-bit): bigger blocks fault anew
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -149,11 +162,14 @@ class Hardware:
     # bytes/s of normalisation / activation passes (layer norm, GELU, softmax) over cached data: they
     # are compute-bound well below the streaming bandwidth.
     elementwise_bandwidth: float | None = None
-    # bytes/s of first-touching freshly allocated output pages (page faults + zeroing): outputs of a
-    # phase whose working set exceeds the last-level cache come back from the allocator as new pages.
+    # bytes/s of first-touching freshly allocated output pages (page faults + zeroing): output blocks
+    # above MMAP_THRESHOLD_BYTES come back from the allocator as new pages on every call.
     fault_bandwidth: float | None = None
     # elements/s a top-k selection scans (torch.topk, np.argpartition): branchy, far below streaming
     select_rate: float | None = None
+    # FLOP/s of torch's fused attention (scaled_dot_product_attention) at a small head width: it works
+    # in (T, T) tiles of narrow heads and reaches a fraction of a dense matmul's rate
+    attention_flops: float | None = None
 
     def bandwidth_for(self, nbytes: float) -> float:
         if self.cache_bandwidth and nbytes <= self.cache_bytes:
@@ -161,12 +177,6 @@ class Hardware:
         if self.llc_bandwidth and nbytes <= self.llc_bytes:
             return max(self.llc_bandwidth, self.bandwidth)
         return self.bandwidth
-
-    def last_cache_bytes(self) -> float:
-        """Bytes of the largest cache tier (0 when none is known): bigger working sets fault pages."""
-        return max(
-            self.cache_bytes if self.cache_bandwidth else 0.0, self.llc_bytes if self.llc_bandwidth else 0.0
-        )
 
     def packing(self, backend: str) -> float:
         """Extra passes over a skinny product's table on ``backend`` (else ``DEFAULT_SKINNY_PASSES``)."""
@@ -181,6 +191,9 @@ class Hardware:
     def selection(self) -> float:
         return self.select_rate or DEFAULT_SELECT_RATIO * self.bandwidth
 
+    def attention(self) -> float:
+        return self.attention_flops or DEFAULT_ATTENTION_RATIO * self.flops
+
     def overhead(self, backend: str) -> float:
         if backend in self.overhead_s:
             return self.overhead_s[backend]
@@ -190,6 +203,10 @@ class Hardware:
             return TORCH_KV_RATIO * self.overhead_s["torch"]
         if backend == "torch_e2e":  # older files / presets: an update's per-call cost for the pair
             return self.overhead("torch_kv")
+        if backend in ("torch_kv_layer", "torch_e2e_layer"):  # older files / presets: no per-layer split
+            return self.overhead(backend.removesuffix("_layer"))
+        if backend == "numpy_gemm" and "numpy" in self.overhead_s:
+            return NUMPY_GEMM_RATIO * self.overhead_s["numpy"]
         return self.overhead_s.get("torch", next(iter(self.overhead_s.values())))
 
     def as_dict(self) -> dict[str, Any]:
@@ -216,6 +233,7 @@ class Hardware:
                 elementwise_bandwidth=_optional(data.get("elementwise_bandwidth")),
                 fault_bandwidth=_optional(data.get("fault_bandwidth")),
                 select_rate=_optional(data.get("select_rate")),
+                attention_flops=_optional(data.get("attention_flops")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise MsliError(
@@ -378,14 +396,21 @@ class Phase:
     bytes: float  # bytes moved to/from memory
     ops: int  # operator calls (each pays the backend's overhead once)
     module: bool = False  # torch: the calls run inside nn.Module forward code ("torch_module" overhead)
-    # "gemm" | "elementwise" | "select": the bytes of an element-wise phase stream at
+    # "gemm" | "elementwise" | "select" | "attention": the bytes of an element-wise phase stream at
     # min(bandwidth, Hardware.elementwise()) (normalisation and activations are compute-bound); a
-    # "select" phase (top-k) counts its scanned elements as FLOPs, at Hardware.selection() per second
+    # "select" phase (top-k) counts its scanned elements as FLOPs, at Hardware.selection() per second;
+    # an "attention" phase (torch's fused attention) computes at Hardware.attention()
     kind: str = "gemm"
-    fresh_bytes: float = 0.0  # freshly allocated outputs (page faults when the working set exceeds the cache)
+    fresh: tuple[float, ...] = ()  # bytes of each freshly allocated output (blocks > 32 MiB fault pages)
     wide_bytes: float = 0.0  # the table of a skinny product with >= 2 rows (packed: Hardware.packing passes)
-    path: str = ""  # torch: "kv" the engine's KV-cached update ("torch_kv"), "e2e" update + request
+    # torch: "kv" the engine's KV-cached update ("torch_kv"), "kv_layer" a block's step in it
+    # ("torch_kv_layer"), "e2e" / "e2e_layer" the same in an update + request; numpy: "gemm" a product
+    path: str = ""
     working_set: float = 0.0  # bytes one of its calls touches, for the cache tier (0: all of ``bytes``)
+
+    @property
+    def fresh_bytes(self) -> float:
+        return float(sum(self.fresh))
 
 
 def encoder_phases(
@@ -403,31 +428,46 @@ def encoder_phases(
     weights = (4 + 2 * f) * d * d * b  # read once per layer
     dense_flops = (8 + 4 * f) * B * T * d * d
     matmul_bytes = (8 + 2 * f) * B * T * d * b  # inputs and outputs of qkv, proj, fc, fc2
+    if not ort:  # torch's addmm first copies the bias into the output, then the GEMM reads and rewrites it
+        matmul_bytes += 2 * (5 + f) * B * T * d * b  # outputs: qkv 3d, proj d, fc f·d, fc2 d
     elementwise_bytes = ELEMENTWISE_PASSES * B * T * d * b
     attn_flops = 4 * B * T * T * d
     attn_bytes = 4 * B * shape.heads * T * T * b + 4 * B * T * d * b
     outside = ORT_NODES_OUTSIDE_LAYERS + SESSION_NODES if ort else OPS_EMBED + OPS_POOL
     unit = B * T * d * b  # one (B·T, d) activation
-    phases = [Phase(prefix + "embed", 2 * B * T * d, 3 * unit, outside // 2, True, "elementwise", 2 * unit)]
+    phases = [
+        Phase(prefix + "embed", 2 * B * T * d, 3 * unit, outside // 2, True, "elementwise", (unit, unit))
+    ]
     for i in range(shape.layers):
         dense_ops, attn_ops = (8, 5) if ort else (4, 1)
         rest = (ORT_NODES_LAYER if ort else OPS_PER_LAYER) - dense_ops - attn_ops
-        fresh_dense, fresh_ew = FRESH_DENSE * unit, FRESH_ELEMENTWISE * unit
+        fresh_dense = (3 * unit, unit, f * unit, unit)  # qkv, projection, fc, fc2
+        fresh_ew = (unit, unit, f * unit, unit, unit)  # layer norms 2, GELU, residuals 2
         name = f"{prefix}layer{i}"
         phases += [
             Phase(f"{name}.dense", dense_flops, weights + matmul_bytes, dense_ops, True, "gemm", fresh_dense),
             Phase(f"{name}.elementwise", 0, elementwise_bytes, rest, True, "elementwise", fresh_ew),
-            Phase(f"{name}.attention", attn_flops, attn_bytes, attn_ops, True, "gemm", unit),
+            Phase(
+                f"{name}.attention",
+                attn_flops,
+                attn_bytes,
+                attn_ops,
+                True,
+                "gemm" if ort else "attention",
+                (unit,),
+            ),
         ]
         if ort:  # the exported graph spells attention out: scale, mask, softmax over (h, T, T) scores
             scores = B * shape.heads * T * T * 4
             phases.append(
-                Phase(f"{name}.softmax", 0, ORT_SOFTMAX_PASSES * scores, 0, True, "elementwise", scores)
+                Phase(f"{name}.softmax", 0, ORT_SOFTMAX_PASSES * scores, 0, True, "elementwise", (scores,))
             )
     pool_flops = 4 * B * T * T + 4 * B * T * d + 2 * B * d * d  # prefix pooling weights, pooled sum, out
     pool_bytes = 4 * unit + B * T * T * b
     phases.append(
-        Phase(prefix + "pool", pool_flops, pool_bytes, outside - outside // 2, True, "elementwise", 2 * unit)
+        Phase(
+            prefix + "pool", pool_flops, pool_bytes, outside - outside // 2, True, "elementwise", (unit, unit)
+        )
     )
     return phases
 
@@ -443,7 +483,7 @@ def kv_step_phases(shape: ModelShape) -> list[Phase]:
     phases = [Phase("observe", 0, 0, OPS_OPEN_BOOKKEEPING, path="kv")]
     for i in range(shape.layers):
         flops, nbytes = (8 + 4 * f) * d * d + 4 * t * d, weights + 4 * t * d * b
-        phases.append(Phase(f"kv{i}", flops, nbytes, OPS_KV_LAYER, path="kv"))
+        phases.append(Phase(f"kv{i}", flops, nbytes, OPS_KV_LAYER, path="kv_layer"))
     phases.append(Phase("kv.pool", 2 * d * d + 4 * t * d, d * d * b + 2 * t * d * b, OPS_KV_POOL, path="kv"))
     return phases
 
@@ -461,7 +501,7 @@ def item_table_phases(shape: ModelShape) -> list[Phase]:
     # bare tensor ops in ItemEncoder.forward (two adds, the padding mask)
     flops = 2 * N * G * d + 4 * N * d
     return [
-        Phase("item_encoder", flops, nbytes, 2, True, "gemm", 5 * N * d * b, working_set=3 * N * d * b),
+        Phase("item_encoder", flops, nbytes, 2, True, "gemm", (N * d * b,) * 5, working_set=3 * N * d * b),
         Phase("item_encoder.bare_ops", 0, 0, 3),
     ]
 
@@ -486,12 +526,12 @@ def online_phases(shape: ModelShape, backend: str = "torch") -> list[Phase]:
         rows, passes, agg_ops = 1, 0, 1  # one row of the product is picked
     table_bytes = N * d * b
     phases = [
-        Phase("interaction", 2 * rows * d * N, table_bytes + rows * N * 4, 1, fresh_bytes=rows * N * 4,
+        Phase("interaction", 2 * rows * d * N, table_bytes + rows * N * 4, 1, fresh=(rows * N * 4,),
               wide_bytes=table_bytes if rows > 1 else 0.0),
         # ONNX Runtime's element-wise nodes broadcast over (B, K, N) and reduce over the narrow K axis:
         # compute-bound like normalisation; the engine's in-place passes on contiguous rows stream
         Phase("aggregate", 6 * K * N, passes * max(K, 1) * N * 4, agg_ops,
-              kind="elementwise" if ort else "gemm", fresh_bytes=2 * N * 4),
+              kind="elementwise" if ort else "gemm", fresh=(N * 4, N * 4)),
         Phase("top_k", N, 2 * N * 4, NUMPY_TOPK_CALLS if ort else OPS_TOPK, kind="select"),
     ]  # fmt: skip
     return phases
@@ -530,7 +570,7 @@ def stage_phases(shape: ModelShape, backend: str = "torch") -> dict[str, list[Ph
     online = online_phases(shape, backend)
     end_to_end = incremental + online
     if backend == "torch":  # an update then a request: each runs after the other evicted its caches
-        end_to_end = [replace(p, path="e2e") for p in end_to_end]
+        end_to_end = [replace(p, path="e2e_layer" if p.path == "kv_layer" else "e2e") for p in end_to_end]
     return {
         "offline": item_table_phases(shape),
         "nearline": incremental,
@@ -543,21 +583,32 @@ def stage_phases(shape: ModelShape, backend: str = "torch") -> dict[str, list[Ph
 
 def phase_seconds(phase: Phase, hardware: Hardware, backend: str = "torch") -> float:
     """``max(F / flops, B / bandwidth(B)) + packing + faults + ops · overhead`` (see the module doc)."""
-    compute = phase.flops / (hardware.selection() if phase.kind == "select" else hardware.flops)
+    rate = {"select": hardware.selection, "attention": hardware.attention}.get(
+        phase.kind, lambda: hardware.flops
+    )
+    compute = phase.flops / rate()
     bandwidth = hardware.bandwidth_for(phase.working_set or phase.bytes)
     packing = hardware.packing(backend) * phase.wide_bytes / bandwidth
     if phase.kind == "elementwise":
         bandwidth = min(bandwidth, hardware.elementwise())
     memory = phase.bytes / bandwidth
     faults = 0.0
-    if phase.fresh_bytes and phase.bytes > (hardware.last_cache_bytes() or DEFAULT_LLC_BYTES):
-        faults = phase.fresh_bytes / hardware.faults()
-    key = backend
-    if backend == "torch" and phase.path in ("kv", "e2e"):
-        key = f"torch_{phase.path}"
-    elif backend == "torch" and phase.module:
-        key = "torch_module"
-    return max(compute, memory) + packing + faults + phase.ops * hardware.overhead(key)
+    if backend != "onnxruntime":  # ORT's CPU arena recycles its buffers
+        faults = sum(a for a in phase.fresh if a > MMAP_THRESHOLD_BYTES) / hardware.faults()
+    return (
+        max(compute, memory) + packing + faults + phase.ops * hardware.overhead(overhead_key(phase, backend))
+    )
+
+
+def overhead_key(phase: Phase, backend: str) -> str:
+    """Which per-call cost of :class:`Hardware` a phase's operator calls pay on ``backend``."""
+    if backend == "torch" and phase.path in ("kv", "kv_layer", "e2e", "e2e_layer"):
+        return f"torch_{phase.path}"
+    if backend == "torch" and phase.module:
+        return "torch_module"
+    if backend == "numpy" and phase.path == "gemm":
+        return "numpy_gemm"
+    return backend
 
 
 @dataclass(frozen=True)
@@ -616,8 +667,9 @@ def floor_phase(kind: str, rows: int, dim: int, candidates: int, dtype_bytes: in
             2 * rows * dim * candidates,
             table + out,
             1,
-            fresh_bytes=out,
+            fresh=(out,),
             wide_bytes=table if rows > 1 else 0.0,
+            path="gemm",
         )
     if kind == "bandwidth":
         return Phase("floor.bandwidth", 0, table, 0)
@@ -726,6 +778,28 @@ def _time_call(fn: Callable[[], Any], min_calls: int = 5, budget_s: float = 0.3,
     return max(float(np.median(times)), 1.0) / 1e9
 
 
+def _time_calls_together(
+    fns: Sequence[Callable[[], Any]], min_calls: int = 5, budget_s: float = 0.3, cpu: bool = False
+) -> list[float]:
+    """Median seconds of each of ``fns``, timed round-robin (one call of each in turn) after a warm-up,
+    so that a drift of the machine's load falls on all of them alike: their differences stay meaningful."""
+    import numpy as np
+
+    clock = time.thread_time_ns if cpu else time.perf_counter_ns
+    for fn in fns:
+        fn()
+    times: list[list[int]] = [[] for _ in fns]
+    start = time.perf_counter()
+    while len(times[0]) < min_calls or time.perf_counter() - start < budget_s:
+        for fn, out in zip(fns, times, strict=True):
+            t0 = clock()
+            fn()
+            out.append(clock() - t0)
+        if len(times[0]) >= 10_000:
+            break
+    return [float(np.median(t)) / 1e9 for t in times]
+
+
 def _single_thread(threads: int | None) -> bool:
     import torch
 
@@ -805,42 +879,67 @@ def micro_benchmarks(threads: int | None = None, budget_s: float = 0.3) -> list[
 
     seconds = _time_call(numpy_calls, budget_s=budget_s, cpu=cpu)
     samples.append(Sample(40, 320, 5, seconds, "numpy", "tiny_calls"))
+    left, right = np.ones((2, 8), dtype=np.float32), np.ones((8, 16), dtype=np.float32)
+    seconds = _time_call(lambda: left @ right, budget_s=budget_s, cpu=cpu)  # a BLAS sgemm call
+    samples.append(Sample(2 * 2 * 8 * 16, 4 * (16 + 128 + 32), 1, seconds, "numpy_gemm", "tiny_gemm"))
     with contextlib.suppress(ImportError):  # onnxruntime missing: the torch overhead stands in for it
         samples.extend(_ort_tiny_samples(threads, budget_s))
     return samples
 
 
 def _tiny_engine_samples(budget_s: float, cpu: bool) -> list[Sample]:
-    """The serving engine's own code paths on a toy model (d = 8, one layer, K = 2, 8 items): a
-    KV-cached update (observe), a top-10 request (recommend) and the two alternating (end to end).
-    Their FLOPs and bytes are negligible, so they time the per-call cost of the engine's torch calls,
-    Python glue included."""
+    """The serving engine's own code paths on toy models (d = 8, K = 2, 16 items) with one and with two
+    layers: a KV-cached update (observe), a top-10 request (recommend) and the two alternating (end to
+    end). Their FLOPs and bytes are negligible, so they time the per-call cost of the engine's torch
+    calls, Python glue included. The two-layer toy minus the one-layer toy is one block's KV-cached step
+    ("torch_kv_layer", and "torch_e2e_layer" inside the alternating pair); the one-layer toy minus that
+    step is the update's own calls ("torch_kv", "torch_e2e")."""
     import numpy as np
 
     from msli_core.models.msli import MSLIConfig, MSLIModel
     from msli_core.serving.engine import InferenceEngine
 
-    config = MSLIConfig(n_items=16, n_genres=2, dim=8, segments=2, max_len=8, layers=1, heads=1, dropout=0.0)
-    engine = InferenceEngine(MSLIModel(config).eval(), np.linspace(1.0, 0.0, 17))
-    engine.offline()
-    engine.load_history("u", np.arange(1, 9))
-    events = iter(np.tile(np.arange(1, 17), 100_000))
+    calls: dict[tuple[str, int], Callable[[], None]] = {}
+    for layers in (1, 2):
+        config = MSLIConfig(
+            n_items=16, n_genres=2, dim=8, segments=2, max_len=8, layers=layers, heads=1, dropout=0.0
+        )
+        engine = InferenceEngine(MSLIModel(config).eval(), np.linspace(1.0, 0.0, 17))
+        engine.offline()
+        engine.load_history("u", np.arange(1, 9))
+        events = iter(np.tile(np.arange(1, 17), 100_000))
+
+        def observe(engine=engine, events=events) -> None:
+            engine.observe("u", int(next(events)))
+
+        def recommend(engine=engine) -> None:
+            engine.recommend("u", 16, top_k=10)
+
+        def end_to_end(observe=observe, recommend=recommend) -> None:
+            observe()
+            recommend()
+
+        calls["observe", layers], calls["recommend", layers] = observe, recommend
+        calls["end_to_end", layers] = end_to_end
+    # the one- and two-layer toys round-robin: their difference is what is kept
+    times = dict(
+        zip(calls, _time_calls_together(list(calls.values()), budget_s=3 * budget_s, cpu=cpu), strict=True)
+    )
     shape = ModelShape(kind="msli", history=8, segments=2, dim=8, layers=1, heads=1, candidates=16)
-    observe_ops = sum(p.ops for p in kv_step_phases(shape))
+    own_ops = sum(p.ops for p in kv_step_phases(shape) if p.path != "kv_layer")
     online_ops = sum(p.ops for p in online_phases(shape))
-    observe = _time_call(lambda: engine.observe("u", int(next(events))), budget_s=budget_s, cpu=cpu)
-    recommend = _time_call(lambda: engine.recommend("u", 16, top_k=10), budget_s=budget_s, cpu=cpu)
-
-    def end_to_end() -> None:
-        engine.observe("u", int(next(events)))
-        engine.recommend("u", 16, top_k=10)
-
-    both = _time_call(end_to_end, budget_s=budget_s, cpu=cpu)
-    return [
-        Sample(0, 0, observe_ops, observe, "torch_kv", "tiny_engine_observe"),
-        Sample(0, 0, online_ops, recommend, "torch", "tiny_engine_recommend"),
-        Sample(0, 0, observe_ops + online_ops, both, "torch_e2e", "tiny_engine_end_to_end"),
-    ]
+    samples = [Sample(0, 0, online_ops, times["recommend", 1], "torch", "tiny_engine_recommend")]
+    for name, key, ops in (
+        ("observe", "torch_kv", own_ops),
+        ("end_to_end", "torch_e2e", own_ops + online_ops),
+    ):
+        one, two = times[name, 1], times[name, 2]
+        layer = max(two - one, 0.1 * one)  # a noisy difference never goes below a tenth of the toy
+        samples += [
+            Sample(0, 0, OPS_KV_LAYER, layer, f"{key}_layer", f"tiny_engine_{name}_layer"),
+            Sample(0, 0, ops, max(one - layer, 0.1 * one), key, f"tiny_engine_{name}"),
+        ]
+    return samples
 
 
 def _ort_tiny_samples(threads: int | None, budget_s: float) -> list[Sample]:
@@ -920,7 +1019,9 @@ def refinement_benchmarks(
     - ``elementwise_bandwidth``: layer norm, GELU and softmax over a (4096, 128) float32 tensor (2 MiB),
       bytes read + written over the time net of the three calls' overhead;
     - ``fault_bandwidth``: filling a freshly allocated 64 MiB tensor minus filling an existing one;
-    - ``select_rate``: elements/s of a top-10 selection over 2^18 scores (torch.topk, np.argpartition).
+    - ``select_rate``: elements/s of a top-10 selection over 2^18 scores (torch.topk, np.argpartition);
+    - ``attention_flops``: FLOP/s (``4·B·T²·d``) of ``scaled_dot_product_attention`` over 256 sequences
+      of 32 tokens, 2 heads of width 32 (a shape no bench point uses).
     """
     import numpy as np
     import torch
@@ -967,6 +1068,13 @@ def refinement_benchmarks(
             fresh = _time_call(lambda: torch.empty(numel).fill_(1.0), budget_s=budget_s / 6, cpu=cpu)
             rates.append(numel * 4 / max(fresh - fill, 0.1 * fresh))
         out["fault_bandwidth"] = float(np.median(rates))
+        q = torch.randn(256, 2, 32, 32)  # (B, heads, T, head width): 256 sequences of 32 tokens, d = 64
+        seconds = _time_call(
+            lambda: functional.scaled_dot_product_attention(q, q, q), budget_s=budget_s, cpu=cpu
+        )
+        out["attention_flops"] = (
+            4 * 256 * 32 * 32 * 64 / max(seconds - overhead.get("torch", 0.0), 0.5 * seconds)
+        )
         scores = torch.rand(2**18)
         select = [_time_call(lambda: torch.topk(scores, 10), budget_s=budget_s / 2, cpu=cpu)]
         select.append(_time_call(lambda: np.argpartition(scores.numpy(), 9), budget_s=budget_s / 2, cpu=cpu))
@@ -1140,6 +1248,7 @@ def combine(measurements: Sequence[Hardware], name: str = "this machine", how: s
         elementwise_bandwidth=optional("elementwise_bandwidth"),
         fault_bandwidth=optional("fault_bandwidth", derived=True),
         select_rate=optional("select_rate"),
+        attention_flops=optional("attention_flops"),
     )
 
 
