@@ -93,23 +93,32 @@ try:
             else:
                 _load(state.sample_data_dir(), "bundled sample (synthetic)")
     elif source == "Generate synthetic":
+        from msli_core.data.synth import SynthConfig
+
+        default = SynthConfig()  # the bundled sample's settings
         st.caption(
-            "The project's generator (`msli data synth`): users move through 2–4 interest phases, with Zipf "
-            "item popularity, long-tailed activity and noise; the phase behind every event is recorded, so "
-            "the Explain page can check its explanations. The same settings and seed give the same data."
+            "The project's generator (`msli data synth`): users move through interest phases (about one "
+            f"every {default.phase_events:.0f} events), with Zipf item popularity, skewed activity (at "
+            f"least {default.min_events} events each) and noise; the phase behind every event is recorded, "
+            "so the Explain page can check its explanations. The same settings and seed give the same data."
         )
         g = st.columns(5)
         synth = dict(
-            users=g[0].number_input("Users", 10, 20_000, 600, step=50, key="data_synth_users"),
-            items=g[1].number_input("Items", 20, 50_000, 2_000, step=100, key="data_synth_items"),
+            users=g[0].number_input("Users", 10, 20_000, default.users, step=50, key="data_synth_users"),
+            items=g[1].number_input("Items", 20, 50_000, default.items, step=100, key="data_synth_items"),
             interactions=g[2].number_input(
-                "Interactions (about)", 100, 2_000_000, 60_000, step=5_000, key="data_synth_interactions"
+                "Interactions (about)",
+                100,
+                2_000_000,
+                default.interactions,
+                step=5_000,
+                key="data_synth_interactions",
             ),
-            noise=g[3].slider("Noise share", 0.0, 0.9, 0.1, step=0.05, key="data_synth_noise"),
-            seed=g[4].number_input("Seed", 0, 2**31 - 1, 0, key="data_synth_seed"),
+            noise=g[3].slider("Noise share", 0.0, 0.9, default.noise, step=0.05, key="data_synth_noise"),
+            seed=g[4].number_input("Seed", 0, 2**31 - 1, default.seed, key="data_synth_seed"),
         )
         if st.button("Generate and load", key="data_generate", type="primary"):
-            from msli_core.data.synth import SynthConfig, generate, to_dataset
+            from msli_core.data.synth import generate, to_dataset
 
             bar = state.LiveProgress("Generating")
             config = SynthConfig(**{k: (float(v) if k == "noise" else int(v)) for k, v in synth.items()})

@@ -50,7 +50,12 @@ def app_url(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("browser")
     sample = root / "sample"
-    write_synthetic(sample, SynthConfig(users=80, items=160, interactions=2400, interests=6, max_events=80))
+    # a long tail of activity (sigma 1, from 5 events), so the Explain page's default user has more than
+    # one segment of 50 for K=4
+    config = SynthConfig(
+        users=80, items=160, interactions=2400, interests=6, max_events=80, min_events=5, activity_sigma=1.0
+    )
+    write_synthetic(sample, config)
     port = _free_port()
     env = {**os.environ, "MSLI_SAMPLE_DATA": str(sample), "MSLI_CACHE_DIR": str(root / "cache")}
     log = open(root / "streamlit.log", "w")  # noqa: SIM115 - closed below

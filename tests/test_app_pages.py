@@ -23,7 +23,12 @@ def tiny_sample_dir(tmp_path_factory) -> Path:
     from msli_core.data.synth import SynthConfig, write_synthetic
 
     folder = tmp_path_factory.mktemp("tiny") / "sample"
-    write_synthetic(folder, SynthConfig(users=60, items=120, interactions=1800, interests=6, max_events=80))
+    # 30 events per user on average, with a long tail (sigma 1, from 5 events), so that the Explain page's
+    # default user (a long history) has more than one segment of 50 for K=4
+    config = SynthConfig(
+        users=60, items=120, interactions=1800, interests=6, max_events=80, min_events=5, activity_sigma=1.0
+    )
+    write_synthetic(folder, config)
     return folder
 
 

@@ -7,10 +7,11 @@ generator writes that down in ``ground_truth.csv``, so explanations can be check
 
 The story of one user, top to bottom:
 
-1. **Activity.** The number of events is long-tailed (lognormal, clipped to ``[min_events, max_events]``),
+1. **Activity.** The number of events is right-skewed (lognormal, clipped to ``[min_events, max_events]``),
    scaled so that all users together make about ``interactions`` events.
-2. **Phases.** The user lives through 2–4 phases, in time order; each phase has its own interest,
-   drawn (without replacement) from a Zipf law over interests, so some interests are common.
+2. **Phases.** The user lives through about one phase per ``phase_events`` events (at least
+   ``min_phases``, at most ``max_phases``), in time order; each phase has its own interest, drawn
+   (without replacement) from a Zipf law over interests, so some interests are common.
 3. **Events.** In phase ``p`` an event is, in this order of draws:
    noise (probability ``noise``: a globally popular item, interest ``-1``), a *return* to one of the
    interests of the phases before ``p`` (probability ``return_prob``, only when ``p > 0``), or the
@@ -71,18 +72,30 @@ _DAY = 86_400
 
 @dataclass(frozen=True)
 class SynthConfig:
-    """Every knob of the generator. Defaults give ``sample_data/``: about 600 × 2,000 × 60k."""
+    """Every knob of the generator. Defaults give ``sample_data/``: 300 users × 2,000 items × 60k events.
+
+    The defaults are sized for the method they test (DESIGN §2): a history is capped at L_max = 200
+    events and the default K = 4 cuts it into segments of S = 50. So the mean history is L_max (most
+    users fill 3–4 segments), and an interest phase lasts about one segment, so the K segments of a
+    history mostly hold different interests: "which segment explains this item" then has a right
+    answer that a random pick of a segment usually misses. (With 600 users of median 65 events, most
+    histories had 1–2 segments of one or two phases, and a random segment was right 59% of the time.)
+    """
 
     seed: int = 0  # seeds the one numpy Generator; same config -> byte-identical files
-    users: int = 600  # number of users; ml-latest-small has 610, so the sample feels familiar
+    users: int = 300  # number of users: half of ml-latest-small's 610, with longer histories (below)
     items: int = 2000  # catalog size; small enough for full-softmax training on 2 CPU cores
-    interactions: int = 60_000  # target total events (the result is within a few percent of it)
+    interactions: int = 60_000  # target total events (within a few percent): 200 = L_max per user on
+    # average; at this size the default MS-LI trains in well under a minute on 2 cores
     interests: int = 20  # item clusters = interests; 20 × ~100 items keeps each cluster learnable
     min_phases: int = 2  # fewest interest phases per user: at least one change of taste to explain
-    max_phases: int = 4  # most phases; with K=4 segments, one segment per phase is possible
-    min_events: int = 5  # fewest events per user (MovieLens keeps users with >= 20; 5 tests short histories)
+    max_phases: int = 8  # most phases per user: max_events / phase_events
+    phase_events: float = 50.0  # about one phase per this many events (lengths ~ Dirichlet(2) around
+    # it): S = L_max / K = 50 for the default K = 4, so a phase spans about one segment
+    min_events: int = 20  # fewest events per user, MovieLens' own filter (every user rated >= 20 movies)
     max_events: int = 400  # activity cap: keeps the longest histories at 2 × L_max (200)
-    activity_sigma: float = 1.0  # lognormal sigma of events per user: a long tail, as in MovieLens
+    activity_sigma: float = 0.5  # lognormal sigma of events per user: right-skewed (median ~175, 10% of
+    # users under ~100, 10% over ~340) but narrow enough that few histories are only 1–2 segments long
     interest_zipf: float = 0.8  # Zipf exponent of interest popularity across users (some genres dominate)
     item_zipf: float = 1.0  # Zipf exponent of item popularity inside a cluster (classic 1/rank)
     noise: float = 0.1  # share of events that are random popular items (interest -1): real logs are messy
@@ -124,10 +137,10 @@ class SynthConfig:
                 f"min_phases ({self.min_phases}) must be at least 1 and at most "
                 f"max_phases ({self.max_phases})."
             )
-        if self.interests < self.max_phases:
+        if self.interests < self.min_phases:
             raise MsliError(
                 f"--interests ({self.interests}) must be at least the number of phases per user "
-                f"({self.max_phases}), since each phase has its own interest."
+                f"({self.min_phases}), since each phase has its own interest."
             )
         if self.items < 2 * self.interests:
             raise MsliError(
@@ -154,7 +167,7 @@ class SynthConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise MsliError(f"{name} must be a finite non-negative number, not {value}.")
-        for name in ("session_gap_days", "event_gap_seconds"):
+        for name in ("phase_events", "session_gap_days", "event_gap_seconds"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise MsliError(f"{name} must be a finite positive number, not {value}.")
@@ -396,11 +409,13 @@ def generate(config: SynthConfig | None = None, progress: ProgressCallback | Non
     phase_rows: list[tuple[int, int, int, int]] = []  # (userId, phase, interest, events)
     for user in range(cfg.users):
         n = int(n_events[user])
-        n_phases = int(rng.integers(cfg.min_phases, cfg.max_phases + 1))
+        # About one phase per ``phase_events`` events, within [min_phases, max_phases].
+        n_phases = min(cfg.max_phases, max(cfg.min_phases, round(n / cfg.phase_events)))
         # Heavy users get more phases (about one per cluster's worth of events), so they rarely use a
-        # cluster up; short histories get fewer, so that every phase has at least 2 events.
+        # cluster up; short histories get fewer, so that every phase has at least 2 events; and no user
+        # has more phases than there are interests (each phase has its own).
         n_phases = max(n_phases, min(cfg.max_phases, math.ceil(n * cfg.interests / (1.2 * cfg.items))))
-        n_phases = max(1, min(n_phases, n // 2))
+        n_phases = max(1, min(n_phases, n // 2, c))
         interests = rng.choice(c, size=n_phases, replace=False, p=interest_pop)  # (P,) one per phase
         phase_len = _phase_lengths(rng, n, n_phases)  # (P,)
         phase_of_event = np.repeat(np.arange(n_phases), phase_len)  # (L,)
