@@ -219,6 +219,15 @@ def test_per_layer_and_gemm_call_costs():
     floor = cm.floor_phase("matmul", 1, 64, 100)  # (1, 64) @ (64, 100): 12.8 kFLOP, 25.6 kB table + 400 B out
     assert cm.phase_seconds(floor, hw, "numpy") == pytest.approx(26_000 / 1e10 + 2.5e-6)
     assert cm.phase_seconds(floor, hw, "torch") == pytest.approx(26_000 / 1e10 + 1e-6)
+    measured = cm.Hardware("m", 1e11, 1e10, {"torch": 5e-6, "torch_gemm": 2e-6}, "test", cache_bytes=1e6,
+                           cache_bandwidth=4e10, skinny_passes={"torch": 1.0})  # fmt: skip
+    assert cm.phase_seconds(floor, measured, "torch") == pytest.approx(26_000 / 4e10 + 2e-6)
+    # a (4, 64) @ (64, N) product packs its table only when the table does not fit in the L2 (1 MB)
+    small, big = cm.floor_phase("matmul", 4, 64, 1000), cm.floor_phase("matmul", 4, 64, 10_000)
+    assert cm.phase_seconds(small, measured, "torch") == pytest.approx(small.bytes / 4e10 + 2e-6)
+    assert cm.phase_seconds(big, measured, "torch") == pytest.approx(
+        2 * 2_560_000 / 1e10 + 160_000 / 1e10 + 2e-6
+    )
 
 
 def test_torch_attention_runs_at_the_attention_rate_and_addmm_copies_the_bias():

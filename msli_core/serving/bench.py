@@ -8,11 +8,11 @@ are both set to ``threads``, numpy's BLAS through threadpoolctl) and the shapes.
 The machine is shared, so with one thread each call is also timed on the calling thread's CPU clock
 (``time.thread_time_ns``; torch, ONNX Runtime and BLAS all run on the calling thread then):
 ``cpu_p50_ms`` is the median time the core spent on a call, which leaves out the time another process
-held the core. The MS-LI / two-tower points are measured in ``passes`` passes (default 2, a minute or
-so apart) and ``cpu_p50_ms`` keeps the lowest of the passes' medians (``passes`` column): a point that
-coincided with a burst of other work is measured again. The cost model's error report compares
-against ``cpu_p50_ms``; the wall-clock p50/p95/p99 stay the first pass's, so comparisons timed side by
-side (paired, floors) keep their pairing.
+held the core. Every point is measured in ``passes`` passes (default 3, a minute or so apart; the
+offline item table and the cross-encoder included) and ``cpu_p50_ms`` keeps the lowest of the passes'
+medians (``passes`` column): a point that coincided with a burst of other work is measured again. The
+cost model's error report compares against ``cpu_p50_ms``; the wall-clock p50/p95/p99 stay the first
+pass's, so comparisons timed side by side (paired, floors) keep their pairing.
 
 Stages and variants (the ``stage`` / ``variant`` keys):
 
@@ -29,9 +29,10 @@ Stages and variants (the ``stage`` / ``variant`` keys):
   aggregation (the stacked ``[u; q]`` product MS-LI needs) and ``R = K`` otherwise (``rows`` key);
   ``matmul_torch``: the same product in torch, both over the online call's own candidate table;
   ``bandwidth``: ``N·d·4 bytes / measured bandwidth``.
-  The matmul floors are timed round-robin with the first online call of each (K, N), and the nearline
-  variants round-robin with each other, so a busy machine slows the compared calls alike; a floor row
-  is repeated for each L (it does not depend on L).
+  The matmul floors are timed in rounds with the first online call of each (K, N), and the nearline
+  variants in rounds with each other (each round: one untimed re-warming call of each, then 5 timed
+  ones), so a busy machine slows the compared calls alike while each timing is of a warm call; a
+  floor row is repeated for each L (it does not depend on L).
 
 The cross-encoder is timed at the same N and L in the same run, capped by ``cross_budget_s`` per point:
 a point whose predicted single call (times ``CROSS_SAFETY``) exceeds the budget is skipped
@@ -89,6 +90,7 @@ TOP_K = 10
 # The cost model tends to underestimate the cross-encoder (large activations; see costmodel_error.json):
 # a point is skipped when twice its predicted call time exceeds the budget.
 CROSS_SAFETY = 2.0
+TIMED_BLOCK = 5  # timed_together: timed calls of each variant per round, after one untimed re-warming call
 PAIRED_MAX_N = 10_000  # MS-LI online calls kept for pairing with the cross-encoder up to this N
 
 
@@ -102,7 +104,7 @@ class BenchSettings:
     threads: int = 1  # torch intra-op threads = ORT intra-op threads = BLAS threads (one request per core)
     repeats: int = 200  # at most this many timed calls per point
     warmup: int = 3  # untimed calls first (caches, lazy init, ORT arena)
-    budget_s: float = 0.2  # time budget per MS-LI point (after warm-up); keeps `make bench` < 5 min
+    budget_s: float = 0.15  # time budget per MS-LI point (after warm-up); keeps `make bench` < 5 min
     cross_budget_s: float = 2.0  # time budget per cross-encoder point
     dim: int = 64  # d
     layers: int = 2  # transformer layers (segment encoder and cross-encoder)
@@ -112,7 +114,7 @@ class BenchSettings:
     calibrate: bool = True  # run the cost-model micro-benchmarks in the same run (for its error report)
     # passes over the MS-LI / two-tower points: each point's ``cpu_p50_ms`` is the lowest of its passes'
     # CPU medians (a point measured while another process hammered the machine is measured again later)
-    passes: int = 2
+    passes: int = 3
 
     def validate(self) -> None:
         checks = (
@@ -437,7 +439,13 @@ class _Runner:
                 self.run_ort(label, K, L, model, engine, shape)
 
     def timed_together(self, fns: list[Callable[[], Any]]) -> list[tuple[dict[str, float], int, bool]]:
-        """Time several calls round-robin (warm-up first); each gets ``repeats`` calls or the budget."""
+        """Time several calls in rounds (warm-up first); each gets ``repeats`` calls or the budget.
+
+        In a round each call runs once untimed (it re-warms the caches the other calls evicted), then
+        ``TIMED_BLOCK`` times timed: a drift of the machine's load falls on all of them alike, and each
+        timing is of a warm call, as one request type served in a loop (and as the cost model's
+        micro-benchmarks are timed); strict alternation would charge a small call for the cache misses
+        a large one causes."""
         for fn in fns:
             for _ in range(self.s.warmup):
                 fn()
@@ -447,11 +455,13 @@ class _Runner:
         cpu = time.thread_time_ns
         while len(times[0]) < self.s.repeats:
             for fn, out, cpu_out in zip(fns, times, cpus, strict=True):
-                c0 = cpu()
-                t0 = time.perf_counter_ns()
-                fn()
-                out.append(time.perf_counter_ns() - t0)
-                cpu_out.append(cpu() - c0)
+                fn()  # untimed: re-warms this call's caches
+                for _ in range(TIMED_BLOCK):
+                    c0 = cpu()
+                    t0 = time.perf_counter_ns()
+                    fn()
+                    out.append(time.perf_counter_ns() - t0)
+                    cpu_out.append(cpu() - c0)
             if time.perf_counter_ns() >= deadline and len(times[0]) >= 3:
                 break
         keep_cpu = self.s.threads == 1
@@ -520,14 +530,14 @@ class _Runner:
                     variant="matmul",
                     backend="numpy",
                     **base,
-                    note=f"bare numpy ({rows}, d) @ (d, N), timed round-robin with the online call",
+                    note=f"bare numpy ({rows}, d) @ (d, N), timed in rounds with the online call",
                 )
                 self.add(
                     *torch_floor,
                     variant="matmul_torch",
                     backend="torch",
                     **base,
-                    note=f"bare torch ({rows}, d) @ (d, N), timed round-robin with the online call",
+                    note=f"bare torch ({rows}, d) @ (d, N), timed in rounds with the online call",
                 )
                 self.add(
                     *bandwidth_floor,
@@ -813,7 +823,7 @@ def plan_size(settings: BenchSettings) -> int:
         per_model += 1 + len(s.candidates) if backend in BACKENDS else 0
     total = (n_li * len(s.history) * per_model + len(s.candidates)) * s.passes
     if "cross-encoder" in s.models:
-        total += len(s.candidates) * len(s.history)
+        total += len(s.candidates) * len(s.history) * s.passes
     return total + (1 + s.passes if s.calibrate else 0)
 
 
@@ -868,15 +878,15 @@ def run_bench(settings: BenchSettings, progress: ProgressCallback | None = None)
             if settings.calibrate:  # interleaved with the sweep, so the constants see its machine states
                 calibrations.append(costmodel.calibrate(threads=settings.threads, save=False))
                 runner.tick("calibrated the cost model between passes")
-            again = _Runner(
-                replace(settings, models=tuple(m for m in settings.models if m != "cross-encoder")), progress
-            )
+            again = _Runner(settings, progress)
             again.loaded, again.hardware, again.bandwidth = loaded, runner.hardware, runner.bandwidth
             again.total, again.done = runner.total, runner.done
             again.run_offline()
             for label, K, L, model in again.late_interaction_models():
                 again.run_late_interaction(label, K, L, model)
             again.emit_floors()
+            if "cross-encoder" in settings.models:  # the cross-encoder and its paired calls again too
+                again.run_cross_encoder()
             again.paired.clear()
             runner.done = again.done
             merge_passes(runner.rows, again.rows)
@@ -935,7 +945,7 @@ def headline(rows: list[dict[str, Any]]) -> dict[str, Any]:
     if math.isnan(li):
         li = pick(model="msli", stage="online", backend="torch", segments=8, candidates=1000, history=50)
     ce = pick(model="cross-encoder", stage="online", backend="torch", candidates=1000, history=50)
-    # the floors of a (K, N) are timed round-robin with its first online call, the one at the smallest L
+    # the floors of a (K, N) are timed in rounds with its first online call, the one at the smallest L
     first_l = min((r["history"] for r in rows if r["stage"] == "floor" and r["history"]), default=50)
     on = pick(model="msli", stage="online", backend="torch", segments=8, candidates=100_000, history=first_l)
     fl = pick(stage="floor", variant="matmul", segments=8, candidates=100_000, history=first_l)

@@ -19,7 +19,8 @@ attention core at ``attention_flops``, which narrow heads keep far below a dense
   element-wise phase (layer norms, GELU, softmax, embedding sums) streams at
   ``min(bw(B), elementwise_bandwidth)``: those passes are compute-bound well below the streaming rate.
 - ``P`` (``skinny_passes``, per backend): extra passes over ``W`` a BLAS makes to pack the table of a
-  ``(R >= 2, d) @ (d, N)`` product (numpy's OpenBLAS and ONNX Runtime's MLAS about one, torch ~0).
+  ``(R >= 2, d) @ (d, N)`` product (numpy's OpenBLAS and ONNX Runtime's MLAS about one, torch ~0); a
+  table that fits in the L2 is packed from it at no visible cost (measured: 0 at N = 1000, d = 64).
 - ``fault_bw``: first-touching fresh pages. An output block larger than ``C`` = 32 MiB (glibc's
   largest mmap threshold on 64-bit: such blocks are mapped fresh on every allocation and unmapped on
   free, smaller ones are recycled from the heap) costs page faults and zeroing on top of its write,
@@ -38,9 +39,10 @@ on the thread's CPU clock, so time other processes hold the core is left out; th
 - ``flops``, ``bandwidth``, ``overhead`` (the three headline constants): least-squares fit on log-time
   (:func:`fit`) of :func:`micro_benchmarks`: square and activation-shaped torch matmuls, copies of 64
   and 256 MiB, tiny calls (a one-token transformer block, bare tensor ops, numpy calls, 1- and
-  64-node ONNX Runtime chains, a (2, 8) @ (8, 16) numpy product, the engine's observe, recommend and
-  the two alternating on toy models with d = 8 and one or two layers, timed round-robin: their
-  difference is one block's step);
+  64-node ONNX Runtime chains, the exported scorer and segment encoder of a toy model (a request, and
+  an update followed by a request), a (2, 8) @ (8, 16) numpy and torch product, the engine's observe,
+  recommend and the two alternating on toy models with d = 8 and one or two layers, timed in rounds:
+  their difference is one block's step);
 - the refinements, each from the micro-benchmark that isolates it (:func:`refinement_benchmarks`):
   copies at working sets of half the L2 and 4-64 MiB (cache tiers), a (2, 64) @ (64, 65536) product
   against a (1, 64) one per backend (packing passes), layer norm + GELU + softmax over a 2 MiB tensor
@@ -89,9 +91,14 @@ BACKENDS = ("torch", "onnxruntime", "numpy")
 # step, measured as the difference of toy engines with one and two layers: a block step is mostly
 # heavy kernels (exact GELU ~17 us, scaled_dot_product_attention ~13 us, linears ~8 us per call here)
 # while the bookkeeping around it is cheap views, so one per-call average over both would undercount
-# each extra layer. "numpy_gemm": a numpy matrix product (BLAS sgemm setup, ~2.5x a plain numpy call).
+# each extra layer. "numpy_gemm": a numpy matrix product (BLAS sgemm setup, ~2.5x a plain numpy call);
+# "torch_gemm": a bare torch matrix product (cheaper than the average torch call of a request).
+# "onnxruntime_scorer": a call of the online request on ONNX Runtime (the exported scorer's nodes, its
+# session run, the numpy top-k after it: real kernels, dearer than the Add chain's nodes);
+# "onnxruntime_e2e": a call of an update (the segment encoder session) followed by a request.
 OVERHEAD_KEYS = (
-    *BACKENDS, "torch_module", "torch_kv", "torch_e2e", "torch_kv_layer", "torch_e2e_layer", "numpy_gemm"
+    *BACKENDS, "torch_module", "torch_kv", "torch_e2e", "torch_kv_layer", "torch_e2e_layer", "numpy_gemm",
+    "onnxruntime_scorer", "onnxruntime_e2e", "torch_gemm",
 )  # fmt: skip
 TORCH_KV_RATIO = 1.6  # torch_kv / torch where only "torch" is known (measured here: 1.5-1.8)
 NUMPY_GEMM_RATIO = 2.5  # numpy_gemm / numpy where only "numpy" is known (measured here: 2.3-3.2)
@@ -205,8 +212,12 @@ class Hardware:
             return self.overhead("torch_kv")
         if backend in ("torch_kv_layer", "torch_e2e_layer"):  # older files / presets: no per-layer split
             return self.overhead(backend.removesuffix("_layer"))
+        if backend in ("onnxruntime_scorer", "onnxruntime_e2e") and "onnxruntime" in self.overhead_s:
+            return self.overhead_s["onnxruntime"]
         if backend == "numpy_gemm" and "numpy" in self.overhead_s:
             return NUMPY_GEMM_RATIO * self.overhead_s["numpy"]
+        if backend == "torch_gemm":
+            return self.overhead("torch")
         return self.overhead_s.get("torch", next(iter(self.overhead_s.values())))
 
     def as_dict(self) -> dict[str, Any]:
@@ -534,6 +545,8 @@ def online_phases(shape: ModelShape, backend: str = "torch") -> list[Phase]:
               kind="elementwise" if ort else "gemm", fresh=(N * 4, N * 4)),
         Phase("top_k", N, 2 * N * 4, NUMPY_TOPK_CALLS if ort else OPS_TOPK, kind="select"),
     ]  # fmt: skip
+    if ort:  # the scorer session and the numpy top-k after it: "onnxruntime_scorer" per call
+        phases = [replace(p, path="scorer") for p in phases]
     return phases
 
 
@@ -569,8 +582,11 @@ def stage_phases(shape: ModelShape, backend: str = "torch") -> dict[str, list[Ph
         incremental = open_segment
     online = online_phases(shape, backend)
     end_to_end = incremental + online
-    if backend == "torch":  # an update then a request: each runs after the other evicted its caches
+    # an update then a request: each runs after the other evicted its caches
+    if backend == "torch":
         end_to_end = [replace(p, path="e2e_layer" if p.path == "kv_layer" else "e2e") for p in end_to_end]
+    elif backend == "onnxruntime":
+        end_to_end = [replace(p, path="e2e") for p in end_to_end]
     return {
         "offline": item_table_phases(shape),
         "nearline": incremental,
@@ -588,7 +604,12 @@ def phase_seconds(phase: Phase, hardware: Hardware, backend: str = "torch") -> f
     )
     compute = phase.flops / rate()
     bandwidth = hardware.bandwidth_for(phase.working_set or phase.bytes)
-    packing = hardware.packing(backend) * phase.wide_bytes / bandwidth
+    # a table that already sits in the L2 is packed from it, at a cost lost in the product's own
+    packing = (
+        hardware.packing(backend) * phase.wide_bytes / bandwidth
+        if phase.wide_bytes > hardware.cache_bytes
+        else 0.0
+    )
     if phase.kind == "elementwise":
         bandwidth = min(bandwidth, hardware.elementwise())
     memory = phase.bytes / bandwidth
@@ -606,8 +627,10 @@ def overhead_key(phase: Phase, backend: str) -> str:
         return f"torch_{phase.path}"
     if backend == "torch" and phase.module:
         return "torch_module"
-    if backend == "numpy" and phase.path == "gemm":
-        return "numpy_gemm"
+    if backend in ("numpy", "torch") and phase.path == "gemm":
+        return f"{backend}_gemm"
+    if backend == "onnxruntime" and phase.path in ("scorer", "e2e"):
+        return f"onnxruntime_{phase.path}"
     return backend
 
 
@@ -781,8 +804,9 @@ def _time_call(fn: Callable[[], Any], min_calls: int = 5, budget_s: float = 0.3,
 def _time_calls_together(
     fns: Sequence[Callable[[], Any]], min_calls: int = 5, budget_s: float = 0.3, cpu: bool = False
 ) -> list[float]:
-    """Median seconds of each of ``fns``, timed round-robin (one call of each in turn) after a warm-up,
-    so that a drift of the machine's load falls on all of them alike: their differences stay meaningful."""
+    """Median seconds of each of ``fns``, timed in rounds after a warm-up (each round: one untimed call
+    of each, which re-warms its caches, then 5 timed ones), so that a drift of the machine's load falls
+    on all of them alike: their differences stay meaningful, and each timing is of a warm call."""
     import numpy as np
 
     clock = time.thread_time_ns if cpu else time.perf_counter_ns
@@ -792,9 +816,11 @@ def _time_calls_together(
     start = time.perf_counter()
     while len(times[0]) < min_calls or time.perf_counter() - start < budget_s:
         for fn, out in zip(fns, times, strict=True):
-            t0 = clock()
             fn()
-            out.append(clock() - t0)
+            for _ in range(5):
+                t0 = clock()
+                fn()
+                out.append(clock() - t0)
         if len(times[0]) >= 10_000:
             break
     return [float(np.median(t)) / 1e9 for t in times]
@@ -865,6 +891,11 @@ def micro_benchmarks(threads: int | None = None, budget_s: float = 0.3) -> list[
 
         seconds = _time_call(functional_calls, budget_s=budget_s, cpu=cpu)
         samples.append(Sample(0, 0, 18, seconds, "torch", "tiny_functional"))
+        left, right = torch.randn(2, 8), torch.randn(8, 16)
+        seconds = _time_call(lambda: left @ right, budget_s=budget_s, cpu=cpu)  # a bare product
+        samples.append(
+            Sample(2 * 2 * 8 * 16, 4 * (16 + 128 + 32), 1, seconds, "torch_gemm", "tiny_gemm_torch")
+        )
         samples.extend(_tiny_engine_samples(budget_s, cpu))
     # numpy: five typical calls on tiny arrays (a product, argpartition, argsort, a gather, an add)
     x, m8 = np.ones(8, dtype=np.float32), np.ones((8, 8), dtype=np.float32)
@@ -884,6 +915,7 @@ def micro_benchmarks(threads: int | None = None, budget_s: float = 0.3) -> list[
     samples.append(Sample(2 * 2 * 8 * 16, 4 * (16 + 128 + 32), 1, seconds, "numpy_gemm", "tiny_gemm"))
     with contextlib.suppress(ImportError):  # onnxruntime missing: the torch overhead stands in for it
         samples.extend(_ort_tiny_samples(threads, budget_s))
+        samples.extend(_ort_engine_samples(threads, budget_s, cpu))
     return samples
 
 
@@ -921,7 +953,7 @@ def _tiny_engine_samples(budget_s: float, cpu: bool) -> list[Sample]:
 
         calls["observe", layers], calls["recommend", layers] = observe, recommend
         calls["end_to_end", layers] = end_to_end
-    # the one- and two-layer toys round-robin: their difference is what is kept
+    # the one- and two-layer toys timed in rounds: their difference is what is kept
     times = dict(
         zip(calls, _time_calls_together(list(calls.values()), budget_s=3 * budget_s, cpu=cpu), strict=True)
     )
@@ -940,6 +972,46 @@ def _tiny_engine_samples(budget_s: float, cpu: bool) -> list[Sample]:
             Sample(0, 0, ops, max(one - layer, 0.1 * one), key, f"tiny_engine_{name}"),
         ]
     return samples
+
+
+def _ort_engine_samples(threads: int | None, budget_s: float, cpu: bool) -> list[Sample]:
+    """The ONNX Runtime serving path on a toy model (d = 8, one layer, K = 2, S = 4, 16 items): the
+    exported scorer with the numpy top-10 after it (a request: "onnxruntime_scorer"), and the exported
+    segment encoder over the open segment followed by a request (end to end: "onnxruntime_e2e"), timed
+    in rounds. FLOPs and bytes are negligible: they time the per-call cost of the path."""
+    import numpy as np
+
+    from msli_core.models.msli import MSLIConfig, MSLIModel
+    from msli_core.serving import onnx_export as ox
+    from msli_core.serving.bench import _top_k
+
+    config = MSLIConfig(n_items=16, n_genres=2, dim=8, segments=2, max_len=8, layers=1, heads=1, dropout=0.0)
+    model = MSLIModel(config).eval()
+    scorer = ox.OrtScorer(ox.scorer_onnx(model), threads=threads or 1)
+    encoder = ox.OrtSegmentEncoder(ox.segment_encoder_onnx(model), threads=threads or 1)
+    vectors = np.random.default_rng(0).standard_normal((1, 2, 8)).astype(np.float32)  # (1, K, d)
+    mask = np.ones((1, 2), dtype=bool)
+    table_t = np.random.default_rng(1).standard_normal((8, 16)).astype(np.float32)  # (d, N)
+    ids = np.arange(1, 17)
+    open_items = np.arange(1, 5, dtype=np.int64)[None]  # (1, S)
+
+    def request() -> None:
+        scores, contributions = scorer.score(vectors, mask, table_t)
+        top = _top_k(scores[0], 10)
+        ids[top], scores[0, top], contributions[0][:, top]
+
+    def end_to_end() -> None:
+        vectors[0, -1] = encoder.encode(open_items)[0][0]
+        request()
+
+    shape = ModelShape(kind="msli", history=8, segments=2, dim=8, layers=1, heads=1, candidates=16)
+    request_ops = sum(p.ops for p in online_phases(shape, "onnxruntime"))
+    update_ops = sum(p.ops for p in encoder_phases(shape.s, 1, shape, backend="onnxruntime"))
+    t_request, t_pair = _time_calls_together([request, end_to_end], budget_s=2 * budget_s, cpu=cpu)
+    return [
+        Sample(0, 0, request_ops, t_request, "onnxruntime_scorer", "tiny_ort_request"),
+        Sample(0, 0, update_ops + request_ops, t_pair, "onnxruntime_e2e", "tiny_ort_end_to_end"),
+    ]
 
 
 def _ort_tiny_samples(threads: int | None, budget_s: float) -> list[Sample]:
