@@ -45,6 +45,9 @@ with st.form("latency_form"):
     cross_budget = c3.select_slider(
         "Cross-encoder budget per point (s)", [0.2, 0.5, 1.0, 2.0, 5.0], value=1.0, key="latency_cross_budget"
     )
+    passes = c3.select_slider(
+        "Passes (each point keeps its quietest)", [1, 2, 3, 4, 5], value=2, key="latency_passes"
+    )
     calibrate = st.checkbox(
         "Also calibrate the cost model on this machine (a few seconds; the What-if page then uses it)",
         value=True,
@@ -69,6 +72,7 @@ elif run:
             models=tuple(models),
             budget_s=float(budget),
             cross_budget_s=float(cross_budget),
+            passes=int(passes),
             dim=int(dim),
             layers=int(layers),
             calibrate=calibrate,

@@ -106,7 +106,8 @@ KEPT_WIDGETS = (
     "train_seed",
     "explain_top_n", "explain_stage",
     "latency_segments", "latency_candidates", "latency_history", "latency_backends", "latency_models",
-    "latency_budget", "latency_cross_budget", "latency_calibrate", "latency_dim", "latency_layers",
+    "latency_budget", "latency_cross_budget", "latency_passes", "latency_calibrate", "latency_dim",
+    "latency_layers",
     "whatif_hardware", "whatif_tflops", "whatif_gbps", "whatif_overhead", "whatif_history", "whatif_segments",
     "whatif_dim", "whatif_layers", "whatif_candidates", "whatif_dtype", "whatif_backend",
 )  # fmt: skip

@@ -279,6 +279,7 @@ def run_short_sweep(at: AppTest, models=("msli", "cross-encoder")) -> AppTest:
     at.multiselect(key="latency_models").set_value(list(models))
     at.select_slider(key="latency_budget").set_value(0.02)
     at.select_slider(key="latency_cross_budget").set_value(0.2)
+    at.select_slider(key="latency_passes").set_value(2)
     at.checkbox(key="latency_calibrate").uncheck()  # the cost model's micro-benchmarks take ~10 s
     at.button(key="FormSubmitter:latency_form-Run the sweep").click().run()
     assert not at.exception and not at.error, [e.value for e in at.exception] + error_texts(at)
@@ -298,6 +299,7 @@ def test_a_short_sweep_draws_every_latency_chart_and_offers_the_csv():
     rows = at.session_state["lab_bench_rows"]
     assert {r["stage"] for r in rows} >= {"offline", "nearline", "online", "floor"}
     assert {(r["dim"], r["layers"]) for r in rows if r["stage"] == "online"} == {(16, 1)}  # the form's shape
+    assert {r["passes"] for r in rows if r["stage"] == "online"} == {2}  # the form's passes, merged
     csv = at.session_state["lab_bench_csv"].decode()
     assert csv.splitlines()[0].startswith("model,stage,variant,backend,segments,candidates,history,p50_ms")
     assert len(csv.splitlines()) == len(rows) + 1
