@@ -184,7 +184,7 @@ c[0].metric("Users", f"{summary['users']:,}")
 c[1].metric("Items", f"{summary['items']:,}")
 c[2].metric("Interactions", f"{summary['interactions']:,}")
 c[3].metric("Density", f"{summary['density']:.2%}")
-c[4].metric("Median history", f"{summary['history_length_median']:g} events")
+c[4].metric("Median history (events)", f"{summary['history_length_median']:g}")
 st.caption(
     f"Format **{summary['format']}** · time range {str(summary['time_start'])[:10]} → "
     f"{str(summary['time_end'])[:10]} · {summary['evaluable_users']:,} users with ≥ 3 events are evaluated · "
