@@ -242,6 +242,10 @@ def test_torch_attention_runs_at_the_attention_rate_and_addmm_copies_the_bias():
     # 4·B·T²·d FLOPs at 1e10 FLOP/s (compute-bound: 6.4 MFLOP vs 0.3 MB)
     assert attention.flops == 4 * B * T * T * d
     assert cm.phase_seconds(attention, hw) == pytest.approx(4 * B * T * T * d / 1e10)
+    # each query row of each head pays attention_row_s on top: B·h·T = 10·2·50 rows at 1 us
+    assert attention.attention_rows == B * 2 * T
+    with_rows = cm.replace(hw, attention_row_s=1e-6)
+    assert cm.phase_seconds(attention, with_rows) == pytest.approx(4 * B * T * T * d / 1e10 + 1000 * 1e-6)
     # unmeasured: DEFAULT_ATTENTION_RATIO of the matmul rate
     assert cm.custom_hardware(1e12, 1e11, 1e-6).attention() == pytest.approx(
         cm.DEFAULT_ATTENTION_RATIO * 1e12

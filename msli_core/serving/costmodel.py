@@ -6,7 +6,8 @@ each phase is timed as a roofline plus what rooflines leave out, and a stage is 
     t_phase = max(F / flops, B / bw(B)) + P · W / bw(B) + Σ[a > C]·a / fault_bw + ops · overhead[path]
 
 (a top-k phase counts the scores it scans as ``F``, at ``select_rate`` instead of ``flops``; torch's fused
-attention core at ``attention_flops``, which narrow heads keep far below a dense matmul's rate)
+attention core at ``attention_flops`` plus ``attention_row_s`` per query row and head: narrow heads and
+short rows keep it far below a dense matmul's rate)
 
 - ``F`` FLOPs (a multiply-add is 2), ``B`` bytes moved (reads + writes, weights included), ``ops``
   operator calls, all counted from the code (see the constants below); ``W`` the wide operand of a
@@ -177,6 +178,9 @@ class Hardware:
     # FLOP/s of torch's fused attention (scaled_dot_product_attention) at a small head width: it works
     # in (T, T) tiles of narrow heads and reaches a fraction of a dense matmul's rate
     attention_flops: float | None = None
+    # seconds per query row and head of the fused attention on top of its FLOPs (the online softmax's
+    # per-row bookkeeping): why short sequences run at a lower FLOP rate than long ones
+    attention_row_s: float = 0.0
 
     def bandwidth_for(self, nbytes: float) -> float:
         if self.cache_bandwidth and nbytes <= self.cache_bytes:
@@ -245,6 +249,7 @@ class Hardware:
                 fault_bandwidth=_optional(data.get("fault_bandwidth")),
                 select_rate=_optional(data.get("select_rate")),
                 attention_flops=_optional(data.get("attention_flops")),
+                attention_row_s=float(data.get("attention_row_s") or 0.0),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise MsliError(
@@ -418,6 +423,7 @@ class Phase:
     # ("torch_kv_layer"), "e2e" / "e2e_layer" the same in an update + request; numpy: "gemm" a product
     path: str = ""
     working_set: float = 0.0  # bytes one of its calls touches, for the cache tier (0: all of ``bytes``)
+    attention_rows: float = 0.0  # an "attention" phase: query rows × heads (each pays attention_row_s)
 
     @property
     def fresh_bytes(self) -> float:
@@ -466,6 +472,7 @@ def encoder_phases(
                 True,
                 "gemm" if ort else "attention",
                 (unit,),
+                attention_rows=0.0 if ort else B * shape.heads * T,
             ),
         ]
         if ort:  # the exported graph spells attention out: scale, mask, softmax over (h, T, T) scores
@@ -602,7 +609,7 @@ def phase_seconds(phase: Phase, hardware: Hardware, backend: str = "torch") -> f
     rate = {"select": hardware.selection, "attention": hardware.attention}.get(
         phase.kind, lambda: hardware.flops
     )
-    compute = phase.flops / rate()
+    compute = phase.flops / rate() + phase.attention_rows * hardware.attention_row_s
     bandwidth = hardware.bandwidth_for(phase.working_set or phase.bytes)
     # a table that already sits in the L2 is packed from it, at a cost lost in the product's own
     packing = (
@@ -1092,8 +1099,10 @@ def refinement_benchmarks(
       bytes read + written over the time net of the three calls' overhead;
     - ``fault_bandwidth``: filling a freshly allocated 64 MiB tensor minus filling an existing one;
     - ``select_rate``: elements/s of a top-10 selection over 2^18 scores (torch.topk, np.argpartition);
-    - ``attention_flops``: FLOP/s (``4·B·T²·d``) of ``scaled_dot_product_attention`` over 256 sequences
-      of 32 tokens, 2 heads of width 32 (a shape no bench point uses).
+    - ``attention_flops``, ``attention_row_s``: ``scaled_dot_product_attention`` (2 heads of width 32)
+      over 256 sequences of 32 tokens and over 16 sequences of 128 tokens, the same ``4·B·T²·d`` FLOPs
+      but four times the query rows in the first: ``t = F / attention_flops + rows · attention_row_s``
+      solved for both (shapes no bench point uses).
     """
     import numpy as np
     import torch
@@ -1140,18 +1149,35 @@ def refinement_benchmarks(
             fresh = _time_call(lambda: torch.empty(numel).fill_(1.0), budget_s=budget_s / 6, cpu=cpu)
             rates.append(numel * 4 / max(fresh - fill, 0.1 * fresh))
         out["fault_bandwidth"] = float(np.median(rates))
-        q = torch.randn(256, 2, 32, 32)  # (B, heads, T, head width): 256 sequences of 32 tokens, d = 64
-        seconds = _time_call(
-            lambda: functional.scaled_dot_product_attention(q, q, q), budget_s=budget_s, cpu=cpu
-        )
-        out["attention_flops"] = (
-            4 * 256 * 32 * 32 * 64 / max(seconds - overhead.get("torch", 0.0), 0.5 * seconds)
-        )
+        out.update(_attention_rates(budget_s, cpu, overhead.get("torch", 0.0)))
         scores = torch.rand(2**18)
         select = [_time_call(lambda: torch.topk(scores, 10), budget_s=budget_s / 2, cpu=cpu)]
         select.append(_time_call(lambda: np.argpartition(scores.numpy(), 9), budget_s=budget_s / 2, cpu=cpu))
         out["select_rate"] = float(scores.numel() / np.mean(select))
     return out
+
+
+def _attention_rates(budget_s: float, cpu: bool, call_s: float) -> dict[str, float]:
+    """``attention_flops`` and ``attention_row_s`` from two fused-attention calls of equal FLOPs: 256
+    sequences of 32 tokens (16384 query rows per head) and 16 of 128 (4096), 2 heads of width 32,
+    timed in rounds; ``t = F / rate + rows · row_s`` solved for both (row_s >= 0)."""
+    import torch
+
+    functional = torch.nn.functional
+    shapes = ((256, 32), (16, 128))  # (B, T)
+    inputs = [torch.randn(b, 2, t, 32) for b, t in shapes]  # (B, heads, T, head width), d = 64
+    times = _time_calls_together(
+        [lambda q=q: functional.scaled_dot_product_attention(q, q, q) for q in inputs],
+        budget_s=budget_s,
+        cpu=cpu,
+    )
+    flops = 4 * 256 * 32 * 32 * 64  # the same for both shapes
+    (short, long_), (rows_short, rows_long) = (
+        [max(t - call_s, 0.5 * t) for t in times],
+        [2 * b * t for b, t in shapes],
+    )
+    row_s = max(short - long_, 0.0) / (rows_short - rows_long)
+    return {"attention_flops": flops / (long_ - rows_long * row_s), "attention_row_s": row_s}
 
 
 def skinny_passes(threads: int | None, budget_s: float, flops: float) -> dict[str, float]:
@@ -1321,6 +1347,7 @@ def combine(measurements: Sequence[Hardware], name: str = "this machine", how: s
         fault_bandwidth=optional("fault_bandwidth", derived=True),
         select_rate=optional("select_rate"),
         attention_flops=optional("attention_flops"),
+        attention_row_s=float(np.median([h.attention_row_s for h in measurements])),
     )
 
 
