@@ -133,3 +133,27 @@ def test_exclude_seen_and_candidates():
         engine.recommend("u", np.array([0, N_ITEMS + 1]))
     with pytest.raises(MsliError, match="outside"):
         engine.observe("u", N_ITEMS + 5)
+
+
+def test_seen_items_grow_with_updates_and_stay_excluded():
+    """The seen-item buffer is appended per new event (no rebuild): after many updates (buffer growths,
+    repeats) it holds exactly the distinct items, and no request returns one of them."""
+    model = make_model("attention", segments=3, segment_len=4)
+    engine = InferenceEngine(model)
+    engine.offline()
+    engine.load_history("u", [5, 6, 5])
+    rng = np.random.default_rng(3)
+    events = rng.integers(1, 60, size=120)  # many repeats, several buffer doublings
+    for t, item in enumerate(events):
+        engine.observe("u", int(item), 1000 + t)
+        if t % 17 == 0:
+            rec = engine.recommend("u", None, top_k=10)
+            assert not set(rec.items.tolist()) & engine.users["u"].seen_set
+    state = engine.users["u"]
+    distinct = set(events.tolist()) | {5, 6}
+    assert state.n_seen == len(distinct) and sorted(state.seen.tolist()) == sorted(distinct)
+    for candidates in (None, 200, np.arange(1, 80)):  # whole catalog, top-n column map, explicit ids
+        rec = engine.recommend("u", candidates, top_k=15)
+        assert not set(rec.items.tolist()) & distinct
+    engine.full_reencode("u")  # rebuilt from the history: the same distinct items
+    assert sorted(engine.users["u"].seen.tolist()) == sorted(distinct)

@@ -57,7 +57,32 @@ class UserState:
     pooling: list[Tensor | None] = field(default_factory=list)  # per slot pooling weights over its events
     open: _OpenSegment | None = None
     seen_set: set[int] = field(default_factory=set)  # item ids seen, for exclude_seen
-    seen: Tensor | None = None  # (n_seen,) int64 tensor of seen_set, built lazily
+    seen_ids: Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.long))  # (capacity,)
+    n_seen: int = 0  # seen_ids[:n_seen] holds seen_set's ids in first-seen order
+
+    @property
+    def seen(self) -> Tensor:
+        """(n_seen,) int64 ids of the items seen (a view of the buffer; no rebuild per request)."""
+        return self.seen_ids[: self.n_seen]
+
+    def add_seen(self, item: int) -> None:
+        """Record one item in O(1) amortised: the buffer doubles when full, so an update followed by a
+        request never rebuilds an O(history) tensor."""
+        if item in self.seen_set:
+            return
+        self.seen_set.add(item)
+        if self.n_seen == self.seen_ids.numel():
+            grown = torch.empty(max(16, 2 * self.n_seen), dtype=torch.long)
+            grown[: self.n_seen] = self.seen_ids[: self.n_seen]
+            self.seen_ids = grown
+        self.seen_ids[self.n_seen] = item
+        self.n_seen += 1
+
+    def reset_seen(self, items: list[int]) -> None:
+        unique = list(dict.fromkeys(items))  # first-seen order
+        self.seen_set = set(unique)
+        self.seen_ids = torch.tensor(unique, dtype=torch.long)
+        self.n_seen = len(unique)
 
 
 @dataclass
@@ -161,8 +186,7 @@ class InferenceEngine:
             for k in range(self.K)
         ]
         state.open = None  # rebuilt lazily on the next observe()
-        state.seen_set = set(state.history)
-        state.seen = None
+        state.reset_seen(state.history)
         return state.vectors
 
     @torch.inference_mode()
@@ -213,9 +237,7 @@ class InferenceEngine:
             else:
                 state.stacked[rows // 2 - 1].copy_(vector)
                 state.stacked[-1].copy_(query)
-        if item not in state.seen_set:
-            state.seen_set.add(item)
-            state.seen = None  # rebuilt on the next recommend()
+        state.add_seen(item)
         return state.vectors
 
     def _slot_bounds(self, state: UserState) -> list[tuple[int, int]]:
@@ -424,9 +446,7 @@ class InferenceEngine:
         if whole_catalog:
             scores[0] = -math.inf  # padding
             available -= 1
-        if exclude_seen and state.seen_set:
-            if state.seen is None:
-                state.seen = torch.as_tensor(sorted(state.seen_set), dtype=torch.long)
+        if exclude_seen and state.n_seen:
             if whole_catalog:  # ids == arange: index directly
                 columns = state.seen
             elif isinstance(candidates, (int, np.integer)):  # O(seen) through the cached column map
