@@ -80,9 +80,8 @@ def rank_users(
     try:
         for lo in range(0, len(users), batch_size):
             batch = users[lo : lo + batch_size]
-            histories = [split.history(int(u), stage) for u in batch]
-            stamps = [split.history_timestamps(int(u), stage) for u in batch]
-            targets = torch.as_tensor([split.target(int(u), stage) for u in batch])
+            histories, stamps, targets = split.batch(batch, stage)
+            targets = torch.as_tensor(targets)
             scores = model.score_histories(histories, stamps).float()  # (B, N+1)
             mask_seen(scores, histories)
             ranks.append(target_ranks(scores, targets).numpy())
@@ -118,9 +117,8 @@ def rank_users_cascade(
     try:
         for lo in range(0, len(users), batch_size):
             batch = users[lo : lo + batch_size]
-            histories = [split.history(int(u), stage) for u in batch]
-            stamps = [split.history_timestamps(int(u), stage) for u in batch]
-            targets = torch.as_tensor([split.target(int(u), stage) for u in batch])
+            histories, stamps, targets = split.batch(batch, stage)
+            targets = torch.as_tensor(targets)
             scores = mask_seen(first_stage.score_histories(histories, stamps).float(), histories)  # (B, N+1)
             base_ranks = target_ranks(scores, targets)  # (B,)
             first_values, candidates = scores.topk(top_m, dim=1)  # (B, M)

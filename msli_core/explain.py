@@ -315,9 +315,7 @@ def explanation_accuracy(
     try:
         for lo in range(0, len(users), 256):
             batch_users = users[lo : lo + 256]
-            histories = [split.history(int(u), stage) for u in batch_users]
-            stamps = [split.history_timestamps(int(u), stage) for u in batch_users]
-            targets = [split.target(int(u), stage) for u in batch_users]
+            histories, stamps, targets = split.batch(batch_users, stage)
             explained = model.score_histories_explained(histories, stamps)
             contributions, segs = explained.contributions, explained.batch
             target_c = contributions[

@@ -338,6 +338,15 @@ class LeaveOneOutSplit:
     def target(self, user: int, stage: str) -> int:
         return int(self.data.sequences[user][_cut(stage)])
 
+    def batch(self, users, stage: str) -> tuple[list[np.ndarray], list[np.ndarray], list[int]]:
+        """Histories, their timestamps and the ``stage`` targets of ``users``, in order."""
+        users = [int(u) for u in users]
+        return (
+            [self.history(u, stage) for u in users],
+            [self.history_timestamps(u, stage) for u in users],
+            [self.target(u, stage) for u in users],
+        )
+
     def targets(self, stage: str) -> np.ndarray:
         """(U_eval,) target item of every evaluated user."""
         return np.array([self.target(u, stage) for u in self.eval_users], dtype=np.int64)

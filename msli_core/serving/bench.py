@@ -90,7 +90,6 @@ TOP_K = 10
 # The cost model tends to underestimate the cross-encoder (large activations; see costmodel_error.json):
 # a point is skipped when twice its predicted call time exceeds the budget.
 CROSS_SAFETY = 2.0
-TIMED_BLOCK = 5  # timed_together: timed calls of each variant per round, after one untimed re-warming call
 PAIRED_MAX_N = 10_000  # MS-LI online calls kept for pairing with the cross-encoder up to this N
 
 
@@ -390,22 +389,13 @@ class _Runner:
                         lambda: full_engine.full_reencode("u"),
                     ]
                 )
-                for (stats, calls, capped), variant, method in zip(
+                self.add_nearline(
                     results,
                     ("incremental", "open_segment", "full"),
                     ("kv_cache", "open_segment", "all_segments"),
-                    strict=True,
-                ):
-                    self.add(
-                        stats,
-                        calls,
-                        capped,
-                        stage="nearline",
-                        variant=variant,
-                        backend="torch",
-                        method=method,
-                        **shape,
-                    )
+                    "torch",
+                    shape,
+                )
                 self.tick(f"{label} K={K} L={L} nearline torch")
                 for N in s.candidates:
                     if n_items < N:
@@ -439,35 +429,19 @@ class _Runner:
                 self.run_ort(label, K, L, model, engine, shape)
 
     def timed_together(self, fns: list[Callable[[], Any]]) -> list[tuple[dict[str, float], int, bool]]:
-        """Time several calls in rounds (warm-up first); each gets ``repeats`` calls or the budget.
-
-        In a round each call runs once untimed (it re-warms the caches the other calls evicted), then
-        ``TIMED_BLOCK`` times timed: a drift of the machine's load falls on all of them alike, and each
-        timing is of a warm call, as one request type served in a loop (and as the cost model's
-        micro-benchmarks are timed); strict alternation would charge a small call for the cache misses
-        a large one causes."""
-        for fn in fns:
-            for _ in range(self.s.warmup):
-                fn()
-        times: list[list[int]] = [[] for _ in fns]
-        cpus: list[list[int]] = [[] for _ in fns]
-        deadline = time.perf_counter_ns() + int(self.s.budget_s * len(fns) * 1e9)
-        cpu = time.thread_time_ns
-        while len(times[0]) < self.s.repeats:
-            for fn, out, cpu_out in zip(fns, times, cpus, strict=True):
-                fn()  # untimed: re-warms this call's caches
-                for _ in range(TIMED_BLOCK):
-                    c0 = cpu()
-                    t0 = time.perf_counter_ns()
-                    fn()
-                    out.append(time.perf_counter_ns() - t0)
-                    cpu_out.append(cpu() - c0)
-            if time.perf_counter_ns() >= deadline and len(times[0]) >= 3:
-                break
+        """Time several calls in rounds of warm calls (:func:`costmodel.time_in_rounds`); each gets
+        ``repeats`` calls or the budget."""
+        timings = costmodel.time_in_rounds(
+            fns,
+            budget_s=self.s.budget_s * len(fns),
+            warmup=self.s.warmup,
+            min_rounds=1,
+            max_calls=self.s.repeats,
+        )
         keep_cpu = self.s.threads == 1
         return [
-            (summarize(np.asarray(t), c if keep_cpu else None), len(t), len(t) < self.s.repeats)
-            for t, c in zip(times, cpus, strict=True)
+            (summarize(np.asarray(wall), cpu if keep_cpu else None), len(wall), len(wall) < self.s.repeats)
+            for wall, cpu in timings
         ]
 
     def online_with_floors(
@@ -561,19 +535,9 @@ class _Runner:
         mask = state.mask.numpy()[None].copy()  # (1, K)
 
         results = self.timed_together([lambda: encoder.encode(open_items), lambda: encoder.encode(all_items)])
-        for (stats, calls, capped), variant, method in zip(
-            results, ("incremental", "full"), ("open_segment", "all_segments"), strict=True
-        ):
-            self.add(
-                stats,
-                calls,
-                capped,
-                stage="nearline",
-                variant=variant,
-                backend="onnxruntime",
-                method=method,
-                **shape,
-            )
+        self.add_nearline(
+            results, ("incremental", "full"), ("open_segment", "all_segments"), "onnxruntime", shape
+        )
         self.tick(f"{label} K={K} L={L} nearline onnxruntime")
         for N in s.candidates:
             if model.config.n_items < N:
@@ -787,6 +751,14 @@ class _Runner:
                 for t, c in zip(paired_times, paired_cpus, strict=True)
             ],
         )
+
+    def add_nearline(
+        self, results: list, variants: tuple[str, ...], methods: tuple[str, ...], backend: str, shape: dict
+    ) -> None:
+        """One nearline row per variant from :meth:`timed_together`'s results, in the same order."""
+        for (stats, calls, capped), variant, method in zip(results, variants, methods, strict=True):
+            self.add(stats, calls, capped, stage="nearline", variant=variant, backend=backend, method=method,
+                     **shape)  # fmt: skip
 
     def add(self, stats: dict[str, float], calls: int, capped: bool, **kw: Any) -> None:
         self.rows.append(_row(**stats, calls=int(calls), capped=bool(capped), passes=1, **kw))

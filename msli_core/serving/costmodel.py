@@ -69,6 +69,7 @@ Pure functions; nothing here imports torch except the calibration.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -103,6 +104,19 @@ OVERHEAD_KEYS = (
 )  # fmt: skip
 TORCH_KV_RATIO = 1.6  # torch_kv / torch where only "torch" is known (measured here: 1.5-1.8)
 NUMPY_GEMM_RATIO = 2.5  # numpy_gemm / numpy where only "numpy" is known (measured here: 2.3-3.2)
+# An overhead key that a hardware description lacks (older files, presets, typed-in hardware): the key
+# it derives from and the ratio to it; a key without a derivation falls back to "torch".
+OVERHEAD_FALLBACKS: dict[str, tuple[str, float]] = {
+    "torch_module": ("torch", 2.0),  # Module.__call__ and hook dispatch on top of each call
+    "torch_kv": ("torch", TORCH_KV_RATIO),
+    "torch_e2e": ("torch_kv", 1.0),  # an update's per-call cost for the pair
+    "torch_kv_layer": ("torch_kv", 1.0),  # no per-layer split
+    "torch_e2e_layer": ("torch_e2e", 1.0),
+    "torch_gemm": ("torch", 1.0),
+    "onnxruntime_scorer": ("onnxruntime", 1.0),
+    "onnxruntime_e2e": ("onnxruntime", 1.0),
+    "numpy_gemm": ("numpy", NUMPY_GEMM_RATIO),
+}
 STAGES = ("offline", "nearline", "nearline_full", "online", "end_to_end")
 CALIBRATION_FILE = "hardware.json"  # under platformdirs.user_cache_dir("msli-lab")
 
@@ -208,20 +222,9 @@ class Hardware:
     def overhead(self, backend: str) -> float:
         if backend in self.overhead_s:
             return self.overhead_s[backend]
-        if backend == "torch_module" and "torch" in self.overhead_s:  # older files: assume 2x a bare call
-            return 2.0 * self.overhead_s["torch"]
-        if backend == "torch_kv" and "torch" in self.overhead_s:
-            return TORCH_KV_RATIO * self.overhead_s["torch"]
-        if backend == "torch_e2e":  # older files / presets: an update's per-call cost for the pair
-            return self.overhead("torch_kv")
-        if backend in ("torch_kv_layer", "torch_e2e_layer"):  # older files / presets: no per-layer split
-            return self.overhead(backend.removesuffix("_layer"))
-        if backend in ("onnxruntime_scorer", "onnxruntime_e2e") and "onnxruntime" in self.overhead_s:
-            return self.overhead_s["onnxruntime"]
-        if backend == "numpy_gemm" and "numpy" in self.overhead_s:
-            return NUMPY_GEMM_RATIO * self.overhead_s["numpy"]
-        if backend == "torch_gemm":
-            return self.overhead("torch")
+        base, ratio = OVERHEAD_FALLBACKS.get(backend, ("", 1.0))
+        if base in self.overhead_s or base in OVERHEAD_FALLBACKS:
+            return ratio * self.overhead(base)
         return self.overhead_s.get("torch", next(iter(self.overhead_s.values())))
 
     def as_dict(self) -> dict[str, Any]:
@@ -630,10 +633,12 @@ def stage_phases(shape: ModelShape, backend: str = "torch") -> dict[str, list[Ph
 
 def phase_seconds(phase: Phase, hardware: Hardware, backend: str = "torch") -> float:
     """``max(F / flops, B / bandwidth(B)) + packing + faults + ops · overhead`` (see the module doc)."""
-    rate = {"select": hardware.selection, "attention": hardware.attention}.get(
-        phase.kind, lambda: hardware.flops
-    )
-    compute = phase.flops / rate() + phase.attention_rows * hardware.attention_row_s
+    if phase.kind == "select":
+        compute = phase.flops / hardware.selection()
+    elif phase.kind == "attention":
+        compute = phase.flops / hardware.attention() + phase.attention_rows * hardware.attention_row_s
+    else:
+        compute = phase.flops / hardware.flops
     bandwidth = hardware.bandwidth_for(phase.working_set or phase.bytes)
     # a table that already sits in the L2 is packed from it, at a cost lost in the product's own
     packing = (
@@ -832,29 +837,52 @@ def _time_call(fn: Callable[[], Any], min_calls: int = 5, budget_s: float = 0.3,
     return max(float(np.median(times)), 1.0) / 1e9
 
 
+TIMED_BLOCK = 5  # time_in_rounds: timed calls of each function per round, after one untimed re-warming call
+
+
+def time_in_rounds(
+    fns: Sequence[Callable[[], Any]],
+    *,
+    budget_s: float,
+    warmup: int = 1,
+    min_rounds: int = 1,
+    max_calls: int = 10_000,
+) -> list[tuple[list[int], list[int]]]:
+    """Time several calls in rounds: ``warmup`` untimed calls of each first, then rounds in which each
+    runs once untimed (it re-warms the caches the other calls evicted) and ``TIMED_BLOCK`` times timed,
+    until the budget is spent (after ``min_rounds``) or a function has ``max_calls`` timings.
+
+    A drift of the machine's load falls on all of them alike (their differences stay meaningful) while
+    each timing is of a warm call, as one request type served in a loop; strict alternation would charge
+    a small call for the cache misses a large one causes. Returns, per function, its per-call
+    wall-clock and calling-thread CPU nanoseconds."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    walls: list[list[int]] = [[] for _ in fns]
+    cpus: list[list[int]] = [[] for _ in fns]
+    deadline = time.perf_counter_ns() + int(budget_s * 1e9)
+    rounds = 0
+    while len(walls[0]) < max_calls and (rounds < min_rounds or time.perf_counter_ns() < deadline):
+        for fn, wall, cpu in zip(fns, walls, cpus, strict=True):
+            fn()  # untimed: re-warms this call's caches
+            for _ in range(TIMED_BLOCK):
+                c0, t0 = time.thread_time_ns(), time.perf_counter_ns()
+                fn()
+                wall.append(time.perf_counter_ns() - t0)
+                cpu.append(time.thread_time_ns() - c0)
+        rounds += 1
+    return list(zip(walls, cpus, strict=True))
+
+
 def _time_calls_together(
-    fns: Sequence[Callable[[], Any]], min_calls: int = 5, budget_s: float = 0.3, cpu: bool = False
+    fns: Sequence[Callable[[], Any]], budget_s: float = 0.3, cpu: bool = False
 ) -> list[float]:
-    """Median seconds of each of ``fns``, timed in rounds after a warm-up (each round: one untimed call
-    of each, which re-warms its caches, then 5 timed ones), so that a drift of the machine's load falls
-    on all of them alike: their differences stay meaningful, and each timing is of a warm call."""
+    """Median seconds (CPU or wall clock) of each of ``fns``, timed together by :func:`time_in_rounds`."""
     import numpy as np
 
-    clock = time.thread_time_ns if cpu else time.perf_counter_ns
-    for fn in fns:
-        fn()
-    times: list[list[int]] = [[] for _ in fns]
-    start = time.perf_counter()
-    while len(times[0]) < min_calls or time.perf_counter() - start < budget_s:
-        for fn, out in zip(fns, times, strict=True):
-            fn()
-            for _ in range(5):
-                t0 = clock()
-                fn()
-                out.append(clock() - t0)
-        if len(times[0]) >= 10_000:
-            break
-    return [float(np.median(t)) / 1e9 for t in times]
+    timings = time_in_rounds(fns, budget_s=budget_s)
+    return [float(np.median(cpu_ns if cpu else wall_ns)) / 1e9 for wall_ns, cpu_ns in timings]
 
 
 def _single_thread(threads: int | None) -> bool:
@@ -950,6 +978,29 @@ def micro_benchmarks(threads: int | None = None, budget_s: float = 0.3) -> list[
     return samples
 
 
+# The toy model the engine-path micro-benchmarks time: d = 8, K = 2, S = 4, 16 items, one layer.
+TOY_SHAPE = ModelShape(kind="msli", history=8, segments=2, dim=8, layers=1, heads=1, candidates=16)
+
+
+def _toy_model(layers: int = 1):
+    """An untrained MS-LI model of :data:`TOY_SHAPE` with ``layers`` blocks, in eval mode."""
+    from msli_core.models.msli import MSLIConfig, MSLIModel
+
+    t = TOY_SHAPE
+    config = MSLIConfig(n_items=t.candidates, n_genres=2, dim=t.dim, segments=t.segments, max_len=t.history,
+                        layers=layers, heads=t.heads, dropout=0.0)  # fmt: skip
+    return MSLIModel(config).eval()
+
+
+@functools.lru_cache(maxsize=1)
+def _toy_ort_graphs() -> tuple[bytes, bytes]:
+    """The toy model's exported (scorer, segment encoder), once per process (each calibration reuses them)."""
+    from msli_core.serving import onnx_export as ox
+
+    model = _toy_model()
+    return ox.scorer_onnx(model), ox.segment_encoder_onnx(model)
+
+
 def _tiny_engine_samples(budget_s: float, cpu: bool) -> list[Sample]:
     """The serving engine's own code paths on toy models (d = 8, K = 2, 16 items) with one and with two
     layers: a KV-cached update (observe), a top-10 request (recommend) and the two alternating (end to
@@ -959,15 +1010,11 @@ def _tiny_engine_samples(budget_s: float, cpu: bool) -> list[Sample]:
     step is the update's own calls ("torch_kv", "torch_e2e")."""
     import numpy as np
 
-    from msli_core.models.msli import MSLIConfig, MSLIModel
     from msli_core.serving.engine import InferenceEngine
 
     calls: dict[tuple[str, int], Callable[[], None]] = {}
     for layers in (1, 2):
-        config = MSLIConfig(
-            n_items=16, n_genres=2, dim=8, segments=2, max_len=8, layers=layers, heads=1, dropout=0.0
-        )
-        engine = InferenceEngine(MSLIModel(config).eval(), np.linspace(1.0, 0.0, 17))
+        engine = InferenceEngine(_toy_model(layers), np.linspace(1.0, 0.0, 17))
         engine.offline()
         engine.load_history("u", np.arange(1, 9))
         events = iter(np.tile(np.arange(1, 17), 100_000))
@@ -988,9 +1035,8 @@ def _tiny_engine_samples(budget_s: float, cpu: bool) -> list[Sample]:
     times = dict(
         zip(calls, _time_calls_together(list(calls.values()), budget_s=3 * budget_s, cpu=cpu), strict=True)
     )
-    shape = ModelShape(kind="msli", history=8, segments=2, dim=8, layers=1, heads=1, candidates=16)
-    own_ops = sum(p.ops for p in kv_step_phases(shape) if p.path != "kv_layer")
-    online_ops = sum(p.ops for p in online_phases(shape))
+    own_ops = sum(p.ops for p in kv_step_phases(TOY_SHAPE) if p.path != "kv_layer")
+    online_ops = sum(p.ops for p in online_phases(TOY_SHAPE))
     samples = [Sample(0, 0, online_ops, times["recommend", 1], "torch", "tiny_engine_recommend")]
     for name, key, ops in (
         ("observe", "torch_kv", own_ops),
@@ -1012,14 +1058,12 @@ def _ort_engine_samples(threads: int | None, budget_s: float, cpu: bool) -> list
     in rounds. FLOPs and bytes are negligible: they time the per-call cost of the path."""
     import numpy as np
 
-    from msli_core.models.msli import MSLIConfig, MSLIModel
     from msli_core.serving import onnx_export as ox
     from msli_core.serving.bench import _top_k
 
-    config = MSLIConfig(n_items=16, n_genres=2, dim=8, segments=2, max_len=8, layers=1, heads=1, dropout=0.0)
-    model = MSLIModel(config).eval()
-    scorer = ox.OrtScorer(ox.scorer_onnx(model), threads=threads or 1)
-    encoder = ox.OrtSegmentEncoder(ox.segment_encoder_onnx(model), threads=threads or 1)
+    scorer_graph, encoder_graph = _toy_ort_graphs()
+    scorer = ox.OrtScorer(scorer_graph, threads=threads or 1)
+    encoder = ox.OrtSegmentEncoder(encoder_graph, threads=threads or 1)
     vectors = np.random.default_rng(0).standard_normal((1, 2, 8)).astype(np.float32)  # (1, K, d)
     mask = np.ones((1, 2), dtype=bool)
     table_t = np.random.default_rng(1).standard_normal((8, 16)).astype(np.float32)  # (d, N)
@@ -1035,9 +1079,8 @@ def _ort_engine_samples(threads: int | None, budget_s: float, cpu: bool) -> list
         vectors[0, -1] = encoder.encode(open_items)[0][0]
         request()
 
-    shape = ModelShape(kind="msli", history=8, segments=2, dim=8, layers=1, heads=1, candidates=16)
-    request_ops = sum(p.ops for p in online_phases(shape, "onnxruntime"))
-    update_ops = sum(p.ops for p in encoder_phases(shape.s, 1, shape, backend="onnxruntime"))
+    request_ops = sum(p.ops for p in online_phases(TOY_SHAPE, "onnxruntime"))
+    update_ops = sum(p.ops for p in encoder_phases(TOY_SHAPE.s, 1, TOY_SHAPE, backend="onnxruntime"))
     t_request, t_pair = _time_calls_together([request, end_to_end], budget_s=2 * budget_s, cpu=cpu)
     return [
         Sample(0, 0, request_ops, t_request, "onnxruntime_scorer", "tiny_ort_request"),
@@ -1196,10 +1239,8 @@ def _attention_rates(budget_s: float, cpu: bool, call_s: float) -> dict[str, flo
         cpu=cpu,
     )
     flops = 4 * 256 * 32 * 32 * 64  # the same for both shapes
-    (short, long_), (rows_short, rows_long) = (
-        [max(t - call_s, 0.5 * t) for t in times],
-        [2 * b * t for b, t in shapes],
-    )
+    short, long_ = (max(t - call_s, 0.5 * t) for t in times)  # net of the call's fixed cost
+    rows_short, rows_long = (2 * b * t for b, t in shapes)  # query rows × heads
     row_s = max(short - long_, 0.0) / (rows_short - rows_long)
     return {"attention_flops": flops / (long_ - rows_long * row_s), "attention_row_s": row_s}
 
