@@ -45,19 +45,35 @@ def mask_seen(scores: Tensor, histories: list[np.ndarray]) -> Tensor:
     return scores
 
 
+def worst_if_not_finite(scores: Tensor) -> Tensor:
+    """(B, C) scores with NaN and +inf replaced by ``-inf``: a broken score ranks its item last.
+
+    The one place non-finite scores are handled; ranks and top-k lists both go through it.
+
+    >>> worst_if_not_finite(torch.tensor([[1.0, float("nan"), float("inf"), float("-inf")]])).tolist()
+    [[1.0, -inf, -inf, -inf]]
+    """
+    return torch.where(torch.isnan(scores) | (scores == float("inf")), float("-inf"), scores)
+
+
 def target_ranks(scores: Tensor, targets: Tensor) -> Tensor:
     """(B, C) scores, (B,) target columns -> (B,) 0-based ranks; ties rank before the target.
 
+    A target whose score is NaN or infinite ranks last (C - 1): every other item ties or beats it.
+
     >>> target_ranks(torch.tensor([[0.1, 0.5, 0.5, 0.9]]), torch.tensor([1])).tolist()
     [2.0]
+    >>> target_ranks(torch.tensor([[0.1, float("nan"), 0.5, 0.9]]), torch.tensor([1])).tolist()
+    [3.0]
     """
+    scores = worst_if_not_finite(scores)
     target_scores = scores.gather(1, targets.view(-1, 1))  # (B, 1)
     return (scores >= target_scores).sum(1).double() - 1.0
 
 
 def _top_items(scores: Tensor, k: int) -> np.ndarray:
-    """(B, k) best items; slots beyond a user's unseen items (score -inf) are 0 (padding)."""
-    values, indices = scores.topk(k, dim=1)
+    """(B, k) best items; slots beyond a user's unseen items (score -inf, or not finite) are 0 (padding)."""
+    values, indices = worst_if_not_finite(scores).topk(k, dim=1)
     return torch.where(torch.isfinite(values), indices, 0).numpy()
 
 
@@ -120,10 +136,11 @@ def rank_users_cascade(
             histories, stamps, targets = split.batch(batch, stage)
             targets = torch.as_tensor(targets)
             scores = mask_seen(first_stage.score_histories(histories, stamps).float(), histories)  # (B, N+1)
+            scores = worst_if_not_finite(scores)
             base_ranks = target_ranks(scores, targets)  # (B,)
             first_values, candidates = scores.topk(top_m, dim=1)  # (B, M)
             hist = torch.as_tensor(pad_right_aligned(histories, reranker.config.max_len))  # (B, L)
-            rerank = reranker.score(hist, candidates).float()  # (B, M)
+            rerank = worst_if_not_finite(reranker.score(hist, candidates).float())  # (B, M)
             rerank = rerank.masked_fill(~torch.isfinite(first_values), float("-inf"))  # seen items stay last
             order = rerank.argsort(dim=1, descending=True, stable=True)  # (B, M)
             reranked = candidates.gather(1, order)  # (B, M)

@@ -17,6 +17,7 @@ The losses are pure functions (:func:`full_softmax_loss`, :func:`sampled_softmax
 from __future__ import annotations
 
 import copy
+import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -82,6 +83,18 @@ DEFAULTS: dict[str, dict] = {
     "popularity": {"epochs": 0},
     "item-knn": {"epochs": 0},
 }
+
+
+class TrainingDiverged(MsliError):
+    """Training hit a non-finite loss (or weights): it stops, and nothing is returned or saved."""
+
+    def __init__(self, epoch: int, step: int, loss: float, lr: float, what: str = "loss") -> None:
+        value = "NaN" if math.isnan(loss) else ("infinite" if math.isinf(loss) else f"{loss:g}")
+        detail = f"loss is {value}" if what == "loss" else "the weights are no longer finite"
+        super().__init__(
+            f"training diverged at epoch {epoch}, step {step}: {detail}; lower --lr (it was {lr:g})"
+        )
+        self.epoch, self.step = epoch, step
 
 
 @dataclass
@@ -278,8 +291,10 @@ def train(
     overrides.update(settings_overrides or {})
     settings = TrainSettings(**{**DEFAULTS[kind], **{k: v for k, v in overrides.items() if v is not None}})
     settings.seed = seed
-    if settings.epochs < 0 or settings.batch_size < 1 or settings.lr <= 0:
-        raise MsliError("--epochs must be >= 0, and the batch size and learning rate positive.")
+    if settings.epochs < 0 or settings.batch_size < 1 or not (math.isfinite(settings.lr) and settings.lr > 0):
+        raise MsliError("--epochs must be >= 0, and the batch size and learning rate positive and finite.")
+    if not math.isfinite(settings.weight_decay) or settings.weight_decay < 0:
+        raise MsliError("--weight-decay must be a finite number >= 0.")
     progress = progress or no_progress
     rng = seed_everything(seed)
     split = split or leave_one_out(data)
@@ -381,6 +396,10 @@ def _fit_neural(model, kind, data, split, settings, rng, progress, history, firs
                 loss = _late_interaction_loss(
                     model, batch, sampled=settings.sampled_negatives, rng=rng, log_freq=log_freq
                 )
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    epoch, lo // settings.batch_size + 1, float(loss.detach()), settings.lr
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -397,6 +416,8 @@ def _fit_neural(model, kind, data, split, settings, rng, progress, history, firs
                 )
             )
         epochs_run = epoch
+        if not all(torch.isfinite(p).all() for p in model.parameters()):
+            raise TrainingDiverged(epoch, steps_per_epoch, float("nan"), settings.lr, what="weights")
         valid = _valid_metrics(model, kind, data, split, first_stage, settings)
         row = {"epoch": epoch, "loss": float(np.mean(losses)), "seconds": time.perf_counter() - fit_start}
         row.update({f"valid_{k}": v for k, v in valid.items() if isinstance(v, float)})

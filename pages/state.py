@@ -233,66 +233,28 @@ def home_latency_budget(**shape):
 
 
 # ------------------------------------------------------------------------ trained models as zip files
-MAX_MODEL_ZIP_BYTES = 2 << 30  # refuse archives that unpack to more than 2 GiB (a zip bomb, not a model)
-
-
 def model_zip_bytes(trained: TrainedModel, data) -> bytes:
-    """The model folder (config.json + model.safetensors, written by the core) packed as a zip."""
-    import io
+    """The model folder (config.json + model.safetensors) packed as a zip in memory, by the core."""
     import re
-    import tempfile
-    import zipfile
 
-    from msli_core.models.registry import save_model
+    from msli_core.models.registry import save_zip
 
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", trained.name).strip("-") or "model"
-    with tempfile.TemporaryDirectory(prefix="msli-model-") as tmp:
-        folder = save_model(
-            trained.loaded.model,
-            Path(tmp) / slug,
-            data=data,
-            metrics=trained.metrics,
-            extra={**trained.loaded.training, "name": trained.name, "seconds": trained.seconds},
-        )
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-            for file in sorted(folder.iterdir()):
-                archive.write(file, f"{slug}/{file.name}")
-        return buffer.getvalue()
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", trained.name).strip("-.") or "model"
+    return save_zip(
+        trained.loaded.model,
+        slug,
+        data=data,
+        metrics=trained.metrics,
+        extra={**trained.loaded.training, "name": trained.name, "seconds": trained.seconds},
+    )
 
 
 def load_model_zip(filename: str, payload: bytes, data):
-    """Unpack an uploaded model zip safely and load it with the core (which refuses pickles, broken
-    files and models made for other data, each with a sentence)."""
-    import io
-    import tempfile
-    import zipfile
+    """Load an uploaded model zip in memory with the core (which refuses pickles, broken or oversized
+    members, absurd configs, non-finite weights and models made for other data, each with a sentence)."""
+    from msli_core.models.registry import load_zip
 
-    from msli_core.data.formats import check_zip_members
-    from msli_core.models.registry import CONFIG_FILE, load_model
-
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(payload))
-    except zipfile.BadZipFile as err:
-        raise MsliError(
-            f"{filename} is not a zip archive ({err}); upload a zip downloaded from the Train page "
-            "(a folder with config.json and model.safetensors)."
-        ) from err
-    with archive, tempfile.TemporaryDirectory(prefix="msli-model-upload-") as tmp:
-        check_zip_members(archive, filename)  # no absolute paths, no "..": nothing escapes tmp
-        if sum(info.file_size for info in archive.infolist()) > MAX_MODEL_ZIP_BYTES:
-            raise MsliError(f"{filename} unpacks to more than 2 GiB; that is not a model saved by this lab.")
-        configs = [n for n in archive.namelist() if Path(n).name == CONFIG_FILE]
-        if len(configs) != 1:
-            raise MsliError(
-                f"{filename} holds {len(configs)} config.json files; upload the zip of one model folder "
-                "(config.json and model.safetensors)."
-            )
-        try:
-            archive.extractall(tmp)
-        except (zipfile.BadZipFile, OSError, RuntimeError) as err:
-            raise MsliError(f"{filename} is damaged ({err}); download the model again.") from err
-        return load_model(Path(tmp) / Path(configs[0]).parent, data=data)
+    return load_zip(filename, payload, data=data)
 
 
 # -------------------------------------------------------------------------------- trained models

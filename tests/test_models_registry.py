@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from tiny_data import make_tiny_dataset
 
 from msli_core.data.dataset import leave_one_out
@@ -148,7 +150,7 @@ def test_save_is_all_or_nothing(tiny, tmp_path, monkeypatch):
     def broken(*_args, **_kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(safetensors.torch, "save_file", broken)
+    monkeypatch.setattr(safetensors.torch, "save", broken)
     with pytest.raises(OSError):
         save_model(_model("popularity", data, split), tmp_path / "out", data=data)
     assert not (tmp_path / "out").exists()
@@ -161,3 +163,167 @@ def test_bad_config_names_the_setting():
     with pytest.raises(MsliError, match="two-tower"):
         build_model("two-tower", n_items=10, segments=4)
     assert np.isfinite(build_model("item-knn", n_items=10).neighbor_sims.numpy()).all()
+
+
+# ---- absurd, mistyped or broken model folders: refused before anything is allocated -----------------
+def _edit_config(folder, **changes):
+    payload = json.loads((folder / "config.json").read_text())
+    payload["config"].update(changes)
+    (folder / "config.json").write_text(json.dumps(payload))
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"n_items": "abc"}, "n_items is 'abc'"),
+        ({"n_items": -5}, "n_items"),
+        ({"n_items": 8_000_000_000}, "n_items"),
+        ({"dim": 64.5}, "dim is 64.5"),
+        ({"dim": 10**9}, "dim"),
+        ({"heads": 0}, "heads"),
+        ({"heads": 3}, "multiple"),
+        ({"mlp_hidden": -1}, "mlp_hidden"),
+        ({"segments": 10**9}, "segments"),
+        ({"segment_len": 10**9}, "segment_len"),
+        ({"dropout": float("nan")}, "dropout"),
+        ({"dropout": 1.5}, "dropout"),
+        ({"aggregation": 3}, "aggregation"),
+        ({"age_bias": "yes"}, "age_bias"),
+        ({"layers": -1}, "layers"),
+    ],
+)
+def test_absurd_or_mistyped_configs_are_refused_with_the_setting_named(saved, changes, match):
+    _edit_config(saved, **changes)
+    _refused(saved, match=match)
+
+
+def test_a_huge_item_knn_config_is_refused_before_allocating(tiny, tmp_path):
+    data, split = tiny
+    folder = tmp_path / "knn"
+    save_model(_model("item-knn", data, split), folder, data=data)
+    _edit_config(folder, n_items=8_000_000)
+    _refused(folder, match="GiB|n_items")
+
+
+def test_weights_declared_larger_than_the_config_are_refused_from_the_header(saved, monkeypatch):
+    import safetensors.torch
+
+    _edit_config(saved, dim=32, heads=2)
+
+    def forbidden(*_args, **_kwargs):
+        raise AssertionError("the weights must not be read when the header does not match")
+
+    monkeypatch.setattr(safetensors.torch, "load_file", forbidden)
+    _refused(saved, match="shape of|does not match")
+
+
+def test_deeply_nested_or_oversized_config_json_is_refused(saved):
+    (saved / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    _refused(saved, match="nested too deeply|lacks")
+    (saved / "config.json").write_text(" " * (2 << 20) + "{}")
+    _refused(saved, match="bytes")
+
+
+def test_non_finite_weights_are_refused(tiny, tmp_path):
+    data, split = tiny
+    model = _model("msli", data, split)
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] = float("nan")
+    folder = tmp_path / "nan"
+    save_model(model, folder, data=data)
+    _refused(folder, match="non-finite")
+
+
+def test_diverged_training_stops_with_a_sentence_and_returns_nothing(tiny):
+    from msli_core.train import train
+
+    data, split = tiny
+    with pytest.raises(
+        MsliError, match=r"training diverged at epoch 1, step \d+: loss is (NaN|infinite); lower --lr"
+    ):
+        train(data, "msli", epochs=2, lr=1e6, split=split, dim=8, heads=2, layers=1, segments=2)
+    for lr in (float("nan"), float("inf"), 0.0, -1.0):
+        with pytest.raises(MsliError, match="learning rate"):
+            train(data, "msli", epochs=1, lr=lr, split=split, dim=8, heads=2, layers=1)
+
+
+def test_zip_roundtrip_in_memory_and_bad_zips(tiny, tmp_path):
+    import io
+    import zipfile
+
+    from msli_core.models.registry import load_zip, save_zip
+
+    data, split = tiny
+    model = _model("msli", data, split)
+    payload = save_zip(model, "m", data=data)
+    loaded = load_zip("m.zip", payload, data)
+    hist = [split.train_sequence(1)]
+    assert torch.allclose(loaded.model.score_histories(hist), model.eval().score_histories(hist))
+    assert not any(p.name.startswith("msli-model") for p in tmp_path.iterdir())
+
+    def zipped(members: dict) -> bytes:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for name, blob in members.items():
+                archive.writestr(name, blob)
+        return buffer.getvalue()
+
+    members = {
+        n: zipfile.ZipFile(io.BytesIO(payload)).read(n)
+        for n in zipfile.ZipFile(io.BytesIO(payload)).namelist()
+    }
+    weights, config = members["m/model.safetensors"], members["m/config.json"]
+    bomb = b"\0" * (64 << 20)  # 64 MiB of zeros: a ~64 KB member that claims to be the weights
+    cases = [
+        (b"not a zip", "not a zip archive"),
+        (zipped({"m/config.json": config}), "0 model.safetensors"),
+        (zipped({"m/config.json": config, "m/model.safetensors": weights, "m/model.pt": b"x"}), "pickle"),
+        (zipped({"m/config.json": b"[" * 100_000, "m/model.safetensors": weights}), "nested|JSON"),
+        (zipped({"m/config.json": config, "m/model.safetensors": weights[:8] + bomb}), "safetensors|expands"),
+        (zipped({"m/config.json": config, "m/model.safetensors": weights + bomb}), "expands"),
+    ]
+    for blob, match in cases:
+        with pytest.raises(MsliError, match=match) as err:
+            load_zip("upload.zip", blob, data)
+        assert "upload.zip" in str(err.value) and "\n" not in str(err.value)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    field=st.sampled_from(
+        [
+            "n_items",
+            "dim",
+            "heads",
+            "layers",
+            "segments",
+            "segment_len",
+            "max_len",
+            "dropout",
+            "mlp_hidden",
+            "n_genres",
+            "session_gap",
+            "aggregation",
+        ]
+    ),
+    value=st.one_of(
+        st.integers(min_value=-(2**70), max_value=2**70),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.text(max_size=5),
+        st.booleans(),
+        st.none(),
+        st.lists(st.integers(), max_size=2),
+    ),
+)
+def test_any_config_value_is_loaded_or_refused_with_a_sentence(saved, field, value):
+    original = (saved / "config.json").read_text()
+    try:
+        _edit_config(saved, **{field: value})
+        try:
+            loaded = load_model(saved)
+        except MsliError as err:
+            assert "\n" not in str(err)
+        else:
+            assert getattr(loaded.config, field) == value
+    finally:
+        (saved / "config.json").write_text(original)

@@ -13,10 +13,16 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor, nn
 
+from msli_core import limits
+from msli_core.limits import check_fraction, check_int
+
 
 @dataclass
 class PopularityConfig:
     n_items: int = 1000  # N, catalog size
+
+    def __post_init__(self) -> None:
+        check_int("n_items", self.n_items, 1, limits.MAX_ITEMS)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,6 +59,13 @@ class ItemKNNConfig:
     window: int = 3  # two events at most this far apart in a sequence co-occur (sequential kNN)
     history_items: int = 5  # the user's last few items that vote
     decay: float = 0.7  # vote weight of the j-th most recent item: decay**j (recency, Ludewig & Jannach)
+
+    def __post_init__(self) -> None:
+        check_int("n_items", self.n_items, 1, limits.MAX_ITEMS)
+        check_int("neighbors", self.neighbors, 1, limits.MAX_NEIGHBORS)
+        check_int("window", self.window, 1, limits.MAX_HISTORY)
+        check_int("history_items", self.history_items, 1, limits.MAX_HISTORY)
+        check_fraction("decay", self.decay, closed=True)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -13,7 +13,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from msli_core import limits
 from msli_core.data.dataset import pad_right_aligned
+from msli_core.limits import check_fraction, check_int
 from msli_core.models.layers import Block, ItemEncoder, init_weights, item_features
 
 
@@ -29,8 +31,16 @@ class CrossEncoderConfig:
     pair_chunk: int = 4096  # pairs encoded per forward chunk at inference (bounds memory)
 
     def __post_init__(self) -> None:
-        if self.dim < 1 or self.max_len < 1 or self.n_items < 1 or self.layers < 0:
-            raise ValueError("dim, max_len and n_items must be >= 1 and layers >= 0")
+        check_int("n_items", self.n_items, 1, limits.MAX_ITEMS)
+        check_int("n_genres", self.n_genres, 1, limits.MAX_GENRES)
+        check_int("dim", self.dim, 1, limits.MAX_DIM)
+        check_int("layers", self.layers, 0, limits.MAX_LAYERS)
+        check_int("heads", self.heads, 1, limits.MAX_HEADS)
+        check_int("max_len", self.max_len, 1, limits.MAX_HISTORY)
+        check_int("pair_chunk", self.pair_chunk, 1, limits.MAX_BATCH)
+        check_fraction("dropout", self.dropout)
+        if self.dim % self.heads:
+            raise ValueError(f"dim ({self.dim}) must be a multiple of heads ({self.heads})")
 
     def to_dict(self) -> dict:
         return asdict(self)

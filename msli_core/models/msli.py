@@ -13,6 +13,7 @@ position at once, and the vector of a closed segment is simply the vector of its
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
@@ -20,6 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from msli_core import limits
+from msli_core.limits import check_fraction, check_int
 from msli_core.models.late_interaction import AGGREGATIONS, InteractionMLP, late_interaction
 from msli_core.models.layers import Block, ItemEncoder, ceil_div, init_weights, item_features
 from msli_core.models.segmenter import SEGMENTERS, SegmentBatch, Segments, segment, segment_batch
@@ -47,8 +50,21 @@ class MSLIConfig:
             raise ValueError(f"aggregation must be one of {AGGREGATIONS}, not {self.aggregation!r}")
         if self.segmenter not in SEGMENTERS:
             raise ValueError(f"segmenter must be one of {SEGMENTERS}, not {self.segmenter!r}")
-        if self.segments < 1 or self.dim < 1 or self.layers < 0 or self.max_len < 1 or self.n_items < 1:
-            raise ValueError("segments, dim, max_len and n_items must be >= 1 and layers >= 0")
+        check_int("n_items", self.n_items, 1, limits.MAX_ITEMS)
+        check_int("n_genres", self.n_genres, 1, limits.MAX_GENRES)
+        check_int("dim", self.dim, 1, limits.MAX_DIM)
+        check_int("segments", self.segments, 1, limits.MAX_SEGMENTS)
+        if self.segment_len is not None:
+            check_int("segment_len", self.segment_len, 1, limits.MAX_SEGMENT_LEN)
+        check_int("max_len", self.max_len, 1, limits.MAX_HISTORY)
+        check_int("layers", self.layers, 0, limits.MAX_LAYERS)
+        check_int("heads", self.heads, 1, limits.MAX_HEADS)
+        check_int("mlp_hidden", self.mlp_hidden, 1, limits.MAX_DIM)
+        check_fraction("dropout", self.dropout)
+        if not (math.isfinite(self.session_gap) and self.session_gap > 0):
+            raise ValueError(f"session_gap must be a positive number of seconds, not {self.session_gap}")
+        if self.dim % self.heads:
+            raise ValueError(f"dim ({self.dim}) must be a multiple of heads ({self.heads})")
 
     @property
     def S(self) -> int:

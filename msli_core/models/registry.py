@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import platform
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +76,7 @@ def make_config(kind: str, **config) -> Any:
             f"Model kind {kind!r} has no setting {', '.join(unknown)}; "
             f"its settings are {', '.join(sorted(names))}."
         )
+    _check_field_types(cls, config)
     if kind == "two-tower":
         if config.get("segments", 1) != 1:
             raise MsliError(
@@ -83,6 +87,30 @@ def make_config(kind: str, **config) -> Any:
         return cls(**config)
     except (ValueError, TypeError) as err:
         raise MsliError(f"Invalid settings for a {kind} model: {err}.") from err
+
+
+def _check_field_types(cls: type, config: dict) -> None:
+    """Refuse a setting whose JSON/CLI value has the wrong type for its dataclass field (``n_items: "abc"``,
+    ``dim: 64.5``, ``lr: NaN``), read from the field annotations: int, float, str, bool, ``X | None``.
+    Ranges are the config's own ``__post_init__`` (with the limits of :mod:`msli_core.limits`)."""
+    hints = typing.get_type_hints(cls)
+    for name, value in config.items():
+        hint = hints[name]
+        allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        if value is None and type(None) in allowed:
+            continue
+        if bool in allowed and isinstance(value, bool):
+            continue
+        if int in allowed and isinstance(value, int) and not isinstance(value, bool):
+            continue
+        if float in allowed and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if math.isfinite(value):
+                continue
+            raise MsliError(f"Setting {name} is {value}; it must be a finite number.")
+        if str in allowed and isinstance(value, str):
+            continue
+        wanted = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
+        raise MsliError(f"Setting {name} is {value!r} ({type(value).__name__}); it must be {wanted}.")
 
 
 def build_model(kind: str, data=None, **config) -> nn.Module:
@@ -115,14 +143,11 @@ def _versions() -> dict:
     }
 
 
-def save_model(
-    model: nn.Module, folder, *, data, metrics: dict | None = None, extra: dict | None = None
-) -> Path:
-    """Write ``model`` to ``folder`` (config.json + model.safetensors), all or nothing."""
-    from safetensors.torch import save_file
+def _payload(model: nn.Module, data, metrics: dict | None, extra: dict | None) -> tuple[str, bytes]:
+    """(config.json text, safetensors bytes) of ``model``: what a folder or a zip holds."""
+    from safetensors.torch import save
 
     from msli_core.cli import _jsonable
-    from msli_core.outputs import atomic_output_dir
 
     kind = getattr(model, "kind", None)
     if kind not in KINDS:
@@ -144,12 +169,138 @@ def save_model(
         "versions": _versions(),
     }
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    config_text = json.dumps(_jsonable(payload), indent=2, allow_nan=False)
+    return config_text, save(state, metadata={"format": FORMAT, "kind": kind})
+
+
+def save_model(
+    model: nn.Module, folder, *, data, metrics: dict | None = None, extra: dict | None = None
+) -> Path:
+    """Write ``model`` to ``folder`` (config.json + model.safetensors), all or nothing."""
+    from msli_core.outputs import atomic_output_dir
+
+    config_text, weights = _payload(model, data, metrics, extra)
     with atomic_output_dir(folder) as tmp:
-        (tmp / CONFIG_FILE).write_text(
-            json.dumps(_jsonable(payload), indent=2, allow_nan=False), encoding="utf-8"
-        )
-        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT, "kind": kind})
+        (tmp / CONFIG_FILE).write_text(config_text, encoding="utf-8")
+        (tmp / WEIGHTS_FILE).write_bytes(weights)
     return Path(folder)
+
+
+def save_zip(
+    model: nn.Module, name: str, *, data, metrics: dict | None = None, extra: dict | None = None
+) -> bytes:
+    """The model folder as zip bytes (``name/config.json``, ``name/model.safetensors``), built in memory."""
+    import io
+    import zipfile
+
+    config_text, weights = _payload(model, data, metrics, extra)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(f"{name}/{CONFIG_FILE}", config_text)
+        archive.writestr(f"{name}/{WEIGHTS_FILE}", weights)
+    return buffer.getvalue()
+
+
+# ---- loading: every check runs before a tensor is allocated ------------------------------------------
+MAX_CONFIG_BYTES = 1 << 20  # a saved config.json is ~2 KB; 1 MiB leaves room for long training notes
+MAX_HEADER_BYTES = 16 << 20  # safetensors' own limit on the JSON header
+MAX_MODEL_BYTES = 1 << 30  # parameters + buffers of a model to build: the lab's models are a few MB
+
+
+def _parse_config(raw: bytes, where: str) -> tuple[str, dict, dict]:
+    """config.json bytes -> (kind, config fields, whole payload), or one sentence on what is wrong."""
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise MsliError(
+            f"{where} is {len(raw):,} bytes, over the {MAX_CONFIG_BYTES:,} a saved config.json can be; "
+            "it was not written by `msli train`, so retrain the model."
+        )
+    try:
+        payload = json.loads(raw.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise MsliError(f"{where} is not valid JSON ({err}); retrain the model with `msli train`.") from err
+    except RecursionError as err:
+        raise MsliError(
+            f"{where} is nested too deeply to be a saved config.json; retrain the model."
+        ) from err
+    if not isinstance(payload, dict) or not isinstance(payload.get("config"), dict) or "kind" not in payload:
+        raise MsliError(f"{where} lacks the 'kind' and 'config' entries of a saved model; retrain it.")
+    kind = payload["kind"]
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise MsliError(f"{where} names an unknown model kind {kind!r}; retrain it with `msli train`.")
+    return kind, payload["config"], payload
+
+
+def _header_shapes(head: bytes, where: str) -> dict[str, tuple[int, ...]]:
+    """The tensor shapes a safetensors file declares, read from its first bytes (nothing allocated)."""
+    if len(head) < 8:
+        raise MsliError(f"{where} is not a safetensors file (it is too short); retrain the model.")
+    size = int.from_bytes(head[:8], "little")
+    if size > MAX_HEADER_BYTES or size > len(head) - 8:
+        raise MsliError(f"{where} is not a readable safetensors file (bad header length); retrain the model.")
+    try:
+        header = json.loads(head[8 : 8 + size].decode("utf-8"))
+        return {
+            name: tuple(int(n) for n in entry["shape"])
+            for name, entry in header.items()
+            if name != "__metadata__"
+        }
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as err:
+        raise MsliError(f"{where} is not a readable safetensors file ({err}); retrain the model.") from err
+
+
+def _check_and_build(kind: str, config: dict, shapes: dict[str, tuple[int, ...]], where: str) -> nn.Module:
+    """Validate ``config`` (types, ranges, memory) and the declared ``shapes`` on the meta device, then
+    build the real model. A config asking for absurd sizes is refused before any allocation."""
+    try:
+        with torch.device("meta"):
+            skeleton = build_model(kind, **config)
+    except MsliError as err:
+        raise MsliError(f"{where}: {err}") from err
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    need = sum(v.numel() * v.element_size() for v in skeleton.state_dict().values())
+    if need > MAX_MODEL_BYTES:
+        raise MsliError(
+            f"{where} asks for a {kind} model of {need / 2**30:.1f} GiB, over the "
+            f"{MAX_MODEL_BYTES >> 30} GiB this lab builds; retrain a smaller model."
+        )
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(set(shapes) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(shapes) if expected[k] != shapes[k])
+    if missing or unexpected or wrong:
+        what = (
+            (missing and f"missing {missing[0]}")
+            or (unexpected and f"unexpected {unexpected[0]}")
+            or f"shape of {wrong[0]}: {shapes[wrong[0]]} in the weights, {expected[wrong[0]]} in config.json"
+        )
+        raise MsliError(f"{where}: {WEIGHTS_FILE} does not match {CONFIG_FILE} ({what}); retrain the model.")
+    return build_model(kind, **config)
+
+
+def _finish_load(model: nn.Module, state: dict, kind: str, payload: dict, where: str, data) -> LoadedModel:
+    bad = sorted(k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all())
+    if bad:
+        raise MsliError(
+            f"{where} holds non-finite weights ({bad[0]} has NaN or inf values): the training diverged; "
+            "retrain it with a lower --lr."
+        )
+    model.load_state_dict(state)
+    model.eval()
+    dataset = payload.get("dataset") if isinstance(payload.get("dataset"), dict) else {}
+    fingerprint = str(dataset.get("fingerprint", ""))
+    if data is not None:
+        check_dataset(fingerprint, data, where, dataset)
+    metrics = payload.get("metrics") if isinstance(payload.get("metrics"), dict) else {}
+    training = payload.get("training") if isinstance(payload.get("training"), dict) else {}
+    return LoadedModel(
+        kind=kind,
+        config=model.config,
+        model=model,
+        metrics=metrics,
+        fingerprint=fingerprint,
+        folder=where,
+        training=training,
+        dataset=dataset,
+    )
 
 
 def load_model(folder, data=None) -> LoadedModel:
@@ -176,54 +327,92 @@ def load_model(folder, data=None) -> LoadedModel:
                 f"Model folder {path} has no {name}; {hint} (it holds config.json and model.safetensors)."
             )
     try:
-        payload = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise MsliError(
-            f"{path / CONFIG_FILE} is not valid JSON ({err}); retrain the model with `msli train`."
-        ) from err
-    if not isinstance(payload, dict) or not isinstance(payload.get("config"), dict) or "kind" not in payload:
-        raise MsliError(
-            f"{path / CONFIG_FILE} lacks the 'kind' and 'config' entries of a saved model; retrain it."
-        )
-    kind = payload["kind"]
-    if kind not in KINDS:
-        raise MsliError(
-            f"{path / CONFIG_FILE} names an unknown model kind {kind!r}; retrain it with `msli train`."
-        )
-    model = build_model(kind, **payload["config"])
+        with open(path / CONFIG_FILE, "rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+        with open(path / WEIGHTS_FILE, "rb") as fh:
+            head = fh.read(8)
+            head += (
+                fh.read(min(int.from_bytes(head[:8], "little"), MAX_HEADER_BYTES + 1))
+                if len(head) == 8
+                else b""
+            )
+    except OSError as err:
+        raise MsliError(f"Cannot read model folder {path}: {err.strerror}; check its permissions.") from err
+    kind, config, payload = _parse_config(raw, str(path / CONFIG_FILE))
+    model = _check_and_build(
+        kind, config, _header_shapes(head, str(path / WEIGHTS_FILE)), str(path / CONFIG_FILE)
+    )
     try:
         state = load_file(str(path / WEIGHTS_FILE))
     except (SafetensorError, OSError, ValueError) as err:
         raise MsliError(
             f"{path / WEIGHTS_FILE} is not a readable safetensors file ({err}); retrain the model."
         ) from err
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
-    if missing or unexpected or wrong:
-        what = (
-            (missing and f"missing {missing[0]}")
-            or (unexpected and f"unexpected {unexpected[0]}")
-            or f"shape of {wrong[0]}"
+    return _finish_load(model, state, kind, payload, str(path), data)
+
+
+def load_zip(filename: str, payload: bytes, data=None) -> LoadedModel:
+    """Load a model zip (as :func:`save_zip` writes it) from memory: nothing is unpacked to disk, and
+    each member is read with a cap on its expanded size."""
+    import io
+    import zipfile
+
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    hint = "upload a zip downloaded from the Train page (a folder with config.json and model.safetensors)"
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(payload))
+    except (zipfile.BadZipFile, ValueError) as err:
+        raise MsliError(f"{filename} is not a zip archive ({err}); {hint}.") from err
+    with archive:
+        infos = [i for i in archive.infolist() if not i.is_dir()]
+        names = [Path(i.filename).name for i in infos]
+        pickles = sorted(n for n in names if Path(n).suffix.lower() in PICKLE_SUFFIXES)
+        if pickles:
+            raise MsliError(
+                f"{filename} contains {pickles[0]}, a pickle-style file that could run code; {hint}."
+            )
+        found = {}
+        for wanted in (CONFIG_FILE, WEIGHTS_FILE):
+            members = [i for i in infos if Path(i.filename).name == wanted]
+            if len(members) != 1:
+                raise MsliError(f"{filename} holds {len(members)} {wanted} files; {hint}.")
+            found[wanted] = members[0]
+        if Path(found[CONFIG_FILE].filename).parent != Path(found[WEIGHTS_FILE].filename).parent:
+            raise MsliError(f"{filename} has config.json and model.safetensors in different folders; {hint}.")
+        try:
+            raw = _read_capped(archive, found[CONFIG_FILE], MAX_CONFIG_BYTES, filename)
+            kind, config, meta = _parse_config(raw, f"{filename}: {CONFIG_FILE}")
+            with archive.open(found[WEIGHTS_FILE]) as fh:
+                head = fh.read(8)
+                size = int.from_bytes(head, "little") if len(head) == 8 else 0
+                head += fh.read(min(size, MAX_HEADER_BYTES + 1))
+            shapes = _header_shapes(head, f"{filename}: {WEIGHTS_FILE}")
+            model = _check_and_build(kind, config, shapes, filename)
+            need = sum(v.numel() * v.element_size() for v in model.state_dict().values())
+            weights = _read_capped(archive, found[WEIGHTS_FILE], 8 + len(head) + need + 1024, filename)
+        except (zipfile.BadZipFile, OSError, RuntimeError, EOFError) as err:
+            raise MsliError(f"{filename} is damaged ({err}); download the model again.") from err
+    try:
+        state = load(weights)
+    except (SafetensorError, ValueError) as err:
+        raise MsliError(
+            f"{filename}: {WEIGHTS_FILE} is not a readable safetensors file ({err}); {hint}."
+        ) from err
+    return _finish_load(model, state, kind, meta, filename, data)
+
+
+def _read_capped(archive, info, cap: int, filename: str) -> bytes:
+    """A zip member's bytes, refusing to expand past ``cap`` (whatever its header claims)."""
+    with archive.open(info) as fh:
+        data = fh.read(cap + 1)
+    if len(data) > cap:
+        raise MsliError(
+            f"{info.filename} in {filename} expands to more than {cap:,} bytes, more than a model of its "
+            "config can hold; it is not a model saved by this lab."
         )
-        raise MsliError(f"{path / WEIGHTS_FILE} does not match its config.json ({what}); retrain the model.")
-    model.load_state_dict(state)
-    model.eval()
-    dataset = payload.get("dataset") or {}
-    fingerprint = str(dataset.get("fingerprint", ""))
-    if data is not None:
-        check_dataset(fingerprint, data, str(path), dataset)
-    return LoadedModel(
-        kind=kind,
-        config=model.config,
-        model=model,
-        metrics=payload.get("metrics") or {},
-        fingerprint=fingerprint,
-        folder=str(path),
-        training=payload.get("training") or {},
-        dataset=dataset,
-    )
+    return data
 
 
 def check_dataset(fingerprint: str, data, where: str, dataset: dict | None = None) -> None:
