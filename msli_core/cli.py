@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from msli_core.errors import MsliError
+from msli_core.jsonable import to_jsonable
 
 COMMAND_MODULES = (
     "msli_core.commands.data",  # msli data fetch|synth|inspect
@@ -45,25 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def print_json(obj: Any) -> None:
     """Write ``obj`` as JSON to stdout (numpy scalars and NaN handled: NaN becomes null)."""
-    print(json.dumps(_jsonable(obj), indent=2, ensure_ascii=False, allow_nan=False))
+    print(json.dumps(to_jsonable(obj), indent=2, ensure_ascii=False, allow_nan=False))
 
 
-def _jsonable(obj: Any) -> Any:
-    import math
-
-    import numpy as np
-
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
+_jsonable = to_jsonable  # kept for callers outside the core
 
 
 def main(argv: Sequence[str] | None = None) -> int:

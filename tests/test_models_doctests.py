@@ -15,6 +15,7 @@ MODULES = [
     "msli_core.evaluate",
     "msli_core.train",
     "msli_core.explain",
+    "msli_core.jsonable",
 ]
 
 

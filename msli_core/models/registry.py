@@ -147,7 +147,7 @@ def _payload(model: nn.Module, data, metrics: dict | None, extra: dict | None) -
     """(config.json text, safetensors bytes) of ``model``: what a folder or a zip holds."""
     from safetensors.torch import save
 
-    from msli_core.cli import _jsonable
+    from msli_core.jsonable import to_jsonable
 
     kind = getattr(model, "kind", None)
     if kind not in KINDS:
@@ -169,7 +169,7 @@ def _payload(model: nn.Module, data, metrics: dict | None, extra: dict | None) -
         "versions": _versions(),
     }
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    config_text = json.dumps(_jsonable(payload), indent=2, allow_nan=False)
+    config_text = json.dumps(to_jsonable(payload), indent=2, allow_nan=False)
     return config_text, save(state, metadata={"format": FORMAT, "kind": kind})
 
 
