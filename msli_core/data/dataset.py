@@ -120,6 +120,15 @@ class InteractionData:
         """Statistics for ``msli data inspect`` and the Data page (JSON-ready)."""
         ts = self.interactions["timestamp"]
         lengths = np.diff(self._offsets)[1:]
+        evaluable = int((lengths >= MIN_EVENTS_FOR_EVALUATION).sum())
+        notes = list(self.notes)
+        if evaluable == 0:
+            longest = int(lengths.max()) if len(lengths) else 0
+            notes.append(
+                f"no user has the {MIN_EVENTS_FOR_EVALUATION} events evaluation needs (a test, a validation "
+                f"and a training event; the longest history here has {longest}): the table loads, but no "
+                "model can be trained or evaluated on it"
+            )
         return {
             "format": self.format,
             "source": self.source,
@@ -137,9 +146,9 @@ class InteractionData:
                 (self.items["title"].iloc[1:] != "item " + self.items["original_id"].iloc[1:]).any()
             ),
             "genres": len(self.genre_names),
-            "evaluable_users": int((lengths >= MIN_EVENTS_FOR_EVALUATION).sum()),
+            "evaluable_users": evaluable,
             "synthetic_ground_truth": self.truth is not None,
-            "validation": list(self.notes) or ["ok"],
+            "validation": notes or ["ok"],
         }
 
 

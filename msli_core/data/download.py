@@ -1,12 +1,16 @@
 """Downloading the official MovieLens archives: published checksums, a cache, a safe unpack.
 
 MovieLens may not be redistributed (GroupLens licence), so the project fetches it for the user from
-``https://files.grouplens.org/datasets/movielens/NAME.zip`` with :mod:`pooch`, which streams into a
-temporary file and keeps it only when its hash matches the published one (DESIGN §3). The archive is
-then unpacked into a temporary folder beside the cache entry and renamed into place, so the cache holds
-either a verified zip plus its complete folder, or nothing: every failure (unreachable host, HTTP error,
-truncated transfer, checksum mismatch, damaged or unsafe archive) removes what it wrote and raises one
-:class:`MsliError` sentence. A second fetch re-verifies the cached zip's hash and returns at once.
+``https://files.grouplens.org/datasets/movielens/NAME.zip`` with :mod:`requests`, streaming into a
+temporary file (``.msli-part-NAME.zip.*``) beside the cache entry while hashing it, and renaming it into
+place only when its hash matches the published one (DESIGN §3). The whole transfer has a deadline
+(:data:`DEFAULT_DEADLINE_S`, raisable with ``MSLI_DOWNLOAD_DEADLINE_S``), not only each read, so a server
+that trickles bytes cannot hold a fetch forever. The archive is then unpacked into a temporary folder
+(``.msli-unpack-NAME.*``) and renamed into place, so the cache holds either a verified zip plus its
+complete folder, or nothing: every failure (unreachable host, HTTP error, truncated or too slow transfer,
+checksum mismatch, damaged, unsafe or oversized archive) removes what it wrote and raises one
+:class:`MsliError` sentence. Temporary files left by a fetch that was killed are removed by the next
+fetch once they are stale. A second fetch re-verifies the cached zip's hash and returns at once.
 
 Cache layout (``platformdirs.user_cache_dir("msli-lab")/movielens`` by default)::
 
@@ -17,14 +21,16 @@ Cache layout (``platformdirs.user_cache_dir("msli-lab")/movielens`` by default):
 from __future__ import annotations
 
 import contextlib
-import logging
+import hashlib
 import os
 import shutil
 import stat
 import tempfile
+import time
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 from msli_core.errors import MsliError
 from msli_core.progress import ProgressCallback, ProgressEvent
@@ -33,7 +39,7 @@ MOVIELENS_NAMES = ("ml-100k", "ml-1m", "ml-latest-small", "ml-20m", "ml-25m", "m
 DEFAULT_BASE_URL = "https://files.grouplens.org/datasets/movielens"
 BASE_URL_ENV = "MSLI_MOVIELENS_BASE_URL"
 
-# Published checksums (DESIGN §3), in pooch's "algorithm:hex" form.
+# Published checksums (DESIGN §3), in "algorithm:hex" form.
 MOVIELENS_CHECKSUMS: Mapping[str, str] = {
     "ml-100k": "sha256:50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229",
     "ml-1m": "sha256:a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20",
@@ -44,7 +50,13 @@ MOVIELENS_CHECKSUMS: Mapping[str, str] = {
 }
 
 _STAMP = ".msli-verified"  # written last inside an unpacked folder: its content is complete
-_TIMEOUT_S = 30  # per network operation (connect, and each read), not for the whole transfer
+_TIMEOUT_S = 30  # per network operation (connect, and each read)
+DEADLINE_ENV = "MSLI_DOWNLOAD_DEADLINE_S"
+DEFAULT_DEADLINE_S = 600.0  # for the whole transfer of one archive (ml-32m, 240 MB, needs 400 kB/s)
+_PART_PREFIX = ".msli-part-"  # a download in progress: .msli-part-ml-100k.zip.XXXX
+_UNPACK_PREFIX = ".msli-unpack-"  # an unpack in progress: .msli-unpack-ml-100k.XXXX/
+_STALE_S = 4 * _TIMEOUT_S  # a temporary untouched this long belongs to no live fetch (each read is bounded)
+_CHUNK = 1 << 16
 
 
 def default_cache_dir() -> Path:
@@ -60,6 +72,7 @@ def fetch_movielens(
     progress: ProgressCallback | None = None,
     base_url: str | None = None,
     checksums: Mapping[str, str] | None = None,
+    deadline_s: float | None = None,
 ) -> Path:
     """Download (or find in the cache), verify and unpack one official MovieLens archive.
 
@@ -67,7 +80,8 @@ def fetch_movielens(
     ``directory``: the cache folder (default: the platform cache). ``base_url``: where ``NAME.zip``
     lives (default: GroupLens, or the ``MSLI_MOVIELENS_BASE_URL`` environment variable).
     ``checksums``: name -> "sha256:…"/"md5:…" replacing the published table (tests serve their own
-    archives; every download is still verified against a hash).
+    archives; every download is still verified against a hash). ``deadline_s``: seconds the whole
+    transfer may take (default: ``MSLI_DOWNLOAD_DEADLINE_S`` or :data:`DEFAULT_DEADLINE_S`).
     """
     table = dict(MOVIELENS_CHECKSUMS if checksums is None else checksums)
     if name not in table:
@@ -76,6 +90,7 @@ def fetch_movielens(
     algorithm, _, digest = known_hash.partition(":")
     if algorithm not in ("sha256", "sha512", "sha1", "md5") or not digest:
         raise ValueError(f"checksum for {name} must be 'sha256:<hex>' or 'md5:<hex>', not {known_hash!r}")
+    deadline = _deadline(deadline_s)
     cache = Path(directory).expanduser() if directory is not None else default_cache_dir()
     base = (base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).rstrip("/")
     url = f"{base}/{name}.zip"
@@ -87,8 +102,9 @@ def fetch_movielens(
         raise MsliError(
             f"Cannot create the cache folder {cache} ({err.strerror}); pass a writable --dir."
         ) from err
+    _remove_stale_temporaries(cache)
 
-    _download(url, archive, known_hash, name, progress)
+    _download(url, archive, known_hash, name, progress, deadline)
     stamp = folder / _STAMP
     if stamp.is_file() and stamp.read_text().strip() == known_hash:
         return folder
@@ -102,18 +118,93 @@ def fetch_movielens(
     return folder
 
 
-def _download(url: str, archive: Path, known_hash: str, name: str, progress: ProgressCallback | None) -> None:
-    """pooch.retrieve with our progress adapter; every failure becomes a sentence and leaves no file."""
-    import pooch
-    import requests
-
-    downloader = pooch.HTTPDownloader(progressbar=_PoochProgress(progress, name) if progress else False,
-                                      timeout=_TIMEOUT_S, chunk_size=1 << 16)  # fmt: skip
-    try:
-        with _quiet_pooch():
-            pooch.retrieve(
-                url, known_hash=known_hash, fname=archive.name, path=archive.parent, downloader=downloader
+def _deadline(deadline_s: float | None) -> float:
+    if deadline_s is None:
+        raw = os.environ.get(DEADLINE_ENV, "").strip()
+        if not raw:
+            return DEFAULT_DEADLINE_S
+        try:
+            deadline_s = float(raw)
+        except ValueError:
+            deadline_s = float("nan")
+        if not (deadline_s > 0 and deadline_s < float("inf")):
+            raise MsliError(
+                f"The environment variable {DEADLINE_ENV}={raw!r} is not a positive number of seconds; "
+                f"unset it or set it to e.g. {DEFAULT_DEADLINE_S:g}."
             )
+    if not (deadline_s > 0 and deadline_s < float("inf")):
+        raise ValueError(f"deadline_s must be a positive finite number of seconds, not {deadline_s!r}")
+    return float(deadline_s)
+
+
+def _remove_stale_temporaries(cache: Path) -> None:
+    """Remove this module's own temporaries (recognised by their prefix) that no live fetch is writing:
+    those left by a fetch that was killed. Nothing else in the cache folder is touched."""
+    now = time.time()
+    with contextlib.suppress(OSError):
+        for entry in cache.iterdir():
+            if not entry.name.startswith((_PART_PREFIX, _UNPACK_PREFIX)) or entry.is_symlink():
+                continue
+            try:
+                paths = [entry, *entry.rglob("*")] if entry.is_dir() else [entry]
+                newest = max(p.lstat().st_mtime for p in paths)
+            except OSError:
+                continue
+            if now - newest > _STALE_S:
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    _remove(entry)
+
+
+class _TooSlow(Exception):
+    """The whole-transfer deadline passed."""
+
+    def __init__(self, done: int, total: int | None):
+        super().__init__(done, total)
+        self.done, self.total = done, total
+
+
+class _CutOff(Exception):
+    """The body ended before its announced length."""
+
+
+def _download(
+    url: str, archive: Path, known_hash: str, name: str, progress: ProgressCallback | None, deadline: float
+) -> None:
+    """Stream ``url`` into a temporary file beside ``archive``, hashing it; keep it (atomic rename) only
+    when the hash matches. Every failure becomes a sentence and leaves no file."""
+    import requests
+    import urllib3
+
+    if archive.is_file() and _hash_ok(archive, known_hash):
+        return
+    algorithm, _, expected = known_hash.partition(":")
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f"{_PART_PREFIX}{archive.name}.", dir=archive.parent)
+    except OSError as err:
+        raise MsliError(
+            f"Cannot write into {archive.parent} ({err.strerror or err}); free some space or pass another "
+            "--dir."
+        ) from err
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            digest = _stream(url, out, algorithm, name, progress, deadline)
+        if digest != expected.lower():
+            _discard_unverified(archive, known_hash)
+            raise MsliError(
+                f"The downloaded {name}.zip does not match its published {algorithm} checksum, so it was "
+                "deleted; try again, and if it keeps failing the server is sending a different file."
+            )
+        os.replace(tmp, archive)
+    except _TooSlow as err:
+        _discard_unverified(archive, known_hash)
+        got = f"{err.done / 1e6:.1f} MB" + (f" of {err.total / 1e6:.1f} MB" if err.total else "")
+        raise MsliError(
+            f"The download of {name} from {url} did not finish within {deadline:g} s ({got} received); "
+            f"nothing was kept — try again later, or allow more time with {DEADLINE_ENV}."
+        ) from None
     except requests.exceptions.HTTPError as err:
         _discard_unverified(archive, known_hash)
         status = err.response.status_code if err.response is not None else "error"
@@ -122,81 +213,85 @@ def _download(url: str, archive: Path, known_hash: str, name: str, progress: Pro
             f"Downloading {name} from {url} failed with HTTP {status} {reason}; nothing was kept — check the "
             f"dataset name or the base URL ({BASE_URL_ENV})."
         ) from err
-    except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as err:
+    except (
+        _CutOff,
+        requests.exceptions.ChunkedEncodingError,
+        requests.exceptions.ContentDecodingError,
+        urllib3.exceptions.ProtocolError,
+        urllib3.exceptions.DecodeError,
+    ) as err:
         _discard_unverified(archive, known_hash)
         raise MsliError(
             f"The download of {name} from {url} was cut off before the end; nothing was kept — try again."
         ) from err
-    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as err:
+    except (
+        requests.exceptions.ConnectionError,
+        requests.exceptions.Timeout,
+        urllib3.exceptions.TimeoutError,
+        urllib3.exceptions.NewConnectionError,
+    ) as err:
         _discard_unverified(archive, known_hash)
         raise MsliError(
             f"Cannot reach {url} to download {name} ({type(err).__name__}); nothing was kept — check the "
             "network connection, or download the zip by hand and pass it to msli data inspect."
         ) from err
-    except requests.exceptions.RequestException as err:
+    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as err:
         _discard_unverified(archive, known_hash)
         raise MsliError(
-            f"Downloading {name} from {url} failed ({err}); nothing was kept — try again."
-        ) from err
-    except ValueError as err:  # pooch: hash mismatch (the temporary file is already deleted)
-        _discard_unverified(archive, known_hash)
-        algorithm = known_hash.split(":", 1)[0]
-        raise MsliError(
-            f"The downloaded {name}.zip does not match its published {algorithm} checksum, so it was "
-            "deleted; try again, and if it keeps failing the server is sending a different file."
+            f"Downloading {name} from {url} failed ({type(err).__name__}); nothing was kept — try again."
         ) from err
     except OSError as err:
         _discard_unverified(archive, known_hash)
         raise MsliError(
             f"Cannot write {archive} ({err.strerror or err}); free some space or pass another --dir."
         ) from err
-
-
-class _PoochProgress:
-    """The tqdm-like object pooch's HTTPDownloader drives, forwarding to a ProgressCallback."""
-
-    def __init__(self, callback: ProgressCallback, name: str):
-        self.callback = callback
-        self.name = name
-        self.total: int | None = None
-        self.done = 0
-
-    def update(self, n: int) -> None:
-        self.done += n
-        total = self.total or None
-        done = min(self.done, total) if total else self.done
-        message = f"{self.name} {done / 1e6:.1f} MB" + (f" of {total / 1e6:.1f} MB" if total else "")
-        self.callback(ProgressEvent("download", done, total, message))
-
-    def reset(self) -> None:
-        self.done = 0
-
-    def close(self) -> None:
-        return None
-
-
-@contextlib.contextmanager
-def _quiet_pooch() -> Iterator[None]:
-    """pooch logs every download on stderr; the progress callback is our only channel."""
-    import pooch
-
-    logger = pooch.get_logger()
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
     finally:
-        logger.setLevel(level)
+        _remove(tmp)
+
+
+def _stream(
+    url: str, out: IO[bytes], algorithm: str, name: str, progress: ProgressCallback | None, deadline: float
+) -> str:
+    """Copy the body of ``url`` into ``out``; returns its hex digest. Each read returns what has arrived
+    (``read1``) and waits at most the per-read timeout, so the deadline is checked at least that often."""
+    import requests
+
+    start = time.monotonic()
+    wait = min(_TIMEOUT_S, deadline)
+    digest = hashlib.new(algorithm)
+    with requests.get(url, stream=True, timeout=(wait, wait)) as response:
+        response.raise_for_status()
+        length = response.headers.get("Content-Length", "")
+        total = int(length) if length.isdigit() and int(length) > 0 else None
+        done = 0
+        while True:
+            if time.monotonic() - start > deadline:
+                raise _TooSlow(done, total)
+            chunk = response.raw.read1(_CHUNK)
+            if not chunk:
+                break
+            out.write(chunk)
+            digest.update(chunk)
+            done += len(chunk)
+            if progress is not None:
+                shown = min(done, total) if total else done
+                message = f"{name} {shown / 1e6:.1f} MB" + (f" of {total / 1e6:.1f} MB" if total else "")
+                progress(ProgressEvent("download", shown, total, message))
+        if total is not None and done < total:
+            raise _CutOff(f"{done} of {total} bytes")
+    return digest.hexdigest()
 
 
 def _hash_ok(path: Path, known_hash: str) -> bool:
-    import pooch
-
     algorithm, _, expected = known_hash.partition(":")
+    digest = hashlib.new(algorithm)
     try:
-        return pooch.file_hash(str(path), alg=algorithm) == expected.lower()
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
     except OSError:
         return False
+    return digest.hexdigest() == expected.lower()
 
 
 def _discard_unverified(archive: Path, known_hash: str) -> None:
@@ -213,9 +308,9 @@ def _remove(path: Path) -> None:
 
 def _unpack(archive: Path, folder: Path, known_hash: str) -> None:
     """Extract into a temporary folder beside ``folder`` and rename it into place (all or nothing)."""
-    from msli_core.data.formats import check_zip_members
+    from msli_core.data.formats import check_zip_member_size, check_zip_members
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f"{_UNPACK_PREFIX}{folder.name}.", dir=folder.parent))
     try:
         try:
             with zipfile.ZipFile(archive) as zf:
@@ -235,6 +330,7 @@ def _unpack(archive: Path, folder: Path, known_hash: str) -> None:
                             "unpack it."
                         )
                     target = tmp.joinpath(*parts)
+                    check_zip_member_size(info, f"{archive.name}:{info.filename}")
                     if info.is_dir():
                         target.mkdir(parents=True, exist_ok=True)
                         continue

@@ -22,8 +22,13 @@ are finite and non-negative; blank lines are skipped; duplicate (user, item, tim
 first row and drop the rest, with a note in ``InteractionData.notes`` (:func:`build_dataset`).
 Anything else that is wrong is bad input: one :class:`MsliError` sentence naming the file (and line).
 
-Zip archives are read member by member through :mod:`zipfile`, never extracted; an archive with a
-member whose name would escape a target folder (absolute, ``..``) is refused whole.
+Zip archives are read member by member through :mod:`zipfile`, as streams, never extracted; an archive
+with a member whose name would escape a target folder (absolute, ``..``) is refused whole, and so is a
+member that would expand beyond :data:`DEFAULT_MAX_EXPANDED_MB` or, above
+:data:`RATIO_CHECK_MIN_BYTES`, by more than :data:`DEFAULT_MAX_ZIP_RATIO` times its compressed size (zip
+bombs); the environment variables ``MSLI_MAX_EXPANDED_MB`` and ``MSLI_MAX_ZIP_RATIO`` raise the limits.
+Only regular files and folders are read (never a FIFO, a socket or a device such as ``/dev/zero``).
+Messages about a file that is not a dataset name the file and what was expected, never its content.
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import os
 import re
+import stat
 import warnings
 import zipfile
 import zlib
@@ -63,7 +70,20 @@ _NOT_INTERACTIONS = {
     "movies.csv", "links.csv", "tags.csv", "genome-scores.csv", "genome-tags.csv", "ground_truth.csv",
     "movies.dat", "tags.dat", "users.dat", "u.item", "u.user", "u.genre", "u.occupation", "u.info",
 }  # fmt: skip
-_HEAD_BYTES = 1 << 16  # how much of a file is sniffed for binary content, the header and the delimiter
+_HEAD_BYTES = 1 << 16  # how much of a file is sniffed for binary content
+MAX_HEADER_BYTES = 1 << 20  # the longest first line (header) read; a longer one is refused as too long
+
+# Zip bombs: limits on what one archive member may expand to (raisable through the environment).
+MAX_EXPANDED_MB_ENV = "MSLI_MAX_EXPANDED_MB"
+MAX_ZIP_RATIO_ENV = "MSLI_MAX_ZIP_RATIO"
+DEFAULT_MAX_EXPANDED_MB = 1024  # per member; ml-32m's ratings.csv, the largest official file, is 877 MB
+DEFAULT_MAX_ZIP_RATIO = 200  # expanded / compressed; real rating tables compress 3-10x
+RATIO_CHECK_MIN_BYTES = 8 << 20  # small members may compress as well as they like
+# Item metadata files are read whole; the official ones are at most a few MB.
+MAX_METADATA_MB_ENV = "MSLI_MAX_METADATA_MB"
+DEFAULT_MAX_METADATA_MB = 64
+# The latest date a timestamp may hold: pandas' nanosecond datetimes end on 2262-04-11.
+MAX_TIMESTAMP_S = int(pd.Timestamp.max.as_unit("s").timestamp()) - 1
 _YEAR_IN_TITLE = r"\((\d{4})(?:\s*[-–]\s*\d{4})?\)\s*$"  # "Toy Story (1995)", "Show (2006–2007)"
 
 
@@ -86,10 +106,19 @@ class _File:
 
     @contextmanager
     def open(self) -> Iterator[IO[bytes]]:
+        if self.archive is not None:
+            check_zip_member_size(self.archive.getinfo(self.member), self.display)
         with _io_errors(self):
             stream = self.archive.open(self.member) if self.archive else open(self.path, "rb")  # noqa: SIM115
             with stream:
                 yield stream
+
+    def size(self) -> int:
+        """Bytes the file holds (a zip member: once expanded)."""
+        if self.archive is not None:
+            return self.archive.getinfo(self.member).file_size
+        with _io_errors(self):
+            return self.path.stat().st_size
 
     def head(self, n: int = _HEAD_BYTES) -> bytes:
         with self.open() as fh:
@@ -105,10 +134,12 @@ class _File:
             parent = PurePosixPath(self.member).parent
             member = name if str(parent) == "." else f"{parent}/{name}"
             if member in self.archive.NameToInfo:
-                return _File(f"{self.archive.filename}:{member}", archive=self.archive, member=member)
+                shown = self.display[: len(self.display) - len(self.member)] + member
+                return _File(shown, archive=self.archive, member=member)
             return None
         path = self.path.with_name(name)
-        return _File(str(path), path=path) if path.is_file() else None
+        shown = self.display[: len(self.display) - len(self.path.name)] + name
+        return _File(shown, path=path) if path.is_file() else None
 
 
 @contextmanager
@@ -143,13 +174,91 @@ def check_zip_members(archive: zipfile.ZipFile, display: str) -> None:
             )
 
 
-def _open_zip(path: Path) -> zipfile.ZipFile:
+def _env_limit(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not np.isfinite(value) or value <= 0:
+        raise MsliError(f"The environment variable {name}={raw!r} is not a positive number; unset it or "
+                        f"set it to e.g. {default:g}.")  # fmt: skip
+    return value
+
+
+def zip_limits() -> tuple[int, float]:
+    """(most bytes one zip member may expand to, most expanded/compressed ratio), from the environment."""
+    mb = _env_limit(MAX_EXPANDED_MB_ENV, DEFAULT_MAX_EXPANDED_MB)
+    return int(mb * (1 << 20)), _env_limit(MAX_ZIP_RATIO_ENV, DEFAULT_MAX_ZIP_RATIO)
+
+
+def check_zip_member_size(info: zipfile.ZipInfo, display: str) -> None:
+    """Refuse a member that would expand beyond the size or ratio limit, before reading a byte of it.
+
+    :mod:`zipfile` never yields more than a member's recorded size (a member that lies about it fails
+    its CRC check), so checking the recorded sizes bounds what a read can expand to."""
+    max_bytes, max_ratio = zip_limits()
+    size, packed = info.file_size, max(info.compress_size, 1)
+    if size > max_bytes:
+        raise MsliError(
+            f"{display} would expand to {size / 2**20:,.0f} MB, above the limit of "
+            f"{max_bytes / 2**20:,.0f} MB per zip member; refusing to read it — if the file is genuine, "
+            "raise the limit with "
+            f"{MAX_EXPANDED_MB_ENV}={int(size / 2**20) + 1} or unpack the archive and pass its folder."
+        )
+    if size > RATIO_CHECK_MIN_BYTES and size / packed > max_ratio:
+        raise MsliError(
+            f"{display} would expand {size / packed:,.0f} times (from {packed / 2**20:,.1f} MB to "
+            f"{size / 2**20:,.0f} MB), above the limit of {max_ratio:g} times for a zip member (a zip "
+            f"bomb?); refusing to read it — if the file is genuine, raise the limit with "
+            f"{MAX_ZIP_RATIO_ENV}={int(size / packed) + 1}."
+        )
+
+
+def _check_metadata_size(file: _File) -> None:
+    """Item metadata is read whole: refuse one far larger than any official file before reading it."""
+    limit = _env_limit(MAX_METADATA_MB_ENV, DEFAULT_MAX_METADATA_MB)
+    size = file.size()
+    if size > limit * (1 << 20):
+        raise MsliError(
+            f"{file.display} holds {size / 2**20:,.0f} MB, above the limit of {limit:g} MB for an item "
+            f"metadata file (the official ones are a few MB); remove it, or raise the limit with "
+            f"{MAX_METADATA_MB_ENV}={int(size / 2**20) + 1}."
+        )
+
+
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def _check_file_kind(path: Path, shown: str) -> os.stat_result:
+    """Regular files and folders only (checked with stat before anything is opened)."""
+    try:
+        info = path.stat()
+    except OSError as err:
+        raise MsliError(f"{shown} cannot be accessed ({err.strerror or err}); check the path.") from err
+    if stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode):
+        return info
+    kind = next((words for test, words in _KINDS if test(info.st_mode)), "not a regular file")
+    raise MsliError(
+        f"{shown} is {kind}, not a regular file or folder; pass a dataset folder, a .zip archive or a "
+        "ratings file."
+    )
+
+
+def _open_zip(path: Path, shown: str) -> zipfile.ZipFile:
     try:
         archive = zipfile.ZipFile(path)
         archive.infolist()
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError) as err:
-        raise MsliError(f"{path} is not a readable zip archive ({err}); download it again.") from err
-    check_zip_members(archive, str(path))
+        raise MsliError(f"{shown} is not a readable zip archive ({err}); download it again.") from err
+    check_zip_members(archive, shown)
     return archive
 
 
@@ -159,15 +268,16 @@ def _open_zip(path: Path) -> zipfile.ZipFile:
 _MARKERS = (("u.data", "ml-100k"), ("ratings.dat", "ml-1m"), ("ratings.csv", "ml-latest"))
 
 
-def _locate(path: Path, archive: zipfile.ZipFile | None) -> tuple[_File, str]:
-    """The interactions file inside a folder or an archive and its layout (before header checks)."""
+def _locate(path: Path, archive: zipfile.ZipFile | None, shown: str) -> tuple[_File, str]:
+    """The interactions file inside a folder or an archive and its layout (before header checks).
+    ``shown``: how messages name ``path``."""
     if archive is not None:
         names = [
             n
             for n in archive.namelist()
             if not n.endswith("/") and not n.startswith("__MACOSX/") and len(PurePosixPath(n).parts) <= 2
         ]
-        make = lambda n: _File(f"{path}:{n}", archive=archive, member=n)  # noqa: E731
+        make = lambda n: _File(f"{shown}:{n}", archive=archive, member=n)  # noqa: E731
     else:
         names = []
         try:
@@ -178,9 +288,9 @@ def _locate(path: Path, archive: zipfile.ZipFile | None) -> tuple[_File, str]:
                     names += [f"{child.name}/{g.name}" for g in sorted(child.iterdir()) if g.is_file()]
         except OSError as err:
             raise MsliError(
-                f"{path} cannot be listed ({err.strerror or err}); check its permissions."
+                f"{shown} cannot be listed ({err.strerror or err}); check its permissions."
             ) from err
-        make = lambda n: _File(str(path / n), path=path / n)  # noqa: E731
+        make = lambda n: _File(f"{shown}/{n}", path=path / n)  # noqa: E731
     by_depth = sorted(names, key=lambda n: len(PurePosixPath(n).parts))
     for marker, fmt in _MARKERS:
         found = [n for n in by_depth if PurePosixPath(n).name == marker]
@@ -189,7 +299,7 @@ def _locate(path: Path, archive: zipfile.ZipFile | None) -> tuple[_File, str]:
             same = [n for n in found if len(PurePosixPath(n).parts) == depth]
             if len(same) > 1:
                 raise MsliError(
-                    f"{path} holds several datasets ({', '.join(same)}); pass one of their folders instead."
+                    f"{shown} holds several datasets ({', '.join(same)}); pass one of their folders instead."
                 )
             return make(same[0]), fmt
     tables = [
@@ -204,10 +314,10 @@ def _locate(path: Path, archive: zipfile.ZipFile | None) -> tuple[_File, str]:
     kind = "archive" if archive is not None else "folder"
     if len(tables) > 1:
         raise MsliError(
-            f"{path} holds several tables ({', '.join(tables[:5])}); pass the interactions file itself."
+            f"{shown} holds several tables ({', '.join(tables[:5])}); pass the interactions file itself."
         )
     raise MsliError(
-        f"The {kind} {path} has no ratings file: expected u.data (ML-100K), ratings.dat (ML-1M/10M), "
+        f"The {kind} {shown} has no ratings file: expected u.data (ML-100K), ratings.dat (ML-1M/10M), "
         "ratings.csv (ml-latest, 20M/25M/32M) or one interactions .csv/.tsv/.parquet table."
     )
 
@@ -217,14 +327,26 @@ def _locate(path: Path, archive: zipfile.ZipFile | None) -> tuple[_File, str]:
 
 
 def _sniff_text(file: _File, what: str) -> str:
-    """The file's first line (decoded); refuses empty and binary files."""
-    head = file.head()
-    if not head.strip():
-        raise MsliError(f"{file.display} is empty; it should be {what}.")
-    if b"\x00" in head:
-        raise MsliError(f"{file.display} is binary data, not text; it should be {what}.")
-    head = head.removeprefix(codecs.BOM_UTF8)
-    first = next(line for line in head.splitlines() if line.strip())
+    """The file's first non-blank line (decoded), read whole up to :data:`MAX_HEADER_BYTES`; refuses
+    empty and binary files and a first line longer than that."""
+    with file.open() as fh:
+        head = fh.read(_HEAD_BYTES)
+        if not head.strip():
+            raise MsliError(f"{file.display} is empty; it should be {what}.")
+        if b"\x00" in head:
+            raise MsliError(f"{file.display} is binary data, not text; it should be {what}.")
+        buf = head.removeprefix(codecs.BOM_UTF8).lstrip(b" \t\r\n\f\v")
+        while not re.search(rb"[\r\n]", buf) and len(buf) <= MAX_HEADER_BYTES:
+            more = fh.read(_HEAD_BYTES)
+            if not more:
+                break
+            buf += more
+    first = re.split(rb"\r\n|\r|\n", buf, maxsplit=1)[0]
+    if len(first) > MAX_HEADER_BYTES:
+        raise MsliError(
+            f"{file.display}, line 1 is longer than {MAX_HEADER_BYTES >> 20} MB: a header that long is not "
+            f"supported (or this is not a text table); it should be {what}."
+        )
     return first.decode("latin-1").strip()
 
 
@@ -515,6 +637,7 @@ def _lines_frame(text: str) -> tuple[pd.Series, np.ndarray]:
 
 def _read_u_item(file: _File) -> pd.DataFrame:
     what = "an ML-100K u.item file (id|title|release date|video release date|URL|19 genre flags)"
+    _check_metadata_size(file)
     text = _decode(file, file.read_bytes(), ("latin-1",), what)
     if "\x00" in text[:_HEAD_BYTES]:
         raise MsliError(f"{file.display} is binary data, not text; it should be {what}.")
@@ -565,6 +688,7 @@ def _check_ids_by_line(file: _File, ids: pd.Series, numbers: np.ndarray, what: s
 
 def _read_movies_dat(file: _File) -> pd.DataFrame:
     what = "an ML-1M movies.dat file (MovieID::Title::Genres)"
+    _check_metadata_size(file)
     data = file.read_bytes()
     if b"\x00" in data[:_HEAD_BYTES]:
         raise MsliError(f"{file.display} is binary data, not text; it should be {what}.")
@@ -598,12 +722,15 @@ def _read_movies_dat(file: _File) -> pd.DataFrame:
 
 def _read_movies_csv(file: _File) -> pd.DataFrame:
     what = "an ml-latest movies.csv file (movieId,title,genres)"
+    _check_metadata_size(file)
     first = _sniff_text(file, what)
     fields = _split_header(first, ",")
     if sorted(fields) != ["genres", "movieId", "title"]:
+        # the header is not shown: a file that is not a dataset never has its content echoed
+        missing = [c for c in ("movieId", "title", "genres") if c not in fields]
+        problem = f"lacks {', '.join(missing)}" if missing else f"has {len(fields)} columns"
         raise MsliError(
-            f"{file.display}, line 1: the header is {','.join(fields)[:80]!r} but {what} needs exactly "
-            "movieId,title,genres."
+            f"{file.display}, line 1: the header {problem}, but {what} needs exactly movieId,title,genres."
         )
     try:
         with file.open() as fh:
@@ -642,13 +769,15 @@ def _map_columns(file: _File, header: list[str], column_map: dict[str, str] | No
             f"The column map names role(s) {', '.join(unknown)}; roles are {', '.join(ROLES)} "
             "(for example user=uid,item=sku,timestamp=ts)."
         )
-    shown = ", ".join(header[:12]) + (", …" if len(header) > 12 else "")
+    # The header's names are not shown: until its columns are recognised, a file may be anything (a
+    # .env, a key), and its content is never echoed; only the count of columns and the names expected.
+    shown = f"{len(header)} column{'s' if len(header) != 1 else ''}"
     roles: dict[str, str] = {}
     for role, column in column_map.items():
         if column not in header:
             raise MsliError(
-                f"{file.display} has no column {column!r} (named for {role} in the column map); its columns "
-                f"are: {shown}."
+                f"{file.display} has no column {column!r} (named for {role} in the column map) among its "
+                f"{shown}; check the spelling (names are case-sensitive)."
             )
         roles[role] = column
     normal = {_normal(h): h for h in reversed(header)}
@@ -661,10 +790,11 @@ def _map_columns(file: _File, header: list[str], column_map: dict[str, str] | No
                 break
     missing = [r for r in ("user", "item", "timestamp") if r not in roles]
     if missing:
+        expected = "; ".join(f"{r}: {', '.join(_GUESSES[r][:4])}, …" for r in missing)
         raise MsliError(
-            f"{file.display} has no {' or '.join(missing)} column that could be recognised (its columns "
-            f"are: {shown}); name them with a column map such as --column-map "
-            "user=uid,item=sku,timestamp=ts."
+            f"{file.display} has no {' or '.join(missing)} column that could be recognised among its "
+            f"{shown} (names looked for, ignoring case and punctuation — {expected}); name them with a "
+            "column map such as --column-map user=uid,item=sku,timestamp=ts."
         )
     return roles
 
@@ -685,8 +815,15 @@ def _read_generic_text(file: _File, column_map: dict[str, str] | None) -> tuple[
             "timestamp columns."
         )
     if len(set(header)) != len(header):
-        dup = next(h for h in header if header.count(h) > 1)
-        raise MsliError(f"{file.display}, line 1: the column {dup!r} appears twice; name each column once.")
+        seen: dict[str, int] = {}
+        for k, h in enumerate(header, 1):
+            if h in seen:
+                break
+            seen[h] = k
+        raise MsliError(
+            f"{file.display}, line 1: the name of column {seen[h]} appears twice (again as column {k}); "
+            "name each column once."
+        )
     roles = _map_columns(file, header, column_map)
     try:
         with file.open() as fh:
@@ -727,24 +864,87 @@ def _read_generic_parquet(file: _File, column_map: dict[str, str] | None) -> tup
     return {role: frame[col] for role, col in roles.items()}, np.zeros(len(frame), bool), "row"
 
 
+_UNITS = ("seconds", "milliseconds", "microseconds", "nanoseconds")
+_LAST_DATE = "2262-04-11"  # the day MAX_TIMESTAMP_S falls on
+
+
+def _datetimes_to_seconds(stamps: pd.Series) -> np.ndarray:
+    """Unix seconds (float) of tz-aware or naive (read as UTC) datetimes of any resolution; NaT -> nan."""
+    if getattr(stamps.dtype, "tz", None) is not None:
+        stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
+    raw = stamps.to_numpy()
+    seconds = raw.astype("datetime64[s]").astype(np.int64).astype(np.float64)
+    return np.where(np.isnat(raw), np.nan, seconds)
+
+
 def _seconds_from(
     file: _File, values: pd.Series, skip: np.ndarray, first: int, unit: str, notes: list[str]
 ) -> np.ndarray:
-    """Unix seconds from numbers (seconds, or ms/µs/ns when too large) or ISO 8601 date-times."""
+    """Unix seconds from numbers or ISO 8601 date-times (one form for the whole column).
+
+    Numbers are unix seconds, or milliseconds/microseconds/nanoseconds when the column's *median* is
+    above 1e11/1e14/1e17 (so one outlier never changes the unit of the others). Every timestamp must
+    then fall between 1970 and 2262-04-11 (:data:`MAX_TIMESTAMP_S`); a row outside is refused."""
+    where = lambda mask: int(np.argmax(mask)) + first  # noqa: E731 - the line/row of the first True
+    k, numbers = 0, False
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
-        stamps = values if getattr(values.dtype, "tz", None) else values.dt.tz_localize("UTC")
-        bad = stamps.isna().to_numpy() & ~skip
-        seconds = (stamps - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
-        if bad.any():
-            row = int(np.argmax(bad))
-            raise MsliError(f"{file.display}, {unit} {row + first}: the timestamp is missing; fill it in.")
-        seconds = seconds.to_numpy(dtype=np.float64, na_value=np.nan)
+        text = None
+        missing = values.isna().to_numpy() & ~skip
     else:
-        text = values.astype(str).str.strip()
+        missing_na = values.isna().to_numpy()
+        text = values.astype(object).where(~missing_na, "").astype(str).str.strip()
+        missing = ~skip & (missing_na | (text == "").to_numpy())
+    if missing.any() and not (~skip & ~missing).any():
+        raise MsliError(
+            f"{file.display}: every timestamp is missing (empty or null); each event needs a time (unix "
+            "seconds or an ISO 8601 date-time) to order each user's history."
+        )
+    if missing.any():
+        raise MsliError(f"{file.display}, {unit} {where(missing)}: the timestamp is missing; fill it in.")
+    if text is None:
+        seconds = _datetimes_to_seconds(values)
+    else:
         numeric = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-        if np.isnan(numeric[~skip]).all() and (~skip).any():
-            stamps = pd.to_datetime(text.where(~pd.Series(skip, index=text.index), None), errors="coerce",
-                                    utc=True, format="ISO8601")  # fmt: skip
+        is_num = ~skip & ~np.isnan(numeric)
+        is_text = ~skip & np.isnan(numeric)
+        if is_num.any() and is_text.any():
+            row = int(np.argmax(is_text if is_num.sum() >= is_text.sum() else is_num))
+            value = text.iloc[row]
+            if is_num.sum() < is_text.sum():
+                raise MsliError(
+                    f"{file.display}, {unit} {row + first}: the timestamp {value[:40]!r} is a number while "
+                    "most timestamps in the column are date-times; use one form for every row."
+                )
+            if not pd.isna(pd.to_datetime(value, errors="coerce", utc=True, format="ISO8601")):
+                raise MsliError(
+                    f"{file.display}, {unit} {row + first}: the timestamp {value[:40]!r} is a date-time "
+                    "while most timestamps in the column are unix times; use one form for every row."
+                )
+        numbers = bool(is_num.any())
+        if numbers:
+            _raise_first_bad_numbers(
+                file, {"timestamp": text}, skip, first, unit, integers=[], signed=[],
+                what="an interactions table",
+            )  # fmt: skip
+            median = float(np.median(numeric[~skip]))
+            while k < 3 and median > 1e11 * 1000.0**k:
+                k += 1
+            seconds = numeric / 1000.0**k
+            if k:
+                above = f"1e{11 + 3 * (k - 1)}"
+                notes.append(
+                    f"timestamps read as unix {_UNITS[k]} (the column's median is above {above}), converted "
+                    "to seconds"
+                )
+        else:
+            try:
+                stamps = pd.to_datetime(text.where(~pd.Series(skip, index=text.index), None),
+                                        errors="coerce", utc=True, format="ISO8601")  # fmt: skip
+            except (ValueError, OverflowError, TypeError) as err:
+                raise MsliError(
+                    f"{file.display}: the timestamps cannot be read as ISO 8601 date-times "
+                    f"({str(err).splitlines()[0][:80]}); use unix seconds or ISO 8601 for every row."
+                ) from err
             bad = stamps.isna().to_numpy() & ~skip
             if bad.any():
                 row = int(np.argmax(bad))
@@ -752,27 +952,22 @@ def _seconds_from(
                     f"{file.display}, {unit} {row + first}: the timestamp {text.iloc[row][:40]!r} is neither "
                     "unix seconds nor an ISO 8601 date-time; use one form for every row."
                 )
-            seconds = ((stamps - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(
-                dtype=np.float64, na_value=np.nan
-            )
-        else:
-            _raise_first_bad_numbers(
-                file, {"timestamp": text}, skip, first, unit, integers=[], signed=[],
-                what="an interactions table",
-            )  # fmt: skip
-            seconds = numeric
-            units = ("seconds", "milliseconds", "microseconds", "nanoseconds")
-            k = 0
-            while k < 3 and np.nanmax(np.where(skip, np.nan, seconds), initial=0) > 1e11:
-                seconds, k = seconds / 1000.0, k + 1
-            if k:
-                notes.append(f"timestamps read as unix {units[k]} (values above 1e11), converted to seconds")
+            seconds = _datetimes_to_seconds(stamps)
     neg = ~skip & (seconds < 0)
     if neg.any():
-        row = int(np.argmax(neg))
         raise MsliError(
-            f"{file.display}, {unit} {row + first}: the timestamp is before 1970 (negative unix time); "
+            f"{file.display}, {unit} {where(neg)}: the timestamp is before 1970 (negative unix time); "
             "timestamps must be non-negative."
+        )
+    late = ~skip & (seconds > MAX_TIMESTAMP_S)
+    if late.any():
+        row = int(np.argmax(late))
+        shown = f" {text.iloc[row][:40]!r}" if text is not None else ""
+        read_as = f"read as unix {_UNITS[k]} like the rest of the column, it" if numbers else "it"
+        fix = "fix the row, or write every timestamp in one unit" if numbers else "fix the row"
+        raise MsliError(
+            f"{file.display}, {unit} {row + first}: the timestamp{shown} is out of range: {read_as} falls "
+            f"after {_LAST_DATE}, the latest date this tool can hold; {fix}."
         )
     return np.floor(np.where(skip, 0, seconds)).astype(np.int64)
 
@@ -821,29 +1016,41 @@ def load_dataset(
     column_map: dict[str, str] | None = None,
     min_rating: float | None = None,
     k_core: int | None = None,
+    display: str | None = None,
 ) -> InteractionData:
     """Load a dataset from a folder, a zip archive or a single interactions file (layout autodetected).
 
     ``column_map`` maps roles (user, item, timestamp, rating) to column names of a generic table.
     ``min_rating`` and ``k_core`` are the protocol's optional filters (:func:`preprocess`).
+    ``display``: how messages (and the dataset's ``source``) name ``path`` (default: the path itself),
+    e.g. an uploaded file's own name instead of the temporary path it was saved under; files inside a
+    folder are named ``display/NAME``, members of an archive ``display:NAME``.
     Bad input raises :class:`MsliError` with one sentence naming the file.
+    Only regular files and folders are read: a FIFO, a socket or a device is refused before it is opened.
     """
     path = Path(path).expanduser()
+    shown = str(path) if display is None else display
     if min_rating is not None and not np.isfinite(min_rating):
         raise MsliError(f"The minimum rating {min_rating} is not a finite number; pass e.g. --min-rating 4.")
     if k_core is not None and k_core < 1:
         raise MsliError(f"The k-core {k_core} is not a positive whole number; pass e.g. --k-core 5.")
     if not path.exists():
-        raise MsliError(f"{path} does not exist; pass a dataset folder, a .zip archive or a ratings file.")
+        raise MsliError(f"{shown} does not exist; pass a dataset folder, a .zip archive or a ratings file.")
+    info = _check_file_kind(path, shown)
+    if stat.S_ISREG(info.st_mode) and info.st_size == 0:
+        raise MsliError(
+            f"{shown} is empty (0 bytes; or a special file, like those under /proc, whose size is unknown); "
+            "pass a dataset folder, a .zip archive or a ratings file."
+        )
     archive = None
     try:
-        if path.is_dir():
-            file, fmt = _locate(path, None)
+        if stat.S_ISDIR(info.st_mode):
+            file, fmt = _locate(path, None, shown)
         elif zipfile.is_zipfile(path) or path.suffix.lower() == ".zip":
-            archive = _open_zip(path)
-            file, fmt = _locate(path, archive)
+            archive = _open_zip(path, shown)
+            file, fmt = _locate(path, archive, shown)
         else:
-            file = _File(str(path), path=path)
+            file = _File(shown, path=path)
             fmt = dict(_MARKERS).get(path.name, "interactions")
         data = _load(file, fmt, column_map)
     finally:
