@@ -67,3 +67,44 @@ def check_fraction(name: str, value: float, *, closed: bool = False) -> None:
 def max_threads() -> int:
     """Threads a run may ask for: CPU cores × :data:`THREADS_PER_CORE`."""
     return (os.cpu_count() or 1) * THREADS_PER_CORE
+
+
+# ---- command-line arguments (issue 9 §4/§5: every numeric flag is bounded) --------------------------
+MAX_USERS = 1_000_000  # users of a synthetic data set (`data synth --users`)
+MAX_SYNTH_INTERACTIONS = 10_000_000  # ratings of a synthetic data set (the generator makes ~1M a minute)
+MAX_TOP = 10_000  # recommendations explained per user (`explain --top`)
+MAX_REPEATS = 1_000_000  # timed calls per bench point (`bench --repeats`)
+MAX_SWEEP_VALUES = 64  # values in one comma list of a sweep (`bench --segments 1,2,4,...`)
+MAX_BUDGET_S = 3600.0  # seconds of timing per bench point (`--budget-s`, `--cross-budget-s`): one hour
+MAX_SEED = 2**32 - 1  # numpy and torch accept every seed in 0..2**32-1 on every platform (not scaled)
+MEMORY_FRACTION = 0.5  # share of the available memory a bench run may plan to use (estimated first)
+
+
+def available_memory_bytes() -> int | None:
+    """Bytes of memory available to a new process now (``MemAvailable``), or None where unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def check_float(name: str, value: float, *, low: float, high: float, low_open: bool = True) -> None:
+    """Refuse a non-finite ``value`` or one outside ``(low, scaled(high)]`` (``[low, ...]`` unless
+    ``low_open``) with a sentence naming the setting."""
+    top = high * _scale()
+    low_ok = value > low if low_open else value >= low
+    if not (math.isfinite(value) and low_ok and value <= top):
+        side = "above" if low_open else "at least"
+        big = math.isfinite(value) and value > top
+        hint = " (raise the upper limit with MSLI_LIMITS_SCALE)" if big else ""
+        raise MsliError(
+            f"Setting {name} is {value!r}; it must be a finite number {side} {low:g} "
+            f"and at most {top:g}{hint}."
+        )

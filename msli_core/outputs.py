@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -11,18 +12,150 @@ from pathlib import Path
 
 from msli_core.errors import MsliError
 
+# ---- what --out may replace (issue 9 §2) -------------------------------------------------------------
+# A command writes into a new or empty folder, or into a folder holding an earlier output of the same
+# kind, recognised by what msli wrote there itself: the marker file below (its kind and the files it
+# wrote), or for a model folder its ``config.json`` (``"format": "msli-model/..."``). Such a folder is
+# replaced whole; anything else is refused before any work starts, and nothing msli did not write is
+# ever deleted.
+MARKER = ".msli-output.json"
+KINDS = ("model", "quality", "bench", "synth")
+MODEL_FILES = ("config.json", "model.safetensors")  # what msli_core.models.registry.save_model writes
+
+
+def check_out_dir(
+    path: str | os.PathLike,
+    kind: str,
+    *,
+    data: str | os.PathLike | None = None,
+    flag: str = "--out",
+    data_flag: str = "--data",
+) -> Path:
+    """Refuse an output folder that must not be replaced, with one sentence; return it as a Path.
+
+    Allowed: a path that does not exist, an empty folder, or a folder holding an earlier ``kind``
+    output of msli and nothing else. Refused: ``.``, the current folder or any folder above it, the
+    home folder or one above it, ``/``, a symbolic link, an existing file, the data folder (or a
+    folder inside it, or one that holds it), a folder msli did not create, an output of another kind.
+    Call it before any work starts; :func:`atomic_output_dir` calls it again before writing.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown output kind {kind!r}; one of {KINDS}")
+    text = os.fspath(path)
+    if not str(text).strip():
+        raise MsliError(f"{flag} is empty; name a new or empty folder.")
+    target = Path(text)
+    if target.is_symlink():
+        raise MsliError(
+            f"{flag} {text} is a symbolic link, which msli does not replace; name a new or empty folder."
+        )
+    try:
+        resolved = target.resolve()
+        cwd = Path.cwd().resolve()
+        home = Path.home().resolve()
+    except (OSError, RuntimeError) as err:
+        raise MsliError(f"{flag} {text} cannot be resolved ({err}); name a new or empty folder.") from err
+    if resolved == Path(resolved.anchor):
+        raise MsliError(f"{flag} {text} is the root folder; name a new or empty folder.")
+    if resolved == cwd or resolved in cwd.parents:
+        where = "the current folder" if resolved == cwd else "a folder above the current one"
+        raise MsliError(f"{flag} {text} is {where}, which msli will not replace; name a new or empty folder.")
+    if resolved == home or resolved in home.parents:
+        raise MsliError(
+            f"{flag} {text} is your home folder or above it, which msli will not replace; "
+            "name a new or empty folder."
+        )
+    if data is not None:
+        try:
+            data_path = Path(data).resolve()
+        except (OSError, RuntimeError):
+            data_path = None
+        if data_path is not None and (
+            resolved == data_path or data_path in resolved.parents or resolved in data_path.parents
+        ):
+            raise MsliError(
+                f"{flag} {text} is, holds or sits inside {data_flag} {data}; write the output to a new "
+                f"or empty folder outside {data_flag}."
+            )
+    if not target.exists():
+        return target
+    if not target.is_dir():
+        raise MsliError(f"{flag} {text} exists and is not a folder; choose another {flag} path.")
+    try:
+        entries = sorted(p.name for p in target.iterdir())
+    except OSError as err:
+        raise MsliError(
+            f"{flag} {text} cannot be read ({err.strerror}); choose another {flag} path."
+        ) from err
+    if not entries:
+        return target
+    earlier, written = _earlier_output(target)
+    if earlier is None:
+        raise MsliError(
+            f"{flag} {text} is a folder that msli did not create (it holds {_names(entries)}); "
+            "choose an empty or new folder."
+        )
+    if earlier != kind:
+        raise MsliError(
+            f"{flag} {text} holds an earlier msli {earlier} output, not a {kind} output; "
+            "choose an empty or new folder."
+        )
+    foreign = [name for name in entries if name not in written and name != MARKER]
+    if foreign:
+        raise MsliError(
+            f"{flag} {text} holds an earlier {kind} output plus {_names(foreign)}, which msli did not "
+            "write; move that away or choose an empty or new folder."
+        )
+    return target
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(names[:3])
+    return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+def _earlier_output(folder: Path) -> tuple[str | None, set[str]]:
+    """(kind, files msli wrote) of an earlier msli output in ``folder``, or (None, set())."""
+    marker = folder / MARKER
+    if marker.is_file() and not marker.is_symlink():
+        try:
+            meta = json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None, set()
+        if (
+            isinstance(meta, dict)
+            and meta.get("tool") == "msli"
+            and meta.get("kind") in KINDS
+            and isinstance(meta.get("files"), list)
+        ):
+            return str(meta["kind"]), {str(f) for f in meta["files"]}
+        return None, set()
+    config = folder / MODEL_FILES[0]
+    if config.is_file() and not config.is_symlink():
+        try:
+            with config.open(encoding="utf-8") as fh:
+                meta = json.loads(fh.read(1_000_000))
+        except (OSError, ValueError):
+            return None, set()
+        if isinstance(meta, dict) and str(meta.get("format", "")).startswith("msli-model/"):
+            return "model", set(MODEL_FILES)
+    return None, set()
+
 
 @contextlib.contextmanager
-def atomic_output_dir(target: str | os.PathLike, *, overwrite: bool = True) -> Iterator[Path]:
+def atomic_output_dir(
+    target: str | os.PathLike, *, kind: str = "model", data: str | os.PathLike | None = None
+) -> Iterator[Path]:
     """Yield a fresh temporary folder beside ``target``; on success it replaces ``target``.
 
-    On any exception the temporary folder is removed and ``target`` is left as it was.
+    ``target`` is checked with :func:`check_out_dir` first (a folder msli did not create, or an output
+    of another ``kind``, is refused). Outputs other than models get a :data:`MARKER` file naming their
+    kind and files, so a later run recognises them. On any exception the temporary folder is removed
+    and ``target`` is left as it was.
     """
-    target = Path(target)
-    if target.exists() and not target.is_dir():
-        raise MsliError(f"{target} exists and is not a folder; choose another --out path.")
-    if target.exists() and not overwrite and any(target.iterdir()):
-        raise MsliError(f"{target} already exists and is not empty; choose another --out path.")
+    # TODO(issue 9): ``kind`` becomes a required keyword once msli_core/models/registry.py passes
+    # kind="model"; the default keeps save_model working until then.
+    target = check_out_dir(target, kind, data=data)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
@@ -31,7 +164,13 @@ def atomic_output_dir(target: str | os.PathLike, *, overwrite: bool = True) -> I
             f"Cannot write to {target.parent}: {err.strerror}; choose a writable --out path."
         ) from err
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700 folders; give the usual permissions
         yield tmp
+        if kind != "model":  # a model folder's config.json is its own marker (format msli-model/...)
+            files = sorted(p.name for p in tmp.iterdir() if p.name != MARKER)
+            marker = {"tool": "msli", "kind": kind, "files": files}
+            (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+        check_out_dir(target, kind, data=data)  # still ours (nothing was added meanwhile)
         if target.exists():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
             os.replace(target, old)

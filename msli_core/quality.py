@@ -166,6 +166,6 @@ def write_quality(rows: list[dict], meta: dict, out) -> None:
     """Write quality.csv and quality.md into ``out`` (all or nothing)."""
     from msli_core.outputs import atomic_output_dir
 
-    with atomic_output_dir(out) as tmp:
+    with atomic_output_dir(out, kind="quality") as tmp:
         (tmp / "quality.csv").write_text(to_csv(rows), encoding="utf-8")
         (tmp / "quality.md").write_text(to_markdown(rows, meta), encoding="utf-8")

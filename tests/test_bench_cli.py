@@ -54,7 +54,7 @@ def test_bench_json_rows_are_well_formed(capsys, tmp_path):
     floors = {r["variant"] for r in rows if r["stage"] == "floor"}
     assert floors == {"matmul", "matmul_torch", "bandwidth"}
     written = {p.name for p in out.iterdir()}
-    assert written == {"bench.csv", "bench.json", "meta.json", "costmodel_error.json"}
+    assert written == {"bench.csv", "bench.json", "meta.json", "costmodel_error.json", ".msli-output.json"}
     meta = json.loads((out / "meta.json").read_text())
     assert meta["threads"]["torch"] == 1 and meta["threads"]["onnxruntime_intra_op"] == 1
     assert set(meta["versions"]) == {"torch", "onnxruntime", "numpy"} and meta["cpu"]

@@ -18,6 +18,7 @@ from msli_core.data import synth
 from msli_core.data.dataset import MOVIELENS_GENRES, leave_one_out
 from msli_core.data.synth import NOISE_INTEREST, SynthConfig, generate, to_dataset, write_synthetic
 from msli_core.errors import MsliError
+from msli_core.outputs import MARKER
 
 SMALL = SynthConfig(seed=7, users=80, items=400, interactions=6000, interests=8)
 FILES = ("ratings.csv", "movies.csv", "ground_truth.csv", "synth_config.json")
@@ -87,7 +88,7 @@ def test_frames_have_ml_latest_columns_and_ranges(small_data):
 
 def test_files_are_ml_latest_small_layout(tmp_path):
     out = write_synthetic(tmp_path / "d", SMALL)
-    assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*FILES, MARKER])  # marker: "msli wrote this"
     ratings = (out / "ratings.csv").read_bytes()
     assert b"\r" not in ratings
     assert ratings.startswith(b"userId,movieId,rating,timestamp\n")
@@ -357,9 +358,25 @@ def test_sample_data_is_what_the_documented_command_writes(sample_data_dir, tmp_
     for name in FILES:
         assert _sha(fresh / name) == _sha(sample_data_dir / name), f"sample_data/{name} is stale"
     readme = (sample_data_dir / "README.md").read_text(encoding="utf-8")
-    assert "msli data synth --out sample_data" in readme
+    assert "msli data synth --out /tmp/sample && cp" in readme
     for name in FILES:
         assert _sha(sample_data_dir / name) in readme, f"README lacks the checksum of {name}"
+
+
+def test_summary_floats_are_rounded_so_every_cpu_writes_the_same_bytes(tmp_path):
+    """The last bits of a float sum differ between CPUs (summation order); the summary is rounded."""
+    out = write_synthetic(tmp_path / "d", SMALL)
+    meta = json.loads((out / "synth_config.json").read_text(encoding="utf-8"))
+    for interest in meta["interests"]:
+        value = interest["popularity"]
+        assert value == round(value, synth.SUMMARY_DIGITS) and len(repr(value)) <= 2 + synth.SUMMARY_DIGITS
+
+
+def test_documented_sample_command_is_refused_because_the_folder_holds_a_readme(sample_data_dir, capsys):
+    before = {p.name: _sha(p) for p in sample_data_dir.iterdir() if p.is_file()}
+    assert main(["data", "synth", "--out", str(sample_data_dir)]) == 2
+    assert "did not create" in capsys.readouterr().err
+    assert {p.name: _sha(p) for p in sample_data_dir.iterdir() if p.is_file()} == before
 
 
 def test_loader_reads_sample_data_like_to_dataset(sample_data_dir, default_data):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 from pathlib import Path
 
@@ -112,34 +114,89 @@ def _preset_names() -> list[str]:
     return list(PRESETS)
 
 
-def parse_int_list(flag: str, text: str, lo: int = 1) -> tuple[int, ...]:
-    """``"1,2,4"`` -> (1, 2, 4); anything else is a sentence naming the flag."""
-    parts = [p.strip() for p in str(text).split(",") if p.strip()]
+def _whole(text: str) -> int | None:
+    """``"64"`` -> 64, ``"1e7"`` -> 10000000 (a whole number written as a float), else None."""
     try:
-        values = tuple(int(p) for p in parts)
+        return int(text)
     except ValueError:
-        raise MsliError(
-            f"{flag} takes a comma list of whole numbers like 1,2,4; {text!r} is not one."
-        ) from None
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return int(value) if math.isfinite(value) and value == int(value) else None
+
+
+def parse_int_list(
+    flag: str, text: str, lo: int = 1, hi: int | None = None, limit: str | None = None
+) -> tuple[int, ...]:
+    """``"1,2,4"`` -> (1, 2, 4); anything else is a sentence naming the flag.
+
+    ``hi`` (already scaled) bounds every value; ``limit`` names it in msli_core/limits.py.
+    """
+    from msli_core import limits
+
+    parts = [p.strip() for p in str(text).split(",") if p.strip()]
+    values = tuple(_whole(p) for p in parts)
+    if any(v is None for v in values):
+        raise MsliError(f"{flag} takes a comma list of whole numbers like 1,2,4; {text!r} is not one.")
     if not values or any(v < lo for v in values):
         raise MsliError(f"{flag} takes whole numbers of at least {lo}, like 1,2,4; {text!r} is not allowed.")
-    return tuple(dict.fromkeys(values))
+    if hi is not None and max(values) > hi:
+        where = f" ({limit} in msli_core/limits.py; MSLI_LIMITS_SCALE raises it)" if limit else ""
+        raise MsliError(f"{flag} {max(values):,} is above the limit of {hi:,}{where}; pass a smaller value.")
+    unique = tuple(dict.fromkeys(values))
+    if len(unique) > limits.MAX_SWEEP_VALUES:
+        raise MsliError(
+            f"{flag} lists {len(unique)} values, more than the {limits.MAX_SWEEP_VALUES} one run takes; "
+            "split the sweep into several runs."
+        )
+    return unique
 
 
-def parse_int(flag: str, text: str, lo: int = 1) -> int:
-    """One whole number of at least ``lo``; anything else is a sentence naming the flag."""
+def parse_int(flag: str, text: str, lo: int = 1, hi: int | None = None, limit: str | None = None) -> int:
+    """One whole number in ``lo..hi``; anything else is a sentence naming the flag."""
     if "," in str(text):
         raise MsliError(f"{flag} takes one whole number, not the list {text!r}.")
-    return parse_int_list(flag, text, lo)[0]
+    return parse_int_list(flag, text, lo, hi, limit)[0]
 
 
-def parse_float(flag: str, text: str) -> float:
+def parse_float(flag: str, text: str, hi: float | None = None) -> float:
+    """A finite number of seconds above 0 (and at most ``hi``); anything else is a sentence."""
+    from msli_core import limits
+
     try:
         value = float(text)
     except ValueError:
         raise MsliError(f"{flag} takes a positive number of seconds like 0.2; {text!r} is not one.") from None
-    if not value > 0:
-        raise MsliError(f"{flag} must be positive; {text!r} is not.")
+    if not (math.isfinite(value) and value > 0):
+        raise MsliError(f"{flag} must be a finite number of seconds above 0; {text!r} is not.")
+    top = float(limits.scaled(int(limits.MAX_BUDGET_S))) if hi is None else hi
+    if value > top:
+        raise MsliError(
+            f"{flag} {value:g} is above the limit of {top:g} s (MAX_BUDGET_S in msli_core/limits.py; "
+            "MSLI_LIMITS_SCALE raises it)."
+        )
+    return value
+
+
+def _limit(name: str) -> int:
+    from msli_core import limits
+
+    return limits.scaled(getattr(limits, name))
+
+
+def parse_threads(flag: str, text: str) -> int:
+    """Threads in 1..cores x 4 (limits.max_threads): more only adds contention, and far more crash."""
+    from msli_core import limits
+
+    cap = limits.max_threads()
+    value = parse_int(flag, text)
+    if value > cap:
+        raise MsliError(
+            f"{flag} {value:,} is more than this machine's {os.cpu_count() or 1} cores x "
+            f"{limits.THREADS_PER_CORE} = {cap} threads; pass at most {cap}."
+        )
     return value
 
 
@@ -154,26 +211,47 @@ def parse_name_list(flag: str, text: str, allowed: tuple[str, ...]) -> tuple[str
 
 
 def settings_from_args(args: argparse.Namespace):
-    from msli_core.serving.bench import BACKENDS, MODELS, BenchSettings
+    """The sweep's settings, every value bounded (msli_core/limits.py), and its memory estimated:
+    all of it before anything is timed or written."""
+    from msli_core import limits
+    from msli_core.serving.bench import BACKENDS, MODELS, BenchSettings, estimate_bytes
 
     if args.model is not None and not Path(args.model).is_dir():
         raise MsliError(f"--model {args.model} is not a folder; pass the --out folder of `msli train`.")
-    return BenchSettings(
-        segments=parse_int_list("--segments", args.segments),
-        candidates=parse_int_list("--candidates", args.candidates),
-        history=parse_int_list("--history", args.history),
+    settings = BenchSettings(
+        segments=parse_int_list("--segments", args.segments, hi=_limit("MAX_SEGMENTS"), limit="MAX_SEGMENTS"),
+        candidates=parse_int_list(
+            "--candidates", args.candidates, hi=_limit("MAX_CANDIDATES"), limit="MAX_CANDIDATES"
+        ),
+        history=parse_int_list("--history", args.history, hi=_limit("MAX_HISTORY"), limit="MAX_HISTORY"),
         backends=parse_name_list("--backend", args.backend, BACKENDS),
         models=parse_name_list("--models", args.models, MODELS),
-        threads=parse_int("--threads", args.threads),
-        repeats=parse_int("--repeats", args.repeats),
+        threads=parse_threads("--threads", args.threads),
+        repeats=parse_int("--repeats", args.repeats, hi=_limit("MAX_REPEATS"), limit="MAX_REPEATS"),
         budget_s=parse_float("--budget-s", args.budget_s),
         cross_budget_s=parse_float("--cross-budget-s", args.cross_budget_s),
-        dim=parse_int("--dim", args.dim),
-        layers=parse_int("--layers", args.layers, lo=0),
+        dim=parse_int("--dim", args.dim, hi=_limit("MAX_DIM"), limit="MAX_DIM"),
+        layers=parse_int("--layers", args.layers, lo=0, hi=_limit("MAX_LAYERS"), limit="MAX_LAYERS"),
         model_dir=args.model,
         calibrate=not args.no_calibrate,
-        passes=parse_int("--passes", args.passes),
+        passes=parse_int("--passes", args.passes, hi=5),
     )
+    if settings.dim % settings.heads:
+        raise MsliError(
+            f"--dim {settings.dim} is not a multiple of the {settings.heads} attention heads; pass a "
+            f"multiple of {settings.heads} like 64."
+        )
+    need = estimate_bytes(settings)
+    available = limits.available_memory_bytes()
+    if available is not None and need > limits.MEMORY_FRACTION * available:
+        raise MsliError(
+            f"This sweep needs about {need / 2**30:.1f} GiB at its largest point "
+            f"(N={max(settings.candidates):,}, d={settings.dim}, K={max(settings.segments)}, "
+            f"L={max(settings.history)}), more than "
+            f"{limits.MEMORY_FRACTION:.0%} of the {available / 2**30:.1f} GiB available; pass smaller "
+            "--candidates, --dim or --segments."
+        )
+    return settings
 
 
 def run_bench_command(args: argparse.Namespace) -> int:
@@ -182,10 +260,10 @@ def run_bench_command(args: argparse.Namespace) -> int:
     from msli_core.serving.bench import headline, run_bench, write_outputs
 
     settings = settings_from_args(args)
-    if args.out is not None:
-        out = Path(args.out)
-        if out.exists() and not out.is_dir():
-            raise MsliError(f"--out {out} exists and is not a folder; choose another --out path.")
+    if args.out is not None:  # before any work: never replace a folder msli did not write
+        from msli_core.outputs import check_out_dir
+
+        check_out_dir(args.out, "bench", data=args.model, data_flag="--model")
     result = run_bench(settings, TextProgressBar(sys.stderr))
     if args.save_calibration:
         costmodel.save_hardware(costmodel.Hardware.from_dict(result.meta["hardware"]))
@@ -210,21 +288,30 @@ def run_bench_command(args: argparse.Namespace) -> int:
 
 
 def run_export_command(args: argparse.Namespace) -> int:
-    from msli_core.serving.onnx_export import export_folder
+    """Everything is checked (flags, output paths, the model, the data and the model's fit to it) and
+    every graph built before the first file is written."""
+    from msli_core.models.registry import load_model
+    from msli_core.serving.onnx_export import check_exportable, export_model, export_paths
 
     if args.data is not None and not args.int8:
         raise MsliError("--data compares float and int8 graphs; add --int8 (or drop --data).")
+    export_paths(args.out, quantize=args.int8)
     data = None
     if args.data is not None:
         from msli_core.data import load_dataset
 
         data = load_dataset(args.data)
-    paths = export_folder(args.model, args.out, quantize=args.int8)
+    loaded = load_model(args.model, data)  # with --data: refuses a model trained on other data
+    check_exportable(loaded.model, f"Model folder {args.model}")
+    quality = None
     if data is not None:
-        from msli_core.models.registry import load_model
         from msli_core.serving.onnx_export import quantized_quality
 
-        paths["int8_quality"] = quantized_quality(load_model(args.model, data).model, data)
+        quality = quantized_quality(loaded.model, data)
+    paths = {"model": str(args.model), "kind": loaded.kind}
+    paths.update(export_model(loaded.model, args.out, quantize=args.int8))
+    if quality is not None:
+        paths["int8_quality"] = quality
     if args.json:
         from msli_core.cli import print_json
 
@@ -239,7 +326,10 @@ def run_export_command(args: argparse.Namespace) -> int:
 def run_calibrate_command(args: argparse.Namespace) -> int:
     from msli_core.serving import costmodel
 
-    hardware = costmodel.calibrate(threads=parse_int("--threads", args.threads), save=False)
+    threads = parse_threads("--threads", args.threads)
+    if args.out is not None:  # before the (seconds-long) measurement
+        _check_calibration_out(args.out)
+    hardware = costmodel.calibrate(threads=threads, save=False)
     path = costmodel.save_hardware(hardware, args.out)
     data = {**hardware.as_dict(), "path": str(path)}
     data["details"] = {k: v for k, v in data["details"].items() if k != "samples_detail"}
@@ -254,6 +344,18 @@ def run_calibrate_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_calibration_out(out: str) -> None:
+    path = Path(out)
+    if path.is_symlink():
+        raise MsliError(f"--out {out} is a symbolic link; name a new or earlier calibration .json file.")
+    if path.exists() and not path.is_file():
+        raise MsliError(
+            f"--out {out} is a folder, not a file; name a .json file, e.g. --out {path / 'calibration.json'}."
+        )
+    if path.parent.exists() and not path.parent.is_dir():
+        raise MsliError(f"--out {out}: {path.parent} is not a folder; choose another --out path.")
+
+
 def run_predict_command(args: argparse.Namespace) -> int:
     from msli_core.serving import costmodel
 
@@ -262,14 +364,20 @@ def run_predict_command(args: argparse.Namespace) -> int:
         raise MsliError(f"--hardware {args.hardware!r} is unknown; choose one of {', '.join(presets)}.")
     shape = costmodel.ModelShape(
         kind=args.model,
-        history=parse_int("--history", args.history),
-        segments=parse_int("--segments", args.segments),
-        dim=parse_int("--dim", args.dim),
-        layers=parse_int("--layers", args.layers),
-        heads=parse_int("--heads", args.heads),
-        candidates=parse_int("--candidates", args.candidates),
-        dtype_bytes=parse_int("--dtype-bytes", args.dtype_bytes),
+        history=parse_int("--history", args.history, hi=_limit("MAX_HISTORY"), limit="MAX_HISTORY"),
+        segments=parse_int("--segments", args.segments, hi=_limit("MAX_SEGMENTS"), limit="MAX_SEGMENTS"),
+        dim=parse_int("--dim", args.dim, hi=_limit("MAX_DIM"), limit="MAX_DIM"),
+        layers=parse_int("--layers", args.layers, hi=_limit("MAX_LAYERS"), limit="MAX_LAYERS"),
+        heads=parse_int("--heads", args.heads, hi=_limit("MAX_HEADS"), limit="MAX_HEADS"),
+        candidates=parse_int(
+            "--candidates", args.candidates, hi=_limit("MAX_CANDIDATES"), limit="MAX_CANDIDATES"
+        ),
+        dtype_bytes=parse_int("--dtype-bytes", args.dtype_bytes, hi=8),
     )
+    if shape.dim % shape.heads:
+        raise MsliError(
+            f"--dim {shape.dim} is not a multiple of --heads {shape.heads}; pass a multiple, like 64 and 2."
+        )
     prediction = costmodel.predict(shape, presets[args.hardware], args.backend).as_dict()
     if args.json:
         from msli_core.cli import print_json

@@ -19,14 +19,24 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="train a model on a dataset and save it as a folder")
     p.add_argument("--data", required=True, help="dataset folder, zip or file (see `msli data inspect`)")
     p.add_argument("--model", required=True, choices=MODEL_KINDS, help="model kind")
-    p.add_argument("--segments", type=_positive_int, help="K, segments per user (msli; two-tower is K=1)")
-    p.add_argument("--segment-len", type=_positive_int, help="S, events per segment (default ceil(200/K))")
+    p.add_argument(
+        "--segments", type=_bounded("MAX_SEGMENTS"), help="K, segments per user (msli; two-tower is K=1)"
+    )
+    p.add_argument(
+        "--segment-len", type=_bounded("MAX_SEGMENT_LEN"), help="S, events per segment (default ceil(200/K))"
+    )
     p.add_argument("--aggregation", choices=AGGREGATIONS, help="late interaction (msli, two-tower)")
-    p.add_argument("--dim", type=_positive_int, help="d, width of item and segment vectors")
-    p.add_argument("--layers", type=_non_negative_int, help="transformer blocks")
-    p.add_argument("--epochs", type=_non_negative_int, help="maximum epochs (early stopping may end sooner)")
-    p.add_argument("--lr", type=float, help="learning rate")
-    p.add_argument("--seed", type=int, default=0, help="seed of every random number generator (default 0)")
+    p.add_argument(
+        "--dim",
+        type=_bounded("MAX_DIM"),
+        help=f"d, width of item and segment vectors (a multiple of {HEADS})",
+    )
+    p.add_argument("--layers", type=_bounded("MAX_LAYERS", lo=0), help="transformer blocks")
+    p.add_argument(
+        "--epochs", type=_bounded("MAX_EPOCHS", lo=0), help="maximum epochs (early stopping may end sooner)"
+    )
+    p.add_argument("--lr", type=_learning_rate, help="learning rate (a finite number above 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of every random number generator (default 0)")
     p.add_argument("--out", required=True, help="folder to write (config.json + model.safetensors)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=cmd_train)
@@ -36,7 +46,9 @@ def register(subparsers) -> None:
     p.add_argument("--model", required=True, help="model folder written by `msli train`")
     p.add_argument("--stage", choices=("test", "valid"), default="test", help="held-out item (default test)")
     p.add_argument("--cascade-from", help="cross-encoder only: re-rank this model folder's top items")
-    p.add_argument("--cascade-top", type=_positive_int, default=100, help="items re-ranked in a cascade")
+    p.add_argument(
+        "--cascade-top", type=_bounded("MAX_CANDIDATES"), default=100, help="items re-ranked in a cascade"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=cmd_evaluate)
 
@@ -44,7 +56,9 @@ def register(subparsers) -> None:
     p.add_argument("--data", required=True, help="the dataset the model was trained on")
     p.add_argument("--model", required=True, help="msli or two-tower model folder")
     p.add_argument("--user", required=True, help="user id as written in the data file")
-    p.add_argument("--top", type=_positive_int, default=10, help="recommendations to explain (default 10)")
+    p.add_argument(
+        "--top", type=_bounded("MAX_TOP"), default=10, help="recommendations to explain (default 10)"
+    )
     p.add_argument(
         "--stage", choices=("all", "test", "valid"), default="all",
         help="history used: all events (default), or the one before the held-out test/valid item",
@@ -56,36 +70,79 @@ def register(subparsers) -> None:
     p.add_argument("--data", required=True, help="dataset (default use: sample_data)")
     p.add_argument("--out", required=True, help="folder to write quality.csv and quality.md")
     p.add_argument("--segments", default="1,2,4,8,16", type=_int_list, help="K values (default 1,2,4,8,16)")
-    p.add_argument("--epochs", type=_non_negative_int, help="maximum epochs per neural model")
-    p.add_argument("--seed", type=int, default=0, help="seed of every random number generator (default 0)")
+    p.add_argument("--epochs", type=_bounded("MAX_EPOCHS", lo=0), help="maximum epochs per neural model")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of every random number generator (default 0)")
     p.add_argument("--skip-cross-encoder", action="store_true", help="leave the (slow) cross-encoder out")
     p.add_argument("--json", action="store_true", help="print the rows as JSON on stdout")
     p.set_defaults(func=cmd_quality)
 
 
 # ---- argument types --------------------------------------------------------------------------------
-def _positive_int(text: str) -> int:
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+HEADS = 2  # attention heads of every neural model here (MSLIConfig.heads, CrossEncoderConfig.heads)
+DEFAULT_HISTORY = 200  # L_max: K segments of ceil(200/K) events unless --segment-len says otherwise
+TRAIN_BATCH = 16  # users per training step (msli_core.train's default), for the memory estimate
 
 
-def _non_negative_int(text: str) -> int:
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
-def _int(text: str) -> int:
+def _whole(text: str) -> int:
+    """``"64"`` -> 64; ``"1e9"`` -> 1000000000 (a whole number written as a float); else a sentence."""
     try:
         return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value == int(value)):
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
+    return int(value)
+
+
+def _bounded(limit: str, lo: int = 1):
+    """An argparse type: a whole number in ``lo..limits.<limit>`` (scaled by MSLI_LIMITS_SCALE)."""
+
+    def parse(text: str) -> int:
+        from msli_core import limits
+
+        value = _whole(text)
+        hi = limits.scaled(getattr(limits, limit))
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"expected a whole number of at least {lo}, got {text!r}")
+        if value > hi:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is above the limit of {hi:,} ({limit} in msli_core/limits.py; "
+                "MSLI_LIMITS_SCALE raises it)"
+            )
+        return value
+
+    parse.__name__ = "whole number"  # argparse names the type in its messages
+    return parse
+
+
+def _seed(text: str) -> int:
+    from msli_core.limits import MAX_SEED
+
+    value = _whole(text)
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"a seed is a whole number from 0 to {MAX_SEED}, got {text!r}")
+    return value
+
+
+def _learning_rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number like 0.001, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(
+            f"a learning rate is a finite number above 0 like 0.001, got {text!r}"
+        )
+    return value
 
 
 def _int_list(text: str) -> list[int]:
+    from msli_core import limits
+
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
@@ -94,7 +151,68 @@ def _int_list(text: str) -> list[int]:
         ) from None
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected positive integers like 1,2,4, got {text!r}")
+    hi = limits.scaled(limits.MAX_SEGMENTS)
+    if max(values) > hi:
+        raise argparse.ArgumentTypeError(
+            f"{max(values)} is above the limit of {hi:,} segments (MAX_SEGMENTS in msli_core/limits.py)"
+        )
+    if len(values) > limits.MAX_SWEEP_VALUES:
+        raise argparse.ArgumentTypeError(
+            f"{len(values)} values are more than the {limits.MAX_SWEEP_VALUES} one run takes"
+        )
     return values
+
+
+def check_train_args(args: argparse.Namespace) -> dict:
+    """Everything about ``msli train``'s arguments that argparse alone cannot check, before any work:
+    the shape (dim a multiple of the heads, K x S within the history limit) and ``--out``. Returns the
+    model config overrides."""
+    from msli_core import limits
+    from msli_core.outputs import check_out_dir
+
+    config = _model_config(args)
+    dim = config.get("dim")
+    if dim is not None and dim % HEADS:
+        raise MsliError(
+            f"--dim {dim} is not a multiple of the {HEADS} attention heads; pass a multiple of {HEADS} "
+            "like 64."
+        )
+    segments = config.get("segments", 1)
+    if "segment_len" in config:
+        seen = segments * config["segment_len"]
+        cap = limits.scaled(limits.MAX_HISTORY)
+        if seen > cap:
+            raise MsliError(
+                f"--segments {segments} x --segment-len {config['segment_len']} = {seen:,} events per user "
+                f"is above the limit of {cap:,} (MAX_HISTORY in msli_core/limits.py; MSLI_LIMITS_SCALE "
+                "raises it); pass a smaller --segment-len."
+            )
+    check_out_dir(args.out, "model", data=args.data)
+    return config
+
+
+def check_train_memory(args: argparse.Namespace, config: dict, n_items: int) -> None:
+    """Refuse a neural model whose training would need more than a share of this machine's memory."""
+    from msli_core import limits
+
+    if args.model in ("popularity", "item-knn"):
+        return
+    d = config.get("dim", 64)
+    layers = config.get("layers", 2)
+    K = config.get("segments", 1)
+    S = config.get("segment_len") or -(-DEFAULT_HISTORY // K)
+    tokens = TRAIN_BATCH * K * S
+    activations = tokens * d * 4 * (12 * layers + 4) + TRAIN_BATCH * K * HEADS * S * S * 4 * layers
+    parameters = 4 * 4 * ((n_items + 1) * d + 12 * layers * d * d)  # weights, grads, two Adam moments
+    logits = 3 * 4 * TRAIN_BATCH * S * (n_items + 1)
+    need = activations + parameters + logits
+    available = limits.available_memory_bytes()
+    if available is not None and need > limits.MEMORY_FRACTION * available:
+        raise MsliError(
+            f"Training this {args.model} model (d={d}, {layers} layers, K={K}, S={S}, {n_items:,} items) "
+            f"needs about {need / 2**30:.1f} GiB, more than half of the {available / 2**30:.1f} GiB "
+            "available; pass a smaller --dim, --layers, --segments or --segment-len."
+        )
 
 
 # ---- shared helpers --------------------------------------------------------------------------------
@@ -102,12 +220,6 @@ def _load_data(path: str):
     from msli_core.data import load_dataset
 
     return load_dataset(path)
-
-
-def _check_out(out: str) -> None:
-    target = Path(out)
-    if target.exists() and not target.is_dir():
-        raise MsliError(f"--out {out} exists and is not a folder; choose another --out path.")
 
 
 def _fmt(value) -> str:
@@ -149,9 +261,9 @@ def cmd_train(args) -> int:
     from msli_core.models.registry import save_model
     from msli_core.train import train
 
-    _check_out(args.out)
-    config = _model_config(args)
+    config = check_train_args(args)  # before any work: shape, limits and --out
     data = _load_data(args.data)
+    check_train_memory(args, config, data.n_items)
     _threads()
     result = train(
         data, args.model, epochs=args.epochs, seed=args.seed, lr=args.lr, progress=_progress_bar(), **config
@@ -292,9 +404,10 @@ def render_explanation(ex: dict) -> str:
 # ---- quality ---------------------------------------------------------------------------------------
 def cmd_quality(args) -> int:
     from msli_core.cli import print_json
+    from msli_core.outputs import check_out_dir
     from msli_core.quality import quality_table, write_quality
 
-    _check_out(args.out)
+    check_out_dir(args.out, "quality", data=args.data)  # before any work
     data = _load_data(args.data)
     _threads()
     rows, meta = quality_table(

@@ -45,7 +45,7 @@ import pandas as pd
 
 from msli_core.data.dataset import MOVIELENS_GENRES, InteractionData, build_dataset
 from msli_core.errors import MsliError
-from msli_core.outputs import atomic_output_dir
+from msli_core.outputs import atomic_output_dir, check_out_dir
 from msli_core.progress import ProgressCallback, ProgressEvent, no_progress
 
 NOISE_INTEREST = -1  # ``interest`` value of a noise event in the ground truth
@@ -525,9 +525,9 @@ def write_synthetic(
     """
     cfg = config or SynthConfig()
     cfg.validate()
+    out = check_out_dir(out_dir, "synth")  # before any work: never replace a folder msli did not write
     data = generate(cfg, progress)
-    out = Path(out_dir)
-    with atomic_output_dir(out) as tmp:
+    with atomic_output_dir(out, kind="synth") as tmp:
         (tmp / "ratings.csv").write_bytes(_csv_bytes(data.ratings, float_format="%.1f"))
         (tmp / "movies.csv").write_bytes(_csv_bytes(data.movies))
         (tmp / "ground_truth.csv").write_bytes(_csv_bytes(data.truth))
@@ -538,10 +538,24 @@ def write_synthetic(
             "items": int(data.ratings["movieId"].nunique()),
             "catalog": len(data.movies),
             "interactions": len(data.ratings),
-            "interests": data.interests.to_dict(orient="records"),
+            "interests": _rounded(data.interests.to_dict(orient="records")),
         }
         (tmp / "synth_config.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return out
+
+
+SUMMARY_DIGITS = 6  # floats in synth_config.json: the last bits of a sum differ between CPUs (issue 9)
+
+
+def _rounded(value):
+    """``value`` with every float rounded to :data:`SUMMARY_DIGITS` decimals (recursively)."""
+    if isinstance(value, float):
+        return round(value, SUMMARY_DIGITS)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
 
 
 def to_dataset(synthetic: SyntheticData, source: str = "<synthetic>") -> InteractionData:

@@ -142,6 +142,28 @@ class BenchSettings:
             raise MsliError(f"--passes must be a whole number in 1..5, not {self.passes!r}.")
 
 
+def estimate_bytes(settings: BenchSettings) -> int:
+    """Rough peak memory of a sweep's largest point, in bytes (checked before a run starts).
+
+    The item table (N+1) x d float32 is held by torch, transposed for the scorer, and, with ONNX
+    Runtime, baked into the exported catalog graph (its bytes and the session's copy); one request's
+    scores and per-segment contributions (K+1) x N, with the outputs' and top-k's copies; the numpy
+    floor's (2K x d)(d x N) product; a full re-encode of the longest history as one segment (its
+    activations and attention matrix per layer); plus the libraries themselves.
+    """
+    N = max(settings.candidates)
+    K = max(settings.segments)
+    L = max(settings.history)
+    d = settings.dim
+    table = (N + 1) * d * 4
+    copies = 2 + (3 if "onnxruntime" in settings.backends else 0)
+    scores = 3 * (K + 1) * N * 4 + 2 * K * N * 4
+    layers = max(settings.layers, 1)
+    encode = L * d * 4 * (12 * layers + 4) + settings.heads * L * L * 4 * 2
+    runtime = 512 * 2**20
+    return int(copies * table + scores + encode + runtime)
+
+
 @dataclass
 class BenchResult:
     rows: list[dict[str, Any]]
@@ -891,7 +913,7 @@ def write_outputs(result: BenchResult, out_dir) -> dict[str, str]:
     from msli_core.cli import _jsonable
     from msli_core.outputs import atomic_output_dir
 
-    with atomic_output_dir(out_dir) as tmp:
+    with atomic_output_dir(out_dir, kind="bench") as tmp:
         pd.DataFrame(result.rows, columns=list(ROW_KEYS)).to_csv(tmp / "bench.csv", index=False)
         (tmp / "bench.json").write_text(json.dumps(_jsonable(result.rows), indent=1, allow_nan=False))
         (tmp / "meta.json").write_text(json.dumps(_jsonable(result.meta), indent=2, allow_nan=False))

@@ -196,21 +196,50 @@ def encoder_path_for(scorer_path: str | os.PathLike) -> Path:
     return p.with_name(f"{stem}.segment_encoder.onnx")
 
 
+def export_paths(out: str | os.PathLike, *, quantize: bool = False) -> dict[str, Path]:
+    """The files ``msli export --out FILE.onnx`` writes, checked before anything is built or written.
+
+    Each is a new file or replaces an earlier ``.onnx`` file; a folder or a symbolic link in the way,
+    or a name not ending in ``.onnx``, is refused with a sentence.
+    """
+    out = Path(out)
+    if not out.name.endswith(".onnx") or out.name == ".onnx":
+        raise MsliError(f"--out {out} must name a .onnx file, e.g. model.onnx.")
+    stem = out.name[: -len(".onnx")]
+    paths = {"scorer": out, "segment_encoder": encoder_path_for(out)}
+    if quantize:
+        paths[f"{stem}.segment_encoder.int8.onnx"] = out.with_name(f"{stem}.segment_encoder.int8.onnx")
+        paths[f"{stem}.catalog.int8.onnx"] = out.with_name(f"{stem}.catalog.int8.onnx")
+    for path in paths.values():
+        if path.is_symlink():
+            raise MsliError(
+                f"{path} is a symbolic link, which msli export does not replace; choose another --out name."
+            )
+        if path.exists() and not path.is_file():
+            raise MsliError(f"{path} is a folder or a special file; choose another --out name.")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise MsliError(f"--out {out}: {out.parent} is not a folder; choose another --out path.")
+    return paths
+
+
+def check_exportable(model, source: str | os.PathLike = "the model") -> None:
+    """Refuse a model ``msli export`` cannot export (only MS-LI and two-tower have these graphs)."""
+    if getattr(model, "kind", None) not in ("msli", "two-tower"):
+        raise MsliError(
+            f"{source} holds a {getattr(model, 'kind', '?')} model; `msli export` exports MS-LI and "
+            "two-tower models: pass the folder of a model trained with --model msli or two-tower."
+        )
+
+
 def export_model(model, out: str | os.PathLike, *, quantize: bool = False) -> dict[str, str]:
     """Write the scorer to ``out`` and the segment encoder beside it; both atomically. Returns the paths.
 
     With ``quantize``, also ``FILE.segment_encoder.int8.onnx`` and ``FILE.catalog.int8.onnx``.
+    Every path is checked (:func:`export_paths`) and every graph built before the first file is written.
     """
-    if getattr(model, "kind", None) not in ("msli", "two-tower"):
-        raise MsliError(
-            f"`msli export` exports MS-LI and two-tower models, not {getattr(model, 'kind', '?')!r}; "
-            "pass the folder of a model trained with --model msli or two-tower."
-        )
+    check_exportable(model, "`msli export`: the model")
+    targets = export_paths(out, quantize=quantize)
     out = Path(out)
-    if not out.name.endswith(".onnx"):
-        raise MsliError(f"--out {out} must name a .onnx file, e.g. model.onnx.")
-    if out.exists() and out.is_dir():
-        raise MsliError(f"--out {out} is a folder; pass a file name ending in .onnx.")
     model = model.eval()
     with torch.no_grad():
         table = model.item_table()
@@ -224,7 +253,7 @@ def export_model(model, out: str | os.PathLike, *, quantize: bool = False) -> di
             catalog_scorer_onnx(model, table)
         )
     # everything is built before anything is written: a failure leaves no partial output
-    enc_path = encoder_path_for(out)
+    enc_path = targets["segment_encoder"]
     atomic_write_bytes(enc_path, encoder)
     atomic_write_bytes(out, scorer)
     for path, data in extra.items():
@@ -276,12 +305,9 @@ def export_folder(model_dir: str | os.PathLike, out: str | os.PathLike, *, quant
     """``msli export``: load a saved model folder and export it (bad folder → MsliError sentence)."""
     from msli_core.models.registry import load_model
 
+    export_paths(out, quantize=quantize)
     loaded = load_model(model_dir)
-    if loaded.kind not in ("msli", "two-tower"):
-        raise MsliError(
-            f"Model folder {model_dir} holds a {loaded.kind} model; `msli export` exports MS-LI and "
-            "two-tower models (their segment encoder and online scorer)."
-        )
+    check_exportable(loaded.model, f"Model folder {model_dir}")
     paths = export_model(loaded.model, out, quantize=quantize)
     return {"model": str(model_dir), "kind": loaded.kind, **paths}
 
