@@ -14,6 +14,7 @@ class Route:
     body: bytes = b""
     status: int = 200
     truncate: bool = False  # announce the full Content-Length, send half the body, then close
+    trickle_s: float = 0.0  # > 0: send the body one byte every trickle_s seconds (too slow to finish)
 
 
 @dataclass
@@ -27,6 +28,7 @@ class Loopback:
 def serve(routes: dict[str, Route]) -> Iterator[Loopback]:
     """Serve ``routes`` (path -> Route) on 127.0.0.1 in a thread; unknown paths answer 404."""
     state = Loopback("", routes)
+    stop = threading.Event()  # set on shutdown, so a trickling handler ends at once
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -36,6 +38,17 @@ def serve(routes: dict[str, Route]) -> Iterator[Loopback]:
             self.send_header("Content-Type", "application/zip")
             self.send_header("Content-Length", str(len(route.body)))
             self.end_headers()
+            if route.trickle_s > 0:
+                try:
+                    for k in range(len(route.body)):
+                        self.wfile.write(route.body[k : k + 1])
+                        self.wfile.flush()
+                        if stop.wait(route.trickle_s):
+                            break
+                except OSError:  # the client gave up: the point of the test
+                    pass
+                self.close_connection = True
+                return
             if route.truncate:
                 self.wfile.write(route.body[: len(route.body) // 2])
                 self.wfile.flush()
@@ -53,6 +66,7 @@ def serve(routes: dict[str, Route]) -> Iterator[Loopback]:
     try:
         yield state
     finally:
+        stop.set()
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)

@@ -159,3 +159,59 @@ def test_unknown_name_and_weak_checksum_table_are_refused(tmp_path):
         fetch_movielens("ml-5k", directory=tmp_path)
     with pytest.raises(ValueError, match="sha256"):
         fetch_movielens("ml-100k", directory=tmp_path, checksums={"ml-100k": ""})
+
+
+def test_a_trickling_server_hits_the_whole_transfer_deadline_and_leaves_nothing(tmp_path):
+    """One byte every 0.2 s: each read succeeds, so only a deadline on the whole transfer ends it."""
+    routes = {"/ml-100k.zip": Route(ZIP_100K, trickle_s=0.2)}
+    with serve(routes) as server, pytest.raises(MsliError) as err:
+        fetch_movielens(
+            "ml-100k", directory=tmp_path, base_url=server.base_url,
+            checksums={"ml-100k": _sha256(ZIP_100K)}, deadline_s=1.0,
+        )  # fmt: skip
+    message = str(err.value)
+    assert "did not finish within 1 s" in message and "MSLI_DOWNLOAD_DEADLINE_S" in message
+    assert _files_under(tmp_path) == [], "no partial or 0-byte temporary file is left"
+
+
+def test_a_bad_deadline_in_the_environment_is_a_sentence(tmp_path, monkeypatch):
+    monkeypatch.setenv("MSLI_DOWNLOAD_DEADLINE_S", "soon")
+    with pytest.raises(MsliError, match="MSLI_DOWNLOAD_DEADLINE_S"):
+        fetch_movielens("ml-100k", directory=tmp_path, base_url="http://127.0.0.1:9")
+
+
+def test_stale_temporaries_of_a_killed_fetch_are_removed_and_others_kept(tmp_path):
+    """A fetch killed mid-transfer (SIGKILL: no finally runs) leaves its temporaries; the next fetch
+    removes those it recognises as its own once stale, and touches nothing else."""
+    import os
+
+    from msli_core.data import download
+
+    part = tmp_path / ".msli-part-ml-100k.zip.abc123"
+    part.write_bytes(b"")
+    unpack = tmp_path / ".msli-unpack-ml-100k.xyz"
+    (unpack / "sub").mkdir(parents=True)
+    (unpack / "sub" / "u.data").write_bytes(b"1\t2\t3\t4\n")
+    fresh = tmp_path / ".msli-part-ml-1m.zip.live"  # a live fetch of another process: recent, kept
+    fresh.write_bytes(b"partial")
+    mine = tmp_path / "notes.txt"  # not ours: never touched, however old
+    mine.write_text("keep me")
+    old = time.time() - download._STALE_S - 60
+    for path in (part, unpack, unpack / "sub", unpack / "sub" / "u.data", mine):
+        os.utime(path, (old, old))
+    checksums = {"ml-100k": _sha256(ZIP_100K)}
+    with serve({"/ml-100k.zip": Route(ZIP_100K)}) as server:
+        fetch_movielens("ml-100k", directory=tmp_path, base_url=server.base_url, checksums=checksums)
+    assert not part.exists() and not unpack.exists()
+    assert fresh.exists() and mine.read_text() == "keep me"
+
+
+def test_an_archive_member_over_the_expanded_limit_is_not_unpacked(tmp_path, monkeypatch):
+    monkeypatch.setenv("MSLI_MAX_EXPANDED_MB", "1")
+    big = _zip_of(FIXTURES / "layout-100k", extra={"ml-100k/big.csv": bytes(range(256)) * 8192})  # 2 MB
+    with serve({"/ml-100k.zip": Route(big)}) as server, pytest.raises(MsliError) as err:
+        fetch_movielens(
+            "ml-100k", directory=tmp_path, base_url=server.base_url, checksums={"ml-100k": _sha256(big)}
+        )
+    assert "big.csv" in str(err.value) and "MSLI_MAX_EXPANDED_MB" in str(err.value)
+    assert _files_under(tmp_path) == []
