@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from msli_core.errors import MsliError
 from pages import state
 
 st.title("MS-LI Lab")
@@ -44,13 +45,19 @@ st.caption(
 )
 
 budget_shape = dict(history=200, segments=8, dim=64, layers=2, candidates=1000)
-state.chart("home_budget", state.home_latency_budget(**budget_shape))
-st.caption(
-    f"Shapes: L = {budget_shape['history']} events, K = {budget_shape['segments']} segments, "
-    f"d = {budget_shape['dim']}, {budget_shape['layers']} layers, "
-    f"N = {budget_shape['candidates']:,} candidates, float32, torch, on *{state.hardware_here().name}*. "
-    "Try other sizes on the What-if page."
-)
+try:  # a broken calibration file is a sentence here, not a crashed page
+    budget_chart = state.home_latency_budget(**budget_shape)
+    hardware_name = state.hardware_here().name
+except MsliError as err:
+    state.show_error(err)
+else:
+    state.chart("home_budget", budget_chart)
+    st.caption(
+        f"Shapes: L = {budget_shape['history']} events, K = {budget_shape['segments']} segments, "
+        f"d = {budget_shape['dim']}, {budget_shape['layers']} layers, "
+        f"N = {budget_shape['candidates']:,} candidates, float32, torch, on *{hardware_name}*. "
+        "Try other sizes on the What-if page."
+    )
 
 st.subheader("Quick start")
 c1, c2, c3 = st.columns(3)

@@ -23,8 +23,12 @@ st.markdown(
 )
 
 # ----------------------------------------------------------------------------------------- hardware
-measured_here = state.hardware_here()
-presets = costmodel.hardware_presets(measured_here)
+try:  # a broken calibration file is a sentence here, not a crashed page
+    measured_here = state.hardware_here()
+    presets = costmodel.hardware_presets(measured_here)
+except MsliError as err:
+    state.show_error(err)
+    st.stop()
 h1, h2 = st.columns([2, 3])
 preset = h1.selectbox("Hardware", [*presets, USER_ENTERED], key="whatif_hardware")
 if h1.button("Measure this machine now (a few seconds)", key="whatif_calibrate"):

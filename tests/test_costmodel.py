@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -302,3 +303,84 @@ def test_error_report_uses_the_cpu_median_when_there_is_one():
     report = cm.error_report([{**row, "p50_ms": 2.0, "cpu_p50_ms": 1.0}], HW)
     (point,) = report["points"]
     assert point["measured_ms"] == 1.0 and point["wall_ms"] == 2.0 and point["measured_on"] == "cpu"
+
+
+# ---- broken calibration files: a sentence naming the file and the field, never a traceback -----------
+def _calibration(tmp_path, **changes):
+    data = {**cm.FALLBACK.as_dict(), **changes}
+    path = tmp_path / "hardware.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"flops": 0}, "flops"),
+        ({"flops": -1e9}, "flops"),
+        ({"flops": float("nan")}, "flops"),
+        ({"flops": float("inf")}, "flops"),
+        ({"flops": "fast"}, "flops"),
+        ({"flops": True}, "flops"),
+        ({"bandwidth": 0}, "bandwidth"),
+        ({"bandwidth": None}, "bandwidth"),
+        ({"overhead_s": -1e-6}, "overhead_s"),
+        ({"overhead_s": {"torch": float("nan")}}, "overhead_s.torch"),
+        ({"overhead_s": {"torch": "x"}}, "overhead_s.torch"),
+        ({"overhead_s": []}, "overhead_s"),
+        ({"cache_bandwidth": -5}, "cache_bandwidth"),
+        ({"attention_flops": float("nan")}, "attention_flops"),
+        ({"select_rate": "x"}, "select_rate"),
+        ({"llc_bytes": -1}, "llc_bytes"),
+        ({"skinny_passes": {"numpy": -1}}, "skinny_passes.numpy"),
+        ({"skinny_passes": [1]}, "skinny_passes"),
+        ({"attention_row_s": float("inf")}, "attention_row_s"),
+    ],
+)
+def test_bad_calibration_file_names_the_file_and_the_field(tmp_path, changes, field):
+    path = _calibration(tmp_path, **changes)
+    with pytest.raises(MsliError) as err:
+        cm.load_hardware(path)
+    message = str(err.value)
+    assert str(path) in message and field in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "text", ["[1, 2]", '"x"', "{}", '{"name": "x", "flops": 1}', "not json", "[" * 100_000, ""]
+)
+def test_calibration_file_that_is_not_an_object_is_a_sentence(tmp_path, text):
+    path = tmp_path / "hardware.json"
+    path.write_text(text)
+    with pytest.raises(MsliError, match=r"hardware\.json"):
+        cm.load_hardware(path)
+
+
+def test_calibration_path_that_is_a_folder_is_a_sentence(tmp_path):
+    with pytest.raises(MsliError, match="not a file"):
+        cm.load_hardware(tmp_path)
+
+
+def test_calibrate_out_folder_is_a_sentence_before_measuring(tmp_path, capsys, monkeypatch):
+    from msli_core.cli import main
+
+    monkeypatch.setattr(cm, "calibrate", lambda **_: pytest.fail("measured before checking --out"))
+    assert main(["costmodel", "calibrate", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "is a folder" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("page", ["home", "whatif"])
+def test_app_pages_show_a_broken_calibration_as_an_error(tmp_path, monkeypatch, page):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("MSLI_CACHE_DIR", str(tmp_path))
+    _calibration(tmp_path, flops=0)
+    app = str(Path(__file__).resolve().parents[1] / "app.py")
+    at = AppTest.from_file(app, default_timeout=120)
+    at.run()
+    if page != "home":
+        at.switch_page(f"pages/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("hardware.json" in e.value and "flops" in e.value for e in at.error), [
+        e.value for e in at.error
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 
 from msli_core.errors import MsliError
 
@@ -18,20 +19,25 @@ def register(subparsers) -> None:
             "interest that generated every rating) and synth_config.json into --out, all or nothing."
         ),
     )
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder (replaced if it exists)")
-    p.add_argument("--seed", type=_integer("--seed"), default=defaults.seed, metavar="N")
-    p.add_argument("--users", type=_integer("--users"), default=defaults.users, metavar="N")
-    p.add_argument("--items", type=_integer("--items"), default=defaults.items, metavar="N")
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="a new or empty folder, or an earlier `msli data synth` output (replaced)",
+    )
+    p.add_argument("--seed", type=_integer("--seed", "MAX_SEED"), default=defaults.seed, metavar="N")
+    p.add_argument("--users", type=_integer("--users", "MAX_USERS"), default=defaults.users, metavar="N")
+    p.add_argument("--items", type=_integer("--items", "MAX_ITEMS"), default=defaults.items, metavar="N")
     p.add_argument(
         "--interactions",
-        type=_integer("--interactions"),
+        type=_integer("--interactions", "MAX_SYNTH_INTERACTIONS"),
         default=defaults.interactions,
         metavar="N",
         help="target number of ratings in all (default %(default)s)",
     )
     p.add_argument(
         "--interests",
-        type=_integer("--interests"),
+        type=_integer("--interests", "MAX_ITEMS"),
         default=defaults.interests,
         metavar="N",
         help="number of item clusters / interests (default %(default)s)",
@@ -53,12 +59,24 @@ def _defaults():
     return SynthConfig()
 
 
-def _integer(flag: str):
+def _integer(flag: str, limit: str):
+    """An argparse type: an integer of at most ``msli_core.limits.<limit>`` (the seed is not scaled)."""
+
     def parse(text: str) -> int:
+        from msli_core import limits
+
         try:
-            return int(text)
+            value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{flag} must be an integer, not {text!r}") from None
+        hi = limits.MAX_SEED if limit == "MAX_SEED" else limits.scaled(getattr(limits, limit))
+        if value > hi:
+            raise argparse.ArgumentTypeError(
+                f"{flag} {value:,} is above the limit of {hi:,} ({limit} in msli_core/limits.py"
+                + ("" if limit == "MAX_SEED" else "; MSLI_LIMITS_SCALE raises it")
+                + ")"
+            )
+        return value
 
     return parse
 
@@ -66,9 +84,12 @@ def _integer(flag: str):
 def _number(flag: str):
     def parse(text: str) -> float:
         try:
-            return float(text)
+            value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{flag} must be a number, not {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{flag} must be a finite number, not {text!r}")
+        return value
 
     return parse
 

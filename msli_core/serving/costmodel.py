@@ -231,38 +231,72 @@ class Hardware:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Hardware:
-        try:
-            overhead = data["overhead_s"]
-            if isinstance(overhead, (int, float)):
-                overhead = {"torch": float(overhead)}
-            return cls(
-                name=str(data["name"]),
-                flops=float(data["flops"]),
-                bandwidth=float(data["bandwidth"]),
-                overhead_s={str(k): float(v) for k, v in overhead.items()},
-                source=str(data.get("source", "file")),
-                details=dict(data.get("details", {})),
-                cache_bandwidth=float(data["cache_bandwidth"]) if data.get("cache_bandwidth") else None,
-                cache_bytes=float(data.get("cache_bytes") or 0.0),
-                llc_bandwidth=float(data["llc_bandwidth"]) if data.get("llc_bandwidth") else None,
-                llc_bytes=float(data.get("llc_bytes") or 0.0),
-                skinny_passes={str(k): float(v) for k, v in (data.get("skinny_passes") or {}).items()},
-                elementwise_bandwidth=_optional(data.get("elementwise_bandwidth")),
-                fault_bandwidth=_optional(data.get("fault_bandwidth")),
-                select_rate=_optional(data.get("select_rate")),
-                attention_flops=_optional(data.get("attention_flops")),
-                attention_row_s=float(data.get("attention_row_s") or 0.0),
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as err:
+    def from_dict(cls, data: dict[str, Any], origin: str = "The hardware description") -> Hardware:
+        """Hardware from a calibration JSON object; every constant must be a finite number of the right
+        sign, else :class:`MsliError` naming ``origin`` (the file) and the field."""
+        if not isinstance(data, dict):
             raise MsliError(
-                f"The hardware description lacks or mangles {err}; it needs name, flops, bandwidth and "
-                "overhead_s (re-run `msli costmodel calibrate`)."
-            ) from err
+                f"{origin} holds {type(data).__name__}, not a JSON object with name, flops, bandwidth "
+                "and overhead_s; re-run `msli costmodel calibrate`."
+            )
+        for key in ("name", "flops", "bandwidth", "overhead_s"):
+            if key not in data:
+                raise MsliError(
+                    f"{origin} lacks the field {key!r}; it needs name, flops, bandwidth and overhead_s "
+                    "(re-run `msli costmodel calibrate`)."
+                )
+        overhead = data["overhead_s"]
+        if _is_number(overhead):
+            overhead = {"torch": overhead}
+        if not isinstance(overhead, dict) or not overhead:
+            raise MsliError(
+                f"{origin}: overhead_s is {overhead!r}; it must be seconds per call, one number or an "
+                'object like {"torch": 3e-6} (re-run `msli costmodel calibrate`).'
+            )
+        for key in ("skinny_passes", "details"):
+            if data.get(key) is not None and not isinstance(data[key], dict):
+                raise MsliError(f"{origin}: {key} is {data[key]!r}; it must be a JSON object.")
+
+        def number(field_name: str, value: Any, *, positive: bool) -> float:
+            if not _is_number(value) or not math.isfinite(value) or value < 0 or (positive and value == 0):
+                need = "a finite number above 0" if positive else "a finite number of at least 0"
+                raise MsliError(
+                    f"{origin}: {field_name} is {value!r}; it must be {need} "
+                    "(re-run `msli costmodel calibrate`)."
+                )
+            return float(value)
+
+        def optional(field_name: str) -> float | None:  # absent, null or 0: derived from the headline three
+            value = data.get(field_name)
+            if value is None or (_is_number(value) and value == 0):
+                return None
+            return number(field_name, value, positive=True)
+
+        return cls(
+            name=str(data["name"]),
+            flops=number("flops", data["flops"], positive=True),
+            bandwidth=number("bandwidth", data["bandwidth"], positive=True),
+            overhead_s={str(k): number(f"overhead_s.{k}", v, positive=False) for k, v in overhead.items()},
+            source=str(data.get("source", "file")),
+            details=dict(data.get("details") or {}),
+            cache_bandwidth=optional("cache_bandwidth"),
+            cache_bytes=number("cache_bytes", data.get("cache_bytes") or 0.0, positive=False),
+            llc_bandwidth=optional("llc_bandwidth"),
+            llc_bytes=number("llc_bytes", data.get("llc_bytes") or 0.0, positive=False),
+            skinny_passes={
+                str(k): number(f"skinny_passes.{k}", v, positive=False)
+                for k, v in (data.get("skinny_passes") or {}).items()
+            },
+            elementwise_bandwidth=optional("elementwise_bandwidth"),
+            fault_bandwidth=optional("fault_bandwidth"),
+            select_rate=optional("select_rate"),
+            attention_flops=optional("attention_flops"),
+            attention_row_s=number("attention_row_s", data.get("attention_row_s") or 0.0, positive=False),
+        )
 
 
-def _optional(value: Any) -> float | None:
-    return float(value) if value else None
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def custom_hardware(
@@ -344,6 +378,9 @@ FALLBACK = Hardware(
 )
 
 
+MAX_CALIBRATION_BYTES = 16 * 2**20  # a calibration file is a few KB; anything this large is not one
+
+
 def calibration_path() -> Path:
     """Where :func:`calibrate` stores this machine's constants (``MSLI_CACHE_DIR`` overrides)."""
     override = os.environ.get("MSLI_CACHE_DIR")
@@ -362,11 +399,20 @@ def load_hardware(path: str | os.PathLike | None = None) -> Hardware:
         if explicit:
             raise MsliError(f"{target} does not exist; run `msli costmodel calibrate --out {target}` first.")
         return FALLBACK
+    if not target.is_file():
+        raise MsliError(
+            f"{target} is not a file; pass a calibration .json file written by `msli costmodel calibrate`."
+        )
     try:
+        if target.stat().st_size > MAX_CALIBRATION_BYTES:
+            raise MsliError(
+                f"{target} is larger than {MAX_CALIBRATION_BYTES // 2**20} MiB, which no calibration file "
+                "is; run `msli costmodel calibrate` again."
+            )
         data = json.loads(target.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RecursionError) as err:
         raise MsliError(f"{target} is not a readable hardware JSON file ({err}); calibrate again.") from err
-    return Hardware.from_dict(data)
+    return Hardware.from_dict(data, origin=str(target))
 
 
 def save_hardware(hardware: Hardware, path: str | os.PathLike | None = None) -> Path:
