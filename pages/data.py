@@ -66,11 +66,12 @@ filter_note = " · ".join(
 )
 
 
-def _load(path, label: str):
+def _load(path, label: str, display: str | None = None):
+    """Load ``path``; messages name it as ``display`` (an upload's own name, not the server's temp path)."""
     from msli_core.data import load_dataset
 
     with st.spinner(f"Reading {label}…"):
-        data = load_dataset(path, column_map=column_map, **filters)
+        data = load_dataset(path, column_map=column_map, display=display, **filters)
     state.set_dataset(data, label + (f" ({filter_note})" if filter_note else ""))
     st.toast(f"Loaded {label}: {data.n_users:,} users, {data.n_items:,} items.")
 
@@ -138,15 +139,21 @@ try:
             key="data_upload",
         )
         if st.button("Load the uploaded files", key="data_load_upload", type="primary", disabled=not uploads):
+            names = [state.upload_file_name(upload.name) for upload in uploads]  # never trust a client path
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if twice:
+                raise MsliError(
+                    f"Two uploaded files are both named {twice[0]!r}; upload each file once, or rename one."
+                )
             with tempfile.TemporaryDirectory(prefix="msli-upload-") as folder:
-                names = []
-                for upload in uploads:
-                    name = Path(upload.name).name or "upload"  # never trust a client path
+                for upload, name in zip(uploads, names, strict=True):
                     (Path(folder) / name).write_bytes(upload.getvalue())
-                    names.append(name)
                 # One file (a zip or an interactions table) is read as itself; several as a folder.
-                target = Path(folder) / names[0] if len(names) == 1 else Path(folder)
-                _load(target, "upload: " + ", ".join(names))
+                # Messages name the uploaded file, never the server's temporary folder.
+                if len(names) == 1:
+                    _load(Path(folder) / names[0], "upload: " + names[0], display=names[0])
+                else:
+                    _load(Path(folder), "upload: " + ", ".join(names), display="upload")
     elif source == "Local path":
         path = st.text_input(
             "A folder, an official zip or an interactions file on the machine running the app",

@@ -95,6 +95,26 @@ def show_error(err: MsliError) -> None:
     st.error(str(err), icon=":material/error:")
 
 
+def upload_file_name(name: str) -> str:
+    """The name an uploaded file is saved under on the server: the client's name when it is one plain
+    file name; anything else (empty, ``.``, ``..``, a path such as ``/`` or ``a/../b``, a control
+    character, over 200 characters) is refused with a sentence, never used as a path."""
+    shown = name if len(name) <= 60 else name[:57] + "…"
+    plain = name.strip()
+    if (
+        not plain
+        or plain in (".", "..")
+        or any(c in plain for c in "/\\")
+        or any(ord(c) < 32 or ord(c) == 127 for c in plain)
+        or len(plain) > 200
+    ):
+        raise MsliError(
+            f"The uploaded file's name {shown!r} is not a plain file name; rename the file (for example "
+            "ratings.csv or ml-100k.zip) and upload it again."
+        )
+    return plain
+
+
 # Widgets whose values survive a visit to another page (Streamlit forgets the state of widgets that were
 # not drawn in the last run). Only widgets whose options never change are listed, so a kept value is
 # always valid; buttons and file uploaders cannot be set and are not listed.

@@ -127,6 +127,57 @@ def test_a_bad_upload_gets_the_core_sentence_not_a_traceback():
     assert any("bundled sample" in s.value for s in at.subheader)  # the old dataset stays loaded
 
 
+@pytest.mark.parametrize("name", ["..", "/", "a/../b", "", ".", "x\\..\\y"])
+def test_an_upload_whose_name_is_not_a_file_name_gets_a_sentence(name):
+    at = goto(new_app(), "data")
+    at.radio(key="data_source").set_value("Upload files").run()
+    at.file_uploader(key="data_upload").set_value((name, b"user,item,timestamp\na,b,1\n", "text/csv"))
+    at.run()
+    at.button(key="data_load_upload").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    errors = error_texts(at)
+    assert len(errors) == 1 and "is not a plain file name" in errors[0], errors
+    assert any("bundled sample" in s.value for s in at.subheader)
+
+
+def test_upload_errors_name_the_uploaded_file_not_the_servers_temp_path():
+    at = goto(new_app(), "data")
+    at.radio(key="data_source").set_value("Upload files").run()
+    at.file_uploader(key="data_upload").set_value(
+        [("u.data", b"1\t2\t3\t4\nabc\t2\t3\t4\n", "text/plain"), ("u.item", b"", "text/plain")]
+    )
+    at.run()
+    at.button(key="data_load_upload").click().run()
+    errors = error_texts(at)
+    assert len(errors) == 1 and errors[0].startswith("upload/u.data, line 2"), errors
+    assert "msli-upload-" not in errors[0] and "/tmp" not in errors[0]
+    at.file_uploader(key="data_upload").set_value(
+        ("events.csv", b"user,item,timestamp\na,b,1e30\n", "text/csv")
+    )
+    at.run()
+    at.button(key="data_load_upload").click().run()
+    errors = error_texts(at)
+    assert len(errors) == 1 and errors[0].startswith("events.csv, line 2: the timestamp '1e30'"), errors
+
+
+def test_the_local_path_box_never_shows_the_content_of_a_file_that_is_not_a_dataset(tmp_path):
+    import os
+
+    secret = "hunter2-Sup3rS3cret"
+    (tmp_path / ".env").write_text(f"DB_PASSWORD={secret},API_KEY={secret}\n")
+    (tmp_path / "id_rsa").write_text(f"-----BEGIN OPENSSH PRIVATE KEY-----\n{secret}\n")
+    os.mkfifo(tmp_path / "pipe.csv")  # opening it would block the server forever
+    at = goto(new_app(), "data")
+    at.radio(key="data_source").set_value("Local path").run()
+    for name, expected in ((".env", "looked for"), ("id_rsa", "single column"), ("pipe.csv", "FIFO")):
+        at.text_input(key="data_path").input(str(tmp_path / name)).run()
+        at.button(key="data_load_path").click().run()
+        assert not at.exception, [e.value for e in at.exception]
+        errors = error_texts(at)
+        assert len(errors) == 1 and name in errors[0] and expected in errors[0], errors
+        assert secret not in errors[0] and "hunter2" not in errors[0]
+
+
 def write_mini_movielens(folder: Path) -> Path:
     """4 users × 5 ratings over 6 movies, in the ml-latest layout (ratings.csv + movies.csv)."""
     folder.mkdir(parents=True)
