@@ -156,3 +156,38 @@ def test_console_script_has_no_traceback(tmp_path):
         timeout=120,
     )
     assert good.returncode == 0 and json.loads(good.stdout)["interactions"] == 12
+
+
+def test_fetch_from_a_trickling_server_exits_2_at_the_deadline_and_keeps_nothing(
+    capsys, tmp_path, monkeypatch
+):
+    body = b"PK" + b"\x00" * 200
+    monkeypatch.setitem(download.MOVIELENS_CHECKSUMS, "ml-100k", "sha256:" + hashlib.sha256(body).hexdigest())
+    for var in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("MSLI_DOWNLOAD_DEADLINE_S", "1")
+    with serve({"/ml-100k.zip": Route(body, trickle_s=0.2)}) as server:
+        monkeypatch.setenv("MSLI_MOVIELENS_BASE_URL", server.base_url)
+        code, out, err = _run(capsys, "data", "fetch", "ml-100k", "--dir", str(tmp_path / "cache"))
+    lines = [line for line in err.splitlines() if line.startswith("msli:")]
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert len(lines) == 1 and "did not finish within 1 s" in lines[0]
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "fragment"),
+    [
+        ("events.csv", "user,item,timestamp\na,b,1600000000\na,c,1e30\n", "is out of range"),
+        ("events.csv", "user,item,timestamp\na,b,0001-01-01\n", "before 1970"),
+        ("events.csv", ",".join(f"c{k}" for k in range(200_000)) + "\n1\n", "longer than 1 MB"),
+        ("shop.csv", "who,hunter2secret\na,b\n", "looked for"),
+    ],
+)
+def test_inspect_bad_input_is_one_line_exit_2(capsys, tmp_path, name, content, fragment):
+    path = tmp_path / name
+    path.write_text(content)
+    code, out, err = _run(capsys, "data", "inspect", str(path))
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert err.count("\n") == 1 and name in err and fragment in err and "hunter2" not in err
