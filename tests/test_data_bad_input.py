@@ -153,6 +153,19 @@ def test_zip_bombs_are_refused_before_they_expand(tmp_path, monkeypatch, members
     assert list(tmp_path.iterdir()) == [archive], "nothing was extracted"
 
 
+def test_a_member_that_understates_its_size_never_expands_beyond_it(tmp_path):
+    """zipfile yields at most the recorded size (the limits check that), then fails the CRC: a lie about
+    the size is a damaged archive, not a way past the limits."""
+    archive = _deflate_zip(tmp_path / "lie.zip", {"ratings.csv": (HEADER.encode(), RATING_LINE, 50 << 20)})
+    raw = bytearray(archive.read_bytes())
+    struct.pack_into("<I", raw, raw.index(b"PK\x03\x04") + 22, 1000)  # local header: uncompressed size
+    struct.pack_into("<I", raw, raw.index(b"PK\x01\x02") + 24, 1000)  # central directory: the same
+    archive.write_bytes(bytes(raw))
+    before = _maxrss_mb()
+    assert "cannot be read from its zip archive" in _sentence(archive)
+    assert _maxrss_mb() - before < 300
+
+
 def test_raising_the_limits_lets_a_genuine_archive_through(tmp_path, monkeypatch):
     archive = _deflate_zip(tmp_path / "big.zip", {"ratings.csv": (HEADER.encode(), RATING_LINE, 12 << 20)})
     monkeypatch.setenv("MSLI_MAX_ZIP_RATIO", "100000")
