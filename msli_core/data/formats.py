@@ -14,8 +14,9 @@ folder, e.g. ``ml-100k/u.data``), or a single file:
   one row per ratings.csv row in the same order), as written by ``msli data synth``;
 - ``interactions``: any CSV/TSV/Parquet table with a header and user, item and timestamp columns (rating
   optional), named by ``column_map`` or guessed from common names. Ids may be any text. Timestamps may be
-  unix seconds (values above 1e11 are read as milliseconds, and so on down, with a note) or ISO 8601
-  date-times (converted to unix seconds, UTC when no offset is given).
+  unix seconds (a column whose median is above 1e11 is read as milliseconds, and so on down, with a
+  note; one outlier never sets the unit) or ISO 8601 date-times (converted to unix seconds, UTC when no
+  offset is given), one form per column; every timestamp must fall between 1970 and 2262-04-11.
 
 Rules applied to every layout: ids in MovieLens files are non-negative integers; timestamps and ratings
 are finite and non-negative; blank lines are skipped; duplicate (user, item, timestamp) rows keep the
