@@ -144,7 +144,7 @@ def _earlier_output(folder: Path) -> tuple[str | None, set[str]]:
 
 @contextlib.contextmanager
 def atomic_output_dir(
-    target: str | os.PathLike, *, kind: str = "model", data: str | os.PathLike | None = None
+    target: str | os.PathLike, *, kind: str, data: str | os.PathLike | None = None
 ) -> Iterator[Path]:
     """Yield a fresh temporary folder beside ``target``; on success it replaces ``target``.
 
@@ -153,8 +153,6 @@ def atomic_output_dir(
     kind and files, so a later run recognises them. On any exception the temporary folder is removed
     and ``target`` is left as it was.
     """
-    # TODO(issue 9): ``kind`` becomes a required keyword once msli_core/models/registry.py passes
-    # kind="model"; the default keeps save_model working until then.
     target = check_out_dir(target, kind, data=data)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

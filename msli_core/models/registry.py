@@ -180,7 +180,7 @@ def save_model(
     from msli_core.outputs import atomic_output_dir
 
     config_text, weights = _payload(model, data, metrics, extra)
-    with atomic_output_dir(folder) as tmp:
+    with atomic_output_dir(folder, kind="model") as tmp:
         (tmp / CONFIG_FILE).write_text(config_text, encoding="utf-8")
         (tmp / WEIGHTS_FILE).write_bytes(weights)
     return Path(folder)
