@@ -147,7 +147,13 @@ try:
                 )
             with tempfile.TemporaryDirectory(prefix="msli-upload-") as folder:
                 for upload, name in zip(uploads, names, strict=True):
-                    (Path(folder) / name).write_bytes(upload.getvalue())
+                    try:
+                        (Path(folder) / name).write_bytes(upload.getvalue())
+                    except OSError as err:
+                        raise MsliError(
+                            f"The uploaded file {name!r} cannot be saved on the server "
+                            f"({err.strerror or err}); try a smaller file."
+                        ) from err
                 # One file (a zip or an interactions table) is read as itself; several as a folder.
                 # Messages name the uploaded file, never the server's temporary folder.
                 if len(names) == 1:
