@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from msli_core.data.download import MOVIELENS_NAMES  # light: pooch is imported on first download
+from msli_core.data.download import MOVIELENS_NAMES  # light: requests is imported on first download
 from msli_core.errors import MsliError
 
 
