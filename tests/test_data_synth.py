@@ -511,3 +511,15 @@ def test_planted_structure_leaves_room_for_sequential_and_multi_segment_models(d
     assert report["recency+4_segments"] > report["recency"]
     assert 0.5 <= report["held_out_current_share"] <= 0.75
     assert report["explanation_accuracy_4_segments"] > 2 * 0.25
+
+
+def test_the_short_profile_writes_a_log_where_most_users_have_under_ten_events(tmp_path):
+    from msli_core.cli import main
+    from msli_core.data import load_dataset
+
+    assert main(["data", "synth", "--profile", "short", "--users", "400", "--interactions", "3200",
+                 "--out", str(tmp_path / "short")]) == 0  # fmt: skip
+    data = load_dataset(tmp_path / "short")
+    lengths = [len(data.sequences[u]) for u in range(1, data.n_users + 1)]
+    assert data.n_users == 400 and min(lengths) >= 3
+    assert sum(n < 10 for n in lengths) / len(lengths) > 0.6

@@ -25,29 +25,36 @@ def register(subparsers) -> None:
         metavar="DIR",
         help="a new or empty folder, or an earlier `msli data synth` output (replaced)",
     )
-    p.add_argument("--seed", type=_integer("--seed", "MAX_SEED"), default=defaults.seed, metavar="N")
-    p.add_argument("--users", type=_integer("--users", "MAX_USERS"), default=defaults.users, metavar="N")
-    p.add_argument("--items", type=_integer("--items", "MAX_ITEMS"), default=defaults.items, metavar="N")
+    p.add_argument(
+        "--profile",
+        choices=("sample", "short"),
+        default="sample",
+        help="starting point: sample (sample_data/, ~200 events a user) or short (most users under 10 "
+        "events, like a sparse e-commerce log); the flags below override it (default %(default)s)",
+    )
+    p.add_argument("--seed", type=_integer("--seed", "MAX_SEED"), default=None, metavar="N")
+    p.add_argument("--users", type=_integer("--users", "MAX_USERS"), default=None, metavar="N")
+    p.add_argument("--items", type=_integer("--items", "MAX_ITEMS"), default=None, metavar="N")
     p.add_argument(
         "--interactions",
         type=_integer("--interactions", "MAX_SYNTH_INTERACTIONS"),
-        default=defaults.interactions,
+        default=None,
         metavar="N",
-        help="target number of ratings in all (default %(default)s)",
+        help=f"target number of ratings in all (sample profile: {defaults.interactions})",
     )
     p.add_argument(
         "--interests",
         type=_integer("--interests", "MAX_ITEMS"),
-        default=defaults.interests,
+        default=None,
         metavar="N",
-        help="number of item clusters / interests (default %(default)s)",
+        help=f"number of item clusters / interests (sample profile: {defaults.interests})",
     )
     p.add_argument(
         "--noise",
         type=_number("--noise"),
-        default=defaults.noise,
+        default=None,
         metavar="P",
-        help="share of random popular items, 0..1 (default %(default)s)",
+        help=f"share of random popular items, 0..1 (sample profile: {defaults.noise})",
     )
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     p.set_defaults(func=run)
@@ -96,18 +103,12 @@ def _number(flag: str):
 
 def run(args: argparse.Namespace) -> int:
     from msli_core.cli import print_json
-    from msli_core.data.synth import SynthConfig, write_synthetic
+    from msli_core.data.synth import PROFILES, SynthConfig, write_synthetic
     from msli_core.progress import TextProgressBar
 
-    config = dataclasses.replace(
-        SynthConfig(),
-        seed=args.seed,
-        users=args.users,
-        items=args.items,
-        interactions=args.interactions,
-        interests=args.interests,
-        noise=args.noise,
-    )
+    flags = ("seed", "users", "items", "interactions", "interests", "noise")
+    given = {name: getattr(args, name) for name in flags if getattr(args, name) is not None}
+    config = dataclasses.replace(SynthConfig(), **{**PROFILES[args.profile], **given})
     config.validate()
     progress = None if args.json else TextProgressBar()
     out = write_synthetic(args.out, config, progress=progress)

@@ -569,3 +569,24 @@ def to_dataset(synthetic: SyntheticData, source: str = "<synthetic>") -> Interac
     meta = pd.DataFrame({"item": m["movieId"], "title": m["title"], "year": year, "genres": m["genres"]})
     truth = synthetic.truth[["phase", "interest"]].reset_index(drop=True)
     return build_dataset(raw, items_meta=meta, format="synthetic", source=source, truth=truth)
+
+
+# Named starting points for ``msli data synth --profile``. "sample" is sample_data/ (long, MovieLens-like
+# histories); "short" is a sparse e-commerce-like log: most users have under 10 events (median ~7,
+# 3 at least so that every user can be evaluated), a catalog of 2,000 items, one interest phase per ~4
+# events, short sessions. It is the log on which a method that only works for 200-event histories fails.
+PROFILES: dict[str, dict] = {
+    "sample": {},
+    "short": {
+        "users": 4000,
+        "items": 2000,
+        "interactions": 32_000,
+        "min_events": 3,
+        "max_events": 60,
+        "activity_sigma": 0.6,
+        "phase_events": 4.0,
+        "min_phases": 1,
+        "max_phases": 4,
+        "session_events": 3.0,
+    },
+}
