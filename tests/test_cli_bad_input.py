@@ -128,6 +128,12 @@ CASES = [
     ([*PREDICT, "--dtype-bytes", "16"], "--dtype-bytes"),
     (["costmodel", "calibrate", "--threads", "100000"], "--threads"),
     (["costmodel", "calibrate", "--out", "{docs}"], "is a folder"),
+    (["costmodel", "calibrate", "--out", "{file}"], "did not write"),  # a user's file is never overwritten
+    (["costmodel", "calibrate", "--out", "{docs}/thesis.txt"], "did not write"),
+    (["costmodel", "calibrate", "--threads", "nan"], "one whole number like 4"),  # not "a comma list"
+    (["bench", "--threads", "nan"], "one whole number like 4"),
+    (["bench", "--passes", "0"], "one whole number of at least 1"),
+    (["bench", "--history", "100000"], "--history"),  # the memory sentence names the flag to lower
     # ---- data synth
     ([*SYNTH, "--users", "2000000"], "--users"),
     ([*SYNTH, "--items", str(10**8)], "--items"),

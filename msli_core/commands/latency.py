@@ -128,7 +128,13 @@ def _whole(text: str) -> int | None:
 
 
 def parse_int_list(
-    flag: str, text: str, lo: int = 1, hi: int | None = None, limit: str | None = None
+    flag: str,
+    text: str,
+    lo: int = 1,
+    hi: int | None = None,
+    limit: str | None = None,
+    *,
+    single: bool = False,
 ) -> tuple[int, ...]:
     """``"1,2,4"`` -> (1, 2, 4); anything else is a sentence naming the flag.
 
@@ -139,8 +145,12 @@ def parse_int_list(
     parts = [p.strip() for p in str(text).split(",") if p.strip()]
     values = tuple(_whole(p) for p in parts)
     if any(v is None for v in values):
+        if single:
+            raise MsliError(f"{flag} takes one whole number like 4; {text!r} is not one.")
         raise MsliError(f"{flag} takes a comma list of whole numbers like 1,2,4; {text!r} is not one.")
     if not values or any(v < lo for v in values):
+        if single:
+            raise MsliError(f"{flag} takes one whole number of at least {lo}; {text!r} is not allowed.")
         raise MsliError(f"{flag} takes whole numbers of at least {lo}, like 1,2,4; {text!r} is not allowed.")
     if hi is not None and max(values) > hi:
         where = f" ({limit} in msli_core/limits.py; MSLI_LIMITS_SCALE raises it)" if limit else ""
@@ -158,7 +168,7 @@ def parse_int(flag: str, text: str, lo: int = 1, hi: int | None = None, limit: s
     """One whole number in ``lo..hi``; anything else is a sentence naming the flag."""
     if "," in str(text):
         raise MsliError(f"{flag} takes one whole number, not the list {text!r}.")
-    return parse_int_list(flag, text, lo, hi, limit)[0]
+    return parse_int_list(flag, text, lo, hi, limit, single=True)[0]
 
 
 def parse_float(flag: str, text: str, hi: float | None = None) -> float:
@@ -249,7 +259,7 @@ def settings_from_args(args: argparse.Namespace):
             f"(N={max(settings.candidates):,}, d={settings.dim}, K={max(settings.segments)}, "
             f"L={max(settings.history)}), more than "
             f"{limits.MEMORY_FRACTION:.0%} of the {available / 2**30:.1f} GiB available; pass smaller "
-            "--candidates, --dim or --segments."
+            "--candidates, --dim, --segments or --history."
         )
     return settings
 
@@ -354,6 +364,25 @@ def _check_calibration_out(out: str) -> None:
         )
     if path.parent.exists() and not path.parent.is_dir():
         raise MsliError(f"--out {out}: {path.parent} is not a folder; choose another --out path.")
+    if path.is_file() and not _is_calibration_file(path):  # never overwrite a user's file
+        raise MsliError(
+            f"--out {out} is a file that `msli costmodel calibrate` did not write; name a new .json file "
+            "or an earlier calibration file."
+        )
+
+
+def _is_calibration_file(path: Path) -> bool:
+    """True for a JSON object with the fields :func:`costmodel.save_hardware` writes (its values may be
+    broken: re-calibrating is how a broken file is fixed)."""
+    from msli_core.serving.costmodel import MAX_CALIBRATION_BYTES
+
+    try:
+        if path.stat().st_size > MAX_CALIBRATION_BYTES:
+            return False
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(data, dict) and {"name", "flops", "bandwidth", "overhead_s"} <= set(data)
 
 
 def run_predict_command(args: argparse.Namespace) -> int:
