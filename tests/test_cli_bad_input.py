@@ -336,3 +336,13 @@ def test_bench_arguments_are_refused_or_within_the_limits(flag, value):
     for budget in (s.budget_s, s.cross_budget_s):
         assert math.isfinite(budget) and 0 < budget <= limits.MAX_BUDGET_S
     assert 1 <= s.passes <= 5 and 1 <= s.repeats <= limits.scaled(limits.MAX_REPEATS)
+
+
+def test_export_never_overwrites_a_file_that_is_not_onnx(world, capsys):
+    root, names = world
+    user = Path(names["docs"]) / "mine.onnx"
+    user.write_text("my notes, named .onnx\n")
+    before = _tree(root)
+    code, message = run_cli(["export", "--model", names["model"], "--out", str(user)], capsys)
+    assert code == 2 and "not an ONNX model" in message, message
+    assert _tree(root) == before

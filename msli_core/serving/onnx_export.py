@@ -196,6 +196,17 @@ def encoder_path_for(scorer_path: str | os.PathLike) -> Path:
     return p.with_name(f"{stem}.segment_encoder.onnx")
 
 
+def _looks_like_onnx(path: Path) -> bool:
+    """True for a file that starts as a serialized ONNX ModelProto does (field 1, ir_version, a small
+    varint): what an earlier export wrote, which it may replace."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(2)
+    except OSError:
+        return False
+    return len(head) == 2 and head[0] == 0x08 and 1 <= head[1] <= 64
+
+
 def export_paths(out: str | os.PathLike, *, quantize: bool = False) -> dict[str, Path]:
     """The files ``msli export --out FILE.onnx`` writes, checked before anything is built or written.
 
@@ -217,6 +228,11 @@ def export_paths(out: str | os.PathLike, *, quantize: bool = False) -> dict[str,
             )
         if path.exists() and not path.is_file():
             raise MsliError(f"{path} is a folder or a special file; choose another --out name.")
+        if path.is_file() and not _looks_like_onnx(path):  # never overwrite a user's file
+            raise MsliError(
+                f"{path} exists and is not an ONNX model, so msli export will not replace it; choose "
+                "another --out name."
+            )
     if out.parent.exists() and not out.parent.is_dir():
         raise MsliError(f"--out {out}: {out.parent} is not a folder; choose another --out path.")
     return paths
