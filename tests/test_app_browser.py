@@ -32,6 +32,7 @@ CHROMIUM_ARGS = [
 
 pytestmark = [
     pytest.mark.browser,
+    pytest.mark.slow,
     pytest.mark.skipif(
         not CHROMIUM.exists(), reason="needs /usr/bin/chromium (CI installs it: apt-get install -y chromium)"
     ),

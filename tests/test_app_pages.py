@@ -15,6 +15,8 @@ from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
+pytestmark = pytest.mark.slow  # every page run through AppTest: ~40 s of the suite
+
 
 @pytest.fixture(scope="session")
 def tiny_sample_dir(tmp_path_factory) -> Path:
