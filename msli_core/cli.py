@@ -1,4 +1,4 @@
-"""The ``msli`` command: everything the app does, headless. Contract: ``shared/DESIGN.md`` §6.
+"""The ``msli`` command: everything the app does, headless. Contract: ``docs/design.md`` §6.
 
 Each command group lives in ``msli_core/commands/<group>.py`` and exposes ``register(subparsers)``;
 each sub-command sets ``func(args) -> int``. Bad input raises :class:`MsliError`, which ends here as

@@ -1,4 +1,4 @@
-"""Full-ranking leave-one-out evaluation (DESIGN §3), batched and vectorised.
+"""Full-ranking leave-one-out evaluation (docs/design.md §3), batched and vectorised.
 
 For each evaluated user: score every item (one call to the model's ``score_histories``), set the padding
 column and the user's earlier items to ``-inf`` with one ``scatter_`` (no Python loop over items), then

@@ -1,4 +1,4 @@
-"""Exact per-segment explanations of MS-LI recommendations (DESIGN §2 "Contributions").
+"""Exact per-segment explanations of MS-LI recommendations (docs/design.md §2 "Contributions").
 
 For a user and their top-n items, each score is the sum of K segment contributions ``c_k`` (by
 construction of :func:`~msli_core.models.late_interaction.late_interaction`, not post hoc). Inside a
@@ -36,7 +36,7 @@ class Explanation:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        """JSON-ready, with the keys of DESIGN §6 (``user``, ``segments``, ``recommendations``) and more."""
+        """JSON-ready, keys of docs/design.md §6 (``user``, ``segments``, ``recommendations``) and more."""
         return {
             "user": self.user,
             "model": self.kind,

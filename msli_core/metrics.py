@@ -2,7 +2,7 @@
 
 Input is the 0-based rank of each user's held-out item among all candidates (0 = ranked first),
 as a float array where NaN marks a user without ground truth. With one held-out item per user
-(leave-one-out, DESIGN §3):
+(leave-one-out, docs/design.md §3):
 
 - ``NDCG@k``  = mean of ``1 / log2(rank + 2)`` if ``rank < k`` else 0 (the ideal DCG is 1);
 - ``HR@k``    = mean of ``rank < k``;

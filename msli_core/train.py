@@ -1,4 +1,4 @@
-"""Training (DESIGN §2 "Training"): next-item prediction, early stopping on validation NDCG@10.
+"""Training (docs/design.md §2 "Training"): next-item prediction, early stopping on validation NDCG@10.
 
 - MS-LI / two-tower: every position of every training sequence is a target, in one pass per batch.
   Each user's segments are encoded once by the causal segment encoder, which yields the vector of every

@@ -493,7 +493,7 @@ def latency_vs_segments(
     rows: Iterable[Mapping[str, Any]] | pd.DataFrame, candidates: int, history: int, backend: str = "torch"
 ) -> go.Figure:
     """Online p50 (line) and p95 (band) of MS-LI against K at one (N, L, backend), with the cross-encoder and
-    the floors of the same shapes, on a log axis. ``rows`` are ``msli bench`` rows (DESIGN §6)."""
+    the floors of the same shapes, on a log axis. ``rows`` are ``msli bench`` rows (docs/design.md §6)."""
     frame = _require_rows(rows, "latency rows", ["model", "stage", "segments", "candidates", "p50_ms"])
     shape = _filter(frame, candidates=candidates, history=history)
     fig = go.Figure()

@@ -12,7 +12,7 @@ from msli_core import viz
 from msli_core.errors import MsliError
 from pages import state
 
-# Official archives and their sizes (DESIGN §3), so a user knows what a click will download.
+# Official archives and their sizes (docs/design.md §3), so a user knows what a click will download.
 DOWNLOAD_SIZES = {
     "ml-100k": "4.9 MB · 100k ratings",
     "ml-1m": "5.9 MB · 1M ratings",

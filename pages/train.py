@@ -47,7 +47,7 @@ with st.form("train_form"):
         "Aggregation",
         AGGREGATIONS,
         key="train_aggregation",
-        help="How the K segment scores combine (DESIGN §2).",
+        help="How the K segment scores combine (docs/design.md §2).",
     )
     dim = c2.select_slider("Width d", [8, 16, 32, 64, 128], value=64, key="train_dim")
     layers = c2.slider("Depth (transformer layers)", 1, 4, 2, key="train_layers")

@@ -403,7 +403,7 @@ def test_loader_reads_sample_data_like_to_dataset(sample_data_dir, default_data)
 
 
 def _ndcg_at_10(split, score, pop):
-    """Mean NDCG@10 over evaluated users, full ranking, earlier items masked (DESIGN §3)."""
+    """Mean NDCG@10 over evaluated users, full ranking, earlier items masked (docs/design.md §3)."""
     gains = []
     for user in split.eval_users:
         history, target = split.history(user, "test"), split.target(user, "test")

@@ -87,7 +87,7 @@ def test_user_without_any_segment_scores_zero():
 
 
 def _naive(u, mask, e, aggregation, q=None, bias=None, g=None, w=None):
-    """Per-user, per-segment loops: the definition of DESIGN §2 written out."""
+    """Per-user, per-segment loops: the definition of docs/design.md §2 written out."""
     B, K, _ = u.shape
     out_c = torch.zeros(B, K, e.shape[0])
     for b in range(B):

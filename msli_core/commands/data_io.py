@@ -1,4 +1,4 @@
-"""``msli data fetch`` and ``msli data inspect`` (DESIGN §6)."""
+"""``msli data fetch`` and ``msli data inspect`` (docs/design.md §6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``msli data synth``: synthetic MovieLens-format data with ground truth (DESIGN §6, issue 2 item 5)."""
+"""``msli data synth``: synthetic MovieLens-format data with ground truth (docs/design.md §6)."""
 
 from __future__ import annotations
 

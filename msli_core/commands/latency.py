@@ -1,4 +1,4 @@
-"""``msli bench``, ``msli export`` and ``msli costmodel``: the latency lab, headless (DESIGN §4, §6)."""
+"""``msli bench``, ``msli export``, ``msli costmodel``: the latency lab, headless (docs/design.md §4, §6)."""
 
 from __future__ import annotations
 

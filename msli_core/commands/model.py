@@ -1,4 +1,4 @@
-"""``msli train | evaluate | explain | quality`` (DESIGN §6; JSON keys are part of the contract).
+"""``msli train | evaluate | explain | quality`` (docs/design.md §6; JSON keys are part of the contract).
 
 Heavy imports (torch, the models) happen inside the command functions so ``msli --help`` stays fast.
 """

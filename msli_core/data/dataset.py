@@ -1,6 +1,6 @@
 """The one typed dataset object every part of the project uses, and the evaluation split.
 
-Conventions (DESIGN §3):
+Conventions (docs/design.md §3):
 - ids are contiguous integers: users ``1..U``, items ``1..N``; ``0`` is padding in both;
 - interactions are sorted by user, then timestamp, ties by original row order (a stable sort);
 - every rating is an implicit interaction (optionally only those with rating >= a threshold);
@@ -323,7 +323,7 @@ def preprocess(
 
 @dataclass(frozen=True)
 class LeaveOneOutSplit:
-    """Leave-one-out split of :class:`InteractionData` (DESIGN §3).
+    """Leave-one-out split of :class:`InteractionData` (docs/design.md §3).
 
     For an evaluated user ``u`` with sequence ``s`` (chronological): train = ``s[:-2]``,
     validation target = ``s[-2]`` (history ``s[:-2]``), test target = ``s[-1]`` (history ``s[:-1]``).

@@ -3,7 +3,7 @@
 MovieLens may not be redistributed (GroupLens licence), so the project fetches it for the user from
 ``https://files.grouplens.org/datasets/movielens/NAME.zip`` with :mod:`requests`, streaming into a
 temporary file (``.msli-part-NAME.zip.*``) beside the cache entry while hashing it, and renaming it into
-place only when its hash matches the published one (DESIGN §3). The whole transfer has a deadline
+place only when its hash matches the published one (docs/design.md §3). The whole transfer has a deadline
 (:data:`DEFAULT_DEADLINE_S`, raisable with ``MSLI_DOWNLOAD_DEADLINE_S``), not only each read, so a server
 that trickles bytes cannot hold a fetch forever. The archive is then unpacked into a temporary folder
 (``.msli-unpack-NAME.*``) and renamed into place, so the cache holds either a verified zip plus its
@@ -39,7 +39,7 @@ MOVIELENS_NAMES = ("ml-100k", "ml-1m", "ml-latest-small", "ml-20m", "ml-25m", "m
 DEFAULT_BASE_URL = "https://files.grouplens.org/datasets/movielens"
 BASE_URL_ENV = "MSLI_MOVIELENS_BASE_URL"
 
-# Published checksums (DESIGN §3), in "algorithm:hex" form.
+# Published checksums (docs/design.md §3), in "algorithm:hex" form.
 MOVIELENS_CHECKSUMS: Mapping[str, str] = {
     "ml-100k": "sha256:50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229",
     "ml-1m": "sha256:a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20",

@@ -1,6 +1,6 @@
 """Reading interaction data in every MovieLens layout, or any interactions table, into InteractionData.
 
-Layouts (DESIGN §3), autodetected from a folder, a zip archive (files at its root or inside one top
+Layouts (docs/design.md §3), autodetected from a folder, a zip archive (files at its root or inside one top
 folder, e.g. ``ml-100k/u.data``), or a single file:
 
 - ``ml-100k``: ``u.data`` (tab: user item rating timestamp, no header), ``u.item`` (pipe, latin-1,

@@ -1,4 +1,4 @@
-"""Two simple baselines that stand beside every figure (DESIGN §2): popularity and sequential item-kNN.
+"""Two simple baselines beside every figure (docs/design.md §2): popularity and sequential item-kNN.
 
 Both have the neural models' interface — ``score_histories(histories, timestamps) -> (B, N+1)`` — and
 keep their fitted state in buffers, so they save and load as ``config.json`` + ``model.safetensors``.

@@ -1,4 +1,4 @@
-"""The early-interaction baseline: a transformer over ``[history ; candidate]`` for each pair (DESIGN §2).
+"""The early-interaction baseline: a transformer over ``[history ; candidate]`` per pair (docs/design.md §2).
 
 Every (user, candidate) pair runs the whole encoder — ``O(N (L² d + L d²))`` per request — which is what
 MS-LI avoids. Read top to bottom: config → model. Bidirectional attention (with a key-padding mask), so

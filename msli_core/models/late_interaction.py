@@ -1,4 +1,4 @@
-"""Late interaction of K segment vectors with N item vectors: the online stage of MS-LI (DESIGN §2).
+"""Late interaction of K segment vectors with N item vectors: the online stage of MS-LI (docs/design.md §2).
 
 One pure function, :func:`late_interaction`, serves training, evaluation, explanations and the latency
 lab. It returns the score of every candidate *and* each segment's exact share of it, so that

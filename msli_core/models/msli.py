@@ -1,6 +1,6 @@
 """Multi-segment late interaction (MS-LI), read top to bottom: config → segment encoder → model.
 
-Three stages (DESIGN §2), each a method a serving engine can call on its own:
+Three stages (docs/design.md §2), each a method a serving engine can call on its own:
 
 - offline  :meth:`MSLIModel.item_table`      item encoder → ``E`` (N+1, d), row 0 = padding;
 - nearline :meth:`MSLIModel.encode_segments` transformer over each segment → ``u_k`` (d), attention-pooled;
@@ -35,11 +35,11 @@ class MSLIConfig:
     dim: int = 64  # d, width of item and segment vectors: small enough for 2 CPU cores
     segments: int = 4  # K, segments kept per user (K = 1: two-tower)
     segment_len: int | None = None  # S, events per segment; None -> ceil(max_len / segments)
-    max_len: int = 200  # L_max, history cap (DESIGN §3); with S given, K·S events are seen at most
+    max_len: int = 200  # L_max, history cap (docs/design.md §3); with S given, K·S events are seen at most
     layers: int = 2  # transformer blocks of the segment encoder (the "large model")
     heads: int = 2  # attention heads per block (dim must be a multiple)
     dropout: float = 0.2  # dropout in the segment encoder; small data overfits quickly
-    aggregation: str = "attention"  # late interaction: attention | max | mlp | sum (DESIGN §2)
+    aggregation: str = "attention"  # late interaction: attention | max | mlp | sum (docs/design.md §2)
     segmenter: str = "fixed"  # fixed (S events from the first event) | session (gap-based)
     session_gap: float = 3600.0  # seconds of inactivity that start a new session (segmenter="session")
     mlp_hidden: int = 16  # hidden width of g in the mlp aggregation

@@ -1,4 +1,4 @@
-"""Building, saving and loading models. A saved model is a folder (DESIGN §5):
+"""Building, saving and loading models. A saved model is a folder (docs/design.md §5):
 
 - ``config.json``: ``kind``, ``config`` (the dataclass fields), ``dataset`` (fingerprint, source, sizes),
   ``n_items``, ``metrics``, ``training`` (settings), ``versions``;

@@ -1,4 +1,4 @@
-"""Cutting a chronological history into K segments (DESIGN §2). Pure numpy; no torch.
+"""Cutting a chronological history into K segments (docs/design.md §2). Pure numpy; no torch.
 
 Fixed segmenter (default): segment ``j`` holds events ``[j·S, (j+1)·S)`` counted from the user's FIRST
 event, so a segment's content never changes once it is closed; only the newest ("open") segment changes

@@ -1,1 +1,1 @@
-"""Serving: staged inference engine, ONNX export, benchmark harness, cost model (DESIGN §2, §4)."""
+"""Serving: staged inference engine, ONNX export, benchmark harness, cost model (docs/design.md §2, §4)."""

@@ -1,4 +1,4 @@
-"""The latency harness behind ``msli bench`` (DESIGN §4, §6).
+"""The latency harness behind ``msli bench`` (docs/design.md §4, §6).
 
 For every point of the sweep it times one request at a time (batch 1): warm-up calls, then each call
 with ``time.perf_counter_ns``, until ``repeats`` calls or the point's time budget is spent. Rows keep
@@ -822,7 +822,7 @@ def plan_size(settings: BenchSettings) -> int:
 
 
 def run_bench(settings: BenchSettings, progress: ProgressCallback | None = None) -> BenchResult:
-    """Run the sweep; rows per DESIGN §6 plus the run's settings and environment in ``meta``."""
+    """Run the sweep; rows per docs/design.md §6 plus the run's settings and environment in ``meta``."""
     settings.validate()
     progress = progress or no_progress
     loaded = None

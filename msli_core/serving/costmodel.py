@@ -1,4 +1,4 @@
-"""A roofline cost model of the three stages (DESIGN §4): FLOPs and bytes per stage, then seconds.
+"""A roofline cost model of the three stages (docs/design.md §4): FLOPs and bytes per stage, then seconds.
 
 Every stage is a short list of *phases* (a matmul, an attention block, an element-wise pass, a top-k);
 each phase is timed as a roofline plus what rooflines leave out, and a stage is the sum of its phases::

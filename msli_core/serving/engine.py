@@ -1,4 +1,4 @@
-"""Staged inference for MS-LI (DESIGN §2): offline item table, nearline segment cache, online scoring.
+"""Staged inference for MS-LI (docs/design.md §2): offline item table, nearline segment cache, online scoring.
 
 The three stages are separate calls on one :class:`InferenceEngine`:
 
