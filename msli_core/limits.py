@@ -108,3 +108,38 @@ def check_float(name: str, value: float, *, low: float, high: float, low_open: b
             f"Setting {name} is {value!r}; it must be a finite number {side} {low:g} "
             f"and at most {top:g}{hint}."
         )
+
+
+def whole_number(text: str) -> int | None:
+    """``"64"`` -> 64, ``"1e9"`` -> 1000000000 (a whole number written as a float); anything else -> None.
+
+    >>> whole_number("64"), whole_number("1e9"), whole_number("2.5"), whole_number("nan")
+    (64, 1000000000, None, None)
+    """
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return int(value) if math.isfinite(value) and value == int(value) else None
+
+
+def env_positive(name: str, default: float, unit: str = "") -> float:
+    """The positive finite number in environment variable ``name``, ``default`` when it is unset; any
+    other value is refused with a sentence (``unit``, e.g. " of seconds", is named in it)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise MsliError(
+            f"The environment variable {name}={raw!r} is not a positive number{unit}; unset it or "
+            f"set it to e.g. {default:g}."
+        )
+    return value

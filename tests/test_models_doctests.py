@@ -16,6 +16,7 @@ MODULES = [
     "msli_core.train",
     "msli_core.explain",
     "msli_core.jsonable",
+    "msli_core.limits",
 ]
 
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from msli_core.errors import MsliError
+from msli_core.limits import whole_number
 
 DEFAULTS = {
     "segments": "1,2,4,8,16,32",
@@ -114,19 +115,6 @@ def _preset_names() -> list[str]:
     return list(PRESETS)
 
 
-def _whole(text: str) -> int | None:
-    """``"64"`` -> 64, ``"1e7"`` -> 10000000 (a whole number written as a float), else None."""
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return int(value) if math.isfinite(value) and value == int(value) else None
-
-
 def parse_int_list(
     flag: str,
     text: str,
@@ -143,7 +131,7 @@ def parse_int_list(
     from msli_core import limits
 
     parts = [p.strip() for p in str(text).split(",") if p.strip()]
-    values = tuple(_whole(p) for p in parts)
+    values = tuple(whole_number(p) for p in parts)
     if any(v is None for v in values):
         if single:
             raise MsliError(f"{flag} takes one whole number like 4; {text!r} is not one.")

@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 
 from msli_core.errors import MsliError
+from msli_core.limits import whole_number
 
 MODEL_KINDS = ("msli", "two-tower", "cross-encoder", "popularity", "item-knn")
 AGGREGATIONS = ("attention", "max", "mlp", "sum")
@@ -85,17 +86,10 @@ TRAIN_BATCH = 16  # users per training step (msli_core.train's default), for the
 
 def _whole(text: str) -> int:
     """``"64"`` -> 64; ``"1e9"`` -> 1000000000 (a whole number written as a float); else a sentence."""
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value == int(value)):
+    value = whole_number(text)
+    if value is None:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
-    return int(value)
+    return value
 
 
 def _bounded(limit: str, lo: int = 1):

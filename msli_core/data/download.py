@@ -33,6 +33,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from msli_core.errors import MsliError
+from msli_core.limits import env_positive
 from msli_core.progress import ProgressCallback, ProgressEvent
 
 MOVIELENS_NAMES = ("ml-100k", "ml-1m", "ml-latest-small", "ml-20m", "ml-25m", "ml-32m")
@@ -120,18 +121,7 @@ def fetch_movielens(
 
 def _deadline(deadline_s: float | None) -> float:
     if deadline_s is None:
-        raw = os.environ.get(DEADLINE_ENV, "").strip()
-        if not raw:
-            return DEFAULT_DEADLINE_S
-        try:
-            deadline_s = float(raw)
-        except ValueError:
-            deadline_s = float("nan")
-        if not (deadline_s > 0 and deadline_s < float("inf")):
-            raise MsliError(
-                f"The environment variable {DEADLINE_ENV}={raw!r} is not a positive number of seconds; "
-                f"unset it or set it to e.g. {DEFAULT_DEADLINE_S:g}."
-            )
+        deadline_s = env_positive(DEADLINE_ENV, DEFAULT_DEADLINE_S, " of seconds")
     if not (deadline_s > 0 and deadline_s < float("inf")):
         raise ValueError(f"deadline_s must be a positive finite number of seconds, not {deadline_s!r}")
     return float(deadline_s)

@@ -54,6 +54,7 @@ import pandas as pd
 
 from msli_core.data.dataset import MOVIELENS_GENRES, InteractionData, build_dataset, preprocess
 from msli_core.errors import MsliError
+from msli_core.limits import env_positive
 
 FORMATS = ("ml-100k", "ml-1m", "ml-latest", "synthetic", "interactions")
 ROLES = ("user", "item", "timestamp", "rating")  # the columns an interactions table maps to
@@ -176,17 +177,7 @@ def check_zip_members(archive: zipfile.ZipFile, display: str) -> None:
 
 
 def _env_limit(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = float("nan")
-    if not np.isfinite(value) or value <= 0:
-        raise MsliError(f"The environment variable {name}={raw!r} is not a positive number; unset it or "
-                        f"set it to e.g. {default:g}.")  # fmt: skip
-    return value
+    return env_positive(name, default)
 
 
 def zip_limits() -> tuple[int, float]:

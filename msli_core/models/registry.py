@@ -230,6 +230,13 @@ def _parse_config(raw: bytes, where: str) -> tuple[str, dict, dict]:
     return kind, payload["config"], payload
 
 
+def _read_header_bytes(fh) -> bytes:
+    """The first bytes of a safetensors stream: its 8-byte length and at most that much JSON header."""
+    head = fh.read(8)
+    size = int.from_bytes(head, "little") if len(head) == 8 else 0
+    return head + fh.read(min(size, MAX_HEADER_BYTES + 1))
+
+
 def _header_shapes(head: bytes, where: str) -> dict[str, tuple[int, ...]]:
     """The tensor shapes a safetensors file declares, read from its first bytes (nothing allocated)."""
     if len(head) < 8:
@@ -330,12 +337,7 @@ def load_model(folder, data=None) -> LoadedModel:
         with open(path / CONFIG_FILE, "rb") as fh:
             raw = fh.read(MAX_CONFIG_BYTES + 1)
         with open(path / WEIGHTS_FILE, "rb") as fh:
-            head = fh.read(8)
-            head += (
-                fh.read(min(int.from_bytes(head[:8], "little"), MAX_HEADER_BYTES + 1))
-                if len(head) == 8
-                else b""
-            )
+            head = _read_header_bytes(fh)
     except OSError as err:
         raise MsliError(f"Cannot read model folder {path}: {err.strerror}; check its permissions.") from err
     kind, config, payload = _parse_config(raw, str(path / CONFIG_FILE))
@@ -385,9 +387,7 @@ def load_zip(filename: str, payload: bytes, data=None) -> LoadedModel:
             raw = _read_capped(archive, found[CONFIG_FILE], MAX_CONFIG_BYTES, filename)
             kind, config, meta = _parse_config(raw, f"{filename}: {CONFIG_FILE}")
             with archive.open(found[WEIGHTS_FILE]) as fh:
-                head = fh.read(8)
-                size = int.from_bytes(head, "little") if len(head) == 8 else 0
-                head += fh.read(min(size, MAX_HEADER_BYTES + 1))
+                head = _read_header_bytes(fh)
             shapes = _header_shapes(head, f"{filename}: {WEIGHTS_FILE}")
             model = _check_and_build(kind, config, shapes, filename)
             need = sum(v.numel() * v.element_size() for v in model.state_dict().values())
