@@ -1,11 +1,13 @@
 """Training (docs/design.md §2 "Training"): next-item prediction, early stopping on validation NDCG@10.
 
-- MS-LI / two-tower: every position of every training sequence is a target, in one pass per batch.
-  Each user's segments are encoded once by the causal segment encoder, which yields the vector of every
-  prefix; the target at event ``t`` sees the K-1 closed segments before the open one (their full
-  vectors) plus the open segment's prefix up to event ``t-1`` — exactly what inference sees. Loss:
-  full-softmax cross-entropy over the catalog, or, for catalogs over
-  :data:`SAMPLED_SOFTMAX_ABOVE` items, sampled softmax with logQ correction (Yi et al., RecSys 2019).
+- MS-LI / two-tower: every position of every training row is a target (SASRec-style, Kang & McAuley
+  2018, with full-softmax cross-entropy as in Klenitskiy & Vasilev, RecSys 2023). A row is
+  ``L_max + 1`` consecutive events of a user (:func:`training_rows`); one causal pass over it gives the
+  open vector after every prefix, and each closed segment the row's targets need is encoded once, on its
+  own, as at inference (:func:`row_batch`). The attention aggregation's loss is fused
+  (:mod:`msli_core.models.fused_loss`): exact, without the (positions × K × N) tensor. Loss:
+  full-softmax cross-entropy over the catalog, or, for catalogs over :data:`SAMPLED_SOFTMAX_ABOVE`
+  items, sampled softmax with logQ correction (Yi et al., RecSys 2019).
 - Cross-encoder: a few random cut points per user and epoch; the next item against uniformly sampled
   negatives, softmax over [positive; negatives] (sampled negatives, as an early-interaction model must).
 - Popularity and item-kNN are fitted on the training sequences.
@@ -31,6 +33,7 @@ from msli_core.data.dataset import LeaveOneOutSplit, leave_one_out, pad_right_al
 from msli_core.errors import MsliError
 from msli_core.evaluate import evaluate
 from msli_core.models.baselines import ItemKNN
+from msli_core.models.fused_loss import closed_statistics, fused_attention_ce
 from msli_core.models.layers import count_parameters
 from msli_core.models.registry import KINDS, LATE_INTERACTION_KINDS, build_model
 from msli_core.models.segmenter import segment_bounds
@@ -41,26 +44,22 @@ SAMPLED_SOFTMAX_ABOVE = 50_000  # catalogs larger than this train with sampled s
 
 @dataclass
 class TrainSettings:
-    epochs: int = 12  # upper bound (early stopping may end sooner); MS-LI on sample_data: ~2-4 s an epoch
-    # on 2 cores depending on their load, and its loss still falls at epoch 12
-    lr: float = 5e-3  # AdamW learning rate (1e-2 diverged from the start on sample_data, 3e-3 learned slower)
+    epochs: int = 20  # upper bound; early stopping usually ends sooner (ML-100K: best epoch 9-14)
+    lr: float = 4e-3  # AdamW learning rate, constant after a one-epoch warm-up (2e-3 learned slower on
+    # ML-100K; a linear decay to 0 over 10 epochs under-trained)
     weight_decay: float = 0.0  # AdamW decoupled weight decay
-    batch_size: int = 16  # users per step (up to positions_per_user targets each); 16, not 32: sample_data
-    # has 300 users, and 19 steps an epoch learn faster than 10 at the same cost
-    patience: int = 6  # epochs without a better validation NDCG@10 before stopping; validation NDCG@10
-    # over sample_data's 300 users moves by ±0.02 between epochs while the loss still falls, and a
-    # patience of 3-4 stopped on that noise (on a sample-like set, the two-tower model stopped at epoch 6
-    # with its best at epoch 2)
+    batch_size: int | None = None  # training rows per step; None = auto: ceil(rows / 20) clipped to
+    # 8..64, so a small log still gets 20 steps an epoch (sample_data: 16, ML-100K: 64)
+    patience: int = 5  # epochs without a better validation NDCG@10 before stopping
     seed: int = 0  # fixes python, numpy and torch RNGs
+    rows_per_user: int = 3  # MS-LI / two-tower: training rows of L_max + 1 events per user, newest
+    # first (a user with 1,000 events trains on its last ~600)
     negatives: int = 15  # cross-encoder: sampled negatives per positive
     cuts_per_user: int = 8  # cross-encoder: target positions sampled per user and epoch
     sampled_negatives: int = 4096  # sampled softmax: shared negatives per step (large catalogs)
     cascade_top: int = 100  # cross-encoder test: re-rank this many of a first stage
     valid_users: int | None = None  # validate on the first this-many evaluated users (None = all)
     valid_cascade_top: int = 50  # cross-encoder validation: re-rank this many (cheaper than the test)
-    max_train_positions: int = 200  # MS-LI: targets come from a user's last this-many events
-    positions_per_user: int | None = 32  # MS-LI: targets sampled per user and epoch (None = all); the
-    # (P, K, N) late-interaction tensors dominate a step, so sampling positions buys more epochs
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -83,6 +82,9 @@ DEFAULTS: dict[str, dict] = {
     "popularity": {"epochs": 0},
     "item-knn": {"epochs": 0},
 }
+
+LOSS_ELEMENTS = 1 << 25  # a step's (positions × candidates) buffers are split into micro-batches above
+# this (33.5 M floats, 134 MB each; the fused loss keeps three), so memory stays bounded for any catalog
 
 
 class TrainingDiverged(MsliError):
@@ -144,90 +146,165 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+def training_rows(sequence: np.ndarray, window: int, rows: int) -> list[tuple[int, int]]:
+    """``[r0, r1)`` event ranges of one training sequence: its last ``window + 1`` events, then earlier
+    chunks of ``window + 1`` that overlap the next one by one event (so each target is trained once),
+    newest first, at most ``rows`` of them. A row of T+1 events gives T (history, next item) targets.
+
+    >>> training_rows(np.arange(10), 4, 3)
+    [(5, 10), (1, 6), (0, 2)]
+    """
+    out, end = [], len(sequence)
+    while end >= 2 and len(out) < rows:
+        start = max(0, end - window - 1)
+        out.append((start, end))
+        end = start + 1 if start > 0 else 0
+    return out
+
+
 @dataclass
-class _PositionBatch:
-    segment_items: Tensor  # (B·M, S) every needed segment of the batch's users
-    prefix_index: Tensor  # (P, K) row into the flattened (B·M·S) prefix vectors
-    slot_mask: Tensor  # (P, K) bool
-    targets: Tensor  # (P,)
+class RowBatch:
+    """One training step: B rows, every position of each a target (see :func:`row_batch`)."""
+
+    window: Tensor  # (B, T) int64 inputs x_0..x_{T-1} of each row, left-aligned, 0-padded
+    targets: Tensor  # (B, T) int64 next item of each position, 0 = no target
+    closed_items: Tensor | None  # (B, Gc, S) the closed segments any position of the row needs
+    closed_index: Tensor | None  # (B, G, K-1) row of closed_items in slot k of group g (-1 = empty)
+    group_position: Tensor | None  # (B, T) flat g·S + p of each position in its group (G·S = none)
+    groups: int = 1  # G, open segments a row spans
 
 
-def position_batch(
+def row_batch(
     sequences: list[np.ndarray],
     stamps: list[np.ndarray],
+    ranges: list[tuple[int, int]],
     *,
     segments: int,
     segment_len: int,
     segmenter: str,
     session_gap: float,
-    max_positions: int,
-    positions_per_user: int | None = None,
-    rng: np.random.Generator | None = None,
-) -> _PositionBatch:
-    """Targets at every position of each sequence and, for each, where its K segment vectors live.
+) -> RowBatch:
+    """Rows ``[r0, r1)`` of the given sequences, with each position's closed slots.
 
-    The target at event ``t`` is predicted from history ``[0, t)``: its open segment is the one holding
-    event ``t-1`` (prefix up to ``t-1``); the K-1 segments before it are closed (last prefix).
+    Position p of a row holds history event ``t = r0 + p`` and predicts ``t + 1``; its open vector is
+    the encoder state over the row's events ``r0..t`` (exactly the inference window when
+    ``t - r0 + 1 = min(t + 1, L_max)``: the whole row for a user with at most ``L_max + 1`` events, and
+    the last position of every row). Its closed slots are the K-1 segments before the segment holding
+    event t, the ones inference uses. Positions are grouped by that segment (``g``), since they share
+    their closed slots; ``closed_index[b, g, s]`` says which encoded segment fills slot s.
     """
     K, S = segments, segment_len
-    per_user = []
-    for seq, ts in zip(sequences, stamps, strict=True):
-        T = len(seq)
-        bounds = segment_bounds(T, S, segmenter=segmenter, timestamps=ts, session_gap=session_gap)  # (n, 2)
-        seg_of = np.repeat(np.arange(len(bounds)), bounds[:, 1] - bounds[:, 0])  # (T,) segment of each event
-        last = np.arange(max(0, T - 1 - max_positions), T - 1)  # last history event e of each target
-        if positions_per_user is not None and len(last) > positions_per_user:
-            pick = (rng or np.random.default_rng(0)).choice(len(last), positions_per_user, replace=False)
-            last = last[np.sort(pick)]
-        j_open = seg_of[last]  # (P_u,)
-        j0 = max(0, int(j_open.min()) - K + 1) if len(last) else 0
-        per_user.append((seq, bounds, last, j_open, j0))
-    M = max((len(b) - j0 for _, b, _, _, j0 in per_user), default=1)
-    items = np.zeros((len(sequences), M, S), dtype=np.int64)
-    index, mask, targets = [], [], []
-    slots_back = (K - 1 - np.arange(K))[None, :]  # (1, K): slot K-1 is the open segment
-    for b, (seq, bounds, last, j_open, j0) in enumerate(per_user):
-        for j in range(j0, len(bounds)):
-            s, e = bounds[j]
-            items[b, j - j0, : e - s] = seq[s:e]
-        j_slots = j_open[:, None] - slots_back  # (P_u, K) segment index of each slot
-        valid = j_slots >= 0
-        j_safe = np.maximum(j_slots, j0)
-        seg_lengths = bounds[:, 1] - bounds[:, 0]
-        p_open = (last - bounds[j_open, 0])[:, None]  # (P_u, 1) prefix position inside the open segment
-        p_slots = np.where(j_slots == j_open[:, None], p_open, seg_lengths[j_safe] - 1)  # (P_u, K)
-        index.append(((b * M + (j_safe - j0)) * S + p_slots) * valid)
-        mask.append(valid)
-        targets.append(seq[last + 1])
-    return _PositionBatch(
-        torch.as_tensor(items.reshape(-1, S)),
-        torch.as_tensor(np.concatenate(index)),
-        torch.as_tensor(np.concatenate(mask)),
-        torch.as_tensor(np.concatenate(targets)),
+    B = len(ranges)
+    T = max(r1 - r0 - 1 for r0, r1 in ranges)
+    window = np.zeros((B, T), dtype=np.int64)
+    targets = np.zeros((B, T), dtype=np.int64)
+    for b, (seq, (r0, r1)) in enumerate(zip(sequences, ranges, strict=True)):
+        window[b, : r1 - r0 - 1] = seq[r0 : r1 - 1]
+        targets[b, : r1 - r0 - 1] = seq[r0 + 1 : r1]
+    if K == 1:
+        return RowBatch(torch.as_tensor(window), torch.as_tensor(targets), None, None, None)
+    per_row = []
+    for seq, ts, (r0, r1) in zip(sequences, stamps, ranges, strict=True):
+        bounds = segment_bounds(len(seq), S, segmenter=segmenter, timestamps=ts, session_gap=session_gap)
+        seg_of = np.repeat(np.arange(len(bounds)), bounds[:, 1] - bounds[:, 0])  # (n,) segment of event
+        t = np.arange(r0, r1 - 1)  # history end of each position
+        j = seg_of[t]  # (T_b,) open segment
+        per_row.append((seq, bounds, t, j, r0))
+    G = max(int(j[-1] - j[0]) + 1 for _, _, _, j, _ in per_row)
+    Gc = G + K - 2  # closed segments j0-K+1 .. j0+G-2 of a row whose first open segment is j0
+    closed_items = np.zeros((B, Gc, S), dtype=np.int64)
+    closed_index = np.full((B, G, K - 1), -1, dtype=np.int64)
+    group_position = np.full((B, T), G * S, dtype=np.int64)
+    slots = np.arange(K - 1)  # slot s of group g is segment j0 + g - (K-1-s), at row g + s of closed_items
+    for b, (seq, bounds, t, j, r0) in enumerate(per_row):
+        j0 = int(j[0])
+        for c in range(Gc):
+            seg = j0 - K + 1 + c
+            if 0 <= seg < len(bounds):
+                s0, e0 = bounds[seg]
+                closed_items[b, c, : e0 - s0] = seq[s0:e0]
+        g = np.arange(G)[:, None]  # (G, 1)
+        present = (j0 + g - (K - 1 - slots) >= 0) & (g <= j[-1] - j0)  # (G, K-1)
+        closed_index[b] = np.where(present, g + slots, -1)
+        first = np.maximum(bounds[j, 0], r0)  # (T_b,) first row event of each position's group
+        group_position[b, : len(t)] = (j - j0) * S + (t - first)
+    return RowBatch(
+        torch.as_tensor(window),
+        torch.as_tensor(targets),
+        torch.as_tensor(closed_items),
+        torch.as_tensor(closed_index),
+        torch.as_tensor(group_position),
+        G,
     )
 
 
-def _late_interaction_loss(
-    model, batch: _PositionBatch, *, sampled: int, rng, log_freq: Tensor | None
+def late_interaction_loss(
+    model, batch: RowBatch, *, candidates: Tensor | None = None, log_q: Tensor | None = None
 ) -> Tensor:
+    """Mean next-item cross-entropy over every target of ``batch`` (full softmax over items 1..N, or over
+    ``candidates`` with ``log_q`` subtracted: sampled softmax). Scores are the model's late interaction:
+    the fused form for ``attention`` (exact, :mod:`msli_core.models.fused_loss`), the reference
+    :func:`late_interaction` for the other aggregations."""
     table = model.item_table()  # (N+1, d)
-    prefix_vectors, _ = model.encode_prefixes(batch.segment_items, table)  # (B·M, S', d), S' <= S
-    S, S_used = batch.segment_items.shape[1], prefix_vectors.shape[1]
-    index = (batch.prefix_index // S) * S_used + batch.prefix_index % S  # re-stride S -> S'
-    vectors = prefix_vectors.reshape(-1, table.shape[1])[index]  # (P, K, d)
-    if log_freq is None:
-        scores, _ = model.score(vectors, batch.slot_mask, table)  # (P, N+1)
-        return full_softmax_loss(scores, batch.targets)
-    # sampled softmax: candidates = the batch's targets ∪ popularity-sampled negatives, logQ-corrected
-    probs = log_freq.exp().numpy().astype(np.float64)
-    probs[0] = 0.0  # never sample the padding id
-    negatives = rng.choice(len(probs), size=sampled, p=probs / probs.sum())
-    candidates, inverse = np.unique(np.concatenate([batch.targets.numpy(), negatives]), return_inverse=True)
-    cand = torch.as_tensor(candidates)
-    target_columns = torch.as_tensor(inverse[: len(batch.targets)])
-    expected = torch.clamp(log_freq[cand].exp() * sampled, min=1e-12)  # expected count in the sample
-    scores, _ = model.score(vectors, batch.slot_mask, table[cand])  # (P, C)
-    return sampled_softmax_loss(scores, target_columns, expected.log())
+    columns = torch.arange(1, table.shape[0]) if candidates is None else candidates  # (C,)
+    items = table[columns]  # (C, d)
+    bias = items.new_zeros(len(columns)) if log_q is None else log_q  # (C,)
+    # target id -> column (-1 = none or not a candidate)
+    lookup = torch.full((table.shape[0],), -1, dtype=torch.long)
+    lookup[columns] = torch.arange(len(columns))
+    target_cols = torch.where(batch.targets > 0, lookup[batch.targets], -1)  # (B, T)
+    open_vecs = model.open_vectors(batch.window, table)  # (B, T, d)
+    B, T, d = open_vecs.shape
+    K, S = model.config.segments, model.config.S
+    if K == 1:
+        scores = (open_vecs @ items.T - bias).reshape(B * T, -1)  # (B·T, C)
+        return F.cross_entropy(scores, target_cols.reshape(-1), ignore_index=-1)
+    closed_vecs, _ = model.encode_segments(batch.closed_items, table)  # (B, Gc, d)
+    index = batch.closed_index.clamp(min=0)  # (B, G, K-1)
+    valid = batch.closed_index >= 0
+    rows = torch.arange(B).view(B, 1, 1)
+    if model.config.aggregation != "attention":
+        return _reference_loss(model, open_vecs, closed_vecs[rows, index], valid, batch, items, bias, target_cols)
+    G = batch.groups
+    grouped = open_vecs.new_zeros(B, G * S + 1, d)  # the last row collects positions without a group
+    grouped = grouped.scatter(1, batch.group_position.unsqueeze(-1).expand(B, T, d), open_vecs)
+    grouped = grouped[:, : G * S].reshape(B, G, S, d)  # (B, G, S, d)
+    grouped_targets = torch.full((B, G * S + 1), -1, dtype=torch.long)
+    grouped_targets = grouped_targets.scatter(1, batch.group_position, target_cols)[:, : G * S]
+    closed_scores = closed_vecs @ items.T  # (B, Gc, C)
+    closed_logits = model.attention_queries(closed_vecs) @ items.T  # (B, Gc, C)
+    age = model.age_bias if model.age_bias is not None else table.new_zeros(K)
+    log_z, mean = closed_statistics(
+        closed_scores[rows, index], closed_logits[rows, index], valid, age[: K - 1] - age[K - 1]
+    )  # (B, G, C) each
+    return fused_attention_ce(
+        grouped,
+        model.attention_queries(grouped),
+        items,
+        log_z.unsqueeze(2),
+        mean.unsqueeze(2),
+        grouped_targets.view(B, G, S),
+        bias,
+    )
+
+
+REFERENCE_LOSS_POSITIONS = 1024  # non-attention aggregations: targets per step (their (P, K, N) tensor)
+
+
+def _reference_loss(model, open_vecs, closed, valid, batch, items, bias, target_cols) -> Tensor:
+    """Loss of the max / mlp / sum aggregations through :func:`late_interaction` on (P, K, N) tensors;
+    at most :data:`REFERENCE_LOSS_POSITIONS` targets per step (evenly spaced) bound their memory."""
+    B, T, d = open_vecs.shape
+    G, S = batch.groups, model.config.S
+    b, p = (target_cols >= 0).nonzero(as_tuple=True)  # (P,) positions with a target
+    if len(b) > REFERENCE_LOSS_POSITIONS:
+        keep = torch.linspace(0, len(b) - 1, REFERENCE_LOSS_POSITIONS).long()
+        b, p = b[keep], p[keep]
+    g = (batch.group_position[b, p] // S).clamp(max=G - 1)  # (P,)
+    vectors = torch.cat([closed[b, g], open_vecs[b, p].unsqueeze(1)], dim=1)  # (P, K, d)
+    mask = torch.cat([valid[b, g], torch.ones(len(b), 1, dtype=torch.bool)], dim=1)  # (P, K)
+    scores, _ = model.score(vectors, mask, items)  # (P, C)
+    return F.cross_entropy(scores - bias, target_cols[b, p])
 
 
 def _cross_encoder_loss(
@@ -291,7 +368,7 @@ def train(
     overrides.update(settings_overrides or {})
     settings = TrainSettings(**{**DEFAULTS[kind], **{k: v for k, v in overrides.items() if v is not None}})
     settings.seed = seed
-    if settings.epochs < 0 or settings.batch_size < 1 or not (math.isfinite(settings.lr) and settings.lr > 0):
+    if settings.epochs < 0 or (settings.batch_size or 1) < 1 or not (math.isfinite(settings.lr) and settings.lr > 0):
         raise MsliError("--epochs must be >= 0, and the batch size and learning rate positive and finite.")
     if not math.isfinite(settings.weight_decay) or settings.weight_decay < 0:
         raise MsliError("--weight-decay must be a finite number >= 0.")
@@ -354,15 +431,83 @@ def _cascade_first_stage(cascade_from, data, split) -> nn.Module | None:
     return knn.fit(split.train_sequences())
 
 
+def _sampled_candidates(targets: Tensor, log_freq: Tensor, sampled: int, rng) -> tuple[Tensor, Tensor]:
+    """Sampled softmax's candidates: the step's targets ∪ popularity-sampled negatives, and logQ (C,)."""
+    probs = log_freq.exp().numpy().astype(np.float64)
+    probs[0] = 0.0  # never sample the padding id
+    negatives = rng.choice(len(probs), size=sampled, p=probs / probs.sum())
+    present = targets[targets > 0].numpy()
+    candidates = torch.as_tensor(np.unique(np.concatenate([present, negatives])))
+    expected = torch.clamp(log_freq[candidates].exp() * sampled, min=1e-12)  # expected count in the sample
+    return candidates, expected.log()
+
+
+def _row_steps(model, split, settings, rng, users: np.ndarray):
+    """One epoch of late-interaction steps: (batch of row ranges, their users), length-bucketed.
+
+    Rows of similar length share a batch (lengths jittered by ×0.8-1.25 so batches differ per epoch),
+    and the batches run in random order.
+    """
+    c = model.config
+    rows = [
+        (int(u), r)
+        for u in users
+        for r in training_rows(split.train_sequence(int(u)), c.max_len, settings.rows_per_user)
+    ]
+    size = settings.batch_size or int(np.clip(math.ceil(len(rows) / 20), 8, 64))
+    lengths = np.array([r1 - r0 for _, (r0, r1) in rows]) * rng.uniform(0.8, 1.25, len(rows))
+    order = np.argsort(lengths, kind="stable")
+    batches = [order[i : i + size] for i in range(0, len(order), size)]
+    return [[rows[i] for i in batches[j]] for j in rng.permutation(len(batches))]
+
+
+def _late_interaction_step(model, split, chunk, settings, rng, log_freq) -> float:
+    """Forward and backward of one step (split into micro-batches of at most LOSS_ELEMENTS); its loss."""
+    c = model.config
+    seqs = [split.train_sequence(u) for u, _ in chunk]
+    stamps = [split.data.timestamps[u][: len(q)] for (u, _), q in zip(chunk, seqs, strict=True)]
+    ranges = [r for _, r in chunk]
+    catalog = settings.sampled_negatives if log_freq is not None else c.n_items
+    longest = max(r1 - r0 for r0, r1 in ranges)
+    per_part = max(1, LOSS_ELEMENTS // (longest * catalog))
+    targets_total = sum(r1 - r0 - 1 for r0, r1 in ranges)
+    total = 0.0
+    for lo in range(0, len(chunk), per_part):
+        part = slice(lo, lo + per_part)
+        batch = row_batch(
+            seqs[part],
+            stamps[part],
+            ranges[part],
+            segments=c.segments,
+            segment_len=c.S,
+            segmenter=c.segmenter,
+            session_gap=c.session_gap,
+        )
+        candidates = log_q = None
+        if log_freq is not None:
+            candidates, log_q = _sampled_candidates(batch.targets, log_freq, settings.sampled_negatives, rng)
+        share = sum(r1 - r0 - 1 for r0, r1 in ranges[part]) / targets_total
+        loss = late_interaction_loss(model, batch, candidates=candidates, log_q=log_q) * share
+        if not torch.isfinite(loss):
+            return float(loss.detach())
+        loss.backward()
+        total += float(loss.detach())
+    return total
+
+
 def _fit_neural(model, kind, data, split, settings, rng, progress, history, first_stage):
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     train_users = np.array([u for u in range(1, data.n_users + 1) if len(split.train_sequence(u)) >= 2])
     if len(train_users) == 0:
         raise MsliError(f"{data.source} has no user with 2 or more training events; use a larger dataset.")
-    steps_per_epoch = int(np.ceil(len(train_users) / settings.batch_size))
+    late = kind in LATE_INTERACTION_KINDS
+    if late:
+        steps_per_epoch = len(_row_steps(model, split, settings, np.random.default_rng(0), train_users))
+    else:
+        steps_per_epoch = int(np.ceil(len(train_users) / (settings.batch_size or 16)))
     total = max(1, settings.epochs * steps_per_epoch)
     log_freq = None
-    if kind in LATE_INTERACTION_KINDS and data.n_items > SAMPLED_SOFTMAX_ABOVE:
+    if late and data.n_items > SAMPLED_SOFTMAX_ABOVE:
         counts = np.bincount(np.concatenate(split.train_sequences()), minlength=data.n_items + 1).astype(
             float
         )
@@ -374,38 +519,30 @@ def _fit_neural(model, kind, data, split, settings, rng, progress, history, firs
     epochs_run = 0
     for epoch in range(1, settings.epochs + 1):
         model.train()
-        order = rng.permutation(train_users)
+        if late:
+            work = _row_steps(model, split, settings, rng, train_users)
+        else:
+            order = rng.permutation(train_users)
+            size = settings.batch_size or 16
+            work = [order[lo : lo + size] for lo in range(0, len(order), size)]
         losses = []
-        for lo in range(0, len(order), settings.batch_size):
-            users = order[lo : lo + settings.batch_size]
-            if kind == "cross-encoder":
-                loss = _cross_encoder_loss(model, split, users, settings, rng)
-            else:
-                c = model.config
-                batch = position_batch(
-                    [split.train_sequence(int(u)) for u in users],
-                    [split.data.timestamps[int(u)][: len(split.train_sequence(int(u)))] for u in users],
-                    segments=c.segments,
-                    segment_len=c.S,
-                    segmenter=c.segmenter,
-                    session_gap=c.session_gap,
-                    max_positions=settings.max_train_positions,
-                    positions_per_user=settings.positions_per_user,
-                    rng=rng,
-                )
-                loss = _late_interaction_loss(
-                    model, batch, sampled=settings.sampled_negatives, rng=rng, log_freq=log_freq
-                )
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(
-                    epoch, lo // settings.batch_size + 1, float(loss.detach()), settings.lr
-                )
+        for i, chunk in enumerate(work):
+            for group in optimizer.param_groups:  # linear warm-up over the first epoch, then constant
+                group["lr"] = settings.lr * min(1.0, (step + 1) / max(1, steps_per_epoch))
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if late:
+                loss_value = _late_interaction_step(model, split, chunk, settings, rng, log_freq)
+            else:
+                loss = _cross_encoder_loss(model, split, chunk, settings, rng)
+                loss_value = float(loss.detach())
+                if math.isfinite(loss_value):
+                    loss.backward()
+            if not math.isfinite(loss_value):
+                raise TrainingDiverged(epoch, i + 1, loss_value, settings.lr)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             step += 1
-            losses.append(float(loss.detach()))
+            losses.append(loss_value)
             progress(
                 ProgressEvent(
                     "train",

@@ -71,9 +71,10 @@ def test_fast_scorer_matches_late_interaction_with_empty_slots():
     torch.testing.assert_close(fast, ref[0], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("mode", ["kv", "segment"])
-def test_incremental_updates_equal_full_reencode(mode):
-    model = make_model("attention", segments=3, segment_len=4)
+@pytest.mark.parametrize(("mode", "max_len"), [("kv", 200), ("segment", 200), ("kv", 9)])
+def test_incremental_updates_equal_full_reencode(mode, max_len):
+    # max_len 9: the window slides after event 9, so the KV cache gives way to window re-encodes
+    model = make_model("attention", segments=3, segment_len=4, max_len=max_len)
     engine = InferenceEngine(model, nearline=mode)
     rng = np.random.default_rng(2)
     events = rng.integers(1, N_ITEMS + 1, size=23)  # crosses several segment boundaries, drops old ones
@@ -91,8 +92,12 @@ def test_incremental_updates_equal_full_reencode(mode):
     torch.testing.assert_close(
         engine.users["u"].vectors[ref_mask], ref_vectors[ref_mask], atol=1e-5, rtol=1e-4
     )
-    pooling = engine.users["u"].pooling[-1]
-    assert pooling is not None and float(pooling.sum()) == pytest.approx(1.0, abs=1e-5)
+    state = engine.users["u"]
+    closed = [w for w, m in zip(state.pooling[:-1], state.mask[:-1], strict=True) if m]
+    assert closed and all(float(w.sum()) == pytest.approx(1.0, abs=1e-5) for w in closed)  # pooling
+    recent = model.recent_weights.detach().flip(0)  # the open slot: r_j on its newest events
+    torch.testing.assert_close(state.pooling[-1][-len(recent) :], recent)
+    assert float(state.pooling[-1][: -len(recent)].abs().sum()) == 0.0
 
 
 def test_session_segmenter_incremental():

@@ -30,42 +30,50 @@ def test_sampled_softmax_log_q_correction_by_hand():
     assert loss.item() == pytest.approx(np.log(1 + np.exp(-1)))
 
 
-@pytest.mark.parametrize("segmenter", ["fixed", "session"])
-def test_every_position_sees_what_inference_sees(tiny, segmenter):
-    """The one-pass training representation of each target equals encoding its history from scratch."""
+@pytest.mark.parametrize(
+    ("segments", "segmenter", "aggregation"),
+    [(1, "fixed", "attention"), (3, "fixed", "attention"), (3, "session", "attention"), (3, "fixed", "max")],
+)
+def test_every_position_sees_what_inference_sees(tiny, segments, segmenter, aggregation):
+    """The one-pass training loss equals the mean CE of scoring each target's history from scratch."""
     data, split = tiny
     torch.manual_seed(0)
     model = build_model(
-        "msli", data=data, dim=16, segments=3, segment_len=4, segmenter=segmenter, session_gap=400
+        "two-tower" if segments == 1 else "msli",
+        data=data,
+        dim=16,
+        segment_len=4,
+        segmenter=segmenter,
+        session_gap=400,
+        aggregation=aggregation,
+        **({} if segments == 1 else {"segments": segments}),
     )
     model.eval()
     users = [1, 2, 3]
     seqs = [split.train_sequence(u) for u in users]
     stamps = [data.timestamps[u][: len(s)] for u, s in zip(users, seqs, strict=True)]
+    ranges = [(0, len(s)) for s in seqs]  # whole sequences (shorter than L_max + 1)
     c = model.config
-    batch = tr.position_batch(
-        seqs,
-        stamps,
-        segments=3,
-        segment_len=4,
-        segmenter=segmenter,
-        session_gap=c.session_gap,
-        max_positions=200,
+    batch = tr.row_batch(
+        seqs, stamps, ranges, segments=c.segments, segment_len=c.S, segmenter=segmenter, session_gap=400
     )
     with torch.no_grad():
-        table = model.item_table()
-        prefix, _ = model.encode_prefixes(batch.segment_items, table)
-        S_used = prefix.shape[1]
-        index = (batch.prefix_index // 4) * S_used + batch.prefix_index % 4
-        vectors = prefix.reshape(-1, 16)[index]  # (P, K, d)
-        histories = [s[:t] for s, ts in zip(seqs, stamps, strict=True) for t in range(1, len(s))]
+        loss = tr.late_interaction_loss(model, batch)
+        histories = [s[:t] for s in seqs for t in range(1, len(s))]
         hstamps = [ts[:t] for s, ts in zip(seqs, stamps, strict=True) for t in range(1, len(s))]
-        segs = model.segment_batch(histories, hstamps)
-        ref, _ = model.encode_segments(torch.as_tensor(segs.items), table)
-    assert batch.targets.tolist() == [int(s[t]) for s in seqs for t in range(1, len(s))]
-    assert np.array_equal(batch.slot_mask.numpy(), segs.mask)
-    m = torch.as_tensor(segs.mask)
-    torch.testing.assert_close(vectors[m], ref[m], atol=1e-5, rtol=1e-5)
+        targets = torch.as_tensor([int(s[t]) for s in seqs for t in range(1, len(s))])
+        scores = model.score_histories(histories, hstamps)  # (P, N+1)
+        reference = tr.full_softmax_loss(scores, targets)
+    assert batch.targets[batch.targets > 0].tolist() == targets.tolist()
+    assert loss.item() == pytest.approx(reference.item(), rel=1e-5)
+
+
+def test_training_rows_cover_every_target_once():
+    seq = np.arange(1, 12)  # 11 events, 10 targets
+    rows = tr.training_rows(seq, 4, 10)
+    targets = [t for r0, r1 in rows for t in range(r0 + 1, r1)]
+    assert sorted(targets) == list(range(1, 11)) and rows[0] == (6, 11)
+    assert tr.training_rows(seq, 4, 1) == [(6, 11)]  # rows_per_user caps the rows, newest first
 
 
 def _tiny_train(data, split, seed, **kw):

@@ -1,12 +1,20 @@
-"""Cutting a chronological history into K segments (docs/design.md §2). Pure numpy; no torch.
+"""Cutting a chronological history into K slots (docs/design.md §2). Pure numpy; no torch.
+
+The K slots of a user:
+
+- slot ``K-1``, the **open slot**, is the *window*: the last ``W = window_len`` events (``L_max``),
+  whatever segment they fall in. The shared encoder reads it causally and its last state is the open
+  vector, so every model (the two-tower model is K = 1) sees the same last ``L_max`` events;
+- slots ``0..K-2``, the **closed slots**, are the K-1 segments before the segment that holds the newest
+  event (the "open segment"), oldest first, right-aligned; slots older than the user's first segment are
+  empty (``mask`` False). A closed slot overlaps the window when the history is shorter than
+  ``W + (K-1)·S``: the window is the recent view, the closed slots split the older interests apart.
 
 Fixed segmenter (default): segment ``j`` holds events ``[j·S, (j+1)·S)`` counted from the user's FIRST
-event, so a segment's content never changes once it is closed; only the newest ("open") segment changes
-when an event is appended, which is what lets the nearline stage cache every closed segment's vector.
-The last K segments are kept, right-aligned: slot ``K-1`` is the open segment, slot ``K-2`` the one
-before it, ...; slots older than the user's first segment are empty (``mask`` False).
+event, so a segment's content never changes once it is closed: the nearline stage encodes it once, when
+it closes, and caches its vector forever. Only the window changes when an event is appended.
 Inside a slot, items are left-aligned in event order and 0-padded on the right, so position ``p`` is
-the p-th event of the segment (the segment encoder's positions, causal attention).
+the p-th event of the segment (the encoder's positions, causal attention).
 
 Session segmenter (option): a new segment starts where the gap between two consecutive events exceeds
 ``session_gap`` seconds, and a session longer than S events is cut into chunks of S anchored at the
@@ -24,17 +32,19 @@ SEGMENTERS = ("fixed", "session")
 
 @dataclass(frozen=True)
 class Segments:
-    """One user's segments. ``start``/``end`` are event indices into the history, ``[start, end)``."""
+    """One user's slots. ``start``/``end`` are event indices into the history, ``[start, end)``."""
 
-    items: np.ndarray  # (K, S) int64, 0-padded on the right inside a slot
-    mask: np.ndarray  # (K,) bool, True = the slot holds a non-empty segment
-    start: np.ndarray  # (K,) int64, first event index of the slot's segment (0 for empty slots)
+    items: np.ndarray  # (K, S) int64 closed segments, 0-padded on the right; row K-1 (open slot) is 0
+    window: np.ndarray  # (W,) int64 the open slot's events (the last W), left-aligned, 0-padded
+    mask: np.ndarray  # (K,) bool, True = the slot is non-empty
+    start: np.ndarray  # (K,) int64, first event index of the slot (0 for empty slots)
     end: np.ndarray  # (K,) int64, one past the last event index (0 for empty slots)
 
 
 @dataclass(frozen=True)
 class SegmentBatch:
     items: np.ndarray  # (B, K, S) int64
+    window: np.ndarray  # (B, W) int64
     mask: np.ndarray  # (B, K) bool
     start: np.ndarray  # (B, K) int64
     end: np.ndarray  # (B, K) int64
@@ -81,39 +91,61 @@ def segment_bounds(
     return np.stack([starts, ends], axis=1)
 
 
+def closed_bounds(bounds: np.ndarray, segments: int) -> np.ndarray:
+    """(K-1, 2) or fewer rows: the segments before the open (last) one that fill the closed slots.
+
+    >>> closed_bounds(np.array([[0, 3], [3, 6], [6, 7]]), 2).tolist()
+    [[3, 6]]
+    >>> closed_bounds(np.array([[0, 3]]), 4).tolist()
+    []
+    """
+    if segments <= 1 or len(bounds) <= 1:
+        return bounds[:0]
+    return bounds[:-1][-(segments - 1) :]
+
+
 def segment(
     history: np.ndarray,
     timestamps: np.ndarray | None = None,
     *,
     segments: int,
     segment_len: int,
+    window_len: int,
     segmenter: str = "fixed",
     session_gap: float = 3600.0,
 ) -> Segments:
-    """The last ``segments`` (K) segments of ``history``, right-aligned (slot K-1 = the open segment).
+    """The K slots of ``history``: closed segments right-aligned in 0..K-2, the window in slot K-1.
 
-    >>> s = segment(np.array([11, 12, 13, 14, 15, 16, 17]), segments=2, segment_len=3)
-    >>> s.items.tolist(), s.mask.tolist(), s.start.tolist(), s.end.tolist()
-    ([[14, 15, 16], [17, 0, 0]], [True, True], [3, 6], [6, 7])
-    >>> segment(np.array([5]), segments=2, segment_len=3).mask.tolist()
+    >>> s = segment(np.array([11, 12, 13, 14, 15, 16, 17]), segments=3, segment_len=3, window_len=4)
+    >>> s.items.tolist(), s.window.tolist()
+    ([[11, 12, 13], [14, 15, 16], [0, 0, 0]], [14, 15, 16, 17])
+    >>> s.mask.tolist(), s.start.tolist(), s.end.tolist()
+    ([True, True, True], [0, 3, 3], [3, 6, 7])
+    >>> segment(np.array([5]), segments=2, segment_len=3, window_len=4).mask.tolist()
     [False, True]
     """
     history = np.asarray(history, dtype=np.int64)
-    K, S = segments, segment_len
-    bounds = segment_bounds(
-        len(history), S, segmenter=segmenter, timestamps=timestamps, session_gap=session_gap
-    )
-    bounds = bounds[-K:] if K > 0 else bounds[:0]
+    K, S, W = segments, segment_len, window_len
+    if W < 1:
+        raise ValueError(f"window_len must be >= 1, not {W}")
+    n = len(history)
+    bounds = segment_bounds(n, S, segmenter=segmenter, timestamps=timestamps, session_gap=session_gap)
+    closed = closed_bounds(bounds, K)
     items = np.zeros((K, S), dtype=np.int64)
+    window = np.zeros(W, dtype=np.int64)
     mask = np.zeros(K, dtype=bool)
     start = np.zeros(K, dtype=np.int64)
     end = np.zeros(K, dtype=np.int64)
-    offset = K - len(bounds)  # right-align: the newest segment goes to slot K-1
-    for row, (s, e) in enumerate(bounds):
+    offset = K - 1 - len(closed)  # right-align: the newest closed segment goes to slot K-2
+    for row, (s, e) in enumerate(closed):
         slot = offset + row
         items[slot, : e - s] = history[s:e]
         mask[slot], start[slot], end[slot] = True, s, e
-    return Segments(items, mask, start, end)
+    if n:
+        w = min(n, W)
+        window[:w] = history[n - w :]
+        mask[K - 1], start[K - 1], end[K - 1] = True, n - w, n
+    return Segments(items, window, mask, start, end)
 
 
 def segment_batch(
@@ -122,16 +154,22 @@ def segment_batch(
     *,
     segments: int,
     segment_len: int,
+    window_len: int,
     segmenter: str = "fixed",
     session_gap: float = 3600.0,
 ) -> SegmentBatch:
-    """:func:`segment` for B histories at once: items (B, K, S), mask/start/end (B, K)."""
+    """:func:`segment` for B histories: items (B, K, S), window (B, W'), mask/start/end (B, K).
+
+    The window is cut to the longest one in the batch (W' <= W, at least 1): with right padding and
+    causal attention that changes no real position's state.
+    """
     parts = [
         segment(
             h,
             None if timestamps is None else timestamps[b],
             segments=segments,
             segment_len=segment_len,
+            window_len=window_len,
             segmenter=segmenter,
             session_gap=session_gap,
         )
@@ -141,12 +179,15 @@ def segment_batch(
     if not parts:
         return SegmentBatch(
             np.zeros((0, K, S), np.int64),
+            np.zeros((0, 1), np.int64),
             np.zeros((0, K), bool),
             np.zeros((0, K), np.int64),
             np.zeros((0, K), np.int64),
         )
+    longest = max(1, max(int(p.end[-1] - p.start[-1]) for p in parts))
     return SegmentBatch(
         np.stack([p.items for p in parts]),
+        np.stack([p.window[:longest] for p in parts]),
         np.stack([p.mask for p in parts]),
         np.stack([p.start for p in parts]),
         np.stack([p.end for p in parts]),

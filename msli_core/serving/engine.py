@@ -4,12 +4,13 @@ The three stages are separate calls on one :class:`InferenceEngine`:
 
 - ``offline()``  encodes the item table once, ``E`` (N+1, d), and keeps it transposed, ``Eᵀ`` (d, N+1),
   so the online product ``(2K, d) @ (d, N)`` streams a contiguous table;
-- ``observe(user, item, timestamp)`` is the nearline update: only the open segment changes. The segment
-  encoder is causal inside a segment, so appending an event to the open segment needs only the new
-  position: each block's keys/values of the earlier positions are cached (a KV cache, as in
-  autoregressive decoding) and the attention pooling is kept as running logits. When the open segment
-  closes, its vector joins the closed ones and a fresh open segment starts. ``full_reencode(user)``
-  re-encodes all K segments with :meth:`MSLIModel.encode_segments` (for comparison; same vectors);
+- ``observe(user, item, timestamp)`` is the nearline update. The open slot (the window of the last
+  ``L_max`` events) changes on every event: while the history fits in the window, only the new position
+  goes through the encoder, from the cached keys/values of the earlier ones (a KV cache, as in
+  autoregressive decoding); once the window slides, each event re-encodes it (one batched pass over
+  ``L_max`` positions, nearline, off the request path). A closed segment is encoded once, when it
+  closes, and its vector is kept. ``full_reencode(user)`` encodes every slot from scratch with
+  :meth:`MSLIModel.slot_vectors` (for comparison; same vectors);
 - ``recommend(user, candidates, top_k)`` is the online stage: one pass over the candidate table for all
   K segments (the fast path below), top-k, then the exact per-segment contributions of the top-k items
   from :func:`late_interaction` (so ``score == Σ_k contribution_k`` holds for what is returned).
@@ -29,17 +30,15 @@ from torch import Tensor
 
 from msli_core.errors import MsliError
 from msli_core.models.late_interaction import late_interaction
+from msli_core.models.segmenter import closed_bounds, segment_bounds
 
 
 @dataclass
-class _OpenSegment:
-    """The KV cache of the open segment: per block keys/values of its positions, pooling state."""
+class _OpenWindow:
+    """The KV cache of the open window while the history fits in it: per block keys/values."""
 
-    start: int  # event index (in the user's history) of the segment's first event
-    length: int  # events in it so far (t)
-    kv: list[Tensor]  # per block (2, heads, S, head_dim): keys [0] and values [1]; [:, :, :length] filled
-    hidden: Tensor  # (S, d) ln_f outputs h_j of positions [:length]
-    pool_logits: Tensor  # (S,) <p, h_j>
+    length: int  # positions encoded so far (the window starts at event 0 while this cache is used)
+    kv: list[Tensor]  # per block (2, heads, L_max, head_dim): keys [0] and values [1]; [:, :, :length] set
 
 
 @dataclass
@@ -54,8 +53,10 @@ class UserState:
     bias: Tensor | None = None  # (K', 1) b_age of the non-empty slots, or None
     mask: Tensor | None = None  # (K,) bool, True = non-empty slot
     bounds: list[tuple[int, int]] = field(default_factory=list)  # per slot [start, end) ((0, 0) = empty)
-    pooling: list[Tensor | None] = field(default_factory=list)  # per slot pooling weights over its events
-    open: _OpenSegment | None = None
+    pooling: list[Tensor | None] = field(default_factory=list)  # per slot weights over its events
+    closed: dict[tuple[int, int], tuple[Tensor, Tensor]] = field(default_factory=dict)  # [start, end) ->
+    # (vector (d,), pooling weights) of each closed segment in a slot, encoded once
+    open: _OpenWindow | None = None
     seen_set: set[int] = field(default_factory=set)  # item ids seen, for exclude_seen
     seen_ids: Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.long))  # (capacity,)
     n_seen: int = 0  # seen_ids[:n_seen] holds seen_set's ids in first-seen order
@@ -174,24 +175,30 @@ class InferenceEngine:
 
     @torch.inference_mode()
     def full_reencode(self, user) -> Tensor:
-        """Re-encode all K segments of ``user`` with the training model's encoder; (K, d) vectors."""
+        """Encode all K slots of ``user`` from scratch, as the model does in training; (K, d) vectors."""
         table = self._require_table()
         state = self.users.setdefault(user, UserState())
-        segments = self._segments(state)
-        items = torch.as_tensor(segments.items).unsqueeze(0)  # (1, K, S)
-        vectors, weights = self.model.encode_segments(items, table)  # (1, K, d), (1, K, S)
-        self._set_vectors(state, vectors[0], torch.as_tensor(segments.mask), segments)
-        state.pooling = [
-            weights[0, k, : segments.end[k] - segments.start[k]].clone() if segments.mask[k] else None
-            for k in range(self.K)
-        ]
+        batch = self.model.segment_batch(
+            [np.asarray(state.history, dtype=np.int64)], [np.asarray(state.timestamps, dtype=np.int64)]
+        )
+        vectors, mask, weights = self.model.slot_vectors(batch, table)  # (1, K, d), (1, K), (1, K, W)
+        bounds = [(int(s), int(e)) for s, e in zip(batch.start[0], batch.end[0], strict=True)]
+        state.pooling = [weights[0, k, : e - s].clone() if batch.mask[0, k] else None for k, (s, e) in
+                         enumerate(bounds)]  # fmt: skip
+        state.closed = {
+            bounds[k]: (vectors[0, k].clone(), state.pooling[k])
+            for k in range(self.K - 1)
+            if batch.mask[0, k]
+        }
+        self._set_slots(state, vectors[0], mask[0], bounds)
         state.open = None  # rebuilt lazily on the next observe()
         state.reset_seen(state.history)
         return state.vectors
 
     @torch.inference_mode()
     def observe(self, user, item: int, timestamp: int | None = None) -> Tensor:
-        """Nearline update: append one event; only the open segment is re-encoded. Returns (K, d)."""
+        """Nearline update: append one event; the open window is re-encoded (a KV step while the history
+        fits in it) and a segment that has just closed is encoded once. Returns the (K, d) vectors."""
         item = int(item)
         if item < 1 or item > self.config.n_items:
             raise MsliError(f"Item id {item} is outside 1..{self.config.n_items}; pass an internal item id.")
@@ -200,66 +207,69 @@ class InferenceEngine:
         ts = timestamp if timestamp is not None else (state.timestamps[-1] + 1 if state.timestamps else 0)
         state.history.append(item)
         state.timestamps.append(int(ts))
-        bounds = self._slot_bounds(state)  # K × [start, end), slot K-1 = the open segment
-        open_start, open_end = bounds[-1]
-        if state.vectors is None:
-            state.vectors = torch.zeros(self.K, self.config.dim)
-            state.mask = torch.zeros(self.K, dtype=torch.bool)
-            state.pooling = [None] * self.K
-        new_segment = not state.bounds or state.bounds[-1][0] != open_start
-        if new_segment:  # the previous open segment closed: shift the closed slots left by one
-            if state.bounds and bool(state.mask[-1]):
-                state.vectors = torch.cat([state.vectors[1:], torch.zeros(1, self.config.dim)])
-                state.mask = torch.cat([state.mask[1:], torch.zeros(1, dtype=torch.bool)])
-                state.pooling = [*state.pooling[1:], None]
+        n, K, L = len(state.history), self.K, self.config.max_len
+        closed = self._closed_bounds(state)  # up to K-1 [start, end), oldest first
+        vectors = torch.zeros(K, self.config.dim)
+        mask = torch.zeros(K, dtype=torch.bool)
+        bounds = [(0, 0)] * K
+        pooling: list[Tensor | None] = [None] * K
+        kept = {}
+        for row, span in enumerate(closed):
+            if span not in state.closed:  # it has just closed (or entered the slots): encode it once
+                state.closed[span] = self._encode_closed(state, span)
+            slot = K - 1 - len(closed) + row
+            vectors[slot], pooling[slot] = state.closed[span]
+            mask[slot], bounds[slot] = True, span
+            kept[span] = state.closed[span]
+        state.closed = kept
+        if self.nearline_mode == "kv" and n <= L:
+            vectors[K - 1] = self._kv_step(state, item)
+        else:  # the window slid (or no KV cache): one pass over the last L_max events
             state.open = None
-        if self.nearline_mode == "kv":
-            vector, weights = self._kv_step(state, item, open_start, open_end)
-        else:  # re-encode the whole open segment, (1, 1, S)
-            seg_items = torch.zeros(1, 1, self.S, dtype=torch.long)
-            seg_items[0, 0, : open_end - open_start] = torch.as_tensor(state.history[open_start:open_end])
-            vectors, w = self.model.encode_segments(seg_items, self.table)  # (1, 1, d), (1, 1, S)
-            vector, weights = vectors[0, 0], w[0, 0, : open_end - open_start].clone()
-        state.pooling[-1] = weights
-        state.bounds = bounds
-        if new_segment or state.queries is None or state.stacked is None:
-            state.vectors[-1] = vector
-            state.mask[-1] = True
-            state.queries = self._queries(state.vectors)
-            self._prepare_online(state)
-        else:  # only the open slot changed: update its rows in place (u_{K-1}, q_{K-1}, [u; q])
-            state.vectors[-1].copy_(vector)
-            query = self.model.attention_queries(vector)  # (d,)
-            state.queries[-1].copy_(query)
-            rows = state.stacked.shape[0]
-            if rows == 1:
-                state.stacked[0].copy_(vector)
-            else:
-                state.stacked[rows // 2 - 1].copy_(vector)
-                state.stacked[-1].copy_(query)
+            window = torch.as_tensor(state.history[-L:]).unsqueeze(0)  # (1, W)
+            vectors[K - 1] = self.model.open_vector(window, self.table)[0]
+        mask[K - 1], bounds[K - 1] = True, (max(0, n - L), n)
+        pooling[K - 1] = self._recent_weights(min(n, L))
+        state.pooling = pooling
+        self._set_slots(state, vectors, mask, bounds)
         state.add_seen(item)
         return state.vectors
 
-    def _slot_bounds(self, state: UserState) -> list[tuple[int, int]]:
-        """[start, end) of the K slots (``(0, 0)`` = empty), as :meth:`MSLIModel.segment` cuts them."""
-        n = len(state.history)
-        if self.config.segmenter != "fixed":
-            seg = self._segments(state)
-            return [(int(a), int(b)) for a, b in zip(seg.start, seg.end, strict=True)]
-        S = self.S
-        last = ((n - 1) // S) * S  # start of the open segment: fixed segments anchored at event 0
-        starts = [last - (self.K - 1 - k) * S for k in range(self.K)]
-        return [(a, min(a + S, n)) if a >= 0 else (0, 0) for a in starts]
+    def _closed_bounds(self, state: UserState) -> list[tuple[int, int]]:
+        """[start, end) of the closed segments in the slots, oldest first, as the model's segmenter cuts."""
+        n, S = len(state.history), self.S
+        if self.K == 1:
+            return []
+        if self.config.segmenter == "fixed":  # O(K): fixed segments anchored at event 0
+            open_start = ((n - 1) // S) * S
+            starts = [open_start - a * S for a in range(self.K - 1, 0, -1)]
+            return [(a, a + S) for a in starts if a >= 0]
+        bounds = segment_bounds(
+            n, S, segmenter=self.config.segmenter, timestamps=np.asarray(state.timestamps),
+            session_gap=self.config.session_gap,
+        )  # fmt: skip
+        return [(int(a), int(b)) for a, b in closed_bounds(bounds, self.K)]
 
-    def _segments(self, state: UserState):
-        return self.model.segment(
-            np.asarray(state.history, dtype=np.int64), np.asarray(state.timestamps, dtype=np.int64)
-        )
+    def _encode_closed(self, state: UserState, span: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        start, end = span
+        items = torch.zeros(1, 1, self.S, dtype=torch.long)
+        items[0, 0, : end - start] = torch.as_tensor(state.history[start:end])
+        vector, weights = self.model.encode_segments(items, self.table)  # (1, 1, d), (1, 1, S)
+        return vector[0, 0].clone(), weights[0, 0, : end - start].clone()
 
-    def _set_vectors(self, state: UserState, vectors: Tensor, mask: Tensor, segments) -> None:
+    def _recent_weights(self, length: int) -> Tensor:
+        """The open slot's per-event weights: r_j on its newest events (as ``slot_vectors`` reports)."""
+        weights = torch.zeros(length)
+        r = self.model.recent_weights.detach()
+        m = min(length, r.numel())
+        if m:
+            weights[length - m :] = r[:m].flip(0)
+        return weights
+
+    def _set_slots(self, state: UserState, vectors: Tensor, mask: Tensor, bounds) -> None:
         state.vectors = vectors.clone()  # (K, d)
         state.mask = mask.clone()  # (K,)
-        state.bounds = [(int(s), int(e)) for s, e in zip(segments.start, segments.end, strict=True)]
+        state.bounds = list(bounds)
         state.queries = self._queries(state.vectors)
         self._prepare_online(state)
 
@@ -281,42 +291,40 @@ class InferenceEngine:
         age = self.model.age_bias
         state.bias = None if age is None else age[valid].unsqueeze(1).clone()  # (K', 1)
 
-    def _kv_step(self, state: UserState, item: int, start: int, end: int) -> tuple[Tensor, Tensor]:
-        """One new position of the open segment through the encoder, from the cached keys/values.
+    def _kv_step(self, state: UserState, item: int) -> Tensor:
+        """The open vector after appending ``item``, through the encoder from the cached keys/values.
 
-        Same math as ``SegmentEncoder.forward`` restricted to the newest position t (causal attention
-        over positions 0..t of the segment, then causal attention pooling over 0..t), at O(t·d + d²)
-        per block instead of O(S²d + S d²) for the whole segment.
+        Same math as ``open_vector`` over the whole window restricted to the newest position t (causal
+        attention over positions 0..t), at O(t·d + d²) per block instead of O(t²d + t d²); valid while
+        the window starts at event 0 (history length <= L_max).
         """
-        if state.open is None or state.open.start != start or state.open.length != end - start - 1:
-            state.open = self._rebuild_open(state, start, end - start - 1)
+        t = len(state.history) - 1
+        if state.open is None or state.open.length != t:
+            state.open = self._rebuild_open(state, t)
         op = state.open
-        t = op.length
         d = self.config.dim
         positions, blocks, final = self._weights
         x = self.table[item] + positions[t]  # (d,)
         for b, (nh, ln1, qkv, proj, ln2, fc, fc2) in enumerate(blocks):
             a = F.layer_norm(x, (d,), *ln1)
             qkv3 = F.linear(a, *qkv).view(3, nh, 1, d // nh)  # q, k, v of the new position
-            cache = op.kv[b]  # (2, nh, S, hs)
+            cache = op.kv[b]  # (2, nh, L, hs)
             cache[:, :, t : t + 1] = qkv3[1:]
             y = F.scaled_dot_product_attention(
                 qkv3[:1], cache[:1, :, : t + 1], cache[1:, :, : t + 1]
             )  # (1, nh, 1, hs): the newest position attends to 0..t
             x = x + F.linear(y.view(d), *proj)
             x = x + F.linear(F.gelu(F.linear(F.layer_norm(x, (d,), *ln2), *fc)), *fc2)
-        ln_f, pool, out = final
-        h = F.layer_norm(x, (d,), *ln_f)  # (d,)
-        op.hidden[t] = h
-        op.pool_logits[t] = pool @ h
+        ln_f, out, recent = final
         op.length = t + 1
-        weights = torch.softmax(op.pool_logits[: t + 1], dim=0)  # (t+1,)
-        vector = F.linear(weights @ op.hidden[: t + 1], *out)  # (d,)
-        return vector, weights
+        vector = F.linear(F.layer_norm(x, (d,), *ln_f), *out)  # (d,): W_o h_t + b
+        for j in range(min(recent.numel(), t + 1)):  # the recency path: Σ_j r_j e(x_{t-j})
+            vector = vector + recent[j] * self.table[state.history[t - j]]
+        return vector
 
     @property
     def _weights(self):
-        """The segment encoder's tensors, looked up once (module attribute access costs ~1 µs each)."""
+        """The encoder's tensors, looked up once (module attribute access costs ~1 µs each)."""
         if self._weight_cache is None:
             enc = self.model.encoder
 
@@ -335,26 +343,26 @@ class InferenceEngine:
                 )
                 for blk in enc.blocks
             ]
-            final = (norm(enc.ln_f), enc.pool.weight[0], (enc.out.weight, enc.out.bias))
+            out = self.model.open_out
+            final = (norm(enc.ln_f), (out.weight, out.bias), self.model.recent_weights.detach())
             self._weight_cache = (enc.positions.weight, blocks, final)
         return self._weight_cache
 
-    def _rebuild_open(self, state: UserState, start: int, length: int) -> _OpenSegment:
-        """A fresh KV cache for the open segment, replaying its first ``length`` events."""
+    def _rebuild_open(self, state: UserState, length: int) -> _OpenWindow:
+        """A fresh KV cache of the window's first ``length`` positions, from one batched encoder pass."""
         enc = self.model.encoder
-        d, S = self.config.dim, self.S
+        d, L = self.config.dim, self.config.max_len
         nh = enc.blocks[0].attn.heads if len(enc.blocks) else 1
-        hs = d // nh
-        op = _OpenSegment(
-            start=start,
-            length=0,
-            kv=[torch.zeros(2, nh, S, hs) for _ in enc.blocks],
-            hidden=torch.zeros(S, d),
-            pool_logits=torch.zeros(S),
-        )
-        state.open = op
-        for j in range(length):
-            self._kv_step(state, state.history[start + j], start, start + j + 1)
+        op = _OpenWindow(length=length, kv=[torch.zeros(2, nh, L, d // nh) for _ in enc.blocks])
+        if length:
+            x = self.table[torch.as_tensor(state.history[:length])] + enc.positions.weight[:length]  # (t, d)
+            x = x.unsqueeze(0)  # (1, t, d)
+            for b, blk in enumerate(enc.blocks):
+                a = blk.ln_1(x)
+                q, k, v = blk.attn.qkv(a).split(d, dim=2)  # (1, t, d) each
+                op.kv[b][0, :, :length] = k[0].view(length, nh, d // nh).transpose(0, 1)
+                op.kv[b][1, :, :length] = v[0].view(length, nh, d // nh).transpose(0, 1)
+                x = blk(x, causal=True)
         return op
 
     # ---- online -------------------------------------------------------------------------------

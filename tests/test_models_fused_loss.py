@@ -1,0 +1,76 @@
+"""The fused attention loss equals cross-entropy through the reference late_interaction, value and gradients."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from msli_core.models.fused_loss import NEG, closed_statistics, fused_attention_ce
+from msli_core.models.late_interaction import late_interaction
+
+
+def _reference(open_u, open_q, closed_u, closed_q, valid, items, age, targets, column_bias):
+    """Per position: stack [closed; open] slots, late_interaction, CE. open_* (B,G,S,d); closed_* (B,G,C,d)."""
+    B, G, S, d = open_u.shape
+    C = closed_u.shape[2]
+    u = torch.cat([closed_u.unsqueeze(2).expand(B, G, S, C, d), open_u.unsqueeze(3)], 3).reshape(-1, C + 1, d)
+    q = torch.cat([closed_q.unsqueeze(2).expand(B, G, S, C, d), open_q.unsqueeze(3)], 3).reshape(-1, C + 1, d)
+    mask = torch.cat([valid.unsqueeze(2).expand(B, G, S, C), torch.ones(B, G, S, 1, dtype=torch.bool)], 3)
+    y, _ = late_interaction(
+        u, mask.reshape(-1, C + 1), items, aggregation="attention", attention_queries=q, age_bias=age
+    )
+    return F.cross_entropy(y - column_bias, targets.reshape(-1), ignore_index=-1)
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_fused_loss_matches_the_reference_value_and_gradients(with_bias):
+    torch.manual_seed(0)
+    B, G, S, C, d, N = 2, 3, 4, 2, 5, 7
+    leaves = [torch.randn(*shape, dtype=torch.float64, requires_grad=True) for shape in
+              [(B, G, S, d), (B, G, S, d), (B, G, C, d), (B, G, C, d), (N, d), (C + 1,)]]
+    open_u, open_q, closed_u, closed_q, items, age = leaves
+    valid = torch.tensor([[[True, True], [False, True], [False, False]], [[True, False], [True, True], [True, True]]])
+    targets = torch.randint(0, N, (B, G, S))
+    targets[0, 2, 3] = -1  # an ignored position
+    bias = torch.randn(N, dtype=torch.float64) if with_bias else torch.zeros(N, dtype=torch.float64)
+
+    ref = _reference(open_u, open_q, closed_u, closed_q, valid, items, age, targets, bias)
+    ref_grads = torch.autograd.grad(ref, leaves)
+
+    log_z, mean = closed_statistics(closed_u @ items.T, closed_q @ items.T, valid, age[:C] - age[C])
+    fused = fused_attention_ce(open_u, open_q, items, log_z.unsqueeze(2), mean.unsqueeze(2), targets, bias)
+    grads = torch.autograd.grad(fused, leaves)
+    assert fused.item() == pytest.approx(ref.item(), rel=1e-10)
+    for got, want in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-10)
+
+
+def test_no_closed_slot_is_plain_cross_entropy_of_the_open_score():
+    # one group with no valid closed slot: y = s_o, so the loss is CE of <u_o, e> by hand
+    items = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    open_u = torch.tensor([[[[2.0, 0.0]]]])  # scores (2, 0)
+    log_z, mean = closed_statistics(
+        torch.zeros(1, 1, 1, 2), torch.zeros(1, 1, 1, 2), torch.zeros(1, 1, 1, dtype=torch.bool), torch.zeros(1)
+    )
+    assert float(log_z.max()) == NEG and float(mean.abs().max()) == 0.0
+    loss = fused_attention_ce(open_u, torch.zeros_like(open_u), items, log_z.unsqueeze(2), mean.unsqueeze(2),
+                              torch.tensor([[[1]]]))
+    assert loss.item() == pytest.approx(math.log(1 + math.exp(2.0)))  # -log softmax(2, 0)[1]
+
+
+def test_equal_logits_average_open_and_closed_scores():
+    # one closed slot, equal logits and no bias: y = (s_o + s_c) / 2 for each item
+    items = torch.eye(2)
+    s_o, s_c = np.array([2.0, 0.0]), np.array([0.0, 4.0])
+    log_z, mean = closed_statistics(
+        torch.tensor(s_c).float().view(1, 1, 1, 2), torch.zeros(1, 1, 1, 2),
+        torch.ones(1, 1, 1, dtype=torch.bool), torch.zeros(1)
+    )
+    loss = fused_attention_ce(torch.tensor(s_o).float().view(1, 1, 1, 2), torch.zeros(1, 1, 1, 2), items,
+                              log_z.unsqueeze(2), mean.unsqueeze(2), torch.tensor([[[0]]]))
+    y = (s_o + s_c) / 2  # (1, 2)
+    assert loss.item() == pytest.approx(-(y[0] - np.log(np.exp(y).sum())), rel=1e-6)
