@@ -1,4 +1,8 @@
-"""ONNX export: checker-valid graphs whose ONNX Runtime outputs equal torch (atol 1e-4), incl. N = 1."""
+"""ONNX export: checker-valid graphs whose ONNX Runtime outputs equal torch (atol 1e-4), incl. N = 1.
+
+The three graphs (scorer, closed-segment encoder, open-window encoder) are checked one by one, then
+end to end: :class:`OrtMSLI` must score histories exactly as :meth:`MSLIModel.score_histories` does.
+"""
 
 from __future__ import annotations
 
@@ -14,20 +18,37 @@ from msli_core.models.msli import MSLIConfig, MSLIModel
 from msli_core.serving import onnx_export as ox
 
 N_ITEMS = 200
+MAX_LEN = 9  # small, so that histories longer than it slide the window
+S = 4  # closed-segment length; 9 = 2·4 + 1, so a closed slot can overlap the window
 
 
-def make_model(aggregation: str = "attention", segments: int = 4) -> MSLIModel:
+def make_model(aggregation: str = "attention", segments: int = 4, **kw) -> MSLIModel:
+    """A small model with perturbed weights (every parameter away from its initial value)."""
     torch.manual_seed(0)
-    model = MSLIModel(
-        MSLIConfig(
-            n_items=N_ITEMS, n_genres=3, dim=16, segments=segments, segment_len=6, aggregation=aggregation
-        )
-    ).eval()
+    config = {"n_genres": 3, "dim": 16, "segment_len": S, "max_len": MAX_LEN, "heads": 2, **kw}
+    model = MSLIModel(MSLIConfig(n_items=N_ITEMS, segments=segments, aggregation=aggregation, **config))
+    model.eval()
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.3 * torch.randn_like(p))
     model.kind = "msli"
     return model
+
+
+def histories(lengths, seed: int = 3) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(1, N_ITEMS + 1, size=n).astype(np.int64) for n in lengths]
+
+
+def float_ort(model) -> ox.OrtMSLI:
+    with torch.no_grad():
+        table = model.item_table()
+    return ox.OrtMSLI(
+        model,
+        ox.segment_encoder_onnx(model, table),
+        ox.open_encoder_onnx(model, table),
+        ox.catalog_scorer_onnx(model, table),
+    )
 
 
 @pytest.mark.parametrize("aggregation", ["attention", "max", "sum"])
@@ -52,44 +73,176 @@ def test_scorer_parity_several_shapes(aggregation):
         np.testing.assert_allclose(contributions, ref_c.numpy(), atol=1e-4)
 
 
-def test_segment_encoder_parity_open_and_full():
+def test_segment_encoder_parity_closed_segments():
     model = make_model()
     session = ox.OrtSegmentEncoder(ox.segment_encoder_onnx(model), threads=1)
     rng = np.random.default_rng(1)
     with torch.no_grad():
         table = model.item_table()
-    for B, S, filled in ((1, 6, 1), (1, 6, 6), (4, 6, 3), (2, 4, 4)):  # S below the model's S works too
-        items = np.zeros((B, S), dtype=np.int64)
+    for B, width, filled in ((1, S, 1), (1, S, S), (4, S, 3), (2, 3, 3)):  # S below the model's S works too
+        items = np.zeros((B, width), dtype=np.int64)
         items[:, :filled] = rng.integers(1, N_ITEMS + 1, size=(B, filled))
+        items[-1, 1:] = 0  # rows of different lengths in one batch
         vectors, weights = session.encode(items)
         with torch.no_grad():
             ref_v, ref_w = model.encode_segments(torch.as_tensor(items).unsqueeze(1), table)
+        assert vectors.shape == (B, 16) and weights.shape == (B, width)
         np.testing.assert_allclose(vectors, ref_v[:, 0].numpy(), atol=1e-4)
         np.testing.assert_allclose(weights, ref_w[:, 0].numpy(), atol=1e-4)
+        np.testing.assert_allclose(weights.sum(1), 1.0, atol=1e-5)  # a softmax over each segment's events
+    # an all-padding segment (an empty slot) gets a zero vector and zero weights, as in torch
+    vectors, weights = session.encode(np.zeros((2, S), dtype=np.int64))
+    assert not vectors.any() and not weights.any()
+
+
+def test_open_encoder_parity_every_window_length():
+    model = make_model()
+    data = ox.open_encoder_onnx(model)
+    graph = onnx.load_from_string(data)
+    assert [i.name for i in graph.graph.input] == ["window_items"]
+    assert [o.name for o in graph.graph.output] == ["open_vectors"]
+    session = ox.OrtOpenEncoder(data, threads=1)
+    rng = np.random.default_rng(2)
+    with torch.no_grad():
+        table = model.item_table()
+    for T in (1, 4, MAX_LEN):  # T is dynamic, up to max_len
+        window = rng.integers(1, N_ITEMS + 1, size=(T + 1, T)).astype(np.int64)
+        for row in range(T + 1):  # every fill from empty to full, left-aligned
+            window[row, row:] = 0
+        vectors = session.encode(window)
+        with torch.no_grad():
+            ref = model.open_vector(torch.as_tensor(window), table)
+        assert vectors.shape == (T + 1, 16)
+        np.testing.assert_allclose(vectors, ref.numpy(), atol=1e-4)
+        assert not vectors[0].any() and (np.abs(vectors[1:]).sum(1) > 0).all()  # only the empty row is 0
+
+
+@pytest.mark.parametrize(
+    ("segments", "aggregation", "segmenter"),
+    [(1, "attention", "fixed"), (3, "attention", "fixed"), (4, "max", "fixed"), (3, "sum", "session")],
+)
+def test_ort_msli_scores_like_the_torch_model(segments, aggregation, segmenter):
+    model = make_model(aggregation, segments, segmenter=segmenter, session_gap=10.0)
+    # empty, shorter than the window, exactly the window, sliding windows; with K > 1 the short ones
+    # have empty closed slots and the long ones all K-1 filled
+    lengths = (0, 1, 3, 5, 8, MAX_LEN, MAX_LEN + 1, 13, 17, 30)
+    hist = histories(lengths)
+    rng = np.random.default_rng(4)
+    times = [np.cumsum(rng.choice([1, 50], size=len(h))) for h in hist] if segmenter == "session" else None
+    batch = model.segment_batch(hist, times)
+    assert batch.window.shape[1] == MAX_LEN  # the longest window is full: the others slide
+    if segments > 1:
+        closed = batch.mask[:, : segments - 1]
+        assert not closed[1].any() and closed[-1].all()  # some users with empty closed slots, some full
+    served = float_ort(model)
+    got = served.score_histories(hist, times)
+    with torch.no_grad():
+        ref = model.score_histories(hist, times)
+    assert got.shape == ref.shape == (len(lengths), N_ITEMS + 1)
+    np.testing.assert_allclose(got.numpy(), ref.numpy(), atol=1e-4, rtol=0)
+    assert not ref[0].any()  # an empty history scores 0 everywhere
+    assert float(ref[1:, 1:].std(dim=1).min()) > 0.1  # the scores carry signal, so 1e-4 means something
+    # the slot vectors agree too (the open slot and each closed one)
+    vectors, mask = served.slot_vectors(hist, times)
+    with torch.no_grad():
+        ref_v, ref_mask, _ = model.slot_vectors(batch, model.item_table())
+    np.testing.assert_array_equal(mask, ref_mask.numpy())
+    np.testing.assert_allclose(vectors, ref_v.numpy(), atol=1e-4)
+
+
+def test_ort_msli_open_slot_follows_the_window():
+    """Appending events past max_len changes only the open slot's vector (closed ones are cached)."""
+    model = make_model(segments=3)
+    served = float_ort(model)
+    base = histories([14])[0]  # segments [0, 4) [4, 8) [8, 12) [12, 14): the closed slots hold 1 and 2
+    longer = np.concatenate([base, [7]])  # the window (9 events) slides by one; segment 3 is still open
+    (v1, _), (v2, _) = served.slot_vectors([base]), served.slot_vectors([longer])
+    np.testing.assert_allclose(v1[0, :2], v2[0, :2], atol=1e-6)
+    assert np.abs(v1[0, 2] - v2[0, 2]).max() > 1e-3
+    with torch.no_grad():
+        ref = model.score_histories([base, longer])
+    np.testing.assert_allclose(served.score_histories([base, longer]).numpy(), ref.numpy(), atol=1e-4)
+
+
+def _op_types(path) -> set[str]:
+    return {node.op_type for node in onnx.load(str(path)).graph.node}
 
 
 def test_export_files_and_quantized_models(tmp_path):
     model = make_model()
     paths = ox.export_model(model, tmp_path / "m.onnx", quantize=True)
-    assert paths["segment_encoder"].endswith("m.segment_encoder.onnx")
+    assert paths == {
+        "scorer": str(tmp_path / "m.onnx"),
+        "segment_encoder": str(tmp_path / "m.segment_encoder.onnx"),
+        "open_encoder": str(tmp_path / "m.open_encoder.onnx"),
+        "m.segment_encoder.int8.onnx": str(tmp_path / "m.segment_encoder.int8.onnx"),
+        "m.open_encoder.int8.onnx": str(tmp_path / "m.open_encoder.int8.onnx"),
+        "m.catalog.int8.onnx": str(tmp_path / "m.catalog.int8.onnx"),
+    }
+    assert ox.open_encoder_path_for(tmp_path / "m.onnx") == tmp_path / "m.open_encoder.onnx"
+    assert ox.encoder_path_for(tmp_path / "m.onnx") == tmp_path / "m.segment_encoder.onnx"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        p.rsplit("/", 1)[-1] for p in paths.values()
+    )  # no temporary files left
     for p in paths.values():
-        if p.endswith(".onnx"):
-            onnx.checker.check_model(p)
+        onnx.checker.check_model(p)
+    for name in ("segment_encoder", "open_encoder", "catalog"):  # really quantized: integer MatMuls
+        assert {"MatMulInteger", "DynamicQuantizeLinear"} & _op_types(tmp_path / f"m.{name}.int8.onnx"), name
+    # the float files are the graphs themselves: the written open encoder matches torch
+    hist = histories([5, 12])
+    batch = model.segment_batch(hist)
+    with torch.no_grad():
+        table = model.item_table()
+        ref_open = model.open_vector(torch.as_tensor(batch.window), table).numpy()
+    np.testing.assert_allclose(
+        ox.OrtOpenEncoder(paths["open_encoder"]).encode(batch.window), ref_open, atol=1e-4
+    )
+
     int8 = ox.OrtSession(tmp_path / "m.catalog.int8.onnx")
     vectors = np.random.default_rng(2).normal(size=(1, 4, 16)).astype(np.float32)
     mask = np.ones((1, 4), dtype=bool)
     (scores,) = int8.run(vectors, mask)
     with torch.no_grad():
-        ref, _ = model.score(torch.as_tensor(vectors), torch.as_tensor(mask), model.item_table())
-    # int8 weights: the scores move by about 1% of their spread; the ranking stays close
+        ref, _ = model.score(torch.as_tensor(vectors), torch.as_tensor(mask), table)
+    # int8 weights: the scores move by a few % of their spread at most; the ranking stays close
     spread = float(ref.std())
-    assert np.abs(scores - ref.numpy()).max() < 0.1 * spread
+    assert 0 < np.abs(scores - ref.numpy()).max() < 0.1 * spread
     top_float = set(torch.topk(ref[0, 1:], 20).indices.tolist())
     top_int8 = set(np.argsort(-scores[0, 1:])[:20].tolist())
     assert len(top_float & top_int8) >= 10
-    enc8 = ox.OrtSegmentEncoder(tmp_path / "m.segment_encoder.int8.onnx")
-    vec8, _ = enc8.encode(np.array([[5, 6, 7, 0, 0, 0]]))
-    assert vec8.shape == (1, 16) and np.isfinite(vec8).all()
+    # the int8 encoders stay close to the float ones
+    open8 = ox.OrtOpenEncoder(tmp_path / "m.open_encoder.int8.onnx").encode(batch.window)
+    assert open8.shape == ref_open.shape
+    assert np.linalg.norm(open8 - ref_open) < 0.1 * np.linalg.norm(ref_open)
+    closed = batch.items[1, :3]  # the 12-event user's two closed segments and an empty slot
+    with torch.no_grad():
+        ref_closed, _ = model.encode_segments(torch.as_tensor(closed)[None], table)
+    vec8, _ = ox.OrtSegmentEncoder(tmp_path / "m.segment_encoder.int8.onnx").encode(closed)
+    assert vec8.shape == (3, 16)
+    assert np.linalg.norm(vec8 - ref_closed[0].numpy()) < 0.1 * float(ref_closed.norm())
+
+
+def test_export_replaces_its_own_files_only(tmp_path):
+    model = make_model(segments=2)
+    ox.export_model(model, tmp_path / "m.onnx")
+    first = (tmp_path / "m.open_encoder.onnx").read_bytes()
+    ox.export_model(model, tmp_path / "m.onnx")  # an earlier export may be replaced
+    assert (tmp_path / "m.open_encoder.onnx").read_bytes() == first
+    # a user's file where the open encoder (or its int8 variant) would go is never overwritten
+    for name in ("n.open_encoder.onnx", "n.open_encoder.int8.onnx"):
+        (tmp_path / name).write_text("my notes\n")
+        with pytest.raises(MsliError, match="not an ONNX model"):
+            ox.export_model(model, tmp_path / "n.onnx", quantize=True)
+        assert (tmp_path / name).read_text() == "my notes\n"
+        assert not (tmp_path / "n.onnx").exists() and not (tmp_path / "n.segment_encoder.onnx").exists()
+        (tmp_path / name).unlink()
+    (tmp_path / "n.open_encoder.onnx").mkdir()
+    with pytest.raises(MsliError, match="folder"):
+        ox.export_paths(tmp_path / "n.onnx")
+    (tmp_path / "n.open_encoder.onnx").rmdir()
+    (tmp_path / "n.open_encoder.onnx").symlink_to(tmp_path / "m.open_encoder.onnx")
+    with pytest.raises(MsliError, match="symbolic link"):
+        ox.export_paths(tmp_path / "n.onnx")
 
 
 def test_export_refuses_bad_targets(tmp_path):
@@ -113,12 +266,15 @@ def test_int8_quality_report_on_sample_data(sample_data_dir):
 
     data = load_dataset(sample_data_dir)
     torch.manual_seed(0)
-    model = build_model("msli", data, dim=16, segments=4, layers=1).eval()
+    model = build_model("msli", data, dim=16, segments=4, layers=1, max_len=MAX_LEN).eval()
     users = leave_one_out(data).eval_users[:40]
     report = ox.quantized_quality(model, data, users=users)
     reference = evaluate(model, data, users=users)
-    # the float32 graphs rank exactly like the torch model (up to float ties)
-    assert report["float32"]["NDCG@10"] == pytest.approx(reference["NDCG@10"], abs=0.02)
+    # the float32 graphs score like the torch model, so every metric (MRR: the target's exact rank over
+    # the whole catalog) is the torch model's
+    for metric in ("NDCG@10", "HR@10", "MRR"):
+        assert report["float32"][metric] == pytest.approx(reference[metric], abs=1e-6), metric
+    assert reference["MRR"] > 0
     for label in ("float32", "int8"):
         assert 0.0 <= report[label]["NDCG@10"] <= 1.0 and report[label]["users"] == 40
         assert report[label]["online_p50_ms"] > 0 and report[label]["nearline_p50_ms"] > 0

@@ -1,20 +1,27 @@
-"""ONNX export of the nearline segment encoder and the online scorer, and ONNX Runtime sessions for them.
+"""ONNX export of the nearline encoders and the online scorer, and ONNX Runtime sessions for them.
 
-Two graphs per MS-LI model (``msli export --model DIR --out FILE.onnx``):
+Three graphs per MS-LI model (``msli export --model DIR --out FILE.onnx``), one per stage of
+:meth:`MSLIModel.score_histories` after the offline item table:
 
 - ``FILE.onnx`` — the **online scorer**: inputs ``segment_vectors`` (B, K, d) float32,
   ``segment_mask`` (B, K) bool, ``item_vectors_t`` (d, N) float32 (the item table *transposed*, so the
   one product ``[u; q] (B, 2K, d) @ (d, N)`` streams contiguous rows, as the torch engine does);
   outputs ``scores`` (B, N) and ``contributions`` (B, K, N). B and N are dynamic; K is the model's
   (its age bias has K entries). Same math as :func:`late_interaction` (parity-tested).
-- ``FILE.segment_encoder.onnx`` — the **segment encoder** with the offline item table baked in as a
-  constant: input ``segment_items`` (B', S) int64 (0-padded on the right), outputs ``segment_vectors``
-  (B', d) (the vector of each segment's last real event) and ``pooling_weights`` (B', S). B' (segments in
-  a batch: 1 for the open segment, K for a full re-encode) and S (≤ the model's S) are dynamic.
+- ``FILE.segment_encoder.onnx`` — the **closed-segment encoder** (:meth:`MSLIModel.encode_segments`)
+  with the offline item table baked in as a constant: input ``segment_items`` (B', S) int64 (one closed
+  segment per row, 0-padded on the right), outputs ``segment_vectors`` (B', d) (attention-pooled; zeros
+  for an all-padding row) and ``pooling_weights`` (B', S). B' (closed segments in a batch: at most K-1
+  per user, each encoded once, when it closes) and S (≤ the model's S) are dynamic.
+- ``FILE.open_encoder.onnx`` — the **open-window encoder** (:meth:`MSLIModel.open_vector`), item table
+  baked in: input ``window_items`` (B, T) int64, the last ``max_len`` events of each user, left-aligned
+  and 0-padded on the right; output ``open_vectors`` (B, d), the open slot ``u_{K-1}`` (the encoder's
+  state at the last real event plus the recency path; zeros for an empty window). B and T (≤ the model's
+  ``max_len``) are dynamic. Re-run on every new event (no KV cache in the graph).
 
-Both files are written atomically and checked with ``onnx.checker``. Optional int8 dynamic quantization
-(``onnxruntime.quantization.quantize_dynamic``) of the segment encoder and of a *catalog scorer* (the
-scorer with the item table baked in, so its big MatMul gets int8 weights and reads 4× fewer bytes).
+Every file is written atomically and checked with ``onnx.checker``. Optional int8 dynamic quantization
+(``onnxruntime.quantization.quantize_dynamic``) of both encoders and of a *catalog scorer* (the scorer
+with the item table baked in, so its big MatMul gets int8 weights and reads 4× fewer bytes).
 """
 
 from __future__ import annotations
@@ -77,7 +84,7 @@ class OnlineScorer(nn.Module):
 
 
 class SegmentEncoderGraph(nn.Module):
-    """The nearline stage: (B', S) item ids -> segment vectors (B', d), pooling weights (B', S)."""
+    """Nearline, closed segments: (B', S) item ids -> segment vectors (B', d), pooling weights (B', S)."""
 
     def __init__(self, model, table: Tensor):
         super().__init__()
@@ -87,6 +94,18 @@ class SegmentEncoderGraph(nn.Module):
     def forward(self, segment_items: Tensor):
         vectors, weights = self.model.encode_segments(segment_items.unsqueeze(1), self.table)  # (B', 1, ...)
         return vectors[:, 0], weights[:, 0]
+
+
+class OpenEncoderGraph(nn.Module):
+    """Nearline, the open slot: (B, T) window ids (left-aligned, 0-padded) -> open vectors (B, d)."""
+
+    def __init__(self, model, table: Tensor):
+        super().__init__()
+        self.model = model
+        self.register_buffer("table", table.detach().clone())  # (N+1, d), baked in
+
+    def forward(self, window_items: Tensor):
+        return self.model.open_vector(window_items, self.table)  # (B, d)
 
 
 class CatalogScorer(nn.Module):
@@ -144,7 +163,7 @@ def scorer_onnx(model) -> bytes:
 
 
 def segment_encoder_onnx(model, table: Tensor | None = None) -> bytes:
-    """The segment encoder graph with the item table baked in, checked."""
+    """The closed-segment encoder graph with the item table baked in, checked."""
     with torch.no_grad():
         table = model.item_table() if table is None else table
     S = model.config.S
@@ -156,6 +175,23 @@ def segment_encoder_onnx(model, table: Tensor | None = None) -> bytes:
         ["segment_items"],
         ["segment_vectors", "pooling_weights"],
         {"segment_items": {0: "B", 1: "S"}, "segment_vectors": {0: "B"}, "pooling_weights": {0: "B", 1: "S"}},
+    )
+
+
+def open_encoder_onnx(model, table: Tensor | None = None) -> bytes:
+    """The open-window encoder graph with the item table baked in, checked."""
+    with torch.no_grad():
+        table = model.item_table() if table is None else table
+    T = model.config.max_len
+    example = torch.randint(1, model.config.n_items + 1, (3, T))
+    example[0, max(1, T // 2) :] = 0  # a window not yet full, so the tracer sees padding
+    example[1] = 0  # an empty window
+    return _export(
+        OpenEncoderGraph(model, table),
+        (example,),
+        ["window_items"],
+        ["open_vectors"],
+        {"window_items": {0: "B", 1: "T"}, "open_vectors": {0: "B"}},
     )
 
 
@@ -189,11 +225,23 @@ def quantize_int8(model_bytes: bytes) -> bytes:
         root.setLevel(level)
 
 
-def encoder_path_for(scorer_path: str | os.PathLike) -> Path:
-    """``FILE.onnx`` -> ``FILE.segment_encoder.onnx`` (beside it)."""
+def _beside(scorer_path: str | os.PathLike, suffix: str) -> Path:
     p = Path(scorer_path)
     stem = p.name[: -len(".onnx")] if p.name.endswith(".onnx") else p.name
-    return p.with_name(f"{stem}.segment_encoder.onnx")
+    return p.with_name(f"{stem}.{suffix}")
+
+
+def encoder_path_for(scorer_path: str | os.PathLike) -> Path:
+    """``FILE.onnx`` -> ``FILE.segment_encoder.onnx`` (beside it)."""
+    return _beside(scorer_path, "segment_encoder.onnx")
+
+
+def open_encoder_path_for(scorer_path: str | os.PathLike) -> Path:
+    """``FILE.onnx`` -> ``FILE.open_encoder.onnx`` (beside it)."""
+    return _beside(scorer_path, "open_encoder.onnx")
+
+
+INT8_GRAPHS = ("segment_encoder", "open_encoder", "catalog")  # FILE.<name>.int8.onnx with --int8
 
 
 def _looks_like_onnx(path: Path) -> bool:
@@ -217,10 +265,14 @@ def export_paths(out: str | os.PathLike, *, quantize: bool = False) -> dict[str,
     if not out.name.endswith(".onnx") or out.name == ".onnx":
         raise MsliError(f"--out {out} must name a .onnx file, e.g. model.onnx.")
     stem = out.name[: -len(".onnx")]
-    paths = {"scorer": out, "segment_encoder": encoder_path_for(out)}
+    paths = {
+        "scorer": out,
+        "segment_encoder": encoder_path_for(out),
+        "open_encoder": open_encoder_path_for(out),
+    }
     if quantize:
-        paths[f"{stem}.segment_encoder.int8.onnx"] = out.with_name(f"{stem}.segment_encoder.int8.onnx")
-        paths[f"{stem}.catalog.int8.onnx"] = out.with_name(f"{stem}.catalog.int8.onnx")
+        for name in INT8_GRAPHS:
+            paths[f"{stem}.{name}.int8.onnx"] = out.with_name(f"{stem}.{name}.int8.onnx")
     for path in paths.values():
         if path.is_symlink():
             raise MsliError(
@@ -248,10 +300,11 @@ def check_exportable(model, source: str | os.PathLike = "the model") -> None:
 
 
 def export_model(model, out: str | os.PathLike, *, quantize: bool = False) -> dict[str, str]:
-    """Write the scorer to ``out`` and the segment encoder beside it; both atomically. Returns the paths.
+    """Write the scorer to ``out`` and both encoders beside it, each atomically. Returns the paths.
 
-    With ``quantize``, also ``FILE.segment_encoder.int8.onnx`` and ``FILE.catalog.int8.onnx``.
-    Every path is checked (:func:`export_paths`) and every graph built before the first file is written.
+    With ``quantize``, also ``FILE.segment_encoder.int8.onnx``, ``FILE.open_encoder.int8.onnx`` and
+    ``FILE.catalog.int8.onnx``. Every path is checked (:func:`export_paths`) and every graph built before
+    the first file is written.
     """
     check_exportable(model, "`msli export`: the model")
     targets = export_paths(out, quantize=quantize)
@@ -259,22 +312,24 @@ def export_model(model, out: str | os.PathLike, *, quantize: bool = False) -> di
     model = model.eval()
     with torch.no_grad():
         table = model.item_table()
-    scorer = scorer_onnx(model)
-    encoder = segment_encoder_onnx(model, table)
-    extra = {}
+    graphs = {
+        "scorer": scorer_onnx(model),
+        "segment_encoder": segment_encoder_onnx(model, table),
+        "open_encoder": open_encoder_onnx(model, table),
+    }
     if quantize:
         stem = out.name[: -len(".onnx")]
-        extra[str(out.with_name(f"{stem}.segment_encoder.int8.onnx"))] = quantize_int8(encoder)
-        extra[str(out.with_name(f"{stem}.catalog.int8.onnx"))] = quantize_int8(
-            catalog_scorer_onnx(model, table)
-        )
+        floats = {
+            "segment_encoder": graphs["segment_encoder"],
+            "open_encoder": graphs["open_encoder"],
+            "catalog": catalog_scorer_onnx(model, table),
+        }
+        for name in INT8_GRAPHS:
+            graphs[f"{stem}.{name}.int8.onnx"] = quantize_int8(floats[name])
     # everything is built before anything is written: a failure leaves no partial output
-    enc_path = targets["segment_encoder"]
-    atomic_write_bytes(enc_path, encoder)
-    atomic_write_bytes(out, scorer)
-    for path, data in extra.items():
-        atomic_write_bytes(path, data)
-    return {"scorer": str(out), "segment_encoder": str(enc_path), **{Path(p).name: p for p in extra}}
+    for key, data in graphs.items():
+        atomic_write_bytes(targets[key], data)
+    return {key: str(targets[key]) for key in graphs}
 
 
 class OrtSession:
@@ -312,9 +367,16 @@ class OrtScorer(OrtSession):
 
 class OrtSegmentEncoder(OrtSession):
     def encode(self, segment_items: np.ndarray):
-        """(B', S) int64 -> segment vectors (B', d), pooling weights (B', S)."""
+        """(B', S) int64 closed segments -> segment vectors (B', d), pooling weights (B', S)."""
         vectors, weights = self.run(np.ascontiguousarray(segment_items, dtype=np.int64))
         return vectors, weights
+
+
+class OrtOpenEncoder(OrtSession):
+    def encode(self, window_items: np.ndarray) -> np.ndarray:
+        """(B, T) int64 windows (left-aligned, 0-padded, T <= max_len) -> open vectors (B, d)."""
+        (vectors,) = self.run(np.ascontiguousarray(window_items, dtype=np.int64))
+        return vectors
 
 
 def export_folder(model_dir: str | os.PathLike, out: str | os.PathLike, *, quantize: bool = False) -> dict:
@@ -332,19 +394,44 @@ class OrtMSLI(nn.Module):
     """An MS-LI model served by ONNX Runtime graphs (float or int8), with ``score_histories`` so that
     :func:`msli_core.evaluate.evaluate` ranks with it exactly as with the torch model."""
 
-    def __init__(self, model, encoder: bytes, catalog: bytes, threads: int = 1, label: str = "onnxruntime"):
+    def __init__(
+        self,
+        model,
+        encoder: bytes,
+        open_encoder: bytes,
+        catalog: bytes,
+        threads: int = 1,
+        label: str = "onnxruntime",
+    ):
         super().__init__()
-        self.torch_model = model  # only its segmenter (numpy) is used
+        self.torch_model = model  # only its segmenter (numpy) and config are used
         self.kind = f"msli-{label}"
         self.encoder = OrtSegmentEncoder(encoder, threads)
+        self.open_encoder = OrtOpenEncoder(open_encoder, threads)
         self.catalog = OrtSession(catalog, threads)
+
+    def slot_vectors(self, histories, timestamps=None) -> tuple[np.ndarray, np.ndarray]:
+        """(B, K, d) slot vectors and (B, K) mask, as :meth:`MSLIModel.slot_vectors`: the non-empty
+        closed segments through the segment graph (empty ones stay zero), the window through the open one."""
+        batch = self.torch_model.segment_batch(histories, timestamps)
+        B, K = batch.mask.shape
+        d = self.torch_model.config.dim
+        vectors = np.zeros((B, K, d), dtype=np.float32)
+        if B == 0:
+            return vectors, batch.mask
+        closed_mask = batch.mask[:, : K - 1]  # (B, K-1)
+        if closed_mask.any():
+            closed, _ = self.encoder.encode(batch.items[:, : K - 1][closed_mask])  # (B'', d)
+            vectors[:, : K - 1][closed_mask] = closed
+        vectors[:, K - 1] = self.open_encoder.encode(batch.window)  # (B, d); zeros for an empty history
+        return vectors, batch.mask
 
     def score_histories(self, histories, timestamps=None) -> Tensor:
         """(B, N+1) scores; column 0 is padding (the evaluator masks it)."""
-        batch = self.torch_model.segment_batch(histories, timestamps)
-        B, K, S = batch.items.shape
-        vectors, _ = self.encoder.encode(batch.items.reshape(B * K, S))  # (B·K, d)
-        (scores,) = self.catalog.run(vectors.reshape(B, K, -1), batch.mask)  # (B, N+1)
+        vectors, mask = self.slot_vectors(histories, timestamps)
+        if not len(vectors):
+            return torch.zeros(0, self.torch_model.config.n_items + 1)
+        (scores,) = self.catalog.run(vectors, mask)  # (B, N+1)
         return torch.from_numpy(scores)
 
 
@@ -352,7 +439,8 @@ def quantized_quality(model, data, *, threads: int = 1, users: np.ndarray | None
     """NDCG@10 (and the other metrics) of float vs int8 ONNX graphs on ``data``, beside their latency.
 
     Latency: p50 of one request's catalog scoring (B = 1, K cached vectors, all N+1 items) and of one
-    segment encoding (B' = 1), each timed over 50 calls after a warm-up, ``threads`` intra-op threads.
+    nearline update, the open-window graph over a full (1, max_len) window (what every new event
+    re-runs), each timed over 50 calls after a warm-up, ``threads`` intra-op threads.
     """
     from msli_core.evaluate import evaluate
     from msli_core.serving.bench import summarize, time_calls
@@ -360,27 +448,35 @@ def quantized_quality(model, data, *, threads: int = 1, users: np.ndarray | None
     model = model.eval()
     with torch.no_grad():
         table = model.item_table()
-    graphs = {"float32": (segment_encoder_onnx(model, table), catalog_scorer_onnx(model, table))}
+    graphs = {
+        "float32": (
+            segment_encoder_onnx(model, table),
+            open_encoder_onnx(model, table),
+            catalog_scorer_onnx(model, table),
+        )
+    }
     graphs["int8"] = tuple(quantize_int8(g) for g in graphs["float32"])
-    K, d, S = model.config.segments, model.config.dim, model.config.S
+    K, d, T = model.config.segments, model.config.dim, model.config.max_len
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(1, K, d)).astype(np.float32)
     mask = np.ones((1, K), dtype=bool)
-    items = rng.integers(1, model.config.n_items + 1, size=(1, S))
+    window = rng.integers(1, model.config.n_items + 1, size=(1, T))
     result: dict = {"threads": threads}
-    for label, (encoder, catalog) in graphs.items():
-        served = OrtMSLI(model, encoder, catalog, threads, label)
+    for label, (encoder, open_encoder, catalog) in graphs.items():
+        served = OrtMSLI(model, encoder, open_encoder, catalog, threads, label)
         metrics = evaluate(served, data, users=users)
         online, _ = time_calls(
             lambda s=served: s.catalog.run(vectors, mask), warmup=3, repeats=50, budget_s=5
         )
-        nearline, _ = time_calls(lambda s=served: s.encoder.encode(items), warmup=3, repeats=50, budget_s=5)
+        nearline, _ = time_calls(
+            lambda s=served: s.open_encoder.encode(window), warmup=3, repeats=50, budget_s=5
+        )
         result[label] = {
             **{k: metrics[k] for k in ("NDCG@10", "HR@10", "MRR") if k in metrics},
             "users": metrics.get("users"),
             "online_p50_ms": summarize(online)["p50_ms"],
             "nearline_p50_ms": summarize(nearline)["p50_ms"],
-            "bytes": len(encoder) + len(catalog),
+            "bytes": len(encoder) + len(open_encoder) + len(catalog),
         }
     result["NDCG@10_change"] = result["int8"]["NDCG@10"] - result["float32"]["NDCG@10"]
     return result
