@@ -2,7 +2,10 @@
 
 For a user and their top-n items, each score is the sum of K segment contributions ``c_k`` (by
 construction of :func:`~msli_core.models.late_interaction.late_interaction`, not post hoc). Inside a
-segment, the attention-pooling weights say which items formed its vector. A deletion check removes the
+closed segment, the attention-pooling weights (summing to 1) say which items formed its vector; the open
+window's vector is the encoder's last state plus ``Σ_j r_j e(x_{t-j})``, and its weights are those
+direct recency weights ``r_j`` of its newest items (every other event of the window reaches the vector
+through the encoder state, which has no per-event weight). A deletion check removes the
 top-contributing segment (and, for comparison, a random other non-empty one) and re-scores: a faithful
 attribution makes the first drop larger. On synthetic data the ground truth says which interest
 generated each event, so the top segment can be checked against the truth (:func:`explanation_accuracy`).
@@ -229,6 +232,7 @@ def _segment_dicts(data, user, history, history_ts, batch, weights, truth) -> li
         items = history[s:e]
         seg = {
             "index": int(k),
+            "role": "open window" if k == batch.mask.shape[1] - 1 else "closed segment",
             "start": s,
             "end": e,
             "items": [str(data.item_ids[i]) for i in items],

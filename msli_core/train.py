@@ -31,12 +31,12 @@ from torch import Tensor, nn
 
 from msli_core.data.dataset import LeaveOneOutSplit, leave_one_out, pad_right_aligned
 from msli_core.errors import MsliError
-from msli_core.evaluate import evaluate
+from msli_core.evaluate import evaluate, mask_seen, worst_if_not_finite
 from msli_core.models.baselines import ItemKNN
 from msli_core.models.fused_loss import closed_statistics, fused_attention_ce
 from msli_core.models.layers import count_parameters
 from msli_core.models.registry import KINDS, LATE_INTERACTION_KINDS, build_model
-from msli_core.models.segmenter import segment_bounds
+from msli_core.models.segmenter import newest_closed, segment_bounds
 from msli_core.progress import ProgressCallback, ProgressEvent, no_progress
 
 SAMPLED_SOFTMAX_ABOVE = 50_000  # catalogs larger than this train with sampled softmax + logQ
@@ -54,7 +54,8 @@ class TrainSettings:
     seed: int = 0  # fixes python, numpy and torch RNGs
     rows_per_user: int = 3  # MS-LI / two-tower: training rows of L_max + 1 events per user, newest
     # first (a user with 1,000 events trains on its last ~600)
-    negatives: int = 15  # cross-encoder: sampled negatives per positive
+    negatives: int = 15  # cross-encoder: uniform negatives per positive
+    hard_negatives: int = 8  # cross-encoder with a first stage: negatives from its top-cascade_top
     cuts_per_user: int = 8  # cross-encoder: target positions sampled per user and epoch
     sampled_negatives: int = 4096  # sampled softmax: shared negatives per step (large catalogs)
     cascade_top: int = 100  # cross-encoder test: re-rank this many of a first stage
@@ -71,13 +72,14 @@ DEFAULTS: dict[str, dict] = {
     # the cross-encoder runs a transformer per (user, item) pair: fewer cut points and a validation
     # subset keep its training within minutes on 2 cores
     "cross-encoder": {
-        "epochs": 4,
+        "epochs": 10,
         "lr": 1e-3,
         "batch_size": 16,
-        "patience": 2,
-        "cuts_per_user": 2,
-        "negatives": 7,
-        "valid_users": 200,
+        "patience": 3,
+        "cuts_per_user": 4,
+        "negatives": 8,
+        "hard_negatives": 8,
+        "valid_users": 300,
     },
     "popularity": {"epochs": 0},
     "item-knn": {"epochs": 0},
@@ -170,8 +172,9 @@ class RowBatch:
     targets: Tensor  # (B, T) int64 next item of each position, 0 = no target
     closed_items: Tensor | None  # (B, Gc, S) the closed segments any position of the row needs
     closed_index: Tensor | None  # (B, G, K-1) row of closed_items in slot k of group g (-1 = empty)
-    group_position: Tensor | None  # (B, T) flat g·S + p of each position in its group (G·S = none)
-    groups: int = 1  # G, open segments a row spans
+    group_position: Tensor | None  # (B, T) flat g·M + p of each position in its group (G·M = none)
+    groups: int = 1  # G, distinct closed-slot sets a row spans
+    group_len: int = 1  # M, the most positions one group holds
 
 
 def row_batch(
@@ -183,15 +186,16 @@ def row_batch(
     segment_len: int,
     segmenter: str,
     session_gap: float,
+    closed: str = "recent",
 ) -> RowBatch:
     """Rows ``[r0, r1)`` of the given sequences, with each position's closed slots.
 
     Position p of a row holds history event ``t = r0 + p`` and predicts ``t + 1``; its open vector is
     the encoder state over the row's events ``r0..t`` (exactly the inference window when
     ``t - r0 + 1 = min(t + 1, L_max)``: the whole row for a user with at most ``L_max + 1`` events, and
-    the last position of every row). Its closed slots are the K-1 segments before the segment holding
-    event t, the ones inference uses. Positions are grouped by that segment (``g``), since they share
-    their closed slots; ``closed_index[b, g, s]`` says which encoded segment fills slot s.
+    the last position of every row). Its closed slots are the ones inference picks for a window that
+    starts at ``r0`` (:func:`~msli_core.models.segmenter.newest_closed`). Positions that share their
+    closed slots form a group ``g``; ``closed_index[b, g, s]`` says which encoded segment fills slot s.
     """
     K, S = segments, segment_len
     B = len(ranges)
@@ -206,28 +210,32 @@ def row_batch(
     per_row = []
     for seq, ts, (r0, r1) in zip(sequences, stamps, ranges, strict=True):
         bounds = segment_bounds(len(seq), S, segmenter=segmenter, timestamps=ts, session_gap=session_gap)
-        seg_of = np.repeat(np.arange(len(bounds)), bounds[:, 1] - bounds[:, 0])  # (n,) segment of event
         t = np.arange(r0, r1 - 1)  # history end of each position
-        j = seg_of[t]  # (T_b,) open segment
-        per_row.append((seq, bounds, t, j, r0))
-    G = max(int(j[-1] - j[0]) + 1 for _, _, _, j, _ in per_row)
-    Gc = G + K - 2  # closed segments j0-K+1 .. j0+G-2 of a row whose first open segment is j0
+        if closed == "recent":  # the segment before the one holding event t
+            seg_of = np.repeat(np.arange(len(bounds)), bounds[:, 1] - bounds[:, 0])  # (n,)
+            newest = seg_of[t] - 1
+        else:  # one window start per row: the same closed slots for every position
+            newest = np.full(len(t), newest_closed(bounds, r0, closed))
+        first = np.searchsorted(newest, newest, side="left")  # (T_b,) first position of each group
+        per_row.append((seq, bounds, newest, np.arange(len(t)) - first))
+    G = max(int(c[-1] - c[0]) + 1 for _, _, c, _ in per_row)
+    M = max(int(p.max()) + 1 for _, _, _, p in per_row)
+    Gc = G + K - 2  # closed segments c0-K+2 .. c0+G-1 of a row whose first group's newest is c0
     closed_items = np.zeros((B, Gc, S), dtype=np.int64)
     closed_index = np.full((B, G, K - 1), -1, dtype=np.int64)
-    group_position = np.full((B, T), G * S, dtype=np.int64)
-    slots = np.arange(K - 1)  # slot s of group g is segment j0 + g - (K-1-s), at row g + s of closed_items
-    for b, (seq, bounds, t, j, r0) in enumerate(per_row):
-        j0 = int(j[0])
+    group_position = np.full((B, T), G * M, dtype=np.int64)
+    slots = np.arange(K - 1)  # slot s of group g is segment c0 + g - (K-2-s), at row g + s of closed_items
+    for b, (seq, bounds, newest, within) in enumerate(per_row):
+        c0 = int(newest[0])
         for c in range(Gc):
-            seg = j0 - K + 1 + c
+            seg = c0 - K + 2 + c
             if 0 <= seg < len(bounds):
                 s0, e0 = bounds[seg]
                 closed_items[b, c, : e0 - s0] = seq[s0:e0]
         g = np.arange(G)[:, None]  # (G, 1)
-        present = (j0 + g - (K - 1 - slots) >= 0) & (g <= j[-1] - j0)  # (G, K-1)
+        present = (c0 + g - (K - 2 - slots) >= 0) & (g <= newest[-1] - c0)  # (G, K-1)
         closed_index[b] = np.where(present, g + slots, -1)
-        first = np.maximum(bounds[j, 0], r0)  # (T_b,) first row event of each position's group
-        group_position[b, : len(t)] = (j - j0) * S + (t - first)
+        group_position[b, : len(newest)] = (newest - c0) * M + within
     return RowBatch(
         torch.as_tensor(window),
         torch.as_tensor(targets),
@@ -235,6 +243,7 @@ def row_batch(
         torch.as_tensor(closed_index),
         torch.as_tensor(group_position),
         G,
+        M,
     )
 
 
@@ -255,7 +264,7 @@ def late_interaction_loss(
     target_cols = torch.where(batch.targets > 0, lookup[batch.targets], -1)  # (B, T)
     open_vecs = model.open_vectors(batch.window, table)  # (B, T, d)
     B, T, d = open_vecs.shape
-    K, S = model.config.segments, model.config.S
+    K = model.config.segments
     if K == 1:
         scores = (open_vecs @ items.T - bias).reshape(B * T, -1)  # (B·T, C)
         return F.cross_entropy(scores, target_cols.reshape(-1), ignore_index=-1)
@@ -264,13 +273,15 @@ def late_interaction_loss(
     valid = batch.closed_index >= 0
     rows = torch.arange(B).view(B, 1, 1)
     if model.config.aggregation != "attention":
-        return _reference_loss(model, open_vecs, closed_vecs[rows, index], valid, batch, items, bias, target_cols)
-    G = batch.groups
-    grouped = open_vecs.new_zeros(B, G * S + 1, d)  # the last row collects positions without a group
+        return _reference_loss(
+            model, open_vecs, closed_vecs[rows, index], valid, batch, items, bias, target_cols
+        )
+    G, M = batch.groups, batch.group_len
+    grouped = open_vecs.new_zeros(B, G * M + 1, d)  # the last row collects positions without a group
     grouped = grouped.scatter(1, batch.group_position.unsqueeze(-1).expand(B, T, d), open_vecs)
-    grouped = grouped[:, : G * S].reshape(B, G, S, d)  # (B, G, S, d)
-    grouped_targets = torch.full((B, G * S + 1), -1, dtype=torch.long)
-    grouped_targets = grouped_targets.scatter(1, batch.group_position, target_cols)[:, : G * S]
+    grouped = grouped[:, : G * M].reshape(B, G, M, d)  # (B, G, M, d)
+    grouped_targets = torch.full((B, G * M + 1), -1, dtype=torch.long)
+    grouped_targets = grouped_targets.scatter(1, batch.group_position, target_cols)[:, : G * M]
     closed_scores = closed_vecs @ items.T  # (B, Gc, C)
     closed_logits = model.attention_queries(closed_vecs) @ items.T  # (B, Gc, C)
     age = model.age_bias if model.age_bias is not None else table.new_zeros(K)
@@ -283,7 +294,7 @@ def late_interaction_loss(
         items,
         log_z.unsqueeze(2),
         mean.unsqueeze(2),
-        grouped_targets.view(B, G, S),
+        grouped_targets.view(B, G, M),
         bias,
     )
 
@@ -294,13 +305,12 @@ REFERENCE_LOSS_POSITIONS = 1024  # non-attention aggregations: targets per step 
 def _reference_loss(model, open_vecs, closed, valid, batch, items, bias, target_cols) -> Tensor:
     """Loss of the max / mlp / sum aggregations through :func:`late_interaction` on (P, K, N) tensors;
     at most :data:`REFERENCE_LOSS_POSITIONS` targets per step (evenly spaced) bound their memory."""
-    B, T, d = open_vecs.shape
-    G, S = batch.groups, model.config.S
+    G, M = batch.groups, batch.group_len
     b, p = (target_cols >= 0).nonzero(as_tuple=True)  # (P,) positions with a target
     if len(b) > REFERENCE_LOSS_POSITIONS:
         keep = torch.linspace(0, len(b) - 1, REFERENCE_LOSS_POSITIONS).long()
         b, p = b[keep], p[keep]
-    g = (batch.group_position[b, p] // S).clamp(max=G - 1)  # (P,)
+    g = (batch.group_position[b, p] // M).clamp(max=G - 1)  # (P,)
     vectors = torch.cat([closed[b, g], open_vecs[b, p].unsqueeze(1)], dim=1)  # (P, K, d)
     mask = torch.cat([valid[b, g], torch.ones(len(b), 1, dtype=torch.bool)], dim=1)  # (P, K)
     scores, _ = model.score(vectors, mask, items)  # (P, C)
@@ -308,26 +318,50 @@ def _reference_loss(model, open_vecs, closed, valid, batch, items, bias, target_
 
 
 def _cross_encoder_loss(
-    model, split: LeaveOneOutSplit, users: np.ndarray, settings: TrainSettings, rng
+    model, split: LeaveOneOutSplit, users: np.ndarray, settings: TrainSettings, rng, first_stage=None
 ) -> Tensor:
-    histories, positives = [], []
+    """Softmax CE of the positive against its negatives, for random cut points of each user.
+
+    With a first stage (the model whose top-M the cross-encoder re-ranks), trained as that re-ranker:
+    ``hard_negatives`` of each cut are drawn from the first stage's top-``cascade_top`` for the same
+    prefix (seen items and the positive excluded), beside ``negatives`` uniform ones, and the first
+    stage's scores of the pairs are passed as the residual feature.
+    """
+    histories, stamps, positives = [], [], []
     for u in users:
         seq = split.train_sequence(int(u))
         if len(seq) < 2:
             continue
         cuts = rng.integers(1, len(seq), size=settings.cuts_per_user)
+        ts = split.data.timestamps[int(u)]
         for t in cuts:
             histories.append(seq[:t])
+            stamps.append(ts[:t])
             positives.append(seq[t])
     if not histories:
         return torch.zeros((), requires_grad=True)
     hist = torch.as_tensor(pad_right_aligned(histories, model.config.max_len))  # (P, L)
-    negatives = rng.integers(1, model.config.n_items + 1, size=(len(positives), settings.negatives))
-    candidates = torch.as_tensor(
-        np.concatenate([np.array(positives)[:, None], negatives], axis=1)
-    )  # (P, 1+n)
-    scores = model.score(hist, candidates)  # (P, 1+n)
-    return F.cross_entropy(scores, torch.zeros(len(positives), dtype=torch.long))
+    n_items = model.config.n_items
+    positive = torch.as_tensor(np.array(positives))[:, None]  # (P, 1)
+    uniform = torch.as_tensor(rng.integers(1, n_items + 1, size=(len(positives), settings.negatives)))
+    first_scores = None
+    if first_stage is None:
+        candidates = torch.cat([positive, uniform], dim=1)  # (P, 1+n)
+    else:
+        with torch.no_grad():
+            was_training = first_stage.training
+            first_stage.eval()
+            scores = first_stage.score_histories(histories, stamps).float()  # (P, N+1)
+            first_stage.train(was_training)
+        scores = mask_seen(worst_if_not_finite(scores), histories)
+        pool = scores.scatter(1, positive, float("-inf")).topk(min(settings.cascade_top, n_items), 1).indices
+        pick = torch.as_tensor(rng.integers(0, pool.shape[1], size=(len(positives), settings.hard_negatives)))
+        hard = pool.gather(1, pick)  # (P, h) from the first stage's top-M
+        candidates = torch.cat([positive, hard, uniform], dim=1)  # (P, 1+h+n)
+        first_scores = scores.gather(1, candidates)
+        first_scores = torch.where(torch.isfinite(first_scores), first_scores, 0.0)
+    out = model.score(hist, candidates, first_scores)  # (P, C)
+    return F.cross_entropy(out, torch.zeros(len(positives), dtype=torch.long))
 
 
 def _valid_metrics(model, kind, data, split, first_stage, settings) -> dict:
@@ -368,7 +402,11 @@ def train(
     overrides.update(settings_overrides or {})
     settings = TrainSettings(**{**DEFAULTS[kind], **{k: v for k, v in overrides.items() if v is not None}})
     settings.seed = seed
-    if settings.epochs < 0 or (settings.batch_size or 1) < 1 or not (math.isfinite(settings.lr) and settings.lr > 0):
+    if (
+        settings.epochs < 0
+        or (settings.batch_size or 1) < 1
+        or not (math.isfinite(settings.lr) and settings.lr > 0)
+    ):
         raise MsliError("--epochs must be >= 0, and the batch size and learning rate positive and finite.")
     if not math.isfinite(settings.weight_decay) or settings.weight_decay < 0:
         raise MsliError("--weight-decay must be a finite number >= 0.")
@@ -482,6 +520,7 @@ def _late_interaction_step(model, split, chunk, settings, rng, log_freq) -> floa
             segment_len=c.S,
             segmenter=c.segmenter,
             session_gap=c.session_gap,
+            closed=c.closed_segments,
         )
         candidates = log_q = None
         if log_freq is not None:
@@ -533,7 +572,7 @@ def _fit_neural(model, kind, data, split, settings, rng, progress, history, firs
             if late:
                 loss_value = _late_interaction_step(model, split, chunk, settings, rng, log_freq)
             else:
-                loss = _cross_encoder_loss(model, split, chunk, settings, rng)
+                loss = _cross_encoder_loss(model, split, chunk, settings, rng, first_stage)
                 loss_value = float(loss.detach())
                 if math.isfinite(loss_value):
                     loss.backward()

@@ -88,7 +88,7 @@ HOW_TO_READ: dict[str, str] = {
     "The cross-encoder (early interaction) and the floors (a bare matmul of the same shapes; bytes over "
     "memory bandwidth) are on the same logarithmic axis: the gap between them is what MS-LI buys.",
     "stage_costs": "What one new event plus one request cost (p50, stacked, total on top): the nearline "
-    "update of the open segment (once per new event) and the online scoring (per request, the part a user "
+    "update of the open window (once per new event) and the online scoring (per request, the part a user "
     "waits for). The offline item table is paid only when the catalog changes; its cost is written above the "
     "chart instead of stacked.",
     "backends": "The same online scoring measured with torch (eager, inference_mode) and with ONNX Runtime, "
@@ -326,7 +326,7 @@ def _require_rows(rows: Iterable[Mapping[str, Any]] | pd.DataFrame, what: str, c
 MODEL_LABELS = {"msli": "MS-LI", "two-tower": "two-tower", "cross-encoder": "cross-encoder"}
 STAGE_LABELS = {
     "offline": "offline (item table, per catalog refresh)",
-    "nearline": "nearline (open segment, per new event)",
+    "nearline": "nearline (open window, per new event)",
     "nearline_full": "nearline, full re-encode",
     "online": "online (per request)",
     "end_to_end": "end to end (nearline + online)",
@@ -716,7 +716,7 @@ def backend_comparison(rows: Iterable[Mapping[str, Any]] | pd.DataFrame, stage: 
 
 
 def nearline_update_comparison(rows: Iterable[Mapping[str, Any]] | pd.DataFrame) -> go.Figure:
-    """Incremental (open segment only) vs full re-encode of the nearline stage, per (K, L), with the ratio."""
+    """Incremental (open window only) vs full re-encode of the nearline stage, per (K, L), with the ratio."""
     frame = _require_rows(rows, "latency rows", ["model", "stage", "segments", "history", "p50_ms"])
     near = _filter(frame, model="msli", stage="nearline")
     near = near.assign(variant=_variant(near).replace("", "incremental"))
@@ -735,7 +735,7 @@ def nearline_update_comparison(rows: Iterable[Mapping[str, Any]] | pd.DataFrame)
             go.Bar(
                 x=labels,
                 y=table[variant].to_numpy(),
-                name="full re-encode" if variant == "full" else "incremental (open segment only)",
+                name="full re-encode" if variant == "full" else "incremental (open window only)",
                 marker_color=color,
                 hovertemplate="%{x}: %{y:.4g} ms<extra>" + variant + "</extra>",
             )
@@ -1027,7 +1027,9 @@ def contribution_heatmap(
 def within_segment_weights(segments: Sequence[Mapping[str, Any]], top: int = 6) -> go.Figure:
     """The items each segment vector mostly stands for: its ``top`` attention-pooling weights.
 
-    ``segments``: ``index``, ``label``, ``titles`` (the segment's items) and ``weights`` (same length, sum 1).
+    ``segments``: ``index``, ``label``, ``titles`` (the segment's items) and ``weights`` (same length): the
+    pooling weights of a closed segment (sum 1) or the recency weights of the open window's newest items
+    (0 for its other events, which are left out).
     """
     fig = go.Figure()
     for seg in segments:
@@ -1035,6 +1037,7 @@ def within_segment_weights(segments: Sequence[Mapping[str, Any]], top: int = 6) 
         if not len(weights):
             continue
         order = np.argsort(-weights)[:top]
+        order = order[weights[order] != 0]  # the open window's events without a direct weight
         titles = [str(seg["titles"][i]) for i in order]
         fig.add_trace(
             go.Bar(
@@ -1051,7 +1054,7 @@ def within_segment_weights(segments: Sequence[Mapping[str, Any]], top: int = 6) 
     return _layout(
         fig,
         f"Inside each segment: the {top} items with the largest pooling weights",
-        xaxis_title="pooling weight (sums to 1 per segment)",
+        xaxis_title="pooling weight (sums to 1 per closed segment); open window: recency weight",
         height=max(300, 90 + 20 * sum(len(t.x) for t in fig.data)),
         yaxis=dict(automargin=True),
         showlegend=False,  # each bar's label starts with its segment number, in the segment's colour

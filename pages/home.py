@@ -24,9 +24,9 @@ digraph msli {
     ienc [label="item encoder", fillcolor="#ccf"];
     table [label="item table E\\n(N × d)", fillcolor="#eef"];
     items -> ienc -> table; }
-  subgraph cluster_near { label="nearline · on a new event · O(S²d + Sd²)"; style=dashed; color="#888";
-    hist [label="history h = i₁ … i_L\\ncut into K segments", fillcolor="#efe"];
-    senc [label="segment encoder\\n(the large model)\\nopen segment only", fillcolor="#cfc"];
+  subgraph cluster_near { label="nearline · on a new event · O(L_max·d + d²) per layer"; style=dashed; color="#888";
+    hist [label="history h = i₁ … i_L\\nwindow + K-1 closed segments", fillcolor="#efe"];
+    senc [label="causal encoder\\n(the large model)\\nnew position of the window;\\na closed segment once", fillcolor="#cfc"];
     cache [label="segment cache\\nu₁ … u_K (K × d)", fillcolor="#efe"];
     hist -> senc -> cache; }
   subgraph cluster_on { label="online · per request · O(N K d)"; style=dashed; color="#888";
@@ -40,8 +40,8 @@ st.graphviz_chart(STAGES_DOT, width="stretch")
 st.caption(
     "The three stages of MS-LI. Where the latency goes: the cross-encoder (early interaction) runs the "
     "large model over [history ; candidate] for every candidate at request time, O(N·(L²d + Ld²)). "
-    "MS-LI moves that work to the nearline stage (once per new event, one segment) and leaves "
-    "only two (K×d)·(d×N) products online."
+    "MS-LI moves that work to the nearline stage (once per new event: the window's newest position, and "
+    "each closed segment once, when it closes) and leaves only two (K×d)·(d×N) products online."
 )
 
 budget_shape = dict(history=200, segments=8, dim=64, layers=2, candidates=1000)

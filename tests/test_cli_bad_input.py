@@ -183,7 +183,7 @@ def world(tmp_path, monkeypatch):
     (tmp_path / "link").symlink_to(docs)
     model = tmp_path / "model"  # an earlier `msli train` output (recognised by its config.json)
     model.mkdir()
-    (model / "config.json").write_text('{"format": "msli-model/1", "kind": "msli"}')
+    (model / "config.json").write_text('{"format": "msli-model/2", "kind": "msli"}')
     (model / "model.safetensors").write_bytes(b"\0" * 8)
     for kind in ("quality", "bench"):
         folder = tmp_path / kind

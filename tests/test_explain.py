@@ -55,7 +55,12 @@ def test_segments_describe_the_history(trained):
     history = data.item_ids[data.sequences[u]].tolist()
     for seg in ex["segments"]:
         assert seg["items"] == history[seg["start"] : seg["end"]]
-        assert abs(sum(seg["weights"]) - 1.0) < 1e-5  # pooling weights over the segment's items
+        if seg["role"] == "closed segment":
+            assert abs(sum(seg["weights"]) - 1.0) < 1e-5  # pooling weights over the segment's items
+        else:  # the open window: the recency weights r_j on its newest events, 0 elsewhere
+            r = model.recent_weights.detach().numpy()[::-1]
+            np.testing.assert_allclose(seg["weights"][-len(r) :], r, atol=1e-6)
+            assert not any(seg["weights"][: -len(r)])
         assert seg["dominant_interest"] == dominant_interest(np.array(seg["true_interests"]))
         assert seg["time_start"] <= seg["time_end"]
     assert ex["segments"][-1]["end"] == len(history)  # the newest slot ends with the last event

@@ -81,7 +81,7 @@ def test_explain_human_table(data_dir, trained, capsys):
         main(["explain", "--data", str(data_dir), "--model", str(trained), "--user", "2", "--top", "2"]) == 0
     )
     text = capsys.readouterr().out
-    assert "Segments" in text and "Recommendations" in text and "score" in text
+    assert "Slots" in text and "open window" in text and "Recommendations" in text and "score" in text
 
 
 def _error_line(capsys):

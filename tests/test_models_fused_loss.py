@@ -30,10 +30,14 @@ def _reference(open_u, open_q, closed_u, closed_q, valid, items, age, targets, c
 def test_fused_loss_matches_the_reference_value_and_gradients(with_bias):
     torch.manual_seed(0)
     B, G, S, C, d, N = 2, 3, 4, 2, 5, 7
-    leaves = [torch.randn(*shape, dtype=torch.float64, requires_grad=True) for shape in
-              [(B, G, S, d), (B, G, S, d), (B, G, C, d), (B, G, C, d), (N, d), (C + 1,)]]
+    leaves = [
+        torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+        for shape in [(B, G, S, d), (B, G, S, d), (B, G, C, d), (B, G, C, d), (N, d), (C + 1,)]
+    ]
     open_u, open_q, closed_u, closed_q, items, age = leaves
-    valid = torch.tensor([[[True, True], [False, True], [False, False]], [[True, False], [True, True], [True, True]]])
+    valid = torch.tensor(
+        [[[True, True], [False, True], [False, False]], [[True, False], [True, True], [True, True]]]
+    )
     targets = torch.randint(0, N, (B, G, S))
     targets[0, 2, 3] = -1  # an ignored position
     bias = torch.randn(N, dtype=torch.float64) if with_bias else torch.zeros(N, dtype=torch.float64)
@@ -54,11 +58,15 @@ def test_no_closed_slot_is_plain_cross_entropy_of_the_open_score():
     items = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     open_u = torch.tensor([[[[2.0, 0.0]]]])  # scores (2, 0)
     log_z, mean = closed_statistics(
-        torch.zeros(1, 1, 1, 2), torch.zeros(1, 1, 1, 2), torch.zeros(1, 1, 1, dtype=torch.bool), torch.zeros(1)
+        torch.zeros(1, 1, 1, 2),
+        torch.zeros(1, 1, 1, 2),
+        torch.zeros(1, 1, 1, dtype=torch.bool),
+        torch.zeros(1),
     )
     assert float(log_z.max()) == NEG and float(mean.abs().max()) == 0.0
-    loss = fused_attention_ce(open_u, torch.zeros_like(open_u), items, log_z.unsqueeze(2), mean.unsqueeze(2),
-                              torch.tensor([[[1]]]))
+    loss = fused_attention_ce(
+        open_u, torch.zeros_like(open_u), items, log_z.unsqueeze(2), mean.unsqueeze(2), torch.tensor([[[1]]])
+    )
     assert loss.item() == pytest.approx(math.log(1 + math.exp(2.0)))  # -log softmax(2, 0)[1]
 
 
@@ -67,10 +75,18 @@ def test_equal_logits_average_open_and_closed_scores():
     items = torch.eye(2)
     s_o, s_c = np.array([2.0, 0.0]), np.array([0.0, 4.0])
     log_z, mean = closed_statistics(
-        torch.tensor(s_c).float().view(1, 1, 1, 2), torch.zeros(1, 1, 1, 2),
-        torch.ones(1, 1, 1, dtype=torch.bool), torch.zeros(1)
+        torch.tensor(s_c).float().view(1, 1, 1, 2),
+        torch.zeros(1, 1, 1, 2),
+        torch.ones(1, 1, 1, dtype=torch.bool),
+        torch.zeros(1),
     )
-    loss = fused_attention_ce(torch.tensor(s_o).float().view(1, 1, 1, 2), torch.zeros(1, 1, 1, 2), items,
-                              log_z.unsqueeze(2), mean.unsqueeze(2), torch.tensor([[[0]]]))
+    loss = fused_attention_ce(
+        torch.tensor(s_o).float().view(1, 1, 1, 2),
+        torch.zeros(1, 1, 1, 2),
+        items,
+        log_z.unsqueeze(2),
+        mean.unsqueeze(2),
+        torch.tensor([[[0]]]),
+    )
     y = (s_o + s_c) / 2  # (1, 2)
     assert loss.item() == pytest.approx(-(y[0] - np.log(np.exp(y).sum())), rel=1e-6)

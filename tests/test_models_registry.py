@@ -106,6 +106,13 @@ def test_json_without_kind(saved):
     _refused(saved, match="lacks")
 
 
+def test_an_older_format_is_refused_with_a_sentence(saved):
+    payload = json.loads((saved / "config.json").read_text())
+    payload["format"] = "msli-model/1"
+    (saved / "config.json").write_text(json.dumps(payload))
+    _refused(saved, match="format msli-model/1.*retrain it")
+
+
 def test_unknown_kind(saved):
     payload = json.loads((saved / "config.json").read_text())
     payload["kind"] = "gpt"

@@ -106,7 +106,7 @@ def test_a_forged_or_broken_marker_is_not_trusted(tmp_path):
 def test_a_model_folder_is_recognised_by_its_config(tmp_path):
     folder = tmp_path / "m"
     folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({"format": "msli-model/1", "kind": "popularity"}))
+    (folder / "config.json").write_text(json.dumps({"format": "msli-model/2", "kind": "popularity"}))
     (folder / "model.safetensors").write_bytes(b"x")
     assert check_out_dir(folder, "model") == folder
     with pytest.raises(MsliError, match="model output, not a quality output"):

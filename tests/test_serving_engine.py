@@ -71,10 +71,13 @@ def test_fast_scorer_matches_late_interaction_with_empty_slots():
     torch.testing.assert_close(fast, ref[0], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize(("mode", "max_len"), [("kv", 200), ("segment", 200), ("kv", 9)])
-def test_incremental_updates_equal_full_reencode(mode, max_len):
+@pytest.mark.parametrize(
+    ("mode", "max_len", "closed"), [("kv", 200, "recent"), ("segment", 200, "recent"), ("kv", 9, "recent"),
+                                    ("kv", 9, "older")]
+)  # fmt: skip
+def test_incremental_updates_equal_full_reencode(mode, max_len, closed):
     # max_len 9: the window slides after event 9, so the KV cache gives way to window re-encodes
-    model = make_model("attention", segments=3, segment_len=4, max_len=max_len)
+    model = make_model("attention", segments=3, segment_len=4, max_len=max_len, closed_segments=closed)
     engine = InferenceEngine(model, nearline=mode)
     rng = np.random.default_rng(2)
     events = rng.integers(1, N_ITEMS + 1, size=23)  # crosses several segment boundaries, drops old ones

@@ -68,6 +68,34 @@ def test_every_position_sees_what_inference_sees(tiny, segments, segmenter, aggr
     assert loss.item() == pytest.approx(reference.item(), rel=1e-5)
 
 
+@pytest.mark.parametrize("closed", ["recent", "older"])
+@pytest.mark.parametrize("segmenter", ["fixed", "session"])
+def test_rows_that_start_late_see_the_inference_window_and_closed_slots(tiny, closed, segmenter):
+    """Rows of 2 events with a 1-event window: each row's one target is exactly an inference request,
+    whose closed slots (recent or older than the window) must be the ones inference picks."""
+    data, split = tiny
+    torch.manual_seed(0)
+    model = build_model("msli", data=data, dim=16, segments=3, segment_len=3, max_len=1, segmenter=segmenter,
+                        session_gap=400, closed_segments=closed)  # fmt: skip
+    model.eval()
+    seqs = [split.train_sequence(u) for u in (1, 2, 3, 4)]
+    stamps = [data.timestamps[u][: len(s)] for u, s in zip((1, 2, 3, 4), seqs, strict=True)]
+    picks = [(b, t) for b, s in enumerate(seqs) for t in range(0, len(s) - 1)]
+    batch = tr.row_batch([seqs[b] for b, _ in picks], [stamps[b] for b, _ in picks], [(t, t + 2) for _, t in picks],
+                         segments=3, segment_len=3, segmenter=segmenter, session_gap=400, closed=closed)  # fmt: skip
+    with torch.no_grad():
+        loss = tr.late_interaction_loss(model, batch)
+        scores = model.score_histories(
+            [seqs[b][: t + 1] for b, t in picks], [stamps[b][: t + 1] for b, t in picks]
+        )
+        targets = torch.as_tensor([int(seqs[b][t + 1]) for b, t in picks])
+        reference = tr.full_softmax_loss(scores, targets)
+        prefixes = [seqs[b][: t + 1] for b, t in picks]
+        has_closed = model.segment_batch(prefixes, [stamps[b][: t + 1] for b, t in picks]).mask[:, :2].any()
+    assert has_closed  # the case is not trivial
+    assert loss.item() == pytest.approx(reference.item(), rel=1e-5)
+
+
 def test_training_rows_cover_every_target_once():
     seq = np.arange(1, 12)  # 11 events, 10 targets
     rows = tr.training_rows(seq, 4, 10)

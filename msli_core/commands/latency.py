@@ -61,15 +61,25 @@ def register(subparsers) -> None:
     bench.add_argument("--save-calibration", action="store_true", help="store the fitted constants for later")
     bench.add_argument("--out", default=None, metavar="DIR", help="write the tables here")
     bench.add_argument("--json", action="store_true", help="print the rows as JSON on stdout")
+    bench.add_argument(
+        "--training",
+        action="store_true",
+        help="time training steps instead: MS-LI (each K>1 of --segments, default 4) beside a plain "
+        "SASRec-style step of the same shape (--dim, --layers, --threads, --history L, --items N); "
+        "writes training.json to --out",
+    )
+    bench.add_argument("--items", default="1682", help="catalog size N of --training (default %(default)s)")
     bench.set_defaults(func=run_bench_command)
 
     export = subparsers.add_parser(
         "export",
-        help="export a trained MS-LI model's online scorer and segment encoder as ONNX",
+        help="export a trained MS-LI model's online scorer and nearline encoders as ONNX",
         description=(
-            "Writes the online scorer to FILE.onnx and the segment encoder (item table baked in) to "
-            "FILE.segment_encoder.onnx beside it; --int8 adds int8 dynamically quantized "
-            "FILE.segment_encoder.int8.onnx and FILE.catalog.int8.onnx. Every graph passes onnx.checker."
+            "Writes the online scorer to FILE.onnx and, beside it, the two nearline graphs with the item "
+            "table baked in: the closed-segment encoder (FILE.segment_encoder.onnx) and the open-window "
+            "encoder (FILE.open_encoder.onnx); --int8 adds int8 dynamically quantized "
+            "FILE.segment_encoder.int8.onnx, FILE.open_encoder.int8.onnx and FILE.catalog.int8.onnx. "
+            "Every graph passes onnx.checker."
         ),
     )
     export.add_argument("--model", required=True, metavar="DIR", help="a folder written by `msli train`")
@@ -252,7 +262,52 @@ def settings_from_args(args: argparse.Namespace):
     return settings
 
 
+def run_training_bench(args: argparse.Namespace) -> int:
+    """``msli bench --training``: one training step of each model timed in one run (msli_core.training_bench)."""
+    import json
+
+    from msli_core import limits
+    from msli_core.training_bench import render, training_throughput
+
+    segments = DEFAULTS["segments"] if args.segments == DEFAULTS["segments"] else args.segments
+    ks = tuple(
+        k for k in parse_int_list("--segments", segments, 1, limits.MAX_SEGMENTS, "MAX_SEGMENTS") if k > 1
+    )
+    history = parse_int_list("--history", args.history, 2, limits.MAX_HISTORY, "MAX_HISTORY")
+    kwargs = dict(
+        n_items=parse_int("--items", args.items, 1, limits.MAX_ITEMS, "MAX_ITEMS"),
+        length=max(history),
+        dim=parse_int("--dim", args.dim, 1, limits.MAX_DIM, "MAX_DIM"),
+        layers=parse_int("--layers", args.layers, 0, limits.MAX_LAYERS, "MAX_LAYERS"),
+        segments=ks if args.segments != DEFAULTS["segments"] else (4,),
+        repeats=min(parse_int("--repeats", args.repeats, 1), 50),
+        threads=parse_threads("--threads", args.threads),
+    )
+    if kwargs["dim"] % 2:
+        raise MsliError(f"--dim {kwargs['dim']} must be even for --training (2 attention heads).")
+    if args.out is not None:
+        from msli_core.outputs import check_out_dir
+
+        check_out_dir(args.out, "bench")
+    result = training_throughput(**kwargs)
+    if args.out is not None:
+        from msli_core.jsonable import to_jsonable
+        from msli_core.outputs import atomic_output_dir
+
+        with atomic_output_dir(Path(args.out), kind="bench") as tmp:
+            (tmp / "training.json").write_text(json.dumps(to_jsonable(result), indent=1, allow_nan=False))
+    if args.json:
+        from msli_core.cli import print_json
+
+        print_json(result)
+    else:
+        print(render(result))
+    return 0
+
+
 def run_bench_command(args: argparse.Namespace) -> int:
+    if args.training:
+        return run_training_bench(args)
     from msli_core.progress import TextProgressBar
     from msli_core.serving import costmodel
     from msli_core.serving.bench import headline, run_bench, write_outputs

@@ -357,7 +357,8 @@ def render_explanation(ex: dict) -> str:
     lines = [
         f"User {ex['user']}: {ex['history_length']} events, {ex['model']} ({ex['aggregation']} aggregation)",
         "",
-        "Segments (slot K-1 is the newest; weight = attention-pooling weight inside the segment):",
+        "Slots (K-1 = the open window of the newest events, weight = its recency weight; the others are"
+        " closed segments, weight = attention-pooling weight):",
     ]
     for seg in ex["segments"]:
         head = f"  [{seg['index']}] events {seg['start']}-{seg['end'] - 1}"
@@ -365,7 +366,7 @@ def render_explanation(ex: dict) -> str:
         if "dominant_interest" in seg:
             head += f"  true interest {seg['dominant_interest']}"
         lines.append(head)
-        best = sorted(zip(seg["weights"], seg["titles"], strict=True), reverse=True)[:3]
+        best = [p for p in sorted(zip(seg["weights"], seg["titles"], strict=True), reverse=True) if p[0]][:3]
         lines.append("      top items: " + "; ".join(f"{t} ({w:.2f})" for w, t in best))
     slots = [seg["index"] for seg in ex["segments"]]
     lines += ["", "Recommendations (score = sum of the segment contributions):"]

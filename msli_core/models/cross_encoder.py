@@ -29,6 +29,8 @@ class CrossEncoderConfig:
     max_len: int = 50  # L, history tokens per pair: the cost grows with N·L², so it is kept short
     dropout: float = 0.2  # dropout inside the transformer
     pair_chunk: int = 4096  # pairs encoded per forward chunk at inference (bounds memory)
+    residual: bool = True  # as a re-ranker, add α × the first stage's score of the pair (α learned, from
+    # 1; the transformer's head starts at 0, so training starts from the first stage's ranking)
 
     def __post_init__(self) -> None:
         check_int("n_items", self.n_items, 1, limits.MAX_ITEMS)
@@ -47,7 +49,13 @@ class CrossEncoderConfig:
 
 
 class CrossEncoder(nn.Module):
-    """``score(history, c) = w · LN(h_cand)`` where ``h`` is the transformer output over the pair's tokens."""
+    """``score(history, c) = w · LN(h_cand) [+ α · first(history, c)]`` where ``h`` is the transformer
+    output over the pair's tokens and ``first`` the score of the first stage whose top-M it re-ranks.
+
+    The first-stage term (``residual``) is how a production re-ranker uses its retrieval score as a
+    feature: the cross-encoder learns a correction where early interaction helps. It is only added
+    when first-stage scores are passed (a cascade); full ranking scores the transformer alone.
+    """
 
     kind = "cross-encoder"
 
@@ -63,6 +71,9 @@ class CrossEncoder(nn.Module):
         self.ln_f = nn.LayerNorm(d)
         self.head = nn.Linear(d, 1)
         self.apply(init_weights)
+        self.first_stage_weight = nn.Parameter(torch.ones(()))  # α
+        if config.residual:
+            nn.init.zeros_(self.head.weight)
 
     def set_item_features(self, data) -> None:
         genres, years = item_features(data)
@@ -80,8 +91,9 @@ class CrossEncoder(nn.Module):
             x = block(x, causal=False, key_mask=key_mask)
         return self.head(self.ln_f(x[:, -1])).squeeze(-1)  # (P,)
 
-    def score(self, histories: Tensor, candidates: Tensor) -> Tensor:
-        """(B, L) right-aligned 0-padded histories, (B, N) candidate ids -> (B, N) scores.
+    def score(self, histories: Tensor, candidates: Tensor, first_scores: Tensor | None = None) -> Tensor:
+        """(B, L) right-aligned 0-padded histories, (B, N) candidate ids -> (B, N) scores; ``first_scores``
+        (B, N), the first stage's scores of the same pairs, are added × α when ``config.residual``.
 
         Each of the B·N pairs runs the full transformer; pairs are processed in chunks of
         ``config.pair_chunk`` so memory stays bounded. Histories longer than ``max_len`` keep their tail.
@@ -98,7 +110,10 @@ class CrossEncoder(nn.Module):
             out[lo : lo + step] = self.pair_scores(
                 pair_hist[lo : lo + step], pair_cand[lo : lo + step], table
             )
-        return out.view(B, N)
+        out = out.view(B, N)
+        if self.config.residual and first_scores is not None:
+            out = out + self.first_stage_weight * first_scores
+        return out
 
     def score_histories(
         self, histories: list[np.ndarray], timestamps: list[np.ndarray] | None = None

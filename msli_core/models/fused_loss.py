@@ -23,9 +23,7 @@ from torch import Tensor
 NEG = -1e9  # logit of an absent closed slot: exp(NEG - x) == 0 in float32, and NEG - NEG is 0, not NaN
 
 
-def closed_statistics(
-    scores: Tensor, logits: Tensor, valid: Tensor, bias: Tensor
-) -> tuple[Tensor, Tensor]:
+def closed_statistics(scores: Tensor, logits: Tensor, valid: Tensor, bias: Tensor) -> tuple[Tensor, Tensor]:
     """``L_C`` and ``y_C`` of each group: (B, G, C, N) closed scores s_k and logits <q_k, e>, (B, G, C) valid,
     (C,) bias ``b_k - b_o`` -> (B, G, N) each. A group with no valid closed slot gets ``L_C = NEG``, ``y_C = 0``.
     """

@@ -31,9 +31,17 @@ from msli_core import limits
 from msli_core.limits import check_fraction, check_int
 from msli_core.models.late_interaction import AGGREGATIONS, InteractionMLP, late_interaction
 from msli_core.models.layers import Block, ItemEncoder, ceil_div, init_weights, item_features
-from msli_core.models.segmenter import SEGMENTERS, SegmentBatch, Segments, segment, segment_batch
+from msli_core.models.segmenter import (
+    CLOSED_SEGMENTS,
+    SEGMENTERS,
+    SegmentBatch,
+    Segments,
+    segment,
+    segment_batch,
+)
 
 MAX_RECENT_ITEMS = 16
+OPEN_SLOT_PRIOR = 2.0  # initial b_age of the open slot (the closed slots start at 0)
 
 
 @dataclass
@@ -53,6 +61,8 @@ class MSLIConfig:
     session_gap: float = 3600.0  # seconds of inactivity that start a new session (segmenter="session")
     mlp_hidden: int = 16  # hidden width of g in the mlp aggregation
     age_bias: bool = True  # learn b_age(k), a per-slot bias in the attention logits (recency prior)
+    closed_segments: str = "recent"  # which segments fill the closed slots: "recent" = the K-1 before the
+    # open one (they overlap the window), "older" = the K-1 before the window (older than L_max events)
     recent_items: int = 3  # m, newest items added to the open vector with learned weights (0 = none):
     # on ML-100K the path was worth about +0.015 validation NDCG@10 to the two-tower model
 
@@ -61,6 +71,10 @@ class MSLIConfig:
             raise ValueError(f"aggregation must be one of {AGGREGATIONS}, not {self.aggregation!r}")
         if self.segmenter not in SEGMENTERS:
             raise ValueError(f"segmenter must be one of {SEGMENTERS}, not {self.segmenter!r}")
+        if self.closed_segments not in CLOSED_SEGMENTS:
+            raise ValueError(
+                f"closed_segments must be one of {CLOSED_SEGMENTS}, not {self.closed_segments!r}"
+            )
         check_int("n_items", self.n_items, 1, limits.MAX_ITEMS)
         check_int("n_genres", self.n_genres, 1, limits.MAX_GENRES)
         check_int("dim", self.dim, 1, limits.MAX_DIM)
@@ -147,6 +161,10 @@ class MSLIModel(nn.Module):
         self.segment_weights = nn.Parameter(torch.ones(K))  # w_k for the "sum" aggregation, (K,)
         self.mlp = InteractionMLP(d, config.mlp_hidden) if config.aggregation == "mlp" else None
         self.apply(init_weights)
+        if self.age_bias is not None and K > 1:  # start close to the two-tower model (the open window
+            # holds every recent event): a_open = e²/(e² + K-1) = 0.71 at K = 4; closed slots earn weight
+            with torch.no_grad():
+                self.age_bias[K - 1] = OPEN_SLOT_PRIOR
         m = config.recent_items  # r_j: the newest item at full weight, older ones at half to start with
         self.recent_weights = nn.Parameter(torch.tensor([1.0] + [0.5] * (m - 1)) if m else torch.zeros(0))
 
@@ -169,6 +187,7 @@ class MSLIModel(nn.Module):
             "window_len": c.max_len,
             "segmenter": c.segmenter,
             "session_gap": c.session_gap,
+            "closed": c.closed_segments,
         }
 
     def segment(self, history: np.ndarray, timestamps: np.ndarray | None = None) -> Segments:

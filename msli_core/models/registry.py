@@ -31,7 +31,7 @@ from msli_core.models.msli import MSLIConfig, MSLIModel
 KINDS = ("msli", "two-tower", "cross-encoder", "popularity", "item-knn")
 NEURAL_KINDS = ("msli", "two-tower", "cross-encoder")
 LATE_INTERACTION_KINDS = ("msli", "two-tower")
-FORMAT = "msli-model/1"
+FORMAT = "msli-model/2"  # 2: MS-LI's open window + closed segments, the re-ranking cross-encoder
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt", ".joblib", ".npy")
@@ -227,6 +227,12 @@ def _parse_config(raw: bytes, where: str) -> tuple[str, dict, dict]:
     kind = payload["kind"]
     if not isinstance(kind, str) or kind not in KINDS:
         raise MsliError(f"{where} names an unknown model kind {kind!r}; retrain it with `msli train`.")
+    written = payload.get("format")
+    if isinstance(written, str) and written.startswith("msli-model/") and written != FORMAT:
+        raise MsliError(
+            f"{where} was written in format {written}, and this msli reads {FORMAT} (the models changed "
+            "shape); retrain it with `msli train`."
+        )
     return kind, payload["config"], payload
 
 

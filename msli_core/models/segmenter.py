@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 SEGMENTERS = ("fixed", "session")
+CLOSED_SEGMENTS = ("recent", "older")
 
 
 @dataclass(frozen=True)
@@ -91,17 +92,39 @@ def segment_bounds(
     return np.stack([starts, ends], axis=1)
 
 
-def closed_bounds(bounds: np.ndarray, segments: int) -> np.ndarray:
-    """(K-1, 2) or fewer rows: the segments before the open (last) one that fill the closed slots.
+def newest_closed(bounds: np.ndarray, window_start: int, closed: str = "recent") -> int:
+    """Index into ``bounds`` of the newest closed segment (-1 = none) for a history whose window starts at
+    event ``window_start``.
 
-    >>> closed_bounds(np.array([[0, 3], [3, 6], [6, 7]]), 2).tolist()
+    ``"recent"``: the segment before the open one (the segment holding the newest event), so the closed
+    slots overlap the window; ``"older"``: the newest segment that starts before the window, so the
+    closed slots reach back beyond the last ``L_max`` events (and a history that fits in the window has
+    none).
+
+    >>> b = np.array([[0, 3], [3, 6], [6, 9], [9, 10]])
+    >>> newest_closed(b, 6), newest_closed(b, 6, "older"), newest_closed(b, 0, "older")
+    (2, 1, -1)
+    """
+    if closed not in CLOSED_SEGMENTS:
+        raise ValueError(f"closed_segments must be one of {CLOSED_SEGMENTS}, not {closed!r}")
+    if len(bounds) == 0:
+        return -1
+    if closed == "recent":
+        return len(bounds) - 2
+    return int(np.searchsorted(bounds[:, 0], window_start, side="left")) - 1
+
+
+def closed_bounds(bounds: np.ndarray, segments: int, newest: int) -> np.ndarray:
+    """(K-1, 2) or fewer rows: the segments ``newest-K+2 .. newest`` that fill the closed slots.
+
+    >>> closed_bounds(np.array([[0, 3], [3, 6], [6, 7]]), 2, 1).tolist()
     [[3, 6]]
-    >>> closed_bounds(np.array([[0, 3]]), 4).tolist()
+    >>> closed_bounds(np.array([[0, 3]]), 4, -1).tolist()
     []
     """
-    if segments <= 1 or len(bounds) <= 1:
+    if segments <= 1 or newest < 0:
         return bounds[:0]
-    return bounds[:-1][-(segments - 1) :]
+    return bounds[max(0, newest - segments + 2) : newest + 1]
 
 
 def segment(
@@ -113,6 +136,7 @@ def segment(
     window_len: int,
     segmenter: str = "fixed",
     session_gap: float = 3600.0,
+    closed: str = "recent",
 ) -> Segments:
     """The K slots of ``history``: closed segments right-aligned in 0..K-2, the window in slot K-1.
 
@@ -130,7 +154,7 @@ def segment(
         raise ValueError(f"window_len must be >= 1, not {W}")
     n = len(history)
     bounds = segment_bounds(n, S, segmenter=segmenter, timestamps=timestamps, session_gap=session_gap)
-    closed = closed_bounds(bounds, K)
+    closed = closed_bounds(bounds, K, newest_closed(bounds, n - min(n, W), closed))
     items = np.zeros((K, S), dtype=np.int64)
     window = np.zeros(W, dtype=np.int64)
     mask = np.zeros(K, dtype=bool)
@@ -157,6 +181,7 @@ def segment_batch(
     window_len: int,
     segmenter: str = "fixed",
     session_gap: float = 3600.0,
+    closed: str = "recent",
 ) -> SegmentBatch:
     """:func:`segment` for B histories: items (B, K, S), window (B, W'), mask/start/end (B, K).
 
@@ -172,6 +197,7 @@ def segment_batch(
             window_len=window_len,
             segmenter=segmenter,
             session_gap=session_gap,
+            closed=closed,
         )
         for b, h in enumerate(histories)
     ]

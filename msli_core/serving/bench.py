@@ -18,9 +18,10 @@ Stages and variants (the ``stage`` / ``variant`` keys):
 
 - ``offline``: the item table of N items (one measurement per N; the row is repeated for each K and L
   so per-(K, N, L) charts can stack it — ``shared: true``);
-- ``nearline`` ``incremental``: one new event. torch: the engine's KV-cached update of the open segment;
-  onnxruntime: the exported segment encoder over the open segment (no KV cache in the graph).
-  ``open_segment`` (torch): the open segment re-encoded whole. ``full``: all K segments re-encoded;
+- ``nearline`` ``incremental``: one new event. torch: the engine's update of the open window (a KV-cached
+  step while the history fits in the window, a window pass once it slides) and, when a segment closes,
+  its one-off encoding; onnxruntime: the exported open-window encoder over the window (no KV cache in
+  the graph). ``open_window`` (torch): the window re-encoded whole. ``full``: every slot re-encoded;
 - ``online``: score N candidates, top-10, with the top-10's per-segment contributions; variant
   ``paired``: the same MS-LI request timed again between the cross-encoder's calls at the same N and L
   (so the "how much faster" ratio compares calls made under the same machine load);
@@ -413,8 +414,8 @@ class _Runner:
                 )
                 self.add_nearline(
                     results,
-                    ("incremental", "open_segment", "full"),
-                    ("kv_cache", "open_segment", "all_segments"),
+                    ("incremental", "open_window", "full"),
+                    ("kv_cache", "open_window", "all_slots"),
                     "torch",
                     shape,
                 )

@@ -1495,7 +1495,7 @@ def predict_row(row: dict[str, Any], hardware: Hardware) -> float | None:
         return phase_seconds(phase, hardware, backend)
     shape = shape_from_row(row)
     key = stage
-    if stage == "nearline" and row.get("variant") in ("full", "open_segment"):
+    if stage == "nearline" and row.get("variant") in ("full", "open_window"):
         key = f"nearline_{row['variant']}"
     phases = stage_phases(shape, backend).get(key)
     if not phases:

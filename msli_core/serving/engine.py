@@ -30,7 +30,7 @@ from torch import Tensor
 
 from msli_core.errors import MsliError
 from msli_core.models.late_interaction import late_interaction
-from msli_core.models.segmenter import closed_bounds, segment_bounds
+from msli_core.models.segmenter import closed_bounds, newest_closed, segment_bounds
 
 
 @dataclass
@@ -237,18 +237,18 @@ class InferenceEngine:
 
     def _closed_bounds(self, state: UserState) -> list[tuple[int, int]]:
         """[start, end) of the closed segments in the slots, oldest first, as the model's segmenter cuts."""
-        n, S = len(state.history), self.S
+        n, S, c = len(state.history), self.S, self.config
         if self.K == 1:
             return []
-        if self.config.segmenter == "fixed":  # O(K): fixed segments anchored at event 0
-            open_start = ((n - 1) // S) * S
-            starts = [open_start - a * S for a in range(self.K - 1, 0, -1)]
-            return [(a, a + S) for a in starts if a >= 0]
+        window_start = n - min(n, c.max_len)
+        if c.segmenter == "fixed":  # O(K): fixed segments anchored at event 0
+            newest = (n - 1) // S - 1 if c.closed_segments == "recent" else -(-window_start // S) - 1
+            return [(j * S, min(j * S + S, n)) for j in range(max(0, newest - self.K + 2), newest + 1)]
         bounds = segment_bounds(
-            n, S, segmenter=self.config.segmenter, timestamps=np.asarray(state.timestamps),
-            session_gap=self.config.session_gap,
-        )  # fmt: skip
-        return [(int(a), int(b)) for a, b in closed_bounds(bounds, self.K)]
+            n, S, segmenter=c.segmenter, timestamps=np.asarray(state.timestamps), session_gap=c.session_gap
+        )
+        newest = newest_closed(bounds, window_start, c.closed_segments)
+        return [(int(a), int(b)) for a, b in closed_bounds(bounds, self.K, newest)]
 
     def _encode_closed(self, state: UserState, span: tuple[int, int]) -> tuple[Tensor, Tensor]:
         start, end = span

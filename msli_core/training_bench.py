@@ -1,0 +1,124 @@
+"""Training throughput (``msli bench --training``): an MS-LI step beside a plain SASRec-style step.
+
+Both steps train the same encoder (width, depth, heads, window length) on the same rows with
+full-softmax cross-entropy at every position, then take one AdamW step:
+
+- ``sasrec``: the baseline shape — a causal transformer over the row, the last state scored against the
+  whole catalog at every position (MS-LI's model with K = 1 and no recency path is exactly this);
+- ``two-tower``: K = 1 with the recency path (the project's two-tower model);
+- ``msli K=k``: the project's MS-LI training step (:func:`msli_core.train.late_interaction_loss`): the
+  window pass, the closed segments the row needs encoded on their own, and the fused attention loss.
+
+Rows are synthetic (random item ids; the cost does not depend on the ids), ``rows`` per step, each
+``length + 1`` events taken from the end of a history long enough that every position has all K-1
+closed segments. Reported: the median over ``repeats`` timed steps (after ``warmup``) of step time and
+targets per second, and each step's ratio to ``sasrec``'s time, all from one run.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+
+import numpy as np
+import torch
+
+from msli_core.limits import max_threads
+
+
+def _step_fn(model, batch, optimizer, loss_fn):
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model, batch)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def training_throughput(
+    *,
+    n_items: int = 1682,
+    rows: int = 64,
+    length: int = 200,
+    dim: int = 64,
+    layers: int = 2,
+    heads: int = 2,
+    segments: tuple[int, ...] = (4,),
+    warmup: int = 2,
+    repeats: int = 10,
+    threads: int = 1,
+    seed: int = 0,
+) -> dict:
+    """Time one training step of each model; returns ``{"rows": [...], "meta": {...}}``."""
+    from msli_core.models.msli import MSLIConfig, MSLIModel
+    from msli_core.train import late_interaction_loss, row_batch
+
+    torch.set_num_threads(min(threads, max_threads()))
+    rng = np.random.default_rng(seed)
+    plan = [("sasrec", 1, 0), ("two-tower", 1, 3)] + [(f"msli K={k}", k, 3) for k in segments if k > 1]
+    results = []
+    reference = None
+    for label, K, recent in plan:
+        torch.manual_seed(seed)
+        config = MSLIConfig(n_items=n_items, n_genres=1, dim=dim, segments=K, max_len=length, layers=layers,
+                            heads=heads, recent_items=recent)  # fmt: skip
+        model = MSLIModel(config).train()
+        history = length + 1 + (K - 1) * config.S + config.S  # every position has K-1 closed segments
+        seqs = [rng.integers(1, n_items + 1, size=history) for _ in range(rows)]
+        stamps = [np.arange(history) for _ in range(rows)]
+        ranges = [(history - length - 1, history)] * rows
+        batch = row_batch(seqs, stamps, ranges, segments=K, segment_len=config.S, segmenter="fixed",
+                          session_gap=3600.0)  # fmt: skip
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        step = _step_fn(model, batch, optimizer, late_interaction_loss)
+        for _ in range(warmup):
+            step()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - start)
+        seconds = float(np.median(times))
+        targets = rows * length
+        reference = reference or seconds
+        results.append(
+            {
+                "model": label,
+                "segments": K,
+                "segment_len": config.S if K > 1 else None,
+                "step_ms": round(seconds * 1e3, 2),
+                "targets_per_s": round(targets / seconds, 1),
+                "ratio_to_sasrec": round(seconds / reference, 3),
+            }
+        )
+    meta = {
+        "rows_per_step": rows,
+        "length": length,
+        "n_items": n_items,
+        "dim": dim,
+        "layers": layers,
+        "heads": heads,
+        "threads": torch.get_num_threads(),
+        "repeats": repeats,
+        "warmup": warmup,
+        "cpu": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "note": "median step time (forward + backward + AdamW) over the timed steps of one run",
+    }
+    return {"rows": results, "meta": meta}
+
+
+def render(result: dict) -> str:
+    """The table ``msli bench --training`` prints."""
+    m = result["meta"]
+    lines = [
+        f"Training step: {m['rows_per_step']} rows × {m['length']} positions, N={m['n_items']}, d={m['dim']}, "
+        f"{m['layers']} layers, {m['threads']} thread(s); median of {m['repeats']} steps",
+        f"  {'model':<12} {'step ms':>9} {'targets/s':>11} {'× sasrec':>9}",
+    ]
+    for r in result["rows"]:
+        lines.append(
+            f"  {r['model']:<12} {r['step_ms']:>9.1f} {r['targets_per_s']:>11.0f} {r['ratio_to_sasrec']:>9.2f}"
+        )
+    return "\n".join(lines)
