@@ -113,12 +113,11 @@ def render(result: dict) -> str:
     """The table ``msli bench --training`` prints."""
     m = result["meta"]
     lines = [
-        f"Training step: {m['rows_per_step']} rows × {m['length']} positions, N={m['n_items']}, d={m['dim']}, "
-        f"{m['layers']} layers, {m['threads']} thread(s); median of {m['repeats']} steps",
+        f"Training step: {m['rows_per_step']} rows × {m['length']} positions, N={m['n_items']}, "
+        f"d={m['dim']}, {m['layers']} layers, {m['threads']} thread(s); median of {m['repeats']} steps",
         f"  {'model':<12} {'step ms':>9} {'targets/s':>11} {'× sasrec':>9}",
     ]
     for r in result["rows"]:
-        lines.append(
-            f"  {r['model']:<12} {r['step_ms']:>9.1f} {r['targets_per_s']:>11.0f} {r['ratio_to_sasrec']:>9.2f}"
-        )
+        row = f"  {r['model']:<12} {r['step_ms']:>9.1f} {r['targets_per_s']:>11.0f}"
+        lines.append(f"{row} {r['ratio_to_sasrec']:>9.2f}")
     return "\n".join(lines)

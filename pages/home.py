@@ -24,9 +24,11 @@ digraph msli {
     ienc [label="item encoder", fillcolor="#ccf"];
     table [label="item table E\\n(N × d)", fillcolor="#eef"];
     items -> ienc -> table; }
-  subgraph cluster_near { label="nearline · on a new event · O(L_max·d + d²) per layer"; style=dashed; color="#888";
+  subgraph cluster_near { label="nearline · on a new event · O(L_max·d + d²) per layer";
+    style=dashed; color="#888";
     hist [label="history h = i₁ … i_L\\nwindow + K-1 closed segments", fillcolor="#efe"];
-    senc [label="causal encoder\\n(the large model)\\nnew position of the window;\\na closed segment once", fillcolor="#cfc"];
+    senc [label="causal encoder\\n(the large model)\\nnew position of the window;\\na closed segment once",
+          fillcolor="#cfc"];
     cache [label="segment cache\\nu₁ … u_K (K × d)", fillcolor="#efe"];
     hist -> senc -> cache; }
   subgraph cluster_on { label="online · per request · O(N K d)"; style=dashed; color="#888";

@@ -1,4 +1,4 @@
-"""The fused attention loss equals cross-entropy through the reference late_interaction, value and gradients."""
+"""The fused attention loss equals cross-entropy through the reference late_interaction (value, gradients)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from msli_core.models.late_interaction import late_interaction
 
 
 def _reference(open_u, open_q, closed_u, closed_q, valid, items, age, targets, column_bias):
-    """Per position: stack [closed; open] slots, late_interaction, CE. open_* (B,G,S,d); closed_* (B,G,C,d)."""
+    """Per position: stack [closed; open] slots, late_interaction, CE; open (B,G,S,d), closed (B,G,C,d)."""
     B, G, S, d = open_u.shape
     C = closed_u.shape[2]
     u = torch.cat([closed_u.unsqueeze(2).expand(B, G, S, C, d), open_u.unsqueeze(3)], 3).reshape(-1, C + 1, d)

@@ -81,16 +81,15 @@ def test_rows_that_start_late_see_the_inference_window_and_closed_slots(tiny, cl
     seqs = [split.train_sequence(u) for u in (1, 2, 3, 4)]
     stamps = [data.timestamps[u][: len(s)] for u, s in zip((1, 2, 3, 4), seqs, strict=True)]
     picks = [(b, t) for b, s in enumerate(seqs) for t in range(0, len(s) - 1)]
-    batch = tr.row_batch([seqs[b] for b, _ in picks], [stamps[b] for b, _ in picks], [(t, t + 2) for _, t in picks],
-                         segments=3, segment_len=3, segmenter=segmenter, session_gap=400, closed=closed)  # fmt: skip
+    rows = [(t, t + 2) for _, t in picks]
+    batch = tr.row_batch([seqs[b] for b, _ in picks], [stamps[b] for b, _ in picks], rows, segments=3,
+                         segment_len=3, segmenter=segmenter, session_gap=400, closed=closed)  # fmt: skip
     with torch.no_grad():
         loss = tr.late_interaction_loss(model, batch)
-        scores = model.score_histories(
-            [seqs[b][: t + 1] for b, t in picks], [stamps[b][: t + 1] for b, t in picks]
-        )
+        prefixes = [seqs[b][: t + 1] for b, t in picks]
+        scores = model.score_histories(prefixes, [stamps[b][: t + 1] for b, t in picks])
         targets = torch.as_tensor([int(seqs[b][t + 1]) for b, t in picks])
         reference = tr.full_softmax_loss(scores, targets)
-        prefixes = [seqs[b][: t + 1] for b, t in picks]
         has_closed = model.segment_batch(prefixes, [stamps[b][: t + 1] for b, t in picks]).mask[:, :2].any()
     assert has_closed  # the case is not trivial
     assert loss.item() == pytest.approx(reference.item(), rel=1e-5)

@@ -263,8 +263,7 @@ def settings_from_args(args: argparse.Namespace):
 
 
 def run_training_bench(args: argparse.Namespace) -> int:
-    """``msli bench --training``: one training step of each model timed in one run (msli_core.training_bench)."""
-    import json
+    """``msli bench --training``: one training step of each model, timed in one run (training_bench)."""
 
     from msli_core import limits
     from msli_core.training_bench import render, training_throughput

@@ -24,8 +24,9 @@ NEG = -1e9  # logit of an absent closed slot: exp(NEG - x) == 0 in float32, and 
 
 
 def closed_statistics(scores: Tensor, logits: Tensor, valid: Tensor, bias: Tensor) -> tuple[Tensor, Tensor]:
-    """``L_C`` and ``y_C`` of each group: (B, G, C, N) closed scores s_k and logits <q_k, e>, (B, G, C) valid,
-    (C,) bias ``b_k - b_o`` -> (B, G, N) each. A group with no valid closed slot gets ``L_C = NEG``, ``y_C = 0``.
+    """``L_C`` and ``y_C`` of each group: (B, G, C, N) closed scores s_k and logits <q_k, e>, (B, G, C)
+    valid, (C,) bias ``b_k - b_o`` -> (B, G, N) each. A group with no valid closed slot gets
+    ``L_C = NEG`` and ``y_C = 0``.
     """
     masked = (logits + bias.view(1, 1, -1, 1)).masked_fill(~valid.unsqueeze(-1), NEG)  # (B, G, C, N)
     log_z = torch.logsumexp(masked, dim=2)  # (B, G, N)

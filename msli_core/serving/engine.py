@@ -359,7 +359,7 @@ class InferenceEngine:
             x = x.unsqueeze(0)  # (1, t, d)
             for b, blk in enumerate(enc.blocks):
                 a = blk.ln_1(x)
-                q, k, v = blk.attn.qkv(a).split(d, dim=2)  # (1, t, d) each
+                _, k, v = blk.attn.qkv(a).split(d, dim=2)  # (1, t, d) each
                 op.kv[b][0, :, :length] = k[0].view(length, nh, d // nh).transpose(0, 1)
                 op.kv[b][1, :, :length] = v[0].view(length, nh, d // nh).transpose(0, 1)
                 x = blk(x, causal=True)
