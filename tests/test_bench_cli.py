@@ -155,6 +155,20 @@ def test_costmodel_predict_cli(capsys):
     assert prediction["parameters"] > 1e9 and prediction["online_s"] > 0 and prediction["qps"] > 0
     assert main(["costmodel", "predict", "--hardware", "abacus"]) == 2
     assert "--hardware" in capsys.readouterr().err
+    assert main(args[:-1]) == 0  # without --json: a table, one line per stage
+    text = capsys.readouterr().out
+    assert not text.lstrip().startswith("{") and "bound by" in text
+    assert {line.split()[0] for line in text.splitlines()[2:]} == set(prediction["flops"])
+
+
+def test_training_bench_cli(capsys, tmp_path):
+    args = ["bench", "--training", "--items", "50", "--history", "12", "--segments", "3", "--repeats", "1",
+            "--dim", "8", "--layers", "1", "--json", "--out", str(tmp_path / "t")]  # fmt: skip
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [r["model"] for r in result["rows"]] == ["sasrec", "two-tower", "msli K=3"]
+    assert result["rows"][0]["ratio_to_sasrec"] == 1.0 and all(r["targets_per_s"] > 0 for r in result["rows"])
+    assert json.loads((tmp_path / "t" / "training.json").read_text())["meta"]["length"] == 12
 
 
 def test_bench_a_trained_model_folder(capsys, tmp_path):

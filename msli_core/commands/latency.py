@@ -455,5 +455,22 @@ def run_predict_command(args: argparse.Namespace) -> int:
 
         print_json(prediction)
     else:
-        print(json.dumps({k: v for k, v in prediction.items() if k.endswith("_s") or k == "qps"}, indent=2))
+        print(render_prediction(prediction))
     return 0
+
+
+def render_prediction(prediction: dict) -> str:
+    """The table ``msli costmodel predict`` prints: per stage the predicted time, work and what bounds it."""
+    lines = [
+        f"{prediction['model']} on {prediction['hardware']} ({prediction['backend']}), "
+        f"{prediction['parameters']:,} parameters; {prediction['qps']:,.0f} requests/s end to end",
+        f"  {'stage':<24} {'time':>10} {'FLOP':>10} {'bytes':>10}  bound by",
+    ]
+    for stage, flops in prediction["flops"].items():
+        seconds = prediction[f"{stage}_s"]
+        shown = f"{seconds * 1e3:.3f} ms" if seconds < 1 else f"{seconds:.2f} s"
+        lines.append(
+            f"  {stage:<24} {shown:>10} {flops:>10.3g} {prediction['bytes'][stage]:>10.3g}  "
+            f"{prediction['bound'][stage]}"
+        )
+    return "\n".join(lines)
