@@ -282,8 +282,11 @@ def explanation_accuracy(
     Definitions (synthetic data only; ``data.truth`` gives each event's interest, -1 = noise):
 
     - a segment's *interest* is its dominant interest: the most frequent non-noise interest of its events;
-    - a user is *answerable* when the held-out item is not noise and at least one non-empty segment's
-      interest equals the held-out item's interest (otherwise no choice of segment could be right);
+    - a user is *answerable* when the held-out item is not noise, the user has at least two non-empty
+      slots (with one, that slot takes the whole score and there is no choice to explain: such users are
+      counted in ``skipped_one_slot``, e.g. every user whose history fits in the window when
+      ``closed_segments="older"``), and at least one non-empty segment's interest equals the held-out
+      item's interest (otherwise no choice of segment could be right);
     - ``accuracy``: over answerable users, the fraction whose top-contributing segment
       (``argmax_k c_k(target)`` over non-empty segments) has the target's interest;
     - ``chance``: over the same users, the mean of (matching non-empty segments / non-empty segments) —
@@ -314,6 +317,7 @@ def explanation_accuracy(
     was_training = model.training
     model.eval()
     hits, chance, newest, counted, skipped_noise, skipped_unanswerable = [], [], [], 0, 0, 0
+    skipped_one_slot = 0
     strict_hits, strict_chance, return_hits, return_chance = [], [], [], []
     users = split.eval_users
     try:
@@ -332,6 +336,9 @@ def explanation_accuracy(
                     skipped_noise += 1
                     continue
                 valid = np.flatnonzero(segs.mask[b])
+                if len(valid) < 2:  # one slot takes the whole score: there is nothing to choose between
+                    skipped_one_slot += 1
+                    continue
                 top = int(np.argmax(target_c[b, valid]))
                 holds = np.array(
                     [
@@ -386,5 +393,6 @@ def explanation_accuracy(
         "users": counted,
         "skipped_noise": skipped_noise,
         "skipped_unanswerable": skipped_unanswerable,
+        "skipped_one_slot": skipped_one_slot,
         "stage": stage,
     }

@@ -192,7 +192,9 @@ if has_truth:
             )
             st.caption(
                 f"Left out: {accuracy['skipped_noise']} users whose held-out item is noise and "
-                f"{accuracy['skipped_unanswerable']} whose segments hold none of its interest. The strict "
+                f"{accuracy['skipped_unanswerable']} whose segments hold none of its interest, and "
+                f"{accuracy.get('skipped_one_slot', 0)} with a single non-empty slot (nothing to choose "
+                "between). The strict "
                 "variant has exactly one right segment; the returns-only one keeps users whose held-out item "
                 "comes back to an older interest, where recency alone is wrong."
             )
