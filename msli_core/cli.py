@@ -49,8 +49,6 @@ def print_json(obj: Any) -> None:
     print(json.dumps(to_jsonable(obj), indent=2, ensure_ascii=False, allow_nan=False))
 
 
-_jsonable = to_jsonable  # kept for callers outside the core
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()

@@ -104,14 +104,16 @@ def app_url(tmp_path_factory):
 
 
 def wait_idle(page, timeout_s: float = 120.0) -> None:
-    """Wait until the script run has finished (no status widget twice in a row) and plotly has drawn."""
+    """Wait until the script run has finished (not running twice in a row) and plotly has drawn."""
     deadline = time.monotonic() + timeout_s
     quiet = 0
     time.sleep(0.5)
     while quiet < 2:
         if time.monotonic() > deadline:
             raise AssertionError(f"the page was still running after {timeout_s:.0f} s")
-        running = page.locator('[data-testid="stStatusWidget"]').count() > 0
+        # the app root's script state (the status widget is hidden with toolbarMode = "minimal")
+        script = page.locator('[data-testid="stApp"]').first.get_attribute("data-test-script-state")
+        running = script != "notRunning" or page.locator('[data-testid="stStatusWidget"]').count() > 0
         charts = page.locator('[data-testid="stPlotlyChart"]').count()
         drawn = page.locator(".js-plotly-plot").count()
         quiet = quiet + 1 if not running and drawn >= charts else 0

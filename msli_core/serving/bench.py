@@ -915,15 +915,15 @@ def write_outputs(result: BenchResult, out_dir) -> dict[str, str]:
 
     import pandas as pd
 
-    from msli_core.cli import _jsonable
+    from msli_core.jsonable import to_jsonable
     from msli_core.outputs import atomic_output_dir
 
     with atomic_output_dir(out_dir, kind="bench") as tmp:
         pd.DataFrame(result.rows, columns=list(ROW_KEYS)).to_csv(tmp / "bench.csv", index=False)
-        (tmp / "bench.json").write_text(json.dumps(_jsonable(result.rows), indent=1, allow_nan=False))
-        (tmp / "meta.json").write_text(json.dumps(_jsonable(result.meta), indent=2, allow_nan=False))
+        (tmp / "bench.json").write_text(json.dumps(to_jsonable(result.rows), indent=1, allow_nan=False))
+        (tmp / "meta.json").write_text(json.dumps(to_jsonable(result.meta), indent=2, allow_nan=False))
         (tmp / "costmodel_error.json").write_text(
-            json.dumps(_jsonable(result.error_report), indent=1, allow_nan=False)
+            json.dumps(to_jsonable(result.error_report), indent=1, allow_nan=False)
         )
     return {
         name: str(out_dir / name) for name in ("bench.csv", "bench.json", "meta.json", "costmodel_error.json")

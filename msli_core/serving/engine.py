@@ -510,19 +510,3 @@ class InferenceEngine:
             segment_mask=np.zeros(self.K, dtype=bool),
             fallback="popularity",
         )
-
-
-def popularity_from(data) -> np.ndarray:
-    """(N+1,) interaction counts per item id of an :class:`InteractionData` (index 0 = padding = 0)."""
-    counts = np.bincount(data.interactions["item"].to_numpy(np.int64), minlength=data.n_items + 1)
-    return counts.astype(np.float64)
-
-
-def engine_for(model, data=None, users=None) -> InferenceEngine:
-    """An engine over ``model`` with popularity (and, for ``users``, histories) taken from ``data``."""
-    engine = InferenceEngine(model, popularity_from(data) if data is not None else None)
-    engine.offline()
-    if data is not None:
-        for u in users or ():
-            engine.load_history(u, data.sequences[u], data.timestamps[u])
-    return engine
