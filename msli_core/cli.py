@@ -49,7 +49,6 @@ def print_json(obj: Any) -> None:
     print(json.dumps(to_jsonable(obj), indent=2, ensure_ascii=False, allow_nan=False))
 
 
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -186,7 +186,7 @@ def row_batch(
     segment_len: int,
     segmenter: str,
     session_gap: float,
-    closed: str = "recent",
+    closed: str,
 ) -> RowBatch:
     """Rows ``[r0, r1)`` of the given sequences, with each position's closed slots.
 
@@ -265,7 +265,8 @@ def late_interaction_loss(
     open_vecs = model.open_vectors(batch.window, table)  # (B, T, d)
     B, T, d = open_vecs.shape
     K = model.config.segments
-    if K == 1:
+    # K = 1, or no position with a closed slot (every user's history fits in the window): y = s_open
+    if K == 1 or not bool((batch.closed_index >= 0).any()):
         scores = (open_vecs @ items.T - bias).reshape(B * T, -1)  # (B·T, C)
         return F.cross_entropy(scores, target_cols.reshape(-1), ignore_index=-1)
     closed_vecs, _ = model.encode_segments(batch.closed_items, table)  # (B, Gc, d)

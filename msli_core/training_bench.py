@@ -69,7 +69,7 @@ def training_throughput(
         stamps = [np.arange(history) for _ in range(rows)]
         ranges = [(history - length - 1, history)] * rows
         batch = row_batch(seqs, stamps, ranges, segments=K, segment_len=config.S, segmenter="fixed",
-                          session_gap=3600.0)  # fmt: skip
+                          session_gap=3600.0, closed=config.closed_segments)  # fmt: skip
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
         step = _step_fn(model, batch, optimizer, late_interaction_loss)
         for _ in range(warmup):

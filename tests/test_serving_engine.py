@@ -15,6 +15,9 @@ N_ITEMS = 300
 
 
 def make_model(aggregation: str = "attention", segments: int = 4, segment_len: int = 5, **kw) -> MSLIModel:
+    """A model with perturbed weights; closed segments "recent" unless asked (short test histories then
+    have closed slots; "older" needs histories longer than max_len)."""
+    kw.setdefault("closed_segments", "recent")
     torch.manual_seed(0)
     config = MSLIConfig(
         n_items=N_ITEMS, n_genres=5, dim=16, segments=segments, segment_len=segment_len, layers=2, heads=2,
@@ -34,9 +37,18 @@ def reference_scores(model: MSLIModel, history: np.ndarray, timestamps: np.ndarr
     return out.scores[0], out.contributions[0], out.vectors[0], torch.as_tensor(out.batch.mask[0])
 
 
-@pytest.mark.parametrize("aggregation", ["attention", "max", "sum", "mlp"])
-def test_engine_scores_equal_model_scores(aggregation):
-    model = make_model(aggregation)
+@pytest.mark.parametrize(
+    ("aggregation", "closed"),
+    [
+        ("attention", "recent"),
+        ("max", "recent"),
+        ("sum", "recent"),
+        ("mlp", "recent"),
+        ("attention", "older"),
+    ],
+)
+def test_engine_scores_equal_model_scores(aggregation, closed):
+    model = make_model(aggregation, closed_segments=closed, max_len=6)  # 17 events: the window slides
     rng = np.random.default_rng(1)
     history = rng.integers(1, N_ITEMS + 1, size=17)
     engine = InferenceEngine(model)

@@ -46,17 +46,16 @@ def test_every_position_sees_what_inference_sees(tiny, segments, segmenter, aggr
         segmenter=segmenter,
         session_gap=400,
         aggregation=aggregation,
-        **({} if segments == 1 else {"segments": segments}),
-    )
+        **({} if segments == 1 else {"segments": segments, "closed_segments": "recent"}),
+    )  # "recent": whole rows from event 0 have closed slots (with "older" only past the window)
     model.eval()
     users = [1, 2, 3]
     seqs = [split.train_sequence(u) for u in users]
     stamps = [data.timestamps[u][: len(s)] for u, s in zip(users, seqs, strict=True)]
     ranges = [(0, len(s)) for s in seqs]  # whole sequences (shorter than L_max + 1)
     c = model.config
-    batch = tr.row_batch(
-        seqs, stamps, ranges, segments=c.segments, segment_len=c.S, segmenter=segmenter, session_gap=400
-    )
+    batch = tr.row_batch(seqs, stamps, ranges, segments=c.segments, segment_len=c.S, segmenter=segmenter,
+                         session_gap=400, closed=c.closed_segments)  # fmt: skip
     with torch.no_grad():
         loss = tr.late_interaction_loss(model, batch)
         histories = [s[:t] for s in seqs for t in range(1, len(s))]

@@ -5,10 +5,12 @@ The K slots of a user:
 - slot ``K-1``, the **open slot**, is the *window*: the last ``W = window_len`` events (``L_max``),
   whatever segment they fall in. The shared encoder reads it causally and its last state is the open
   vector, so every model (the two-tower model is K = 1) sees the same last ``L_max`` events;
-- slots ``0..K-2``, the **closed slots**, are the K-1 segments before the segment that holds the newest
-  event (the "open segment"), oldest first, right-aligned; slots older than the user's first segment are
-  empty (``mask`` False). A closed slot overlaps the window when the history is shorter than
-  ``W + (K-1)·S``: the window is the recent view, the closed slots split the older interests apart.
+- slots ``0..K-2``, the **closed slots**, are K-1 segments, oldest first, right-aligned; slots with no
+  segment to fill them are empty (``mask`` False). Which segments (:func:`newest_closed`):
+  ``closed="older"`` (the model's default) takes the K-1 segments that start before the window, so they
+  reach back beyond the last ``L_max`` events and a history that fits in the window has none (a short
+  user gets exactly the two-tower score); ``closed="recent"`` takes the K-1 segments before the one
+  holding the newest event, which overlap the window.
 
 Fixed segmenter (default): segment ``j`` holds events ``[j·S, (j+1)·S)`` counted from the user's FIRST
 event, so a segment's content never changes once it is closed: the nearline stage encodes it once, when
