@@ -639,9 +639,12 @@ def cross_encoder_phases(shape: ModelShape, backend: str = "torch") -> list[Phas
 def stage_phases(shape: ModelShape, backend: str = "torch") -> dict[str, list[Phase]]:
     """Phases of every stage of one model. Cross-encoder: everything is online.
 
-    ``nearline`` is the incremental update: the KV-cached step on torch (the engine's path), the open
-    segment re-encoded on ONNX Runtime (the exported graph has no KV cache); ``nearline_full``
-    re-encodes all K segments.
+    ``nearline`` is the incremental update of a user whose history fills the window (``history`` =
+    L_max events, the bench's user): the window slides on every event, so it is re-encoded, one pass
+    over L positions, on torch and on ONNX Runtime alike (while a history is shorter than the window
+    the torch engine takes the KV-cached step of :func:`kv_step_phases` instead). A closed segment is
+    encoded once, when it closes; ``nearline_full`` re-encodes the window and the K-1 closed segments.
+    ``nearline_open_segment`` is the window pass alone (the name is kept for the bench's rows).
     """
     if shape.kind == "cross-encoder":
         online = cross_encoder_phases(shape, backend)
@@ -652,14 +655,13 @@ def stage_phases(shape: ModelShape, backend: str = "torch") -> dict[str, list[Ph
             "online": online,
             "end_to_end": online,
         }
-    open_segment = encoder_phases(shape.s, 1, shape, backend=backend)
-    full = encoder_phases(shape.s, shape.k, shape, backend=backend)  # all K segments, batched
+    open_segment = encoder_phases(shape.history, 1, shape, backend=backend)  # the window, (1, L)
+    closed = encoder_phases(shape.s, shape.k - 1, shape, backend=backend) if shape.k > 1 else []
+    full = open_segment + closed  # the window and the K-1 closed segments (batched)
     if backend == "torch":
-        incremental = kv_step_phases(shape)
         open_segment = [*open_segment, Phase("bookkeeping", 0, 0, OPS_OPEN_BOOKKEEPING)]
         full = [*full, Phase("bookkeeping", 0, 0, OPS_FULL_BOOKKEEPING + (3 * shape.k) // 2)]
-    else:
-        incremental = open_segment
+    incremental = open_segment
     online = online_phases(shape, backend)
     end_to_end = incremental + online
     # an update then a request: each runs after the other evicted its caches
