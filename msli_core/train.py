@@ -555,6 +555,14 @@ def _fit_neural(model, kind, data, split, settings, rng, progress, history, firs
         log_freq = torch.as_tensor(np.log(np.maximum(counts, 0.5) / counts.sum()), dtype=torch.float32)
     best = (-1.0, 0, None, {})  # (valid NDCG@10, epoch, state, metrics)
     fit_start = time.perf_counter()
+    if kind == "cross-encoder" and first_stage is not None and model.config.residual and settings.epochs:
+        # epoch 0 is the first stage's own ranking (the head starts at 0, α at 1): an epoch is kept
+        # only if it re-ranks better than that on validation
+        model.eval()
+        valid = _valid_metrics(model, kind, data, split, first_stage, settings)
+        best = (valid["NDCG@10"], 0, copy.deepcopy(model.state_dict()), valid)
+        history.append({"epoch": 0, "loss": float("nan"), "seconds": time.perf_counter() - fit_start,
+                        **{f"valid_{k}": v for k, v in valid.items() if isinstance(v, float)}})  # fmt: skip
     step = 0
     epochs_run = 0
     for epoch in range(1, settings.epochs + 1):

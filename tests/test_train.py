@@ -155,6 +155,26 @@ def test_baselines_and_cross_encoder_train(tiny):
     assert cross.metrics["evaluation"] == "full ranking" and cross.epochs == 1
 
 
+def test_the_re_ranking_cross_encoder_starts_from_its_first_stage(tiny):
+    """Untrained (head 0, α = 1), the residual re-ranker orders the first stage's top-M exactly as the
+    first stage does; trained, it keeps an epoch only if it beats that ranking on validation."""
+    from msli_core.evaluate import evaluate
+
+    data, split = tiny
+    first = tr.train(data, "two-tower", epochs=1, split=split, dim=16, layers=1).model
+    fresh = build_model("cross-encoder", data=data, dim=16, layers=1, max_len=8)
+    cascade = evaluate(fresh, data, split, "test", cascade_from=first, cascade_top=10)
+    alone = evaluate(first, data, split, "test")
+    assert cascade["NDCG@10"] == pytest.approx(alone["NDCG@10"], abs=1e-12)
+    assert cascade["MRR"] == pytest.approx(alone["MRR"], abs=1e-12)
+    trained = tr.train(data, "cross-encoder", epochs=2, split=split, cascade_from=first, dim=16, layers=1,
+                       max_len=8, settings_overrides={"valid_users": None, "valid_cascade_top": 10,
+                                                      "cascade_top": 10})  # fmt: skip
+    assert trained.history[0]["epoch"] == 0  # the first stage's own validation NDCG@10
+    assert trained.valid_metrics["NDCG@10"] >= trained.history[0]["valid_NDCG@10"]
+    assert trained.metrics["evaluation"].startswith("cascade")
+
+
 def test_early_stopping_restores_the_best_epoch(tiny):
     data, split = tiny
     result = tr.train(
