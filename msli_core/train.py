@@ -428,6 +428,7 @@ def train(
     else:
         if kind == "cross-encoder":
             first_stage = _cascade_first_stage(cascade_from, data, split)
+            _start_from_first_stage_items(model, first_stage)
         best_valid, best_epoch, epochs_run = _fit_neural(
             model, kind, data, split, settings, rng, progress, history, first_stage
         )
@@ -455,6 +456,17 @@ def train(
         settings=settings.to_dict(),
         config=model.config.to_dict(),
     )
+
+
+def _start_from_first_stage_items(model, first_stage) -> None:
+    """A re-ranker starts from its first stage's item encoder when they have the same shape (the item
+    vectors the first stage learned with full softmax are the best start the pairs can have)."""
+    items = getattr(first_stage, "items", None)
+    if items is None or not hasattr(model, "items"):
+        return
+    mine, theirs = model.items.state_dict(), items.state_dict()
+    if mine.keys() == theirs.keys() and all(mine[k].shape == theirs[k].shape for k in mine):
+        model.items.load_state_dict(theirs)
 
 
 def _cascade_first_stage(cascade_from, data, split) -> nn.Module | None:
