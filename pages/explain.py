@@ -41,8 +41,9 @@ lengths = state.for_dataset("user_lengths", lambda d: np.array([len(s) for s in 
 c1, c2, c3, c4 = st.columns([2, 2, 1, 2])
 model_name = c1.selectbox("Model", list(candidates), key="explain_model")
 if data.n_users <= MAX_USERS_IN_PICKER:
-    # a user with a long history by default: all K segments filled makes the richest picture
-    default_user = int(np.argmax(lengths >= np.quantile(lengths, 0.9)))
+    # the longest history by default: closed segments lie before the last L_max events, so a long
+    # history fills the most slots and makes the richest picture
+    default_user = int(np.argmax(lengths))
     user_id = c2.selectbox(
         "User (type to search)",
         data.user_ids[1:].tolist(),
@@ -66,7 +67,14 @@ except MsliError as err:
 user = data.internal_user(user_id)
 segments = ex["segments"]
 recs = ex["recommendations"]
-labels = {s["index"]: viz.segment_label(s["index"], s["start"], s["end"]) for s in segments}
+labels = {
+    s["index"]: (
+        f"open window (events {s['start']}–{s['end'] - 1})"
+        if s.get("role") == "open window"
+        else viz.segment_label(s["index"], s["start"], s["end"])
+    )
+    for s in segments
+}
 has_truth = bool(segments) and "true_phases" in segments[0]
 if has_truth:  # on synthetic data, name each segment's true phase next to it
     labels = {
@@ -76,7 +84,7 @@ held = ex.get("held_out")
 
 m = st.columns(4)
 m[0].metric("Events used", f"{ex['history_length']:,}")
-m[1].metric("Non-empty segments", f"{len(segments)}")
+m[1].metric("Non-empty slots", f"{len(segments)}")
 if held:
     m[2].metric("Held-out item's rank", f"{held['rank'] + 1:.0f} of {data.n_items:,}")
 deletion = ex["deletion"]
@@ -159,7 +167,14 @@ if has_truth:
         accuracy = state.explanation_accuracy_cached(model_name)
         if accuracy is None and st.button("Measure it (one pass over all users)", key="explain_accuracy"):
             accuracy = state.explanation_accuracy_cached(model_name, compute=True)
-        if accuracy is not None:
+        if accuracy is not None and not accuracy["users"]:
+            st.info(
+                "No evaluated user has two or more non-empty slots with the held-out item's interest, so "
+                "there is no choice of segment to check: the histories here fit in the model's window. "
+                "Try a dataset with longer histories (the bundled sample has many).",
+                icon=":material/info:",
+            )
+        elif accuracy is not None:
             a = st.columns(4)
             a[0].metric("Top segment is right", f"{accuracy['accuracy']:.0%}")
             a[1].metric("Chance", f"{accuracy['chance']:.0%}")

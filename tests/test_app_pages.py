@@ -25,10 +25,11 @@ def tiny_sample_dir(tmp_path_factory) -> Path:
     from msli_core.data.synth import SynthConfig, write_synthetic
 
     folder = tmp_path_factory.mktemp("tiny") / "sample"
-    # 30 events per user on average, with a long tail (sigma 1, from 5 events), so that the Explain page's
-    # default user (a long history) has more than one segment of 50 for K=4
+    # 100 events per user on average, with a long tail (sigma 1, from 5 events, up to 320), so that the
+    # Explain page's default user (the longest history) and about ten others have closed segments of 50
+    # before their 200-event window for K=4
     config = SynthConfig(
-        users=60, items=120, interactions=1800, interests=6, max_events=80, min_events=5, activity_sigma=1.0
+        users=60, items=400, interactions=6000, interests=6, max_events=320, min_events=5, activity_sigma=1.0
     )
     write_synthetic(folder, config)
     return folder
