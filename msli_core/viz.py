@@ -109,17 +109,163 @@ HOW_TO_READ: dict[str, str] = {
 }
 
 
+# ------------------------------------------------------------------------------------ numbers and ticks
+
+_SI_PREFIXES = ("", "k", "M", "G", "T", "P", "E")  # a measured unit: 4.1 PFLOP, 3.2 GB/s
+_COUNT_PREFIXES = ("", "k", "M", "B", "T", "P", "E")  # a bare count or a ratio: 1.2 B parameters, 5.8 M×
+_TIME_UNITS = (  # (name, seconds, how many of it before the next unit)
+    ("ns", 1e-9, 1000),
+    ("µs", 1e-6, 1000),
+    ("ms", 1e-3, 1000),
+    ("s", 1.0, 60),
+    ("min", 60.0, 60),
+    ("h", 3600.0, 24),
+    ("d", 86400.0, 365.25),
+    ("y", 31_557_600.0, math.inf),
+)
+
+
+def _mantissa(m: float, digits: int) -> str:
+    """``m`` to ``digits`` significant digits (never fewer than its integer digits), no trailing zeros."""
+    if m == 0:
+        return "0"
+    places = max(0, digits - 1 - math.floor(math.log10(abs(m))))
+    text = f"{m:.{places}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def human_number(x: float, unit: str = "", *, digits: int = 2) -> str:
+    """A number for humans, to ``digits`` significant digits with a prefix per factor of 1000.
+
+    ``unit=""`` (a count) and ``"×"`` (a ratio) say k, M, B, T, P: ``human_number(5_820_050, "×")`` is
+    "5.8 M×", ``human_number(1.2e9)`` "1.2 B". Any other unit takes the SI prefix:
+    ``human_number(4.113e15, "FLOP")`` is "4.1 PFLOP". ``unit="s"`` reads ``x`` as seconds and picks the
+    unit of time: ``human_number(82_800, "s")`` is "23 h", ``human_number(0.0021, "s")`` "2.1 ms".
+    NaN and infinities are "–".
+    """
+    x = float(x)
+    if not math.isfinite(x):
+        return "–"
+    if unit == "s":
+        return _human_seconds(x, digits)
+    prefixes = _COUNT_PREFIXES if unit in ("", "×") else _SI_PREFIXES
+    power = 0 if x == 0 else min(max(0, math.floor(math.log10(abs(x)) / 3)), len(prefixes) - 1)
+    text = _mantissa(x / 1000**power, digits)
+    if abs(float(text)) >= 1000 and power < len(prefixes) - 1:  # 999.7 k rounds to 1000 k: say 1 M
+        power += 1
+        text = _mantissa(x / 1000**power, digits)
+    if prefixes[power]:
+        return f"{text} {prefixes[power]}{unit}"
+    return f"{text}{'' if unit == '×' else ' '}{unit}" if unit else text
+
+
+def _human_seconds(x: float, digits: int) -> str:
+    if x == 0:
+        return "0 s"
+    last = len(_TIME_UNITS) - 1
+    for i, (name, scale, limit) in enumerate(_TIME_UNITS):
+        if abs(x) < scale * limit or i == last:
+            text = _mantissa(x / scale, digits)
+            if abs(float(text)) >= limit and i < last:  # 59.97 s rounds to 60 s: say 1 min
+                name, scale, _ = _TIME_UNITS[i + 1]
+                text = _mantissa(x / scale, digits)
+            return f"{text} {name}"
+    raise AssertionError("unreachable")  # the last unit takes every size
+
+
+# Mantissas per decade, coarsest first: log_ticks takes the first that labels the range well enough.
+_LOG_STEPS = (
+    (1,),
+    (1, 2, 5),
+    (1, 2, 3, 5),
+    (1, 2, 3, 4, 5, 6, 7, 8, 9),
+    (1, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9),
+)
+_MIN_LOG_SPAN = 0.3  # decades: a log axis narrower than this (one value) is widened to show two ticks
+
+
+def log_ticks(lo: float, hi: float, *, at_least: int = 3) -> list[float]:
+    """Tick values of a log axis that shows ``lo``..``hi`` (both above 0), all inside that range.
+
+    The coarsest of: one per decade, 1-2-5, 1-2-3-5, 1…9, 1…9 with 1.5 and 2.5, that puts ``at_least``
+    ticks in the range; else the one that puts the most. ``log_ticks(1, 1000)`` is [1, 10, 100, 1000],
+    ``log_ticks(20, 300)`` [20, 50, 100, 200], ``log_ticks(0.11, 0.4)`` [0.2, 0.3, 0.4]. A range under
+    about a fifth of a decade can get fewer than two (see :func:`set_log_ticks`).
+    """
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi):
+        return []
+    decades = range(math.floor(math.log10(lo)), math.floor(math.log10(hi)) + 1)
+    best: list[float] = []
+    for steps in _LOG_STEPS:
+        values = (float(f"{m * 10.0**e:.12g}") for e in decades for m in steps)
+        ticks = [v for v in values if lo * (1 - 1e-9) <= v <= hi * (1 + 1e-9)]
+        if len(ticks) > 10:  # many decades: every other (or third) decade
+            ticks = ticks[:: math.ceil(len(ticks) / 8)]
+        if len(ticks) >= at_least:
+            return ticks
+        if len(ticks) > len(best):
+            best = ticks
+    return best
+
+
+def _axis_values(fig: go.Figure, letter: str, ref: str) -> np.ndarray:
+    """The positive finite numbers the traces on axis ``ref`` ("x", "y2", …) draw along ``letter``,
+    error bars included."""
+    parts = []
+    for trace in fig.data:
+        if (getattr(trace, f"{letter}axis", None) or letter) != ref:
+            continue
+        values = getattr(trace, letter, None)
+        if values is None:
+            continue
+        flat = np.asarray(values, dtype=object).ravel()
+        numbers = pd.to_numeric(pd.Series(flat), errors="coerce").to_numpy(dtype=float)
+        parts.append(numbers)
+        error = getattr(trace, f"error_{letter}", None)
+        if error is not None and error.array is not None and len(error.array) == len(numbers):
+            parts.append(numbers + np.asarray(error.array, dtype=float))
+    values = np.concatenate(parts) if parts else np.zeros(0)
+    return values[np.isfinite(values) & (values > 0)]
+
+
+def set_log_ticks(fig: go.Figure) -> go.Figure:
+    """Give every log axis of ``fig`` at least two labelled ticks over the range it shows.
+
+    The range is the axis's own ``range`` when set, else its data's; the ticks are :func:`log_ticks` of
+    it, labelled by :func:`human_number`. An axis whose own ``tickvals`` already put two ticks in that
+    range (the segment counts K) keeps them; a range too narrow for two ticks (a single value) is widened
+    to :data:`_MIN_LOG_SPAN` decades around its middle.
+    """
+    for letter in ("x", "y"):
+        for axis in getattr(fig, f"select_{letter}axes")():
+            if axis.type != "log":
+                continue
+            ref = letter + axis.plotly_name[len(letter) + 4 :]  # "xaxis2" -> "x2"
+            if axis.range is not None:
+                lo, hi = (10.0 ** float(r) for r in axis.range)
+            else:
+                values = _axis_values(fig, letter, ref)
+                if not len(values):
+                    continue
+                lo, hi = float(values.min()), float(values.max())
+            if axis.tickvals is not None:
+                inside = [v for v in axis.tickvals if isinstance(v, (int, float)) and lo <= v <= hi]
+                if len(inside) >= 2:
+                    continue
+            ticks = log_ticks(lo, hi)
+            if len(ticks) < 2:
+                middle = math.log10(lo * hi) / 2
+                half = max(math.log10(hi / lo), _MIN_LOG_SPAN) / 2
+                axis.update(range=[middle - half, middle + half])
+                ticks = log_ticks(10.0 ** (middle - half), 10.0 ** (middle + half))
+            axis.update(tickmode="array", tickvals=ticks, ticktext=[human_number(v, digits=3) for v in ticks])
+    return fig
+
+
 def _layout(fig: go.Figure, title: str, **kwargs: Any) -> go.Figure:
     fig.update_layout(title=dict(text=title, x=0.0, xanchor="left", y=0.98, yanchor="top"), **_LAYOUT)
     fig.update_layout(**kwargs)
-    # log axes: one labelled tick per decade (plotly's default also labels 2 and 5, which crowds)
-    fig.for_each_xaxis(
-        lambda axis: axis.update(dtick=1) if axis.type == "log" and axis.tickvals is None else None
-    )
-    fig.for_each_yaxis(
-        lambda axis: axis.update(dtick=1) if axis.type == "log" and axis.tickvals is None else None
-    )
-    return fig
+    return set_log_ticks(fig)  # plotly's default often labels one tick (or none) on a short log axis
 
 
 def figure_point_count(fig: go.Figure) -> int:
@@ -260,7 +406,10 @@ def interactions_over_time(data) -> go.Figure:
             ),
             secondary_y=True,
         )
-        fig.update_yaxes(title_text="mean rating", secondary_y=True, showgrid=False)
+        # its own round ticks (not synced to the bars' axis, which gave 3.422 / 3.736 / 4.05)
+        fig.update_yaxes(
+            title_text="mean rating", secondary_y=True, showgrid=False, tickmode="auto", tickformat=".2~f"
+        )
     fig.update_yaxes(title_text="interactions per month", secondary_y=False)
     return _layout(fig, "Interactions over time", xaxis_title="month", height=340)
 
@@ -334,21 +483,8 @@ STAGE_LABELS = {
 
 
 def _ms_text(ms: float) -> str:
-    if not math.isfinite(ms):
-        return "–"
-    if ms >= 1000:
-        return f"{ms / 1000:.3g} s"
-    if ms >= 1:
-        return f"{ms:.3g} ms"
-    return f"{ms * 1000:.3g} µs"
-
-
-def count_text(n: float) -> str:
-    """A count for humans: 950, 12.3 k, 4.5 M, 1.2 B."""
-    for scale, unit in ((1e9, " B"), (1e6, " M"), (1e3, " k")):
-        if abs(n) >= scale:
-            return f"{n / scale:.3g}{unit}"
-    return f"{n:.0f}"
+    """Milliseconds as a duration: "120 µs", "4.2 ms", "1.58 s", "23 h" (:func:`human_number`)."""
+    return human_number(ms / 1e3, "s", digits=3)
 
 
 def whatif_stage_bars(predictions: Mapping[str, Mapping[str, Any]]) -> go.Figure:
@@ -754,7 +890,7 @@ def nearline_update_comparison(rows: Iterable[Mapping[str, Any]] | pd.DataFrame)
     )
     return _layout(
         fig,
-        "Nearline update after one new event: incremental vs full re-encode (p50)",
+        "Nearline update: incremental vs full re-encode (p50)",
         barmode="group",
         yaxis_type="log",
         yaxis_title="p50 ms (log scale)",
@@ -824,7 +960,8 @@ def quality_vs_segments(
     fig = go.Figure()
     segmented = frame[has_k].copy()
     if not segmented.empty:
-        segmented["aggregation"] = segmented.get("aggregation", "attention").fillna("attention")
+        aggregation = segmented.get("aggregation", pd.Series(None, segmented.index, dtype=object))
+        segmented["aggregation"] = aggregation.fillna("attention")
         segmented.loc[segmented["kind"] == "two-tower", "aggregation"] = "attention"
         for i, (agg, group) in enumerate(segmented.groupby("aggregation", sort=True)):
             # Two-tower (K = 1) is the K = 1 point of every aggregation's curve: they coincide at one vector.

@@ -73,7 +73,15 @@ def _load(path, label: str, display: str | None = None):
     with st.spinner(f"Reading {label}…"):
         data = load_dataset(path, column_map=column_map, display=display, **filters)
     state.set_dataset(data, label + (f" ({filter_note})" if filter_note else ""))
-    st.toast(f"Loaded {label}: {data.n_users:,} users, {data.n_items:,} items.")
+    _say_loaded(state.dataset_label(), data)
+
+
+def _say_loaded(label: str, data) -> None:
+    st.success(
+        f"Loaded {label}: {data.n_users:,} users, {data.n_items:,} items, {data.n_interactions:,} "
+        "interactions.",
+        icon=":material/check_circle:",
+    )
 
 
 try:
@@ -91,6 +99,7 @@ try:
         ):
             if filters["min_rating"] is None and not filters["k_core"]:
                 state.use_bundled_sample()
+                _say_loaded(state.dataset_label(), state.dataset())
             else:
                 _load(state.sample_data_dir(), "bundled sample (synthetic)")
     elif source == "Generate synthetic":
@@ -131,6 +140,7 @@ try:
                 data = preprocess(data, **filters)
             bar.done("generated")
             state.set_dataset(data, label + (f" ({filter_note})" if filter_note else ""))
+            _say_loaded(state.dataset_label(), data)
     elif source == "Upload files":
         uploads = st.file_uploader(
             "An official MovieLens zip, or its files (u.data + u.item, ratings.dat + movies.dat, "
@@ -182,7 +192,7 @@ try:
             from msli_core.data import fetch_movielens
 
             bar = state.LiveProgress(f"Downloading {name}")
-            folder = fetch_movielens(name, progress=bar)
+            folder = fetch_movielens(name, progress=bar, for_app=True)  # its errors name the app's ways
             bar.done(f"{name} downloaded and verified")
             _load(folder, name)
 except MsliError as err:

@@ -82,7 +82,7 @@ elif run:
     except MsliError as err:
         state.show_error(err)
     else:
-        live.done(f"{len(result.rows)} rows in {result.meta['seconds']:.0f} s")
+        live.done(f"{len(result.rows)} rows in {viz.human_number(result.meta['seconds'], 's')}")
         state.set_bench(result)
         st.rerun()
 
@@ -94,8 +94,9 @@ if not rows:
 meta = state.bench_meta()
 frame = pd.DataFrame(rows)
 threads = (meta.get("settings") or {}).get("threads", "?")
+took = viz.human_number(meta.get("seconds", 0), "s")
 st.caption(
-    f"Last sweep: {len(rows)} rows in {meta.get('seconds', 0):.0f} s on **{meta.get('cpu', '?')}** "
+    f"Last sweep: {len(rows)} rows in {took} on **{meta.get('cpu', '?')}** "
     f"({meta.get('cores', '?')} cores), {threads} thread(s) for torch, ONNX Runtime and BLAS; "
     + ", ".join(f"{k} {v}" for k, v in (meta.get("versions") or {}).items())
 )

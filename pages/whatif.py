@@ -91,11 +91,11 @@ except MsliError as err:
 msli, tower, cross = (predictions[viz.MODEL_LABELS[k]] for k in ("msli", "two-tower", "cross-encoder"))
 params = shapes["MS-LI"].parameters()
 m = st.columns(4)
-m[0].metric("Segment-encoder parameters", viz.count_text(params))
+m[0].metric("Segment-encoder parameters", viz.human_number(params))
 m[1].metric("MS-LI online (per request)", viz._ms_text(msli["online_s"] * 1e3))
 m[2].metric("Cross-encoder online", viz._ms_text(cross["online_s"] * 1e3))
 speedup = cross["online_s"] / msli["online_s"] if msli["online_s"] > 0 else float("nan")
-m[3].metric("MS-LI is faster online by", f"{speedup:,.0f}×")
+m[3].metric("MS-LI is faster online by", viz.human_number(speedup, "×"))
 
 state.chart("whatif_stages", viz.whatif_stage_bars(predictions))
 
@@ -109,7 +109,7 @@ table = pd.DataFrame(
             "end-to-end ms": p["end_to_end_s"] * 1e3,
             "QPS (one worker)": p["qps"],
             "online bound by": p["bound"].get("online", ""),
-            "online GFLOP": p["flops"].get("online", 0.0) / 1e9,
+            "online FLOPs": viz.human_number(p["flops"].get("online", 0.0), "FLOP"),
         }
         for label, p in predictions.items()
     ]
@@ -118,7 +118,11 @@ st.dataframe(
     table,
     hide_index=True,
     key="whatif_table",
-    column_config={c: st.column_config.NumberColumn(format="%.4g") for c in table.columns if c != "model"},
+    column_config={  # text columns (the model, "bound by", the FLOPs) stay text
+        c: st.column_config.NumberColumn(format="%.4g")
+        for c in table.columns
+        if pd.api.types.is_numeric_dtype(table[c])
+    },
 )
 st.caption(
     "“Bound by” says which term of the roofline dominates the online stage: *compute* (FLOPs), *memory* "

@@ -113,6 +113,8 @@ def test_data_page_shows_the_bundled_sample_statistics_and_four_charts():
     assert_charts_have_data(at, 4)
     at.button(key="data_load_sample").click().run()
     assert not at.exception and not at.error
+    loaded = [s.value for s in at.success if s.value.startswith("Loaded")]
+    assert len(loaded) == 1 and "bundled sample" in loaded[0] and metrics["Users"] in loaded[0], loaded
 
 
 def test_a_bad_upload_gets_the_core_sentence_not_a_traceback():
@@ -293,6 +295,31 @@ def test_a_download_that_fails_its_checksum_is_refused_with_a_sentence(tmp_path,
     errors = error_texts(at)
     assert len(errors) == 1 and "ml-latest-small" in errors[0] and "checksum" in errors[0].lower(), errors
     assert not list((tmp_path / "cache").rglob("*.csv"))  # nothing half-downloaded was kept
+
+
+@pytest.mark.parametrize("failure", ["unreachable", "cache not writable"])
+def test_a_download_error_tells_an_app_user_what_to_do_in_the_app(failure, tmp_path, monkeypatch):
+    """The core's sentences end with a CLI fix (--dir, msli data inspect) for the CLI; the app gets its
+    own: no command to run, the Upload files source instead. No internet: a closed loopback port."""
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on: the connection is refused at once
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("MSLI_MOVIELENS_BASE_URL", f"http://127.0.0.1:{port}")
+    cache = tmp_path / "cache"
+    if failure == "cache not writable":
+        cache.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    at = goto(new_app(), "data")
+    at.radio(key="data_source").set_value("Download MovieLens").run()
+    at.selectbox(key="data_movielens").set_value("ml-100k").run()
+    at.button(key="data_fetch").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    errors = error_texts(at)
+    assert len(errors) == 1 and ("Cannot reach" if failure == "unreachable" else "cache folder") in errors[0]
+    assert "Upload files" in errors[0], errors
+    assert "msli " not in errors[0] and "--dir" not in errors[0], errors
 
 
 # --------------------------------------------------------------------------------------------- What-if

@@ -134,6 +134,25 @@ def test_unreachable_host_says_so(tmp_path):
     assert _files_under(tmp_path) == []
 
 
+def test_the_app_gets_its_own_fix_and_the_cli_its_flags(tmp_path):
+    """The same failures: the CLI's sentence names --dir / msli data inspect, the app's the app's way."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    (tmp_path / "file").write_text("not a folder")
+    for kwargs in (
+        dict(directory=tmp_path / "cache", base_url=f"http://127.0.0.1:{port}"),  # unreachable
+        dict(directory=tmp_path / "file" / "cache"),  # the cache folder cannot be made
+    ):
+        with pytest.raises(MsliError) as cli:
+            fetch_movielens("ml-100k", **kwargs)
+        with pytest.raises(MsliError) as app:
+            fetch_movielens("ml-100k", **kwargs, for_app=True)
+        assert "--dir" in str(cli.value) or "msli data inspect" in str(cli.value)
+        assert "Upload files" in str(app.value)
+        assert "--dir" not in str(app.value) and "msli " not in str(app.value)
+
+
 def test_archive_with_escaping_member_is_refused_and_removed(tmp_path):
     evil = _zip_of(FIXTURES / "layout-100k", extra={"ml-100k/../../escaped.txt": b"x"})
     with serve({"/ml-100k.zip": Route(evil)}) as server, pytest.raises(MsliError) as err:

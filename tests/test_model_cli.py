@@ -149,3 +149,20 @@ def test_quality_writes_csv_and_markdown(data_dir, tmp_path, capsys):
     csv_text = (out / "quality.csv").read_text()
     assert csv_text.splitlines()[0].startswith("label,model,segments") and len(csv_text.splitlines()) == 5
     assert "| MS-LI K=2 |" in (out / "quality.md").read_text()
+
+
+def test_train_help_shows_the_library_defaults(capsys):
+    from msli_core.models.msli import MSLIConfig
+    from msli_core.train import TrainSettings
+
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--help"])
+    assert stop.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    settings, config = TrainSettings(), MSLIConfig()
+    assert (
+        f"--epochs EPOCHS maximum epochs (early stopping may end sooner) (default {settings.epochs}" in text
+    )
+    assert f"(default {settings.lr:g}" in text and f"{settings.lr:g}" == str(settings.lr)
+    assert f"(default {config.dim})" in text and f"(default {config.aggregation})" in text
+    assert f"(default ceil({config.max_len}/K))" in text and "(default 0)" in text  # --seed

@@ -281,3 +281,125 @@ def test_latency_figures_for_an_html_report(tmp_path):
     assert [k for k, _ in figures] == ["latency_vs_k", "stage_costs", "backends", "nearline"]
     html = viz.write_html(figures, tmp_path / "bench.html", title="Sweep").read_text()
     assert html.count("plotly-graph-div") >= 4 and viz.HOW_TO_READ["nearline"] in html
+
+
+# ------------------------------------------------------------------------------- numbers and log ticks
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "text"),
+    [
+        (5_820_050, "×", "5.8 M×"),  # the What-if speed-up, formerly "5,820,050×"
+        (4.113e15, "FLOP", "4.1 PFLOP"),  # formerly "online GFLOP 4113000"
+        (1.2e9, "FLOP", "1.2 GFLOP"),  # a unit takes the SI prefix...
+        (1.2e9, "", "1.2 B"),  # ...a bare count says B(illion)
+        (12_345, "", "12 k"),
+        (950, "", "950"),
+        (999_700, "", "1 M"),  # rounds up into the next prefix, not "1000 k"
+        (-2500, "", "-2.5 k"),
+        (12.3, "×", "12×"),
+        (0.004, "", "0.004"),
+        (0, "", "0"),
+        (23 * 3600, "s", "23 h"),  # seconds pick the unit of time
+        (90, "s", "1.5 min"),
+        (59.99, "s", "1 min"),
+        (0.0021, "s", "2.1 ms"),
+        (3e-7, "s", "300 ns"),
+        (float("nan"), "", "–"),
+        (float("inf"), "s", "–"),
+    ],
+)
+def test_human_number(value, unit, text):
+    assert viz.human_number(value, unit) == text
+
+
+def test_milliseconds_read_as_durations():
+    assert [viz._ms_text(ms) for ms in (0.1234, 2.0, 1580.0, 8.28e7)] == ["123 µs", "2 ms", "1.58 s", "23 h"]
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi", "ticks"),
+    [
+        (1, 1000, [1, 10, 100, 1000]),  # one per decade when that gives three
+        (20, 2000, [20, 50, 100, 200, 500, 1000, 2000]),  # else 1-2-5
+        (20, 300, [20, 50, 100, 200]),
+        (0.11, 0.4, [0.2, 0.3, 0.4]),  # under a decade: 1…9
+        (1.01, 2.02, [1.5, 2]),  # a factor of two: 1.5 and 2.5 too
+        (5, 5, [5]),  # one value: set_log_ticks widens the axis
+        (0, 10, []),
+    ],
+)
+def test_log_ticks(lo, hi, ticks):
+    assert viz.log_ticks(lo, hi) == pytest.approx(ticks)
+
+
+def _log_axes_ticks(fig: go.Figure) -> dict[str, list[float]]:
+    """For every log axis: its tick values inside the range it shows (its own range, else its data's)."""
+    out = {}
+    for letter in ("x", "y"):
+        for axis in getattr(fig, f"select_{letter}axes")():
+            if axis.type != "log":
+                continue
+            if axis.range is not None:
+                lo, hi = 10 ** axis.range[0], 10 ** axis.range[1]
+            else:
+                drawn = [getattr(t, letter, None) for t in fig.data]
+                flat = np.concatenate([np.asarray(v, dtype=object).ravel() for v in drawn if v is not None])
+                values = pd.to_numeric(pd.Series(flat), errors="coerce").dropna()
+                lo, hi = values[values > 0].min(), values[values > 0].max()
+            ticks = list(axis.tickvals or ())
+            assert axis.dtick is None and len(axis.ticktext) == len(ticks), axis.plotly_name
+            out[f"{axis.plotly_name}"] = [v for v in ticks if lo * (1 - 1e-9) <= v <= hi * (1 + 1e-9)]
+    return out
+
+
+def test_every_log_axis_shows_at_least_two_labelled_ticks(tiny_data):
+    from msli_core.serving import costmodel
+
+    rows = _bench_rows()
+    hw = costmodel.FALLBACK
+    predictions = {
+        viz.MODEL_LABELS[k]: costmodel.predict(
+            costmodel.ModelShape(kind=k, history=200, segments=8), hw
+        ).as_dict()
+        for k in ("msli", "two-tower", "cross-encoder")
+    }
+    models = [
+        {"name": "MS-LI K=4", "kind": "msli", "segments": 4, "NDCG@10": 0.08, "p50_ms": 0.2},
+        {"name": "MS-LI K=8", "kind": "msli", "segments": 8, "NDCG@10": 0.09, "p50_ms": 0.4},
+    ]
+    curve = pd.DataFrame({"segments": [1, 2, 4, 8], "predicted_ms": [0.30, 0.33, 0.38, 0.47]})
+    measured = pd.DataFrame({"segments": [1, 4], "p50_ms": [0.31, 0.40], "p95_ms": [0.33, 0.45]})
+    figures = {
+        "activity": viz.activity_long_tail(tiny_data),  # 1..5 events: one tick (1) per decade before
+        "popularity": viz.item_popularity(tiny_data),
+        "quality_vs_latency": viz.quality_vs_latency(models),
+        "one model on quality_vs_latency": viz.quality_vs_latency(models[:1]),
+        "quality_vs_k": viz.quality_vs_segments(models),
+        "torch_vs_onnx": viz.backend_comparison(rows),
+        "nearline": viz.nearline_update_comparison(rows),
+        "latency_vs_k": viz.latency_vs_segments(rows, candidates=1000, history=50),
+        "whatif_curve": viz.whatif_curve_vs_segments(
+            curve, measured, candidates=1000, history=50, backend="torch"
+        ),
+        "whatif_stages": viz.whatif_stage_bars(predictions),
+        "whatif_measured": viz.whatif_measured_vs_predicted(costmodel.error_report(rows, hw)),
+        "budget": viz.latency_budget(predictions),
+        "one bar": viz._layout(go.Figure(go.Bar(x=["a"], y=[5.0])), "one value", yaxis_type="log"),
+    }
+    for name, fig in figures.items():
+        axes = _log_axes_ticks(fig)
+        assert axes, name
+        for axis, ticks in axes.items():
+            assert len(ticks) >= 2, (name, axis, ticks)
+    # K stays labelled by its own values; a short latency axis gets values, not one decade tick
+    assert list(figures["latency_vs_k"].layout.xaxis.tickvals) == [1, 4, 16]
+    assert list(figures["whatif_curve"].layout.yaxis.ticktext) == ["0.3", "0.4"]
+    assert list(figures["activity"].layout.yaxis.ticktext) == ["1", "2", "5"]
+
+
+def test_long_titles_and_the_rating_axis_are_readable(tiny_data):
+    near = viz.nearline_update_comparison(_bench_rows())
+    assert len(near.layout.title.text) <= 60  # fits a half-width column at 1400 px
+    over_time = viz.interactions_over_time(tiny_data)
+    assert over_time.layout.yaxis2.tickformat == ".2~f" and over_time.layout.yaxis2.tickmode == "auto"

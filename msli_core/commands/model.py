@@ -6,6 +6,7 @@ Heavy imports (torch, the models) happen inside the command functions so ``msli 
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 from pathlib import Path
 
@@ -17,15 +18,15 @@ AGGREGATIONS = ("attention", "max", "mlp", "sum")
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("train", help="train a model on a dataset and save it as a folder")
+    p = subparsers.add_parser(
+        "train", help="train a model on a dataset and save it as a folder", formatter_class=_TrainHelp
+    )
     p.add_argument("--data", required=True, help="dataset folder, zip or file (see `msli data inspect`)")
     p.add_argument("--model", required=True, choices=MODEL_KINDS, help="model kind")
     p.add_argument(
         "--segments", type=_bounded("MAX_SEGMENTS"), help="K, segments per user (msli; two-tower is K=1)"
     )
-    p.add_argument(
-        "--segment-len", type=_bounded("MAX_SEGMENT_LEN"), help="S, events per segment (default ceil(200/K))"
-    )
+    p.add_argument("--segment-len", type=_bounded("MAX_SEGMENT_LEN"), help="S, events per closed segment")
     p.add_argument("--aggregation", choices=AGGREGATIONS, help="late interaction (msli, two-tower)")
     p.add_argument(
         "--dim",
@@ -37,7 +38,9 @@ def register(subparsers) -> None:
         "--epochs", type=_bounded("MAX_EPOCHS", lo=0), help="maximum epochs (early stopping may end sooner)"
     )
     p.add_argument("--lr", type=_learning_rate, help="learning rate (a finite number above 0)")
-    p.add_argument("--seed", type=_seed, default=0, help="seed of every random number generator (default 0)")
+    p.add_argument(
+        "--seed", type=_seed, default=0, help="seed of every random number generator (default %(default)s)"
+    )
     p.add_argument("--out", required=True, help="folder to write (config.json + model.safetensors)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=cmd_train)
@@ -76,6 +79,54 @@ def register(subparsers) -> None:
     p.add_argument("--skip-cross-encoder", action="store_true", help="leave the (slow) cross-encoder out")
     p.add_argument("--json", action="store_true", help="print the rows as JSON on stdout")
     p.set_defaults(func=cmd_quality)
+
+
+@functools.cache
+def train_flag_defaults() -> dict[str, str]:
+    """What ``msli train`` uses for each flag left out, as help text: the library's defaults, read from
+    :class:`msli_core.train.TrainSettings`, ``msli_core.train.DEFAULTS`` (per model kind) and the model
+    config dataclasses, e.g. ``{"epochs": "20; cross-encoder 10", "lr": "0.004; cross-encoder 0.001"}``.
+    Imports torch, so it runs only when the help is printed."""
+    from msli_core.models.registry import make_config
+    from msli_core.train import DEFAULTS, TrainSettings
+
+    settings = TrainSettings()
+    neural = ("msli", "two-tower", "cross-encoder")
+    configs = {kind: make_config(kind) for kind in neural}
+
+    def per_kind(values: dict[str, object]) -> str:
+        """One value, or the first kind's and each other kind's where it differs."""
+        first, *others = values.items()
+        text = _help_value(first[1])
+        differ = [f"{kind} {_help_value(v)}" for kind, v in others if v != first[1]]
+        return "; ".join([text, *differ])
+
+    return {
+        "segments": f"{configs['msli'].segments} for msli",
+        "segment_len": f"ceil({configs['msli'].max_len}/K)",
+        "aggregation": str(configs["msli"].aggregation),
+        "dim": per_kind({k: c.dim for k, c in configs.items()}),
+        "layers": per_kind({k: c.layers for k, c in configs.items()}),
+        "epochs": per_kind({k: DEFAULTS[k].get("epochs", settings.epochs) for k in neural}),
+        "lr": per_kind({k: DEFAULTS[k].get("lr", settings.lr) for k in neural}),
+    }
+
+
+def _help_value(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+class _TrainHelp(argparse.HelpFormatter):
+    """``msli train --help`` with each flag's default: argparse's own (``%(default)s``) or, for a flag
+    whose argparse default is None, the library's (:func:`train_flag_defaults`). The library defaults
+    are looked up only when the help is printed, so ``msli --help`` stays fast."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.required or action.default is not None:
+            return text
+        default = train_flag_defaults().get(action.dest)
+        return f"{text} (default {default})" if default else text
 
 
 # ---- argument types --------------------------------------------------------------------------------

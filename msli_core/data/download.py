@@ -59,6 +59,26 @@ _UNPACK_PREFIX = ".msli-unpack-"  # an unpack in progress: .msli-unpack-ml-100k.
 _STALE_S = 4 * _TIMEOUT_S  # a temporary untouched this long belongs to no live fetch (each read is bounded)
 _CHUNK = 1 << 16
 
+# How a failure's sentence ends: what its reader can do about it. The CLI's user passes flags and
+# environment variables; the app's user (``for_app=True``) has only the app, so it names the app's way.
+_BY_HAND = "download the zip from grouplens.org yourself and load it with “Upload files”"
+_FIXES = {
+    "cli": {
+        "writable": "pass a writable --dir",
+        "space": "free some space or pass another --dir",
+        "by_hand": "download the zip by hand and pass it to msli data inspect",
+        "slow": f"try again later, or allow more time with {DEADLINE_ENV}",
+        "http": f"check the dataset name or the base URL ({BASE_URL_ENV})",
+    },
+    "app": {
+        "writable": f"the app needs a cache folder it can write; or {_BY_HAND}",
+        "space": f"free some space on the machine running the app, or {_BY_HAND}",
+        "by_hand": _BY_HAND,
+        "slow": f"try again later, or {_BY_HAND}",
+        "http": f"try again later, or {_BY_HAND}",
+    },
+}
+
 
 def default_cache_dir() -> Path:
     from platformdirs import user_cache_dir
@@ -74,6 +94,7 @@ def fetch_movielens(
     base_url: str | None = None,
     checksums: Mapping[str, str] | None = None,
     deadline_s: float | None = None,
+    for_app: bool = False,
 ) -> Path:
     """Download (or find in the cache), verify and unpack one official MovieLens archive.
 
@@ -83,7 +104,9 @@ def fetch_movielens(
     ``checksums``: name -> "sha256:…"/"md5:…" replacing the published table (tests serve their own
     archives; every download is still verified against a hash). ``deadline_s``: seconds the whole
     transfer may take (default: ``MSLI_DOWNLOAD_DEADLINE_S`` or :data:`DEFAULT_DEADLINE_S`).
+    ``for_app``: the error sentences tell an app user what to do in the app (not a CLI flag).
     """
+    fix = _FIXES["app" if for_app else "cli"]
     table = dict(MOVIELENS_CHECKSUMS if checksums is None else checksums)
     if name not in table:
         raise MsliError(f"Unknown MovieLens dataset {name!r}; choose one of {', '.join(MOVIELENS_NAMES)}.")
@@ -101,16 +124,16 @@ def fetch_movielens(
         cache.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise MsliError(
-            f"Cannot create the cache folder {cache} ({err.strerror}); pass a writable --dir."
+            f"Cannot create the cache folder {cache} ({err.strerror}); {fix['writable']}."
         ) from err
     _remove_stale_temporaries(cache)
 
-    _download(url, archive, known_hash, name, progress, deadline)
+    _download(url, archive, known_hash, name, progress, deadline, fix)
     stamp = folder / _STAMP
     if stamp.is_file() and stamp.read_text().strip() == known_hash:
         return folder
     try:
-        _unpack(archive, folder, known_hash)
+        _unpack(archive, folder, known_hash, fix)
     except BaseException:
         _remove(archive)
         if not stamp.is_file():
@@ -160,7 +183,13 @@ class _CutOff(Exception):
 
 
 def _download(
-    url: str, archive: Path, known_hash: str, name: str, progress: ProgressCallback | None, deadline: float
+    url: str,
+    archive: Path,
+    known_hash: str,
+    name: str,
+    progress: ProgressCallback | None,
+    deadline: float,
+    fix: Mapping[str, str],
 ) -> None:
     """Stream ``url`` into a temporary file beside ``archive``, hashing it; keep it (atomic rename) only
     when the hash matches. Every failure becomes a sentence and leaves no file."""
@@ -174,8 +203,7 @@ def _download(
         fd, tmp_name = tempfile.mkstemp(prefix=f"{_PART_PREFIX}{archive.name}.", dir=archive.parent)
     except OSError as err:
         raise MsliError(
-            f"Cannot write into {archive.parent} ({err.strerror or err}); free some space or pass another "
-            "--dir."
+            f"Cannot write into {archive.parent} ({err.strerror or err}); {fix['space']}."
         ) from err
     tmp = Path(tmp_name)
     try:
@@ -193,15 +221,15 @@ def _download(
         got = f"{err.done / 1e6:.1f} MB" + (f" of {err.total / 1e6:.1f} MB" if err.total else "")
         raise MsliError(
             f"The download of {name} from {url} did not finish within {deadline:g} s ({got} received); "
-            f"nothing was kept — try again later, or allow more time with {DEADLINE_ENV}."
+            f"nothing was kept — {fix['slow']}."
         ) from None
     except requests.exceptions.HTTPError as err:
         _discard_unverified(archive, known_hash)
         status = err.response.status_code if err.response is not None else "error"
         reason = err.response.reason if err.response is not None else str(err)
         raise MsliError(
-            f"Downloading {name} from {url} failed with HTTP {status} {reason}; nothing was kept — check the "
-            f"dataset name or the base URL ({BASE_URL_ENV})."
+            f"Downloading {name} from {url} failed with HTTP {status} {reason}; nothing was kept — "
+            f"{fix['http']}."
         ) from err
     except (
         _CutOff,
@@ -223,7 +251,7 @@ def _download(
         _discard_unverified(archive, known_hash)
         raise MsliError(
             f"Cannot reach {url} to download {name} ({type(err).__name__}); nothing was kept — check the "
-            "network connection, or download the zip by hand and pass it to msli data inspect."
+            f"network connection, or {fix['by_hand']}."
         ) from err
     except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as err:
         _discard_unverified(archive, known_hash)
@@ -232,9 +260,7 @@ def _download(
         ) from err
     except OSError as err:
         _discard_unverified(archive, known_hash)
-        raise MsliError(
-            f"Cannot write {archive} ({err.strerror or err}); free some space or pass another --dir."
-        ) from err
+        raise MsliError(f"Cannot write {archive} ({err.strerror or err}); {fix['space']}.") from err
     finally:
         _remove(tmp)
 
@@ -296,7 +322,7 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def _unpack(archive: Path, folder: Path, known_hash: str) -> None:
+def _unpack(archive: Path, folder: Path, known_hash: str, fix: Mapping[str, str]) -> None:
     """Extract into a temporary folder beside ``folder`` and rename it into place (all or nothing)."""
     from msli_core.data.formats import check_zip_member_size, check_zip_members
 
@@ -334,8 +360,7 @@ def _unpack(archive: Path, folder: Path, known_hash: str) -> None:
             ) from err
         except OSError as err:
             raise MsliError(
-                f"Cannot unpack {archive.name} into {folder.parent} ({err.strerror or err}); free some space "
-                "or pass another --dir."
+                f"Cannot unpack {archive.name} into {folder.parent} ({err.strerror or err}); {fix['space']}."
             ) from err
         (tmp / _STAMP).write_text(known_hash + "\n")
         if folder.exists():
