@@ -82,10 +82,8 @@ def test_second_fetch_uses_cache_and_reverifies_it(tmp_path):
     checksums = {"ml-100k": _sha256(ZIP_100K)}
     with serve({"/ml-100k.zip": Route(ZIP_100K)}) as server:
         first = fetch_movielens("ml-100k", directory=tmp_path, base_url=server.base_url, checksums=checksums)
-        start = time.perf_counter()
         second = fetch_movielens("ml-100k", directory=tmp_path, base_url=server.base_url, checksums=checksums)
-        assert time.perf_counter() - start < 1.0
-        assert first == second and server.hits == ["/ml-100k.zip"]
+        assert first == second and server.hits == ["/ml-100k.zip"]  # served from the cache: no second hit
         # A damaged cached archive fails re-verification and is downloaded again.
         (tmp_path / "ml-100k.zip").write_bytes(b"damaged")
         third = fetch_movielens("ml-100k", directory=tmp_path, base_url=server.base_url, checksums=checksums)

@@ -246,14 +246,6 @@ def test_edge_configs_stay_valid(config):
     assert set(t["interest"]) <= set(range(-1, config.interests))
 
 
-def test_generating_the_default_set_is_fast():
-    import time
-
-    t0 = time.perf_counter()
-    generate(SynthConfig(seed=3))
-    assert time.perf_counter() - t0 < 10
-
-
 # ---------------------------------------------------------------------------------------- config
 
 
