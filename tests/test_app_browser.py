@@ -51,10 +51,10 @@ def app_url(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("browser")
     sample = root / "sample"
-    # a long tail of activity (sigma 1, from 5 events), so the Explain page's default user has more than
-    # one segment of 50 for K=4
+    # a long tail of activity (sigma 1, from 5 events, up to 320), so the Explain page's default user (the
+    # longest history) has closed segments of 50 before its 200-event window for K=4
     config = SynthConfig(
-        users=80, items=160, interactions=2400, interests=6, max_events=80, min_events=5, activity_sigma=1.0
+        users=60, items=400, interactions=6000, interests=6, max_events=320, min_events=5, activity_sigma=1.0
     )
     write_synthetic(sample, config)
     port = _free_port()
