@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from msli_core.cli import main
-from msli_core.serving import bench
+from msli_core.serving import bench, timing
 
 TINY = [
     "--segments", "1,2", "--candidates", "10,40", "--history", "6", "--repeats", "3", "--budget-s", "0.01",
-    "--cross-budget-s", "0.5", "--no-calibrate", "--dim", "8", "--layers", "1",
+    "--cross-budget-s", "0.5", "--no-calibrate", "--dim", "8", "--layers", "1", "--request-candidates", "5",
 ]  # fmt: skip
 CONTRACT = (
     "model", "stage", "backend", "segments", "candidates", "history",
@@ -36,7 +36,15 @@ def test_bench_json_rows_are_well_formed(capsys, tmp_path):
     assert rows and all(set(CONTRACT) <= set(r) for r in rows)
     stages = {r["stage"] for r in rows}
     assert stages == {"offline", "nearline", "online", "end_to_end", "floor"}
-    assert {r["model"] for r in rows} == {"msli", "two-tower", "cross-encoder"}
+    assert {r["model"] for r in rows} == {"msli", "two-tower", "full-forward", "cross-encoder"}  # the ladder
+    full = [r for r in rows if r["model"] == "full-forward" and r["stage"] == "online"]
+    assert sorted(r["candidates"] for r in full) == [10, 40] and all(r["passes"] == 3 for r in full)
+    fresh = [r for r in rows if r["variant"] == "request_candidates"]
+    cached = [r for r in rows if r["variant"] == "cached_candidates"]
+    assert {(r["model"], r["segments"], r["candidates"], r["rows"]) for r in fresh} == {
+        (m, k, n, 5) for m, k in (("msli", 1), ("msli", 2), ("two-tower", 1)) for n in (10, 40)
+    }
+    assert len(cached) == len(fresh)
     assert {r["backend"] for r in rows} == {"torch", "onnxruntime", "numpy"}
     for r in rows:
         assert r["threads"] == 1
@@ -53,12 +61,17 @@ def test_bench_json_rows_are_well_formed(capsys, tmp_path):
     paired = [r for r in rows if r["variant"] == "paired"]  # MS-LI timed between cross-encoder calls
     assert paired and {r["model"] for r in paired} == {"msli"} and {r["segments"] for r in paired} == {1, 2}
     floors = {r["variant"] for r in rows if r["stage"] == "floor"}
-    assert floors == {"matmul", "matmul_torch", "bandwidth"}
+    assert floors == {"matmul", "matmul_torch", "bandwidth", "compute"}
     written = {p.name for p in out.iterdir()}
     assert written == {"bench.csv", "bench.json", "meta.json", "costmodel_error.json", ".msli-output.json"}
     meta = json.loads((out / "meta.json").read_text())
     assert meta["threads"]["torch"] == 1 and meta["threads"]["onnxruntime_intra_op"] == 1
     assert set(meta["versions"]) == {"torch", "onnxruntime", "numpy"} and meta["cpu"]
+    memory = meta["served_memory"]  # the largest catalog's table (N=40, d=8) and what serving it grew
+    assert memory["table_bytes"] == 41 * 8 * 4 and memory["resident_growth_bytes"] >= 0
+    summary = bench.headline(rows, meta)
+    assert summary and not any("nan" in f"{k} {v}".lower() for k, v in summary.items())
+    assert any(k.startswith("MS-LI online K=2 N=40") for k in summary)  # its shapes, from this sweep
     assert json.loads((out / "bench.json").read_text()) == rows
     assert torch.get_num_threads() == threads_before  # the run's 1 thread is not left behind
 
@@ -79,30 +92,36 @@ def test_run_bench_reports_progress_and_caps_the_cross_encoder():
 
 
 def test_timing_helpers():
-    times, capped = bench.time_calls(lambda: None, warmup=1, repeats=5, budget_s=10)
+    times, capped = timing.time_calls(lambda: None, warmup=1, repeats=5, budget_s=10)
     assert len(times) == 5 and not capped
-    stats = bench.summarize(times)
+    stats = timing.summarize(times)
     assert stats["p50_ms"] <= stats["p99_ms"] and stats["qps"] > 0
-    times, capped = bench.time_calls(lambda: sum(range(1000)), warmup=0, repeats=10**9, budget_s=0.01)
+    times, capped = timing.time_calls(lambda: sum(range(1000)), warmup=0, repeats=10**9, budget_s=0.01)
     assert capped and len(times) >= 3
     cpu: list[int] = []
-    times, _ = bench.time_calls(lambda: sum(range(1000)), warmup=1, repeats=7, budget_s=10, cpu_ns=cpu)
+    times, _ = timing.time_calls(lambda: sum(range(1000)), warmup=1, repeats=7, budget_s=10, cpu_ns=cpu)
     assert len(cpu) == len(times) == 7 and all(c >= 0 for c in cpu)
-    stats = bench.summarize(times, cpu)
+    stats = timing.summarize(times, cpu)
     assert stats["cpu_p50_ms"] == pytest.approx(sorted(cpu)[3] / 1e6)
-    assert bench.summarize(times)["cpu_p50_ms"] is None  # no CPU times (threads > 1): no CPU median
+    assert timing.summarize(times)["cpu_p50_ms"] is None  # no CPU times (threads > 1): no CPU median
 
 
-def test_merge_passes_keeps_the_quietest_cpu_median():
+def test_merge_passes_takes_the_median_of_each_figure():
     key = dict(
         model="msli", stage="online", variant=None, backend="torch", segments=2, candidates=10, history=6
     )
-    first = [dict(key, p50_ms=3.0, cpu_p50_ms=2.0, passes=1), dict(key, stage="offline", cpu_p50_ms=None)]
-    again = [dict(key, p50_ms=1.5, cpu_p50_ms=1.2, passes=1), dict(key, segments=4, cpu_p50_ms=0.1)]
-    bench.merge_passes(first, again)
-    assert first[0]["cpu_p50_ms"] == 1.2 and first[0]["passes"] == 2
-    assert first[0]["p50_ms"] == 3.0  # wall-clock figures stay the first pass's (paired comparisons)
-    assert first[1]["cpu_p50_ms"] is None
+    passes = [
+        [dict(key, p50_ms=3.0, p99_ms=9.0, cpu_p50_ms=2.0), dict(key, stage="offline", cpu_p50_ms=None)],
+        [dict(key, p50_ms=1.5, p99_ms=4.0, cpu_p50_ms=1.2), dict(key, segments=4, p50_ms=0.1)],
+        [dict(key, p50_ms=2.0, p99_ms=5.0, cpu_p50_ms=float("nan"))],
+    ]
+    merged = bench.merge_passes(passes)
+    assert [r["stage"] for r in merged] == ["online", "offline"]  # the first pass's rows and order
+    online, offline = merged
+    assert online["p50_ms"] == 2.0 and online["p99_ms"] == 5.0 and online["passes"] == 3  # medians
+    assert online["cpu_p50_ms"] == pytest.approx(1.6)  # NaN left out: the median of 2.0 and 1.2
+    assert offline["cpu_p50_ms"] is None and offline["passes"] == 1  # a point only one pass measured
+    assert passes[0][0]["p50_ms"] == 3.0  # the inputs are not modified
 
 
 @pytest.mark.parametrize(
@@ -115,6 +134,8 @@ def test_merge_passes_keeps_the_quietest_cpu_median():
         (["--backend", "tensorflow"], "--backend"),
         (["--models", "msli,bert"], "--models"),
         (["--threads", "2,3"], "--threads"),
+        (["--request-candidates", "0"], "--request-candidates"),
+        (["--request-candidates", "ten"], "--request-candidates"),
         (["--budget-s", "-1"], "--budget-s"),
         (["--passes", "9"], "--passes"),
         (["--model", "/no/such/folder"], "--model"),

@@ -54,17 +54,47 @@ def test_engine_scores_equal_model_scores(aggregation, closed):
     engine = InferenceEngine(model)
     engine.offline()
     engine.load_history("u", history)
-    ref, _, ref_vectors, _mask = reference_scores(model, history)
+    ref, ref_contrib, ref_vectors, _mask = reference_scores(model, history)
     torch.testing.assert_close(engine.users["u"].vectors, ref_vectors, atol=1e-5, rtol=1e-5)
-    _ids, cand_t = engine.candidate_table(None)
-    fast = engine.score_candidates("u", cand_t)  # (N+1,) fast path, column 0 = padding
-    torch.testing.assert_close(fast[1:], ref[1:], atol=1e-5, rtol=1e-5)
+    every = engine.reference_scores("u")  # (N+1,) through the engine's stored vectors
+    np.testing.assert_allclose(every[1:], ref[1:].numpy(), atol=1e-5, rtol=1e-5)
     rec = engine.recommend("u", None, top_k=20, exclude_seen=False)
     expected = torch.topk(ref[1:], 20).indices + 1
-    assert set(rec.items.tolist()) == set(expected.tolist())
+    assert rec.items.tolist() == expected.tolist()  # the same items in the same order
     np.testing.assert_allclose(rec.scores, ref[rec.items].numpy(), atol=1e-5)
+    np.testing.assert_allclose(rec.contributions, ref_contrib[:, rec.items].T.numpy(), atol=1e-5)
     np.testing.assert_allclose(rec.contributions.sum(1), rec.scores, atol=1e-5)  # exact decomposition
     assert rec.contributions.shape == (20, 4) and rec.fallback is None
+
+
+@pytest.mark.parametrize("aggregation", ["attention", "max"])
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("block", [1, 7, 4096])
+def test_blockwise_top_k_equals_reference(aggregation, backend, block):
+    """The block-wise scorer (bound, then exact scores of the passing columns) returns the reference's
+    top-k and contributions, whatever the block size, for the whole catalog, a candidate list and an id
+    range,
+    with the seen items excluded; a batch of users gives each user's own answer."""
+    model = make_model(aggregation, segments=4, segment_len=5, max_len=6, closed_segments="recent")
+    engine = InferenceEngine(model, backend=backend, block=block)
+    engine.offline()
+    rng = np.random.default_rng(4)
+    histories = {f"u{i}": rng.integers(1, N_ITEMS + 1, size=n) for i, n in enumerate((3, 9, 17))}
+    for user, history in histories.items():
+        engine.load_history(user, history)
+    candidates = rng.choice(np.arange(1, N_ITEMS + 1), size=150, replace=False)
+    for cand in (None, candidates, range(40, 200)):  # whole catalog, a list, a contiguous sub-catalog
+        ids = np.arange(1, N_ITEMS + 1) if cand is None else np.asarray(cand)
+        batch = engine.recommend_many(list(histories), cand, top_k=12)
+        for (user, history), rec in zip(histories.items(), batch, strict=True):
+            with torch.no_grad():
+                ref, ref_contrib = engine._reference(engine.users[user], engine.table[torch.as_tensor(ids)])
+            ref = np.where(np.isin(ids, history), -np.inf, ref.numpy())  # seen items never come back
+            best = np.argsort(-ref, kind="stable")[:12]  # (12,) columns of the reference's top-12
+            assert rec.items.tolist() == ids[best].tolist()
+            np.testing.assert_allclose(rec.scores, ref[best], atol=1e-5)
+            np.testing.assert_allclose(rec.contributions, ref_contrib[:, best].T.numpy(), atol=1e-5)
+            assert engine.recommend(user, cand, top_k=12).items.tolist() == rec.items.tolist()
 
 
 def test_fast_scorer_matches_late_interaction_with_empty_slots():
@@ -73,14 +103,16 @@ def test_fast_scorer_matches_late_interaction_with_empty_slots():
     engine.load_history("u", np.array([5, 6, 7, 8]))  # 2 of 8 slots used
     state = engine.users["u"]
     assert state.mask.tolist() == [False] * 6 + [True, True]
-    _, cand_t = engine.candidate_table(np.array([3]))  # N = 1
-    fast = engine.score_candidates("u", cand_t)
+    rec = engine.recommend("u", np.array([3]), top_k=1)  # N = 1
     with torch.no_grad():
-        ref, _ = late_interaction(
-            state.vectors[None], state.mask[None], cand_t.T, aggregation="attention",
+        ref, contrib = late_interaction(
+            state.vectors[None], state.mask[None], engine.table[[3]], aggregation="attention",
         attention_queries=state.queries[None], age_bias=model.age_bias,
     )  # fmt: skip
-    torch.testing.assert_close(fast, ref[0], atol=1e-5, rtol=1e-5)
+    assert rec.items.tolist() == [3]
+    np.testing.assert_allclose(rec.scores, ref[0].numpy(), atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(rec.contributions, contrib[0].T.numpy(), atol=1e-5)
+    assert not rec.contributions[0, :6].any()  # empty slots contribute exactly 0
 
 
 @pytest.mark.parametrize(
@@ -151,13 +183,15 @@ def test_exclude_seen_and_candidates():
     assert sorted(rec.items.tolist()) == [1, 2, 3, 4, 5]
     with pytest.raises(MsliError, match="Candidate"):
         engine.recommend("u", np.array([0, N_ITEMS + 1]))
+    with pytest.raises(MsliError, match="range"):
+        engine.recommend("u", range(0, 10))
     with pytest.raises(MsliError, match="outside"):
         engine.observe("u", N_ITEMS + 5)
 
 
 def test_seen_items_grow_with_updates_and_stay_excluded():
-    """The seen-item buffer is appended per new event (no rebuild): after many updates (buffer growths,
-    repeats) it holds exactly the distinct items, and no request returns one of them."""
+    """The sorted seen-item array grows per new event: after many updates (repeats included) it holds
+    exactly the distinct items, and no request returns one of them."""
     model = make_model("attention", segments=3, segment_len=4)
     engine = InferenceEngine(model)
     engine.offline()
@@ -168,12 +202,12 @@ def test_seen_items_grow_with_updates_and_stay_excluded():
         engine.observe("u", int(item), 1000 + t)
         if t % 17 == 0:
             rec = engine.recommend("u", None, top_k=10)
-            assert not set(rec.items.tolist()) & engine.users["u"].seen_set
+            assert not set(rec.items.tolist()) & set(engine.users["u"].seen.tolist())
     state = engine.users["u"]
     distinct = set(events.tolist()) | {5, 6}
-    assert state.n_seen == len(distinct) and sorted(state.seen.tolist()) == sorted(distinct)
+    assert state.seen.tolist() == sorted(distinct)
     for candidates in (None, 200, np.arange(1, 80)):  # whole catalog, top-n column map, explicit ids
         rec = engine.recommend("u", candidates, top_k=15)
         assert not set(rec.items.tolist()) & distinct
     engine.full_reencode("u")  # rebuilt from the history: the same distinct items
-    assert sorted(engine.users["u"].seen.tolist()) == sorted(distinct)
+    assert engine.users["u"].seen.tolist() == sorted(distinct)

@@ -17,32 +17,46 @@ DEFAULTS = {
     "candidates": "100,1000,10000,100000",
     "history": "50,200",
     "backend": "torch,onnxruntime",
-    "models": "msli,two-tower,cross-encoder",
+    "models": "msli,two-tower,full-forward,cross-encoder",
+    "request_candidates": "1000,10000",
 }
 
 
 def register(subparsers) -> None:
     bench = subparsers.add_parser(
         "bench",
-        help="time the stages of MS-LI, two-tower and the cross-encoder over a sweep",
+        help="time the serving ladder (two-tower, full-forward, MS-LI per K, cross-encoder) over a sweep",
         description=(
             "Times offline, nearline (incremental and full), online and end-to-end latency per point of the "
-            "sweep, with the floors (bare numpy matmul, bytes/bandwidth) and the cross-encoder in the same "
-            "run. Writes bench.csv, bench.json, meta.json and costmodel_error.json to --out; --json prints "
-            "the rows on stdout. A progress bar goes to stderr."
+            "sweep for the serving ladder: two-tower (one vector), full-forward (the encoder over the whole "
+            "history on every request), MS-LI for each K and the cross-encoder, with the floors (bare numpy "
+            "and torch matmul, memory = bytes/bandwidth, compute = FLOPs/peak GEMM) in the same run. Each "
+            "figure is the median over --passes passes (wall clock; CPU time is a labelled diagnostic). "
+            "Writes bench.csv, bench.json, meta.json and costmodel_error.json to --out; --json prints the "
+            "rows on stdout. A progress bar goes to stderr."
         ),
     )
     bench.add_argument(
         "--segments", default=DEFAULTS["segments"], help="comma list of K (default %(default)s)"
     )
     bench.add_argument(
-        "--candidates", default=DEFAULTS["candidates"], help="comma list of N (default %(default)s)"
+        "--candidates",
+        default=DEFAULTS["candidates"],
+        help="comma list of N: each request scores an N-item catalog (default %(default)s)",
+    )
+    bench.add_argument(
+        "--request-candidates",
+        default=DEFAULTS["request_candidates"],
+        help="comma list of M: also time requests that bring a fresh list of M random ids (where M < N; "
+        "'none' to skip; default %(default)s)",
     )
     bench.add_argument("--history", default=DEFAULTS["history"], help="comma list of L (default %(default)s)")
     bench.add_argument(
         "--backend", default=DEFAULTS["backend"], help="torch,onnxruntime (default %(default)s)"
     )
-    bench.add_argument("--models", default=DEFAULTS["models"], help="msli,two-tower,cross-encoder")
+    bench.add_argument(
+        "--models", default=DEFAULTS["models"], help="comma list of msli,two-tower,full-forward,cross-encoder"
+    )
     bench.add_argument("--threads", default="1", help="torch / ONNX Runtime / BLAS threads (default 1)")
     bench.add_argument("--repeats", default="200", help="at most this many timed calls per point")
     bench.add_argument(
@@ -52,7 +66,7 @@ def register(subparsers) -> None:
     bench.add_argument(
         "--passes",
         default="3",
-        help="passes over the MS-LI/two-tower points; cpu_p50_ms keeps the quietest (default 3, at most 5)",
+        help="passes over the sweep; each figure is the median of the passes' (default 3, at most 5)",
     )
     bench.add_argument("--dim", default="64", help="width d of the benchmarked models (default 64)")
     bench.add_argument("--layers", default="2", help="transformer layers (default 2)")
@@ -232,6 +246,14 @@ def settings_from_args(args: argparse.Namespace):
             "--candidates", args.candidates, hi=_limit("MAX_CANDIDATES"), limit="MAX_CANDIDATES"
         ),
         history=parse_int_list("--history", args.history, hi=_limit("MAX_HISTORY"), limit="MAX_HISTORY"),
+        request_candidates=()
+        if str(args.request_candidates).strip().lower() == "none"
+        else parse_int_list(
+            "--request-candidates",
+            args.request_candidates,
+            hi=_limit("MAX_CANDIDATES"),
+            limit="MAX_CANDIDATES",
+        ),
         backends=parse_name_list("--backend", args.backend, BACKENDS),
         models=parse_name_list("--models", args.models, MODELS),
         threads=parse_threads("--threads", args.threads),
@@ -326,12 +348,12 @@ def run_bench_command(args: argparse.Namespace) -> int:
 
         print_json(result.rows)
     else:
-        summary = headline(result.rows)
+        summary = headline(result.rows, result.meta)
         err = result.meta.get("cost_model_error", {})
         print(f"{len(result.rows)} rows in {result.meta['seconds']:.0f} s on {result.meta['cpu']}, "
               f"threads {settings.threads}" + (f"; written to {args.out}" if args.out else ""))  # fmt: skip
-        for key, value in summary.items():
-            print(f"  {key}: {value:.4g}")
+        for label, value in summary.items():
+            print(f"  {label}: {value}")
         if err:
             print(f"  cost model predicted/measured: median {err.get('median_ratio', float('nan')):.3g}, "
                   f"worst {err.get('worst_ratio', float('nan')):.3g}, "

@@ -137,6 +137,20 @@ class ItemEncoder(nn.Module):
         table = self.ids.weight + self.genre_projection(self.genre_features) + self.years(self.year_features)
         return table * self.not_padding  # (N+1, d), row 0 = 0
 
+    @torch.no_grad()
+    def table(self, chunk: int = 1 << 15) -> Tensor:
+        """``forward()`` without autograd, built ``chunk`` rows at a time into one preallocated (N+1, d)
+        tensor: serving holds one copy of the table, and its temporaries stay a few MB at any N."""
+        n, d = self.ids.weight.shape
+        out = torch.empty(n, d)
+        for lo in range(0, n, chunk):
+            rows = slice(lo, min(lo + chunk, n))
+            part = torch.add(
+                self.ids.weight[rows], self.genre_projection(self.genre_features[rows]), out=out[rows]
+            )
+            part.add_(self.years(self.year_features[rows])).mul_(self.not_padding[rows])
+        return out  # (N+1, d), row 0 = 0
+
 
 def init_weights(module: nn.Module) -> None:
     """nanoGPT initialisation: N(0, 0.02) for linear and embedding weights, zero biases."""

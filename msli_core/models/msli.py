@@ -179,8 +179,11 @@ class MSLIModel(nn.Module):
 
     # ---- offline -------------------------------------------------------------------------------
     def item_table(self) -> Tensor:
-        """(N+1, d) item vectors E; row 0 (padding) is zero."""
-        return self.items()
+        """(N+1, d) item vectors E; row 0 (padding) is zero. Differentiable in training; in eval mode
+        without grad (serving) built chunk by chunk into one tensor (:meth:`ItemEncoder.table`)."""
+        if self.training or torch.is_grad_enabled():
+            return self.items()
+        return self.items.table()
 
     # ---- segmentation (numpy) ------------------------------------------------------------------
     def _segment_options(self) -> dict:

@@ -1,18 +1,24 @@
-"""The latency harness behind ``msli bench`` (docs/design.md §4, §6).
+"""The latency harness behind ``msli bench`` (docs/design.md §4, §6): the serving ladder, side by side.
 
 For every point of the sweep it times one request at a time (batch 1): warm-up calls, then each call
-with ``time.perf_counter_ns``, until ``repeats`` calls or the point's time budget is spent. Rows keep
-p50/p95/p99 (ms), mean and QPS as numbers, the thread counts (torch and ONNX Runtime intra-op threads
-are both set to ``threads``, numpy's BLAS through threadpoolctl) and the shapes.
+with ``time.perf_counter_ns``, until ``repeats`` calls or the point's time budget is spent. The whole
+sweep runs ``passes`` times (default 3); each row's p50/p95/p99, mean and QPS are the **median over the
+passes** of that pass's figures (wall clock). With one thread each call is also timed on the calling
+thread's CPU clock (``cpu_p50_ms``, a diagnostic only: it leaves out the time another process held the
+core). Rows keep the thread counts (torch and ONNX Runtime intra-op threads are both set to ``threads``,
+numpy's BLAS through threadpoolctl) and the shapes.
 
-The machine is shared, so with one thread each call is also timed on the calling thread's CPU clock
-(``time.thread_time_ns``; torch, ONNX Runtime and BLAS all run on the calling thread then):
-``cpu_p50_ms`` is the median time the core spent on a call, which leaves out the time another process
-held the core. Every point is measured in ``passes`` passes (default 3, a minute or so apart; the
-offline item table and the cross-encoder included) and ``cpu_p50_ms`` keeps the lowest of the passes'
-medians (``passes`` column): a point that coincided with a burst of other work is measured again. The
-cost model's error report compares against ``cpu_p50_ms``; the wall-clock p50/p95/p99 stay the first
-pass's, so comparisons timed side by side (paired, floors) keep their pairing.
+The ladder (``model`` key), all at the same encoder width and depth:
+
+- ``two-tower``: one vector per user (MS-LI with K = 1), KV-cached nearline;
+- ``full-forward``: the naive way to serve a sequential model: on every request the encoder runs over the
+  whole history (the last L events), then N items are scored and the top-10 kept;
+- ``msli``: K segment vectors, one per K of the sweep;
+- ``cross-encoder``: a transformer pass per (user, candidate) pair;
+- ``floor`` rows: the bare numpy and torch ``(R, d) @ (d, N)`` products over the same rows
+  (``matmul``, ``matmul_torch``; ``R = 2K`` for attention: the stacked ``[u; q]`` product the reference
+  computes), memory = ``N·d·4`` bytes / measured bandwidth (``bandwidth``) and compute = ``2·R·d·N``
+  FLOPs / the best GEMM rate measured in the run (``compute``).
 
 Stages and variants (the ``stage`` / ``variant`` keys):
 
@@ -22,18 +28,17 @@ Stages and variants (the ``stage`` / ``variant`` keys):
   step while the history fits in the window, a window pass once it slides) and, when a segment closes,
   its one-off encoding; onnxruntime: the exported open-window encoder over the window (no KV cache in
   the graph). ``open_window`` (torch): the window re-encoded whole. ``full``: every slot re-encoded;
-- ``online``: score N candidates, top-10, with the top-10's per-segment contributions; variant
-  ``paired``: the same MS-LI request timed again between the cross-encoder's calls at the same N and L
-  (so the "how much faster" ratio compares calls made under the same machine load);
-- ``end_to_end``: one event (incremental nearline) then one request (online);
-- ``floor`` ``matmul``: a bare numpy ``(R, d) @ (d, N)`` product with ``R = 2K`` for the attention
-  aggregation (the stacked ``[u; q]`` product MS-LI needs) and ``R = K`` otherwise (``rows`` key);
-  ``matmul_torch``: the same product in torch, both over the online call's own candidate table;
-  ``bandwidth``: ``N·d·4 bytes / measured bandwidth``.
-  The matmul floors are timed in rounds with the first online call of each (K, N), and the nearline
-  variants in rounds with each other (each round: one untimed re-warming call of each, then 5 timed
-  ones), so a busy machine slows the compared calls alike while each timing is of a warm call; a
-  floor row is repeated for each L (it does not depend on L).
+- ``online``: score an N-item catalog (the table's first N rows), top-10, with the top-10's
+  per-segment contributions; variant ``request_candidates``: the request brings a fresh list of M
+  random ids of the N-item catalog (``rows`` = M; its rows are gathered), timed in rounds with variant
+  ``cached_candidates``, the same request over a cached M-item table; variant ``paired``: the MS-LI
+  request timed again between the cross-encoder's calls at the same N and L;
+- ``end_to_end``: one event (incremental nearline) then one request (online).
+
+Calls that are compared (the nearline variants, an online call and its matmul floors, fresh vs cached
+candidates) are timed in rounds of warm calls (:func:`timing.time_in_rounds`), so a busy machine slows
+them alike. ``meta.json`` also records ``served_memory``: what serving the largest catalog adds to the
+resident memory, against the table's bytes.
 
 The cross-encoder is timed at the same N and L in the same run, capped by ``cross_budget_s`` per point:
 a point whose predicted single call (times ``CROSS_SAFETY``) exceeds the budget is skipped
@@ -43,11 +48,10 @@ otherwise calls stop when the budget is spent (``capped: true`` when fewer than 
 
 from __future__ import annotations
 
-import contextlib
 import math
 import platform
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -55,9 +59,11 @@ import numpy as np
 
 from msli_core.errors import MsliError
 from msli_core.progress import ProgressCallback, ProgressEvent, no_progress
-from msli_core.serving import costmodel
+from msli_core.serving import costmodel, timing
+from msli_core.serving.timing import measure_bandwidth, summarize, thread_limits, time_calls, time_in_rounds
 
-MODELS = ("msli", "two-tower", "cross-encoder")
+MODELS = ("msli", "two-tower", "full-forward", "cross-encoder")  # the serving ladder
+# full-forward is timed with the two-tower model's encoder (its rows need the two-tower model built)
 BACKENDS = ("torch", "onnxruntime")
 ROW_KEYS = (
     "model",
@@ -97,7 +103,9 @@ PAIRED_MAX_N = 10_000  # MS-LI online calls kept for pairing with the cross-enco
 @dataclass
 class BenchSettings:
     segments: tuple[int, ...] = (1, 2, 4, 8, 16, 32)  # K values for MS-LI
-    candidates: tuple[int, ...] = (100, 1000, 10_000, 100_000)  # N values
+    candidates: tuple[int, ...] = (100, 1000, 10_000, 100_000)  # N values: an N-item catalog
+    # M values: requests that bring a fresh list of M random candidate ids (timed where M < N)
+    request_candidates: tuple[int, ...] = (1000, 10_000)
     history: tuple[int, ...] = (50, 200)  # L values
     backends: tuple[str, ...] = BACKENDS
     models: tuple[str, ...] = MODELS
@@ -112,8 +120,7 @@ class BenchSettings:
     seed: int = 0
     model_dir: str | None = None  # time this trained model instead of fresh ones of the given shapes
     calibrate: bool = True  # run the cost-model micro-benchmarks in the same run (for its error report)
-    # passes over the MS-LI / two-tower points: each point's ``cpu_p50_ms`` is the lowest of its passes'
-    # CPU medians (a point measured while another process hammered the machine is measured again later)
+    # passes over the sweep: each figure of a row is the median of the passes' figures
     passes: int = 3
 
     def validate(self) -> None:
@@ -121,9 +128,10 @@ class BenchSettings:
             ("--segments", self.segments, 1, 512),
             ("--candidates", self.candidates, 1, 10_000_000),
             ("--history", self.history, 1, 100_000),
+            ("--request-candidates", self.request_candidates, 1, 10_000_000),
         )
         for flag, values, lo, hi in checks:
-            if not values:
+            if not values and flag != "--request-candidates":
                 raise MsliError(f"{flag} needs at least one value, e.g. {flag} 8.")
             bad = [v for v in values if not isinstance(v, int) or not lo <= v <= hi]
             if bad:
@@ -146,19 +154,19 @@ class BenchSettings:
 def estimate_bytes(settings: BenchSettings) -> int:
     """Rough peak memory of a sweep's largest point, in bytes (checked before a run starts).
 
-    The item table (N+1) x d float32 is held by torch, transposed for the scorer, and, with ONNX
-    Runtime, baked into the exported catalog graph (its bytes and the session's copy); one request's
-    scores and per-segment contributions (K+1) x N, with the outputs' and top-k's copies; the numpy
-    floor's (2K x d)(d x N) product; a full re-encode of the longest history as one segment (its
-    activations and attention matrix per layer); plus the libraries themselves.
+    The model's item embedding and genre features ((N+1) x (d + 20)), the engine's one table copy and,
+    with ONNX Runtime, the scorer's transposed copy plus the table baked into the two exported nearline
+    graphs (their bytes and the sessions' copies); the ONNX scorer's scores and contributions (K+1) x N;
+    the matmul floors' (2K x N) products; a full re-encode of the longest window (its activations and
+    attention matrix per layer); plus the libraries themselves.
     """
     N = max(settings.candidates)
     K = max(settings.segments)
     L = max(settings.history)
     d = settings.dim
     table = (N + 1) * d * 4
-    copies = 2 + (3 if "onnxruntime" in settings.backends else 0)
-    scores = 3 * (K + 1) * N * 4 + 2 * K * N * 4
+    copies = 2 + 20 / d + (5 if "onnxruntime" in settings.backends else 0)
+    scores = (K + 1) * N * 4 + 2 * 2 * K * N * 4
     layers = max(settings.layers, 1)
     encode = L * d * 4 * (12 * layers + 4) + settings.heads * L * L * 4 * 2
     runtime = 512 * 2**20
@@ -176,92 +184,13 @@ class BenchResult:
 # timing
 
 
-def time_calls(
-    fn: Callable[[], Any],
-    *,
-    warmup: int,
-    repeats: int,
-    budget_s: float,
-    min_calls: int = 3,
-    cpu_ns: list[int] | None = None,
-) -> tuple[np.ndarray, bool]:
-    """Per-call nanoseconds of ``fn()`` after ``warmup`` calls; stops at ``repeats`` or the budget.
-
-    Returns ``(times_ns, capped)``; ``capped`` is True when the budget stopped it before ``repeats``.
-    When ``cpu_ns`` is a list, each call's CPU time of the calling thread is appended to it (see
-    :func:`cpu_clock`).
-    """
-    for _ in range(warmup):
-        fn()
-    times: list[int] = []
-    deadline = time.perf_counter_ns() + int(budget_s * 1e9)
-    cpu = time.thread_time_ns
-    while len(times) < repeats:
-        c0 = cpu()
-        t0 = time.perf_counter_ns()
-        fn()
-        t1 = time.perf_counter_ns()
-        c1 = cpu()
-        times.append(t1 - t0)
-        if cpu_ns is not None:
-            cpu_ns.append(c1 - c0)
-        if t1 >= deadline and len(times) >= min_calls:
-            break
-    return np.asarray(times, dtype=np.int64), len(times) < repeats
-
-
-def summarize(times_ns: np.ndarray, cpu_ns: Any = None) -> dict[str, float]:
-    """p50/p95/p99/mean in ms and QPS (one worker: calls per second of busy time).
-
-    With ``cpu_ns`` (per-call CPU time of the calling thread) also ``cpu_p50_ms``: the median time the
-    core actually spent on a call, which leaves out the time another process held the core.
-    """
-    cpu = np.asarray(cpu_ns if cpu_ns is not None else [], dtype=np.float64) / 1e6
-    cpu_p50 = float(np.median(cpu)) if len(cpu) else None
-    if len(times_ns) == 0:
-        return {
-            "p50_ms": math.nan,
-            "p95_ms": math.nan,
-            "p99_ms": math.nan,
-            "mean_ms": math.nan,
-            "qps": math.nan,
-            "cpu_p50_ms": None,
-        }
-    ms = np.asarray(times_ns).astype(np.float64) / 1e6
-    p50, p95, p99 = np.percentile(ms, [50, 95, 99])
-    mean = float(ms.mean())
-    return {
-        "p50_ms": float(p50),
-        "p95_ms": float(p95),
-        "p99_ms": float(p99),
-        "mean_ms": mean,
-        "qps": 1e3 / mean,
-        "cpu_p50_ms": cpu_p50,
-    }
-
-
-@contextlib.contextmanager
-def thread_limits(threads: int) -> Iterator[dict[str, Any]]:
-    """Fix torch intra-op threads and numpy's BLAS threads for the run; restore them afterwards."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with threadpool_limits(limits=threads):
-            yield {"torch": torch.get_num_threads(), "onnxruntime_intra_op": threads, "blas": threads}
-    finally:
-        torch.set_num_threads(before)
-
-
 def environment(threads: int) -> dict[str, Any]:
     import onnxruntime
     import torch
 
     return {
-        "cpu": costmodel.cpu_model(),
-        "cores": _cores(),
+        "cpu": timing.cpu_model(),
+        "cores": timing.cores(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "versions": {
@@ -277,23 +206,6 @@ def environment(threads: int) -> dict[str, Any]:
         },
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-
-
-def _cores() -> int:
-    import os
-
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def measure_bandwidth(mib: int = 64, budget_s: float = 0.3) -> float:
-    """Bytes/s of a streaming copy (read + write) of ``mib`` MiB, best of the timed calls."""
-    src = np.ones(mib * 2**18, dtype=np.float32)
-    dst = np.empty_like(src)
-    times, _ = time_calls(lambda: np.copyto(dst, src), warmup=1, repeats=50, budget_s=budget_s)
-    return 2 * src.nbytes / (float(times.min()) / 1e9)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -320,6 +232,7 @@ class _Runner:
         self.paired: dict[tuple[int, int, int], Callable[[], Any]] = {}  # (K, L, N) -> MS-LI online call
         self.floors: dict[tuple[int, int], tuple] = {}  # (K, N) -> rows, numpy, torch, bandwidth floors
         self.bandwidth = 1.0  # bytes/s of a streaming copy, measured at the start of the run
+        self.peak_flops = 1.0  # FLOP/s of the best GEMM measured at the start of the run
 
     def tick(self, message: str) -> None:
         self.done += 1
@@ -355,7 +268,8 @@ class _Runner:
         out = []
         if self.loaded is not None:
             return [(self.loaded.kind, self.loaded.config.segments, L, self.loaded.model) for L in s.history]
-        labels = [m for m in ("msli", "two-tower") if m in s.models]
+        wanted = set(s.models) | ({"two-tower"} if "full-forward" in s.models else set())
+        labels = [m for m in ("msli", "two-tower") if m in wanted]
         for label in labels:
             ks = s.segments if label == "msli" else (1,)
             for K in ks:
@@ -389,14 +303,14 @@ class _Runner:
         S = model.config.S
         shape = self.common(model=label, segments=K, history=L, segment_len=S)
         n_items = model.config.n_items
-        popularity = self.rng.random(n_items + 1)  # a random order stands in for a retrieval stage
+        popularity = self.rng.random(n_items + 1)
         engine = InferenceEngine(model, popularity)
         engine.offline()
-        # separate engines (sharing the item table) so the timed calls do not disturb each other's cache
+        # separate engines (sharing the one item table) so the timed calls do not disturb each other's cache
         seg_engine = InferenceEngine(model, popularity, nearline="segment")
         full_engine = InferenceEngine(model, popularity)
         for other in (seg_engine, full_engine):
-            other.table, other.table_t = engine.table, engine.table_t
+            other.table_np, other.table = engine.table_np, engine.table
         history = self.rng.integers(1, n_items + 1, size=L)
         stream = iter(self.rng.integers(1, n_items + 1, size=20 * (s.repeats + s.warmup) + 10))
         for e in (engine, seg_engine, full_engine):
@@ -423,18 +337,21 @@ class _Runner:
                 for N in s.candidates:
                     if n_items < N:
                         continue
-                    _, cand_t = engine.candidate_table(N)  # cached per N, like a retrieval stage's output
+                    catalog = range(1, N + 1)  # an N-item catalog: the table's first N rows, no copy
 
-                    def online(N=N):
-                        return engine.recommend("u", N, top_k=TOP_K)
+                    def online(catalog=catalog):
+                        return engine.recommend("u", catalog, top_k=TOP_K)
 
-                    self.online_with_floors(online, "torch", K, N, shape, model, cand_t)
+                    self.online_with_floors(online, "torch", K, N, shape, model, engine.table_np[1 : N + 1])
                     if label == "msli" and "cross-encoder" in s.models and N <= PAIRED_MAX_N:
                         self.paired[(K, L, N)] = online  # timed again beside the cross-encoder
+                    self.request_candidates(engine, N, shape)
+                    if label == "two-tower" and "full-forward" in s.models:
+                        self.full_forward(full_engine, N, shape)
 
-                    def e2e(N=N):
+                    def e2e(catalog=catalog):
                         engine.observe("u", int(next(stream)))
-                        return engine.recommend("u", N, top_k=TOP_K)
+                        return engine.recommend("u", catalog, top_k=TOP_K)
 
                     stats, calls, capped = self.timed(e2e)
                     self.add(
@@ -451,10 +368,51 @@ class _Runner:
             if "onnxruntime" in s.backends:
                 self.run_ort(label, K, L, model, engine, shape)
 
+    def request_candidates(self, engine, N: int, shape: dict) -> None:
+        """For each M < N of ``--request-candidates``: a request that brings its own list of M random ids
+        (a fresh list each call, drawn from a pool of 16 so that no list is warm in the cache), timed in
+        rounds with the same request over a cached M-item catalog (its first M rows)."""
+        for M in self.s.request_candidates:
+            if M >= N:
+                continue
+            pool = [self.rng.choice(np.arange(1, N + 1), size=M, replace=False) for _ in range(16)]
+            lists = iter(pool * (4 * (self.s.repeats + self.s.warmup) + 8))
+            same_size = range(1, M + 1)
+            results = self.timed_together(
+                [
+                    lambda lists=lists: engine.recommend("u", next(lists), top_k=TOP_K),
+                    lambda same_size=same_size: engine.recommend("u", same_size, top_k=TOP_K),
+                ]
+            )
+            (fresh, calls, capped), (cached_stats, cached_calls, cached_capped) = results
+            note = f"a fresh list of {M} random ids of an N={N} catalog per request (gathered rows)"
+            self.add(fresh, calls, capped, stage="online", variant="request_candidates", backend="torch",
+                     candidates=N, rows=M, note=note, **shape)  # fmt: skip
+            self.add(cached_stats, cached_calls, cached_capped, stage="online", variant="cached_candidates",
+                     backend="torch", candidates=N, rows=M,
+                     note=f"the same request over a cached {M}-item table, timed in rounds with it",
+                     **shape)  # fmt: skip
+
+    def full_forward(self, engine, N: int, shape: dict) -> None:
+        """The naive way to serve a sequential model: per request, the encoder over the whole history
+        (the last L events), then the scores of N items and the top-10 (the two-tower model's encoder)."""
+        catalog = range(1, N + 1)
+
+        def call():
+            engine.full_reencode("u")
+            return engine.recommend("u", catalog, top_k=TOP_K)
+
+        stats, calls, capped = self.timed(call)
+        row = {**shape, "model": "full-forward", "segments": 1}
+        note = "encoder over the last L events on every request, then score N items and top-10"
+        for stage in ("online", "end_to_end"):
+            self.add(stats, calls, capped, stage=stage, backend="torch", candidates=N, method="full_forward",
+                     note=note, **row)  # fmt: skip
+
     def timed_together(self, fns: list[Callable[[], Any]]) -> list[tuple[dict[str, float], int, bool]]:
-        """Time several calls in rounds of warm calls (:func:`costmodel.time_in_rounds`); each gets
+        """Time several calls in rounds of warm calls (:func:`timing.time_in_rounds`); each gets
         ``repeats`` calls or the budget."""
-        timings = costmodel.time_in_rounds(
+        timings = time_in_rounds(
             fns,
             budget_s=self.s.budget_s * len(fns),
             warmup=self.s.warmup,
@@ -468,13 +426,13 @@ class _Runner:
         ]
 
     def online_with_floors(
-        self, online: Callable[[], Any], backend: str, K: int, N: int, shape: dict, model, table=None
+        self, online: Callable[[], Any], backend: str, K: int, N: int, shape: dict, model, table: np.ndarray
     ) -> None:
         """Time the online call; the first time a (K, N) is seen, interleave it with its matmul floors.
 
-        The floors multiply the online call's own candidate table ``table`` (d, N) (the numpy floor a
-        view of the same memory): interleaved calls then share one working set, and a second table
-        does not evict the first from the last-level cache between calls."""
+        The floors multiply the online call's own item rows ``table`` (N, d) (row-major, the engine's
+        memory): interleaved calls then share one working set, and a second table does not evict the
+        first from the last-level cache between calls."""
         import torch
 
         s = self.s
@@ -485,34 +443,26 @@ class _Runner:
             return
         attention = model.config.aggregation in ("attention", "mlp") and K > 1
         rows = 2 * K if attention else K  # [u; q] stacked for attention, the K segment vectors otherwise
-        if table is None:
-            table = torch.from_numpy(self.rng.standard_normal((s.dim, N), dtype=np.float32))
-        table_torch = table.contiguous()  # (d, N)
-        table_t = table_torch.numpy()  # the same memory
         left = self.rng.standard_normal((rows, s.dim), dtype=np.float32)  # (R, d)
-        left_torch = torch.from_numpy(left)
-        results = self.timed_together([online, lambda: left @ table_t, lambda: left_torch @ table_torch])
+        left_torch, table_torch = torch.from_numpy(left), torch.from_numpy(table)
+        results = self.timed_together(
+            [online, lambda: left @ table.T, lambda: torch.mm(left_torch, table_torch.T)]
+        )
         (stats, calls, capped), numpy_floor, torch_floor = results
         self.add(stats, calls, capped, stage="online", backend=backend, candidates=N, **shape)
-        bw_ms = N * s.dim * 4 / self.bandwidth * 1e3
-        bandwidth_floor = (
-            {
-                "p50_ms": bw_ms,
-                "p95_ms": bw_ms,
-                "p99_ms": bw_ms,
-                "mean_ms": bw_ms,
-                "qps": 1e3 / bw_ms,
-                "cpu_p50_ms": None,
-            },
-            0,
-            False,
-        )
-        self.floors[key] = (rows, numpy_floor, torch_floor, bandwidth_floor)
+        self.floors[key] = (rows, numpy_floor, torch_floor)
 
     def emit_floors(self) -> None:
-        """Floor rows for every (K, N) measured, repeated for each L (a floor does not depend on L)."""
+        """Floor rows for every (K, N) measured, repeated for each L (a floor does not depend on L): the
+        bare matmuls (timed), memory = table bytes / bandwidth, compute = FLOPs / peak GEMM rate."""
         s = self.s
-        for (K, N), (rows, numpy_floor, torch_floor, bandwidth_floor) in sorted(self.floors.items()):
+
+        def fixed(ms: float) -> tuple[dict[str, Any], int, bool]:
+            return {"p50_ms": ms, "p95_ms": ms, "p99_ms": ms, "mean_ms": ms, "qps": 1e3 / ms}, 0, False
+
+        for (K, N), (rows, numpy_floor, torch_floor) in sorted(self.floors.items()):
+            memory = fixed(N * s.dim * 4 / self.bandwidth * 1e3)
+            compute = fixed(2 * rows * s.dim * N / self.peak_flops * 1e3)
             for L in s.history:
                 base = self.common(
                     model="msli" if "msli" in s.models or K > 1 else "two-tower",
@@ -522,27 +472,15 @@ class _Runner:
                     history=L,
                     rows=rows,
                 )
-                self.add(
-                    *numpy_floor,
-                    variant="matmul",
-                    backend="numpy",
-                    **base,
-                    note=f"bare numpy ({rows}, d) @ (d, N), timed in rounds with the online call",
+                gb_s, gflop_s = self.bandwidth / 1e9, self.peak_flops / 1e9
+                floors = (
+                    (numpy_floor, "matmul", "numpy", f"bare numpy ({rows}, d) @ (d, N), in rounds with it"),
+                    (torch_floor, "matmul_torch", "torch", f"bare torch ({rows}, d) @ (d, N), in rounds"),
+                    (memory, "bandwidth", "numpy", f"N·d·4 bytes / {gb_s:.1f} GB/s measured"),
+                    (compute, "compute", "numpy", f"2·{rows}·d·N FLOPs / {gflop_s:.1f} GFLOP/s, best GEMM"),
                 )
-                self.add(
-                    *torch_floor,
-                    variant="matmul_torch",
-                    backend="torch",
-                    **base,
-                    note=f"bare torch ({rows}, d) @ (d, N), timed in rounds with the online call",
-                )
-                self.add(
-                    *bandwidth_floor,
-                    variant="bandwidth",
-                    backend="numpy",
-                    **base,
-                    note=f"N·d·4 bytes / {self.bandwidth / 1e9:.1f} GB/s measured in this run",
-                )
+                for stats, variant, backend, note in floors:
+                    self.add(*stats, variant=variant, backend=backend, note=note, **base)
 
     def run_ort(self, label: str, K: int, L: int, model, engine, shape: dict) -> None:
         from msli_core.serving import onnx_export as ox
@@ -570,16 +508,16 @@ class _Runner:
         for N in s.candidates:
             if model.config.n_items < N:
                 continue
-            ids, cand_t = engine.candidate_table(N)
-            cand_np = cand_t.numpy()  # (d, N), shares memory
-            ids_np = ids.numpy()
+            # the exported scorer takes the table transposed, (d, N): its own copy, as ONNX Runtime holds it
+            cand_np = np.ascontiguousarray(engine.table_np[1 : N + 1].T)
+            ids_np = np.arange(1, N + 1)
 
             def online(cand_np=cand_np, ids_np=ids_np):
                 scores, contributions = scorer.score(vectors, mask, cand_np)
                 top = _top_k(scores[0], TOP_K)
                 return ids_np[top], scores[0, top], contributions[0][:, top]
 
-            self.online_with_floors(online, "onnxruntime", K, N, shape, model, cand_t)
+            self.online_with_floors(online, "onnxruntime", K, N, shape, model, engine.table_np[1 : N + 1])
 
             def e2e(online=online):
                 vectors[0, -1] = open_encoder.encode(window)[0]  # the new event's open vector
@@ -798,20 +736,33 @@ def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return part[np.argsort(-scores[part])]
 
 
-ROW_ID = ("model", "stage", "variant", "backend", "segments", "candidates", "history")
+ROW_ID = ("model", "stage", "variant", "backend", "segments", "candidates", "history", "rows")
+PASS_KEYS = ("p50_ms", "p95_ms", "p99_ms", "mean_ms", "qps", "cpu_p50_ms")
 
 
-def merge_passes(rows: list[dict[str, Any]], again: list[dict[str, Any]]) -> None:
-    """Fold a later pass into ``rows`` in place: each row's ``cpu_p50_ms`` becomes the lowest of the
-    passes' CPU medians and ``passes`` counts them; the wall-clock figures stay the first pass's, so the
-    comparisons timed side by side (paired, floors) keep their pairing."""
-    later = {tuple(r.get(k) for k in ROW_ID): r for r in again}
-    for row in rows:
-        other = later.get(tuple(row.get(k) for k in ROW_ID))
-        if other is None or other.get("cpu_p50_ms") is None or row.get("cpu_p50_ms") is None:
-            continue
-        row["cpu_p50_ms"] = min(row["cpu_p50_ms"], other["cpu_p50_ms"])
-        row["passes"] = int(row.get("passes") or 1) + 1
+def merge_passes(passes: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per point from several passes over the same sweep: each figure (p50/p95/p99, mean, QPS,
+    CPU p50) is the median of the passes' figures (a pass that coincided with a burst of other work
+    neither wins nor loses), ``passes`` counts them. The first pass's rows give the order.
+
+    >>> a = [{"model": "m", "p50_ms": 1.0, "cpu_p50_ms": None}]
+    >>> b = [{"model": "m", "p50_ms": 5.0, "cpu_p50_ms": None}]
+    >>> c = [{"model": "m", "p50_ms": 2.0, "cpu_p50_ms": None}]
+    >>> [(r["p50_ms"], r["passes"]) for r in merge_passes([a, b, c])]
+    [(2.0, 3)]
+    """
+    index = [{tuple(r.get(k) for k in ROW_ID): r for r in rows} for rows in passes]
+    merged = []
+    for row in passes[0]:
+        key = tuple(row.get(k) for k in ROW_ID)
+        same = [found for found in (i.get(key) for i in index) if found is not None]
+        out = dict(row, passes=len(same))
+        for name in PASS_KEYS:
+            values = [r[name] for r in same if r.get(name) is not None and math.isfinite(r[name])]
+            if values:
+                out[name] = float(np.median(values))
+        merged.append(out)
+    return merged
 
 
 def plan_size(settings: BenchSettings) -> int:
@@ -824,6 +775,49 @@ def plan_size(settings: BenchSettings) -> int:
     if "cross-encoder" in s.models:
         total += len(s.candidates) * len(s.history) * s.passes
     return total + (1 + s.passes if s.calibrate else 0)
+
+
+def _resident_bytes() -> int | None:
+    """This process's resident memory (Linux /proc/self/statm), or None elsewhere."""
+    import os
+
+    try:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def served_memory(settings: BenchSettings) -> dict[str, Any] | None:
+    """What serving the largest catalog of the sweep adds to resident memory: the model is built first,
+    then ``offline()`` makes the item table and one whole-catalog request runs; the growth is compared
+    with the table's bytes, (N+1)·d·4 (target: one copy, ≤ 1.3×)."""
+    import gc
+
+    import torch
+
+    from msli_core.models.msli import MSLIConfig, MSLIModel
+    from msli_core.serving.engine import InferenceEngine
+
+    N, K, d = max(settings.candidates), max(settings.segments), settings.dim
+    torch.manual_seed(settings.seed)
+    model = MSLIModel(MSLIConfig(n_items=N, n_genres=20, dim=d, segments=K, layers=settings.layers,
+                                 heads=settings.heads, dropout=0.0)).eval()  # fmt: skip
+    model.kind = "msli"
+    engine = InferenceEngine(model)
+    engine.load_history("u", np.arange(1, min(N, 200) + 1))  # small: the window encoder's few KB
+    engine.table = engine.table_np = None
+    gc.collect()
+    before = _resident_bytes()
+    engine.offline()
+    engine.recommend("u", None, top_k=TOP_K)
+    after = _resident_bytes()
+    if before is None or after is None:
+        return None
+    table = (N + 1) * d * 4
+    growth = after - before
+    return {"items": N, "dim": d, "segments": K, "table_bytes": table, "resident_growth_bytes": growth,
+            "ratio": growth / table}  # fmt: skip
 
 
 def run_bench(settings: BenchSettings, progress: ProgressCallback | None = None) -> BenchResult:
@@ -865,6 +859,8 @@ def run_bench(settings: BenchSettings, progress: ProgressCallback | None = None)
             runner.hardware = costmodel.calibrate(threads=settings.threads, save=False)
             runner.tick("calibrated the cost model")
         bandwidth = runner.bandwidth = measure_bandwidth()
+        runner.peak_flops = timing.peak_gemm_flops()
+        memory = served_memory(settings) if loaded is None else None
         runner.run_offline()
         for label, K, L, model in runner.late_interaction_models():
             runner.run_late_interaction(label, K, L, model)
@@ -873,12 +869,14 @@ def run_bench(settings: BenchSettings, progress: ProgressCallback | None = None)
             runner.run_cross_encoder()
         runner.paired.clear()  # the engines behind them hold item tables
         calibrations = [runner.hardware] if settings.calibrate else []
+        passes = [runner.rows]
         for _ in range(settings.passes - 1):  # the same points again, minutes later
             if settings.calibrate:  # interleaved with the sweep, so the constants see its machine states
                 calibrations.append(costmodel.calibrate(threads=settings.threads, save=False))
                 runner.tick("calibrated the cost model between passes")
             again = _Runner(settings, progress)
             again.loaded, again.hardware, again.bandwidth = loaded, runner.hardware, runner.bandwidth
+            again.peak_flops = runner.peak_flops
             again.total, again.done = runner.total, runner.done
             again.run_offline()
             for label, K, L, model in again.late_interaction_models():
@@ -888,7 +886,8 @@ def run_bench(settings: BenchSettings, progress: ProgressCallback | None = None)
                 again.run_cross_encoder()
             again.paired.clear()
             runner.done = again.done
-            merge_passes(runner.rows, again.rows)
+            passes.append(again.rows)
+        runner.rows = merge_passes(passes)
         if settings.calibrate:  # again after the sweep: each constant is the median of the calibrations
             calibrations.append(costmodel.calibrate(threads=settings.threads, save=False))
             runner.hardware = costmodel.combine(calibrations, how="median")
@@ -898,6 +897,8 @@ def run_bench(settings: BenchSettings, progress: ProgressCallback | None = None)
         {
             "settings": asdict(settings),
             "bandwidth_bytes_per_s": bandwidth,
+            "peak_gemm_flops": runner.peak_flops,
+            "served_memory": memory,
             "hardware": runner.hardware.as_dict(),
             "skipped": runner.skipped,
             "seconds": time.perf_counter() - started,
@@ -930,39 +931,84 @@ def write_outputs(result: BenchResult, out_dir) -> dict[str, str]:
     }
 
 
-def headline(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The four figures the issue asks for, from one run's rows (NaN where a point was not in the sweep)."""
+def _ms(value: float) -> str:
+    return f"{value:.3g} ms"
 
-    def pick(**kw: Any) -> float:
+
+def _ratio(a: dict[str, Any], b: dict[str, Any], word: str = "") -> str:
+    return f"{_ms(a['p50_ms'])} vs {_ms(b['p50_ms'])}: {a['p50_ms'] / b['p50_ms']:,.2f}×{word}"
+
+
+def headline(rows: list[dict[str, Any]], meta: dict[str, Any] | None = None) -> dict[str, str]:
+    """The run's key comparisons as ``{label: text}``, each label stating its shapes, from the points
+    this sweep measured (largest N, largest K, shortest L that it has); a comparison whose points are
+    not in the sweep is left out rather than printed as NaN."""
+
+    def pick(**kw: Any) -> dict[str, Any] | None:
         for r in rows:
-            if all(r.get(k) == v for k, v in kw.items()):
-                return float(r["p50_ms"]) if r["p50_ms"] is not None else math.nan
-        return math.nan
+            p50 = r.get("p50_ms")
+            if (
+                all(r.get(k) == v for k, v in kw.items())
+                and p50 is not None
+                and math.isfinite(p50)
+                and p50 > 0
+            ):
+                return r
+        return None
 
-    li = pick(model="msli", stage="online", variant="paired", backend="torch", segments=8, candidates=1000,
-              history=50)  # fmt: skip
-    if math.isnan(li):
-        li = pick(model="msli", stage="online", backend="torch", segments=8, candidates=1000, history=50)
-    ce = pick(model="cross-encoder", stage="online", backend="torch", candidates=1000, history=50)
-    # the floors of a (K, N) are timed in rounds with its first online call, the one at the smallest L
-    first_l = min((r["history"] for r in rows if r["stage"] == "floor" and r["history"]), default=50)
-    on = pick(model="msli", stage="online", backend="torch", segments=8, candidates=100_000, history=first_l)
-    fl = pick(stage="floor", variant="matmul", segments=8, candidates=100_000, history=first_l)
-    fl_t = pick(stage="floor", variant="matmul_torch", segments=8, candidates=100_000, history=first_l)
-    inc = pick(
-        model="msli", stage="nearline", variant="incremental", backend="torch", segments=8, history=200
-    )
-    full = pick(model="msli", stage="nearline", variant="full", backend="torch", segments=8, history=200)
-    return {
-        "online_msli_K8_N1000_L50_ms": li,
-        "cross_encoder_N1000_L50_ms": ce,
-        "cross_over_msli": ce / li,
-        "online_msli_K8_N100000_ms": on,
-        "floor_numpy_2K_N100000_ms": fl,
-        "floor_torch_2K_N100000_ms": fl_t,
-        "online_over_numpy_floor": on / fl,
-        "online_over_torch_floor": on / fl_t,
-        "nearline_incremental_K8_L200_ms": inc,
-        "nearline_full_K8_L200_ms": full,
-        "full_over_incremental": full / inc,
-    }
+    out: dict[str, str] = {}
+    online = [r for r in rows if r["stage"] == "online" and r["model"] == "msli" and r["backend"] == "torch"]
+    online = [r for r in online if not r.get("variant") and r.get("p50_ms")]
+    li = None
+    if online:
+        N = max(r["candidates"] for r in online)
+        K = max(r["segments"] for r in online if r["candidates"] == N)
+        L = min(r["history"] for r in online if r["candidates"] == N and r["segments"] == K)
+        at = {"segments": K, "candidates": N, "history": L}
+        li = pick(model="msli", stage="online", variant=None, backend="torch", **at)
+        floor = pick(stage="floor", variant="matmul", **at)
+        if li and floor:
+            label = f"MS-LI online K={K} N={N:,} vs bare numpy ({floor['rows']}×d)·(d×N), d={li['dim']}"
+            out[label] = _ratio(li, floor)
+        for r in rows:
+            if (
+                r.get("variant") != "request_candidates"
+                or r["model"] != "msli"
+                or not pick(**at, rows=r["rows"])
+            ):
+                continue
+            fresh = pick(model="msli", variant="request_candidates", rows=r["rows"], **at)
+            cached = pick(model="msli", variant="cached_candidates", rows=r["rows"], **at)
+            if fresh and cached:
+                M = r["rows"]
+                out[f"a fresh list of {M:,} ids of N={N:,} vs a cached {M:,}-item table, K={K}"] = _ratio(
+                    fresh, cached
+                )
+        for model in ("two-tower", "full-forward"):
+            other = pick(model=model, stage="online", variant=None, backend="torch", candidates=N, history=L)
+            if other:
+                out[f"{model} online N={N:,} L={L}"] = _ms(other["p50_ms"])
+    ce = [r for r in rows if r["model"] == "cross-encoder" and r["stage"] == "online" and r.get("calls")]
+    if ce:
+        best = max(ce, key=lambda r: (r["candidates"], -r["history"]))
+        at = {"candidates": best["candidates"], "history": best["history"]}
+        K = max((r["segments"] for r in rows if r["model"] == "msli"), default=None)
+        paired = pick(model="msli", stage="online", variant="paired", segments=K, **at)
+        li = paired or pick(model="msli", stage="online", variant=None, backend="torch", segments=K, **at)
+        if li:
+            label = f"cross-encoder vs MS-LI K={K}, N={at['candidates']:,}, L={at['history']}"
+            out[label] = _ratio(best, li, " slower")
+    near = [r for r in rows if r["stage"] == "nearline" and r["model"] == "msli" and r["backend"] == "torch"]
+    if near:
+        at = {"segments": max(r["segments"] for r in near), "history": max(r["history"] for r in near)}
+        inc = pick(model="msli", stage="nearline", variant="incremental", backend="torch", **at)
+        full = pick(model="msli", stage="nearline", variant="full", backend="torch", **at)
+        if inc and full:
+            label = f"full re-encode vs nearline update, K={at['segments']}, L={at['history']}"
+            out[label] = _ratio(full, inc)
+    memory = (meta or {}).get("served_memory")
+    if memory:
+        grown, table = memory["resident_growth_bytes"] / 2**20, memory["table_bytes"] / 2**20
+        label = f"resident memory of a served N={memory['items']:,} table, d={memory['dim']}"
+        out[label] = f"{grown:.0f} MiB for a {table:.0f} MiB table: {memory['ratio']:.2f}×"
+    return out

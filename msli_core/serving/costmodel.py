@@ -81,6 +81,7 @@ from typing import Any
 
 from msli_core.errors import MsliError
 from msli_core.outputs import atomic_write_text
+from msli_core.serving.timing import cache_size, cpu_model, time_in_rounds
 
 MODEL_KINDS = ("msli", "two-tower", "cross-encoder")
 BACKENDS = ("torch", "onnxruntime", "numpy")
@@ -885,44 +886,6 @@ def _time_call(fn: Callable[[], Any], min_calls: int = 5, budget_s: float = 0.3,
     return max(float(np.median(times)), 1.0) / 1e9
 
 
-TIMED_BLOCK = 5  # time_in_rounds: timed calls of each function per round, after one untimed re-warming call
-
-
-def time_in_rounds(
-    fns: Sequence[Callable[[], Any]],
-    *,
-    budget_s: float,
-    warmup: int = 1,
-    min_rounds: int = 1,
-    max_calls: int = 10_000,
-) -> list[tuple[list[int], list[int]]]:
-    """Time several calls in rounds: ``warmup`` untimed calls of each first, then rounds in which each
-    runs once untimed (it re-warms the caches the other calls evicted) and ``TIMED_BLOCK`` times timed,
-    until the budget is spent (after ``min_rounds``) or a function has ``max_calls`` timings.
-
-    A drift of the machine's load falls on all of them alike (their differences stay meaningful) while
-    each timing is of a warm call, as one request type served in a loop; strict alternation would charge
-    a small call for the cache misses a large one causes. Returns, per function, its per-call
-    wall-clock and calling-thread CPU nanoseconds."""
-    for fn in fns:
-        for _ in range(warmup):
-            fn()
-    walls: list[list[int]] = [[] for _ in fns]
-    cpus: list[list[int]] = [[] for _ in fns]
-    deadline = time.perf_counter_ns() + int(budget_s * 1e9)
-    rounds = 0
-    while len(walls[0]) < max_calls and (rounds < min_rounds or time.perf_counter_ns() < deadline):
-        for fn, wall, cpu in zip(fns, walls, cpus, strict=True):
-            fn()  # untimed: re-warms this call's caches
-            for _ in range(TIMED_BLOCK):
-                c0, t0 = time.thread_time_ns(), time.perf_counter_ns()
-                fn()
-                wall.append(time.perf_counter_ns() - t0)
-                cpu.append(time.thread_time_ns() - c0)
-        rounds += 1
-    return list(zip(walls, cpus, strict=True))
-
-
 def _time_calls_together(
     fns: Sequence[Callable[[], Any]], budget_s: float = 0.3, cpu: bool = False
 ) -> list[float]:
@@ -1166,39 +1129,6 @@ def _ort_tiny_samples(threads: int | None, budget_s: float) -> list[Sample]:
             Sample(8 * nodes, 64 * nodes, nodes + SESSION_NODES, seconds, "onnxruntime", f"chain{nodes}")
         )
     return samples
-
-
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo (or the platform's description elsewhere)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
-
-
-def cache_size(level: int = 2, default: int = 1 << 20) -> int:
-    """Bytes of the CPU's level-``level`` data cache (sysfs), or ``default`` where unknown."""
-    base = Path("/sys/devices/system/cpu/cpu0/cache")
-    try:
-        for index in sorted(base.glob("index*")):
-            if (index / "level").read_text().strip() == str(level) and (
-                index / "type"
-            ).read_text().strip() in (
-                "Data",
-                "Unified",
-            ):
-                text = (index / "size").read_text().strip().upper()
-                scale = {"K": 1 << 10, "M": 1 << 20}.get(text[-1], 1)
-                return int(text.rstrip("KM")) * scale
-    except (OSError, ValueError):
-        pass
-    return default
 
 
 def refinement_benchmarks(

@@ -2,8 +2,7 @@
 
 The three stages are separate calls on one :class:`InferenceEngine`:
 
-- ``offline()``  encodes the item table once, ``E`` (N+1, d), and keeps it transposed, ``Eᵀ`` (d, N+1),
-  so the online product ``(2K, d) @ (d, N)`` streams a contiguous table;
+- ``offline()``  encodes the item table once, ``E`` (N+1, d), one row-major copy;
 - ``observe(user, item, timestamp)`` is the nearline update. The open slot (the window of the last
   ``L_max`` events) changes on every event: while the history fits in the window, only the new position
   goes through the encoder, from the cached keys/values of the earlier ones (a KV cache, as in
@@ -11,16 +10,18 @@ The three stages are separate calls on one :class:`InferenceEngine`:
   ``L_max`` positions, nearline, off the request path). A closed segment is encoded once, when it
   closes, and its vector is kept. ``full_reencode(user)`` encodes every slot from scratch with
   :meth:`MSLIModel.slot_vectors` (for comparison; same vectors);
-- ``recommend(user, candidates, top_k)`` is the online stage: one pass over the candidate table for all
-  K segments (the fast path below), top-k, then the exact per-segment contributions of the top-k items
-  from :func:`late_interaction` (so ``score == Σ_k contribution_k`` holds for what is returned).
+- ``recommend(user, candidates, top_k)`` (and ``recommend_many`` for a batch of users) is the online
+  stage: the block-wise scorer of :mod:`msli_core.serving.scoring` walks the whole catalog (or gathers a
+  request's candidate rows block by block), bounds each candidate's score by its best segment and
+  finishes the exact late interaction only for those that can still enter the top-k; the top-k comes
+  back with each segment's exact contribution (``score == Σ_k contribution_k``; parity-tested against
+  :func:`late_interaction`).
 
 A user with no history gets the most popular candidates (``fallback == "popularity"``).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,6 +32,7 @@ from torch import Tensor
 from msli_core.errors import MsliError
 from msli_core.models.late_interaction import late_interaction
 from msli_core.models.segmenter import closed_bounds, newest_closed, segment_bounds
+from msli_core.serving import scoring
 
 
 @dataclass
@@ -49,41 +51,23 @@ class UserState:
     timestamps: list[int] = field(default_factory=list)
     vectors: Tensor | None = None  # (K, d) segment vectors u_k, slot K-1 = open segment
     queries: Tensor | None = None  # (K, d) q_k = W u_k, precomputed for the online stage
-    stacked: Tensor | None = None  # (2K', d) [u; q] of the K' non-empty slots ((1, d) when K' = 1)
-    bias: Tensor | None = None  # (K', 1) b_age of the non-empty slots, or None
+    online: scoring.OnlineQuery | None = None  # the fast path's operands (None: mlp / sum aggregations)
     mask: Tensor | None = None  # (K,) bool, True = non-empty slot
     bounds: list[tuple[int, int]] = field(default_factory=list)  # per slot [start, end) ((0, 0) = empty)
     pooling: list[Tensor | None] = field(default_factory=list)  # per slot weights over its events
     closed: dict[tuple[int, int], tuple[Tensor, Tensor]] = field(default_factory=dict)  # [start, end) ->
     # (vector (d,), pooling weights) of each closed segment in a slot, encoded once
     open: _OpenWindow | None = None
-    seen_set: set[int] = field(default_factory=set)  # item ids seen, for exclude_seen
-    seen_ids: Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.long))  # (capacity,)
-    n_seen: int = 0  # seen_ids[:n_seen] holds seen_set's ids in first-seen order
-
-    @property
-    def seen(self) -> Tensor:
-        """(n_seen,) int64 ids of the items seen (a view of the buffer; no rebuild per request)."""
-        return self.seen_ids[: self.n_seen]
+    seen: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # (S,) sorted distinct ids
 
     def add_seen(self, item: int) -> None:
-        """Record one item in O(1) amortised: the buffer doubles when full, so an update followed by a
-        request never rebuilds an O(history) tensor."""
-        if item in self.seen_set:
-            return
-        self.seen_set.add(item)
-        if self.n_seen == self.seen_ids.numel():
-            grown = torch.empty(max(16, 2 * self.n_seen), dtype=torch.long)
-            grown[: self.n_seen] = self.seen_ids[: self.n_seen]
-            self.seen_ids = grown
-        self.seen_ids[self.n_seen] = item
-        self.n_seen += 1
+        """Record one item, keeping ``seen`` sorted (O(S) per event, nearline; a request never sorts)."""
+        at = int(np.searchsorted(self.seen, item))
+        if at == len(self.seen) or self.seen[at] != item:
+            self.seen = np.insert(self.seen, at, item)
 
     def reset_seen(self, items: list[int]) -> None:
-        unique = list(dict.fromkeys(items))  # first-seen order
-        self.seen_set = set(unique)
-        self.seen_ids = torch.tensor(unique, dtype=torch.long)
-        self.n_seen = len(unique)
+        self.seen = np.unique(np.asarray(items, dtype=np.int64))
 
 
 @dataclass
@@ -103,12 +87,22 @@ class InferenceEngine:
     """Offline / nearline / online serving of an :class:`~msli_core.models.msli.MSLIModel` (torch eager).
 
     ``popularity`` (N+1,) is the cold-start ranking (e.g. training counts per item); zeros if omitted.
+    ``backend`` is the library of the online product (``numpy``, ``torch``, or ``auto``: the faster of
+    the two on this machine, measured once per shape); ``block`` the items scored per block.
     ``nearline="kv"`` (default) updates the open segment one position at a time from its KV cache;
     ``nearline="segment"`` re-encodes the whole open segment on each event (no KV cache). Both give the
     vectors of :meth:`full_reencode`.
     """
 
-    def __init__(self, model, popularity: np.ndarray | None = None, *, nearline: str = "kv"):
+    def __init__(
+        self,
+        model,
+        popularity: np.ndarray | None = None,
+        *,
+        nearline: str = "kv",
+        backend: str = "auto",
+        block: int = scoring.DEFAULT_BLOCK,
+    ):
         if getattr(model, "kind", None) not in ("msli", "two-tower"):
             raise MsliError(
                 f"The inference engine serves MS-LI / two-tower models, not "
@@ -116,6 +110,10 @@ class InferenceEngine:
             )
         if nearline not in ("kv", "segment"):
             raise ValueError(f"nearline must be 'kv' or 'segment', not {nearline!r}")
+        if backend not in ("auto", *scoring.BACKENDS):
+            raise ValueError(f"backend must be 'auto' or one of {scoring.BACKENDS}, not {backend!r}")
+        self.backend = backend  # the online product's library; "auto": the faster here, measured once
+        self.block = int(block)  # items per block of the online scorer
         self.model = model.eval()
         self.config = model.config
         self.K = self.config.segments
@@ -131,20 +129,23 @@ class InferenceEngine:
         pop[0] = -np.inf  # padding is never recommended
         self.popularity = torch.as_tensor(pop, dtype=torch.float32)  # (N+1,)
         self.users: dict[object, UserState] = {}
-        self.table: Tensor | None = None  # (N+1, d)
-        self.table_t: Tensor | None = None  # (d, N+1) contiguous
-        self._candidate_cache: dict[int, tuple[Tensor, Tensor]] = {}  # n -> (ids (n,), table (d, n))
+        self.table_np: np.ndarray | None = None  # (N+1, d) float32 row-major: the one copy of the table
+        self.table: Tensor | None = None  # the same memory as a tensor (the nearline encoder reads it)
+        self._popular_ids: dict[int, np.ndarray] = {}  # n -> the n most popular ids
         self._weight_cache = None
-        self._candidate_position: dict[int, Tensor] = {}  # n -> (N+1,) column of each item, -1 = absent
 
     # ---- offline ------------------------------------------------------------------------------
     @torch.inference_mode()
     def offline(self) -> Tensor:
-        """Encode the item table once: (N+1, d), row 0 = padding. Call again when the catalog changes."""
-        self.table = self.model.item_table().contiguous()  # (N+1, d)
-        self.table_t = self.table.T.contiguous()  # (d, N+1)
-        self._candidate_cache.clear()
-        self._candidate_position.clear()
+        """Encode the item table once: (N+1, d), row 0 = padding. Call again when the catalog changes.
+
+        One copy is kept, row-major: the online stage streams it (whole catalog) or gathers the rows of
+        a request's candidates, and the nearline encoder looks items up in it."""
+        self.table = None
+        self.table_np = None  # drop the old table before the new one is made (one copy at a time)
+        table = self.model.item_table().detach().contiguous()  # (N+1, d)
+        self.table_np = table.numpy()
+        self.table = torch.from_numpy(self.table_np)  # shares memory
         self._weight_cache = None
         return self.table
 
@@ -279,17 +280,27 @@ class InferenceEngine:
         return None
 
     def _prepare_online(self, state: UserState) -> None:
-        """Nearline work for the online stage: stack [u; q] of the non-empty slots, pick their biases."""
-        if self.config.aggregation != "attention" or state.mask is None:
-            return
+        """Nearline work for the online stage: the non-empty slots' u_k (and q_k, b_age(k)) as numpy rows.
+
+        One non-empty slot is scored as a dot product (a_k = 1, whatever the aggregation, except mlp);
+        ``sum`` and ``mlp`` keep no fast path (the reference function scores them)."""
+        agg = self.config.aggregation
         valid = state.mask
-        u = state.vectors[valid]  # (K', d)
-        if u.shape[0] == 1:
-            state.stacked, state.bias = u.clone(), None
-            return
-        state.stacked = torch.cat([u, state.queries[valid]])  # (2K', d)
-        age = self.model.age_bias
-        state.bias = None if age is None else age[valid].unsqueeze(1).clone()  # (K', 1)
+        slots = valid.nonzero()[:, 0].numpy()  # (K',)
+        u = state.vectors[valid].numpy().astype(np.float32)  # (K', d)
+        if agg == "mlp" or (agg == "sum" and len(slots) > 1):
+            state.online = None
+        elif len(slots) == 1:
+            if agg == "sum":  # c_k = w_k s_k
+                u = u * self.model.segment_weights.detach()[valid].numpy()[:, None]
+            state.online = scoring.OnlineQuery("dot", u, None, None, slots, state.seen)
+        elif agg == "max":
+            state.online = scoring.OnlineQuery("max", u, None, None, slots, state.seen)
+        else:  # attention
+            age = self.model.age_bias
+            bias = None if age is None else age.detach()[valid].numpy().astype(np.float32)  # (K',)
+            q = state.queries[valid].numpy().astype(np.float32)  # (K', d)
+            state.online = scoring.OnlineQuery("attention", u, q, bias, slots, state.seen)
 
     def _kv_step(self, state: UserState, item: int) -> Tensor:
         """The open vector after appending ``item``, through the encoder from the cached keys/values.
@@ -366,74 +377,63 @@ class InferenceEngine:
         return op
 
     # ---- online -------------------------------------------------------------------------------
-    def candidate_table(self, candidates: int | np.ndarray | None) -> tuple[Tensor, Tensor]:
-        """Candidate ids (n,) and their transposed vectors (d, n), contiguous.
-
-        ``None``: the whole catalog (items 1..N); an int n: the n most popular items (a stand-in for a
-        retrieval stage; cached per n); an array: those item ids.
-        """
-        table_t = self.table_t if self.table_t is not None else (self.offline(), self.table_t)[1]
+    def candidate_ids(self, candidates: int | range | np.ndarray | None) -> np.ndarray | range | None:
+        """The candidate ids of a request: None = the whole catalog (items 1..N, no copy); ``range(a, b)``
+        = the items a..b-1 (a contiguous slice of the table, no copy: a smaller catalog); an int n = the
+        n most popular items (a stand-in for a retrieval stage; cached per n); an array = those ids."""
+        n_items = self.config.n_items
         if candidates is None:
-            return torch.arange(table_t.shape[1]), table_t  # column 0 (padding) is masked later
+            return None
+        if isinstance(candidates, range):
+            if (
+                candidates.step != 1
+                or len(candidates) < 1
+                or candidates.start < 1
+                or candidates.stop > n_items + 1
+            ):
+                raise MsliError(f"A candidate range must be range(a, b) with 1 <= a < b <= {n_items + 1}.")
+            return candidates
         if isinstance(candidates, (int, np.integer)):
             n = int(candidates)
-            if n < 1 or n > self.config.n_items:
-                raise MsliError(
-                    f"Candidate count {n} must be in 1..{self.config.n_items} (the catalog size)."
-                )
-            if n not in self._candidate_cache:
-                order = torch.argsort(self.popularity, descending=True, stable=True)[:n]  # (n,)
-                position = torch.full((table_t.shape[1],), -1, dtype=torch.long)  # item id -> column
-                position[order] = torch.arange(n)
-                self._candidate_cache[n] = (order, table_t[:, order].contiguous())
-                self._candidate_position[n] = position
-            return self._candidate_cache[n]
-        ids = torch.as_tensor(np.asarray(candidates, dtype=np.int64).ravel())
-        if ids.numel() == 0 or int(ids.min()) < 1 or int(ids.max()) > self.config.n_items:
-            raise MsliError(f"Candidate ids must be non-empty and within 1..{self.config.n_items}.")
-        return ids, table_t[:, ids].contiguous()
+            if n < 1 or n > n_items:
+                raise MsliError(f"Candidate count {n} must be in 1..{n_items} (the catalog size).")
+            if n not in self._popular_ids:
+                order = np.argsort(-self.popularity.numpy()[1:], kind="stable")[:n] + 1  # (n,)
+                self._popular_ids[n] = order.astype(np.int64)
+            return self._popular_ids[n]
+        ids = np.asarray(candidates, dtype=np.int64).ravel()
+        if ids.size == 0 or int(ids.min()) < 1 or int(ids.max()) > n_items:
+            raise MsliError(f"Candidate ids must be non-empty and within 1..{n_items}.")
+        return ids
 
     @torch.inference_mode()
-    def score_candidates(self, user, cand_t: Tensor) -> Tensor:
-        """Fast online path: scores (n,) of ``user`` for candidate vectors ``cand_t`` (d, n)."""
-        return self._score(self.users[user], cand_t)[0]
+    def reference_scores(self, user, candidates: int | np.ndarray | None = None) -> np.ndarray:
+        """Every candidate's score by the reference :func:`late_interaction` (no top-k, no seen items
+        removed): (n,), or (N+1,) for the whole catalog with the padding column 0 at -inf. For checks."""
+        state = self.users[user]
+        table = self._require_table()
+        ids = self.candidate_ids(candidates)
+        rows = table if ids is None else table[torch.as_tensor(np.asarray(ids))]
+        scores, _ = self._reference(state, rows)
+        out = scores.numpy().copy()
+        if ids is None:
+            out[0] = -np.inf
+        return out
 
-    def _score(self, state: UserState, cand_t: Tensor) -> tuple[Tensor, tuple | None]:
-        """Scores (n,) and what the top-k's exact contributions are read from.
+    def _reference(self, state: UserState, rows: Tensor) -> tuple[Tensor, Tensor]:
+        """(n,) scores and (K, n) contributions of ``rows`` (n, d) by the reference late interaction."""
+        exact, shares = late_interaction(  # (1, n), (1, K, n)
+            state.vectors[None],
+            state.mask[None],
+            rows,
+            aggregation=self.config.aggregation,
+            attention_queries=None if state.queries is None else state.queries[None],
+            age_bias=self.model.age_bias,
+            mlp=self.model.mlp,
+            segment_weights=self.model.segment_weights,
+        )
+        return exact[0], shares[0]
 
-        The same math as :func:`late_interaction` (parity-tested): empty slots are dropped rather than
-        masked (an exact equivalent), ``[u; q]`` is stacked at nearline time so the table is read once
-        per request, and the softmax over the narrow K axis is done in place on (K', n) rows whose long
-        axis is contiguous. For attention it returns ``("attention", w, z)`` with ``w_k = e_k · s_k``
-        (K', n) and ``z = Σ_k e_k`` (n,), so ``c_k = w_k / z`` for any column; ``("single", None, None)``
-        when one segment takes all; None when the reference function must give the contributions.
-        """
-        agg = self.config.aggregation
-        if agg == "attention":
-            stacked, bias = state.stacked, state.bias  # (2K', d) or (1, d); (K', 1) or None
-            if stacked.shape[0] == 1:
-                return (stacked @ cand_t)[0], ("single", None, None)  # one segment: weight 1, y = s_0
-            k = stacked.shape[0] // 2
-            products = stacked @ cand_t  # (2K', n): one pass over the table
-            scores, logits = products[:k], products[k:]  # (K', n) each
-            if bias is not None:
-                logits.add_(bias)
-            logits.sub_(logits.amax(0)).exp_()  # unnormalised a_k = e_k, (K', n)
-            z = logits.sum(0)  # (n,)
-            weighted = logits.mul_(scores)  # w_k = e_k s_k, (K', n)
-            return weighted.sum(0).div_(z), ("attention", weighted, z)
-        valid = state.mask  # (K,)
-        u = state.vectors[valid]  # (K', d)
-        if agg == "max":
-            return (u @ cand_t).amax(0), None
-        if agg == "sum":
-            user_vector = self.model.segment_weights[valid] @ u  # (d,): Σ_k w_k u_k, a two-tower vector
-            return user_vector @ cand_t, None
-        # mlp: no fast path; the reference function over the candidate vectors
-        scores, _ = self.model.score(state.vectors[None], state.mask[None], cand_t.T)
-        return scores[0], None
-
-    @torch.inference_mode()
     def recommend(
         self,
         user,
@@ -441,70 +441,92 @@ class InferenceEngine:
         top_k: int = 10,
         exclude_seen: bool = True,
     ) -> Recommendation:
-        """Online stage: top-k of ``candidates`` (:meth:`candidate_table`) with per-segment contributions."""
+        """Online stage: the exact top-k of ``candidates`` (:meth:`candidate_ids`) with per-segment
+        contributions (``scores == contributions.sum(1)``)."""
+        return self.recommend_many([user], candidates, top_k, exclude_seen)[0]
+
+    @torch.inference_mode()
+    def recommend_many(
+        self,
+        users: list,
+        candidates: int | np.ndarray | None = None,
+        top_k: int = 10,
+        exclude_seen: bool = True,
+    ) -> list[Recommendation]:
+        """A batched online request: the top-k of each user, the table read once for all of them.
+
+        Attention, max and one-segment users go through the block-wise scorer
+        (:func:`~msli_core.serving.scoring.top_k`: exact top-k, no K×N intermediates); the ``mlp`` and
+        ``sum`` aggregations through the reference function over the candidates' rows.
+        """
         if top_k < 1:
             raise MsliError(f"top_k must be at least 1, not {top_k}.")
-        ids, cand_t = self.candidate_table(candidates)
-        state = self.users.get(user)
-        if state is None or state.mask is None or not bool(state.mask.any()):
-            return self._popular(user, ids, top_k)
-        scores, parts = self._score(state, cand_t)  # (n,), a fresh tensor
-        available = scores.shape[0]
-        whole_catalog = candidates is None
-        if whole_catalog:
-            scores[0] = -math.inf  # padding
-            available -= 1
-        if exclude_seen and state.n_seen:
-            if whole_catalog:  # ids == arange: index directly
-                columns = state.seen
-            elif isinstance(candidates, (int, np.integer)):  # O(seen) through the cached column map
-                columns = self._candidate_position[int(candidates)][state.seen]
-                columns = columns[columns >= 0]
+        self._require_table()
+        ids = self.candidate_ids(candidates)
+        out: list[Recommendation | None] = [None] * len(users)
+        fast: list[tuple[int, UserState]] = []
+        for i, user in enumerate(users):
+            state = self.users.get(user)
+            if state is None or state.mask is None or not bool(state.mask.any()):
+                out[i] = self._popular(user, ids, top_k)
+            elif state.online is not None:
+                state.online.seen = state.seen  # the sorted ids as of the latest event
+                fast.append((i, state))
             else:
-                columns = torch.isin(ids, state.seen).nonzero()[:, 0]
-            scores[columns] = -math.inf
-            available -= columns.numel()  # distinct columns: seen ids are unique, the column map injective
-        k = min(top_k, available)
-        if k <= 0:
-            return self._popular(user, ids[:0], top_k)
-        top_scores, best = torch.topk(scores, k)  # (k,), (k,)
-        top_ids = ids[best]
-        mask_np = state.mask.numpy()
-        contributions = np.zeros((k, self.K), dtype=np.float32)  # (k, K); empty slots contribute 0
-        if parts is not None and parts[0] == "attention":
-            _, weighted, z = parts
-            contributions[:, mask_np] = (weighted[:, best] / z[best]).T.numpy()  # c_k = e_k s_k / Σ e
-        elif parts is not None:  # a single non-empty segment takes the whole score
-            contributions[:, mask_np] = top_scores.numpy()[:, None]
-        else:
-            exact, shares = late_interaction(  # (1, k), (1, K, k): exact shares of the winners
-                state.vectors[None],
-                state.mask[None],
-                self.table[top_ids],
-                aggregation=self.config.aggregation,
-                attention_queries=None if state.queries is None else state.queries[None],
-                age_bias=self.model.age_bias,
-                mlp=self.model.mlp,
-                segment_weights=self.model.segment_weights,
+                out[i] = self._reference_top_k(user, state, ids, top_k, exclude_seen)
+        if fast:
+            backend = self.backend
+            if backend == "auto":
+                backend = scoring.fastest_backend(self.K, self.config.dim)
+            results = scoring.top_k(
+                [state.online for _, state in fast],
+                self.table_np,
+                top_k,
+                ids=ids,
+                exclude_seen=exclude_seen,
+                block=self.block,
+                backend=backend,
             )
-            top_scores, contributions = exact[0], shares[0].T.numpy()
+            for (i, state), best in zip(fast, results, strict=True):
+                contributions = np.zeros((len(best.ids), self.K), dtype=np.float32)  # (k, K)
+                contributions[:, state.online.slots] = best.contributions
+                out[i] = self._recommendation(users[i], state, best.ids, best.scores, contributions)
+        return out  # type: ignore[return-value]
+
+    def _reference_top_k(self, user, state: UserState, ids, top_k: int, exclude_seen: bool) -> Recommendation:
+        """Top-k by the reference function over all candidate rows (aggregations without a fast path)."""
+        table = self._require_table()
+        cand = np.arange(1, table.shape[0]) if ids is None else np.asarray(ids)
+        scores, _ = self._reference(state, table[torch.as_tensor(cand)])
+        scores = scores.numpy()
+        if exclude_seen and len(state.seen):
+            scores = np.where(scoring._seen_mask(state.seen, cand), -np.inf, scores)
+        k = min(top_k, int(np.isfinite(scores).sum()))
+        best = np.lexsort((cand, -scores))[:k]
+        top_ids = cand[best]
+        exact, shares = self._reference(state, table[torch.as_tensor(top_ids)])
+        return self._recommendation(user, state, top_ids, exact.numpy(), shares.T.numpy())
+
+    def _recommendation(self, user, state: UserState, ids, scores, contributions) -> Recommendation:
         return Recommendation(
             user=user,
-            items=top_ids.numpy(),
-            scores=top_scores.numpy(),
-            contributions=contributions,
+            items=np.asarray(ids, dtype=np.int64),
+            scores=np.asarray(scores, dtype=np.float32),
+            contributions=np.asarray(contributions, dtype=np.float32),
             segment_bounds=list(state.bounds),
-            segment_mask=mask_np.copy(),
+            segment_mask=state.mask.numpy().copy(),
         )
 
-    def _popular(self, user, ids: Tensor, top_k: int) -> Recommendation:
-        pop = self.popularity[ids].clone()
-        k = min(top_k, int(torch.isfinite(pop).sum()))
-        best = torch.topk(pop, k).indices if k else torch.zeros(0, dtype=torch.long)
+    def _popular(self, user, ids: np.ndarray | range | None, top_k: int) -> Recommendation:
+        pop = self.popularity.numpy()
+        cand = np.arange(1, len(pop)) if ids is None else np.asarray(ids)
+        values = pop[cand]
+        k = min(top_k, int(np.isfinite(values).sum()))
+        best = np.lexsort((cand, -values))[:k]
         return Recommendation(
             user=user,
-            items=ids[best].numpy().astype(np.int64),
-            scores=pop[best].numpy().astype(np.float32),
+            items=cand[best].astype(np.int64),
+            scores=values[best].astype(np.float32),
             contributions=np.zeros((k, self.K), dtype=np.float32),
             segment_bounds=[(0, 0)] * self.K,
             segment_mask=np.zeros(self.K, dtype=bool),

@@ -443,7 +443,7 @@ def quantized_quality(model, data, *, threads: int = 1, users: np.ndarray | None
     re-runs), each timed over 50 calls after a warm-up, ``threads`` intra-op threads.
     """
     from msli_core.evaluate import evaluate
-    from msli_core.serving.bench import summarize, time_calls
+    from msli_core.serving.timing import summarize, time_calls
 
     model = model.eval()
     with torch.no_grad():
