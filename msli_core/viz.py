@@ -29,6 +29,7 @@ SEGMENT_COLORS = (
 MODEL_COLORS = {
     "msli": "#4C78A8",
     "two-tower": "#F58518",
+    "full-forward": "#B279A2",
     "cross-encoder": "#E45756",
     "popularity": "#9D755D",
     "item-knn": "#72B7B2",
@@ -472,7 +473,12 @@ def _require_rows(rows: Iterable[Mapping[str, Any]] | pd.DataFrame, what: str, c
 
 # -------------------------------------------------------------------------------------------- latency
 
-MODEL_LABELS = {"msli": "MS-LI", "two-tower": "two-tower", "cross-encoder": "cross-encoder"}
+MODEL_LABELS = {
+    "msli": "MS-LI",
+    "two-tower": "two-tower",
+    "full-forward": "full-forward",
+    "cross-encoder": "cross-encoder",
+}
 STAGE_LABELS = {
     "offline": "offline (item table, per catalog refresh)",
     "nearline": "nearline (open window, per new event)",
@@ -634,6 +640,7 @@ def latency_vs_segments(
     shape = _filter(frame, candidates=candidates, history=history)
     fig = go.Figure()
     msli = _filter(shape, model="msli", stage="online", backend=backend).sort_values("segments")
+    msli = msli[_variant(msli) == ""]  # the catalog request (not paired / per-request candidate lists)
     if msli.empty:
         raise MsliError(
             f"The sweep has no MS-LI online rows at N = {candidates}, L = {history}, backend {backend}; "
@@ -666,6 +673,7 @@ def latency_vs_segments(
     x_span = [float(ks.min()), float(ks.max())] if len(ks) > 1 else [float(ks[0]) * 0.8, float(ks[0]) * 1.25]
 
     tower = _filter(shape, model="two-tower", stage="online", backend=backend)
+    tower = tower[_variant(tower) == ""]
     if not tower.empty:
         fig.add_trace(
             go.Scatter(
@@ -674,6 +682,19 @@ def latency_vs_segments(
                 mode="markers",
                 marker=dict(symbol="diamond", size=12, color=MODEL_COLORS["two-tower"]),
                 name="two-tower online p50",
+            )
+        )
+    full = _filter(shape, model="full-forward", stage="online", backend=backend)["p50_ms"].dropna()
+    if len(full):
+        value = float(full.median())
+        fig.add_trace(
+            go.Scatter(
+                x=x_span,
+                y=[value, value],
+                mode="lines",
+                line=dict(color=MODEL_COLORS["full-forward"], width=2.5, dash="dashdot"),
+                name="full-forward p50 (encoder over L events on every request)",
+                hovertemplate="full-forward: %{y:.4g} ms<extra></extra>",
             )
         )
     cross = _filter(shape, model="cross-encoder", backend=backend)
@@ -717,6 +738,19 @@ def latency_vs_segments(
                     hovertemplate="K=%{x}: %{y:.4g} ms<extra>matmul floor</extra>",
                 )
             )
+        compute = floors[variants == "compute"]
+        if not compute.empty:
+            per_k = compute.groupby("segments", as_index=False)["p50_ms"].median().sort_values("segments")
+            fig.add_trace(
+                go.Scatter(
+                    x=per_k["segments"],
+                    y=per_k["p50_ms"],
+                    mode="lines",
+                    line=dict(color="#555555", dash="dot", width=1),
+                    name="floor: FLOPs / peak GEMM rate",
+                    hovertemplate="K=%{x}: %{y:.4g} ms<extra>compute floor</extra>",
+                )
+            )
         bandwidth = floors[variants == "bandwidth"]
         if not bandwidth.empty:
             value = float(bandwidth["p50_ms"].median())
@@ -737,9 +771,103 @@ def latency_vs_segments(
         xaxis=dict(tickvals=list(ks), ticktext=[str(int(k)) for k in ks]),
         yaxis_type="log",
         xaxis_title="segments K (log scale)",
-        yaxis_title="p50 latency, ms (log scale)",
+        yaxis_title="p50 wall-clock latency, ms (log scale)",
         height=440,
     )
+
+
+def serving_ladder(
+    rows: Iterable[Mapping[str, Any]] | pd.DataFrame, history: int, segments: int, backend: str = "torch"
+) -> go.Figure:
+    """The serving ladder against catalog size: online p50 (wall clock) of full-forward, MS-LI at K, the
+    two-tower model and the cross-encoder (its skipped points as the cost model's estimate, hollow), with
+    the memory and compute floors of MS-LI's product, at one L; log-log axes."""
+    frame = _require_rows(rows, "latency rows", ["model", "stage", "segments", "candidates", "p50_ms"])
+    shape = _filter(frame, history=history)
+    fig = go.Figure()
+    lines = (
+        ("full-forward", None, "full-forward: the encoder on every request", "dashdot"),
+        ("msli", segments, f"MS-LI K={segments}: cached segments, online scoring only", "solid"),
+        ("two-tower", None, "two-tower: one cached vector", "solid"),
+    )
+    for model, k, label, dash in lines:
+        part = _filter(shape, model=model, stage="online", backend=backend, segments=k)
+        part = part[_variant(part) == ""].dropna(subset=["p50_ms"])
+        if part.empty:
+            continue
+        per_n = part.groupby("candidates", as_index=False)["p50_ms"].median().sort_values("candidates")
+        fig.add_trace(
+            go.Scatter(
+                x=per_n["candidates"],
+                y=per_n["p50_ms"],
+                mode="lines+markers",
+                name=label,
+                line=dict(color=MODEL_COLORS[model], width=2.5, dash=dash),
+                hovertemplate="N=%{x:,}: %{y:.4g} ms<extra>" + MODEL_LABELS[model] + "</extra>",
+            )
+        )
+    cross = _filter(shape, model="cross-encoder", stage="online")
+    if not cross.empty:
+        measured = cross.dropna(subset=["p50_ms"]).groupby("candidates", as_index=False)["p50_ms"].median()
+        if not measured.empty:
+            fig.add_trace(
+                go.Scatter(
+                    x=measured["candidates"],
+                    y=measured["p50_ms"],
+                    mode="lines+markers",
+                    name="cross-encoder: a transformer pass per candidate",
+                    line=dict(color=MODEL_COLORS["cross-encoder"], width=2.5),
+                    hovertemplate="N=%{x:,}: %{y:.4g} ms<extra>cross-encoder</extra>",
+                )
+            )
+        if "estimated_ms" in cross.columns:
+            estimated = cross[cross["p50_ms"].isna()].dropna(subset=["estimated_ms"])
+            if not estimated.empty:
+                fig.add_trace(
+                    go.Scatter(
+                        x=estimated["candidates"],
+                        y=estimated["estimated_ms"],
+                        mode="markers",
+                        marker=dict(symbol="circle-open", size=11, color=MODEL_COLORS["cross-encoder"]),
+                        name="cross-encoder, cost-model estimate (not timed: over the time budget)",
+                        hovertemplate="N=%{x:,}: ~%{y:.4g} ms (estimate)<extra>cross-encoder</extra>",
+                    )
+                )
+    floors = _filter(shape, stage="floor", segments=segments)
+    for variant, label, color in (
+        ("compute", "floor: FLOPs / peak GEMM rate", "#555555"),
+        ("bandwidth", "floor: item table bytes / bandwidth", "#bbbbbb"),
+    ):
+        part = floors[_variant(floors) == variant]
+        if part.empty:
+            continue
+        per_n = part.groupby("candidates", as_index=False)["p50_ms"].median().sort_values("candidates")
+        fig.add_trace(
+            go.Scatter(
+                x=per_n["candidates"],
+                y=per_n["p50_ms"],
+                mode="lines",
+                name=label,
+                line=dict(color=color, dash="dot"),
+                hovertemplate="N=%{x:,}: %{y:.4g} ms<extra>" + variant + " floor</extra>",
+            )
+        )
+    if not fig.data:
+        raise MsliError(f"The sweep has no online rows at L = {history}; include them in the sweep.")
+    return _layout(
+        fig,
+        f"The serving ladder (online p50 at L = {history}, d = {_first(shape, 'dim')}, {backend})",
+        xaxis_type="log",
+        yaxis_type="log",
+        xaxis_title="catalog size N (log scale)",
+        yaxis_title="p50 wall-clock latency, ms (log scale)",
+        height=460,
+    )
+
+
+def _first(frame: pd.DataFrame, column: str) -> Any:
+    values = frame[column].dropna() if column in frame.columns else pd.Series(dtype=object)
+    return values.iloc[0] if len(values) else "?"
 
 
 def stage_cost_bars(

@@ -1,6 +1,6 @@
-"""Latency: run a sweep (K, N, L, backend, models) with a progress bar, then see p50/p95 against K with
-the cross-encoder and the floors, the stage costs, torch vs ONNX Runtime, incremental vs full nearline
-update, and download the rows as CSV."""
+"""Latency: run a sweep (K, N, L, backend, models) with a progress bar, then see the serving ladder against
+N, p50/p95 against K with the cross-encoder and the floors, the stage costs, torch vs ONNX Runtime,
+incremental vs full nearline update, and download the rows as CSV."""
 
 from __future__ import annotations
 
@@ -9,12 +9,16 @@ import streamlit as st
 
 from msli_core import viz
 from msli_core.errors import MsliError
+from msli_core.serving.bench import headline
 from pages import state
 
 st.title("Latency")
 st.markdown(
-    "Time every stage of one request (batch 1, one user) on this machine: warm-up, then each call timed; "
-    "p50/p95/p99 and QPS kept as numbers, thread counts fixed and recorded. Latency does not depend on the "
+    "Time every stage of one request (batch 1, one user) on this machine: warm-up, then each call timed "
+    "on the wall clock; each figure is the median over the passes, thread counts fixed and recorded. The "
+    "ladder: **full-forward** runs the encoder over the whole history on every request (what MS-LI "
+    "avoids), **MS-LI** scores K cached segment vectors, the **two-tower** model one cached vector, and "
+    "the **cross-encoder** a transformer pass per candidate. Latency does not depend on the "
     "weights, so the sweep builds fresh models of the chosen shapes (use the width and depth of a trained "
     "model to place it on the Train page's quality-vs-latency chart). The cross-encoder runs in the same "
     "sweep, at the same N, L, width and depth, capped by its own time budget."
@@ -35,18 +39,24 @@ with st.form("latency_form"):
     layers = w2.select_slider("Depth", [1, 2, 4, 8], value=2, key="latency_layers")
     models = c3.multiselect(
         "Models",
-        ["msli", "two-tower", "cross-encoder"],
-        default=["msli", "cross-encoder"],
+        ["msli", "two-tower", "full-forward", "cross-encoder"],
+        default=["msli", "two-tower", "full-forward", "cross-encoder"],
         key="latency_models",
+    )
+    request_candidates = c1.multiselect(
+        "Per-request candidate lists M (fresh random ids, where M < N)",
+        [1_000, 10_000],
+        default=[1_000],
+        key="latency_request_candidates",
     )
     budget = c3.select_slider(
         "Time budget per point (s)", [0.02, 0.05, 0.1, 0.2, 0.5], value=0.05, key="latency_budget"
     )
     cross_budget = c3.select_slider(
-        "Cross-encoder budget per point (s)", [0.2, 0.5, 1.0, 2.0, 5.0], value=1.0, key="latency_cross_budget"
+        "Cross-encoder budget per point (s)", [0.2, 0.5, 1.0, 2.0, 5.0], value=2.0, key="latency_cross_budget"
     )
     passes = c3.select_slider(
-        "Passes (each point keeps its quietest)", [1, 2, 3, 4, 5], value=2, key="latency_passes"
+        "Passes (each figure is their median)", [1, 2, 3, 4, 5], value=3, key="latency_passes"
     )
     calibrate = st.checkbox(
         "Also calibrate the cost model on this machine (a few seconds; the What-if page then uses it)",
@@ -68,6 +78,7 @@ elif run:
             segments=tuple(sorted(segments)),
             candidates=tuple(sorted(candidates)),
             history=tuple(sorted(history)),
+            request_candidates=tuple(sorted(request_candidates)),
             backends=tuple(backends),
             models=tuple(models),
             budget_s=float(budget),
@@ -101,6 +112,14 @@ st.caption(
     + ", ".join(f"{k} {v}" for k, v in (meta.get("versions") or {}).items())
 )
 
+summary = headline(rows, meta)
+if summary:
+    st.dataframe(
+        pd.DataFrame({"comparison (shapes)": list(summary), "p50, wall clock": list(summary.values())}),
+        hide_index=True,
+        key="latency_headline",
+    )
+
 # the shape the K-charts are drawn at
 shapes = frame[(frame["model"] == "msli") & (frame["stage"] == "online")]
 if shapes.empty:
@@ -115,7 +134,10 @@ shown_n = p1.selectbox("Charts at N =", n_values, index=len(n_values) - 1, key="
 shown_l = p2.selectbox("and L =", l_values, key="latency_show_l")
 shown_backend = p3.selectbox("backend", b_values, key="latency_show_backend")
 
+k_values = sorted(int(k) for k in shapes["segments"].dropna().unique())
 try:
+    ladder_k = max(k_values)
+    state.chart("ladder", viz.serving_ladder(rows, shown_l, ladder_k, shown_backend))
     state.chart("latency_vs_k", viz.latency_vs_segments(rows, shown_n, shown_l, shown_backend))
     state.chart("stage_costs", viz.stage_cost_bars(rows, shown_n, shown_l, shown_backend))
 except MsliError as err:

@@ -350,6 +350,7 @@ def quality_latency_points(trained: dict[str, TrainedModel]) -> list[dict]:
         r
         for r in bench_rows()
         if r.get("stage") == "online"
+        and not r.get("variant")  # the catalog request, not paired or per-request candidate lists
         and r.get("backend", "torch") == "torch"
         and r.get("p50_ms") is not None
         and math.isfinite(float(r["p50_ms"]))
@@ -439,6 +440,7 @@ def whatif_curve(rows: list[dict], hardware):
 
     frame = pd.DataFrame(rows)
     online = frame[(frame["model"] == "msli") & (frame["stage"] == "online")].dropna(subset=["p50_ms"])
+    online = online[online["variant"].isna() | (online["variant"] == "")]  # the catalog request
     if online.empty:
         return pd.DataFrame(), pd.DataFrame(), {}
     backend = "torch" if (online["backend"] == "torch").any() else str(online["backend"].iloc[0])

@@ -350,13 +350,13 @@ def test_whatif_user_entered_hardware_changes_the_prediction():
 # --------------------------------------------------------------------------------------------- Latency
 
 
-def run_short_sweep(at: AppTest, models=("msli", "cross-encoder")) -> AppTest:
+def run_short_sweep(at: AppTest, models=("msli", "two-tower", "full-forward", "cross-encoder")) -> AppTest:
     goto(at, "latency")
     assert any("No sweep yet" in i.value for i in at.info)
     at.multiselect(key="latency_segments").set_value([1, 4])
     at.select_slider(key="latency_dim").set_value(16)
     at.select_slider(key="latency_layers").set_value(1)
-    at.multiselect(key="latency_candidates").set_value([1000])
+    at.multiselect(key="latency_candidates").set_value([100, 1000])
     at.multiselect(key="latency_models").set_value(list(models))
     at.select_slider(key="latency_budget").set_value(0.02)
     at.select_slider(key="latency_cross_budget").set_value(0.2)
@@ -369,14 +369,19 @@ def run_short_sweep(at: AppTest, models=("msli", "cross-encoder")) -> AppTest:
 
 def test_a_short_sweep_draws_every_latency_chart_and_offers_the_csv():
     at = run_short_sweep(new_app())
-    specs = assert_charts_have_data(at, 4)
+    specs = assert_charts_have_data(at, 5)
     titles = " | ".join(s["layout"]["title"]["text"] for s in specs)
-    for part in ("segment count", "Stage costs", "ONNX Runtime", "Nearline"):
+    for part in ("serving ladder", "segment count", "Stage costs", "ONNX Runtime", "Nearline"):
         assert part in titles
-    vs_k = specs[0]
+    ladder = [t.get("name", "") for t in specs[0]["data"]]
+    for rung in ("full-forward", "MS-LI K=4", "two-tower", "cross-encoder", "floor: FLOPs", "floor: item"):
+        assert any(n.startswith(rung) for n in ladder), (rung, ladder)
+    vs_k = specs[1]
     names = [t.get("name", "") for t in vs_k["data"]]
     assert "MS-LI online p50" in names and any(n.startswith("cross-encoder") for n in names)
-    assert any("floor" in n for n in names)
+    assert any("floor" in n for n in names) and any(n.startswith("full-forward") for n in names)
+    headline = next(d.value for d in at.dataframe if "comparison (shapes)" in d.value.columns)
+    assert headline["comparison (shapes)"].str.contains("K=4 N=1,000").any()
     rows = at.session_state["lab_bench_rows"]
     assert {r["stage"] for r in rows} >= {"offline", "nearline", "online", "floor"}
     assert {(r["dim"], r["layers"]) for r in rows if r["stage"] == "online"} == {(16, 1)}  # the form's shape
@@ -534,7 +539,12 @@ def test_every_trained_model_with_a_measured_shape_is_placed_on_quality_vs_laten
     online_k4 = [
         r["p50_ms"]
         for r in at.session_state["lab_bench_rows"]
-        if r["model"] == "msli" and r["stage"] == "online" and r["segments"] == 4 and r["backend"] == "torch"
+        if r["model"] == "msli"
+        and r["stage"] == "online"
+        and r["segments"] == 4
+        and r["backend"] == "torch"
+        and not r["variant"]
+        and r["candidates"] == 1000  # the tiny catalog's nearest N, the catalog request
     ]
     assert points[0][1][0] == pytest.approx(online_k4[0])
 

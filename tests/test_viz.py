@@ -131,6 +131,45 @@ def test_latency_vs_segments_draws_p50_band_cross_encoder_and_floor():
     assert fig.layout.yaxis.type == "log"
 
 
+def test_latency_vs_segments_ignores_request_candidate_and_paired_rows():
+    other = ("request_candidates", "cached_candidates", "paired")
+    rows = _bench_rows() + [
+        dict(model="msli", stage="online", variant=v, backend="torch", segments=4, candidates=1000,
+             history=50, p50_ms=99.0, p95_ms=99.0) for v in other
+    ]  # fmt: skip
+    line = next(t for t in viz.latency_vs_segments(rows, 1000, 50).data if t.name == "MS-LI online p50")
+    assert list(line.y) == pytest.approx([0.1, 0.4, 1.6])  # the catalog request only
+
+
+def test_serving_ladder_draws_every_rung_and_both_floors_against_n():
+    rows = []
+    for n in (1000, 100_000):
+        for model, k, ms in (("msli", 8, 0.2), ("two-tower", 1, 0.05), ("full-forward", 1, 3.0)):
+            rows.append(dict(model=model, stage="online", backend="torch", segments=k, candidates=n,
+                             history=50, p50_ms=ms * n / 1000, dim=64))  # fmt: skip
+        for variant, ms in (("compute", 0.01), ("bandwidth", 0.02)):
+            rows.append(dict(model="msli", stage="floor", variant=variant, backend="numpy", segments=8,
+                             candidates=n, history=50, p50_ms=ms * n / 1000))  # fmt: skip
+    rows.append(dict(model="cross-encoder", stage="online", backend="torch", segments=1, candidates=1000,
+                     history=50, p50_ms=300.0))  # fmt: skip
+    rows.append(dict(model="cross-encoder", stage="online", backend="torch", segments=1, candidates=100_000,
+                     history=50, p50_ms=float("nan"), estimated_ms=3e4))  # fmt: skip
+    fig = viz.serving_ladder(rows, history=50, segments=8)
+    by_name = {t.name.split(":")[0]: t for t in fig.data}
+    assert list(by_name["MS-LI K=8"].x) == [1000, 100_000]
+    assert list(by_name["MS-LI K=8"].y) == pytest.approx([0.2, 20.0])
+    assert list(by_name["full-forward"].y) == pytest.approx([3.0, 300.0])
+    assert list(by_name["two-tower"].y) == pytest.approx([0.05, 5.0])
+    assert list(by_name["cross-encoder"].y) == pytest.approx([300.0])  # measured only
+    estimate = by_name["cross-encoder, cost-model estimate (not timed"]
+    assert list(estimate.x) == [100_000] and list(estimate.y) == [3e4]
+    assert {"floor"} <= set(by_name) and len([t for t in fig.data if t.name.startswith("floor")]) == 2
+    assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.type == "log"
+    assert "d = 64" in fig.layout.title.text
+    with pytest.raises(MsliError, match="L = 7"):
+        viz.serving_ladder(rows, history=7, segments=8)
+
+
 def test_latency_vs_segments_refuses_a_shape_that_was_not_measured():
     with pytest.raises(MsliError, match="N = 5"):
         viz.latency_vs_segments(_bench_rows(), candidates=5, history=50)
