@@ -211,3 +211,20 @@ def test_seen_items_grow_with_updates_and_stay_excluded():
         assert not set(rec.items.tolist()) & distinct
     engine.full_reencode("u")  # rebuilt from the history: the same distinct items
     assert engine.users["u"].seen.tolist() == sorted(distinct)
+
+
+def test_numpy_attention_step_equals_the_models_aggregate():
+    """The serving engine's numpy attention step (on the columns that pass its bound) computes what the
+    model's own aggregate computes, bias and all."""
+    from msli_core.models.late_interaction import aggregate
+    from msli_core.serving.scoring import attention_contributions
+
+    rng = np.random.default_rng(5)
+    scores, logits = rng.standard_normal((2, 5, 37)).astype(np.float32)  # (K', m) each
+    bias = rng.standard_normal(5).astype(np.float32)
+    total, contributions = attention_contributions(scores, logits, bias)
+    ref_total, ref = aggregate(torch.from_numpy(scores)[None], torch.ones(1, 5, dtype=torch.bool),
+                               aggregation="attention", logits=torch.from_numpy(logits)[None],
+                               age_bias=torch.from_numpy(bias))  # fmt: skip
+    np.testing.assert_allclose(contributions, ref[0].numpy(), atol=1e-6)
+    np.testing.assert_allclose(total, ref_total[0].numpy(), atol=1e-6)

@@ -95,10 +95,8 @@ def late_interaction(
     if aggregation not in AGGREGATIONS:
         raise ValueError(f"aggregation must be one of {AGGREGATIONS}, not {aggregation!r}")
     B, K, d = segment_vectors.shape
-    mask = segment_mask.to(torch.bool)  # (B, K)
-    any_valid = mask.any(dim=1, keepdim=True)  # (B, 1)
-    needs_attention = aggregation in ("attention", "mlp")
-    if needs_attention:
+    logits = None
+    if aggregation in ("attention", "mlp"):
         if attention_queries is None:
             raise ValueError(f"aggregation {aggregation!r} needs attention_queries (B, K, d)")
         stacked = torch.cat([segment_vectors, attention_queries], dim=1)  # (B, 2K, d): [u; q]
@@ -106,6 +104,54 @@ def late_interaction(
         segment_scores, logits = products.split(K, dim=1)  # (B, K, N) each (split: a cheap backward)
     else:
         segment_scores = (segment_vectors.reshape(B * K, d) @ item_vectors.T).view(B, K, -1)  # (B, K, N)
+    values = None
+    if aggregation == "mlp":
+        if mlp is None:
+            raise ValueError(
+                "aggregation 'mlp' needs mlp (an InteractionMLP or a callable (..., d) -> (...))"
+            )
+        if isinstance(mlp, InteractionMLP):
+            values = mlp.interact(segment_vectors, item_vectors)  # (B, K, N)
+        else:  # a generic g: materialise u_k ⊙ e_c, (B, K, N, d); only for small shapes
+            values = mlp(segment_vectors.unsqueeze(2) * item_vectors.view(1, 1, -1, d))
+    return aggregate(
+        segment_scores,
+        segment_mask,
+        aggregation=aggregation,
+        logits=logits,
+        age_bias=age_bias,
+        values=values,
+        segment_weights=segment_weights,
+    )
+
+
+def aggregate(
+    segment_scores: Tensor,
+    segment_mask: Tensor,
+    *,
+    aggregation: str,
+    logits: Tensor | None = None,
+    age_bias: Tensor | None = None,
+    values: Tensor | None = None,
+    segment_weights: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """The aggregation step alone: ``(scores (B, N), contributions (B, K, N))`` from per-segment terms.
+
+    ``segment_scores`` (B, K, N) = s_k(c); ``logits`` (B, K, N) = <q_k, e_c> (attention, mlp);
+    ``values`` (B, K, N) = g(u_k ⊙ e_c) (mlp); the rest as in :func:`late_interaction`. The one place
+    the aggregations are written: the training model (through :func:`late_interaction`), the serving
+    engine (on the candidates that pass its bound) and the exported ONNX scorer all call it.
+
+    >>> s, both = torch.tensor([[[1.0, 0.0], [0.0, 2.0]]]), torch.tensor([[True, True]])
+    >>> y, c = aggregate(s, both, aggregation="attention", logits=torch.zeros(1, 2, 2))
+    >>> y.tolist(), c.tolist()
+    ([[0.5, 1.0]], [[[0.5, 0.0], [0.0, 1.0]]])
+    """
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"aggregation must be one of {AGGREGATIONS}, not {aggregation!r}")
+    K = segment_scores.shape[1]
+    mask = segment_mask.to(torch.bool)  # (B, K)
+    any_valid = mask.any(dim=1, keepdim=True)  # (B, 1)
     mask3 = mask.unsqueeze(-1)  # (B, K, 1)
     if aggregation == "sum":
         if segment_weights is None:
@@ -121,21 +167,17 @@ def late_interaction(
         contributions = contributions * any_valid.unsqueeze(-1)  # no segment at all -> score 0
         return contributions.sum(1), contributions
     # attention / mlp: a_k(c) = softmax over non-empty k of <q_k, e_c> + b_age(k)
+    if logits is None:
+        raise ValueError(f"aggregation {aggregation!r} needs the attention logits (B, K, N)")
     if age_bias is not None:
         logits = logits + age_bias.view(1, K, 1)
     logits = logits.masked_fill(~mask3, torch.finfo(logits.dtype).min)
     attention = torch.softmax(logits, dim=1)  # (B, K, N)
-    if torch.jit.is_tracing() or not bool(any_valid.all()):  # a user with no segment: uniform -> zero
-        attention = attention * any_valid.unsqueeze(-1)
+    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or not bool(any_valid.all()):
+        attention = attention * any_valid.unsqueeze(-1)  # a user with no segment: uniform -> zero
     if aggregation == "mlp":
-        if mlp is None:
-            raise ValueError(
-                "aggregation 'mlp' needs mlp (an InteractionMLP or a callable (..., d) -> (...))"
-            )
-        if isinstance(mlp, InteractionMLP):
-            values = mlp.interact(segment_vectors, item_vectors)  # (B, K, N)
-        else:  # a generic g: materialise u_k ⊙ e_c, (B, K, N, d); only for small shapes
-            values = mlp(segment_vectors.unsqueeze(2) * item_vectors.view(1, 1, -1, d))
+        if values is None:
+            raise ValueError("aggregation 'mlp' needs values g(u_k ⊙ e_c) (B, K, N)")
     else:
         values = segment_scores
     contributions = attention * values  # (B, K, N)

@@ -7,7 +7,7 @@ Three graphs per MS-LI model (``msli export --model DIR --out FILE.onnx``), one 
   ``segment_mask`` (B, K) bool, ``item_vectors_t`` (d, N) float32 (the item table *transposed*, so the
   one product ``[u; q] (B, 2K, d) @ (d, N)`` streams contiguous rows, as the torch engine does);
   outputs ``scores`` (B, N) and ``contributions`` (B, K, N). B and N are dynamic; K is the model's
-  (its age bias has K entries). Same math as :func:`late_interaction` (parity-tested).
+  (its age bias has K entries). The aggregation is :func:`aggregate`, the one the model trains with.
 - ``FILE.segment_encoder.onnx`` — the **closed-segment encoder** (:meth:`MSLIModel.encode_segments`)
   with the offline item table baked in as a constant: input ``segment_items`` (B', S) int64 (one closed
   segment per row, 0-padded on the right), outputs ``segment_vectors`` (B', d) (attention-pooled; zeros
@@ -38,10 +38,10 @@ import torch
 from torch import Tensor, nn
 
 from msli_core.errors import MsliError
+from msli_core.models.late_interaction import aggregate
 from msli_core.outputs import atomic_write_bytes
 
 OPSET = 17
-NEG = -1e30  # masked logit: exp(NEG - max) == 0 in float32, and no inf - inf = NaN
 
 
 class OnlineScorer(nn.Module):
@@ -54,33 +54,27 @@ class OnlineScorer(nn.Module):
         self.aggregation = model.config.aggregation
 
     def forward(self, segment_vectors: Tensor, segment_mask: Tensor, item_vectors_t: Tensor):
+        """The products read the transposed table once ((B, 2K, d) @ (d, N)); the aggregation is the
+        model's own :func:`aggregate`."""
         m, K = self.model, self.K
-        mask = segment_mask.unsqueeze(-1)  # (B, K, 1)
-        if self.aggregation == "attention":
+        logits = values = None
+        if self.aggregation in ("attention", "mlp"):
             queries = m.attention_queries(segment_vectors)  # (B, K, d)
             products = torch.cat([segment_vectors, queries], dim=1) @ item_vectors_t  # (B, 2K, N)
             scores, logits = products[:, :K], products[:, K:]  # (B, K, N)
-            if m.age_bias is not None:
-                logits = logits + m.age_bias.view(1, K, 1)
-            logits = torch.where(mask, logits, torch.full_like(logits[:, :1], NEG))
-            weights = torch.exp(logits - logits.amax(dim=1, keepdim=True))  # unnormalised a_k, (B, K, N)
-            weights = weights * mask.to(weights.dtype)  # an all-empty user scores 0
-            z = weights.sum(dim=1, keepdim=True).clamp_min(1e-30)  # (B, 1, N)
-            contributions = weights * scores / z  # (B, K, N)
-        elif self.aggregation == "sum":
-            w = m.segment_weights.view(1, K, 1) * mask.to(segment_vectors.dtype)  # (B, K, 1)
-            contributions = w * (segment_vectors @ item_vectors_t)  # (B, K, N)
-        elif self.aggregation == "max":
-            s = segment_vectors @ item_vectors_t  # (B, K, N)
-            masked = torch.where(mask, s, torch.full_like(s[:, :1], NEG))
-            best = masked.amax(dim=1, keepdim=True)  # (B, 1, N)
-            # the first maximal non-empty segment wins (as in late_interaction)
-            first = torch.cumsum((masked == best).to(torch.int32), dim=1) == 1
-            win = (masked == best) & first & mask
-            contributions = torch.where(win, s, torch.zeros_like(s))
-        else:  # mlp: the reference function (slower graph, same numbers)
-            _, contributions = m.score(segment_vectors, segment_mask, item_vectors_t.T)
-        return contributions.sum(dim=1), contributions
+            if self.aggregation == "mlp":
+                values = m.mlp.interact(segment_vectors, item_vectors_t.T)  # (B, K, N)
+        else:
+            scores = segment_vectors @ item_vectors_t  # (B, K, N)
+        return aggregate(
+            scores,
+            segment_mask,
+            aggregation=self.aggregation,
+            logits=logits,
+            age_bias=m.age_bias,
+            values=values,
+            segment_weights=m.segment_weights,
+        )
 
 
 class SegmentEncoderGraph(nn.Module):

@@ -8,9 +8,13 @@ contributions, so this module walks the item table in cache-sized blocks and kee
 2. for ``attention`` the score ``Σ_k a_k(c) s_k(c)`` is a convex combination of the ``s_k(c)`` (the
    ``a_k`` are a softmax), so ``max_k s_k(c)`` bounds it from above. A candidate whose bound does not
    beat the current k-th best score cannot enter the top-k; only the few that do get their attention
-   logits ``<q_k, e_c>``, the softmax (the only ``exp``) and the exact score. The top-k is therefore
+   logits ``<q_k, e_c>``, the softmax (the only ``exp``) and the exact score (numpy, parity-tested
+   against the model's :func:`~msli_core.models.late_interaction.aggregate`). The top-k is therefore
    exactly the reference's, at about half the reference's FLOPs (the query rows are skipped);
 3. ``max`` (MaxSim) *is* the bound; one segment (two-tower, ``sum``) is one row.
+
+In the first block, with nothing to beat yet, the k columns with the best bounds are scored first:
+their k-th score is a valid threshold, and the rest of the block must beat it.
 
 Nothing of size K·N is ever allocated: the intermediates of one block, (K', b) floats, stay in cache.
 Seen items are dropped only among the columns that pass the bound (a sorted id array per user), so
@@ -28,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 BACKENDS = ("numpy", "torch")
+SCOUT = 4  # in the first block, when over SCOUT·k columns pass the bound, the k best bounds go first
 DEFAULT_BLOCK = 4096  # columns per block: (K', b) scores + (b, d) gathered rows stay within ~1 MB of L2
 
 
@@ -62,6 +67,10 @@ def attention_contributions(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``c_k = softmax_k(l_k + b_k) · s_k`` for (K', m) scores and logits: returns (m,) totals, (K', m).
 
+    The numpy twin of :func:`~msli_core.models.late_interaction.aggregate` (attention) for the few
+    columns that pass the bound: torch's per-operation overhead on such small arrays cost more than the
+    math (measured: 50 µs against 14 µs per call at K' = 8, m = 10). Parity-tested against it.
+
     >>> s = np.array([[1.0, 0.0], [0.0, 2.0]], dtype=np.float32)
     >>> y, c = attention_contributions(s, np.zeros_like(s), None)
     >>> y.tolist(), c.tolist()
@@ -76,7 +85,7 @@ def attention_contributions(
 def exact_scores(query: OnlineQuery, scores: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Exact totals (m,) and contributions (K', m) from segment scores (K', m) of candidate rows (m, d)."""
     if query.kind == "attention":
-        logits = query.queries @ rows.T  # (K', m)
+        logits = query.queries @ rows.T  # (K', m): <q_k, e_c>
         return attention_contributions(scores, logits, query.bias)
     if query.kind == "max":
         winner = scores.argmax(axis=0)  # (m,) first maximal segment, as the reference
@@ -84,7 +93,7 @@ def exact_scores(query: OnlineQuery, scores: np.ndarray, rows: np.ndarray) -> tu
         columns = np.arange(scores.shape[1])
         contributions[winner, columns] = scores[winner, columns]
         return scores[winner, columns], contributions
-    return scores[0], scores[:1]
+    return scores[0], scores[:1]  # one segment: its score is the whole score
 
 
 class _Running:
@@ -177,8 +186,21 @@ def top_k(
                 passing, cand = passing[keep], cand[keep]
                 if not len(passing):
                     continue
+            cand = cand.astype(np.int64, copy=False)
+            if query.kind != "dot" and run.threshold == -np.inf and len(passing) > SCOUT * k:
+                # the first block (nothing to beat yet): score the k best bounds exactly first; their
+                # k-th score is a valid threshold that the rest of the block must then beat
+                scout = np.argpartition(-upper[passing], k - 1)[:k]
+                totals, contributions = exact_scores(query, scores[:, passing[scout]], rows[passing[scout]])
+                run.merge(cand[scout], totals, contributions)
+                rest = np.ones(len(passing), dtype=bool)
+                rest[scout] = False
+                rest &= upper[passing] > run.threshold
+                passing, cand = passing[rest], cand[rest]
+                if not len(passing):
+                    continue
             totals, contributions = exact_scores(query, scores[:, passing], rows[passing])
-            run.merge(cand.astype(np.int64, copy=False), totals, contributions)
+            run.merge(cand, totals, contributions)
     return [run.result() for run in running]
 
 
