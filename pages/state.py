@@ -231,10 +231,22 @@ def chart(key: str, fig, *, caption: str | None = None, widget_key: str | None =
 
 
 def hardware_here():
-    """This machine's cost-model constants: measured in this session, else calibrated, else the fallback."""
-    from msli_core.serving import costmodel
+    """This machine's cost-model constants: measured in this session, else the stored calibration, else
+    measured now (first use: a few seconds, with a progress bar) and stored."""
+    from msli_core.serving import calibrate
 
-    return st.session_state.get("whatif_measured_hw") or costmodel.load_hardware()
+    if st.session_state.get("whatif_measured_hw") is None:
+        bar = None
+
+        def progress(event) -> None:
+            nonlocal bar
+            bar = bar or st.progress(0.0, text="Measuring this machine for the cost model (first use)…")
+            bar.progress(event.fraction or 0.0, text=f"Measuring this machine: {event.message}")
+
+        st.session_state["whatif_measured_hw"] = calibrate.hardware_here(progress=progress)
+        if bar is not None:
+            bar.empty()
+    return st.session_state["whatif_measured_hw"]
 
 
 def home_latency_budget(**shape):

@@ -8,7 +8,7 @@ import streamlit as st
 
 from msli_core import viz
 from msli_core.errors import MsliError
-from msli_core.serving import costmodel
+from msli_core.serving import calibrate, costmodel
 from pages import state
 
 DTYPES = {"float32": 4, "bfloat16 / float16": 2, "int8": 1}
@@ -17,9 +17,10 @@ USER_ENTERED = "user-entered"
 st.title("What-if latency")
 st.markdown(
     "Ask *“with a large segment encoder, long histories and many candidates, what does each stage cost?”* "
-    "The answer comes from a roofline cost model, `t ≈ max(FLOPs / flops, bytes / bandwidth) + ops · "
-    "overhead`, whose three constants are measured on this machine (or typed in). Nothing is trained or "
-    "run here, so every slider answers at once."
+    "The answer comes from a roofline cost model: per phase `t ≈ max(FLOPs / GEMM rate, bytes / bandwidth) + "
+    "calls · per-call cost`, with GEMM rates per backend and shape class (square, skinny, attention), "
+    "bandwidth and per-call costs measured on this machine on first use (or a preset, or typed in). "
+    "Nothing is trained or run here, so every slider answers at once."
 )
 
 # ----------------------------------------------------------------------------------------- hardware
@@ -33,7 +34,7 @@ h1, h2 = st.columns([2, 3])
 preset = h1.selectbox("Hardware", [*presets, USER_ENTERED], key="whatif_hardware")
 if h1.button("Measure this machine now (a few seconds)", key="whatif_calibrate"):
     with st.spinner("Timing matmuls, a streaming copy and tiny operator calls…"):
-        st.session_state["whatif_measured_hw"] = costmodel.calibrate(save=False)
+        st.session_state["whatif_measured_hw"] = calibrate.calibrate(save=True)
     st.rerun()
 try:
     if preset == USER_ENTERED:
@@ -48,8 +49,9 @@ except MsliError as err:
     state.show_error(err)
     st.stop()
 h2.caption(
-    f"**{hardware.name}**: {hardware.flops / 1e12:.3g} TFLOP/s · {hardware.bandwidth / 1e9:.3g} GB/s · "
-    f"{hardware.overhead('torch') * 1e6:.3g} µs per torch call, "
+    f"Constants in use: **{hardware.name}**, {hardware.dtype}: {hardware.rate('torch', 'square') / 1e12:.3g} "
+    f"TFLOP/s square, {hardware.rate('torch', 'skinny') / 1e12:.3g} skinny (torch) · "
+    f"{hardware.bandwidth / 1e9:.3g} GB/s · {hardware.overhead('torch') * 1e6:.3g} µs per torch call, "
     f"{hardware.overhead('onnxruntime') * 1e6:.3g} µs per ONNX Runtime call  \n_{hardware.source}_"
 )
 
@@ -81,7 +83,7 @@ try:
             candidates=candidates,
             dtype_bytes=DTYPES[dtype],
         )
-        for kind in ("msli", "two-tower", "cross-encoder")
+        for kind in ("msli", "two-tower", "full-forward", "cross-encoder")
     }
     predictions = {label: costmodel.predict(s, hardware, backend).as_dict() for label, s in shapes.items()}
 except MsliError as err:
@@ -125,10 +127,34 @@ st.dataframe(
     },
 )
 st.caption(
-    "“Bound by” says which term of the roofline dominates the online stage: *compute* (FLOPs), *memory* "
-    "(streaming the item table) or *overhead* (operator calls; typical at small sizes). QPS counts one "
-    "nearline update plus one request per query on one worker."
+    "“Bound by” says which term of the roofline dominates the online stage: *compute* (FLOPs), *skinny* "
+    "(streaming the item table through a few-row product), *memory* (bytes), *gather* (a request's own "
+    "rows) or *overhead* (library calls; typical at small sizes). QPS counts one nearline update plus one "
+    "request per query on one worker. Full-forward runs the encoder over the history on every request."
 )
+with st.expander("Per-phase breakdown"):
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "model": label,
+                    "stage": stage,
+                    "phase": ph["name"],
+                    "ms": ph["seconds"] * 1e3,
+                    "FLOPs": viz.human_number(ph["flops"], "FLOP"),
+                    "bytes": viz.human_number(ph["bytes"], "B"),
+                    "calls": ph["calls"],
+                    "bound by": ph["bound"],
+                }
+                for label, p in predictions.items()
+                for stage in ("nearline", "nearline_full", "online")
+                for ph in p["phases"].get(stage, [])
+            ]
+        ),
+        hide_index=True,
+        key="whatif_phases",
+        column_config={"ms": st.column_config.NumberColumn(format="%.4g")},
+    )
 
 # ------------------------------------------------------------------------- measured points overlaid
 st.subheader("How good is the cost model here?")

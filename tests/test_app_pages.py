@@ -334,7 +334,7 @@ def test_whatif_predicts_every_model_and_answers_a_slider_at_once():
     after = {m.label: m.value for m in at.metric}
     assert after["Cross-encoder online"] != before["Cross-encoder online"]
     table = at.dataframe[0].value
-    assert list(table["model"]) == ["MS-LI", "two-tower", "cross-encoder"]
+    assert list(table["model"]) == ["MS-LI", "two-tower", "full-forward", "cross-encoder"]
     assert (table["online ms (per request)"] > 0).all()
 
 
@@ -551,17 +551,16 @@ def test_every_trained_model_with_a_measured_shape_is_placed_on_quality_vs_laten
 
 def test_measuring_this_machine_makes_it_the_whatif_default(monkeypatch):
     """The page's wiring of the calibration (the micro-benchmarks themselves are the cost model's tests)."""
-    from msli_core.serving import costmodel
+    from msli_core.serving import calibrate, costmodel
 
-    measured = costmodel.Hardware(
-        "this machine", flops=1.0e9, bandwidth=1.0e9, overhead_s={"torch": 1e-3}, source="measured in a test"
-    )
+    measured = costmodel.custom_hardware(1.0e9, 1.0e9, 1e-3, name="this machine")
+    measured = costmodel.Hardware(**{**measured.__dict__, "source": "measured in a test"})
     calls = []
-    monkeypatch.setattr(costmodel, "calibrate", lambda **kw: calls.append(kw) or measured)
+    monkeypatch.setattr(calibrate, "calibrate", lambda **kw: calls.append(kw) or measured)
     at = goto(new_app(), "whatif")
     before = {m.label: m.value for m in at.metric}["MS-LI online (per request)"]
     at.button(key="whatif_calibrate").click().run()
-    assert calls == [{"save": False}] and not at.exception
+    assert calls == [{"save": True}] and not at.exception
     assert any("measured in a test" in c.value for c in at.caption)
     after = {m.label: m.value for m in at.metric}["MS-LI online (per request)"]
     assert after != before  # 1 ms per operator call: the prediction follows the measured constants

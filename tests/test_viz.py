@@ -223,7 +223,7 @@ def test_training_curves_and_quality_charts():
 def test_whatif_figures_from_the_cost_model():
     from msli_core.serving import costmodel
 
-    hw = costmodel.FALLBACK
+    hw = costmodel.PRESETS["laptop CPU"]
     predictions = {
         viz.MODEL_LABELS[k]: costmodel.predict(
             costmodel.ModelShape(kind=k, history=200, segments=8), hw
@@ -396,7 +396,7 @@ def test_every_log_axis_shows_at_least_two_labelled_ticks(tiny_data):
     from msli_core.serving import costmodel
 
     rows = _bench_rows()
-    hw = costmodel.FALLBACK
+    hw = costmodel.PRESETS["laptop CPU"]
     predictions = {
         viz.MODEL_LABELS[k]: costmodel.predict(
             costmodel.ModelShape(kind=k, history=200, segments=8), hw

@@ -117,7 +117,9 @@ def register(subparsers) -> None:
     calibrate.add_argument("--json", action="store_true")
     calibrate.set_defaults(func=run_calibrate_command)
     predict = cost_sub.add_parser("predict", help="per-stage latency of a model shape on some hardware")
-    predict.add_argument("--model", default="msli", choices=("msli", "two-tower", "cross-encoder"))
+    predict.add_argument(
+        "--model", default="msli", choices=("msli", "two-tower", "full-forward", "cross-encoder")
+    )
     predict.add_argument("--history", default="200")
     predict.add_argument("--segments", default="8")
     predict.add_argument("--dim", default="64")
@@ -131,6 +133,14 @@ def register(subparsers) -> None:
     predict.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"))
     predict.add_argument("--json", action="store_true")
     predict.set_defaults(func=run_predict_command)
+    validate = cost_sub.add_parser(
+        "validate",
+        help="check the cost model out of sample: real engines at widths, depths and N it was not "
+        "calibrated on (calibrates this machine before each of 3 passes; about 3 minutes)",
+    )
+    validate.add_argument("--threads", default="1")
+    validate.add_argument("--json", action="store_true")
+    validate.set_defaults(func=run_validate_command)
 
 
 def _preset_names() -> list[str]:
@@ -403,19 +413,35 @@ def run_calibrate_command(args: argparse.Namespace) -> int:
     threads = parse_threads("--threads", args.threads)
     if args.out is not None:  # before the (seconds-long) measurement
         _check_calibration_out(args.out)
-    hardware = costmodel.calibrate(threads=threads, save=False)
+    from msli_core.progress import TextProgressBar
+    from msli_core.serving.calibrate import calibrate
+
+    hardware = calibrate(threads=threads, save=False, progress=TextProgressBar(sys.stderr))
     path = costmodel.save_hardware(hardware, args.out)
     data = {**hardware.as_dict(), "path": str(path)}
-    data["details"] = {k: v for k, v in data["details"].items() if k != "samples_detail"}
     if args.json:
         from msli_core.cli import print_json
 
         print_json(data)
     else:
-        print(f"flops {hardware.flops / 1e9:.1f} GFLOP/s, bandwidth {hardware.bandwidth / 1e9:.1f} GB/s, "
-              f"overhead {', '.join(f'{k} {v * 1e6:.2f} us' for k, v in hardware.overhead_s.items())}; "
-              f"saved to {path}")  # fmt: skip
+        print(costmodel.describe(hardware) + f"; saved to {path}")
     return 0
+
+
+def run_validate_command(args: argparse.Namespace) -> int:
+    """``msli costmodel validate``: exit 0 when the issue's bar is met, 1 when it is not."""
+    from msli_core.progress import TextProgressBar
+    from msli_core.serving import costcheck
+
+    threads = parse_threads("--threads", args.threads)
+    result = costcheck.validate(threads=threads, progress=TextProgressBar(sys.stderr))
+    if args.json:
+        from msli_core.cli import print_json
+
+        print_json(result)
+    else:
+        print(costcheck.render(result))
+    return 0 if result["passed"] else 1
 
 
 def _check_calibration_out(out: str) -> None:
@@ -446,15 +472,16 @@ def _is_calibration_file(path: Path) -> bool:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
         return False
-    return isinstance(data, dict) and {"name", "flops", "bandwidth", "overhead_s"} <= set(data)
+    fields = ({"name", "gemm_flops", "bandwidth", "call_s"}, {"name", "flops", "bandwidth", "overhead_s"})
+    return isinstance(data, dict) and any(f <= set(data) for f in fields)  # this format or the previous
 
 
 def run_predict_command(args: argparse.Namespace) -> int:
     from msli_core.serving import costmodel
 
-    presets = costmodel.hardware_presets()
-    if args.hardware not in presets:
-        raise MsliError(f"--hardware {args.hardware!r} is unknown; choose one of {', '.join(presets)}.")
+    names = ["this machine", *costmodel.PRESETS]
+    if args.hardware not in names:
+        raise MsliError(f"--hardware {args.hardware!r} is unknown; choose one of {', '.join(names)}.")
     shape = costmodel.ModelShape(
         kind=args.model,
         history=parse_int("--history", args.history, hi=_limit("MAX_HISTORY"), limit="MAX_HISTORY"),
@@ -471,7 +498,14 @@ def run_predict_command(args: argparse.Namespace) -> int:
         raise MsliError(
             f"--dim {shape.dim} is not a multiple of --heads {shape.heads}; pass a multiple, like 64 and 2."
         )
-    prediction = costmodel.predict(shape, presets[args.hardware], args.backend).as_dict()
+    if args.hardware == "this machine":  # measured here, on first use (a few seconds)
+        from msli_core.progress import TextProgressBar
+        from msli_core.serving.calibrate import hardware_here
+
+        hardware = hardware_here(progress=TextProgressBar(sys.stderr))
+    else:
+        hardware = costmodel.PRESETS[args.hardware]
+    prediction = costmodel.predict(shape, hardware, args.backend).as_dict()
     if args.json:
         from msli_core.cli import print_json
 
@@ -485,7 +519,8 @@ def render_prediction(prediction: dict) -> str:
     """The table ``msli costmodel predict`` prints: per stage the predicted time, work and what bounds it."""
     lines = [
         f"{prediction['model']} on {prediction['hardware']} ({prediction['backend']}), "
-        f"{prediction['parameters']:,} parameters; {prediction['qps']:,.0f} requests/s end to end",
+        f"{prediction['parameters']:,} parameters; {prediction['qps']:,.0f} requests/s end to end; "
+        f"constants: {prediction.get('source', '')}",
         f"  {'stage':<24} {'time':>10} {'FLOP':>10} {'bytes':>10}  bound by",
     ]
     for stage, flops in prediction["flops"].items():
