@@ -60,6 +60,7 @@ CALLS_OPEN = 30  # MSLIModel.open_vector outside the blocks: lookup, positions, 
 CALLS_SEGMENTS = 30  # MSLIModel.encode_segments outside the blocks: masks, pooling, W_s, index copies
 CALLS_OBSERVE = 40  # InferenceEngine.observe bookkeeping: slots, queries, the online operands, seen ids
 CALLS_FULL = 60  # full_reencode: segment_batch (numpy), slot_vectors' weights and copies, bookkeeping
+PASSING = 2 * TOP_K  # columns that pass the bound and get the exact attention (a few times k)
 CALLS_REQUEST = 40  # recommend: candidate ids, the first block's exact scores, merge, result arrays
 CALLS_BLOCK = 6  # scoring.top_k per block: slice, product, max, compare, flatnonzero, loop
 CALLS_GATHER = 1  # np.take per block of a request's own candidates
@@ -396,8 +397,9 @@ def encoder_phases(
 
 def online_phases(shape: ModelShape, backend: str) -> list[Phase]:
     """The block-wise scorer (scoring.top_k): per block the (K, d)·(d, b) segment scores, their max (the
-    bound) and the compare; the exact attention of the first block's columns (all of them pass); then
-    the top-k. ``request_candidates`` M: the M rows are gathered at random first.
+    bound) and the compare; the exact attention of the few candidates that pass the bound (the first
+    block's k best bounds, then whatever beats the running k-th score: ``PASSING`` columns); the top-k.
+    ``request_candidates`` M: the M rows are gathered at random first.
     ONNX Runtime: the exported scorer's (2K, d)·(d, N) product, ~14 element-wise passes over (K, N), a
     numpy top-k."""
     K, d, b = shape.k, shape.dim, shape.dtype_bytes
@@ -424,8 +426,8 @@ def online_phases(shape: ModelShape, backend: str) -> list[Phase]:
               table if K > 1 else 0, backend=product),
         Phase("online: bound (max over K) and compare", 0, (K + 2) * n * 4 if K > 1 else 2 * n * 4, 0,
               backend="numpy"),
-        Phase("online: exact scores of the first block, top-k", 2 * exact_rows * d * first,
-              (8 * K + 4) * first * 4, CALLS_REQUEST, first * d * b if exact_rows else 0, backend="numpy"),
+        Phase("online: exact scores of the passing candidates, top-k", 2 * exact_rows * d * PASSING,
+              (K + 2) * first * 4, CALLS_REQUEST, backend="numpy"),
     ]  # fmt: skip
     if shape.request_candidates:
         phases.insert(
