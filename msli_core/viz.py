@@ -865,6 +865,87 @@ def serving_ladder(
     )
 
 
+def encoder_parameters(layers: int, dim: int) -> int:
+    """Weights of a transformer encoder of ``layers`` blocks of width d with a 4d MLP: ``12·layers·d²``
+    (attention 4d², MLP 8d²; biases and norms left out).
+
+    >>> encoder_parameters(2, 64)
+    98304
+    """
+    return 12 * int(layers) * int(dim) ** 2
+
+
+def latency_vs_encoder_size(rows: Iterable[Mapping[str, Any]] | pd.DataFrame) -> go.Figure:
+    """The teaching chart: request latency (online p50) of full-forward, MS-LI and the two-tower model
+    against the encoder's size, measured (solid) and then the cost model's extrapolation (dashed, hollow
+    markers), from the ``encoder_size`` rows of ``msli bench``. Full-forward pays the encoder on every
+    request; MS-LI and two-tower pay it nearline, so their request cost grows only with the width."""
+    frame = _require_rows(rows, "latency rows", ["model", "stage", "segments", "candidates", "p50_ms"])
+    part = frame[_variant(frame) == "encoder_size"]
+    if part.empty:
+        raise MsliError("The sweep has no encoder-size rows; run it with encoder sizes to see this chart.")
+    part = part.assign(
+        parameters=[encoder_parameters(a, b) for a, b in zip(part["layers"], part["dim"], strict=True)],
+        value=part["p50_ms"].where(part["p50_ms"].notna(), part.get("estimated_ms")),
+        estimated=part["p50_ms"].isna(),
+    ).dropna(subset=["value"])
+    fig = go.Figure()
+    k = int(part.loc[part["model"] == "msli", "segments"].max()) if (part["model"] == "msli").any() else None
+    for model in ("full-forward", "msli", "two-tower"):
+        rows_m = part[part["model"] == model].sort_values("parameters")
+        if rows_m.empty:
+            continue
+        name = MODEL_LABELS[model] + (f" K={k}" if model == "msli" else "")
+        measured, estimated = rows_m[~rows_m["estimated"]], rows_m[rows_m["estimated"]]
+        sizes = [f"{int(a)}×{int(b)}" for a, b in zip(rows_m["layers"], rows_m["dim"], strict=True)]
+        hover = dict(zip(rows_m.index, sizes, strict=True))
+        fig.add_trace(
+            go.Scatter(
+                x=measured["parameters"],
+                y=measured["value"],
+                mode="lines+markers",
+                name=f"{name}, measured",
+                line=dict(color=MODEL_COLORS[model], width=2.5),
+                text=[hover[i] for i in measured.index],
+                hovertemplate="%{text} (%{x:.3s} weights): %{y:.4g} ms<extra>" + name + "</extra>",
+            )
+        )
+        if not estimated.empty:
+            bridge = pd.concat(
+                [measured.tail(1), estimated]
+            )  # the dashed line starts at the last measurement
+            fig.add_trace(
+                go.Scatter(
+                    x=bridge["parameters"],
+                    y=bridge["value"],
+                    mode="lines+markers",
+                    name=f"{name}, cost-model extrapolation (not timed)",
+                    line=dict(color=MODEL_COLORS[model], width=2, dash="dash"),
+                    marker=dict(symbol="circle-open", size=9),
+                    text=[hover[i] for i in bridge.index],
+                    hovertemplate="%{text} (%{x:.3s} weights): ~%{y:.4g} ms<extra>"
+                    + name
+                    + " estimate</extra>",
+                )
+            )
+    first = part[~part["estimated"]]
+    if not first.empty:
+        fig.add_vline(x=float(first["parameters"].max()), line=dict(color="#999999", dash="dot", width=1))
+        fig.add_annotation(x=math.log10(float(first["parameters"].max())), y=1.0, yref="paper",
+                           text="measured | extrapolated", showarrow=False, yanchor="bottom")  # fmt: skip
+    n = int(part["candidates"].iloc[0])
+    length = int(part["history"].iloc[0])
+    return _layout(
+        fig,
+        f"Request latency against encoder size (N = {n:,}, L = {length})",
+        xaxis_type="log",
+        yaxis_type="log",
+        xaxis_title="encoder weights, 12·layers·d² (log scale)",
+        yaxis_title="online p50, ms (log scale)",
+        height=460,
+    )
+
+
 def _first(frame: pd.DataFrame, column: str) -> Any:
     values = frame[column].dropna() if column in frame.columns else pd.Series(dtype=object)
     return values.iloc[0] if len(values) else "?"

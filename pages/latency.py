@@ -79,6 +79,7 @@ elif run:
             candidates=tuple(sorted(candidates)),
             history=tuple(sorted(history)),
             request_candidates=tuple(sorted(request_candidates)),
+            encoder_sizes=((1, 32), (2, 64), (4, 128)),  # measured; the larger ones from the cost model
             backends=tuple(backends),
             models=tuple(models),
             budget_s=float(budget),
@@ -138,6 +139,15 @@ k_values = sorted(int(k) for k in shapes["segments"].dropna().unique())
 try:
     ladder_k = max(k_values)
     state.chart("ladder", viz.serving_ladder(rows, shown_l, ladder_k, shown_backend))
+    if (frame.get("variant") == "encoder_size").any():
+        state.chart(
+            "encoder_size",
+            viz.latency_vs_encoder_size(rows),
+            caption="Full-forward runs the encoder on every request, so its latency grows with the "
+            "encoder; MS-LI and the two-tower model run it nearline (once per event, off the request "
+            "path), so their request pays only the scoring of N items, which grows with the width alone. "
+            "Dashed: the cost model's extrapolation from this machine's constants, not timed.",
+        )
     state.chart("latency_vs_k", viz.latency_vs_segments(rows, shown_n, shown_l, shown_backend))
     state.chart("stage_costs", viz.stage_cost_bars(rows, shown_n, shown_l, shown_backend))
 except MsliError as err:

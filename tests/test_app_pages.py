@@ -369,14 +369,23 @@ def run_short_sweep(at: AppTest, models=("msli", "two-tower", "full-forward", "c
 
 def test_a_short_sweep_draws_every_latency_chart_and_offers_the_csv():
     at = run_short_sweep(new_app())
-    specs = assert_charts_have_data(at, 5)
+    specs = assert_charts_have_data(at, 6)
     titles = " | ".join(s["layout"]["title"]["text"] for s in specs)
-    for part in ("serving ladder", "segment count", "Stage costs", "ONNX Runtime", "Nearline"):
+    for part in (
+        "serving ladder",
+        "encoder size",
+        "segment count",
+        "Stage costs",
+        "ONNX Runtime",
+        "Nearline",
+    ):
         assert part in titles
+    sizes = [t.get("name", "") for t in specs[1]["data"]]  # measured, then the cost model's extrapolation
+    assert "full-forward, measured" in sizes and "MS-LI K=4, cost-model extrapolation (not timed)" in sizes
     ladder = [t.get("name", "") for t in specs[0]["data"]]
     for rung in ("full-forward", "MS-LI K=4", "two-tower", "cross-encoder", "floor: FLOPs", "floor: item"):
         assert any(n.startswith(rung) for n in ladder), (rung, ladder)
-    vs_k = specs[1]
+    vs_k = specs[2]
     names = [t.get("name", "") for t in vs_k["data"]]
     assert "MS-LI online p50" in names and any(n.startswith("cross-encoder") for n in names)
     assert any("floor" in n for n in names) and any(n.startswith("full-forward") for n in names)
@@ -384,8 +393,9 @@ def test_a_short_sweep_draws_every_latency_chart_and_offers_the_csv():
     assert headline["comparison (shapes)"].str.contains("K=4 N=1,000").any()
     rows = at.session_state["lab_bench_rows"]
     assert {r["stage"] for r in rows} >= {"offline", "nearline", "online", "floor"}
-    assert {(r["dim"], r["layers"]) for r in rows if r["stage"] == "online"} == {(16, 1)}  # the form's shape
-    assert {r["passes"] for r in rows if r["stage"] == "online"} == {2}  # the form's passes, merged
+    ladder_rows = [r for r in rows if r["stage"] == "online" and r["variant"] != "encoder_size"]
+    assert {(r["dim"], r["layers"]) for r in ladder_rows} == {(16, 1)}  # the form's shape
+    assert {r["passes"] for r in ladder_rows} == {2}  # the form's passes, merged
     csv = at.session_state["lab_bench_csv"].decode()
     assert csv.splitlines()[0].startswith("model,stage,variant,backend,segments,candidates,history,p50_ms")
     assert len(csv.splitlines()) == len(rows) + 1

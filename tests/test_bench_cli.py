@@ -37,8 +37,18 @@ def test_bench_json_rows_are_well_formed(capsys, tmp_path):
     stages = {r["stage"] for r in rows}
     assert stages == {"offline", "nearline", "online", "end_to_end", "floor"}
     assert {r["model"] for r in rows} == {"msli", "two-tower", "full-forward", "cross-encoder"}  # the ladder
-    full = [r for r in rows if r["model"] == "full-forward" and r["stage"] == "online"]
+    full = [r for r in rows if r["model"] == "full-forward" and r["stage"] == "online" and not r["variant"]]
     assert sorted(r["candidates"] for r in full) == [10, 40] and all(r["passes"] == 3 for r in full)
+    sizes = [r for r in rows if r["variant"] == "encoder_size"]  # the teaching sweep, at N=40, L=6, K=2
+    measured = {(r["model"], r["layers"], r["dim"]) for r in sizes if r["method"] == "measured"}
+    assert measured == {(m, a, b) for m in ("full-forward", "msli", "two-tower")
+                        for a, b in ((1, 32), (2, 64), (4, 128), (4, 256))}  # fmt: skip
+    assert all(r["p50_ms"] > 0 and r["candidates"] == 40 and r["history"] == 6 for r in sizes
+               if r["method"] == "measured")  # fmt: skip
+    estimated = [r for r in sizes if r["method"] == "cost model"]
+    assert len(estimated) == 12 and all(r["p50_ms"] is None and r["estimated_ms"] > 0 for r in estimated)
+    big = {r["model"]: r["estimated_ms"] for r in estimated if (r["layers"], r["dim"]) == (32, 2048)}
+    assert big["full-forward"] > big["msli"] > 0  # the encoder on every request costs more than scoring
     fresh = [r for r in rows if r["variant"] == "request_candidates"]
     cached = [r for r in rows if r["variant"] == "cached_candidates"]
     assert {(r["model"], r["segments"], r["candidates"], r["rows"]) for r in fresh} == {
@@ -50,8 +60,9 @@ def test_bench_json_rows_are_well_formed(capsys, tmp_path):
         assert r["threads"] == 1
         if r["calls"] and r["variant"] != "bandwidth":  # one thread: each timed point has a CPU median
             assert r["cpu_p50_ms"] > 0, r
-        if r["p50_ms"] is None:  # only a skipped cross-encoder point may lack a timing
-            assert r["model"] == "cross-encoder" and r["capped"] and r["calls"] == 0
+        if r["p50_ms"] is None:  # only a skipped cross-encoder point or an extrapolation lacks a timing
+            assert (r["model"] == "cross-encoder" and r["capped"]) or r["method"] == "cost model"
+            assert r["calls"] == 0 and r["estimated_ms"] > 0
             continue
         for key in ("p50_ms", "p95_ms", "p99_ms", "qps"):
             assert isinstance(r[key], float) and r[key] > 0, (key, r)
@@ -135,6 +146,10 @@ def test_merge_passes_takes_the_median_of_each_figure():
         (["--models", "msli,bert"], "--models"),
         (["--threads", "2,3"], "--threads"),
         (["--request-candidates", "0"], "--request-candidates"),
+        (["--encoder-sizes", "2by64"], "--encoder-sizes"),
+        (["--encoder-sizes", "2x63"], "--encoder-sizes"),
+        (["--extrapolate-sizes", "0x64"], "--extrapolate-sizes"),
+        (["--extrapolate-sizes", "2x1e9"], "--extrapolate-sizes"),
         (["--request-candidates", "ten"], "--request-candidates"),
         (["--budget-s", "-1"], "--budget-s"),
         (["--passes", "9"], "--passes"),

@@ -237,3 +237,12 @@ def test_app_pages_show_a_broken_calibration_as_an_error(tmp_path, monkeypatch, 
     assert any("hardware.json" in e.value and "bandwidth" in e.value for e in at.error), [
         e.value for e in at.error
     ]
+
+
+def test_a_table_row_with_empty_cells_gives_the_same_shape():
+    """A row read back from a table (pandas) has NaN where the bench wrote None: same shape, same cost."""
+    row = dict(model="msli", stage="online", variant=None, segments=4, candidates=1000, history=50, dim=32,
+               layers=1, heads=2, rows=None, segment_len=None)  # fmt: skip
+    from_table = dict(row, variant=float("nan"), rows=float("nan"), segment_len=float("nan"))
+    assert cm.shape_from_row(from_table) == cm.shape_from_row(row)
+    assert cm.shape_from_row(row).candidates == 1000 and cm.shape_from_row(row).request_candidates is None

@@ -170,6 +170,31 @@ def test_serving_ladder_draws_every_rung_and_both_floors_against_n():
         viz.serving_ladder(rows, history=7, segments=8)
 
 
+def test_latency_vs_encoder_size_marks_the_extrapolation():
+    rows = []
+    for layers, dim, measured in ((1, 32, True), (2, 64, True), (24, 1024, False)):
+        for model, k, ms in (
+            ("full-forward", 1, layers * dim / 10),
+            ("msli", 8, dim / 100),
+            ("two-tower", 1, 0.1),
+        ):
+            p50 = ms if measured else float("nan")
+            rows.append(dict(model=model, stage="online", variant="encoder_size", backend="torch", segments=k,
+                             candidates=1000, history=200, layers=layers, dim=dim, p50_ms=p50,
+                             estimated_ms=None if measured else ms))  # fmt: skip
+    fig = viz.latency_vs_encoder_size(rows)
+    by_name = {t.name: t for t in fig.data}
+    solid = by_name["full-forward, measured"]
+    assert list(solid.x) == [12 * 32**2, 12 * 2 * 64**2] and list(solid.y) == pytest.approx([3.2, 12.8])
+    dashed = by_name["full-forward, cost-model extrapolation (not timed)"]
+    assert dashed.line.dash == "dash"  # it starts at the last measured point and goes on to the estimate
+    assert list(dashed.x) == [12 * 2 * 64**2, 12 * 24 * 1024**2] and dashed.y[-1] == pytest.approx(2457.6)
+    assert "MS-LI K=8, measured" in by_name and "two-tower, measured" in by_name
+    assert viz.encoder_parameters(24, 1024) == 12 * 24 * 1024**2
+    with pytest.raises(MsliError, match="encoder-size"):
+        viz.latency_vs_encoder_size(_bench_rows())
+
+
 def test_latency_vs_segments_refuses_a_shape_that_was_not_measured():
     with pytest.raises(MsliError, match="N = 5"):
         viz.latency_vs_segments(_bench_rows(), candidates=5, history=50)

@@ -19,6 +19,8 @@ DEFAULTS = {
     "backend": "torch,onnxruntime",
     "models": "msli,two-tower,full-forward,cross-encoder",
     "request_candidates": "1000,10000",
+    "encoder_sizes": "1x32,2x64,4x128,4x256",
+    "extrapolate_sizes": "8x512,12x768,24x1024,32x2048",
 }
 
 
@@ -53,6 +55,18 @@ def register(subparsers) -> None:
     bench.add_argument("--history", default=DEFAULTS["history"], help="comma list of L (default %(default)s)")
     bench.add_argument(
         "--backend", default=DEFAULTS["backend"], help="torch,onnxruntime (default %(default)s)"
+    )
+    bench.add_argument(
+        "--encoder-sizes",
+        default=DEFAULTS["encoder_sizes"],
+        help="LAYERSxWIDTH list: request latency against encoder size, measured (at the largest N, L and "
+        "K of the sweep; 'none' to skip; default %(default)s)",
+    )
+    bench.add_argument(
+        "--extrapolate-sizes",
+        default=DEFAULTS["extrapolate_sizes"],
+        help="LAYERSxWIDTH list the cost model extrapolates to, marked as estimates ('none' to skip; "
+        "default %(default)s)",
     )
     bench.add_argument(
         "--models", default=DEFAULTS["models"], help="comma list of msli,two-tower,full-forward,cross-encoder"
@@ -242,6 +256,26 @@ def parse_name_list(flag: str, text: str, allowed: tuple[str, ...]) -> tuple[str
     return parts
 
 
+def parse_sizes(flag: str, text: str) -> tuple[tuple[int, int], ...]:
+    """``"2x64,4x128"`` -> ((2, 64), (4, 128)); ``"none"`` -> (); anything else is one sentence.
+
+    Layers are bounded by MAX_LAYERS, widths by MAX_DIM (msli_core/limits.py), and a width must be even
+    (two attention heads)."""
+    if str(text).strip().lower() in ("none", ""):
+        return ()
+    sizes = []
+    for part in str(text).split(","):
+        layers, sep, width = part.strip().lower().partition("x")
+        if not sep:
+            raise MsliError(f"{flag} takes LAYERSxWIDTH pairs like 2x64,4x128; {part.strip()!r} is not one.")
+        n_layers = parse_int(flag, layers, 1, _limit("MAX_LAYERS"), "MAX_LAYERS")
+        dim = parse_int(flag, width, 2, _limit("MAX_DIM"), "MAX_DIM")
+        if dim % 2:
+            raise MsliError(f"{flag}: width {dim} must be even (two attention heads); pass e.g. {dim + 1}.")
+        sizes.append((n_layers, dim))
+    return tuple(dict.fromkeys(sizes))
+
+
 def settings_from_args(args: argparse.Namespace):
     """The sweep's settings, every value bounded (msli_core/limits.py), and its memory estimated:
     all of it before anything is timed or written."""
@@ -264,6 +298,8 @@ def settings_from_args(args: argparse.Namespace):
             hi=_limit("MAX_CANDIDATES"),
             limit="MAX_CANDIDATES",
         ),
+        encoder_sizes=parse_sizes("--encoder-sizes", args.encoder_sizes),
+        extrapolate_sizes=parse_sizes("--extrapolate-sizes", args.extrapolate_sizes),
         backends=parse_name_list("--backend", args.backend, BACKENDS),
         models=parse_name_list("--models", args.models, MODELS),
         threads=parse_threads("--threads", args.threads),

@@ -59,7 +59,7 @@ import numpy as np
 
 from msli_core.errors import MsliError
 from msli_core.progress import ProgressCallback, ProgressEvent, no_progress
-from msli_core.serving import costmodel, timing
+from msli_core.serving import calibrate, costmodel, timing
 from msli_core.serving.timing import measure_bandwidth, summarize, thread_limits, time_calls, time_in_rounds
 
 MODELS = ("msli", "two-tower", "full-forward", "cross-encoder")  # the serving ladder
@@ -122,6 +122,10 @@ class BenchSettings:
     calibrate: bool = True  # run the cost-model micro-benchmarks in the same run (for its error report)
     # passes over the sweep: each figure of a row is the median of the passes' figures
     passes: int = 3
+    # the teaching sweep: request latency against encoder size (layers, width), measured for these...
+    encoder_sizes: tuple[tuple[int, int], ...] = ((1, 32), (2, 64), (4, 128), (4, 256))
+    # ...and extrapolated by the cost model (calibrated on this machine) for these, clearly marked
+    extrapolate_sizes: tuple[tuple[int, int], ...] = ((8, 512), (12, 768), (24, 1024), (32, 2048))
 
     def validate(self) -> None:
         checks = (
@@ -170,7 +174,9 @@ def estimate_bytes(settings: BenchSettings) -> int:
     layers = max(settings.layers, 1)
     encode = L * d * 4 * (12 * layers + 4) + settings.heads * L * L * 4 * 2
     runtime = 512 * 2**20
-    return int(copies * table + scores + encode + runtime)
+    wide = max((dim for _, dim in settings.encoder_sizes), default=0)  # the teaching sweep's widest models:
+    teaching = 2 * (N + 1) * (2 * wide + 20) * 4  # two engines, each its model's embedding + its table
+    return int(max(copies * table + scores, teaching) + encode + runtime)
 
 
 @dataclass
@@ -227,7 +233,7 @@ class _Runner:
         self.total = 1
         self.skipped: list[str] = []
         self.rng = np.random.default_rng(settings.seed)
-        self.hardware = costmodel.load_hardware()
+        self.hardware: costmodel.Hardware | None = None  # the cost model's constants, set by run_bench
         self.loaded = None  # a trained model (LoadedModel) given by --model
         self.paired: dict[tuple[int, int, int], Callable[[], Any]] = {}  # (K, L, N) -> MS-LI online call
         self.floors: dict[tuple[int, int], tuple] = {}  # (K, N) -> rows, numpy, torch, bandwidth floors
@@ -717,6 +723,68 @@ class _Runner:
             ],
         )
 
+    # ---- the teaching sweep: latency against encoder size -----------------------------------------
+    def encoder_size_sweep(self) -> None:
+        """Online request latency of full-forward, MS-LI (largest K of the sweep) and two-tower against
+        the encoder's size, at the sweep's largest N and L: measured for ``encoder_sizes``, then the cost
+        model's prediction for ``extrapolate_sizes`` (rows with ``p50_ms`` NaN and ``estimated_ms``,
+        ``method: "cost model"``). MS-LI and two-tower pay the encoder nearline, off the request path;
+        full-forward pays it on every request."""
+        import torch
+
+        from msli_core.models.msli import MSLIConfig, MSLIModel
+        from msli_core.serving.engine import InferenceEngine
+
+        s = self.s
+        N, L, K = max(s.candidates), max(s.history), max(s.segments)
+        catalog = range(1, N + 1)
+        history = self.rng.integers(1, N + 1, size=L)
+        for layers, dim in s.encoder_sizes:
+            heads = 2 if dim % 2 == 0 else 1
+            shape = {"threads": s.threads, "dim": dim, "layers": layers, "heads": heads, "candidates": N,
+                     "history": L, "variant": "encoder_size", "backend": "torch",
+                     "stage": "online"}  # fmt: skip
+            engines = {}
+            for label, k in (("two-tower", 1), ("msli", K)):
+                torch.manual_seed(s.seed)
+                config = MSLIConfig(n_items=N, n_genres=20, dim=dim, segments=k, max_len=L, layers=layers,
+                                    heads=heads, dropout=0.0)  # fmt: skip
+                model = MSLIModel(config).eval()
+                model.kind = label
+                engines[label] = InferenceEngine(model)
+                engines[label].load_history("u", history)
+            tower = engines["two-tower"]
+
+            def full_forward(tower=tower):
+                tower.full_reencode("u")
+                return tower.recommend("u", catalog, top_k=TOP_K)
+
+            with torch.inference_mode():
+                results = self.timed_together(
+                    [
+                        full_forward,
+                        lambda e=engines["msli"]: e.recommend("u", catalog, top_k=TOP_K),
+                        lambda e=tower: e.recommend("u", catalog, top_k=TOP_K),
+                    ]
+                )
+            for (stats, calls, capped), (label, k) in zip(
+                results, (("full-forward", 1), ("msli", K), ("two-tower", 1)), strict=True
+            ):
+                self.add(stats, calls, capped, model=label, segments=k, method="measured", **shape)
+            self.tick(f"encoder {layers}x{dim} measured")
+        for layers, dim in s.extrapolate_sizes:
+            for label, k in (("full-forward", 1), ("msli", K), ("two-tower", 1)):
+                model_shape = costmodel.ModelShape(kind=label, history=L, segments=k, dim=dim, layers=layers,
+                                                   heads=2, candidates=N)  # fmt: skip
+                seconds = costmodel.predict(model_shape, self.hardware, "torch").seconds["online"]
+                self.add(summarize(np.zeros(0, dtype=np.int64)), 0, False, model=label, segments=k,
+                         stage="online", variant="encoder_size", backend="torch", threads=s.threads, dim=dim,
+                         layers=layers, heads=2, candidates=N, history=L, method="cost model",
+                         estimated_ms=seconds * 1e3,
+                         note="not timed: the cost model's extrapolation from this machine's constants",
+                         )  # fmt: skip
+        self.tick("encoder sizes extrapolated")
+
     def add_nearline(
         self, results: list, variants: tuple[str, ...], methods: tuple[str, ...], backend: str, shape: dict
     ) -> None:
@@ -736,7 +804,18 @@ def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return part[np.argsort(-scores[part])]
 
 
-ROW_ID = ("model", "stage", "variant", "backend", "segments", "candidates", "history", "rows")
+ROW_ID = (
+    "model",
+    "stage",
+    "variant",
+    "backend",
+    "segments",
+    "candidates",
+    "history",
+    "rows",
+    "dim",
+    "layers",
+)
 PASS_KEYS = ("p50_ms", "p95_ms", "p99_ms", "mean_ms", "qps", "cpu_p50_ms")
 
 
@@ -774,6 +853,7 @@ def plan_size(settings: BenchSettings) -> int:
     total = (n_li * len(s.history) * per_model + len(s.candidates)) * s.passes
     if "cross-encoder" in s.models:
         total += len(s.candidates) * len(s.history) * s.passes
+    total += len(s.encoder_sizes) + (1 if s.encoder_sizes or s.extrapolate_sizes else 0)
     return total + (1 + s.passes if s.calibrate else 0)
 
 
@@ -844,6 +924,8 @@ def run_bench(settings: BenchSettings, progress: ProgressCallback | None = None)
             settings,
             segments=(loaded.config.segments,),
             models=(loaded.kind, *kept),
+            encoder_sizes=(),  # the teaching sweep builds fresh models of other sizes: not for --model
+            extrapolate_sizes=(),
             dim=loaded.config.dim,
             layers=loaded.config.layers,
             heads=loaded.config.heads,
@@ -855,9 +937,11 @@ def run_bench(settings: BenchSettings, progress: ProgressCallback | None = None)
     with thread_limits(settings.threads) as threads:
         meta = environment(settings.threads)
         meta["threads_effective"] = threads
-        if settings.calibrate:
-            runner.hardware = costmodel.calibrate(threads=settings.threads, save=False)
+        if settings.calibrate:  # this run's own constants, measured beside the sweep
+            runner.hardware = calibrate.calibrate(threads=settings.threads, save=False)
             runner.tick("calibrated the cost model")
+        else:  # the stored calibration of this machine (measured and stored on first use)
+            runner.hardware = calibrate.hardware_here(threads=settings.threads)
         bandwidth = runner.bandwidth = measure_bandwidth()
         runner.peak_flops = timing.peak_gemm_flops()
         memory = served_memory(settings) if loaded is None else None
@@ -868,11 +952,13 @@ def run_bench(settings: BenchSettings, progress: ProgressCallback | None = None)
         if "cross-encoder" in settings.models:
             runner.run_cross_encoder()
         runner.paired.clear()  # the engines behind them hold item tables
+        if settings.encoder_sizes or settings.extrapolate_sizes:
+            runner.encoder_size_sweep()  # one pass: it is a teaching chart, not a comparison of K
         calibrations = [runner.hardware] if settings.calibrate else []
         passes = [runner.rows]
         for _ in range(settings.passes - 1):  # the same points again, minutes later
             if settings.calibrate:  # interleaved with the sweep, so the constants see its machine states
-                calibrations.append(costmodel.calibrate(threads=settings.threads, save=False))
+                calibrations.append(calibrate.calibrate(threads=settings.threads, save=False))
                 runner.tick("calibrated the cost model between passes")
             again = _Runner(settings, progress)
             again.loaded, again.hardware, again.bandwidth = loaded, runner.hardware, runner.bandwidth
@@ -889,8 +975,8 @@ def run_bench(settings: BenchSettings, progress: ProgressCallback | None = None)
             passes.append(again.rows)
         runner.rows = merge_passes(passes)
         if settings.calibrate:  # again after the sweep: each constant is the median of the calibrations
-            calibrations.append(costmodel.calibrate(threads=settings.threads, save=False))
-            runner.hardware = costmodel.combine(calibrations, how="median")
+            calibrations.append(calibrate.calibrate(threads=settings.threads, save=False))
+            runner.hardware = costmodel.combine(calibrations)
             runner.tick("calibrated the cost model again")
     report = costmodel.error_report(runner.rows, runner.hardware)
     meta.update(

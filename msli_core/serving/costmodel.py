@@ -554,20 +554,27 @@ def predict(shape: ModelShape, hardware: Hardware, backend: str = "torch") -> Pr
 # --------------------------------------------------------------------------- against measured rows
 
 
+def _whole(value: Any, default: int | None) -> int | None:
+    """A row's count as an int; missing, None or NaN (a table's empty cell) gives ``default``."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)) or not value:
+        return default
+    return int(value)
+
+
 def shape_from_row(row: dict[str, Any]) -> ModelShape:
     """The :class:`ModelShape` a bench row measured (``dim``, ``layers``, ``heads`` default 64, 2, 2)."""
     kind = row["model"] if row["model"] in MODEL_KINDS else "msli"
     variant = row.get("variant")
-    n = int(row.get("candidates") or 1)
-    m = int(row.get("rows") or 0) or None
+    n = _whole(row.get("candidates"), 1)
+    m = _whole(row.get("rows"), None)
     return ModelShape(
         kind=kind,
-        history=int(row.get("history") or 1),
-        segments=int(row.get("segments") or 1),
-        segment_len=int(row["segment_len"]) if row.get("segment_len") else None,
-        dim=int(row.get("dim") or 64),
-        layers=int(row.get("layers") or 2),
-        heads=int(row.get("heads") or 2),
+        history=_whole(row.get("history"), 1),
+        segments=_whole(row.get("segments"), 1),
+        segment_len=_whole(row.get("segment_len"), None),
+        dim=_whole(row.get("dim"), 64),
+        layers=_whole(row.get("layers"), 2),
+        heads=_whole(row.get("heads"), 2),
         candidates=m if variant == "cached_candidates" and m else n,  # the same request over M cached rows
         request_candidates=m if variant == "request_candidates" else None,
     )
