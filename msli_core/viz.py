@@ -18,6 +18,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from msli_core import kinds
 from msli_core.errors import MsliError
 
 # One colour per segment index (oldest → newest), reused by every explanation figure so that
@@ -26,15 +27,7 @@ SEGMENT_COLORS = (
     "#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6", "#9D755D",
     "#BAB0AC", "#EECA3B", "#1F77B4", "#2CA02C", "#D62728", "#9467BD", "#8C564B", "#17BECF",
 )  # fmt: skip
-MODEL_COLORS = {
-    "msli": "#4C78A8",
-    "two-tower": "#F58518",
-    "full-forward": "#B279A2",
-    "cross-encoder": "#E45756",
-    "popularity": "#9D755D",
-    "item-knn": "#72B7B2",
-    "floor": "#888888",
-}
+MODEL_COLORS = {**kinds.COLORS, "floor": "#888888"}
 STAGE_COLORS = {
     "offline": "#9ecae1",
     "nearline": "#54A24B",
@@ -473,12 +466,7 @@ def _require_rows(rows: Iterable[Mapping[str, Any]] | pd.DataFrame, what: str, c
 
 # -------------------------------------------------------------------------------------------- latency
 
-MODEL_LABELS = {
-    "msli": "MS-LI",
-    "two-tower": "two-tower",
-    "full-forward": "full-forward",
-    "cross-encoder": "cross-encoder",
-}
+MODEL_LABELS = kinds.LABELS
 STAGE_LABELS = {
     "offline": "offline (item table, per catalog refresh)",
     "nearline": "nearline (open window, per new event)",
@@ -1163,7 +1151,7 @@ def quality_vs_segments(
     """
     frame = _require_rows(rows, "trained models", ["name", "kind", metric])
     has_k = (
-        frame["kind"].isin(["msli", "two-tower"])
+        frame["kind"].isin(kinds.LATE_INTERACTION)
         & frame.get("segments", pd.Series(None, frame.index)).notna()
     )
     fig = go.Figure()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from msli_core import viz
+from msli_core import kinds, viz
 from msli_core.errors import MsliError
 from msli_core.serving.bench import headline
 from pages import state
@@ -39,8 +39,8 @@ with st.form("latency_form"):
     layers = w2.select_slider("Depth", [1, 2, 4, 8], value=2, key="latency_layers")
     models = c3.multiselect(
         "Models",
-        ["msli", "two-tower", "full-forward", "cross-encoder"],
-        default=["msli", "two-tower", "full-forward", "cross-encoder"],
+        list(kinds.LADDER),
+        default=list(kinds.LADDER),
         key="latency_models",
     )
     request_candidates = c1.multiselect(

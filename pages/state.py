@@ -15,6 +15,7 @@ from typing import Any
 
 import streamlit as st
 
+from msli_core import kinds
 from msli_core.errors import MsliError
 
 BUNDLED_SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_data"
@@ -259,7 +260,7 @@ def home_latency_budget(**shape):
         viz.MODEL_LABELS[kind]: costmodel.predict(
             costmodel.ModelShape(kind=kind, **shape), hardware
         ).as_dict()
-        for kind in ("msli", "two-tower", "cross-encoder")
+        for kind in kinds.NEURAL
     }
     return viz.latency_budget(predictions)
 
@@ -328,7 +329,7 @@ def add_loaded(filename: str, loaded, data) -> str:
 def model_row(m: TrainedModel) -> dict:
     """One row of the Train page's comparison table."""
     config = m.loaded.config
-    segments = getattr(config, "segments", None) if m.loaded.kind in ("msli", "two-tower") else None
+    segments = getattr(config, "segments", None) if kinds.is_late_interaction(m.loaded.kind) else None
     parameters = m.loaded.training.get("parameters")
     if parameters is None:
         parameters = sum(p.numel() for p in m.loaded.model.parameters())
@@ -373,7 +374,7 @@ def quality_latency_points(trained: dict[str, TrainedModel]) -> list[dict]:
     points = []
     for m in trained.values():
         kind, config = m.loaded.kind, m.loaded.config
-        k = getattr(config, "segments", 1) if kind in ("msli", "two-tower") else None
+        k = getattr(config, "segments", 1) if kinds.is_late_interaction(kind) else None
         same = [
             r
             for r in rows
@@ -471,7 +472,7 @@ def whatif_curve(rows: list[dict], hardware):
 
 
 # ------------------------------------------------------------------------------------------ explain
-EXPLAINABLE_KINDS = ("msli", "two-tower")
+EXPLAINABLE_KINDS = kinds.LATE_INTERACTION
 
 
 def explainable_models() -> dict[str, TrainedModel]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from msli_core import viz
+from msli_core import kinds, viz
 from msli_core.errors import MsliError
 from msli_core.train import TrainSettings
 from pages import state
@@ -33,7 +33,7 @@ st.caption(
 )
 
 with st.form("train_form"):
-    kinds = st.multiselect(
+    chosen_kinds = st.multiselect(
         "Models",
         list(KIND_LABELS),
         default=["msli", "two-tower", "popularity"],
@@ -68,11 +68,11 @@ with st.form("train_form"):
         "layer are several times faster. The cross-encoder is by far the slowest to train and to evaluate."
     )
 
-if submitted and not kinds:
+if submitted and not chosen_kinds:
     st.error("Choose at least one model to train.", icon=":material/error:")
 elif submitted:
     jobs = []  # (name, kind, config)
-    for kind in kinds:
+    for kind in chosen_kinds:
         if kind == "msli":
             jobs += [
                 (
@@ -149,7 +149,7 @@ else:
     histories = {m.name: state.curve_rows(m) for m in trained.values() if m.history}
     if histories:
         state.chart("training", viz.training_curves(histories))
-    if any(m.loaded.kind in ("msli", "two-tower") for m in trained.values()):
+    if any(kinds.is_late_interaction(m.loaded.kind) for m in trained.values()):
         state.chart("quality_vs_k", viz.quality_vs_segments(table))
     points = state.quality_latency_points(trained)
     if points:

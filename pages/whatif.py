@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from msli_core import viz
+from msli_core import kinds, viz
 from msli_core.errors import MsliError
 from msli_core.serving import calibrate, costmodel
 from pages import state
@@ -83,7 +83,7 @@ try:
             candidates=candidates,
             dtype_bytes=DTYPES[dtype],
         )
-        for kind in ("msli", "two-tower", "full-forward", "cross-encoder")
+        for kind in kinds.LADDER
     }
     predictions = {label: costmodel.predict(s, hardware, backend).as_dict() for label, s in shapes.items()}
 except MsliError as err:

@@ -17,6 +17,10 @@ MODULES = [
     "msli_core.explain",
     "msli_core.jsonable",
     "msli_core.limits",
+    "msli_core.kinds",
+    "msli_core.viz",
+    "msli_core.serving.scoring",
+    "msli_core.serving.bench",
 ]
 
 

@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from msli_core import kinds
 from msli_core.errors import MsliError
 from msli_core.limits import whole_number
 
@@ -131,9 +132,7 @@ def register(subparsers) -> None:
     calibrate.add_argument("--json", action="store_true")
     calibrate.set_defaults(func=run_calibrate_command)
     predict = cost_sub.add_parser("predict", help="per-stage latency of a model shape on some hardware")
-    predict.add_argument(
-        "--model", default="msli", choices=("msli", "two-tower", "full-forward", "cross-encoder")
-    )
+    predict.add_argument("--model", default="msli", choices=kinds.LADDER)
     predict.add_argument("--history", default="200")
     predict.add_argument("--segments", default="8")
     predict.add_argument("--dim", default="64")

@@ -10,10 +10,11 @@ import functools
 import math
 from pathlib import Path
 
+from msli_core import kinds
 from msli_core.errors import MsliError
 from msli_core.limits import whole_number
 
-MODEL_KINDS = ("msli", "two-tower", "cross-encoder", "popularity", "item-knn")
+MODEL_KINDS = kinds.TRAINABLE
 AGGREGATIONS = ("attention", "max", "mlp", "sum")
 
 
@@ -91,8 +92,7 @@ def train_flag_defaults() -> dict[str, str]:
     from msli_core.train import DEFAULTS, TrainSettings
 
     settings = TrainSettings()
-    neural = ("msli", "two-tower", "cross-encoder")
-    configs = {kind: make_config(kind) for kind in neural}
+    configs = {kind: make_config(kind) for kind in kinds.NEURAL}
 
     def per_kind(values: dict[str, object]) -> str:
         """One value, or the first kind's and each other kind's where it differs."""
@@ -107,8 +107,8 @@ def train_flag_defaults() -> dict[str, str]:
         "aggregation": str(configs["msli"].aggregation),
         "dim": per_kind({k: c.dim for k, c in configs.items()}),
         "layers": per_kind({k: c.layers for k, c in configs.items()}),
-        "epochs": per_kind({k: DEFAULTS[k].get("epochs", settings.epochs) for k in neural}),
-        "lr": per_kind({k: DEFAULTS[k].get("lr", settings.lr) for k in neural}),
+        "epochs": per_kind({k: DEFAULTS[k].get("epochs", settings.epochs) for k in kinds.NEURAL}),
+        "lr": per_kind({k: DEFAULTS[k].get("lr", settings.lr) for k in kinds.NEURAL}),
     }
 
 
@@ -288,8 +288,9 @@ def _model_config(args) -> dict:
     if getattr(args, "segment_len", None) is not None:
         config["segment_len"] = args.segment_len
     kind = args.model
-    late = ("msli", "two-tower")
-    if kind not in late and ("segments" in config or "aggregation" in config or "segment_len" in config):
+    if not kinds.is_late_interaction(kind) and (
+        "segments" in config or "aggregation" in config or "segment_len" in config
+    ):
         raise MsliError(
             f"--segments, --segment-len and --aggregation apply to msli and two-tower, not {kind}."
         )

@@ -23,14 +23,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from msli_core import kinds
 from msli_core.errors import MsliError
 from msli_core.models.baselines import ItemKNN, ItemKNNConfig, Popularity, PopularityConfig
 from msli_core.models.cross_encoder import CrossEncoder, CrossEncoderConfig
 from msli_core.models.msli import MSLIConfig, MSLIModel
 
-KINDS = ("msli", "two-tower", "cross-encoder", "popularity", "item-knn")
-NEURAL_KINDS = ("msli", "two-tower", "cross-encoder")
-LATE_INTERACTION_KINDS = ("msli", "two-tower")
+KINDS = kinds.TRAINABLE
+NEURAL_KINDS = kinds.NEURAL
+LATE_INTERACTION_KINDS = kinds.LATE_INTERACTION
 FORMAT = "msli-model/2"  # 2: MS-LI's open window + closed segments, the re-ranking cross-encoder
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"

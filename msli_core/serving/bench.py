@@ -57,12 +57,13 @@ from typing import Any
 
 import numpy as np
 
+from msli_core import kinds
 from msli_core.errors import MsliError
 from msli_core.progress import ProgressCallback, ProgressEvent, no_progress
 from msli_core.serving import calibrate, costmodel, timing
 from msli_core.serving.timing import measure_bandwidth, summarize, thread_limits, time_calls, time_in_rounds
 
-MODELS = ("msli", "two-tower", "full-forward", "cross-encoder")  # the serving ladder
+MODELS = kinds.LADDER  # the serving ladder: msli, two-tower, full-forward, cross-encoder
 # full-forward is timed with the two-tower model's encoder (its rows need the two-tower model built)
 BACKENDS = ("torch", "onnxruntime")
 ROW_KEYS = (
@@ -275,7 +276,7 @@ class _Runner:
         if self.loaded is not None:
             return [(self.loaded.kind, self.loaded.config.segments, L, self.loaded.model) for L in s.history]
         wanted = set(s.models) | ({"two-tower"} if "full-forward" in s.models else set())
-        labels = [m for m in ("msli", "two-tower") if m in wanted]
+        labels = [m for m in kinds.LATE_INTERACTION if m in wanted]
         for label in labels:
             ks = s.segments if label == "msli" else (1,)
             for K in ks:
@@ -555,7 +556,7 @@ class _Runner:
             encoder = ItemEncoder(N, 20, s.dim).eval()
             with torch.inference_mode():
                 stats, calls, capped = self.timed(encoder.table)  # what the engine's offline() runs
-            for label in [m for m in ("msli", "two-tower") if m in s.models]:
+            for label in [m for m in kinds.LATE_INTERACTION if m in s.models]:
                 for K in s.segments if label == "msli" else (1,):
                     for L in s.history:
                         self.add(
@@ -914,7 +915,7 @@ def run_bench(settings: BenchSettings, progress: ProgressCallback | None = None)
         from msli_core.models.registry import load_model
 
         loaded = load_model(settings.model_dir)
-        if loaded.kind not in ("msli", "two-tower"):
+        if not kinds.is_late_interaction(loaded.kind):
             raise MsliError(
                 f"--model {settings.model_dir} holds a {loaded.kind} model; bench times trained MS-LI or "
                 "two-tower models (add --models cross-encoder to time one of the same shapes beside it)."

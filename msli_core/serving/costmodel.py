@@ -40,10 +40,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from msli_core import kinds
 from msli_core.errors import MsliError
 from msli_core.outputs import atomic_write_text
 
-MODEL_KINDS = ("msli", "two-tower", "full-forward", "cross-encoder")
+MODEL_KINDS = kinds.LADDER
 BACKENDS = ("torch", "numpy", "onnxruntime")
 SHAPE_CLASSES = ("square", "skinny", "attention")
 STAGES = ("offline", "nearline", "nearline_full", "online", "end_to_end")

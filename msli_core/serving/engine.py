@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from msli_core import kinds
 from msli_core.errors import MsliError
 from msli_core.models.late_interaction import late_interaction
 from msli_core.models.segmenter import closed_bounds, newest_closed, segment_bounds
@@ -103,7 +104,7 @@ class InferenceEngine:
         backend: str = "auto",
         block: int = scoring.DEFAULT_BLOCK,
     ):
-        if getattr(model, "kind", None) not in ("msli", "two-tower"):
+        if not kinds.is_late_interaction(getattr(model, "kind", None)):
             raise MsliError(
                 f"The inference engine serves MS-LI / two-tower models, not "
                 f"{getattr(model, 'kind', model)!r}; score a cross-encoder with its own score()."

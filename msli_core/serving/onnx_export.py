@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from msli_core import kinds
 from msli_core.errors import MsliError
 from msli_core.models.late_interaction import aggregate
 from msli_core.outputs import atomic_write_bytes
@@ -286,7 +287,7 @@ def export_paths(out: str | os.PathLike, *, quantize: bool = False) -> dict[str,
 
 def check_exportable(model, source: str | os.PathLike = "the model") -> None:
     """Refuse a model ``msli export`` cannot export (only MS-LI and two-tower have these graphs)."""
-    if getattr(model, "kind", None) not in ("msli", "two-tower"):
+    if not kinds.is_late_interaction(getattr(model, "kind", None)):
         raise MsliError(
             f"{source} holds a {getattr(model, 'kind', '?')} model; `msli export` exports MS-LI and "
             "two-tower models: pass the folder of a model trained with --model msli or two-tower."
