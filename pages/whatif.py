@@ -94,8 +94,8 @@ msli, tower, cross = (predictions[viz.MODEL_LABELS[k]] for k in ("msli", "two-to
 params = shapes["MS-LI"].parameters()
 m = st.columns(4)
 m[0].metric("Segment-encoder parameters", viz.human_number(params))
-m[1].metric("MS-LI online (per request)", viz._ms_text(msli["online_s"] * 1e3))
-m[2].metric("Cross-encoder online", viz._ms_text(cross["online_s"] * 1e3))
+m[1].metric("MS-LI online (per request)", viz.ms_text(msli["online_s"] * 1e3))
+m[2].metric("Cross-encoder online", viz.ms_text(cross["online_s"] * 1e3))
 speedup = cross["online_s"] / msli["online_s"] if msli["online_s"] > 0 else float("nan")
 m[3].metric("MS-LI is faster online by", viz.human_number(speedup, "×"))
 

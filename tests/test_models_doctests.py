@@ -18,7 +18,8 @@ MODULES = [
     "msli_core.jsonable",
     "msli_core.limits",
     "msli_core.kinds",
-    "msli_core.viz",
+    "msli_core.viz.common",
+    "msli_core.viz.latency",
     "msli_core.serving.scoring",
     "msli_core.serving.bench",
 ]

@@ -96,7 +96,7 @@ def test_write_html_embeds_every_figure_and_its_caption(tiny_data, tmp_path):
 
 def test_rows_without_the_needed_columns_are_refused_with_a_sentence():
     with pytest.raises(MsliError, match="missing columns: p50_ms"):
-        viz._require_rows([{"segments": 1}], "latency rows", ["segments", "p50_ms"])
+        viz.common._require_rows([{"segments": 1}], "latency rows", ["segments", "p50_ms"])
 
 
 def _bench_rows():
@@ -378,7 +378,7 @@ def test_human_number(value, unit, text):
 
 
 def test_milliseconds_read_as_durations():
-    assert [viz._ms_text(ms) for ms in (0.1234, 2.0, 1580.0, 8.28e7)] == ["123 µs", "2 ms", "1.58 s", "23 h"]
+    assert [viz.ms_text(ms) for ms in (0.1234, 2.0, 1580.0, 8.28e7)] == ["123 µs", "2 ms", "1.58 s", "23 h"]
 
 
 @pytest.mark.parametrize(
@@ -449,7 +449,7 @@ def test_every_log_axis_shows_at_least_two_labelled_ticks(tiny_data):
         "whatif_stages": viz.whatif_stage_bars(predictions),
         "whatif_measured": viz.whatif_measured_vs_predicted(costmodel.error_report(rows, hw)),
         "budget": viz.latency_budget(predictions),
-        "one bar": viz._layout(go.Figure(go.Bar(x=["a"], y=[5.0])), "one value", yaxis_type="log"),
+        "one bar": viz.common._layout(go.Figure(go.Bar(x=["a"], y=[5.0])), "one value", yaxis_type="log"),
     }
     for name, fig in figures.items():
         axes = _log_axes_ticks(fig)
