@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages import state
+from pages import widgets
 
 st.set_page_config(page_title="MS-LI Lab", page_icon="🧩", layout="wide")
 
@@ -22,6 +22,6 @@ PAGES = [
 ]
 
 current = st.navigation(PAGES)
-state.keep_widget_state()
-state.render_sidebar()
+widgets.keep_widget_state()
+widgets.render_sidebar()
 current.run()

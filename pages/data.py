@@ -3,24 +3,15 @@ its statistics, validation notes and four charts."""
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import streamlit as st
 
 from msli_core import viz
+from msli_core.data import sources
 from msli_core.errors import MsliError
-from pages import state
+from pages import state, widgets
 
-# Official archives and their sizes (docs/design.md §3), so a user knows what a click will download.
-DOWNLOAD_SIZES = {
-    "ml-100k": "4.9 MB · 100k ratings",
-    "ml-1m": "5.9 MB · 1M ratings",
-    "ml-latest-small": "1.0 MB · 101k ratings",
-    "ml-20m": "199 MB · 20M ratings (needs several GB of memory)",
-    "ml-25m": "262 MB · 25M ratings (needs several GB of memory)",
-    "ml-32m": "about 240 MB · 32M ratings (needs several GB of memory)",
-}
 SOURCES = ("Bundled sample", "Generate synthetic", "Upload files", "Local path", "Download MovieLens")
 
 st.title("Data")
@@ -55,33 +46,24 @@ with st.expander("Optional filters and column mapping"):
         "rating": m4.text_input("rating column (optional)", key="data_col_rating"),
     }
 column_map = {field: name.strip() for field, name in column_names.items() if name.strip()} or None
-filters = dict(min_rating=min_rating, k_core=int(k_core) if k_core and k_core > 1 else None)
-filter_note = " · ".join(
-    text
-    for text in (
-        f"ratings ≥ {min_rating:g}" if min_rating is not None else "",
-        f"{filters['k_core']}-core" if filters["k_core"] else "",
+filters, filter_note = sources.filters(min_rating, k_core)
+
+
+def _keep(data, label: str) -> None:
+    """Make ``data`` this session's dataset and say so."""
+    state.set_dataset(data, label + (f" ({filter_note})" if filter_note else ""))
+    st.success(
+        f"Loaded {state.dataset_label()}: {data.n_users:,} users, {data.n_items:,} items, "
+        f"{data.n_interactions:,} interactions.",
+        icon=":material/check_circle:",
     )
-    if text
-)
 
 
-def _load(path, label: str, display: str | None = None):
-    """Load ``path``; messages name it as ``display`` (an upload's own name, not the server's temp path)."""
+def _load(path, label: str) -> None:
     from msli_core.data import load_dataset
 
     with st.spinner(f"Reading {label}…"):
-        data = load_dataset(path, column_map=column_map, display=display, **filters)
-    state.set_dataset(data, label + (f" ({filter_note})" if filter_note else ""))
-    _say_loaded(state.dataset_label(), data)
-
-
-def _say_loaded(label: str, data) -> None:
-    st.success(
-        f"Loaded {label}: {data.n_users:,} users, {data.n_items:,} items, {data.n_interactions:,} "
-        "interactions.",
-        icon=":material/check_circle:",
-    )
+        _keep(load_dataset(path, column_map=column_map, **filters), label)
 
 
 try:
@@ -99,7 +81,7 @@ try:
         ):
             if filters["min_rating"] is None and not filters["k_core"]:
                 state.use_bundled_sample()
-                _say_loaded(state.dataset_label(), state.dataset())
+                _keep(state.dataset(), state.dataset_label())
             else:
                 _load(state.sample_data_dir(), "bundled sample (synthetic)")
     elif source == "Generate synthetic":
@@ -128,19 +110,10 @@ try:
             seed=g[4].number_input("Seed", 0, 2**31 - 1, default.seed, key="data_synth_seed"),
         )
         if st.button("Generate and load", key="data_generate", type="primary"):
-            from msli_core.data.synth import generate, to_dataset
-
-            bar = state.LiveProgress("Generating")
-            config = SynthConfig(**{k: (float(v) if k == "noise" else int(v)) for k, v in synth.items()})
-            label = f"synthetic: {config.users} users, {config.items} items, seed {config.seed}"
-            data = to_dataset(generate(config, progress=bar), source=label)
-            if filters["min_rating"] is not None or filters["k_core"]:
-                from msli_core.data import preprocess
-
-                data = preprocess(data, **filters)
+            bar = widgets.LiveProgress("Generating")
+            data, label = sources.generate(synth, filters, progress=bar)
             bar.done("generated")
-            state.set_dataset(data, label + (f" ({filter_note})" if filter_note else ""))
-            _say_loaded(state.dataset_label(), data)
+            _keep(data, label)
     elif source == "Upload files":
         uploads = st.file_uploader(
             "An official MovieLens zip, or its files (u.data + u.item, ratings.dat + movies.dat, "
@@ -149,27 +122,9 @@ try:
             key="data_upload",
         )
         if st.button("Load the uploaded files", key="data_load_upload", type="primary", disabled=not uploads):
-            names = [state.upload_file_name(upload.name) for upload in uploads]  # never trust a client path
-            twice = sorted({n for n in names if names.count(n) > 1})
-            if twice:
-                raise MsliError(
-                    f"Two uploaded files are both named {twice[0]!r}; upload each file once, or rename one."
-                )
-            with tempfile.TemporaryDirectory(prefix="msli-upload-") as folder:
-                for upload, name in zip(uploads, names, strict=True):
-                    try:
-                        (Path(folder) / name).write_bytes(upload.getvalue())
-                    except OSError as err:
-                        raise MsliError(
-                            f"The uploaded file {name!r} cannot be saved on the server "
-                            f"({err.strerror or err}); try a smaller file."
-                        ) from err
-                # One file (a zip or an interactions table) is read as itself; several as a folder.
-                # Messages name the uploaded file, never the server's temporary folder.
-                if len(names) == 1:
-                    _load(Path(folder) / names[0], "upload: " + names[0], display=names[0])
-                else:
-                    _load(Path(folder), "upload: " + ", ".join(names), display="upload")
+            with st.spinner("Reading the uploaded files…"):
+                files = [(upload.name, upload.getvalue()) for upload in uploads]
+                _keep(*sources.load_uploads(files, column_map=column_map, **filters))
     elif source == "Local path":
         path = st.text_input(
             "A folder, an official zip or an interactions file on the machine running the app",
@@ -186,17 +141,17 @@ try:
             "never redistributed)",
             MOVIELENS_NAMES,
             key="data_movielens",
-            format_func=lambda n: f"{n} · {DOWNLOAD_SIZES.get(n, '')}",
+            format_func=lambda n: f"{n} · {sources.ARCHIVE_SIZES.get(n, '')}",
         )
         if st.button(f"Download and load {name}", key="data_fetch", type="primary"):
             from msli_core.data import fetch_movielens
 
-            bar = state.LiveProgress(f"Downloading {name}")
+            bar = widgets.LiveProgress(f"Downloading {name}")
             folder = fetch_movielens(name, progress=bar, for_app=True)  # its errors name the app's ways
             bar.done(f"{name} downloaded and verified")
             _load(folder, name)
 except MsliError as err:
-    state.show_error(err)
+    widgets.show_error(err)
 
 # ------------------------------------------------------------------------------------ the loaded data
 data = state.dataset()
@@ -208,12 +163,7 @@ c[1].metric("Items", f"{summary['items']:,}")
 c[2].metric("Interactions", f"{summary['interactions']:,}")
 c[3].metric("Density", f"{summary['density']:.2%}")
 c[4].metric("Median history (events)", f"{summary['history_length_median']:g}")
-st.caption(
-    f"Format **{summary['format']}** · time range {str(summary['time_start'])[:10]} → "
-    f"{str(summary['time_end'])[:10]} · {summary['evaluable_users']:,} users with ≥ 3 events are evaluated · "
-    f"{summary['genres']} genres · ratings {'present' if summary['has_ratings'] else 'absent'} · "
-    f"ground truth {'present (synthetic)' if summary['synthetic_ground_truth'] else 'absent'}"
-)
+st.caption(sources.summary_caption(summary))
 notes = summary["validation"]
 if notes == ["ok"]:
     st.success(
@@ -228,7 +178,7 @@ figures = state.for_dataset("data_figures", viz.data_figures)
 left, right = st.columns(2)
 for i, (key, fig) in enumerate(figures):
     with left if i % 2 == 0 else right:
-        state.chart(key, fig)
+        widgets.chart(key, fig)
 
 with st.expander("Item table (first 200 rows)"):
     st.dataframe(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from msli_core.errors import MsliError
-from pages import state
+from pages import state, widgets
 
 st.title("MS-LI Lab")
 st.markdown(
@@ -51,9 +51,9 @@ try:  # a broken calibration file is a sentence here, not a crashed page
     budget_chart = state.home_latency_budget(**budget_shape)
     hardware_name = state.hardware_here().name
 except MsliError as err:
-    state.show_error(err)
+    widgets.show_error(err)
 else:
-    state.chart("home_budget", budget_chart)
+    widgets.chart("home_budget", budget_chart)
     st.caption(
         f"Shapes: L = {budget_shape['history']} events, K = {budget_shape['segments']} segments, "
         f"d = {budget_shape['dim']}, {budget_shape['layers']} layers, "

@@ -9,8 +9,9 @@ import streamlit as st
 
 from msli_core import kinds, viz
 from msli_core.errors import MsliError
+from msli_core.serving import report
 from msli_core.serving.bench import headline
-from pages import state
+from pages import state, widgets
 
 st.title("Latency")
 st.markdown(
@@ -89,10 +90,10 @@ elif run:
             layers=int(layers),
             calibrate=calibrate,
         )
-        live = state.LiveProgress("Measuring")
+        live = widgets.LiveProgress("Measuring")
         result = run_bench(settings, progress=live)
     except MsliError as err:
-        state.show_error(err)
+        widgets.show_error(err)
     else:
         live.done(f"{len(result.rows)} rows in {viz.human_number(result.meta['seconds'], 's')}")
         state.set_bench(result)
@@ -104,14 +105,7 @@ if not rows:
     st.stop()
 
 meta = state.bench_meta()
-frame = pd.DataFrame(rows)
-threads = (meta.get("settings") or {}).get("threads", "?")
-took = viz.human_number(meta.get("seconds", 0), "s")
-st.caption(
-    f"Last sweep: {len(rows)} rows in {took} on **{meta.get('cpu', '?')}** "
-    f"({meta.get('cores', '?')} cores), {threads} thread(s) for torch, ONNX Runtime and BLAS; "
-    + ", ".join(f"{k} {v}" for k, v in (meta.get("versions") or {}).items())
-)
+st.caption(report.sweep_caption(rows, meta))
 
 summary = headline(rows, meta)
 if summary:
@@ -121,26 +115,20 @@ if summary:
         key="latency_headline",
     )
 
-# the shape the K-charts are drawn at
-shapes = frame[(frame["model"] == "msli") & (frame["stage"] == "online")]
-if shapes.empty:
+choices = report.chart_choices(rows)  # the shapes the K charts can be drawn at
+if choices is None:
     st.warning("The sweep has no MS-LI online rows; include the msli model to see the charts.")
     st.stop()
 p1, p2, p3 = st.columns(3)
-n_values = sorted(int(n) for n in shapes["candidates"].dropna().unique())
-l_values = sorted(int(h) for h in shapes["history"].dropna().unique())
-b_values = sorted(shapes["backend"].dropna().unique(), key=lambda b: b != "torch")
-shown_n = p1.selectbox("Charts at N =", n_values, index=len(n_values) - 1, key="latency_show_n",
-                       format_func=lambda n: f"{n:,}")  # fmt: skip
-shown_l = p2.selectbox("and L =", l_values, key="latency_show_l")
-shown_backend = p3.selectbox("backend", b_values, key="latency_show_backend")
+shown_n = p1.selectbox("Charts at N =", choices["candidates"], index=len(choices["candidates"]) - 1,
+                       key="latency_show_n", format_func=lambda n: f"{n:,}")  # fmt: skip
+shown_l = p2.selectbox("and L =", choices["history"], key="latency_show_l")
+shown_backend = p3.selectbox("backend", choices["backends"], key="latency_show_backend")
 
-k_values = sorted(int(k) for k in shapes["segments"].dropna().unique())
 try:
-    ladder_k = max(k_values)
-    state.chart("ladder", viz.serving_ladder(rows, shown_l, ladder_k, shown_backend))
-    if (frame.get("variant") == "encoder_size").any():
-        state.chart(
+    widgets.chart("ladder", viz.serving_ladder(rows, shown_l, max(choices["segments"]), shown_backend))
+    if choices["encoder_size"]:
+        widgets.chart(
             "encoder_size",
             viz.latency_vs_encoder_size(rows),
             caption="Full-forward runs the encoder on every request, so its latency grows with the "
@@ -148,26 +136,25 @@ try:
             "path), so their request pays only the scoring of N items, which grows with the width alone. "
             "Dashed: the cost model's extrapolation from this machine's constants, not timed.",
         )
-    state.chart("latency_vs_k", viz.latency_vs_segments(rows, shown_n, shown_l, shown_backend))
-    state.chart("stage_costs", viz.stage_cost_bars(rows, shown_n, shown_l, shown_backend))
+    widgets.chart("latency_vs_k", viz.latency_vs_segments(rows, shown_n, shown_l, shown_backend))
+    widgets.chart("stage_costs", viz.stage_cost_bars(rows, shown_n, shown_l, shown_backend))
 except MsliError as err:
-    state.show_error(err)
+    widgets.show_error(err)
 
 left, right = st.columns(2)
 with left:
-    if {"torch", "onnxruntime"} <= set(shapes["backend"]):
-        state.chart("backends", viz.backend_comparison(rows))
+    if choices["both_backends"]:
+        widgets.chart("backends", viz.backend_comparison(rows))
     else:
         st.info("Include both backends in the sweep to compare torch with ONNX Runtime.")
 with right:
-    nearline = frame[(frame["stage"] == "nearline") & (frame["model"] == "msli")]
-    if {"incremental", "full"} <= set(nearline["variant"].dropna()):
-        state.chart("nearline", viz.nearline_update_comparison(rows))
+    if choices["nearline_pair"]:
+        widgets.chart("nearline", viz.nearline_update_comparison(rows))
     else:
         st.info("Include MS-LI in the sweep to compare incremental and full nearline updates.")
 
 with st.expander("All rows"):
-    st.dataframe(frame, hide_index=True, key="latency_rows")
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="latency_rows")
 st.download_button(
     "Download the rows as CSV",
     state.bench_csv(),
@@ -175,10 +162,5 @@ st.download_button(
     mime="text/csv",
     key="latency_csv",
 )
-report = meta.get("cost_model_error") or {}
-if report.get("median_ratio") == report.get("median_ratio") and report.get("median_ratio") is not None:
-    st.caption(
-        f"Cost model against this sweep: median predicted/measured {report['median_ratio']:.2f}, worst "
-        f"{report['worst_ratio']:.2f}, {report.get('within_2x', float('nan')):.0%} of points within 2× "
-        "(see the What-if page)."
-    )
+if caption := report.cost_model_caption(meta):
+    st.caption(caption)

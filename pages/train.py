@@ -7,18 +7,12 @@ import pandas as pd
 import streamlit as st
 
 from msli_core import kinds, viz
+from msli_core import trained as trained_models
 from msli_core.errors import MsliError
+from msli_core.models.late_interaction import AGGREGATIONS
+from msli_core.models.registry import load_zip
 from msli_core.train import TrainSettings
-from pages import state
-
-KIND_LABELS = {
-    "msli": "MS-LI (late interaction over K segments)",
-    "two-tower": "two-tower (MS-LI with K = 1)",
-    "cross-encoder": "cross-encoder (early interaction; slow)",
-    "popularity": "popularity (baseline)",
-    "item-knn": "sequential item-kNN (baseline)",
-}
-AGGREGATIONS = ("attention", "max", "mlp", "sum")
+from pages import state, widgets
 
 st.title("Train")
 st.markdown(
@@ -35,9 +29,9 @@ st.caption(
 with st.form("train_form"):
     chosen_kinds = st.multiselect(
         "Models",
-        list(KIND_LABELS),
+        list(trained_models.KIND_CHOICES),
         default=["msli", "two-tower", "popularity"],
-        format_func=KIND_LABELS.get,
+        format_func=trained_models.KIND_CHOICES.get,
         key="train_kinds",
     )
     c1, c2, c3 = st.columns(3)
@@ -71,32 +65,13 @@ with st.form("train_form"):
 if submitted and not chosen_kinds:
     st.error("Choose at least one model to train.", icon=":material/error:")
 elif submitted:
-    jobs = []  # (name, kind, config)
-    for kind in chosen_kinds:
-        if kind == "msli":
-            jobs += [
-                (
-                    f"MS-LI K={k} {aggregation} d={dim}",
-                    kind,
-                    dict(segments=k, aggregation=aggregation, dim=dim, layers=layers),
-                )
-                for k in sorted(segment_counts)
-            ]
-            if not segment_counts:
-                st.session_state.setdefault("train_errors", []).append(
-                    "MS-LI was chosen without a segment count; pick at least one K."
-                )
-        elif kind == "two-tower":
-            jobs.append((f"two-tower d={dim}", kind, dict(dim=dim, layers=layers)))
-        elif kind == "cross-encoder":
-            jobs.append((f"cross-encoder d={dim}", kind, dict(dim=dim, layers=layers)))
-        else:
-            jobs.append((kind, kind, {}))
+    jobs, errors = trained_models.plan_jobs(chosen_kinds, segment_counts, aggregation, dim, layers)
+    st.session_state.setdefault("train_errors", []).extend(errors)
     from msli_core.train import train
 
     for i, (name, kind, config) in enumerate(jobs, start=1):
         st.markdown(f"**{i}/{len(jobs)} · {name}**")
-        live = state.LiveProgress(
+        live = widgets.LiveProgress(
             f"Training {name}",
             charts=(
                 ("step", "loss", "training loss per step"),
@@ -123,19 +98,15 @@ if not trained:
     st.info("No model trained on this dataset yet: choose models above and press **Train**.")
 else:
     st.subheader("Comparison")
-    table = pd.DataFrame([state.model_row(m) for m in trained.values()])
-    shown = table.assign(  # baselines have no segments and no aggregation: a dash, not "None"
-        segments=[("–" if pd.isna(k) else str(int(k))) for k in table["segments"]],
-        aggregation=table["aggregation"].fillna("–"),
-    )
+    table = pd.DataFrame([trained_models.model_row(m) for m in trained.values()])
     st.dataframe(
-        shown,
+        trained_models.shown_table(table),
         hide_index=True,
         key="train_table",
         column_config={
-            "NDCG@10": st.column_config.NumberColumn(format="%.4f"),
-            "HR@10": st.column_config.NumberColumn(format="%.4f"),
-            "MRR": st.column_config.NumberColumn(format="%.4f"),
+            **{
+                metric: st.column_config.NumberColumn(format="%.4f") for metric in ("NDCG@10", "HR@10", "MRR")
+            },
             "training s": st.column_config.NumberColumn(format="%.1f"),
             "parameters": st.column_config.NumberColumn(format="localized"),
         },
@@ -146,14 +117,14 @@ else:
         "counts how often it is in the top 10; MRR averages 1/rank. Training time includes validation."
     )
 
-    histories = {m.name: state.curve_rows(m) for m in trained.values() if m.history}
+    histories = {m.name: trained_models.curve_rows(m) for m in trained.values() if m.history}
     if histories:
-        state.chart("training", viz.training_curves(histories))
+        widgets.chart("training", viz.training_curves(histories))
     if any(kinds.is_late_interaction(m.loaded.kind) for m in trained.values()):
-        state.chart("quality_vs_k", viz.quality_vs_segments(table))
+        widgets.chart("quality_vs_k", viz.quality_vs_segments(table))
     points = state.quality_latency_points(trained)
     if points:
-        state.chart("quality_vs_latency", viz.quality_vs_latency(points))
+        widgets.chart("quality_vs_latency", viz.quality_vs_latency(points))
     else:
         st.info(
             "Run a sweep on the **Latency** page to place every trained model on a quality-vs-latency chart "
@@ -184,9 +155,9 @@ upload = st.file_uploader(
 )
 if st.button("Load this model", key="train_load", disabled=upload is None):
     try:
-        loaded = state.load_model_zip(upload.name, upload.getvalue(), data)
+        loaded = load_zip(upload.name, upload.getvalue(), data=data)
     except MsliError as err:
-        state.show_error(err)
+        widgets.show_error(err)
     else:
         name = state.add_loaded(upload.name, loaded, data)
         st.toast(f"Loaded {name}; it is listed above and usable on the Explain page.")

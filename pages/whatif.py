@@ -6,12 +6,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from msli_core import kinds, viz
+from msli_core import viz
 from msli_core.errors import MsliError
-from msli_core.serving import calibrate, costmodel
-from pages import state
+from msli_core.serving import calibrate, costmodel, report
+from pages import state, widgets
 
-DTYPES = {"float32": 4, "bfloat16 / float16": 2, "int8": 1}
 USER_ENTERED = "user-entered"
 
 st.title("What-if latency")
@@ -28,7 +27,7 @@ try:  # a broken calibration file is a sentence here, not a crashed page
     measured_here = state.hardware_here()
     presets = costmodel.hardware_presets(measured_here)
 except MsliError as err:
-    state.show_error(err)
+    widgets.show_error(err)
     st.stop()
 h1, h2 = st.columns([2, 3])
 preset = h1.selectbox("Hardware", [*presets, USER_ENTERED], key="whatif_hardware")
@@ -46,7 +45,7 @@ try:
     else:
         hardware = presets[preset]
 except MsliError as err:
-    state.show_error(err)
+    widgets.show_error(err)
     st.stop()
 h2.caption(
     f"Constants in use: **{hardware.name}**, {hardware.dtype}: {hardware.rate('torch', 'square') / 1e12:.3g} "
@@ -68,29 +67,19 @@ candidates = s3.select_slider(
     key="whatif_candidates",
     format_func=lambda n: f"{n:,}",
 )
-dtype = s3.selectbox("Data type", list(DTYPES), key="whatif_dtype")
+dtype = s3.selectbox("Data type", list(report.DTYPES), key="whatif_dtype")
 backend = s3.radio("Backend", ["torch", "onnxruntime"], horizontal=True, key="whatif_backend")
 
 try:
-    shapes = {
-        viz.MODEL_LABELS[kind]: costmodel.ModelShape(
-            kind=kind,
-            history=history,
-            segments=segments,
-            dim=dim,
-            layers=layers,
-            heads=max(1, dim // 64),
-            candidates=candidates,
-            dtype_bytes=DTYPES[dtype],
-        )
-        for kind in kinds.LADDER
-    }
-    predictions = {label: costmodel.predict(s, hardware, backend).as_dict() for label, s in shapes.items()}
+    shapes, predictions = report.ladder_predictions(
+        hardware, backend, history=history, segments=segments, dim=dim, layers=layers,
+        heads=max(1, dim // 64), candidates=candidates, dtype_bytes=report.DTYPES[dtype],
+    )  # fmt: skip
 except MsliError as err:
-    state.show_error(err)
+    widgets.show_error(err)
     st.stop()
 
-msli, tower, cross = (predictions[viz.MODEL_LABELS[k]] for k in ("msli", "two-tower", "cross-encoder"))
+msli, cross = (predictions[viz.MODEL_LABELS[k]] for k in ("msli", "cross-encoder"))
 params = shapes["MS-LI"].parameters()
 m = st.columns(4)
 m[0].metric("Segment-encoder parameters", viz.human_number(params))
@@ -99,23 +88,9 @@ m[2].metric("Cross-encoder online", viz.ms_text(cross["online_s"] * 1e3))
 speedup = cross["online_s"] / msli["online_s"] if msli["online_s"] > 0 else float("nan")
 m[3].metric("MS-LI is faster online by", viz.human_number(speedup, "×"))
 
-state.chart("whatif_stages", viz.whatif_stage_bars(predictions))
+widgets.chart("whatif_stages", viz.whatif_stage_bars(predictions))
 
-table = pd.DataFrame(
-    [
-        {
-            "model": label,
-            "offline ms": p["offline_s"] * 1e3,
-            "nearline ms (per event)": p["nearline_s"] * 1e3,
-            "online ms (per request)": p["online_s"] * 1e3,
-            "end-to-end ms": p["end_to_end_s"] * 1e3,
-            "QPS (one worker)": p["qps"],
-            "online bound by": p["bound"].get("online", ""),
-            "online FLOPs": viz.human_number(p["flops"].get("online", 0.0), "FLOP"),
-        }
-        for label, p in predictions.items()
-    ]
-)
+table = report.prediction_table(predictions)
 st.dataframe(
     table,
     hide_index=True,
@@ -134,23 +109,7 @@ st.caption(
 )
 with st.expander("Per-phase breakdown"):
     st.dataframe(
-        pd.DataFrame(
-            [
-                {
-                    "model": label,
-                    "stage": stage,
-                    "phase": ph["name"],
-                    "ms": ph["seconds"] * 1e3,
-                    "FLOPs": viz.human_number(ph["flops"], "FLOP"),
-                    "bytes": viz.human_number(ph["bytes"], "B"),
-                    "calls": ph["calls"],
-                    "bound by": ph["bound"],
-                }
-                for label, p in predictions.items()
-                for stage in ("nearline", "nearline_full", "online")
-                for ph in p["phases"].get(stage, [])
-            ]
-        ),
+        report.phase_table(predictions),
         hide_index=True,
         key="whatif_phases",
         column_config={"ms": st.column_config.NumberColumn(format="%.4g")},
@@ -164,12 +123,12 @@ if not rows:
         "Run a sweep on the Latency page: its measured points will be compared with the predictions here."
     )
 else:
-    report = costmodel.error_report(rows, measured_here)
-    if report["points"]:
-        curve, measured, shape = state.whatif_curve(rows, measured_here)
+    errors = costmodel.error_report(rows, measured_here)
+    if errors["points"]:
+        curve, measured, shape = report.whatif_curve(rows, measured_here)
         if not measured.empty:
-            state.chart("whatif_curve", viz.whatif_curve_vs_segments(curve, measured, **shape))
-        state.chart("whatif_measured", viz.whatif_measured_vs_predicted(report))
+            widgets.chart("whatif_curve", viz.whatif_curve_vs_segments(curve, measured, **shape))
+        widgets.chart("whatif_measured", viz.whatif_measured_vs_predicted(errors))
         if preset != "this machine":
             st.caption(
                 "The comparison always uses this machine's constants, since the sweep was measured here."

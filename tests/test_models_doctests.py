@@ -15,6 +15,8 @@ MODULES = [
     "msli_core.evaluate",
     "msli_core.train",
     "msli_core.explain",
+    "msli_core.trained",
+    "msli_core.data.sources",
     "msli_core.jsonable",
     "msli_core.limits",
     "msli_core.kinds",

@@ -1,0 +1,239 @@
+"""What the Explain page shows, computed from one explanation (``msli_core.explain.explain(...).to_dict()``).
+
+Each function turns the explanation into one table or one figure's inputs: segment labels, the timeline's
+events, the recommendation table, the contribution matrix, the ground-truth sentence, the accuracy
+variants, the within-segment weights, the deletion rows, the PCA map's vectors (the only torch call) and
+one recommendation's path from history to score. Nothing here imports streamlit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from msli_core.viz import segment_label
+
+# How each aggregation turns a segment score s_k into its contribution c_k, in words.
+HOW_WEIGHED = {
+    "attention": "the attention aggregation weighs it by a_k (a softmax over segments, per item) "
+    "into c_k = a_k·s_k",
+    "sum": "the sum aggregation weighs it by a learned per-segment weight a_k into c_k = a_k·s_k",
+    "max": "the max aggregation gives the whole score to the segment with the largest s_k "
+    "(a_k = 1, others 0)",
+    "mlp": "the mlp aggregation passes u_k ⊙ e_c through a small network and weighs the result into c_k "
+    "(so c_k is not a multiple of s_k and a_k is not shown)",
+}
+
+
+def has_truth(ex: dict) -> bool:
+    """The explanation carries synthetic ground truth (the true phase of every event)."""
+    return bool(ex["segments"]) and "true_phases" in ex["segments"][0]
+
+
+def segment_labels(ex: dict) -> dict[int, str]:
+    """A label per segment index: its events, "open window" for the open one, and on synthetic data the
+    true phase most of its events come from."""
+    labels = {
+        s["index"]: (
+            f"open window (events {s['start']}–{s['end'] - 1})"
+            if s.get("role") == "open window"
+            else segment_label(s["index"], s["start"], s["end"])
+        )
+        for s in ex["segments"]
+    }
+    if has_truth(ex):
+        labels = {
+            s["index"]: f"{labels[s['index']]} · phase {np.bincount(s['true_phases']).argmax()}"
+            for s in ex["segments"]
+        }
+    return labels
+
+
+def timeline(data, ex: dict) -> tuple[pd.DataFrame, dict | None]:
+    """``viz.history_timeline``'s events (position, timestamp, title, segment; -1 for unused events) and
+    the held-out target (timestamp, title) when there is one."""
+    user = data.internal_user(ex["user"])
+    length = ex["history_length"]
+    segment_of = np.full(length, -1)
+    for s in ex["segments"]:
+        segment_of[s["start"] : s["end"]] = s["index"]
+    titles = data.items["title"].to_numpy()
+    events = pd.DataFrame(
+        {
+            "position": np.arange(length),
+            "timestamp": data.timestamps[user][:length],
+            "title": titles[data.sequences[user][:length]],
+            "segment": segment_of,
+        }
+    )
+    held = ex.get("held_out")
+    target = {"timestamp": int(data.timestamps[user][length]), "title": held["title"]} if held else None
+    return events, target
+
+
+def recommendation_table(ex: dict, labels: dict[int, str]) -> pd.DataFrame:
+    """Rank, title, genres, score, top segment and whether it is the held-out item."""
+    recs, held = ex["recommendations"], ex.get("held_out")
+    return pd.DataFrame(
+        {
+            "rank": np.arange(1, len(recs) + 1),
+            "title": [r["title"] for r in recs],
+            "genres": [r["genres"] for r in recs],
+            "score": [r["score"] for r in recs],
+            "top segment": [labels.get(r["top_segment"], "–") for r in recs],
+            "held-out item": ["✓" if held and r["item"] == held["item"] else "" for r in recs],
+        }
+    )
+
+
+def heatmap_inputs(ex: dict, labels: dict[int, str]) -> tuple[np.ndarray, list, list, list]:
+    """``viz.contribution_heatmap``'s arguments: contributions (K', n) oldest segment first, the scores,
+    the titles and the row labels."""
+    recs = ex["recommendations"]
+    order = [s["index"] for s in ex["segments"]]
+    contributions = np.array([[r["contributions"][k] for r in recs] for k in order])  # (K', n)
+    return contributions, [r["score"] for r in recs], [r["title"] for r in recs], [labels[k] for k in order]
+
+
+def ground_truth_text(ex: dict, labels: dict[int, str]) -> str | None:
+    """Where the held-out item ranks and which segment gives it most; on synthetic data, whether that
+    segment holds the interest that truly generated it. None without a held-out item."""
+    held = ex.get("held_out")
+    if not held:
+        return None
+    top_seg = next((s for s in ex["segments"] if s["index"] == held["top_segment"]), None)
+    lines = [
+        f"The held-out item **{held['title']}** is ranked **{held['rank'] + 1:.0f}**; its largest "
+        f"contribution comes from **{labels.get(held['top_segment'], 'no segment')}**."
+    ]
+    if "true_phase" in held and top_seg is not None:
+        match = top_seg["dominant_interest"] == held["true_interest"] and held["true_interest"] >= 0
+        lines.append(
+            f"Ground truth: it was generated by interest **{held['true_interest']}** in phase "
+            f"**{held['true_phase']}** of this user; the top segment's dominant interest is "
+            f"**{top_seg['dominant_interest']}** (its events come from phases "
+            f"{sorted(set(top_seg['true_phases']))}) → "
+            + ("**the explanation points at the right part of the history.**" if match else "not a match.")
+            + (" (Interest −1 is noise: no segment can be right.)" if held["true_interest"] < 0 else "")
+        )
+    return "\n\n".join(lines)
+
+
+def accuracy_variants(accuracy: dict) -> pd.DataFrame:
+    """``explain.explanation_accuracy``'s three variants side by side, with accuracy over chance."""
+    rows = [
+        {
+            "variant": variant,
+            "top segment right": accuracy.get(f"{prefix}accuracy", float("nan")),
+            "chance": accuracy.get(f"{prefix}chance", float("nan")),
+            "users": accuracy.get(f"{prefix}users") if prefix else accuracy["users"],
+        }
+        for variant, prefix in (
+            ("any segment of the item's interest counts", ""),
+            ("strict: only the segment holding most of it", "strict_"),
+            ("returns only: the newest segment is wrong", "return_"),
+        )
+    ]
+    variants = pd.DataFrame(rows)
+    variants["× chance"] = variants["top segment right"] / variants["chance"]
+    return variants
+
+
+def accuracy_note(accuracy: dict) -> str:
+    """Which users ``explanation_accuracy`` left out and what its variants mean."""
+    return (
+        f"Left out: {accuracy['skipped_noise']} users whose held-out item is noise and "
+        f"{accuracy['skipped_unanswerable']} whose segments hold none of its interest, and "
+        f"{accuracy.get('skipped_one_slot', 0)} with a single non-empty slot (nothing to choose "
+        "between). The strict variant has exactly one right segment; the returns-only one keeps users "
+        "whose held-out item comes back to an older interest, where recency alone is wrong."
+    )
+
+
+def segment_weights(ex: dict, labels: dict[int, str]) -> list[dict]:
+    """``viz.within_segment_weights``'s input: index, label, titles and pooling weights per segment."""
+    return [
+        {"index": s["index"], "label": labels[s["index"]], "titles": s["titles"], "weights": s["weights"]}
+        for s in ex["segments"]
+    ]
+
+
+def deletion_rows(ex: dict) -> list[dict]:
+    """``viz.deletion_check``'s input: each recommendation's score, without its top segment and without a
+    random other one."""
+    return [
+        {
+            "title": r["title"],
+            "score": r["score"],
+            "without_top": r["score"] - r["deletion"]["drop_top"],
+            "without_random": r["score"] - r["deletion"]["drop_random"],
+        }
+        for r in ex["recommendations"]
+    ]
+
+
+def item_map_inputs(model, data, ex: dict, labels: dict[int, str]) -> dict:
+    """``viz.item_map``'s arguments: the item table E (N+1, d) from the model's offline stage, the segment
+    vectors u_k (K', d) the explanation computed, oldest first, their labels, the recommended item ids
+    and the user's history."""
+    import torch
+
+    with torch.inference_mode():
+        table = model.item_table()  # (N+1, d)
+    order = [s["index"] for s in ex["segments"]]
+    vectors = np.asarray(ex["segment_vectors"], dtype=np.float32)
+    user = data.internal_user(ex["user"])
+    return dict(
+        item_vectors=table.numpy(),
+        titles=data.items["title"].tolist(),
+        segment_vectors=vectors[order],
+        segment_labels=[labels[k] for k in order],
+        recommended=[data.item_index[str(r["item"])] for r in ex["recommendations"]],
+        history=data.sequences[user][: ex["history_length"]],
+    )
+
+
+def score_path(ex: dict, rank: int) -> pd.DataFrame:
+    """For one recommendation, the path history items → segment vector → contribution → score, per
+    segment: its three heaviest items, s_k = <u_k, e_c>, the weight a_k = c_k / s_k the aggregation gave
+    it (attention, sum; for max the winner takes s_k), c_k, and its share of the score."""
+    rec = ex["recommendations"][rank]
+    rows = []
+    for seg in ex["segments"]:
+        k = seg["index"]
+        s_k = float(rec["segment_scores"][k])  # <u_k, e_c>, computed by the core
+        c_k = float(rec["contributions"][k])
+        heavy = np.argsort(-np.asarray(seg["weights"]))[:3]
+        weighs = ex["aggregation"] in ("attention", "sum", "max")
+        a_k = c_k / s_k if weighs and abs(s_k) > 1e-12 else float("nan")
+        rows.append(
+            {
+                "segment": k,
+                "events": f"{seg['start']}–{seg['end'] - 1}",
+                "heaviest items (pooling weight)": "; ".join(
+                    f"{seg['titles'][i]} ({seg['weights'][i]:.2f})" for i in heavy
+                ),
+                "s_k = ⟨u_k, e_c⟩": s_k,
+                "a_k": a_k,
+                "c_k": c_k,
+                "share of score": c_k / rec["score"] if rec["score"] else float("nan"),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def score_story(ex: dict, rank: int, path: pd.DataFrame) -> str:
+    """One recommendation's score told in a paragraph: pooling, dot products, the aggregation, the sum and
+    the segment that gives the most."""
+    rec = ex["recommendations"][rank]
+    terms = " ".join(f"{'+' if c >= 0 else '−'} {abs(c):.4f}" for c in path["c_k"])
+    lead = path.loc[path["c_k"].idxmax()]
+    heaviest = str(lead["heaviest items (pooling weight)"]).split(";")[0]
+    return (
+        f"**{rec['title']}**: each segment's items are pooled into a vector u_k (weights in brackets); the "
+        f"item's vector e_c meets each u_k in a dot product s_k; {HOW_WEIGHED.get(ex['aggregation'], '')}. "
+        f"Score = {terms.lstrip('+ ')} = **{path['c_k'].sum():.4f}** "
+        f"(the model's score: {rec['score']:.4f}). "
+        f"Segment {int(lead['segment'])} (events {lead['events']}) gives the most, "
+        f"{lead['share of score']:.0%} of the score, mostly through {heaviest}."
+    )

@@ -1,0 +1,147 @@
+"""Bench rows and cost-model predictions as the app reports them: the sweep's CSV, the shapes its charts
+can be drawn at, the What-if page's predictions and tables, and the cost model's curve against K beside
+the measured points. Pure pandas over ``bench`` rows and ``costmodel``; nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from msli_core import kinds
+from msli_core.serving import costmodel
+
+# the What-if page's data types and their bytes per value
+DTYPES = {"float32": 4, "bfloat16 / float16": 2, "int8": 1}
+
+
+def rows_csv(rows: list[dict]) -> bytes:
+    """Bench rows as CSV: the columns of ``msli bench`` first, in its order, then any others."""
+    from msli_core.serving.bench import ROW_KEYS
+
+    frame = pd.DataFrame(rows)
+    columns = [c for c in ROW_KEYS if c in frame.columns] + [c for c in frame.columns if c not in ROW_KEYS]
+    return frame[columns].to_csv(index=False).encode()
+
+
+def chart_choices(rows: list[dict]) -> dict | None:
+    """The shapes the Latency page's K charts can be drawn at: the N, L, backends (torch first) and K of
+    the sweep's MS-LI online rows, and whether it has what the backend and nearline comparisons need.
+    None when the sweep has no MS-LI online row."""
+    frame = pd.DataFrame(rows)
+    shapes = frame[(frame["model"] == "msli") & (frame["stage"] == "online")]
+    if shapes.empty:
+        return None
+    nearline = frame[(frame["stage"] == "nearline") & (frame["model"] == "msli")]
+    return {
+        "candidates": sorted(int(n) for n in shapes["candidates"].dropna().unique()),
+        "history": sorted(int(h) for h in shapes["history"].dropna().unique()),
+        "backends": sorted(shapes["backend"].dropna().unique(), key=lambda b: b != "torch"),
+        "segments": sorted(int(k) for k in shapes["segments"].dropna().unique()),
+        "encoder_size": bool((frame.get("variant") == "encoder_size").any()),
+        "both_backends": {"torch", "onnxruntime"} <= set(shapes["backend"]),
+        "nearline_pair": {"incremental", "full"} <= set(nearline["variant"].dropna()),
+    }
+
+
+def sweep_caption(rows: list[dict], meta: dict) -> str:
+    """One line on the last sweep: rows, time, machine, threads, library versions."""
+    from msli_core.viz import human_number
+
+    threads = (meta.get("settings") or {}).get("threads", "?")
+    return (
+        f"Last sweep: {len(rows)} rows in {human_number(meta.get('seconds', 0), 's')} on "
+        f"**{meta.get('cpu', '?')}** ({meta.get('cores', '?')} cores), {threads} thread(s) for torch, "
+        "ONNX Runtime and BLAS; " + ", ".join(f"{k} {v}" for k, v in (meta.get("versions") or {}).items())
+    )
+
+
+def cost_model_caption(meta: dict) -> str | None:
+    """The cost model's error against the sweep in one sentence; None when the sweep has no such report."""
+    report = meta.get("cost_model_error") or {}
+    median = report.get("median_ratio")
+    if median is None or median != median:  # absent or NaN
+        return None
+    return (
+        f"Cost model against this sweep: median predicted/measured {median:.2f}, worst "
+        f"{report['worst_ratio']:.2f}, {report.get('within_2x', float('nan')):.0%} of points within 2× "
+        "(see the What-if page)."
+    )
+
+
+def ladder_predictions(
+    hardware, backend: str = "torch", models=kinds.LADDER, **shape
+) -> tuple[dict, dict[str, dict]]:
+    """The cost model's prediction for each of ``models`` at one shape, keyed by the model's label:
+    (label → ``ModelShape``, label → ``Prediction.as_dict()``). ``shape``: ``ModelShape``'s fields but
+    ``kind``."""
+    shapes = {kinds.LABELS[kind]: costmodel.ModelShape(kind=kind, **shape) for kind in models}
+    predictions = {label: costmodel.predict(s, hardware, backend).as_dict() for label, s in shapes.items()}
+    return shapes, predictions
+
+
+def prediction_table(predictions: dict[str, dict]) -> pd.DataFrame:
+    """One row per model: milliseconds per stage, throughput, what bounds the online stage, its FLOPs."""
+    from msli_core.viz import human_number
+
+    return pd.DataFrame(
+        [
+            {
+                "model": label,
+                "offline ms": p["offline_s"] * 1e3,
+                "nearline ms (per event)": p["nearline_s"] * 1e3,
+                "online ms (per request)": p["online_s"] * 1e3,
+                "end-to-end ms": p["end_to_end_s"] * 1e3,
+                "QPS (one worker)": p["qps"],
+                "online bound by": p["bound"].get("online", ""),
+                "online FLOPs": human_number(p["flops"].get("online", 0.0), "FLOP"),
+            }
+            for label, p in predictions.items()
+        ]
+    )
+
+
+def phase_table(predictions: dict[str, dict]) -> pd.DataFrame:
+    """One row per model, stage and phase of the cost model: milliseconds, FLOPs, bytes, calls, bound."""
+    from msli_core.viz import human_number
+
+    return pd.DataFrame(
+        [
+            {
+                "model": label,
+                "stage": stage,
+                "phase": ph["name"],
+                "ms": ph["seconds"] * 1e3,
+                "FLOPs": human_number(ph["flops"], "FLOP"),
+                "bytes": human_number(ph["bytes"], "B"),
+                "calls": ph["calls"],
+                "bound by": ph["bound"],
+            }
+            for label, p in predictions.items()
+            for stage in ("nearline", "nearline_full", "online")
+            for ph in p["phases"].get(stage, [])
+        ]
+    )
+
+
+def whatif_curve(rows: list[dict], hardware) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """The What-if page's "predicted vs measured against K": MS-LI online rows of the sweep at its
+    largest N (first L, torch when measured), and the cost model's prediction for K = 1..64 there.
+    Returns (curve, measured, shape); empty frames and {} when the sweep has no such rows."""
+    frame = pd.DataFrame(rows)
+    online = frame[(frame["model"] == "msli") & (frame["stage"] == "online")].dropna(subset=["p50_ms"])
+    online = online[online["variant"].isna() | (online["variant"] == "")]  # the catalog request
+    if online.empty:
+        return pd.DataFrame(), pd.DataFrame(), {}
+    backend = "torch" if (online["backend"] == "torch").any() else str(online["backend"].iloc[0])
+    online = online[online["backend"] == backend]
+    n, length = int(online["candidates"].max()), int(online["history"].min())
+    measured = online[(online["candidates"] == n) & (online["history"] == length)]
+    measured = measured.groupby("segments", as_index=False)[["p50_ms", "p95_ms"]].median()
+    template = online.iloc[0].to_dict()
+    ks = [1, 2, 4, 8, 16, 32, 64]
+    predicted = [
+        costmodel.predict_row({**template, "segments": k, "candidates": n, "history": length}, hardware) * 1e3
+        for k in ks
+    ]
+    curve = pd.DataFrame({"segments": ks, "predicted_ms": predicted})
+    return curve, measured, {"candidates": n, "history": length, "backend": backend}

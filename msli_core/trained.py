@@ -1,0 +1,201 @@
+"""A model trained (or loaded) in one app session, and what the Train page shows about it.
+
+:class:`TrainedModel` ties a model to the dataset it was trained on; the rest are the page's computations:
+the training jobs its form asks for (:func:`plan_jobs`), the comparison table's row (:func:`model_row`), the
+per-epoch curve (:func:`curve_rows`), the downloadable zip (:func:`zip_bytes`), and each model placed on
+the quality-vs-latency chart by the bench row measured for its shape (:func:`quality_latency_points`).
+Plain Python over ``msli_core.models.registry``; nothing here imports streamlit.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from msli_core import kinds
+
+# The kinds the Train page offers, as its form names them.
+KIND_CHOICES = {
+    "msli": "MS-LI (late interaction over K segments)",
+    "two-tower": "two-tower (MS-LI with K = 1)",
+    "cross-encoder": "cross-encoder (early interaction; slow)",
+    "popularity": "popularity (baseline)",
+    "item-knn": "sequential item-kNN (baseline)",
+}
+
+
+@dataclass
+class TrainedModel:
+    """A model trained (or loaded) in this session, and what it was trained on."""
+
+    name: str  # label shown in tables, e.g. "MS-LI K=4 attention"
+    loaded: Any  # msli_core.models.registry.LoadedModel
+    metrics: dict[str, float]
+    seconds: float
+    dataset_fingerprint: str
+    history: list[dict] = field(default_factory=list)  # per-epoch loss / validation metrics
+
+
+def from_result(name: str, result, data) -> TrainedModel:
+    """A ``msli_core.train.TrainResult`` as a :class:`TrainedModel` tied to the dataset it was trained on."""
+    from msli_core.models.registry import LoadedModel
+
+    loaded = LoadedModel(
+        kind=result.kind,
+        config=result.model.config,
+        model=result.model,
+        metrics=result.metrics,
+        fingerprint=data.fingerprint,
+        training={
+            "settings": result.settings,
+            "epochs": result.epochs,
+            "best_epoch": result.best_epoch,
+            "parameters": result.parameters,
+        },
+        dataset={"fingerprint": data.fingerprint, "source": str(data.source), "format": data.format},
+    )
+    return TrainedModel(name, loaded, result.metrics, result.seconds, data.fingerprint, list(result.history))
+
+
+def from_loaded(filename: str, loaded, data) -> TrainedModel:
+    """A model loaded from a zip (``registry.load_zip`` already checked it belongs to ``data``), named
+    after the name it was saved with, else the file, plus " (loaded)"."""
+    base = loaded.training.get("name") or Path(filename).stem
+    name = f"{base} (loaded)"
+    seconds = float(loaded.training.get("seconds", 0.0) or 0.0)
+    return TrainedModel(name, loaded, dict(loaded.metrics), seconds, data.fingerprint, [])
+
+
+def zip_bytes(trained: TrainedModel, data) -> bytes:
+    """The model folder (config.json + model.safetensors) packed as a zip in memory."""
+    from msli_core.models.registry import save_zip
+
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", trained.name).strip("-.") or "model"
+    return save_zip(
+        trained.loaded.model,
+        slug,
+        data=data,
+        metrics=trained.metrics,
+        extra={**trained.loaded.training, "name": trained.name, "seconds": trained.seconds},
+    )
+
+
+def plan_jobs(
+    chosen_kinds, segment_counts, aggregation: str, dim: int, layers: int
+) -> tuple[list[tuple[str, str, dict]], list[str]]:
+    """The Train form's choices as training jobs (name, kind, config), and the sentences of choices that
+    make no job (MS-LI without a segment count).
+
+    >>> plan_jobs(["msli", "popularity"], [8, 2], "max", 16, 1)[0]  # doctest: +NORMALIZE_WHITESPACE
+    [('MS-LI K=2 max d=16', 'msli', {'segments': 2, 'aggregation': 'max', 'dim': 16, 'layers': 1}),
+     ('MS-LI K=8 max d=16', 'msli', {'segments': 8, 'aggregation': 'max', 'dim': 16, 'layers': 1}),
+     ('popularity', 'popularity', {})]
+    """
+    jobs: list[tuple[str, str, dict]] = []
+    errors: list[str] = []
+    for kind in chosen_kinds:
+        if kind == "msli":
+            jobs += [
+                (
+                    f"MS-LI K={k} {aggregation} d={dim}",
+                    kind,
+                    dict(segments=k, aggregation=aggregation, dim=dim, layers=layers),
+                )
+                for k in sorted(segment_counts)
+            ]
+            if not segment_counts:
+                errors.append("MS-LI was chosen without a segment count; pick at least one K.")
+        elif kind in ("two-tower", "cross-encoder"):
+            jobs.append((f"{kind} d={dim}", kind, dict(dim=dim, layers=layers)))
+        else:
+            jobs.append((kind, kind, {}))
+    return jobs, errors
+
+
+def model_row(m: TrainedModel) -> dict:
+    """One row of the Train page's comparison table."""
+    config = m.loaded.config
+    segments = getattr(config, "segments", None) if kinds.is_late_interaction(m.loaded.kind) else None
+    parameters = m.loaded.training.get("parameters")
+    if parameters is None:
+        parameters = sum(p.numel() for p in m.loaded.model.parameters())
+    return {
+        "name": m.name,
+        "kind": m.loaded.kind,
+        "segments": segments,
+        "aggregation": getattr(config, "aggregation", None) if segments is not None else None,
+        "NDCG@10": m.metrics.get("NDCG@10"),
+        "HR@10": m.metrics.get("HR@10"),
+        "MRR": m.metrics.get("MRR"),
+        "training s": m.seconds,
+        "parameters": int(parameters),
+        "evaluation": m.metrics.get("evaluation", ""),
+    }
+
+
+def shown_table(table):
+    """The comparison table as shown: baselines have no segments and no aggregation, so a dash, not
+    "None" (``table``: a DataFrame of :func:`model_row` rows)."""
+    import pandas as pd
+
+    return table.assign(
+        segments=[("–" if pd.isna(k) else str(int(k))) for k in table["segments"]],
+        aggregation=table["aggregation"].fillna("–"),
+    )
+
+
+def curve_rows(m: TrainedModel) -> list[dict]:
+    """Per-epoch rows for ``viz.training_curves``: loss and validation NDCG@10."""
+    return [
+        {"epoch": r["epoch"], "loss": r.get("loss"), "NDCG@10": r.get("valid_NDCG@10")} for r in m.history
+    ]
+
+
+def quality_latency_points(trained: dict[str, TrainedModel], rows: list[dict], n_items: int) -> list[dict]:
+    """Each trained model with the online p50 the bench ``rows`` measured for its shape: same kind and K,
+    then the closest width and depth, then the candidate count nearest ``n_items`` (torch)."""
+    rows = [
+        r
+        for r in rows
+        if r.get("stage") == "online"
+        and not r.get("variant")  # the catalog request, not paired or per-request candidate lists
+        and r.get("backend", "torch") == "torch"
+        and r.get("p50_ms") is not None
+        and math.isfinite(float(r["p50_ms"]))
+    ]
+    if not rows:
+        return []
+    points = []
+    for m in trained.values():
+        kind, config = m.loaded.kind, m.loaded.config
+        k = getattr(config, "segments", 1) if kinds.is_late_interaction(kind) else None
+        same = [
+            r
+            for r in rows
+            if (r.get("model") == kind or (kind == "two-tower" and r.get("model") == "msli"))
+            and (k is None or r.get("segments") == k)
+        ]
+        if not same:
+            continue
+
+        def distance(r, config=config):
+            shape_off = (r.get("dim") != getattr(config, "dim", None)) + (
+                r.get("layers") != getattr(config, "layers", None)
+            )
+            return shape_off, abs(math.log(max(1, int(r["candidates"])) / max(1, n_items)))
+
+        best = min(distance(r) for r in same)
+        p50s = sorted(float(r["p50_ms"]) for r in same if distance(r) == best)
+        example = next(r for r in same if distance(r) == best)
+        points.append(
+            {
+                **model_row(m),
+                "p50_ms": p50s[len(p50s) // 2],
+                "measured_candidates": int(example["candidates"]),
+                "measured_dim": example.get("dim"),
+            }
+        )
+    return points
