@@ -32,14 +32,15 @@ def chart_choices(rows: list[dict]) -> dict | None:
     if shapes.empty:
         return None
     nearline = frame[(frame["stage"] == "nearline") & (frame["model"] == "msli")]
+    variants = frame["variant"] if "variant" in frame.columns else pd.Series(dtype=object)
     return {
         "candidates": sorted(int(n) for n in shapes["candidates"].dropna().unique()),
         "history": sorted(int(h) for h in shapes["history"].dropna().unique()),
         "backends": sorted(shapes["backend"].dropna().unique(), key=lambda b: b != "torch"),
         "segments": sorted(int(k) for k in shapes["segments"].dropna().unique()),
-        "encoder_size": bool((frame.get("variant") == "encoder_size").any()),
+        "encoder_size": bool((variants == "encoder_size").any()),
         "both_backends": {"torch", "onnxruntime"} <= set(shapes["backend"]),
-        "nearline_pair": {"incremental", "full"} <= set(nearline["variant"].dropna()),
+        "nearline_pair": {"incremental", "full"} <= set(variants.reindex(nearline.index).dropna()),
     }
 
 
