@@ -8,8 +8,11 @@
   (:mod:`msli_core.models.fused_loss`): exact, without the (positions × K × N) tensor. Loss:
   full-softmax cross-entropy over the catalog, or, for catalogs over :data:`SAMPLED_SOFTMAX_ABOVE`
   items, sampled softmax with logQ correction (Yi et al., RecSys 2019).
-- Cross-encoder: a few random cut points per user and epoch; the next item against uniformly sampled
-  negatives, softmax over [positive; negatives] (sampled negatives, as an early-interaction model must).
+- Cross-encoder: a few cut points per user and epoch among its newest training positions; the next
+  item against sampled negatives, softmax over [positive; negatives] (sampled negatives, as an
+  early-interaction model must): hard ones from its first stage's top-M and uniform ones. Its
+  co-occurrence features leave the user's own sequence out, so a training prefix sees the statistics
+  a test prefix sees (:meth:`~msli_core.models.cross_encoder.CrossEncoder.cooc_features`).
 - Popularity and item-kNN are fitted on the training sequences.
 
 All RNGs come from ``seed`` (python, numpy, torch), so the same seed gives the same metrics.
@@ -57,6 +60,9 @@ class TrainSettings:
     negatives: int = 15  # cross-encoder: uniform negatives per positive
     hard_negatives: int = 8  # cross-encoder with a first stage: negatives from its top-cascade_top
     cuts_per_user: int = 8  # cross-encoder: target positions sampled per user and epoch
+    cut_span: int | None = None  # cross-encoder: ... among the user's newest this-many training
+    # positions (None = anywhere); the newest are the closest to the test prefixes
+    head_lr_scale: float = 1.0  # cross-encoder: learning rate × this for its output head
     sampled_negatives: int = 4096  # sampled softmax: shared negatives per step (large catalogs)
     cascade_top: int = 100  # cross-encoder test: re-rank this many of a first stage
     valid_users: int | None = None  # validate on the first this-many evaluated users (None = all)
@@ -69,21 +75,28 @@ class TrainSettings:
 DEFAULTS: dict[str, dict] = {
     "msli": {},
     "two-tower": {},
-    # the cross-encoder runs a transformer per (user, item) pair: fewer cut points and a validation
-    # subset keep its training within minutes on 2 cores
+    # the cross-encoder runs a transformer per (user, item) pair: few cut points per user and epoch,
+    # 20-event pairs and a small candidate set keep its training within minutes on 2 cores
+    # (ML-100K, re-ranking MS-LI K=4's top-100: docs/research/issue-10/RESULTS.md, "cross-encoder 2")
     "cross-encoder": {
-        "epochs": 10,
+        "epochs": 8,
         "lr": 1e-3,
-        "batch_size": 16,
-        "patience": 3,
-        "cuts_per_user": 4,
+        "batch_size": 8,
+        "patience": 2,
+        "cuts_per_user": 3,
+        "cut_span": 20,
+        "head_lr_scale": 10.0,
         "negatives": 8,
-        "hard_negatives": 8,
-        "valid_users": 300,
+        "hard_negatives": 16,
+        "valid_cascade_top": 100,
     },
     "popularity": {"epochs": 0},
     "item-knn": {"epochs": 0},
 }
+
+CROSS_ENCODER_CONFIG = {"cooccurrence": True, "max_len": 20}  # what train() builds unless told otherwise:
+# the pair features on, and the newest 20 events per pair (the co-occurrence signal is in the newest few)
+ALPHA_GRID = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0, 1.5)  # first-stage weights tried before epoch 1
 
 LOSS_ELEMENTS = 1 << 25  # a step's (positions × candidates) buffers are split into micro-batches above
 # this (33.5 M floats, 134 MB each; the fused loss keeps three), so memory stays bounded for any catalog
@@ -318,29 +331,37 @@ def _reference_loss(model, open_vecs, closed, valid, batch, items, bias, target_
     return F.cross_entropy(scores - bias, target_cols[b, p])
 
 
-def _cross_encoder_loss(
+def _cross_encoder_examples(
     model, split: LeaveOneOutSplit, users: np.ndarray, settings: TrainSettings, rng, first_stage=None
-) -> Tensor:
-    """Softmax CE of the positive against its negatives, for random cut points of each user.
+):
+    """Cut points of ``users`` (``cuts_per_user`` each, among the newest ``cut_span`` training positions)
+    and their candidates: (P, L) histories, (P, C) candidates with the positive in column 0, (P, C)
+    first-stage scores (None without a first stage), (P, C) mask of candidates to leave out of the
+    softmax (items the prefix has seen), and the users' own co-occurrence counts (None without
+    ``cooccurrence``); None when no user has a cut point.
 
     With a first stage (the model whose top-M the cross-encoder re-ranks), trained as that re-ranker:
     ``hard_negatives`` of each cut are drawn from the first stage's top-``cascade_top`` for the same
     prefix (seen items and the positive excluded), beside ``negatives`` uniform ones, and the first
     stage's scores of the pairs are passed as the residual feature.
     """
-    histories, stamps, positives = [], [], []
+    histories, stamps, positives, owners = [], [], [], []
     for u in users:
         seq = split.train_sequence(int(u))
         if len(seq) < 2:
             continue
-        cuts = rng.integers(1, len(seq), size=settings.cuts_per_user)
+        lo = 1 if settings.cut_span is None else max(1, len(seq) - settings.cut_span)
+        cuts = rng.choice(
+            np.arange(lo, len(seq)), size=min(settings.cuts_per_user, len(seq) - lo), replace=False
+        )
         ts = split.data.timestamps[int(u)]
         for t in cuts:
             histories.append(seq[:t])
             stamps.append(ts[:t])
             positives.append(seq[t])
+            owners.append(seq)
     if not histories:
-        return torch.zeros((), requires_grad=True)
+        return None
     hist = torch.as_tensor(pad_right_aligned(histories, model.config.max_len))  # (P, L)
     n_items = model.config.n_items
     positive = torch.as_tensor(np.array(positives))[:, None]  # (P, 1)
@@ -348,6 +369,7 @@ def _cross_encoder_loss(
     first_scores = None
     if first_stage is None:
         candidates = torch.cat([positive, uniform], dim=1)  # (P, 1+n)
+        leave_out = candidates.new_zeros(candidates.shape, dtype=torch.bool)
     else:
         with torch.no_grad():
             was_training = first_stage.training
@@ -360,9 +382,58 @@ def _cross_encoder_loss(
         hard = pool.gather(1, pick)  # (P, h) from the first stage's top-M
         candidates = torch.cat([positive, hard, uniform], dim=1)  # (P, 1+h+n)
         first_scores = scores.gather(1, candidates)
+        leave_out = ~torch.isfinite(first_scores)  # seen items: never candidates at test time
+        leave_out[:, 0] = False
         first_scores = torch.where(torch.isfinite(first_scores), first_scores, 0.0)
-    out = model.score(hist, candidates, first_scores)  # (P, C)
-    return F.cross_entropy(out, torch.zeros(len(positives), dtype=torch.long))
+    own = None
+    if getattr(model.config, "cooccurrence", False):
+        from msli_core.models.cross_encoder import sequence_cooccurrence
+
+        w = model.config.cooc_window
+        pairs = [
+            sequence_cooccurrence(seq, w, c, h)
+            for seq, c, h in zip(owners, candidates.numpy(), hist.numpy(), strict=True)
+        ]
+        counts = [
+            np.bincount(seq, minlength=n_items + 1)[c]
+            for seq, c in zip(owners, candidates.numpy(), strict=True)
+        ]
+        own = (torch.as_tensor(np.stack(pairs)), torch.as_tensor(np.stack(counts), dtype=torch.float32))
+    return hist, candidates, first_scores, leave_out, own
+
+
+def _cross_encoder_loss(
+    model, split: LeaveOneOutSplit, users: np.ndarray, settings: TrainSettings, rng, first_stage=None
+) -> Tensor:
+    """Softmax CE of the positive against its negatives (see :func:`_cross_encoder_examples`)."""
+    examples = _cross_encoder_examples(model, split, users, settings, rng, first_stage)
+    if examples is None:
+        return torch.zeros((), requires_grad=True)
+    hist, candidates, first_scores, leave_out, own = examples
+    out = model.score(hist, candidates, first_scores, own).masked_fill(leave_out, float("-inf"))  # (P, C)
+    return F.cross_entropy(out, torch.zeros(len(hist), dtype=torch.long))
+
+
+def _fit_first_stage_weight(model, split, users, settings, rng, first_stage) -> float:
+    """Set the re-ranker's α (its weight on the first stage's scores) to the :data:`ALPHA_GRID` value with
+    the lowest training loss of α × first-stage score alone, on one sample of training candidate sets.
+
+    The first stage's scores are sharper on training prefixes than a softmax over hard negatives
+    wants (ML-100K, MS-LI K=4: α = 0.5, not 1); starting there, the head's correction is not drowned by them.
+    """
+    with torch.no_grad():
+        examples = _cross_encoder_examples(model, split, users, settings, rng, first_stage)
+        if examples is None:
+            return float(model.first_stage_weight)
+        _, _, first_scores, leave_out, _ = examples
+        target = torch.zeros(len(first_scores), dtype=torch.long)
+        losses = [
+            float(F.cross_entropy((a * first_scores).masked_fill(leave_out, float("-inf")), target))
+            for a in ALPHA_GRID
+        ]
+        alpha = ALPHA_GRID[int(np.argmin(losses))]
+        model.first_stage_weight.fill_(alpha)
+    return alpha
 
 
 def _valid_metrics(model, kind, data, split, first_stage, settings) -> dict:
@@ -415,6 +486,8 @@ def train(
     rng = seed_everything(seed)
     split = split or leave_one_out(data)
     start = time.perf_counter()
+    if kind == "cross-encoder":
+        config = {**CROSS_ENCODER_CONFIG, **config}
     model = build_model(kind, data=data, **config)
     history: list[dict] = []
     best_valid: dict = {}
@@ -429,6 +502,8 @@ def train(
         if kind == "cross-encoder":
             first_stage = _cascade_first_stage(cascade_from, data, split)
             _start_from_first_stage_items(model, first_stage)
+            if model.config.cooccurrence:
+                model.fit_cooccurrence(split.train_sequences())
         best_valid, best_epoch, epochs_run = _fit_neural(
             model, kind, data, split, settings, rng, progress, history, first_stage
         )
@@ -548,7 +623,12 @@ def _late_interaction_step(model, split, chunk, settings, rng, log_freq) -> floa
 
 
 def _fit_neural(model, kind, data, split, settings, rng, progress, history, first_stage):
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    head = list(model.head.parameters()) if kind == "cross-encoder" else []
+    rest = [p for p in model.parameters() if all(p is not h for h in head)]
+    groups = [{"params": rest, "scale": 1.0}] + (
+        [{"params": head, "scale": settings.head_lr_scale}] if head else []
+    )
+    optimizer = torch.optim.AdamW(groups, lr=settings.lr, weight_decay=settings.weight_decay)
     train_users = np.array([u for u in range(1, data.n_users + 1) if len(split.train_sequence(u)) >= 2])
     if len(train_users) == 0:
         raise MsliError(f"{data.source} has no user with 2 or more training events; use a larger dataset.")
@@ -568,7 +648,8 @@ def _fit_neural(model, kind, data, split, settings, rng, progress, history, firs
     best = (-1.0, 0, None, {})  # (valid NDCG@10, epoch, state, metrics)
     fit_start = time.perf_counter()
     if kind == "cross-encoder" and first_stage is not None and model.config.residual and settings.epochs:
-        # epoch 0 is the first stage's own ranking (the head starts at 0, α at 1): an epoch is kept
+        _fit_first_stage_weight(model, split, train_users, settings, rng, first_stage)
+        # epoch 0 is the first stage's own ranking (the head starts at 0, α > 0): an epoch is kept
         # only if it re-ranks better than that on validation
         model.eval()
         valid = _valid_metrics(model, kind, data, split, first_stage, settings)
@@ -588,7 +669,7 @@ def _fit_neural(model, kind, data, split, settings, rng, progress, history, firs
         losses = []
         for i, chunk in enumerate(work):
             for group in optimizer.param_groups:  # linear warm-up over the first epoch, then constant
-                group["lr"] = settings.lr * min(1.0, (step + 1) / max(1, steps_per_epoch))
+                group["lr"] = settings.lr * group["scale"] * min(1.0, (step + 1) / max(1, steps_per_epoch))
             optimizer.zero_grad(set_to_none=True)
             if late:
                 loss_value = _late_interaction_step(model, split, chunk, settings, rng, log_freq)
