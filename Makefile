@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-fast lint bench quality clean
+.PHONY: setup run test test-fast lint bench quality demo-model demo-bench clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,25 @@ bench: $(STAMP)
 
 quality: $(STAMP)
 	$(BIN)/msli quality --data sample_data --out reports/quality
+
+# The bundled demo (sample_data/models/, sample_data/bench/) the app shows before anyone trains or
+# measures: MS-LI K=4, two-tower and the baselines trained on the sample with seed 0 (library defaults),
+# and a small latency sweep with a measured cross-encoder point. Built in .build/, then copied.
+DEMO_MODELS := msli-k4:msli:--segments=4 two-tower:two-tower: popularity:popularity: item-knn:item-knn:
+demo-model: $(STAMP)
+	rm -rf .build/demo
+	for spec in $(DEMO_MODELS); do \
+	  name=$${spec%%:*}; rest=$${spec#*:}; kind=$${rest%%:*}; extra=$${rest#*:}; \
+	  $(BIN)/msli train --data sample_data --model $$kind $$extra --seed 0 --out .build/demo/$$name || exit 1; \
+	done
+	mkdir -p sample_data/models
+	for spec in $(DEMO_MODELS); do name=$${spec%%:*}; \
+	  rm -rf sample_data/models/$$name && cp -r .build/demo/$$name sample_data/models/$$name; done
+
+demo-bench: $(STAMP)
+	$(BIN)/msli bench --segments 1,4,8 --candidates 1000,10000 --history 50 --request-candidates 1000 \
+	  --encoder-sizes 1x32,2x64,4x128 --cross-budget-s 3 --out .build/demo-bench
+	rm -rf sample_data/bench && cp -r .build/demo-bench sample_data/bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache reports

@@ -199,3 +199,30 @@ def quality_latency_points(trained: dict[str, TrainedModel], rows: list[dict], n
             }
         )
     return points
+
+
+DEMO_MODELS = "models"  # the bundled demo models: sample_data/models/<name>/ (made by `make demo-model`)
+DEMO_NAMES = {"msli-k4": "MS-LI K=4", "two-tower": "two-tower", "popularity": "popularity",
+              "item-knn": "item-kNN"}  # fmt: skip
+
+
+def bundled_models(sample_dir: str | Path, data) -> list[TrainedModel]:
+    """The demo models shipped beside the sample data (``sample_dir/models/<name>/``), ready to explain
+    and compare in the first minute, each named "... (bundled demo)". A model made for other data (the
+    app pointed at another dataset) or a folder that does not load is left out: it is only a demo.
+
+    The models are ``msli train --data sample_data --seed 0`` outputs (see the Makefile's demo-model)."""
+    from msli_core.errors import MsliError
+    from msli_core.models.registry import load_model
+
+    root = Path(sample_dir) / DEMO_MODELS
+    out = []
+    for folder in sorted(p for p in root.glob("*") if p.is_dir()) if root.is_dir() else []:
+        try:
+            loaded = load_model(folder, data)
+        except MsliError:
+            continue
+        name = f"{DEMO_NAMES.get(folder.name, folder.name)} (bundled demo)"
+        seconds = float(loaded.training.get("seconds", 0.0) or 0.0)
+        out.append(TrainedModel(name, loaded, dict(loaded.metrics), seconds, data.fingerprint, []))
+    return out

@@ -40,16 +40,23 @@ lengths = state.for_dataset("user_lengths", lambda d: np.array([len(s) for s in 
 c1, c2, c3, c4 = st.columns([2, 2, 1, 2])
 model_name = c1.selectbox("Model", list(candidates), key="explain_model")
 if data.n_users <= MAX_USERS_IN_PICKER:
-    # the longest history by default: closed segments lie before the last L_max events, so a long
-    # history fills the most slots and makes the richest picture
-    default_user = int(np.argmax(lengths))
-    user_id = c2.selectbox(
+    ranks = state.test_ranks(model_name)  # (U+1,) the held-out item's rank per user, NaN = not evaluated
+    hits_only = c2.toggle("Only hits (held-out item in the top 10)", key="explain_hits_only")
+    users = np.arange(1, data.n_users + 1)
+    if hits_only and (ranks[1:] < 10).any():
+        users = users[ranks[1:] < 10]
+    # the longest history among the hits by default (else the longest): closed segments lie before the
+    # last L_max events, so a long history fills the most slots and makes the richest picture
+    hit = ranks[users] < 10
+    default = int(np.argmax(lengths[users - 1] + (1 << 30) * hit))
+    uid = c2.selectbox(
         "User (type to search)",
-        data.user_ids[1:].tolist(),
-        index=default_user,
+        users.tolist(),
+        index=default,
         key="explain_user",
-        format_func=lambda uid: f"user {uid} · {lengths[data.user_index[uid] - 1]} events",
+        format_func=lambda u: explain_view.user_label(data.user_ids[u], lengths[u - 1], ranks[u]),
     )
+    user_id = data.user_ids[uid]
 else:
     user_id = c2.text_input(
         "User id (as written in the data file)", value=str(data.user_ids[1]), key="explain_user"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+from msli_core import viz
 from msli_core.errors import MsliError
+from msli_core.serving.report import headline_speedup
 from pages import state, widgets
 
 st.title("MS-LI Lab")
@@ -38,6 +40,18 @@ digraph msli {
   table -> li; cache -> li;
 }
 """
+speedup = headline_speedup(state.bench_rows())
+if speedup:
+    where = state.bench_meta().get("cpu", "this machine")
+    whose = (f"the bundled sweep, measured on *{where}*; run your own on the Latency page"
+             if state.bench_is_bundled() else f"this session's sweep on *{where}*")  # fmt: skip
+    st.success(
+        f"**MS-LI is {viz.human_number(speedup['ratio'])}× faster than the cross-encoder**: "
+        f"{viz.ms_text(speedup['msli_ms'])} against {viz.ms_text(speedup['cross_ms'])} per request "
+        f"(K = {speedup['segments']}, N = {speedup['candidates']:,} candidates, L = {speedup['history']} "
+        f"events, p50 wall clock; {whose}).",
+        icon=":material/speed:",
+    )
 st.graphviz_chart(STAGES_DOT, width="stretch")
 st.caption(
     "The three stages of MS-LI. Where the latency goes: the cross-encoder (early interaction) runs the "

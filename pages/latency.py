@@ -105,6 +105,13 @@ if not rows:
     st.stop()
 
 meta = state.bench_meta()
+if state.bench_is_bundled():
+    st.info(
+        f"Showing the **bundled sweep**, measured on {meta.get('cpu', 'another machine')} "
+        f"({str(meta.get('started_at', ''))[:10]}), not on this machine: press **Run the sweep** to measure "
+        "here. It is there so that the charts have something real to show in the first minute.",
+        icon=":material/inventory_2:",
+    )
 st.caption(report.sweep_caption(rows, meta))
 
 summary = headline(rows, meta)

@@ -27,6 +27,12 @@ def sample_data_dir() -> Path:
     return Path(os.environ.get("MSLI_SAMPLE_DATA") or BUNDLED_SAMPLE_DIR)
 
 
+def demo_dir() -> Path:
+    """Where the bundled demo models (``models/``) and latency sweep (``bench/``) are read: the sample
+    data folder, or the folder named by ``MSLI_DEMO_DIR`` (an empty one starts the app without them)."""
+    return Path(os.environ.get("MSLI_DEMO_DIR") or sample_data_dir())
+
+
 # ------------------------------------------------------------------------------------------- dataset
 @st.cache_resource(show_spinner="Loading the bundled sample data…")
 def _bundled_sample(path: str):  # shared read-only by all sessions (InteractionData is frozen)
@@ -76,7 +82,17 @@ def for_dataset(name: str, build):
 
 # -------------------------------------------------------------------------------- trained models
 def models() -> dict[str, TrainedModel]:
-    return st.session_state.setdefault("lab_models", {})
+    """This session's models; a new session starts with the bundled demo models when its dataset is
+    the bundled sample (``sample_data/models/``), so Explain and Train have something on first load."""
+    if "lab_models" not in st.session_state:
+        demo = _bundled_models(str(demo_dir()), str(sample_data_dir()))
+        st.session_state["lab_models"] = {m.name: m for m in demo}
+    return st.session_state["lab_models"]
+
+
+@st.cache_resource(show_spinner="Loading the bundled demo models…")
+def _bundled_models(demo: str, sample: str) -> list[TrainedModel]:  # shared read-only (never trained)
+    return trained.bundled_models(demo, _bundled_sample(sample))
 
 
 def usable_models() -> dict[str, TrainedModel]:
@@ -124,11 +140,31 @@ def quality_latency_points(usable: dict[str, TrainedModel]) -> list[dict]:
 
 # ------------------------------------------------------------------------------------- latency sweeps
 def bench_rows() -> list[dict]:
-    return st.session_state.setdefault("lab_bench_rows", [])
+    """The last sweep of this session, else the bundled sweep (``bench_is_bundled()`` says which)."""
+    rows = st.session_state.get("lab_bench_rows")
+    if rows:
+        return rows
+    bundled = _bundled_sweep(str(demo_dir()))
+    return bundled[0] if bundled else []
 
 
 def bench_meta() -> dict:
-    return st.session_state.get("lab_bench_meta", {})
+    if st.session_state.get("lab_bench_rows"):
+        return st.session_state.get("lab_bench_meta", {})
+    bundled = _bundled_sweep(str(demo_dir()))
+    return bundled[1] if bundled else {}
+
+
+def bench_is_bundled() -> bool:
+    """True while the rows shown are the bundled sweep (measured on another machine), not this session's."""
+    return not st.session_state.get("lab_bench_rows") and bool(bench_rows())
+
+
+@st.cache_resource(show_spinner=False)
+def _bundled_sweep(path: str):
+    from msli_core.serving.report import bundled_sweep
+
+    return bundled_sweep(path)
 
 
 def set_bench(result) -> None:
@@ -184,6 +220,18 @@ def home_latency_budget(**shape):
 def explainable_models() -> dict[str, TrainedModel]:
     """Usable models whose scores decompose into per-segment contributions (late interaction)."""
     return {name: m for name, m in usable_models().items() if kinds.is_late_interaction(m.loaded.kind)}
+
+
+def test_ranks(model_name: str):
+    """(U+1,) the held-out test item's rank per user under ``model_name`` (NaN: not evaluated), computed
+    once per model and dataset in this session (one batched pass: the Explain page's hit/miss picker)."""
+    from msli_core.explain_view import test_ranks as ranks_of
+
+    store = st.session_state.setdefault("explain_ranks", {})
+    key = (model_name, dataset().fingerprint)
+    if key not in store:
+        store[key] = ranks_of(models()[model_name].loaded, dataset())
+    return store[key]
 
 
 def explanation(model_name: str, user_id: str, top_n: int, stage: str | None) -> dict:

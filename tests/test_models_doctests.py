@@ -16,6 +16,8 @@ MODULES = [
     "msli_core.train",
     "msli_core.explain",
     "msli_core.trained",
+    "msli_core.explain_view",
+    "msli_core.serving.report",
     "msli_core.data.sources",
     "msli_core.jsonable",
     "msli_core.limits",

@@ -146,3 +146,59 @@ def whatif_curve(rows: list[dict], hardware) -> tuple[pd.DataFrame, pd.DataFrame
     ]
     curve = pd.DataFrame({"segments": ks, "predicted_ms": predicted})
     return curve, measured, {"candidates": n, "history": length, "backend": backend}
+
+
+BUNDLED_SWEEP = "bench"  # the bundled latency sweep: sample_data/bench/ (made by `make demo-bench`)
+
+
+def bundled_sweep(sample_dir) -> tuple[list[dict], dict] | None:
+    """The latency sweep shipped beside the sample data (``bench.json`` and ``meta.json`` of an
+    ``msli bench --out``), so the Latency page and Home have measured figures before the user runs one;
+    None when it is absent or unreadable. Its ``meta`` names the machine it was measured on."""
+    import json
+    from pathlib import Path
+
+    folder = Path(sample_dir) / BUNDLED_SWEEP
+    try:
+        rows = json.loads((folder / "bench.json").read_text(encoding="utf-8"))
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(rows, list) or not isinstance(meta, dict):
+        return None
+    return rows, meta
+
+
+def headline_speedup(rows: list[dict]) -> dict | None:
+    """MS-LI against the cross-encoder from a sweep: the largest N (then shortest L) where the
+    cross-encoder was timed, MS-LI's request at its largest K there (its paired calls when it has them).
+    Returns ``{"ratio", "msli_ms", "cross_ms", "segments", "candidates", "history"}`` or None.
+
+    >>> rows = [dict(model="cross-encoder", stage="online", variant=None, backend="torch", segments=1,
+    ...              candidates=1000, history=50, p50_ms=300.0, calls=3),
+    ...         dict(model="msli", stage="online", variant=None, backend="torch", segments=8,
+    ...              candidates=1000, history=50, p50_ms=0.2, calls=50)]
+    >>> headline_speedup(rows)["ratio"]
+    1500.0
+    """
+    import math
+
+    def timed(r: dict) -> bool:
+        p50 = r.get("p50_ms")
+        return isinstance(p50, (int, float)) and math.isfinite(p50) and p50 > 0 and bool(r.get("calls"))
+
+    cross = [r for r in rows if r.get("model") == "cross-encoder" and r.get("stage") == "online" and timed(r)]
+    if not cross:
+        return None
+    best = max(cross, key=lambda r: (r["candidates"], -r["history"]))
+    at = (best["candidates"], best["history"])
+    msli = [r for r in rows if r.get("model") == "msli" and r.get("stage") == "online" and timed(r)
+            and (r["candidates"], r["history"]) == at and r.get("backend") == "torch"
+            and r.get("variant") in (None, "", "paired")]  # fmt: skip
+    if not msli:
+        return None
+    k = max(r["segments"] for r in msli)
+    chosen = sorted((r for r in msli if r["segments"] == k), key=lambda r: r.get("variant") != "paired")[0]
+    msli_ms, cross_ms = chosen["p50_ms"], best["p50_ms"]
+    return {"ratio": cross_ms / msli_ms, "msli_ms": msli_ms, "cross_ms": cross_ms, "segments": k,
+            "candidates": at[0], "history": at[1]}  # fmt: skip
