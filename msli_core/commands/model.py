@@ -86,7 +86,7 @@ def register(subparsers) -> None:
 def train_flag_defaults() -> dict[str, str]:
     """What ``msli train`` uses for each flag left out, as help text: the library's defaults, read from
     :class:`msli_core.train.TrainSettings`, ``msli_core.train.DEFAULTS`` (per model kind) and the model
-    config dataclasses, e.g. ``{"epochs": "20; cross-encoder 10", "lr": "0.004; cross-encoder 0.001"}``.
+    config dataclasses, e.g. ``{"epochs": "20; cross-encoder 8", "lr": "0.004; cross-encoder 0.001"}``.
     Imports torch, so it runs only when the help is printed."""
     from msli_core.models.registry import make_config
     from msli_core.train import DEFAULTS, TrainSettings
