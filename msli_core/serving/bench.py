@@ -727,9 +727,10 @@ class _Runner:
 
     # ---- the teaching sweep: latency against encoder size -----------------------------------------
     def encoder_size_sweep(self) -> None:
-        """Online request latency of full-forward, MS-LI (largest K of the sweep) and two-tower against
-        the encoder's size, at the sweep's largest N and L: measured for ``encoder_sizes``, then the cost
-        model's prediction for ``extrapolate_sizes`` (rows with ``p50_ms`` NaN and ``estimated_ms``,
+        """Online request latency of full-forward, MS-LI (K = 8 if swept, else the largest K) and
+        two-tower against the encoder's size, at the sweep's largest N and L: measured for
+        ``encoder_sizes``, then the cost model's prediction for ``extrapolate_sizes`` (rows with
+        ``p50_ms`` NaN and ``estimated_ms``,
         ``method: "cost model"``). MS-LI and two-tower pay the encoder nearline, off the request path;
         full-forward pays it on every request."""
         import torch
@@ -738,7 +739,8 @@ class _Runner:
         from msli_core.serving.engine import InferenceEngine
 
         s = self.s
-        N, L, K = max(s.candidates), max(s.history), max(s.segments)
+        # K = 8 when the sweep has it (a typical MS-LI), else its largest K
+        N, L, K = max(s.candidates), max(s.history), 8 if 8 in s.segments else max(s.segments)
         catalog = range(1, N + 1)
         for layers, dim in s.encoder_sizes:
             heads = 2 if dim % 2 == 0 else 1
