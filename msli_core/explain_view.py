@@ -265,3 +265,27 @@ def user_label(uid, events: int, rank: float, k: int = 10) -> str:
     if not np.isfinite(rank):
         return base
     return f"{base} · {'hit' if rank < k else 'miss'} (held-out item #{int(rank) + 1})"
+
+
+def picker_users(
+    ranks: np.ndarray, lengths: np.ndarray, hits_only: bool, k: int = 10
+) -> tuple[np.ndarray, int]:
+    """The users the Explain picker lists (internal ids 1..U; only those whose held-out item is in the
+    top k when ``hits_only`` and there is any) and the index of the default one: the longest history
+    among the hits, else the longest (a long history fills the most slots: the richest picture).
+
+    >>> ranks = np.array([np.nan, 3.0, 50.0, 0.0])  # (U+1,): users 1 and 3 are hits
+    >>> lengths = np.array([10, 90, 40])  # (U,) events of users 1..3
+    >>> users, default = picker_users(ranks, lengths, hits_only=False)
+    >>> users.tolist(), int(users[default])
+    ([1, 2, 3], 3)
+    >>> users, default = picker_users(ranks, lengths, hits_only=True)
+    >>> users.tolist(), int(users[default])
+    ([1, 3], 3)
+    """
+    users = np.arange(1, len(lengths) + 1)
+    hits = ranks[1:] < k
+    if hits_only and hits.any():
+        users = users[hits]
+    hit = ranks[users] < k
+    return users, int(np.argmax(lengths[users - 1] + (1 << 30) * hit))

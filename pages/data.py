@@ -10,7 +10,7 @@ import streamlit as st
 from msli_core import viz
 from msli_core.data import sources
 from msli_core.errors import MsliError
-from pages import state, widgets
+from pages import forms, state, widgets
 
 SOURCES = ("Bundled sample", "Generate synthetic", "Upload files", "Local path", "Download MovieLens")
 
@@ -24,28 +24,7 @@ st.markdown(
 
 source = st.radio("Where the data comes from", SOURCES, horizontal=True, key="data_source")
 
-with st.expander("Optional filters and column mapping"):
-    f1, f2 = st.columns(2)
-    min_rating = f1.number_input(
-        "Keep only ratings ≥", min_value=0.0, max_value=10.0, value=None, step=0.5, key="data_min_rating",
-        help="Empty: every rating counts as an interaction (the protocol's default).",
-    )  # fmt: skip
-    k_core = f2.number_input(
-        "k-core (every user and item keeps ≥ k events)", min_value=0, max_value=100, value=0, step=1,
-        key="data_k_core", help="0 or 1: no k-core filter.",
-    )  # fmt: skip
-    st.caption(
-        "Column mapping, only for a plain interactions CSV/TSV/Parquet (MovieLens layouts are detected "
-        "by themselves): the names of the columns holding each field."
-    )
-    m1, m2, m3, m4 = st.columns(4)
-    column_names = {
-        "user": m1.text_input("user column", key="data_col_user"),
-        "item": m2.text_input("item column", key="data_col_item"),
-        "timestamp": m3.text_input("timestamp column", key="data_col_timestamp"),
-        "rating": m4.text_input("rating column (optional)", key="data_col_rating"),
-    }
-column_map = {field: name.strip() for field, name in column_names.items() if name.strip()} or None
+min_rating, k_core, column_map = forms.data_filters()
 filters, filter_note = sources.filters(min_rating, k_core)
 
 
@@ -94,21 +73,7 @@ try:
             f"least {default.min_events} events each) and noise; the phase behind every event is recorded, "
             "so the Explain page can check its explanations. The same settings and seed give the same data."
         )
-        g = st.columns(5)
-        synth = dict(
-            users=g[0].number_input("Users", 10, 20_000, default.users, step=50, key="data_synth_users"),
-            items=g[1].number_input("Items", 20, 50_000, default.items, step=100, key="data_synth_items"),
-            interactions=g[2].number_input(
-                "Interactions (about)",
-                100,
-                2_000_000,
-                default.interactions,
-                step=5_000,
-                key="data_synth_interactions",
-            ),
-            noise=g[3].slider("Noise share", 0.0, 0.9, default.noise, step=0.05, key="data_synth_noise"),
-            seed=g[4].number_input("Seed", 0, 2**31 - 1, default.seed, key="data_synth_seed"),
-        )
+        synth = forms.synth_settings(default)
         if st.button("Generate and load", key="data_generate", type="primary"):
             bar = widgets.LiveProgress("Generating")
             data, label = sources.generate(synth, filters, progress=bar)

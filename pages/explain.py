@@ -4,12 +4,11 @@ synthetic data, a PCA map of the item table, and one recommendation's score told
 
 from __future__ import annotations
 
-import numpy as np
 import streamlit as st
 
 from msli_core import explain_view, viz
 from msli_core.errors import MsliError
-from pages import state, widgets
+from pages import forms, state, widgets
 
 STAGES = {
     "at the held-out test event (shows the truth)": "test",
@@ -36,33 +35,10 @@ if not candidates:
     st.page_link("pages/train.py", label="Open Train", icon=":material/model_training:")
     st.stop()
 
-lengths = state.for_dataset("user_lengths", lambda d: np.array([len(s) for s in d.sequences[1:]]))
-c1, c2, c3, c4 = st.columns([2, 2, 1, 2])
-model_name = c1.selectbox("Model", list(candidates), key="explain_model")
-if data.n_users <= MAX_USERS_IN_PICKER:
-    ranks = state.test_ranks(model_name)  # (U+1,) the held-out item's rank per user, NaN = not evaluated
-    hits_only = c2.toggle("Only hits (held-out item in the top 10)", key="explain_hits_only")
-    users = np.arange(1, data.n_users + 1)
-    if hits_only and (ranks[1:] < 10).any():
-        users = users[ranks[1:] < 10]
-    # the longest history among the hits by default (else the longest): closed segments lie before the
-    # last L_max events, so a long history fills the most slots and makes the richest picture
-    hit = ranks[users] < 10
-    default = int(np.argmax(lengths[users - 1] + (1 << 30) * hit))
-    uid = c2.selectbox(
-        "User (type to search)",
-        users.tolist(),
-        index=default,
-        key="explain_user",
-        format_func=lambda u: explain_view.user_label(data.user_ids[u], lengths[u - 1], ranks[u]),
-    )
-    user_id = data.user_ids[uid]
-else:
-    user_id = c2.text_input(
-        "User id (as written in the data file)", value=str(data.user_ids[1]), key="explain_user"
-    )
-top_n = c3.slider("Top n", 3, 20, 10, key="explain_top_n")
-stage = STAGES[c4.radio("Recommend", list(STAGES), key="explain_stage")]
+model_name, user_id, top_n, stage_label = forms.explain_picker(
+    data, list(candidates), list(STAGES), MAX_USERS_IN_PICKER
+)
+stage = STAGES[stage_label]
 
 try:
     ex = state.explanation(model_name, user_id, top_n, stage)

@@ -7,11 +7,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from msli_core import kinds, viz
+from msli_core import viz
 from msli_core.errors import MsliError
 from msli_core.serving import report
 from msli_core.serving.bench import headline
-from pages import state, widgets
+from pages import forms, state, widgets
 
 st.title("Latency")
 st.markdown(
@@ -19,77 +19,18 @@ st.markdown(
     "on the wall clock; each figure is the median over the passes, thread counts fixed and recorded. The "
     "ladder: **full-forward** runs the encoder over the whole history on every request (what MS-LI "
     "avoids), **MS-LI** scores K cached segment vectors, the **two-tower** model one cached vector, and "
-    "the **cross-encoder** a transformer pass per candidate. Latency does not depend on the "
-    "weights, so the sweep builds fresh models of the chosen shapes (use the width and depth of a trained "
+    "the **cross-encoder** a transformer pass per candidate. Latency hardly depends on the weights "
+    "(only through how many candidates the online bound prunes), so the sweep builds fresh models of "
+    "the chosen shapes (use the width and depth of a trained "
     "model to place it on the Train page's quality-vs-latency chart). The cross-encoder runs in the same "
     "sweep, at the same N, L, width and depth, capped by its own time budget."
 )
 
-with st.form("latency_form"):
-    c1, c2, c3 = st.columns(3)
-    segments = c1.multiselect("Segments K", [1, 2, 4, 8, 16, 32], default=[1, 4, 16], key="latency_segments")
-    candidates = c1.multiselect(
-        "Candidates N", [100, 1_000, 10_000, 100_000], default=[1_000, 10_000], key="latency_candidates"
-    )
-    history = c2.multiselect("History length L", [50, 200], default=[50], key="latency_history")
-    backends = c2.multiselect(
-        "Backends", ["torch", "onnxruntime"], default=["torch", "onnxruntime"], key="latency_backends"
-    )
-    w1, w2 = c2.columns(2)
-    dim = w1.select_slider("Width d", [16, 32, 64, 128, 256], value=64, key="latency_dim")
-    layers = w2.select_slider("Depth", [1, 2, 4, 8], value=2, key="latency_layers")
-    models = c3.multiselect(
-        "Models",
-        list(kinds.LADDER),
-        default=list(kinds.LADDER),
-        key="latency_models",
-    )
-    request_candidates = c1.multiselect(
-        "Per-request candidate lists M (fresh random ids, where M < N)",
-        [1_000, 10_000],
-        default=[1_000],
-        key="latency_request_candidates",
-    )
-    budget = c3.select_slider(
-        "Time budget per point (s)", [0.02, 0.05, 0.1, 0.2, 0.5], value=0.05, key="latency_budget"
-    )
-    cross_budget = c3.select_slider(
-        "Cross-encoder budget per point (s)", [0.2, 0.5, 1.0, 2.0, 5.0], value=2.0, key="latency_cross_budget"
-    )
-    passes = c3.select_slider(
-        "Passes (each figure is their median)", [1, 2, 3, 4, 5], value=3, key="latency_passes"
-    )
-    calibrate = st.checkbox(
-        "Also calibrate the cost model on this machine (a few seconds; the What-if page then uses it)",
-        value=True,
-        key="latency_calibrate",
-    )
-    run = st.form_submit_button("Run the sweep", type="primary")
-
-empty = [name for name, chosen in (("segment count", segments), ("candidate count", candidates),
-                                   ("history length", history), ("backend", backends), ("model", models))
-         if not chosen]  # fmt: skip
-if run and empty:
-    st.error(f"Choose at least one {', one '.join(empty)} for the sweep.", icon=":material/error:")
-elif run:
-    from msli_core.serving.bench import BenchSettings, run_bench
+settings = forms.latency_sweep_form()
+if settings is not None:
+    from msli_core.serving.bench import run_bench
 
     try:
-        settings = BenchSettings(
-            segments=tuple(sorted(segments)),
-            candidates=tuple(sorted(candidates)),
-            history=tuple(sorted(history)),
-            request_candidates=tuple(sorted(request_candidates)),
-            encoder_sizes=((1, 32), (2, 64), (4, 128)),  # measured; the larger ones from the cost model
-            backends=tuple(backends),
-            models=tuple(models),
-            budget_s=float(budget),
-            cross_budget_s=float(cross_budget),
-            passes=int(passes),
-            dim=int(dim),
-            layers=int(layers),
-            calibrate=calibrate,
-        )
         live = widgets.LiveProgress("Measuring")
         result = run_bench(settings, progress=live)
     except MsliError as err:

@@ -1,0 +1,167 @@
+"""Forms of the pages that are long lists of widgets: each returns what the page's one core call needs
+(or None until it is submitted), so the page itself reads widgets → call → render."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from msli_core import kinds
+from pages import state
+
+
+def latency_sweep_form():
+    """The Latency page's sweep form: a ``BenchSettings`` when submitted with every list filled, else
+    None (an empty list is an error sentence on the page)."""
+    from msli_core.serving.bench import BenchSettings
+
+    with st.form("latency_form"):
+        c1, c2, c3 = st.columns(3)
+        segments = c1.multiselect(
+            "Segments K", [1, 2, 4, 8, 16, 32], default=[1, 4, 16], key="latency_segments"
+        )
+        candidates = c1.multiselect(
+            "Candidates N", [100, 1_000, 10_000, 100_000], default=[1_000, 10_000], key="latency_candidates"
+        )
+        history = c2.multiselect("History length L", [50, 200], default=[50], key="latency_history")
+        backends = c2.multiselect(
+            "Backends", ["torch", "onnxruntime"], default=["torch", "onnxruntime"], key="latency_backends"
+        )
+        w1, w2 = c2.columns(2)
+        dim = w1.select_slider("Width d", [16, 32, 64, 128, 256], value=64, key="latency_dim")
+        layers = w2.select_slider("Depth", [1, 2, 4, 8], value=2, key="latency_layers")
+        models = c3.multiselect(
+            "Models",
+            list(kinds.LADDER),
+            default=list(kinds.LADDER),
+            key="latency_models",
+        )
+        request_candidates = c1.multiselect(
+            "Per-request candidate lists M (fresh random ids, where M < N)",
+            [1_000, 10_000],
+            default=[1_000],
+            key="latency_request_candidates",
+        )
+        budget = c3.select_slider(
+            "Time budget per point (s)", [0.02, 0.05, 0.1, 0.2, 0.5], value=0.05, key="latency_budget"
+        )
+        cross_budget = c3.select_slider(
+            "Cross-encoder budget per point (s)",
+            [0.2, 0.5, 1.0, 2.0, 5.0],
+            value=2.0,
+            key="latency_cross_budget",
+        )
+        passes = c3.select_slider(
+            "Passes (each figure is their median)", [1, 2, 3, 4, 5], value=3, key="latency_passes"
+        )
+        calibrate = st.checkbox(
+            "Also calibrate the cost model on this machine (a few seconds; the What-if page then uses it)",
+            value=True,
+            key="latency_calibrate",
+        )
+        run = st.form_submit_button("Run the sweep", type="primary")
+
+    empty = [name for name, chosen in (("segment count", segments), ("candidate count", candidates),
+                                       ("history length", history), ("backend", backends), ("model", models))
+             if not chosen]  # fmt: skip
+    if not run:
+        return None
+    if empty:
+        st.error(f"Choose at least one {', one '.join(empty)} for the sweep.", icon=":material/error:")
+        return None
+    return BenchSettings(
+        segments=tuple(sorted(segments)),
+        candidates=tuple(sorted(candidates)),
+        history=tuple(sorted(history)),
+        request_candidates=tuple(sorted(request_candidates)),
+        encoder_sizes=((1, 32), (2, 64), (4, 128)),  # measured; the larger ones from the cost model
+        backends=tuple(backends),
+        models=tuple(models),
+        budget_s=float(budget),
+        cross_budget_s=float(cross_budget),
+        passes=int(passes),
+        dim=int(dim),
+        layers=int(layers),
+        calibrate=calibrate,
+    )
+
+
+def data_filters() -> tuple:
+    """The Data page's optional filters and column mapping: ``(min_rating, k_core, column_map)``, the
+    column map None when no name is typed (MovieLens layouts are detected by themselves)."""
+    with st.expander("Optional filters and column mapping"):
+        f1, f2 = st.columns(2)
+        min_rating = f1.number_input(
+            "Keep only ratings ≥", min_value=0.0, max_value=10.0, value=None, step=0.5, key="data_min_rating",
+            help="Empty: every rating counts as an interaction (the protocol's default).",
+        )  # fmt: skip
+        k_core = f2.number_input(
+            "k-core (every user and item keeps ≥ k events)", min_value=0, max_value=100, value=0, step=1,
+            key="data_k_core", help="0 or 1: no k-core filter.",
+        )  # fmt: skip
+        st.caption(
+            "Column mapping, only for a plain interactions CSV/TSV/Parquet (MovieLens layouts are detected "
+            "by themselves): the names of the columns holding each field."
+        )
+        m1, m2, m3, m4 = st.columns(4)
+        column_names = {
+            "user": m1.text_input("user column", key="data_col_user"),
+            "item": m2.text_input("item column", key="data_col_item"),
+            "timestamp": m3.text_input("timestamp column", key="data_col_timestamp"),
+            "rating": m4.text_input("rating column (optional)", key="data_col_rating"),
+        }
+    column_map = {field: name.strip() for field, name in column_names.items() if name.strip()} or None
+    column_map = {field: name.strip() for field, name in column_names.items() if name.strip()} or None
+    return min_rating, k_core, column_map
+
+
+def synth_settings(default) -> dict:
+    """The generator's five settings (users, items, interactions, noise, seed), from ``default`` (a
+    ``SynthConfig``: the bundled sample's)."""
+    g = st.columns(5)
+    synth = dict(
+        users=g[0].number_input("Users", 10, 20_000, default.users, step=50, key="data_synth_users"),
+        items=g[1].number_input("Items", 20, 50_000, default.items, step=100, key="data_synth_items"),
+        interactions=g[2].number_input(
+            "Interactions (about)",
+            100,
+            2_000_000,
+            default.interactions,
+            step=5_000,
+            key="data_synth_interactions",
+        ),
+        noise=g[3].slider("Noise share", 0.0, 0.9, default.noise, step=0.05, key="data_synth_noise"),
+        seed=g[4].number_input("Seed", 0, 2**31 - 1, default.seed, key="data_synth_seed"),
+    )
+    return synth
+
+
+def explain_picker(data, model_names: list[str], stages: list[str], max_users: int) -> tuple:
+    """The Explain page's choices: ``(model name, user id, top n, stage label)``. With at most
+    ``max_users`` users the user is picked from a list that shows each one's hit or miss (optionally
+    hits only; the longest-history hit first), else typed."""
+    import numpy as np
+
+    from msli_core import explain_view
+
+    c1, c2, c3, c4 = st.columns([2, 2, 1, 2])
+    model_name = c1.selectbox("Model", model_names, key="explain_model")
+    if data.n_users <= max_users:
+        lengths = state.for_dataset("user_lengths", lambda d: np.array([len(s) for s in d.sequences[1:]]))
+        ranks = state.test_ranks(model_name)  # (U+1,) the held-out item's rank per user, NaN = none
+        hits_only = c2.toggle("Only hits (held-out item in the top 10)", key="explain_hits_only")
+        users, default = explain_view.picker_users(ranks, lengths, hits_only)
+        uid = c2.selectbox(
+            "User (type to search)",
+            users.tolist(),
+            index=default,
+            key="explain_user",
+            format_func=lambda u: explain_view.user_label(data.user_ids[u], lengths[u - 1], ranks[u]),
+        )
+        user_id = data.user_ids[uid]
+    else:
+        user_id = c2.text_input(
+            "User id (as written in the data file)", value=str(data.user_ids[1]), key="explain_user"
+        )
+    top_n = c3.slider("Top n", 3, 20, 10, key="explain_top_n")
+    stage_label = c4.radio("Recommend", stages, key="explain_stage")
+    return model_name, user_id, top_n, stage_label
