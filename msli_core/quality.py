@@ -35,7 +35,7 @@ def quality_table(
 
     from msli_core.data.dataset import leave_one_out
     from msli_core.explain import explanation_accuracy
-    from msli_core.train import train
+    from msli_core.train import TrainSettings, train
 
     split = leave_one_out(data)
     plan: list[tuple[str, str, dict]] = [("popularity", "popularity", {}), ("item-kNN", "item-knn", {})]
@@ -52,9 +52,8 @@ def quality_table(
         if kind == "cross-encoder":
             cascade = models.get(4) or (next(iter(models.values())) if models else None)
         inner = _relabel(progress, label, n, len(plan)) if progress else None
-        result = train(
-            data, kind, epochs=epochs, seed=seed, split=split, cascade_from=cascade, progress=inner, **config
-        )
+        settings = TrainSettings.for_kind(kind, epochs=epochs, seed=seed)
+        result = train(data, kind, settings, config, split=split, cascade_from=cascade, progress=inner)
         row = {
             "label": label,
             "model": kind,

@@ -68,8 +68,31 @@ class TrainSettings:
     valid_users: int | None = None  # validate on the first this-many evaluated users (None = all)
     valid_cascade_top: int = 50  # cross-encoder validation: re-rank this many (cheaper than the test)
 
+    @classmethod
+    def for_kind(cls, kind: str, **overrides) -> TrainSettings:
+        """The settings ``train`` uses for ``kind``: the field defaults, then ``DEFAULTS[kind]``, then
+        ``overrides``; an override of None keeps the default (so a CLI flag left out can pass None).
+
+        >>> s = TrainSettings.for_kind("cross-encoder", epochs=3, lr=None, seed=7)
+        >>> s.epochs, s.lr, s.seed, TrainSettings.for_kind("msli").lr
+        (3, 0.001, 7, 0.004)
+        """
+        if kind not in KINDS:
+            raise MsliError(f"Unknown model kind {kind!r}; choose one of {', '.join(KINDS)}.")
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return cls(**{**DEFAULTS[kind], **given})
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def check(self) -> None:
+        """Refuse values training cannot use, with one sentence naming the flag."""
+        if self.epochs < 0 or (self.batch_size or 1) < 1 or not (math.isfinite(self.lr) and self.lr > 0):
+            raise MsliError(
+                "--epochs must be >= 0, and the batch size and learning rate positive and finite."
+            )
+        if not math.isfinite(self.weight_decay) or self.weight_decay < 0:
+            raise MsliError("--weight-decay must be a finite number >= 0.")
 
 
 DEFAULTS: dict[str, dict] = {
@@ -185,7 +208,7 @@ class RowBatch:
     targets: Tensor  # (B, T) int64 next item of each position, 0 = no target
     closed_items: Tensor | None  # (B, Gc, S) the closed segments any position of the row needs
     closed_index: Tensor | None  # (B, G, K-1) row of closed_items in slot k of group g (-1 = empty)
-    group_position: Tensor | None  # (B, T) flat g·M + p of each position in its group (G·M = none)
+    group_position: Tensor | None  # (B, T) flat g·M + place of each position on the (G, M) grid (G·M = none)
     groups: int = 1  # G, distinct closed-slot sets a row spans
     group_len: int = 1  # M, the most positions one group holds
 
@@ -206,9 +229,32 @@ def row_batch(
     Position p of a row holds history event ``t = r0 + p`` and predicts ``t + 1``; its open vector is
     the encoder state over the row's events ``r0..t`` (exactly the inference window when
     ``t - r0 + 1 = min(t + 1, L_max)``: the whole row for a user with at most ``L_max + 1`` events, and
-    the last position of every row). Its closed slots are the ones inference picks for a window that
-    starts at ``r0`` (:func:`~msli_core.models.segmenter.newest_closed`). Positions that share their
-    closed slots form a group ``g``; ``closed_index[b, g, s]`` says which encoded segment fills slot s.
+    the last position of every row). Its closed slots are the K-1 segments up to its *newest closed*
+    one (``closed="recent"``: the segment before the one holding t; otherwise the one inference picks
+    for a window that starts at ``r0``, :func:`~msli_core.models.segmenter.newest_closed`, the same for
+    the whole row).
+
+    Positions with the same newest closed segment share their closed slots and form a *group*; group g
+    of a row is the positions whose newest closed segment is ``c0 + g`` (``c0``: the row's first
+    position's). Each segment the row's groups need is stored once, in ``closed_items``, oldest
+    first from segment ``c0 - (K-2)``, so slot s (oldest first) of group g is row ``g + s``. The loss
+    lays the positions out on a (G, M) grid, group × place in the group, and ``group_position`` is each
+    position's flat index ``g·M + place`` into it (``G·M`` for a padded position).
+
+    Items 1..9 at events 0..8, segments of 2 events (0-1, 2-3, 4-5, 6-7, 8), K = 3, one row of events
+    3..8: positions p = 0..4 (events 3..7) have newest closed segments 0, 1, 1, 2, 2, so c0 = 0, G = 3
+    groups of at most M = 2 positions, and ``closed_items`` holds segments -1 (none), 0, 1, 2:
+
+    >>> b = row_batch([np.arange(1, 10)], [np.arange(9.0)], [(3, 9)], segments=3, segment_len=2,
+    ...               segmenter="fixed", session_gap=1.0, closed="recent")
+    >>> b.window.tolist(), b.targets.tolist()
+    ([[4, 5, 6, 7, 8]], [[5, 6, 7, 8, 9]])
+    >>> b.closed_items.tolist()
+    [[[0, 0], [1, 2], [3, 4], [5, 6]]]
+    >>> b.closed_index.tolist()  # group 0's older slot would be segment -1: empty
+    [[[-1, 1], [1, 2], [2, 3]]]
+    >>> b.group_position.tolist(), b.groups, b.group_len  # (g, place): (0,0) (1,0) (1,1) (2,0) (2,1)
+    ([[0, 2, 3, 4, 5]], 3, 2)
     """
     K, S = segments, segment_len
     B = len(ranges)
@@ -220,35 +266,42 @@ def row_batch(
         targets[b, : r1 - r0 - 1] = seq[r0 + 1 : r1]
     if K == 1:
         return RowBatch(torch.as_tensor(window), torch.as_tensor(targets), None, None, None)
-    per_row = []
+
+    # per row b (T_b = r1 - r0 - 1 positions): its segments, each position's group and place in it
+    rows = []
     for seq, ts, (r0, r1) in zip(sequences, stamps, ranges, strict=True):
         bounds = segment_bounds(len(seq), S, segmenter=segmenter, timestamps=ts, session_gap=session_gap)
-        t = np.arange(r0, r1 - 1)  # history end of each position
+        t = np.arange(r0, r1 - 1)  # (T_b,) history end of each position
         if closed == "recent":  # the segment before the one holding event t
-            seg_of = np.repeat(np.arange(len(bounds)), bounds[:, 1] - bounds[:, 0])  # (n,)
-            newest = seg_of[t] - 1
+            segment_of_event = np.repeat(np.arange(len(bounds)), bounds[:, 1] - bounds[:, 0])  # (n,)
+            newest = segment_of_event[t] - 1  # (T_b,) non-decreasing, steps of 0 or 1
         else:  # one window start per row: the same closed slots for every position
-            newest = np.full(len(t), newest_closed(bounds, r0, closed))
-        first = np.searchsorted(newest, newest, side="left")  # (T_b,) first position of each group
-        per_row.append((seq, bounds, newest, np.arange(len(t)) - first))
-    G = max(int(c[-1] - c[0]) + 1 for _, _, c, _ in per_row)
-    M = max(int(p.max()) + 1 for _, _, _, p in per_row)
-    Gc = G + K - 2  # closed segments c0-K+2 .. c0+G-1 of a row whose first group's newest is c0
+            newest = np.full(len(t), newest_closed(bounds, r0, closed))  # (T_b,)
+        c0 = int(newest[0])
+        group = newest - c0  # (T_b,) 0, 0, 1, 1, 1, 2, ...
+        group_start = np.searchsorted(newest, newest, side="left")  # (T_b,) first position of its group
+        place = np.arange(len(t)) - group_start  # (T_b,) 0, 1, 0, 1, 2, 0, ...
+        rows.append((seq, bounds, c0, group, place))
+    G = max(int(group[-1]) + 1 for _, _, _, group, _ in rows)  # groups of the row with the most
+    M = max(int(place.max()) + 1 for _, _, _, _, place in rows)  # positions of the largest group
+    Gc = G + K - 2  # segments c0-(K-2) .. c0+G-1: the K-1 slots of each of G consecutive groups
+
     closed_items = np.zeros((B, Gc, S), dtype=np.int64)
     closed_index = np.full((B, G, K - 1), -1, dtype=np.int64)
     group_position = np.full((B, T), G * M, dtype=np.int64)
-    slots = np.arange(K - 1)  # slot s of group g is segment c0 + g - (K-2-s), at row g + s of closed_items
-    for b, (seq, bounds, newest, within) in enumerate(per_row):
-        c0 = int(newest[0])
+    g = np.arange(G)[:, None]  # (G, 1)
+    s = np.arange(K - 1)[None, :]  # (1, K-1) slot, oldest first
+    for b, (seq, bounds, c0, group, place) in enumerate(rows):
+        first_segment = c0 - (K - 2)  # the segment in closed_items[b, 0]
         for c in range(Gc):
-            seg = c0 - K + 2 + c
-            if 0 <= seg < len(bounds):
-                s0, e0 = bounds[seg]
+            segment = first_segment + c
+            if 0 <= segment < len(bounds):
+                s0, e0 = bounds[segment]
                 closed_items[b, c, : e0 - s0] = seq[s0:e0]
-        g = np.arange(G)[:, None]  # (G, 1)
-        present = (c0 + g - (K - 2 - slots) >= 0) & (g <= newest[-1] - c0)  # (G, K-1)
-        closed_index[b] = np.where(present, g + slots, -1)
-        group_position[b, : len(newest)] = (newest - c0) * M + within
+        slot_segment = first_segment + g + s  # (G, K-1) the segment in slot s of group g
+        present = (slot_segment >= 0) & (g <= group[-1])  # (G, K-1) it exists, and so does the group
+        closed_index[b] = np.where(present, g + s, -1)  # g + s = slot_segment - first_segment
+        group_position[b, : len(group)] = group * M + place  # (T_b,) flat index into the (G, M) grid
     return RowBatch(
         torch.as_tensor(window),
         torch.as_tensor(targets),
@@ -448,85 +501,76 @@ def _valid_metrics(model, kind, data, split, first_stage, settings) -> dict:
 def train(
     data,
     kind: str = "msli",
+    settings: TrainSettings | None = None,
+    config: dict | None = None,
     *,
-    epochs: int | None = None,
-    seed: int = 0,
-    lr: float | None = None,
-    batch_size: int | None = None,
-    patience: int | None = None,
-    weight_decay: float | None = None,
     split: LeaveOneOutSplit | None = None,
     progress: ProgressCallback | None = None,
     cascade_from=None,
     evaluate_test: bool = True,
-    settings_overrides: dict | None = None,
-    **config,
 ) -> TrainResult:
-    """Train a model of ``kind`` on ``data`` (InteractionData); ``config`` overrides model settings
-    (``dim=``, ``segments=``, ``aggregation=``, ...). Returns the best model (by validation NDCG@10)
-    with its test metrics. ``cascade_from`` (cross-encoder only): the first stage whose top-M the
-    cross-encoder re-ranks for validation/test when full ranking is over budget (default: item-kNN).
+    """Train a model of ``kind`` on ``data`` (InteractionData); returns the best model (by validation
+    NDCG@10) with its test metrics.
+
+    ``settings``: how to train (epochs, lr, seed, ...), used as given; None means
+    ``TrainSettings.for_kind(kind)``, and ``TrainSettings.for_kind(kind, epochs=..., ...)`` is how to
+    change a few fields and keep the kind's defaults (:data:`DEFAULTS`) for the rest. ``config``: model
+    settings over the kind's defaults (``dim=``, ``segments=``, ``aggregation=``, ...; the cross-encoder
+    starts from :data:`CROSS_ENCODER_CONFIG`). ``split``: the leave-one-out split (default: computed from
+    ``data``). ``cascade_from`` (cross-encoder only): the first stage whose top-M the cross-encoder
+    re-ranks for validation/test when full ranking is over budget (default: item-kNN).
+    ``evaluate_test=False`` skips the test evaluation (``metrics`` is then empty).
     """
     if kind not in KINDS:
         raise MsliError(f"Unknown model kind {kind!r}; choose one of {', '.join(KINDS)}.")
-    overrides = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "patience": patience}
-    overrides["weight_decay"] = weight_decay
-    overrides.update(settings_overrides or {})
-    settings = TrainSettings(**{**DEFAULTS[kind], **{k: v for k, v in overrides.items() if v is not None}})
-    settings.seed = seed
-    if (
-        settings.epochs < 0
-        or (settings.batch_size or 1) < 1
-        or not (math.isfinite(settings.lr) and settings.lr > 0)
-    ):
-        raise MsliError("--epochs must be >= 0, and the batch size and learning rate positive and finite.")
-    if not math.isfinite(settings.weight_decay) or settings.weight_decay < 0:
-        raise MsliError("--weight-decay must be a finite number >= 0.")
+    if settings is None:
+        settings = TrainSettings.for_kind(kind)
+    settings.check()
     progress = progress or no_progress
-    rng = seed_everything(seed)
+    rng = seed_everything(settings.seed)
     split = split or leave_one_out(data)
     start = time.perf_counter()
-    if kind == "cross-encoder":
-        config = {**CROSS_ENCODER_CONFIG, **config}
+    config = {**(CROSS_ENCODER_CONFIG if kind == "cross-encoder" else {}), **(config or {})}
     model = build_model(kind, data=data, **config)
-    history: list[dict] = []
-    best_valid: dict = {}
-    best_epoch = 0
-    epochs_run = 0
     first_stage = None
     if kind in ("popularity", "item-knn"):
         model.fit(split.train_sequences())
         progress(ProgressEvent("train", 1, 1, f"fitted {kind}"))
-        best_valid = evaluate(model, data, split, "valid")
+        fit = _Fit(valid_metrics=evaluate(model, data, split, "valid"))
     else:
         if kind == "cross-encoder":
             first_stage = _cascade_first_stage(cascade_from, data, split)
             _start_from_first_stage_items(model, first_stage)
             if model.config.cooccurrence:
                 model.fit_cooccurrence(split.train_sequences())
-        best_valid, best_epoch, epochs_run = _fit_neural(
-            model, kind, data, split, settings, rng, progress, history, first_stage
+        fit = _fit_neural(
+            model,
+            kind=kind,
+            data=data,
+            split=split,
+            settings=settings,
+            rng=rng,
+            progress=progress,
+            first_stage=first_stage,
         )
     seconds = time.perf_counter() - start
     model.eval()
-    if evaluate_test:
-        if kind == "cross-encoder":
-            test = evaluate(
-                model, data, split, "test", cascade_from=first_stage, cascade_top=settings.cascade_top
-            )
-        else:
-            test = evaluate(model, data, split, "test")
-    else:
-        test = {}
+    test = {}
+    if evaluate_test and kind == "cross-encoder":
+        test = evaluate(
+            model, data, split, "test", cascade_from=first_stage, cascade_top=settings.cascade_top
+        )
+    elif evaluate_test:
+        test = evaluate(model, data, split, "test")
     return TrainResult(
         model=model,
         kind=kind,
         metrics=test,
-        valid_metrics=best_valid,
-        history=history,
+        valid_metrics=fit.valid_metrics,
+        history=fit.history,
         seconds=round(seconds, 3),
-        epochs=epochs_run,
-        best_epoch=best_epoch,
+        epochs=fit.epochs,
+        best_epoch=fit.best_epoch,
         parameters=count_parameters(model),
         settings=settings.to_dict(),
         config=model.config.to_dict(),
@@ -622,13 +666,59 @@ def _late_interaction_step(model, split, chunk, settings, rng, log_freq) -> floa
     return total
 
 
-def _fit_neural(model, kind, data, split, settings, rng, progress, history, first_stage):
+@dataclass
+class _Fit:
+    """What fitting gives back: the best epoch's validation metrics, that epoch (0 = none, or a re-ranker's
+    first stage alone), the epochs run, and one history row per epoch (see :func:`_history_row`)."""
+
+    valid_metrics: dict
+    best_epoch: int = 0
+    epochs: int = 0
+    history: list[dict] = field(default_factory=list)
+
+
+def _history_row(epoch: int, loss: float, seconds: float, valid: dict) -> dict:
+    """One epoch of ``TrainResult.history``: epoch, mean training loss, seconds since fitting began, and
+    the validation metrics as ``valid_<name>``."""
+    row = {"epoch": epoch, "loss": loss, "seconds": seconds}
+    row.update({f"valid_{k}": v for k, v in valid.items() if isinstance(v, float)})
+    return row
+
+
+def _optimizer(model, kind: str, settings: TrainSettings) -> torch.optim.AdamW:
+    """AdamW over every parameter; a cross-encoder's output head in its own group at ``head_lr_scale``
+    × the learning rate (each group's ``scale`` multiplies the scheduled rate)."""
     head = list(model.head.parameters()) if kind == "cross-encoder" else []
     rest = [p for p in model.parameters() if all(p is not h for h in head)]
     groups = [{"params": rest, "scale": 1.0}] + (
         [{"params": head, "scale": settings.head_lr_scale}] if head else []
     )
-    optimizer = torch.optim.AdamW(groups, lr=settings.lr, weight_decay=settings.weight_decay)
+    return torch.optim.AdamW(groups, lr=settings.lr, weight_decay=settings.weight_decay)
+
+
+def _log_item_frequencies(data, split) -> Tensor:
+    """(N+1,) log of each item's share of the training events (padding and unseen items count 0.5):
+    the sampling distribution of sampled softmax."""
+    counts = np.bincount(np.concatenate(split.train_sequences()), minlength=data.n_items + 1).astype(float)
+    counts[0] = 0
+    return torch.as_tensor(np.log(np.maximum(counts, 0.5) / counts.sum()), dtype=torch.float32)
+
+
+def _fit_neural(
+    model,
+    *,
+    kind: str,
+    data,
+    split: LeaveOneOutSplit,
+    settings: TrainSettings,
+    rng: np.random.Generator,
+    progress: ProgressCallback,
+    first_stage: nn.Module | None,
+) -> _Fit:
+    """Fit a neural model in place (AdamW, linear warm-up over the first epoch, gradient clipping at 1),
+    validate after every epoch, stop after ``patience`` epochs without a better validation NDCG@10, and
+    restore the best epoch's weights."""
+    optimizer = _optimizer(model, kind, settings)
     train_users = np.array([u for u in range(1, data.n_users + 1) if len(split.train_sequence(u)) >= 2])
     if len(train_users) == 0:
         raise MsliError(f"{data.source} has no user with 2 or more training events; use a larger dataset.")
@@ -638,13 +728,8 @@ def _fit_neural(model, kind, data, split, settings, rng, progress, history, firs
     else:
         steps_per_epoch = int(np.ceil(len(train_users) / (settings.batch_size or 16)))
     total = max(1, settings.epochs * steps_per_epoch)
-    log_freq = None
-    if late and data.n_items > SAMPLED_SOFTMAX_ABOVE:
-        counts = np.bincount(np.concatenate(split.train_sequences()), minlength=data.n_items + 1).astype(
-            float
-        )
-        counts[0] = 0
-        log_freq = torch.as_tensor(np.log(np.maximum(counts, 0.5) / counts.sum()), dtype=torch.float32)
+    log_freq = _log_item_frequencies(data, split) if late and data.n_items > SAMPLED_SOFTMAX_ABOVE else None
+    history: list[dict] = []
     best = (-1.0, 0, None, {})  # (valid NDCG@10, epoch, state, metrics)
     fit_start = time.perf_counter()
     if kind == "cross-encoder" and first_stage is not None and model.config.residual and settings.epochs:
@@ -654,8 +739,7 @@ def _fit_neural(model, kind, data, split, settings, rng, progress, history, firs
         model.eval()
         valid = _valid_metrics(model, kind, data, split, first_stage, settings)
         best = (valid["NDCG@10"], 0, copy.deepcopy(model.state_dict()), valid)
-        history.append({"epoch": 0, "loss": float("nan"), "seconds": time.perf_counter() - fit_start,
-                        **{f"valid_{k}": v for k, v in valid.items() if isinstance(v, float)}})  # fmt: skip
+        history.append(_history_row(0, float("nan"), time.perf_counter() - fit_start, valid))
     step = 0
     epochs_run = 0
     for epoch in range(1, settings.epochs + 1):
@@ -697,11 +781,9 @@ def _fit_neural(model, kind, data, split, settings, rng, progress, history, firs
         if not all(torch.isfinite(p).all() for p in model.parameters()):
             raise TrainingDiverged(epoch, steps_per_epoch, float("nan"), settings.lr, what="weights")
         valid = _valid_metrics(model, kind, data, split, first_stage, settings)
-        row = {"epoch": epoch, "loss": float(np.mean(losses)), "seconds": time.perf_counter() - fit_start}
-        row.update({f"valid_{k}": v for k, v in valid.items() if isinstance(v, float)})
+        row = _history_row(epoch, float(np.mean(losses)), time.perf_counter() - fit_start, valid)
         history.append(row)
-        improved = valid["NDCG@10"] > best[0]
-        if improved:
+        if valid["NDCG@10"] > best[0]:
             best = (valid["NDCG@10"], epoch, copy.deepcopy(model.state_dict()), valid)
         progress(
             ProgressEvent(
@@ -725,4 +807,4 @@ def _fit_neural(model, kind, data, split, settings, rng, progress, history, firs
         best = (0.0, 0, None, _valid_metrics(model, kind, data, split, first_stage, settings))
     model.eval()
     progress(ProgressEvent("train", total, total, f"done: best epoch {best[1]}", {"epoch": epochs_run}))
-    return best[3], best[1], epochs_run
+    return _Fit(valid_metrics=best[3], best_epoch=best[1], epochs=epochs_run, history=history)

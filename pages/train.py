@@ -79,7 +79,8 @@ elif submitted:
             ),
         )
         try:
-            result = train(data, kind, epochs=int(epochs), seed=int(seed), progress=live, **config)
+            settings = TrainSettings.for_kind(kind, epochs=int(epochs), seed=int(seed))
+            result = train(data, kind, settings, config, progress=live)
         except MsliError as err:  # kept for after the rerun below, which clears this run's output
             st.session_state.setdefault("train_errors", []).append(f"{name}: {err}")
             continue

@@ -70,7 +70,9 @@ def test_training_leaves_the_users_own_sequence_out():
 
 def test_a_fresh_cooccurrence_reranker_keeps_its_first_stage_order(tiny):
     data, split = tiny
-    first = tr.train(data, "two-tower", epochs=1, split=split, dim=16, layers=1).model
+    first = tr.train(
+        data, "two-tower", tr.TrainSettings(epochs=1), {"dim": 16, "layers": 1}, split=split
+    ).model
     fresh = build_model("cross-encoder", data=data, dim=16, layers=1, max_len=8, cooccurrence=True)
     fresh.fit_cooccurrence(split.train_sequences())
     cascade = evaluate(fresh, data, split, "test", cascade_from=first, cascade_top=10)
@@ -81,9 +83,13 @@ def test_a_fresh_cooccurrence_reranker_keeps_its_first_stage_order(tiny):
 
 def test_train_builds_a_fitted_cooccurrence_reranker_that_round_trips(tiny, tmp_path):
     data, split = tiny
-    first = tr.train(data, "two-tower", epochs=1, split=split, dim=16, layers=1).model
-    result = tr.train(data, "cross-encoder", epochs=1, split=split, cascade_from=first, dim=16, layers=1,
-                      settings_overrides={"cascade_top": 10, "valid_cascade_top": 10})  # fmt: skip
+    first = tr.train(
+        data, "two-tower", tr.TrainSettings(epochs=1), {"dim": 16, "layers": 1}, split=split
+    ).model
+    settings = tr.TrainSettings.for_kind("cross-encoder", epochs=1, cascade_top=10, valid_cascade_top=10)
+    result = tr.train(
+        data, "cross-encoder", settings, {"dim": 16, "layers": 1}, split=split, cascade_from=first
+    )
     model = result.model
     assert model.config.cooccurrence and model.config.max_len == tr.CROSS_ENCODER_CONFIG["max_len"]
     assert model.item_counts.sum() == sum(len(s) for s in split.train_sequences())

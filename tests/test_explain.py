@@ -13,14 +13,15 @@ from msli_core.data.dataset import leave_one_out
 from msli_core.errors import MsliError
 from msli_core.explain import dominant_interest, explain, explanation_accuracy
 from msli_core.models.registry import build_model
-from msli_core.train import train
+from msli_core.train import TrainSettings, train
 
 
 @pytest.fixture(scope="module")
 def trained():
     data = make_tiny_dataset(users=30, items=36, events=20)
     # max_len 8: the 20-event histories reach past the window, so the "older" closed slots are filled
-    result = train(data, "msli", epochs=2, dim=16, segments=3, segment_len=6, layers=1, max_len=8)
+    config = {"dim": 16, "segments": 3, "segment_len": 6, "layers": 1, "max_len": 8}
+    result = train(data, "msli", TrainSettings(epochs=2), config)
     return data, result.model
 
 

@@ -242,16 +242,17 @@ def test_non_finite_weights_are_refused(tiny, tmp_path):
 
 
 def test_diverged_training_stops_with_a_sentence_and_returns_nothing(tiny):
-    from msli_core.train import train
+    from msli_core.train import TrainSettings, train
 
     data, split = tiny
+    config = {"dim": 8, "heads": 2, "layers": 1}
     with pytest.raises(
         MsliError, match=r"training diverged at epoch 1, step \d+: loss is (NaN|infinite); lower --lr"
     ):
-        train(data, "msli", epochs=2, lr=1e6, split=split, dim=8, heads=2, layers=1, segments=2)
+        train(data, "msli", TrainSettings(epochs=2, lr=1e6), {**config, "segments": 2}, split=split)
     for lr in (float("nan"), float("inf"), 0.0, -1.0):
         with pytest.raises(MsliError, match="learning rate"):
-            train(data, "msli", epochs=1, lr=lr, split=split, dim=8, heads=2, layers=1)
+            train(data, "msli", TrainSettings(epochs=1, lr=lr), config, split=split)
 
 
 def test_zip_roundtrip_in_memory_and_bad_zips(tiny, tmp_path):

@@ -103,9 +103,9 @@ def test_training_rows_cover_every_target_once():
 
 
 def _tiny_train(data, split, seed, **kw):
-    return tr.train(
-        data, "msli", epochs=2, seed=seed, split=split, dim=16, segments=2, segment_len=6, layers=1, **kw
-    )
+    settings = tr.TrainSettings.for_kind("msli", epochs=2, seed=seed)
+    config = {"dim": 16, "segments": 2, "segment_len": 6, "layers": 1}
+    return tr.train(data, "msli", settings, config, split=split, **kw)
 
 
 def test_same_seed_same_metrics(tiny):
@@ -132,16 +132,8 @@ def test_progress_events_carry_loss_and_validation_metrics(tiny):
 def test_sampled_softmax_path_trains(tiny, monkeypatch):
     data, split = tiny
     monkeypatch.setattr(tr, "SAMPLED_SOFTMAX_ABOVE", 10)
-    result = tr.train(
-        data,
-        "msli",
-        epochs=1,
-        split=split,
-        dim=16,
-        segments=2,
-        layers=1,
-        settings_overrides={"sampled_negatives": 20},
-    )
+    settings = tr.TrainSettings.for_kind("msli", epochs=1, sampled_negatives=20)
+    result = tr.train(data, "msli", settings, {"dim": 16, "segments": 2, "layers": 1}, split=split)
     assert np.isfinite(result.history[0]["loss"]) and result.metrics["users"] == len(split.eval_users)
 
 
@@ -149,7 +141,8 @@ def test_baselines_and_cross_encoder_train(tiny):
     data, split = tiny
     pop = tr.train(data, "popularity", split=split)
     knn = tr.train(data, "item-knn", split=split)
-    cross = tr.train(data, "cross-encoder", epochs=1, split=split, dim=16, layers=1, max_len=8)
+    settings = tr.TrainSettings.for_kind("cross-encoder", epochs=1)
+    cross = tr.train(data, "cross-encoder", settings, {"dim": 16, "layers": 1, "max_len": 8}, split=split)
     for r in (pop, knn, cross):
         assert 0.0 <= r.metrics["NDCG@10"] <= 1.0 and r.metrics["users"] == len(split.eval_users)
     assert cross.metrics["evaluation"] == "full ranking" and cross.epochs == 1
@@ -161,15 +154,17 @@ def test_the_re_ranking_cross_encoder_starts_from_its_first_stage(tiny):
     from msli_core.evaluate import evaluate
 
     data, split = tiny
-    first = tr.train(data, "two-tower", epochs=1, split=split, dim=16, layers=1).model
+    first = tr.train(
+        data, "two-tower", tr.TrainSettings(epochs=1), {"dim": 16, "layers": 1}, split=split
+    ).model
     fresh = build_model("cross-encoder", data=data, dim=16, layers=1, max_len=8)
     cascade = evaluate(fresh, data, split, "test", cascade_from=first, cascade_top=10)
     alone = evaluate(first, data, split, "test")
     assert cascade["NDCG@10"] == pytest.approx(alone["NDCG@10"], abs=1e-12)
     assert cascade["MRR"] == pytest.approx(alone["MRR"], abs=1e-12)
-    trained = tr.train(data, "cross-encoder", epochs=2, split=split, cascade_from=first, dim=16, layers=1,
-                       max_len=8, settings_overrides={"valid_users": None, "valid_cascade_top": 10,
-                                                      "cascade_top": 10})  # fmt: skip
+    settings = tr.TrainSettings.for_kind("cross-encoder", epochs=2, valid_cascade_top=10, cascade_top=10)
+    config = {"dim": 16, "layers": 1, "max_len": 8}
+    trained = tr.train(data, "cross-encoder", settings, config, split=split, cascade_from=first)
     assert trained.history[0]["epoch"] == 0  # the first stage's own validation NDCG@10
     assert trained.valid_metrics["NDCG@10"] >= trained.history[0]["valid_NDCG@10"]
     assert trained.metrics["evaluation"].startswith("cascade")
@@ -177,9 +172,8 @@ def test_the_re_ranking_cross_encoder_starts_from_its_first_stage(tiny):
 
 def test_early_stopping_restores_the_best_epoch(tiny):
     data, split = tiny
-    result = tr.train(
-        data, "msli", epochs=6, patience=1, split=split, dim=16, segments=2, layers=1, lr=0.3
-    )  # a silly learning rate: validation soon stops improving
+    settings = tr.TrainSettings(epochs=6, patience=1, lr=0.3)  # silly lr: validation soon stops improving
+    result = tr.train(data, "msli", settings, {"dim": 16, "segments": 2, "layers": 1}, split=split)
     best = max(h["valid_NDCG@10"] for h in result.history)
     assert result.valid_metrics["NDCG@10"] == best
     assert result.history[result.best_epoch - 1]["valid_NDCG@10"] == best

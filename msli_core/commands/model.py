@@ -305,15 +305,14 @@ def _model_config(args) -> dict:
 def cmd_train(args) -> int:
     from msli_core.cli import print_json
     from msli_core.models.registry import save_model
-    from msli_core.train import train
+    from msli_core.train import TrainSettings, train
 
     config = check_train_args(args)  # before any work: shape, limits and --out
     data = _load_data(args.data)
     check_train_memory(args, config, data.n_items)
     _threads()
-    result = train(
-        data, args.model, epochs=args.epochs, seed=args.seed, lr=args.lr, progress=_progress_bar(), **config
-    )
+    settings = TrainSettings.for_kind(args.model, epochs=args.epochs, seed=args.seed, lr=args.lr)
+    result = train(data, args.model, settings, config, progress=_progress_bar())
     summary = {
         **{k: v for k, v in result.metrics.items() if k != "seconds"},
         "seconds": result.seconds,
