@@ -35,22 +35,37 @@ def no_progress(event: ProgressEvent) -> None:  # noqa: ARG001 - the do-nothing 
     return None
 
 
+class Throttle:
+    """At most one repaint per ``min_interval_s`` seconds, and always the final event (done == total):
+    a renderer (a terminal bar, the app's bar) asks :meth:`due` before it draws."""
+
+    def __init__(self, min_interval_s: float):
+        self.min_interval_s = min_interval_s
+        self._last = 0.0
+
+    def due(self, event: ProgressEvent) -> bool:
+        now = time.monotonic()
+        final = event.total is not None and event.done >= event.total
+        if not final and now - self._last < self.min_interval_s:
+            return False
+        self._last = now
+        return True
+
+
 class TextProgressBar:
     """Renders events as one rewritten line on a terminal (or one line per event elsewhere)."""
 
     def __init__(self, stream: TextIO | None = None, width: int = 30, min_interval_s: float = 0.1):
         self.stream = stream or sys.stderr
         self.width = width
-        self.min_interval_s = min_interval_s
-        self._last = 0.0
+        self.throttle = Throttle(min_interval_s)
         self._tty = hasattr(self.stream, "isatty") and self.stream.isatty()
 
     def __call__(self, event: ProgressEvent) -> None:
-        now = time.monotonic()
-        final = event.total is not None and event.done >= event.total
-        if not final and now - self._last < self.min_interval_s:
+        if not self.throttle.due(event):
             return
-        self._last = now
+        final = event.total is not None and event.done >= event.total
+        now = time.monotonic()
         frac = event.fraction
         if frac is None:
             bar = f"{event.task}: {event.done:g}"

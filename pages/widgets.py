@@ -3,12 +3,11 @@ progress bar with curves, the sidebar, and the widgets whose values survive a vi
 
 from __future__ import annotations
 
-import time
-
 import pandas as pd
 import streamlit as st
 
 from msli_core.errors import MsliError
+from msli_core.progress import Throttle
 from msli_core.viz import HOW_TO_READ
 from pages import state
 
@@ -82,18 +81,14 @@ class LiveProgress:
         self.points: list[list[dict]] = [[] for _ in charts]
         columns = st.columns(len(charts)) if charts else []
         self.slots = [col.empty() for col in columns]
-        self.min_interval_s = min_interval_s
-        self._last = 0.0
+        self.throttle = Throttle(min_interval_s)
 
     def __call__(self, event) -> None:
         for points, (x, y, _title) in zip(self.points, self.charts, strict=True):
             if x in event.metrics and y in event.metrics:
                 points.append({x: event.metrics[x], y: event.metrics[y]})
-        now = time.monotonic()
-        final = event.total is not None and event.done >= event.total
-        if not final and now - self._last < self.min_interval_s:
+        if not self.throttle.due(event):
             return
-        self._last = now
         frac = event.fraction
         self.bar.progress(
             frac if frac is not None else 0.0, text=f"{self.label}: {event.message}".rstrip(": ")

@@ -464,15 +464,14 @@ def stage_phases(shape: ModelShape, backend: str = "torch") -> dict[str, list[Ph
     ``nearline_full`` re-encodes the window and the K-1 closed segments of S events."""
     L, K = shape.history, shape.k
     offline = item_table_phases(shape)
+
+    def per_request_only(online: list[Phase]) -> dict[str, list[Phase]]:
+        """A model with no nearline stage: every request pays ``online`` whole."""
+        return {"offline": offline, "nearline": [], "nearline_full": [], "online": online,
+                "end_to_end": online}  # fmt: skip
+
     if shape.kind == "cross-encoder":
-        online = cross_encoder_phases(shape, backend)
-        return {
-            "offline": offline,
-            "nearline": [],
-            "nearline_full": [],
-            "online": online,
-            "end_to_end": online,
-        }
+        return per_request_only(cross_encoder_phases(shape, backend))
     window = encoder_phases(L, 1, shape, backend, "window", CALLS_OPEN)
     closed = (
         encoder_phases(shape.s, K - 1, shape, backend, "closed segments", CALLS_SEGMENTS) if K > 1 else []
@@ -486,14 +485,7 @@ def stage_phases(shape: ModelShape, backend: str = "torch") -> dict[str, list[Ph
     )
     online = online_phases(shape, backend)
     if shape.kind == "full-forward":  # the encoder over the whole history on every request, then score
-        online = full + online
-        return {
-            "offline": offline,
-            "nearline": [],
-            "nearline_full": [],
-            "online": online,
-            "end_to_end": online,
-        }
+        return per_request_only(full + online)
     return {"offline": offline, "nearline": nearline, "nearline_full": full, "online": online,
             "end_to_end": nearline + online}  # fmt: skip
 

@@ -243,9 +243,6 @@ class InferenceEngine:
         if self.K == 1:
             return []
         window_start = n - min(n, c.max_len)
-        if c.segmenter == "fixed":  # O(K): fixed segments anchored at event 0
-            newest = (n - 1) // S - 1 if c.closed_segments == "recent" else -(-window_start // S) - 1
-            return [(j * S, min(j * S + S, n)) for j in range(max(0, newest - self.K + 2), newest + 1)]
         bounds = segment_bounds(
             n, S, segmenter=c.segmenter, timestamps=np.asarray(state.timestamps), session_gap=c.session_gap
         )

@@ -185,67 +185,65 @@ def serving_ladder(
         ("msli", segments, f"MS-LI K={segments}: cached segments, online scoring only", "solid"),
         ("two-tower", None, "two-tower: one cached vector", "solid"),
     )
-    for model, k, label, dash in lines:
-        part = _filter(shape, model=model, stage="online", backend=backend, segments=k)
-        part = part[_variant(part) == ""].dropna(subset=["p50_ms"])
+
+    def per_n(part: pd.DataFrame, column: str, name: str, hover: str, **style: Any) -> None:
+        """One trace of the median ``column`` per N of ``part`` (nothing when it is empty)."""
+        part = part.dropna(subset=[column])
         if part.empty:
-            continue
-        per_n = part.groupby("candidates", as_index=False)["p50_ms"].median().sort_values("candidates")
+            return
+        line = part.groupby("candidates", as_index=False)[column].median().sort_values("candidates")
         fig.add_trace(
             go.Scatter(
-                x=per_n["candidates"],
-                y=per_n["p50_ms"],
-                mode="lines+markers",
-                name=label,
-                line=dict(color=MODEL_COLORS[model], width=2.5, dash=dash),
-                hovertemplate="N=%{x:,}: %{y:.4g} ms<extra>" + MODEL_LABELS[model] + "</extra>",
+                x=line["candidates"],
+                y=line[column],
+                name=name,
+                hovertemplate="N=%{x:,}: %{y:.4g} ms<extra>" + hover + "</extra>",
+                **style,
             )
         )
+
+    for model, k, label, dash in lines:
+        part = _filter(shape, model=model, stage="online", backend=backend, segments=k)
+        per_n(
+            part[_variant(part) == ""],
+            "p50_ms",
+            label,
+            MODEL_LABELS[model],
+            mode="lines+markers",
+            line=dict(color=MODEL_COLORS[model], width=2.5, dash=dash),
+        )
     cross = _filter(shape, model="cross-encoder", stage="online")
-    if not cross.empty:
-        measured = cross.dropna(subset=["p50_ms"]).groupby("candidates", as_index=False)["p50_ms"].median()
-        if not measured.empty:
-            fig.add_trace(
-                go.Scatter(
-                    x=measured["candidates"],
-                    y=measured["p50_ms"],
-                    mode="lines+markers",
-                    name="cross-encoder: a transformer pass per candidate",
-                    line=dict(color=MODEL_COLORS["cross-encoder"], width=2.5),
-                    hovertemplate="N=%{x:,}: %{y:.4g} ms<extra>cross-encoder</extra>",
-                )
-            )
-        if "estimated_ms" in cross.columns:
-            estimated = cross[cross["p50_ms"].isna()].dropna(subset=["estimated_ms"])
-            if not estimated.empty:
-                fig.add_trace(
-                    go.Scatter(
-                        x=estimated["candidates"],
-                        y=estimated["estimated_ms"],
-                        mode="markers",
-                        marker=dict(symbol="circle-open", size=11, color=MODEL_COLORS["cross-encoder"]),
-                        name="cross-encoder, cost-model estimate (not timed: over the time budget)",
-                        hovertemplate="N=%{x:,}: ~%{y:.4g} ms (estimate)<extra>cross-encoder</extra>",
-                    )
-                )
+    color = MODEL_COLORS["cross-encoder"]
+    per_n(
+        cross,
+        "p50_ms",
+        "cross-encoder: a transformer pass per candidate",
+        "cross-encoder",
+        mode="lines+markers",
+        line=dict(color=color, width=2.5),
+    )
+    if "estimated_ms" in cross.columns:
+        estimate = "cross-encoder, cost-model estimate (not timed: over the time budget)"
+        per_n(
+            cross[cross["p50_ms"].isna()],
+            "estimated_ms",
+            estimate,
+            "cross-encoder estimate",
+            mode="markers",
+            marker=dict(symbol="circle-open", size=11, color=color),
+        )
     floors = _filter(shape, stage="floor", segments=segments)
-    for variant, label, color in (
+    for variant, label, grey in (
         ("compute", "floor: FLOPs / peak GEMM rate", "#555555"),
         ("bandwidth", "floor: item table bytes / bandwidth", "#bbbbbb"),
     ):
-        part = floors[_variant(floors) == variant]
-        if part.empty:
-            continue
-        per_n = part.groupby("candidates", as_index=False)["p50_ms"].median().sort_values("candidates")
-        fig.add_trace(
-            go.Scatter(
-                x=per_n["candidates"],
-                y=per_n["p50_ms"],
-                mode="lines",
-                name=label,
-                line=dict(color=color, dash="dot"),
-                hovertemplate="N=%{x:,}: %{y:.4g} ms<extra>" + variant + " floor</extra>",
-            )
+        per_n(
+            floors[_variant(floors) == variant],
+            "p50_ms",
+            label,
+            variant + " floor",
+            mode="lines",
+            line=dict(color=grey, dash="dot"),
         )
     if not fig.data:
         raise MsliError(f"The sweep has no online rows at L = {history}; include them in the sweep.")
