@@ -334,7 +334,7 @@ def latency_vs_encoder_size(rows: Iterable[Mapping[str, Any]] | pd.DataFrame) ->
         xaxis_type="log",
         yaxis_type="log",
         xaxis_title="encoder weights, 12·layers·d² (log scale)",
-        yaxis_title="online p50, ms (log scale)",
+        yaxis_title="online p50 wall-clock, ms (log scale)",
         height=460,
     )
 
