@@ -9,10 +9,9 @@ import streamlit as st
 from msli_core import kinds, viz
 from msli_core import trained as trained_models
 from msli_core.errors import MsliError
-from msli_core.models.late_interaction import AGGREGATIONS
 from msli_core.models.registry import load_zip
 from msli_core.train import TrainSettings
-from pages import state, widgets
+from pages import forms, state, widgets
 
 st.title("Train")
 st.markdown(
@@ -26,41 +25,7 @@ st.caption(
     f"{data.n_interactions:,} interactions."
 )
 
-with st.form("train_form"):
-    chosen_kinds = st.multiselect(
-        "Models",
-        list(trained_models.KIND_CHOICES),
-        default=["msli", "two-tower", "popularity"],
-        format_func=trained_models.KIND_CHOICES.get,
-        key="train_kinds",
-    )
-    c1, c2, c3 = st.columns(3)
-    segment_counts = c1.multiselect(
-        "Segments K (MS-LI; one model per value)", [2, 4, 8, 16], default=[4], key="train_segments"
-    )
-    aggregation = c1.selectbox(
-        "Aggregation",
-        AGGREGATIONS,
-        key="train_aggregation",
-        help="How the K segment scores combine (docs/design.md §2).",
-    )
-    dim = c2.select_slider("Width d", [8, 16, 32, 64, 128], value=64, key="train_dim")
-    layers = c2.slider("Depth (transformer layers)", 1, 4, 2, key="train_layers")
-    epochs = c3.number_input(
-        "Epochs (at most; early stopping on validation NDCG@10)",
-        1,
-        100,
-        TrainSettings().epochs,
-        key="train_epochs",
-    )
-    seed = c3.number_input("Seed", 0, 2**31 - 1, 0, key="train_seed")
-    submitted = st.form_submit_button("Train", type="primary")
-    st.caption(
-        "Time grows with users × epochs × width × depth. On 2 CPU cores, one epoch over the bundled "
-        "sample (d = 64, 2 layers) takes about 3 s for the two-tower model and 6 s for MS-LI K=4, so the "
-        "default 20 epochs take 1-2 minutes per model (early stopping may end sooner); width 16 and 1 "
-        "layer are several times faster. The cross-encoder is by far the slowest to train and to evaluate."
-    )
+chosen_kinds, segment_counts, aggregation, dim, layers, epochs, seed, submitted = forms.train_form()
 
 if submitted and not chosen_kinds:
     st.error("Choose at least one model to train.", icon=":material/error:")
