@@ -5,6 +5,9 @@ the measured points. Pure pandas over ``bench`` rows and ``costmodel``; nothing 
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import pandas as pd
 
 from msli_core import kinds
@@ -16,7 +19,7 @@ DTYPES = {"float32": 4, "bfloat16 / float16": 2, "int8": 1}
 
 def rows_csv(rows: list[dict]) -> bytes:
     """Bench rows as CSV: the columns of ``msli bench`` first, in its order, then any others."""
-    from msli_core.serving.bench import ROW_KEYS
+    from msli_core.serving.bench_settings import ROW_KEYS
 
     frame = pd.DataFrame(rows)
     columns = [c for c in ROW_KEYS if c in frame.columns] + [c for c in frame.columns if c not in ROW_KEYS]
@@ -202,3 +205,89 @@ def headline_speedup(rows: list[dict]) -> dict | None:
     msli_ms, cross_ms = chosen["p50_ms"], best["p50_ms"]
     return {"ratio": cross_ms / msli_ms, "msli_ms": msli_ms, "cross_ms": cross_ms, "segments": k,
             "candidates": at[0], "history": at[1]}  # fmt: skip
+
+
+# ------------------------------------------------------------------------------ the bench's headline
+
+
+def _ms(value: float) -> str:
+    return f"{value:.3g} ms"
+
+
+def _ratio(a: dict[str, Any], b: dict[str, Any], word: str = "") -> str:
+    return f"{_ms(a['p50_ms'])} vs {_ms(b['p50_ms'])}: {a['p50_ms'] / b['p50_ms']:,.2f}×{word}"
+
+
+def headline(rows: list[dict[str, Any]], meta: dict[str, Any] | None = None) -> dict[str, str]:
+    """The run's key comparisons as ``{label: text}``, each label stating its shapes, from the points
+    this sweep measured (largest N, largest K, shortest L that it has); a comparison whose points are
+    not in the sweep is left out rather than printed as NaN."""
+
+    def pick(**kw: Any) -> dict[str, Any] | None:
+        for r in rows:
+            p50 = r.get("p50_ms")
+            if (
+                all(r.get(k) == v for k, v in kw.items())
+                and p50 is not None
+                and math.isfinite(p50)
+                and p50 > 0
+            ):
+                return r
+        return None
+
+    out: dict[str, str] = {}
+    online = [r for r in rows if r["stage"] == "online" and r["model"] == "msli" and r["backend"] == "torch"]
+    online = [r for r in online if not r.get("variant") and r.get("p50_ms")]
+    li = None
+    if online:
+        N = max(r["candidates"] for r in online)
+        K = max(r["segments"] for r in online if r["candidates"] == N)
+        L = min(r["history"] for r in online if r["candidates"] == N and r["segments"] == K)
+        at = {"segments": K, "candidates": N, "history": L}
+        li = pick(model="msli", stage="online", variant=None, backend="torch", **at)
+        floor = pick(stage="floor", variant="matmul", **at)
+        if li and floor:
+            label = f"MS-LI online K={K} N={N:,} vs bare numpy ({floor['rows']}×d)·(d×N), d={li['dim']}"
+            out[label] = _ratio(li, floor)
+        for r in rows:
+            if (
+                r.get("variant") != "request_candidates"
+                or r["model"] != "msli"
+                or not pick(**at, rows=r["rows"])
+            ):
+                continue
+            fresh = pick(model="msli", variant="request_candidates", rows=r["rows"], **at)
+            cached = pick(model="msli", variant="cached_candidates", rows=r["rows"], **at)
+            if fresh and cached:
+                M = r["rows"]
+                out[f"a fresh list of {M:,} ids of N={N:,} vs a cached {M:,}-item table, K={K}"] = _ratio(
+                    fresh, cached
+                )
+        for model in ("two-tower", "full-forward"):
+            other = pick(model=model, stage="online", variant=None, backend="torch", candidates=N, history=L)
+            if other:
+                out[f"{model} online N={N:,} L={L}"] = _ms(other["p50_ms"])
+    ce = [r for r in rows if r["model"] == "cross-encoder" and r["stage"] == "online" and r.get("calls")]
+    if ce:
+        best = max(ce, key=lambda r: (r["candidates"], -r["history"]))
+        at = {"candidates": best["candidates"], "history": best["history"]}
+        K = max((r["segments"] for r in rows if r["model"] == "msli"), default=None)
+        paired = pick(model="msli", stage="online", variant="paired", segments=K, **at)
+        li = paired or pick(model="msli", stage="online", variant=None, backend="torch", segments=K, **at)
+        if li:
+            label = f"cross-encoder vs MS-LI K={K}, N={at['candidates']:,}, L={at['history']}"
+            out[label] = _ratio(best, li, " slower")
+    near = [r for r in rows if r["stage"] == "nearline" and r["model"] == "msli" and r["backend"] == "torch"]
+    if near:
+        at = {"segments": max(r["segments"] for r in near), "history": max(r["history"] for r in near)}
+        inc = pick(model="msli", stage="nearline", variant="incremental", backend="torch", **at)
+        full = pick(model="msli", stage="nearline", variant="full", backend="torch", **at)
+        if inc and full:
+            label = f"full re-encode vs nearline update, K={at['segments']}, L={at['history']}"
+            out[label] = _ratio(full, inc)
+    memory = (meta or {}).get("served_memory")
+    if memory:
+        grown, table = memory["resident_growth_bytes"] / 2**20, memory["table_bytes"] / 2**20
+        label = f"resident memory of a served N={memory['items']:,} table, d={memory['dim']}"
+        out[label] = f"{grown:.0f} MiB for a {table:.0f} MiB table: {memory['ratio']:.2f}×"
+    return out
