@@ -6,7 +6,6 @@ the teaching sweep against encoder size. :func:`msli_core.serving.bench.run_benc
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -486,43 +485,21 @@ class _Runner:
         Returns ``((wall_ns, cpu_ns), capped, [(wall_ns, cpu_ns) per paired call])``; ``cpu_ns`` is
         None when ``threads`` > 1."""
         s = self.s
-        if estimate * 4 < s.cross_budget_s:
-            call()  # warm-up only when it is cheap
-        for fn in paired:
-            for _ in range(s.warmup):
-                fn()
-        times: list[int] = []
-        cpus: list[int] = []
-        paired_times: list[list[int]] = [[] for _ in paired]
-        paired_cpus: list[list[int]] = [[] for _ in paired]
-        deadline = time.perf_counter_ns() + int(s.cross_budget_s * 1e9)
-        cpu = time.thread_time_ns
-        while len(times) < s.repeats:
-            c0 = cpu()
-            t0 = time.perf_counter_ns()
-            call()
-            t1 = time.perf_counter_ns()
-            cpus.append(cpu() - c0)
-            times.append(t1 - t0)
-            for fn, out, cpu_out in zip(paired, paired_times, paired_cpus, strict=True):
-                fn()  # untimed: re-warms the caches the cross-encoder's call just evicted
-                for _ in range(5):
-                    c2 = cpu()
-                    t2 = time.perf_counter_ns()
-                    fn()
-                    out.append(time.perf_counter_ns() - t2)
-                    cpu_out.append(cpu() - c2)
-            if t1 >= deadline:
-                break
-        capped = len(times) < s.repeats
+        cheap = estimate * 4 < s.cross_budget_s  # warm the cross-encoder up only when it is cheap
+        timings = time_in_rounds(
+            [call, *paired],
+            budget_s=s.cross_budget_s,
+            warmup=[1 if cheap else 0] + [s.warmup] * len(paired),
+            max_calls=s.repeats,
+            timed=[1] + [5] * len(paired),
+            rewarm=[False] + [True] * len(paired),  # a paired call re-warms what the cross-encoder evicted
+        )
         keep = s.threads == 1
+        (times, cpus), *rest = timings
         return (
             (np.asarray(times, dtype=np.int64), cpus if keep else None),
-            capped,
-            [
-                (np.asarray(t, dtype=np.int64), c if keep else None)
-                for t, c in zip(paired_times, paired_cpus, strict=True)
-            ],
+            len(times) < s.repeats,
+            [(np.asarray(t, dtype=np.int64), c if keep else None) for t, c in rest],
         )
 
     # ---- the teaching sweep: latency against encoder size -----------------------------------------

@@ -26,7 +26,6 @@ ids of a per-request candidate list, gathered block by block into a reused (b, d
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -230,21 +229,19 @@ def _multiplier(backend: str, stacked: np.ndarray, product: np.ndarray):
 _FASTEST: dict[tuple[int, int, int], str] = {}
 
 
-def fastest_backend(rows: int, dim: int, block: int = DEFAULT_BLOCK, calls: int = 30) -> str:
+def fastest_backend(rows: int, dim: int, block: int = DEFAULT_BLOCK, rounds: int = 6) -> str:
     """The faster of numpy and torch for a (rows, d) @ (d, block) product on this machine, measured once
-    per shape and process (interleaved calls, median), with the thread settings in force."""
+    per shape and process (:func:`timing.time_in_rounds`, medians), with the thread settings in force."""
+    from msli_core.serving.timing import time_in_rounds
+
     key = (rows, dim, block)
     if key not in _FASTEST:
         rng = np.random.default_rng(0)
         left = rng.standard_normal((rows, dim), dtype=np.float32)
         table = rng.standard_normal((block, dim), dtype=np.float32)
         product = np.empty((rows, block), dtype=np.float32)
-        timings: dict[str, list[int]] = {name: [] for name in BACKENDS}
-        funcs = {name: _multiplier(name, left, product) for name in BACKENDS}
-        for _ in range(calls):
-            for name, fn in funcs.items():
-                t0 = time.perf_counter_ns()
-                fn(table, block)
-                timings[name].append(time.perf_counter_ns() - t0)
-        _FASTEST[key] = min(BACKENDS, key=lambda name: float(np.median(timings[name])))
+        calls = [lambda f=_multiplier(name, left, product): f(table, block) for name in BACKENDS]
+        timings = time_in_rounds(calls, budget_s=0.0, min_rounds=rounds)
+        medians = {name: float(np.median(wall)) for name, (wall, _) in zip(BACKENDS, timings, strict=True)}
+        _FASTEST[key] = min(BACKENDS, key=medians.__getitem__)
     return _FASTEST[key]

@@ -28,29 +28,19 @@ def time_calls(
     min_calls: int = 3,
     cpu_ns: list[int] | None = None,
 ) -> tuple[np.ndarray, bool]:
-    """Per-call nanoseconds of ``fn()`` after ``warmup`` calls; stops at ``repeats`` or the budget.
+    """Per-call nanoseconds of ``fn()`` after ``warmup`` calls; stops at ``repeats`` or the budget
+    (:func:`time_in_rounds` with one function, one timed call a round, no re-warming call).
 
     Returns ``(times_ns, capped)``; ``capped`` is True when the budget stopped it before ``repeats``.
-    When ``cpu_ns`` is a list, each call's CPU time of the calling thread is appended to it (see
-    :func:`cpu_clock`).
+    When ``cpu_ns`` is a list, each call's CPU time of the calling thread is appended to it.
     """
-    for _ in range(warmup):
-        fn()
-    times: list[int] = []
-    deadline = time.perf_counter_ns() + int(budget_s * 1e9)
-    cpu = time.thread_time_ns
-    while len(times) < repeats:
-        c0 = cpu()
-        t0 = time.perf_counter_ns()
-        fn()
-        t1 = time.perf_counter_ns()
-        c1 = cpu()
-        times.append(t1 - t0)
-        if cpu_ns is not None:
-            cpu_ns.append(c1 - c0)
-        if t1 >= deadline and len(times) >= min_calls:
-            break
-    return np.asarray(times, dtype=np.int64), len(times) < repeats
+    [(wall, cpu)] = time_in_rounds(
+        [fn], budget_s=budget_s, warmup=warmup, min_rounds=min_calls, max_calls=repeats, timed=[1],
+        rewarm=[False],
+    )  # fmt: skip
+    if cpu_ns is not None:
+        cpu_ns.extend(cpu)
+    return np.asarray(wall, dtype=np.int64), len(wall) < repeats
 
 
 def summarize(times_ns: np.ndarray, cpu_ns: Any = None) -> dict[str, float]:
@@ -105,29 +95,38 @@ def time_in_rounds(
     fns: Sequence[Callable[[], Any]],
     *,
     budget_s: float,
-    warmup: int = 1,
+    warmup: int | Sequence[int] = 1,
     min_rounds: int = 1,
     max_calls: int = 10_000,
+    timed: Sequence[int] | None = None,
+    rewarm: Sequence[bool] | None = None,
 ) -> list[tuple[list[int], list[int]]]:
-    """Time several calls in rounds: ``warmup`` untimed calls of each first, then rounds in which each
-    runs once untimed (it re-warms the caches the other calls evicted) and ``TIMED_BLOCK`` times timed,
-    until the budget is spent (after ``min_rounds``) or a function has ``max_calls`` timings.
+    """The one timing loop of the lab. Time several calls in rounds: ``warmup`` untimed calls of each
+    first (an int for all, or one per function), then rounds in which each runs once untimed (it
+    re-warms the caches the other calls evicted; ``rewarm`` False skips that, for a call too slow to
+    repeat) and ``timed`` times timed (default :data:`TIMED_BLOCK` each), until the budget is spent
+    (after ``min_rounds``) or the first function has ``max_calls`` timings.
 
     A drift of the machine's load falls on all of them alike (their differences stay meaningful) while
     each timing is of a warm call, as one request type served in a loop; strict alternation would charge
     a small call for the cache misses a large one causes. Returns, per function, its per-call
     wall-clock and calling-thread CPU nanoseconds."""
-    for fn in fns:
-        for _ in range(warmup):
+    n = len(fns)
+    warm = [warmup] * n if isinstance(warmup, int) else list(warmup)
+    per_round = list(timed) if timed is not None else [TIMED_BLOCK] * n
+    again = list(rewarm) if rewarm is not None else [True] * n
+    for fn, count in zip(fns, warm, strict=True):
+        for _ in range(count):
             fn()
     walls: list[list[int]] = [[] for _ in fns]
     cpus: list[list[int]] = [[] for _ in fns]
     deadline = time.perf_counter_ns() + int(budget_s * 1e9)
     rounds = 0
     while len(walls[0]) < max_calls and (rounds < min_rounds or time.perf_counter_ns() < deadline):
-        for fn, wall, cpu in zip(fns, walls, cpus, strict=True):
-            fn()  # untimed: re-warms this call's caches
-            for _ in range(TIMED_BLOCK):
+        for fn, wall, cpu, count, rw in zip(fns, walls, cpus, per_round, again, strict=True):
+            if rw:
+                fn()  # untimed: re-warms this call's caches
+            for _ in range(count):
                 c0, t0 = time.thread_time_ns(), time.perf_counter_ns()
                 fn()
                 wall.append(time.perf_counter_ns() - t0)
