@@ -324,7 +324,7 @@ def _remove(path: Path) -> None:
 
 def _unpack(archive: Path, folder: Path, known_hash: str, fix: Mapping[str, str]) -> None:
     """Extract into a temporary folder beside ``folder`` and rename it into place (all or nothing)."""
-    from msli_core.data.formats import check_zip_member_size, check_zip_members
+    from msli_core.data.files import check_zip_member_size, check_zip_members
 
     tmp = Path(tempfile.mkdtemp(prefix=f"{_UNPACK_PREFIX}{folder.name}.", dir=folder.parent))
     try:

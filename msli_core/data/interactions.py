@@ -1,0 +1,184 @@
+"""Any CSV/TSV/Parquet interactions table: columns mapped to roles, ids as text, timestamps checked.
+
+The table needs a header and user, item and timestamp columns (rating optional), named by ``column_map``
+(role -> column) or guessed from common names (:data:`GUESSES`, compared ignoring case and punctuation).
+Ids may be any text; timestamps are read by :func:`msli_core.data.timestamps.seconds_from`.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+
+import numpy as np
+import pandas as pd
+
+from msli_core.data.files import DataFile
+from msli_core.data.texttable import (
+    guess_delimiter,
+    parser_error,
+    raise_first_bad_numbers,
+    sniff_text,
+    split_header,
+    undecodable,
+)
+from msli_core.data.timestamps import seconds_from
+from msli_core.errors import MsliError
+
+ROLES = ("user", "item", "timestamp", "rating")  # the columns an interactions table maps to
+
+# Common column names per role, compared after lower-casing and dropping everything but letters/digits.
+GUESSES = {
+    "user": ("userid", "user", "uid", "customerid", "visitorid", "sessionid"),
+    "item": ("movieid", "itemid", "item", "productid", "trackid", "iid", "sku", "articleid", "songid"),
+    "timestamp": ("timestamp", "time", "ts", "datetime", "eventtime", "date", "createdat"),
+    "rating": ("rating", "stars", "rate"),
+}
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", str(name).lower())
+
+
+def _map_columns(file: DataFile, header: list[str], column_map: dict[str, str] | None) -> dict[str, str]:
+    """role -> column of the file, from ``column_map`` first, then from common names.
+
+    >>> _map_columns(DataFile("t.csv"), ["Customer ID", "SKU", "created_at", "price"], None)
+    {'user': 'Customer ID', 'item': 'SKU', 'timestamp': 'created_at'}
+    >>> _map_columns(DataFile("t.csv"), ["who", "sku", "when"], {"user": "who", "timestamp": "when"})
+    {'user': 'who', 'timestamp': 'when', 'item': 'sku'}
+    """
+    column_map = dict(column_map or {})
+    unknown = [k for k in column_map if k not in ROLES]
+    if unknown:
+        raise MsliError(
+            f"The column map names role(s) {', '.join(unknown)}; roles are {', '.join(ROLES)} "
+            "(for example user=uid,item=sku,timestamp=ts)."
+        )
+    # The header's names are not shown: until its columns are recognised, a file may be anything (a
+    # .env, a key), and its content is never echoed; only the count of columns and the names expected.
+    shown = f"{len(header)} column{'s' if len(header) != 1 else ''}"
+    roles: dict[str, str] = {}
+    for role, column in column_map.items():
+        if column not in header:
+            raise MsliError(
+                f"{file.display} has no column {column!r} (named for {role} in the column map) among its "
+                f"{shown}; check the spelling (names are case-sensitive)."
+            )
+        roles[role] = column
+    normal = {_normal(h): h for h in reversed(header)}
+    for role in ROLES:
+        if role in roles:
+            continue
+        for guess in GUESSES[role]:
+            if guess in normal and normal[guess] not in roles.values():
+                roles[role] = normal[guess]
+                break
+    missing = [r for r in ("user", "item", "timestamp") if r not in roles]
+    if missing:
+        expected = "; ".join(f"{r}: {', '.join(GUESSES[r][:4])}, …" for r in missing)
+        raise MsliError(
+            f"{file.display} has no {' or '.join(missing)} column that could be recognised among its "
+            f"{shown} (names looked for, ignoring case and punctuation — {expected}); name them with a "
+            "column map such as --column-map user=uid,item=sku,timestamp=ts."
+        )
+    return roles
+
+
+def _read_generic_text(file: DataFile, column_map: dict[str, str] | None) -> tuple[dict, np.ndarray, str]:
+    what = "an interactions table with a header row (user, item, timestamp[, rating])"
+    first = sniff_text(file, what)
+    sep = "\t" if file.name.lower().endswith(".tsv") and "\t" in first else guess_delimiter(first)
+    if sep is None:
+        raise MsliError(
+            f"{file.display}, line 1 has a single column; {what} needs comma, tab, semicolon or "
+            "pipe-separated columns."
+        )
+    header = split_header(first, sep)
+    if all(re.fullmatch(r"-?\d+(\.\d+)?", h) for h in header if h):
+        raise MsliError(
+            f"{file.display} has no header row (line 1 is data); add a header naming the user, item and "
+            "timestamp columns."
+        )
+    if len(set(header)) != len(header):
+        seen: dict[str, int] = {}
+        for k, h in enumerate(header, 1):
+            if h in seen:
+                break
+            seen[h] = k
+        raise MsliError(
+            f"{file.display}, line 1: the name of column {seen[h]} appears twice (again as column {k}); "
+            "name each column once."
+        )
+    roles = _map_columns(file, header, column_map)
+    try:
+        with file.open() as fh:
+            table = pd.read_csv(
+                fh, sep=sep, header=0, names=header, index_col=False, usecols=list(roles.values()),
+                dtype=str, na_filter=False, keep_default_na=False, skip_blank_lines=False, engine="c",
+                encoding="utf-8",
+            )  # fmt: skip
+    except UnicodeDecodeError:
+        raise undecodable(file, "utf-8", what) from None
+    except (pd.errors.ParserError, ValueError) as err:
+        raise parser_error(file, err, what) from None
+    cols = {role: table[col] for role, col in roles.items()}
+    blank = np.ones(len(table), bool)
+    for series in cols.values():
+        blank &= (series.str.strip() == "").to_numpy()
+    return cols, blank, "line"
+
+
+def _read_generic_parquet(file: DataFile, column_map: dict[str, str] | None) -> tuple[dict, np.ndarray, str]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        with file.open() as fh:
+            data = io.BytesIO(fh.read()) if file.archive is not None else None
+        table = pq.ParquetFile(data if data is not None else file.path)
+        header = [str(c) for c in table.schema_arrow.names]
+        roles = _map_columns(file, header, column_map)
+        frame = table.read(columns=list(roles.values())).to_pandas()
+    except MsliError:
+        raise
+    except (pa.ArrowException, OSError, ValueError, TypeError, IndexError, KeyError) as err:
+        raise MsliError(
+            f"{file.display} is not a readable Parquet file ({str(err).splitlines()[0][:120]}); "
+            "check the file."
+        ) from err
+    return {role: frame[col] for role, col in roles.items()}, np.zeros(len(frame), bool), "row"
+
+
+def load_interactions(file: DataFile, column_map: dict[str, str] | None) -> tuple[pd.DataFrame, list[str]]:
+    notes: list[str] = []
+    if file.name.lower().endswith((".parquet", ".pq")):
+        cols, skip, unit = _read_generic_parquet(file, column_map)
+        first = 1
+    else:
+        cols, skip, unit = _read_generic_text(file, column_map)
+        first = 2
+    ids = {}
+    for role in ("user", "item"):
+        s = cols[role]
+        s = s.astype(str).str.strip() if not pd.api.types.is_integer_dtype(s.dtype) else s.astype(str)
+        empty = (s == "").to_numpy() | s.isna().to_numpy() | (s.isin(["nan", "None", "<NA>"]).to_numpy())
+        empty &= ~skip
+        if empty.any():
+            row = int(np.argmax(empty))
+            raise MsliError(f"{file.display}, {unit} {row + first}: the {role} id is missing; fill it in.")
+        ids[role] = s
+    seconds = seconds_from(file, cols["timestamp"], skip, first, unit, notes)
+    if "rating" in cols:
+        rating = cols["rating"].astype(str).str.strip()
+        raise_first_bad_numbers(
+            file, {"rating": rating}, skip, first, unit, integers=[], signed=[], what="an interactions table"
+        )
+        ratings = pd.to_numeric(rating.where(~skip, "0")).to_numpy(np.float64)
+    else:
+        ratings = np.full(len(seconds), np.nan)
+    raw = pd.DataFrame({"user": ids["user"], "item": ids["item"], "timestamp": seconds, "rating": ratings})
+    raw = raw[~skip].reset_index(drop=True)
+    if raw.empty:
+        raise MsliError(f"{file.display} has a header but no rows; add interaction rows.")
+    return raw, notes

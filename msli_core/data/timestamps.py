@@ -1,0 +1,131 @@
+"""Timestamps of a generic interactions table: unix seconds (unit detected) or ISO 8601, range-checked.
+
+Numbers are unix seconds, or milliseconds/microseconds/nanoseconds when the column's *median* is above
+1e11/1e14/1e17 (so one outlier never sets the unit), with a note; text is ISO 8601 date-times, converted
+to unix seconds (UTC when no offset is given); one form per column. Every timestamp must fall between
+1970 and 2262-04-11 (:data:`MAX_TIMESTAMP_S`, the last day pandas' nanosecond datetimes can hold).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from msli_core.data.files import DataFile
+from msli_core.data.texttable import raise_first_bad_numbers
+from msli_core.errors import MsliError
+
+# The latest date a timestamp may hold: pandas' nanosecond datetimes end on 2262-04-11.
+MAX_TIMESTAMP_S = int(pd.Timestamp.max.as_unit("s").timestamp()) - 1
+_UNITS = ("seconds", "milliseconds", "microseconds", "nanoseconds")
+_LAST_DATE = "2262-04-11"  # the day MAX_TIMESTAMP_S falls on
+
+
+def _datetimes_to_seconds(stamps: pd.Series) -> np.ndarray:
+    """Unix seconds (float) of tz-aware or naive (read as UTC) datetimes of any resolution; NaT -> nan.
+
+    >>> _datetimes_to_seconds(pd.Series(pd.to_datetime(["1970-01-02", None]))).tolist()
+    [86400.0, nan]
+    >>> _datetimes_to_seconds(pd.Series(pd.to_datetime(["1970-01-01T01:00:00+01:00"]))).tolist()
+    [0.0]
+    """
+    if getattr(stamps.dtype, "tz", None) is not None:
+        stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
+    raw = stamps.to_numpy()
+    seconds = raw.astype("datetime64[s]").astype(np.int64).astype(np.float64)
+    return np.where(np.isnat(raw), np.nan, seconds)
+
+
+def seconds_from(
+    file: DataFile, values: pd.Series, skip: np.ndarray, first: int, unit: str, notes: list[str]
+) -> np.ndarray:
+    """Unix seconds from numbers or ISO 8601 date-times (one form for the whole column).
+
+    Numbers are unix seconds, or milliseconds/microseconds/nanoseconds when the column's *median* is
+    above 1e11/1e14/1e17 (so one outlier never changes the unit of the others). Every timestamp must
+    then fall between 1970 and 2262-04-11 (:data:`MAX_TIMESTAMP_S`); a row outside is refused."""
+    where = lambda mask: int(np.argmax(mask)) + first  # noqa: E731 - the line/row of the first True
+    k, numbers = 0, False
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        text = None
+        missing = values.isna().to_numpy() & ~skip
+    else:
+        missing_na = values.isna().to_numpy()
+        text = values.astype(object).where(~missing_na, "").astype(str).str.strip()
+        missing = ~skip & (missing_na | (text == "").to_numpy())
+    if missing.any() and not (~skip & ~missing).any():
+        raise MsliError(
+            f"{file.display}: every timestamp is missing (empty or null); each event needs a time (unix "
+            "seconds or an ISO 8601 date-time) to order each user's history."
+        )
+    if missing.any():
+        raise MsliError(f"{file.display}, {unit} {where(missing)}: the timestamp is missing; fill it in.")
+    if text is None:
+        seconds = _datetimes_to_seconds(values)
+    else:
+        numeric = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        is_num = ~skip & ~np.isnan(numeric)
+        is_text = ~skip & np.isnan(numeric)
+        if is_num.any() and is_text.any():
+            row = int(np.argmax(is_text if is_num.sum() >= is_text.sum() else is_num))
+            value = text.iloc[row]
+            if is_num.sum() < is_text.sum():
+                raise MsliError(
+                    f"{file.display}, {unit} {row + first}: the timestamp {value[:40]!r} is a number while "
+                    "most timestamps in the column are date-times; use one form for every row."
+                )
+            if not pd.isna(pd.to_datetime(value, errors="coerce", utc=True, format="ISO8601")):
+                raise MsliError(
+                    f"{file.display}, {unit} {row + first}: the timestamp {value[:40]!r} is a date-time "
+                    "while most timestamps in the column are unix times; use one form for every row."
+                )
+        numbers = bool(is_num.any())
+        if numbers:
+            raise_first_bad_numbers(
+                file, {"timestamp": text}, skip, first, unit, integers=[], signed=[],
+                what="an interactions table",
+            )  # fmt: skip
+            median = float(np.median(numeric[~skip]))
+            while k < 3 and median > 1e11 * 1000.0**k:
+                k += 1
+            seconds = numeric / 1000.0**k
+            if k:
+                above = f"1e{11 + 3 * (k - 1)}"
+                notes.append(
+                    f"timestamps read as unix {_UNITS[k]} (the column's median is above {above}), converted "
+                    "to seconds"
+                )
+        else:
+            try:
+                stamps = pd.to_datetime(text.where(~pd.Series(skip, index=text.index), None),
+                                        errors="coerce", utc=True, format="ISO8601")  # fmt: skip
+            except (ValueError, OverflowError, TypeError) as err:
+                raise MsliError(
+                    f"{file.display}: the timestamps cannot be read as ISO 8601 date-times "
+                    f"({str(err).splitlines()[0][:80]}); use unix seconds or ISO 8601 for every row."
+                ) from err
+            bad = stamps.isna().to_numpy() & ~skip
+            if bad.any():
+                row = int(np.argmax(bad))
+                raise MsliError(
+                    f"{file.display}, {unit} {row + first}: the timestamp {text.iloc[row][:40]!r} is neither "
+                    "unix seconds nor an ISO 8601 date-time; use one form for every row."
+                )
+            seconds = _datetimes_to_seconds(stamps)
+    neg = ~skip & (seconds < 0)
+    if neg.any():
+        raise MsliError(
+            f"{file.display}, {unit} {where(neg)}: the timestamp is before 1970 (negative unix time); "
+            "timestamps must be non-negative."
+        )
+    late = ~skip & (seconds > MAX_TIMESTAMP_S)
+    if late.any():
+        row = int(np.argmax(late))
+        shown = f" {text.iloc[row][:40]!r}" if text is not None else ""
+        read_as = f"read as unix {_UNITS[k]} like the rest of the column, it" if numbers else "it"
+        fix = "fix the row, or write every timestamp in one unit" if numbers else "fix the row"
+        raise MsliError(
+            f"{file.display}, {unit} {row + first}: the timestamp{shown} is out of range: {read_as} falls "
+            f"after {_LAST_DATE}, the latest date this tool can hold; {fix}."
+        )
+    return np.floor(np.where(skip, 0, seconds)).astype(np.int64)
