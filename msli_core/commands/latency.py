@@ -152,6 +152,9 @@ def register(subparsers) -> None:
         "calibrated on (calibrates this machine before each of 3 passes; about 3 minutes)",
     )
     validate.add_argument("--threads", default="1")
+    validate.add_argument(
+        "--fresh", action="store_true", help="the second design of shapes (costcheck.FRESH_POINTS)"
+    )
     validate.add_argument("--json", action="store_true")
     validate.set_defaults(func=run_validate_command)
 
@@ -469,7 +472,8 @@ def run_validate_command(args: argparse.Namespace) -> int:
     from msli_core.serving import costcheck
 
     threads = parse_threads("--threads", args.threads)
-    result = costcheck.validate(threads=threads, progress=TextProgressBar(sys.stderr))
+    points = costcheck.FRESH_POINTS if args.fresh else None
+    result = costcheck.validate(threads=threads, points=points, progress=TextProgressBar(sys.stderr))
     if args.json:
         from msli_core.cli import print_json
 

@@ -194,10 +194,13 @@ class _Runner:
             (fresh, calls, capped), (cached_stats, cached_calls, cached_capped) = results
             note = f"a fresh list of {M} random ids of an N={N} catalog per request (gathered rows)"
             self.add(fresh, calls, capped, stage="online", variant="request_candidates", backend="torch",
-                     candidates=N, rows=M, note=note, **shape)  # fmt: skip
+                     candidates=N, rows=M, note=note,
+                     exact_fraction=_exact_fraction(engine.recommend("u", pool[0], top_k=TOP_K), M),
+                     **shape)  # fmt: skip
             self.add(cached_stats, cached_calls, cached_capped, stage="online", variant="cached_candidates",
                      backend="torch", candidates=N, rows=M,
                      note=f"the same request over a cached {M}-item table, timed in rounds with it",
+                     exact_fraction=_exact_fraction(engine.recommend("u", same_size, top_k=TOP_K), M),
                      **shape)  # fmt: skip
 
     def full_forward(self, engine, N: int, shape: dict) -> None:
@@ -246,7 +249,8 @@ class _Runner:
         key = (K, N)
         if key in self.floors:
             stats, calls, capped = self.timed(online)
-            self.add(stats, calls, capped, stage="online", backend=backend, candidates=N, **shape)
+            self.add(stats, calls, capped, stage="online", backend=backend, candidates=N,
+                     exact_fraction=_exact_fraction(online(), N), **shape)  # fmt: skip
             return
         attention = model.config.aggregation in ("attention", "mlp") and K > 1
         rows = 2 * K if attention else K  # [u; q] stacked for attention, the K segment vectors otherwise
@@ -256,7 +260,8 @@ class _Runner:
             [online, lambda: left @ table.T, lambda: torch.mm(left_torch, table_torch.T)]
         )
         (stats, calls, capped), numpy_floor, torch_floor = results
-        self.add(stats, calls, capped, stage="online", backend=backend, candidates=N, **shape)
+        self.add(stats, calls, capped, stage="online", backend=backend, candidates=N,
+                 exact_fraction=_exact_fraction(online(), N), **shape)  # fmt: skip
         self.floors[key] = (rows, numpy_floor, torch_floor)
 
     def emit_floors(self) -> None:
@@ -579,6 +584,13 @@ class _Runner:
 
     def add(self, stats: dict[str, float], calls: int, capped: bool, **kw: Any) -> None:
         self.rows.append(_row(**stats, calls=int(calls), capped=bool(capped), passes=1, **kw))
+
+
+def _exact_fraction(answer: Any, candidates: int) -> float | None:
+    """The share of the candidates the engine's bound let through to the exact score (None for an
+    answer that is not an engine Recommendation, e.g. ONNX Runtime's tuple)."""
+    exact = getattr(answer, "exact", None)
+    return None if exact is None else exact / max(1, candidates)
 
 
 def _top_k(scores: np.ndarray, k: int) -> np.ndarray:

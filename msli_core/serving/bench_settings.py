@@ -39,6 +39,7 @@ ROW_KEYS = (
     "method",
     "shared",
     "estimated_ms",
+    "exact_fraction",
     "note",
 )
 TOP_K = 10

@@ -9,7 +9,9 @@ the machine's load at any moment falls on all of them alike) and summarised by t
 - per backend two GEMM rates: ``square`` (256, 64)·(64, 256), and ``skinny`` (8, 64)·(64, 4096) blocks
   walking a 64 MiB table as the online scorer does (ONNX Runtime: one (8, 64)·(64, 2^18) product);
 - the streaming bandwidth of a 64 MiB copy (:func:`timing.measure_bandwidth`, reads + writes);
-- the random-gather bandwidth: blocks of 4096 rows of 256 bytes taken at random ids from that table.
+- the random-gather bandwidth: blocks of 4096 rows of 256 bytes taken at random ids from that table,
+  and from a part of it a quarter of the last-level cache in size (rows a request gathers from a
+  catalog that fits in the cache come from there, not from main memory).
 
 Nothing is fitted: each constant is its own measurement. Shapes used here (d = 64, R = 8) are the
 ones :mod:`msli_core.serving.costcheck` avoids when it checks the model out of sample.
@@ -69,6 +71,7 @@ def _benchmarks(threads: int) -> dict[str, tuple[Callable[[], Any], float]]:
     heads = torch.from_numpy(rand(1, 2, SQUARE_ROWS, d // 2))  # (B, heads, T, head width), causal
     t_left, t_out = torch.from_numpy(left), torch.from_numpy(out)
     ids = rng.integers(0, n, size=(16, timing_block))
+    cached_rows = max(timing_block, min(n, timing.cache_size(3) // 4 // (d * 4)))
     gathered = np.empty((timing_block, d), dtype=np.float32)
     square_flops, skinny_flops = 2 * SQUARE_ROWS * d * 4 * d, 2 * R * d * n
 
@@ -84,6 +87,12 @@ def _benchmarks(threads: int) -> dict[str, tuple[Callable[[], Any], float]]:
         for row in ids:
             np.take(table, row, axis=0, out=gathered)
 
+    cached_ids = ids % cached_rows  # the same gathers from a table a quarter of the last-level cache
+
+    def gather_cached() -> None:
+        for row in cached_ids:
+            np.take(table, row, axis=0, out=gathered)
+
     bench: dict[str, tuple[Callable[[], Any], float]] = {
         "call torch": (lambda: tiny_module(t_tiny_a), 1),
         "call numpy": (lambda: tiny_a @ tiny_w, 1),
@@ -96,6 +105,7 @@ def _benchmarks(threads: int) -> dict[str, tuple[Callable[[], Any], float]]:
         "skinny torch": (skinny_torch, skinny_flops),
         "skinny numpy": (skinny_numpy, skinny_flops),
         "gather": (gather, ids.size * d * 4),
+        "gather cached": (gather_cached, ids.size * d * 4),
     }
     try:
         from onnx import helper
@@ -143,6 +153,8 @@ def measure(
         },
         bandwidth=bandwidth,
         gather_bandwidth=per["gather"],
+        cached_gather_bandwidth=per["gather cached"],
+        llc_bytes=timing.cache_size(3),
         call_s={b: 1 / per[f"call {b}"] for b in backends},
         source=f"measured on {cpu}, {threads} thread{'s' * (threads > 1)}, {when}",
         measured_at=when,

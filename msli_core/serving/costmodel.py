@@ -55,15 +55,20 @@ BLOCK = 4096  # items per block of the online scorer (msli_core.serving.scoring.
 CHUNK = 4096  # cross-encoder pairs per batch (CrossEncoderConfig.pair_chunk)
 TOP_K = 10
 # Library calls, counted by reading the code (each pays the backend's call_s once):
-CALLS_LAYER = 16  # layers.Block.forward: 11 kernels (4 linears, attention, 2 norms, GELU, 2 adds, a copy)
+# Library calls per code path, counted on this code with torch.profiler (top-level aten operations) and
+# sys.setprofile (numpy calls), not fitted to any timing:
+CALLS_LAYER = 21  # layers.Block.forward: 4 linears, attention and its reshapes, 2 norms, GELU, 2 adds
 # plus views, splits and module dispatch (~5 more)
 CALLS_OPEN = 30  # MSLIModel.open_vector outside the blocks: lookup, positions, ln_f, W_o, recency path
 CALLS_SEGMENTS = 30  # MSLIModel.encode_segments outside the blocks: masks, pooling, W_s, index copies
-CALLS_OBSERVE = 40  # InferenceEngine.observe bookkeeping: slots, queries, the online operands, seen ids
-CALLS_FULL = 60  # full_reencode: segment_batch (numpy), slot_vectors' weights and copies, bookkeeping
-PASSING = 2 * TOP_K  # columns that pass the bound and get the exact attention (a few times k)
-CALLS_REQUEST = 40  # recommend: candidate ids, the first block's exact scores, merge, result arrays
-CALLS_BLOCK = 6  # scoring.top_k per block: slice, product, max, compare, flatnonzero, loop
+CALLS_OBSERVE = 36  # InferenceEngine.observe bookkeeping: slots, queries, the online operands, seen ids
+CALLS_OBSERVE_SLOT = 7  # ... and per closed slot: its cached vector and weights copied into the slots
+CALLS_FULL = 55  # full_reencode: segment_batch (numpy), slot_vectors' weights and copies, bookkeeping
+CALLS_FULL_SLOT = 10  # ... and per closed slot
+PASSING = 2 * TOP_K  # candidates scored exactly when the shape does not say (ModelShape.exact_fraction)
+CALLS_REQUEST = 57  # recommend: candidate ids, operands, the first block's scout, the result arrays
+CALLS_BLOCK = 8  # scoring.top_k per block: slice, product, max, compare, flatnonzero, loop
+CALLS_EXACT_BLOCK = 20  # ... and per block with passing candidates: seen check, gather, exact, merge
 CALLS_GATHER = 1  # np.take per block of a request's own candidates
 CALLS_ITEMS = 8  # ItemEncoder.table per chunk of 32768 items
 CALLS_ORT_LAYER = 25  # ONNX Runtime nodes per exported block, after graph fusions
@@ -80,13 +85,23 @@ class Hardware:
     name: str  # e.g. "this machine (AMD EPYC)", a preset's name, "user-entered"
     gemm_flops: dict[str, dict[str, float]]  # backend -> {"square": FLOP/s, "skinny": FLOP/s}
     bandwidth: float  # bytes/s read + written by a streaming copy
-    gather_bandwidth: float  # bytes/s of table rows gathered at random ids
+    gather_bandwidth: float  # bytes/s of table rows gathered at random ids (a table in main memory)
     call_s: dict[str, float]  # backend -> seconds per library call
     source: str  # "measured on ... at ...", "preset: ...", "user-entered"
     measured_at: str | None = None  # UTC time of the measurement (None: not measured)
     dtype: str = "float32"  # what the GEMM rates are for
     skinny_rows: int = 8  # R0: the rows of the product the skinny rates were measured with
     details: dict[str, Any] = field(default_factory=dict)  # cpu, threads, versions, calibration shapes
+    # random rows of a table that fits in the last-level cache (None: unknown, gather_bandwidth is used)
+    cached_gather_bandwidth: float | None = None
+    llc_bytes: int | None = None  # the last-level cache's size
+
+    def gather_rate(self, table_bytes: float) -> float:
+        """Bytes/s of random rows gathered from a table of ``table_bytes``: from the last-level cache
+        when the table fits in it, else from main memory."""
+        if self.cached_gather_bandwidth and self.llc_bytes and 0 < table_bytes <= self.llc_bytes:
+            return self.cached_gather_bandwidth
+        return self.gather_bandwidth
 
     def rate(self, backend: str, shape_class: str) -> float:
         """FLOP/s of a ``shape_class`` product on ``backend`` ("auto": the faster of torch and numpy,
@@ -165,6 +180,10 @@ class Hardware:
             dtype=str(data.get("dtype", "float32")),
             skinny_rows=int(number("skinny_rows", data.get("skinny_rows", 8))),
             details=details,
+            cached_gather_bandwidth=None
+            if data.get("cached_gather_bandwidth") is None
+            else number("cached_gather_bandwidth", data["cached_gather_bandwidth"]),
+            llc_bytes=None if data.get("llc_bytes") is None else int(number("llc_bytes", data["llc_bytes"])),
         )
 
 
@@ -291,6 +310,10 @@ def combine(measurements: Sequence[Hardware], name: str | None = None) -> Hardwa
         gemm_flops=gemm,
         bandwidth=med([h.bandwidth for h in measurements]),
         gather_bandwidth=med([h.gather_bandwidth for h in measurements]),
+        cached_gather_bandwidth=None
+        if any(h.cached_gather_bandwidth is None for h in measurements)
+        else med([h.cached_gather_bandwidth for h in measurements]),
+        llc_bytes=first.llc_bytes,
         call_s=calls,
         source=f"{first.source} (median of {len(measurements)} calibrations per constant)",
         measured_at=measurements[-1].measured_at,
@@ -320,6 +343,10 @@ class ModelShape:
     candidates: int = 1000  # N: the catalog scored per request
     dtype_bytes: int = 4  # 4 float32, 2 bf16/fp16, 1 int8
     request_candidates: int | None = None  # M: a request's own list of M random ids of the N (gathered)
+    # the share of the candidates the online bound lets through to the exact score: a property of the
+    # weights (12% at K = 8, 45% at K = 32 with random ones; fewer when trained segments agree), measured
+    # by the engine (Recommendation.exact) and recorded by the bench; None: 2·top-k candidates
+    exact_fraction: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
@@ -351,6 +378,7 @@ class Phase:
     wide: float = 0.0  # bytes of the wide operand of a skinny product
     attention: float = 0.0  # FLOPs of attention (at the "attention" rate)
     gather: float = 0.0  # bytes of rows gathered at random ids
+    gather_table: float = 0.0  # bytes of the table they are gathered from (does it fit in the cache?)
     backend: str | None = None  # the library that runs it (None: the prediction's backend)
 
 
@@ -362,7 +390,7 @@ def phase_terms(phase: Phase, hardware: Hardware, backend: str) -> dict[str, flo
         + phase.attention / hardware.rate(on, "attention"),
         "skinny": phase.wide / hardware.skinny_stream(on),
         "memory": phase.bytes / hardware.bandwidth,
-        "gather": phase.gather / hardware.gather_bandwidth,
+        "gather": phase.gather / hardware.gather_rate(phase.gather_table),
         "overhead": phase.calls * hardware.overhead(on),
     }
 
@@ -419,6 +447,8 @@ def online_phases(shape: ModelShape, backend: str) -> list[Phase]:
             Phase("online: aggregate and top-k", 0, 14 * K * n * 4 + 8 * n, CALLS_ORT_GRAPH // 3),
         ]
     first = min(n, BLOCK)
+    passing = PASSING if shape.exact_fraction is None else max(TOP_K, shape.exact_fraction * n)
+    busy = min(blocks, max(1, math.ceil(passing / TOP_K)))  # blocks with passing candidates (at most all)
     product = "auto" if backend == "torch" else backend  # the engine multiplies with the faster library
     exact_rows = K if K > 1 else 0  # attention: the queries' product on the passing columns
     table = n * d * b  # one row (K = 1) is a matrix-vector product: no packing, it streams the table
@@ -427,13 +457,16 @@ def online_phases(shape: ModelShape, backend: str) -> list[Phase]:
               table if K > 1 else 0, backend=product),
         Phase("online: bound (max over K) and compare", 0, (K + 2) * n * 4 if K > 1 else 2 * n * 4, 0,
               backend="numpy"),
-        Phase("online: exact scores of the passing candidates, top-k", 2 * exact_rows * d * PASSING,
-              (K + 2) * first * 4, CALLS_REQUEST, backend="numpy"),
+        Phase("online: exact scores of the passing candidates, top-k", 2 * exact_rows * d * passing,
+              (K + 2) * first * 4 + passing * 4 * (12 * K + (d if K > 1 else 0)),
+              CALLS_REQUEST + busy * CALLS_EXACT_BLOCK,
+              backend="numpy"),
     ]  # fmt: skip
     if shape.request_candidates:
-        phases.insert(
-            0, Phase("online: gather M rows", 0, 0, blocks * CALLS_GATHER, gather=n * d * b, backend="numpy")
-        )
+        catalog = (shape.candidates + 1) * d * b  # the table the M rows are gathered from
+        gather = Phase("online: gather M rows", 0, 0, blocks * CALLS_GATHER, gather=n * d * b,
+                       gather_table=catalog, backend="numpy")  # fmt: skip
+        phases.insert(0, gather)
     return phases
 
 
@@ -476,12 +509,17 @@ def stage_phases(shape: ModelShape, backend: str = "torch") -> dict[str, list[Ph
     closed = (
         encoder_phases(shape.s, K - 1, shape, backend, "closed segments", CALLS_SEGMENTS) if K > 1 else []
     )
-    observe = [] if backend == "onnxruntime" else [Phase("observe bookkeeping", calls=CALLS_OBSERVE)]
+    slots = CALLS_OBSERVE + CALLS_OBSERVE_SLOT * (K - 1)
+    observe = [] if backend == "onnxruntime" else [Phase("observe bookkeeping", calls=slots)]
     nearline = window + observe
     full = (
         window
         + closed
-        + ([] if backend == "onnxruntime" else [Phase("re-encode bookkeeping", calls=CALLS_FULL)])
+        + (
+            []
+            if backend == "onnxruntime"
+            else [Phase("re-encode bookkeeping", calls=CALLS_FULL + CALLS_FULL_SLOT * (K - 1))]
+        )
     )
     online = online_phases(shape, backend)
     if shape.kind == "full-forward":  # the encoder over the whole history on every request, then score
@@ -554,6 +592,13 @@ def _whole(value: Any, default: int | None) -> int | None:
     return int(value)
 
 
+def _fraction(value: Any) -> float | None:
+    """A row's share in [0, 1]; missing, None or NaN gives None."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return min(1.0, max(0.0, float(value)))
+    return None
+
+
 def shape_from_row(row: dict[str, Any]) -> ModelShape:
     """The :class:`ModelShape` a bench row measured (``dim``, ``layers``, ``heads`` default 64, 2, 2)."""
     kind = row["model"] if row["model"] in MODEL_KINDS else "msli"
@@ -570,6 +615,7 @@ def shape_from_row(row: dict[str, Any]) -> ModelShape:
         heads=_whole(row.get("heads"), 2),
         candidates=m if variant == "cached_candidates" and m else n,  # the same request over M cached rows
         request_candidates=m if variant == "request_candidates" else None,
+        exact_fraction=_fraction(row.get("exact_fraction")),
     )
 
 

@@ -82,6 +82,7 @@ class Recommendation:
     segment_bounds: list[tuple[int, int]]  # per slot [start, end) event indices ((0, 0) = empty slot)
     segment_mask: np.ndarray  # (K,) bool
     fallback: str | None = None  # "popularity" when the user had no history
+    exact: int = 0  # candidates that passed the bound and were scored exactly (0: reference path)
 
 
 class InferenceEngine:
@@ -489,6 +490,7 @@ class InferenceEngine:
                 contributions = np.zeros((len(best.ids), self.K), dtype=np.float32)  # (k, K)
                 contributions[:, state.online.slots] = best.contributions
                 out[i] = self._recommendation(users[i], state, best.ids, best.scores, contributions)
+                out[i].exact = best.exact
         return out  # type: ignore[return-value]
 
     def _reference_top_k(self, user, state: UserState, ids, top_k: int, exclude_seen: bool) -> Recommendation:

@@ -54,11 +54,13 @@ class OnlineQuery:
 
 @dataclass
 class TopK:
-    """The exact top-k of one user: ids (k,), scores (k,), contributions (k, K') of the query's rows."""
+    """The exact top-k of one user: ids (k,), scores (k,), contributions (k, K') of the query's rows, and
+    how many candidates passed the bound and were scored exactly (the weight-dependent part of the cost)."""
 
     ids: np.ndarray
     scores: np.ndarray
     contributions: np.ndarray
+    exact: int = 0
 
 
 def attention_contributions(
@@ -81,10 +83,13 @@ def attention_contributions(
     return contributions.sum(axis=0), contributions
 
 
-def exact_scores(query: OnlineQuery, scores: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Exact totals (m,) and contributions (K', m) from segment scores (K', m) of candidate rows (m, d)."""
+def exact_scores(
+    query: OnlineQuery, scores: np.ndarray, rows: np.ndarray, columns: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact totals (m,) and contributions (K', m) from the segment scores (K', m) of the block's rows
+    ``rows[columns]`` (only attention reads the rows: its query product; the others need the scores)."""
     if query.kind == "attention":
-        logits = query.queries @ rows.T  # (K', m): <q_k, e_c>
+        logits = query.queries @ rows[columns].T  # (K', m): <q_k, e_c>
         return attention_contributions(scores, logits, query.bias)
     if query.kind == "max":
         winner = scores.argmax(axis=0)  # (m,) first maximal segment, as the reference
@@ -104,8 +109,10 @@ class _Running:
         self.scores = np.zeros(0, dtype=np.float32)
         self.contributions = np.zeros((width, 0), dtype=np.float32)
         self.threshold = -np.inf  # a candidate must beat this to enter
+        self.exact = 0  # candidates scored exactly so far
 
     def merge(self, ids: np.ndarray, scores: np.ndarray, contributions: np.ndarray) -> None:
+        self.exact += len(ids)
         ids = np.concatenate([self.ids, ids])
         scores = np.concatenate([self.scores, scores.astype(np.float32, copy=False)])
         contributions = np.concatenate([self.contributions, contributions], axis=1)
@@ -118,7 +125,7 @@ class _Running:
 
     def result(self) -> TopK:
         order = np.lexsort((self.ids, -self.scores))  # best first; ties by the lower id
-        return TopK(self.ids[order], self.scores[order], self.contributions[:, order].T.copy())
+        return TopK(self.ids[order], self.scores[order], self.contributions[:, order].T.copy(), self.exact)
 
 
 def _seen_mask(seen: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -193,7 +200,7 @@ def top_k(
                 # the first block (nothing to beat yet): score the k best bounds exactly first; their
                 # k-th score is a valid threshold that the rest of the block must then beat
                 scout = np.argpartition(-upper[passing], k - 1)[:k]
-                totals, contributions = exact_scores(query, scores[:, passing[scout]], rows[passing[scout]])
+                totals, contributions = exact_scores(query, scores[:, passing[scout]], rows, passing[scout])
                 run.merge(cand[scout], totals, contributions)
                 rest = np.ones(len(passing), dtype=bool)
                 rest[scout] = False
@@ -201,7 +208,7 @@ def top_k(
                 passing, cand = passing[rest], cand[rest]
                 if not len(passing):
                     continue
-            totals, contributions = exact_scores(query, scores[:, passing], rows[passing])
+            totals, contributions = exact_scores(query, scores[:, passing], rows, passing)
             run.merge(cand, totals, contributions)
     return [run.result() for run in running]
 
