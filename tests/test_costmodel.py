@@ -246,3 +246,31 @@ def test_a_table_row_with_empty_cells_gives_the_same_shape():
     from_table = dict(row, variant=float("nan"), rows=float("nan"), segment_len=float("nan"))
     assert cm.shape_from_row(from_table) == cm.shape_from_row(row)
     assert cm.shape_from_row(row).candidates == 1000 and cm.shape_from_row(row).request_candidates is None
+
+
+def test_a_gather_from_a_catalog_in_the_last_level_cache_runs_at_the_cached_rate():
+    """10,000 rows of 256 bytes (2.56 MB): 2.56 ms from main memory at 1 GB/s; from a catalog that fits
+    the 32 MiB cache at 4 GB/s, 0.64 ms. Without a measured cached rate, main memory's is used."""
+    from dataclasses import replace
+
+    cached = replace(HW, cached_gather_bandwidth=4e9, llc_bytes=32 * 2**20)
+    phase = cm.Phase("gather", gather=10_000 * 256, gather_table=20_001 * 256)  # a 5 MB catalog
+    assert cm.phase_terms(phase, cached, "numpy")["gather"] == pytest.approx(2.56e6 / 4e9)
+    big = cm.Phase("gather", gather=10_000 * 256, gather_table=300_001 * 256 * 2)  # 154 MB: memory
+    assert cm.phase_terms(big, cached, "numpy")["gather"] == pytest.approx(2.56e6 / 1e9)
+    assert cm.phase_terms(phase, HW, "numpy")["gather"] == pytest.approx(2.56e6 / 1e9)
+    assert cm.Hardware.from_dict(cached.as_dict()) == cached  # the new constants survive a round trip
+
+
+def test_more_candidates_through_the_bound_cost_more():
+    """The share of candidates scored exactly is an input of the online cost: the same request with
+    more of them passing is predicted slower, by the query product (2·K·d FLOPs each) and the calls."""
+    from dataclasses import replace
+
+    shape = cm.ModelShape(kind="msli", segments=8, dim=64, candidates=100_000, history=50)
+    few = cm.predict(replace(shape, exact_fraction=0.001), HW).seconds["online"]
+    many = cm.predict(replace(shape, exact_fraction=0.5), HW).seconds["online"]
+    assert many > few
+    row = {"model": "msli", "stage": "online", "segments": 8, "candidates": 100_000, "history": 50,
+           "dim": 64, "layers": 2, "exact_fraction": 0.5}  # fmt: skip
+    assert cm.shape_from_row(row).exact_fraction == 0.5
