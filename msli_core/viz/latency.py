@@ -119,31 +119,29 @@ def latency_vs_segments(
     floors = shape[shape["stage"] == "floor"]
     if not floors.empty:
         variants = _variant(floors)
-        matmul = floors[variants == "matmul"]
-        if not matmul.empty:
-            per_k = matmul.groupby("segments", as_index=False)["p50_ms"].median().sort_values("segments")
+        per_k_floors = (
+            (
+                "matmul",
+                "floor: bare numpy matmul",
+                "lines+markers",
+                dict(color=MODEL_COLORS["floor"], dash="dot"),
+            ),
+            ("compute", "floor: FLOPs / peak GEMM rate", "lines", dict(color="#555555", dash="dot", width=1)),
+        )
+        for variant, name, mode, line in per_k_floors:
+            part = floors[variants == variant]
+            if part.empty:
+                continue
+            per_k = part.groupby("segments", as_index=False)["p50_ms"].median().sort_values("segments")
             fig.add_trace(
                 go.Scatter(
                     x=per_k["segments"],
                     y=per_k["p50_ms"],
-                    mode="lines+markers",
-                    line=dict(color=MODEL_COLORS["floor"], dash="dot"),
+                    mode=mode,
+                    line=line,
                     marker=dict(symbol="x"),
-                    name="floor: bare numpy matmul",
-                    hovertemplate="K=%{x}: %{y:.4g} ms<extra>matmul floor</extra>",
-                )
-            )
-        compute = floors[variants == "compute"]
-        if not compute.empty:
-            per_k = compute.groupby("segments", as_index=False)["p50_ms"].median().sort_values("segments")
-            fig.add_trace(
-                go.Scatter(
-                    x=per_k["segments"],
-                    y=per_k["p50_ms"],
-                    mode="lines",
-                    line=dict(color="#555555", dash="dot", width=1),
-                    name="floor: FLOPs / peak GEMM rate",
-                    hovertemplate="K=%{x}: %{y:.4g} ms<extra>compute floor</extra>",
+                    name=name,
+                    hovertemplate="K=%{x}: %{y:.4g} ms<extra>" + variant + " floor</extra>",
                 )
             )
         bandwidth = floors[variants == "bandwidth"]
