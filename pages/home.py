@@ -110,3 +110,15 @@ m3.metric(
 m4.metric("Latency rows measured", len(state.bench_rows()))
 if note := state.refused_models_note():
     st.warning(note)
+
+st.subheader("Workspace")
+saved = state.workspace_contents()
+st.markdown(
+    f"Models you train and latency sweeps you run are kept in `{saved['path']}` "
+    f"({saved['models']} model(s), {saved['sweeps']} sweep(s) now), so a reload or a new tab finds them."
+)
+if (saved["models"] or saved["sweeps"]) and st.button("Clear the workspace", key="home_clear_workspace"):
+    removed = state.clear_workspace()
+    st.success(f"Removed {removed} saved model(s) and sweep(s); this session keeps what it shows.")
+for problem in state.workspace_problems():
+    st.warning(problem)

@@ -1,7 +1,8 @@
 """Per-browser-session state shared by the pages.
 
 Everything a user makes (the loaded dataset, trained models, benchmark rows) lives in
-``st.session_state``, so two browser sessions never see each other's work. Only read-only things
+``st.session_state``; what a user trains and measures is also written to the local workspace
+(``msli_core.workspace``), and a new session starts from it (and from the bundled demo). Only read-only things
 (the bundled sample dataset) are shared through ``st.cache_resource``.
 Keys are prefixed ``lab_`` here; page-local widget keys are prefixed by their page. What is computed
 from this state lives in msli_core (``trained``, ``serving.report``, ``explain_view``); the shared
@@ -85,8 +86,12 @@ def models() -> dict[str, TrainedModel]:
     """This session's models; a new session starts with the bundled demo models when its dataset is
     the bundled sample (``sample_data/models/``), so Explain and Train have something on first load."""
     if "lab_models" not in st.session_state:
+        from msli_core import workspace
+
         demo = _bundled_models(str(demo_dir()), str(sample_data_dir()))
-        st.session_state["lab_models"] = {m.name: m for m in demo}
+        saved, problems = workspace.load_models()  # what this user trained before: a reload finds it
+        st.session_state["lab_models"] = {m.name: m for m in [*demo, *saved]}
+        st.session_state["lab_workspace_problems"] = problems
     return st.session_state["lab_models"]
 
 
@@ -115,7 +120,22 @@ def add_trained(name: str, result, data) -> TrainedModel:
     """Keep a ``msli_core.train.TrainResult`` in this session, tied to the dataset it was trained on."""
     models()[name] = trained.from_result(name, result, data)
     st.session_state.pop("lab_model_zips", None)
+    _keep_in_workspace(lambda ws: ws.save_model(models()[name], data))
     return models()[name]
+
+
+def _keep_in_workspace(write) -> None:
+    """``write(workspace)``; a workspace that cannot be written (disk full, read-only) is a sentence on
+    the next page render, never a lost training run."""
+    from msli_core import workspace
+    from msli_core.errors import MsliError
+
+    try:
+        write(workspace)
+    except (OSError, MsliError) as err:
+        st.session_state.setdefault("lab_workspace_problems", []).append(
+            f"Could not save to the workspace {workspace.workspace_dir()}: {err}"
+        )
 
 
 def add_loaded(filename: str, loaded, data) -> str:
@@ -144,12 +164,27 @@ def bench_rows() -> list[dict]:
     rows = st.session_state.get("lab_bench_rows")
     if rows:
         return rows
+    _restore_sweep()
+    if st.session_state.get("lab_bench_rows"):
+        return st.session_state["lab_bench_rows"]
     bundled = _bundled_sweep(str(demo_dir()))
     return bundled[0] if bundled else []
 
 
+def _restore_sweep() -> None:
+    """A new session starts from the workspace's newest sweep (this user's own, on this machine)."""
+    if st.session_state.get("lab_sweep_restored"):
+        return
+    st.session_state["lab_sweep_restored"] = True
+    from msli_core import workspace
+
+    saved = workspace.latest_sweep()
+    if saved:
+        st.session_state["lab_bench_rows"], st.session_state["lab_bench_meta"] = saved
+
+
 def bench_meta() -> dict:
-    if st.session_state.get("lab_bench_rows"):
+    if bench_rows() and st.session_state.get("lab_bench_rows"):
         return st.session_state.get("lab_bench_meta", {})
     bundled = _bundled_sweep(str(demo_dir()))
     return bundled[1] if bundled else {}
@@ -157,7 +192,7 @@ def bench_meta() -> dict:
 
 def bench_is_bundled() -> bool:
     """True while the rows shown are the bundled sweep (measured on another machine), not this session's."""
-    return not st.session_state.get("lab_bench_rows") and bool(bench_rows())
+    return bool(bench_rows()) and not st.session_state.get("lab_bench_rows")
 
 
 @st.cache_resource(show_spinner=False)
@@ -174,6 +209,7 @@ def set_bench(result) -> None:
 
     st.session_state["lab_bench_rows"] = list(result.rows)
     st.session_state["lab_bench_meta"] = dict(result.meta)
+    _keep_in_workspace(lambda ws: ws.save_sweep(result))
     st.session_state.pop("lab_bench_csv", None)
     if (result.meta.get("settings") or {}).get("calibrate") and result.meta.get("hardware"):
         st.session_state["whatif_measured_hw"] = costmodel.Hardware.from_dict(result.meta["hardware"])
@@ -257,3 +293,23 @@ def explanation_accuracy_cached(model_name: str, compute: bool = False) -> dict 
         with st.spinner("Explaining every user's held-out item…"):
             store[key] = explanation_accuracy(models()[model_name].loaded, dataset())
     return store.get(key)
+
+
+# ---------------------------------------------------------------------------------------- workspace
+def workspace_contents() -> dict:
+    from msli_core import workspace
+
+    return workspace.contents()
+
+
+def clear_workspace() -> int:
+    """Remove the workspace's saved models and sweeps (msli's own folders only)."""
+    from msli_core import workspace
+
+    return workspace.clear()
+
+
+def workspace_problems() -> list[str]:
+    """Sentences about saved folders that did not load, or writes that failed, in this session."""
+    models()
+    return list(st.session_state.get("lab_workspace_problems", []))

@@ -23,6 +23,7 @@ def _no_bundled_demo(tmp_path, monkeypatch):
     """The pages' tests start from an empty session (no bundled demo models or sweep) unless a test
     asks for the demo (``demo_app``): they check what a user's own training and sweeps produce."""
     monkeypatch.setenv("MSLI_DEMO_DIR", str(tmp_path / "no-demo"))
+    monkeypatch.setenv("MSLI_WORKSPACE", str(tmp_path / "workspace"))  # never the user's real one
 
 
 @pytest.fixture(scope="session")
@@ -668,3 +669,22 @@ def test_the_bundled_demo_shows_results_without_training(demo_app):
     ladder = next(s for s in specs if "serving ladder" in s["layout"]["title"]["text"])
     cross = [t for t in ladder["data"] if t.get("name", "").startswith("cross-encoder: a transformer")]
     assert cross and len(decode(cross[0]["y"])) >= 1  # a measured cross-encoder point
+
+
+def test_a_reload_finds_the_models_and_the_sweep_of_the_workspace(tiny_app):
+    """What a user trained and measured is in the workspace: a new session (a reload, a new tab) lists
+    the model and shows the sweep; Home says where it is kept and can clear it."""
+    at = train_tiny(tiny_app, kinds=("msli",), segments=(2,))
+    trained_names = set(at.session_state["lab_models"])
+    run_short_sweep(at, models=("msli",))
+    again = new_app()  # the same MSLI_WORKSPACE and sample: a reload
+    assert set(again.session_state["lab_models"]) == trained_names
+    assert any("Workspace" in h.value for h in again.subheader)
+    assert any("1 model(s), 1 sweep(s)" in m.value for m in again.markdown)
+    goto(again, "latency")
+    assert not any("No sweep yet" in i.value for i in again.info)
+    assert not any("bundled sweep" in i.value for i in again.info)  # the user's own, not the demo's
+    goto(again, "home")
+    again.button(key="home_clear_workspace").click().run()
+    assert any("Removed 2 saved" in s.value for s in again.success)
+    assert not new_app().session_state["lab_models"]  # cleared: a fresh session starts empty
