@@ -58,8 +58,17 @@ h2.caption(
 s1, s2, s3 = st.columns(3)
 history = s1.slider("History length L (events)", 10, 2000, 200, step=10, key="whatif_history")
 segments = s1.select_slider("Segments K", [1, 2, 4, 8, 16, 32, 64], value=8, key="whatif_segments")
-dim = s2.select_slider("Width d", [32, 64, 128, 256, 512, 1024, 2048, 4096], value=64, key="whatif_dim")
-layers = s2.slider("Depth (transformer layers)", 1, 48, 2, key="whatif_layers")
+size_by = s2.radio("Encoder size by", ["width × depth", "parameter count"], horizontal=True,
+                   key="whatif_size_by")  # fmt: skip
+if size_by == "parameter count":
+    millions = s2.number_input(
+        "Encoder parameters (millions)", 0.01, 1_000_000.0, 1000.0, key="whatif_params"
+    )
+    layers, dim = costmodel.shape_for_parameters(millions * 1e6)
+    s2.caption(f"Shaped as {layers} layers × width {dim:,} (width ≈ 64 × depth, as large transformers are).")
+else:
+    dim = s2.select_slider("Width d", [32, 64, 128, 256, 512, 1024, 2048, 4096], value=64, key="whatif_dim")
+    layers = s2.slider("Depth (transformer layers)", 1, 48, 2, key="whatif_layers")
 candidates = s3.select_slider(
     "Candidates N per request",
     [10, 100, 1_000, 10_000, 100_000, 1_000_000],

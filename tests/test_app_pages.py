@@ -688,3 +688,13 @@ def test_a_reload_finds_the_models_and_the_sweep_of_the_workspace(tiny_app):
     again.button(key="home_clear_workspace").click().run()
     assert any("Removed 2 saved" in s.value for s in again.success)
     assert not new_app().session_state["lab_models"]  # cleared: a fresh session starts empty
+
+
+def test_whatif_takes_a_parameter_count_and_says_the_shape_it_derives():
+    at = goto(new_app(), "whatif")
+    at.radio(key="whatif_size_by").set_value("parameter count").run()
+    at.number_input(key="whatif_params").set_value(1000.0).run()  # a 1B-parameter encoder
+    assert not at.exception
+    assert any("28 layers × width 1,728" in c.value for c in at.caption)
+    params = {m.label: m.value for m in at.metric}["Segment-encoder parameters"]
+    assert params == "1 B", params  # 12 · 28 · 1,728² ≈ 1.0e9 weights

@@ -369,6 +369,21 @@ class ModelShape:
         return self.layers * (12 * self.dim**2 + 13 * self.dim)
 
 
+def shape_for_parameters(parameters: float, aspect: int = 64) -> tuple[int, int]:
+    """(layers, width d) of an encoder with about ``parameters`` weights (``12·layers·d²``), shaped like
+    the usual large transformers: width ≈ ``aspect`` × depth (GPT-2 XL: 48 × 1,600; GPT-3: 96 × 12,288),
+    the width a multiple of 64. For the What-if page's "a 1B-parameter encoder".
+
+    >>> shape_for_parameters(1e9)
+    (28, 1728)
+    >>> shape_for_parameters(1e5)
+    (2, 64)
+    """
+    dim = max(64, round((aspect * parameters / 12) ** (1 / 3) / 64) * 64)
+    layers = max(1, round(parameters / (12 * dim * dim)))
+    return layers, dim
+
+
 @dataclass(frozen=True)
 class Phase:
     name: str
