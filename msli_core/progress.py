@@ -35,6 +35,18 @@ def no_progress(event: ProgressEvent) -> None:  # noqa: ARG001 - the do-nothing 
     return None
 
 
+def eta_seconds(elapsed_s: float, fraction: float | None) -> float | None:
+    """Seconds left if the rest goes at the pace so far; None before there is a pace to go by (under
+    2% done or under a second spent) or when the total is unknown.
+
+    >>> eta_seconds(10.0, 0.25), eta_seconds(0.5, 0.5), eta_seconds(10.0, None)
+    (30.0, None, None)
+    """
+    if fraction is None or fraction < 0.02 or elapsed_s < 1.0:
+        return None
+    return elapsed_s * (1.0 - fraction) / fraction
+
+
 class Throttle:
     """At most one repaint per ``min_interval_s`` seconds, and always the final event (done == total):
     a renderer (a terminal bar, the app's bar) asks :meth:`due` before it draws."""

@@ -3,12 +3,14 @@ progress bar with curves, the sidebar, and the widgets whose values survive a vi
 
 from __future__ import annotations
 
+import time
+
 import pandas as pd
 import streamlit as st
 
 from msli_core.errors import MsliError
-from msli_core.progress import Throttle
-from msli_core.viz import HOW_TO_READ
+from msli_core.progress import Throttle, eta_seconds
+from msli_core.viz import HOW_TO_READ, human_number
 from pages import state
 
 # Widgets whose values survive a visit to another page (Streamlit forgets the state of widgets that were
@@ -82,6 +84,7 @@ class LiveProgress:
         columns = st.columns(len(charts)) if charts else []
         self.slots = [col.empty() for col in columns]
         self.throttle = Throttle(min_interval_s)
+        self.started = time.monotonic()
 
     def __call__(self, event) -> None:
         for points, (x, y, _title) in zip(self.points, self.charts, strict=True):
@@ -90,9 +93,11 @@ class LiveProgress:
         if not self.throttle.due(event):
             return
         frac = event.fraction
-        self.bar.progress(
-            frac if frac is not None else 0.0, text=f"{self.label}: {event.message}".rstrip(": ")
-        )
+        text = f"{self.label}: {event.message}".rstrip(": ")
+        left = eta_seconds(time.monotonic() - self.started, frac)
+        if left is not None and (frac or 0) < 1:
+            text += f" · about {human_number(left, 's')} left"
+        self.bar.progress(frac if frac is not None else 0.0, text=text)
         for slot, points, (x, _y, title) in zip(self.slots, self.points, self.charts, strict=True):
             if points:
                 with slot.container():

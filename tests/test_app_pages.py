@@ -698,3 +698,12 @@ def test_whatif_takes_a_parameter_count_and_says_the_shape_it_derives():
     assert any("28 layers × width 1,728" in c.value for c in at.caption)
     params = {m.label: m.value for m in at.metric}["Segment-encoder parameters"]
     assert params == "1 B", params  # 12 · 28 · 1,728² ≈ 1.0e9 weights
+
+
+def test_the_train_demo_preset_fills_the_form():
+    at = goto(new_app(), "train")
+    at.button(key="train_demo_preset").click().run()
+    assert not at.exception
+    assert at.select_slider(key="train_dim").value == 32 and at.slider(key="train_layers").value == 1
+    assert at.number_input(key="train_epochs").value == 8
+    assert at.multiselect(key="train_kinds").value == ["msli", "popularity"]

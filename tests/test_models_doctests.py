@@ -27,6 +27,7 @@ MODULES = [
     "msli_core.jsonable",
     "msli_core.limits",
     "msli_core.kinds",
+    "msli_core.progress",
     "msli_core.viz.common",
     "msli_core.viz.latency",
     "msli_core.serving.scoring",
