@@ -57,9 +57,24 @@ def app_url(tmp_path_factory):
         users=60, items=400, interactions=6000, interests=6, max_events=320, min_events=5, activity_sigma=1.0
     )
     write_synthetic(sample, config)
+    yield from _serve(root, {"MSLI_SAMPLE_DATA": str(sample)})
+
+
+@pytest.fixture(scope="module")
+def demo_url(tmp_path_factory):
+    """The app as a fresh clone's `make run` starts it: the bundled sample, its demo models and sweep,
+    an empty workspace."""
+    if not (REPO / "sample_data" / "models").is_dir():
+        pytest.skip("sample_data/models/ not built yet (make demo-model)")
+    yield from _serve(tmp_path_factory.mktemp("demo"), {})
+
+
+def _serve(root: Path, env_extra: dict):
+    """Start `streamlit run app.py` on a free loopback port (its cache and workspace under ``root``),
+    yield its URL, stop it."""
     port = _free_port()
-    env = {**os.environ, "MSLI_SAMPLE_DATA": str(sample), "MSLI_CACHE_DIR": str(root / "cache"),
-           "MSLI_WORKSPACE": str(root / "workspace")}  # fmt: skip
+    env = {**os.environ, "MSLI_CACHE_DIR": str(root / "cache"), "MSLI_WORKSPACE": str(root / "workspace"),
+           **env_extra}  # fmt: skip
     log = open(root / "streamlit.log", "w")  # noqa: SIM115 - closed below
     server = subprocess.Popen(
         [
@@ -234,5 +249,41 @@ def test_every_page_in_a_real_browser(app_url):
                 for m in other.locator('[data-testid="stMetric"]').all()
             }
             assert metrics["Models trained"] == "3" and int(metrics["Latency rows measured"]) > 0, metrics
+        finally:
+            browser.close()
+
+
+TRACE_NAMES = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(el => [
+    ((el.layout && el.layout.title && el.layout.title.text) || '').replace(/<[^>]+>/g, ''),
+    (el._fullData || el.data || []).map(t => [t.name || '', (t.y || []).length])])"""
+
+
+def test_the_bundled_demo_in_a_real_browser_without_training(demo_url):
+    """A fresh start, nothing trained or measured: Home states a measured speed-up, Explain shows a
+    recommendation's per-segment contributions, Latency draws the ladder with a measured cross-encoder
+    point; screenshots at 1400 × 900."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(demo_url)
+            page.wait_for_selector('[data-testid="stApp"]', timeout=60_000)
+            check_page(page, "demo-1-home", min_charts=1)
+            assert page.get_by_text("faster than the cross-encoder").count() > 0
+
+            open_page(page, "Explain")
+            charts = check_page(page, "demo-2-explain", min_charts=4)
+            assert any(title.startswith("Per-segment contributions") for title, _, _ in charts)
+            assert page.get_by_text("MS-LI K=4 (bundled demo)").count() > 0
+
+            open_page(page, "Latency")
+            check_page(page, "demo-3-latency", min_charts=3)
+            assert page.get_by_text("bundled sweep").count() > 0
+            traces = dict(page.evaluate(TRACE_NAMES))
+            ladder = next(v for k, v in traces.items() if k.startswith("The serving ladder"))
+            cross = [n for name, n in ladder if name.startswith("cross-encoder: a transformer")]
+            assert cross and cross[0] >= 1  # a measured cross-encoder point
         finally:
             browser.close()
