@@ -235,8 +235,39 @@ def score_story(ex: dict, rank: int, path: pd.DataFrame) -> str:
         f"Score = {terms.lstrip('+ ')} = **{path['c_k'].sum():.4f}** "
         f"(the model's score: {rec['score']:.4f}). "
         f"Segment {int(lead['segment'])} (events {lead['events']}) gives the most, "
-        f"{lead['share of score']:.0%} of the score, mostly through {heaviest}."
+        f"{lead['share of score']:.0%} of the score{_through(ex, int(lead['segment']), heaviest)}."
     )
+
+
+def _through(ex: dict, index: int, heaviest: str) -> str:
+    """How the leading segment's vector was formed, without over-claiming: a closed segment's pooling
+    weights are compared with 1/n (equal weights); the open window is the encoder's state plus its newest
+    events' recency weights.
+
+    >>> ex = {"segments": [{"index": 0, "role": "closed segment", "weights": [0.02] * 50}]}
+    >>> _through(ex, 0, "A (0.02)")
+    '; its 50 events weigh about equally (each near 1/50 = 0.02): no single item stands out'
+    >>> ex = {"segments": [{"index": 0, "role": "closed segment", "weights": [0.5] + [0.01] * 49}]}
+    >>> _through(ex, 0, "A (0.50)")
+    ', mostly through A (0.50), against 1/50 = 0.02 for equal weights'
+    """
+    seg = next((g for g in ex["segments"] if g["index"] == index), None)
+    if seg is None:
+        return ""
+    if seg.get("role") == "open window":
+        return (
+            f": the encoder's state over the window, plus the recency path on its newest events ({heaviest})"
+        )
+    weights = np.asarray(seg.get("weights") or [], dtype=float)
+    if not len(weights):
+        return ""
+    n = len(weights)
+    equal = 1.0 / n
+    if weights.max() < 2 * equal:
+        return (
+            f"; its {n} events weigh about equally (each near 1/{n} = {equal:.2f}): no single item stands out"
+        )
+    return f", mostly through {heaviest}, against 1/{n} = {equal:.2f} for equal weights"
 
 
 def test_ranks(model, data) -> np.ndarray:

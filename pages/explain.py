@@ -49,12 +49,22 @@ except MsliError as err:
 labels = explain_view.segment_labels(ex)
 segments, recs, held, deletion = ex["segments"], ex["recommendations"], ex.get("held_out"), ex["deletion"]
 m = st.columns(4)
-m[0].metric("Events used", f"{ex['history_length']:,}")
+used = max(g["end"] for g in segments) - min(g["start"] for g in segments) if segments else 0
+m[0].metric(
+    "Events used",
+    f"{used:,} of {ex['history_length']:,}",
+    help="The events in the segments the model reads; older ones (grey below) are not used.",
+)
 m[1].metric("Non-empty slots", f"{len(segments)}")
 if held:
     m[2].metric("Held-out item's rank", f"{held['rank'] + 1:.0f} of {data.n_items:,}")
 if deletion.get("applicable"):
-    m[3].metric("Top segment removal hurts more", f"{deletion['top_larger_fraction']:.0%} of items")
+    m[3].metric(
+        "Deletion check passed",
+        f"{deletion['top_larger_fraction']:.0%} of the top {len(recs)}",
+        help="For each recommendation: removing its top-contributing segment lowers its score more than "
+        "removing a random other segment (the explanation is faithful).",
+    )
 
 events, target = explain_view.timeline(data, ex)
 widgets.chart("timeline", viz.history_timeline(events, labels, target))
