@@ -300,7 +300,7 @@ def test_contribution_heatmap_columns_sum_to_the_scores():
     fig = viz.contribution_heatmap(c, scores=[1.5, 0.5], item_titles=["X", "Y"], segment_labels=["s0", "s1"])
     heat = fig.data[0]
     assert np.asarray(heat.z).sum(axis=0).tolist() == [1.5, 0.5]
-    assert heat.x[0] == "#1<br>1.500" and heat.zmid == 0
+    assert heat.x[0] == "#1 X<br>1.500" and heat.zmid == 0  # rank, title, score
     assert "0.0e+00" in fig.layout.annotations[0].text  # the sums match the scores exactly
 
 

@@ -91,8 +91,11 @@ def contribution_heatmap(
     """
     z = np.asarray(contributions, dtype=float)  # (K, n)
     sums = z.sum(axis=0)
-    # a column is labelled by its rank and score (titles are in the hover and the table of recommendations)
-    columns = [f"#{i + 1}<br>{s:.3f}" for i, s in enumerate(scores)]
+    # a column is labelled by its rank, its title (shortened; whole in the hover) and its score
+    columns = [
+        f"#{i + 1} {_short(str(t), 12)}<br>{s:.3f}"
+        for i, (t, s) in enumerate(zip(item_titles, scores, strict=True))
+    ]
     hover_titles = np.broadcast_to(np.asarray([str(t) for t in item_titles], dtype=object), z.shape)
     bound = float(np.abs(z).max()) or 1.0
     fig = go.Figure(
@@ -127,7 +130,7 @@ def contribution_heatmap(
         fig,
         "Per-segment contributions to each recommendation",
         yaxis=dict(autorange="reversed"),
-        xaxis_title="recommendation: rank and score (the sum of its column)",
+        xaxis_title="recommendation: rank, title and score (the sum of its column)",
         height=max(300, 140 + 55 * z.shape[0]),
         xaxis=dict(side="bottom"),
     )
