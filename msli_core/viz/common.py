@@ -73,8 +73,9 @@ HOW_TO_READ: dict[str, str] = {
     "item_map": "A 2-D PCA projection of the item table (grey dots, a sample of the catalog; open circles: "
     "the user's history). The coloured crosses are this user's segment vectors, drawn at the items' "
     "typical length since a score depends on their direction; the stars are the top recommendations, "
-    "numbered by rank. Recommendations lie toward the segment vectors that scored them; PCA keeps only "
-    "two directions, so distances are rough.",
+    "numbered by rank. A score is a dot product in all d dimensions, and PCA keeps only two of them: a "
+    "recommendation need not lie near the segment vector that scored it here, so read the map for the "
+    "catalog's layout and the heatmap above for who scored what.",
     "latency_vs_k": "Online p50 latency against the number of segments K (lines), with the p95 band shaded. "
     "The cross-encoder (early interaction) and the floors (a bare matmul of the same shapes; bytes over "
     "memory bandwidth) are on the same logarithmic axis: the gap between them is what MS-LI buys.",
