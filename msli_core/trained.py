@@ -226,3 +226,34 @@ def bundled_models(sample_dir: str | Path, data) -> list[TrainedModel]:
         seconds = float(loaded.training.get("seconds", 0.0) or 0.0)
         out.append(TrainedModel(name, loaded, dict(loaded.metrics), seconds, data.fingerprint, []))
     return out
+
+
+def ladder_note(models: dict[str, TrainedModel]) -> str | None:
+    """One honest sentence when a simple baseline beats every neural model in ``models`` (by test
+    NDCG@10): which, by how much, and why that happens; None otherwise.
+
+    >>> class M:  # a stand-in with the two fields the note reads
+    ...     def __init__(self, kind, ndcg):
+    ...         self.loaded, self.metrics = type("L", (), {"kind": kind})(), {"NDCG@10": ndcg}
+    >>> ladder_note({"knn": M("item-knn", 0.32), "msli": M("msli", 0.26)})[:40]
+    'A simple baseline, knn, scores the best '
+    >>> ladder_note({"knn": M("item-knn", 0.2), "msli": M("msli", 0.26)}) is None
+    True
+    """
+    scored = {n: m for n, m in models.items() if math.isfinite(m.metrics.get("NDCG@10", math.nan))}
+    neural = {n: m for n, m in scored.items() if m.loaded.kind in kinds.NEURAL}
+    simple = {n: m for n, m in scored.items() if m.loaded.kind not in kinds.NEURAL}
+    if not neural or not simple:
+        return None
+    best_simple = max(simple, key=lambda n: simple[n].metrics["NDCG@10"])
+    best_neural = max(neural, key=lambda n: neural[n].metrics["NDCG@10"])
+    a, b = simple[best_simple].metrics["NDCG@10"], neural[best_neural].metrics["NDCG@10"]
+    if a <= b:
+        return None
+    return (
+        f"A simple baseline, {best_simple}, scores the best test NDCG@10 here ({a:.3f}, against "
+        f"{b:.3f} for {best_neural}). On data whose next item mostly follows the last few (the bundled "
+        "sample plants such item-to-item transitions), item-kNN reads that signal directly; on real "
+        "MovieLens 100K MS-LI and the two-tower model beat it, and the cross-encoder re-ranking MS-LI's "
+        "top 100 beats them all (README, Quality)."
+    )

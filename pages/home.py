@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from msli_core import trained as trained_models
 from msli_core import viz
 from msli_core.errors import MsliError
 from msli_core.serving.report import headline_speedup
@@ -108,6 +109,8 @@ m3.metric(
     "Best test NDCG@10", f"{best.metrics['NDCG@10']:.4f}" if best else "–", help=best.name if best else None
 )
 m4.metric("Latency rows measured", len(state.bench_rows()))
+if honest := trained_models.ladder_note(trained):
+    st.caption(honest)
 if note := state.refused_models_note():
     st.warning(note)
 

@@ -77,6 +77,8 @@ else:
             "parameters": st.column_config.NumberColumn(format="localized"),
         },
     )
+    if honest := trained_models.ladder_note(trained):
+        st.info(honest, icon=":material/balance:")
     st.caption(
         "Test metrics by full ranking over all items (a cross-encoder over a large catalog is evaluated as a "
         "labelled cascade, see *evaluation*). NDCG@10 rewards putting the held-out item near the top; HR@10 "

@@ -645,6 +645,7 @@ def test_the_bundled_demo_shows_results_without_training(demo_app):
     at = demo_app
     headline = [s.value for s in at.success if "faster than the cross-encoder" in s.value]
     assert headline and "bundled sweep" in headline[0] and "N = " in headline[0]
+    assert any(c.value.startswith("A simple baseline, item-kNN (bundled demo)") for c in at.caption)
 
     goto(at, "explain")
     assert at.selectbox(key="explain_model").value == "MS-LI K=4 (bundled demo)"
@@ -662,6 +663,7 @@ def test_the_bundled_demo_shows_results_without_training(demo_app):
     names = " | ".join(at.dataframe[0].value.iloc[:, 0].astype(str))
     for name in ("MS-LI K=4 (bundled demo)", "two-tower (bundled demo)", "item-kNN (bundled demo)"):
         assert name in names
+    assert any("A simple baseline" in i.value and "README" in i.value for i in at.info)  # the honest note
 
     goto(at, "latency")
     assert any("bundled sweep" in i.value for i in at.info)

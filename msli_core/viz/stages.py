@@ -86,7 +86,7 @@ def stage_cost_bars(
         fig,
         f"Stage costs of MS-LI (p50, N = {candidates:,}, L = {history}, {backend})",
         barmode="stack",
-        yaxis_title="milliseconds",
+        yaxis_title="p50 wall-clock, ms",
         height=400,
     )
 
@@ -125,7 +125,7 @@ def backend_comparison(rows: Iterable[Mapping[str, Any]] | pd.DataFrame, stage: 
         f"torch vs ONNX Runtime, MS-LI {stage} (p50)",
         barmode="group",
         yaxis_type="log",
-        yaxis_title="p50 ms (log scale)",
+        yaxis_title="p50 wall-clock, ms (log scale)",
         xaxis_title="shape",
         height=400,
     )
@@ -173,6 +173,6 @@ def nearline_update_comparison(rows: Iterable[Mapping[str, Any]] | pd.DataFrame)
         "Nearline update: incremental vs full re-encode (p50)",
         barmode="group",
         yaxis_type="log",
-        yaxis_title="p50 ms (log scale)",
+        yaxis_title="p50 wall-clock, ms (log scale)",
         height=400,
     )
