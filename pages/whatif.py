@@ -114,7 +114,10 @@ st.caption(
     "“Bound by” says which term of the roofline dominates the online stage: *compute* (FLOPs), *skinny* "
     "(streaming the item table through a few-row product), *memory* (bytes), *gather* (a request's own "
     "rows) or *overhead* (library calls; typical at small sizes). QPS counts one nearline update plus one "
-    "request per query on one worker. Full-forward runs the encoder over the history on every request."
+    "request per query on one worker. Full-forward runs the encoder over the history on every request. "
+    "The nearline update: with torch, a one-position KV-cached step while the history is shorter than the "
+    "window, and a pass over the window once it slides (the case costed here: a user with a full window); "
+    "with ONNX Runtime, the exported open-window graph re-encodes the window on every event (no KV cache)."
 )
 with st.expander("Per-phase breakdown"):
     st.dataframe(

@@ -65,8 +65,10 @@ HOW_TO_READ: dict[str, str] = {
     "is the first row of the table above). Each cell is that segment's contribution c_k to the item's "
     "score; a column sums exactly to the score written under it. Red cells pushed the item up, blue cells "
     "pushed it down.",
-    "within_segment": "Inside each segment, the attention-pooling weights of its items (each segment's "
-    "weights sum to 1). They say which items the segment vector u_k mostly stands for.",
+    "within_segment": "Inside each segment, the attention-pooling weights of its items (a closed segment's "
+    "weights sum to 1; the open window shows its recency weights on the newest events). Compare them with "
+    "1/S (0.02 for S = 50): weights near 1/S mean a flat segment, whose vector stands for all its items "
+    "alike; only weights well above 1/S single an item out.",
     "deletion": "Faithfulness check: the score after removing the top-contributing segment and re-scoring, "
     "against removing a random other segment. If the explanation is faithful, removing the top segment "
     "drops the score much more.",
