@@ -160,20 +160,16 @@ class _Runner:
                         engine.observe("u", int(next(stream)))
                         return engine.recommend("u", catalog, top_k=TOP_K)
 
-                    stats, calls, capped = self.timed(e2e)
-                    self.add(
-                        stats,
-                        calls,
-                        capped,
-                        stage="end_to_end",
-                        backend="torch",
-                        candidates=N,
-                        method="kv_cache",
-                        **shape,
-                    )
+                    self.end_to_end(e2e, "torch", "kv_cache", N, shape)
                     self.tick(f"{label} K={K} L={L} N={N} torch")
             if "onnxruntime" in s.backends:
                 self.run_ort(label, K, L, model, engine, shape)
+
+    def end_to_end(self, call: Callable[[], Any], backend: str, method: str, N: int, shape: dict) -> None:
+        """Time one event followed by one request (``call``) and add its ``end_to_end`` row."""
+        stats, calls, capped = self.timed(call)
+        self.add(stats, calls, capped, stage="end_to_end", backend=backend, candidates=N, method=method,
+                 **shape)  # fmt: skip
 
     def request_candidates(self, engine, N: int, shape: dict) -> None:
         """For each M < N of ``--request-candidates``: a request that brings its own list of M random ids
@@ -335,17 +331,7 @@ class _Runner:
                 vectors[0, -1] = open_encoder.encode(window)[0]  # the new event's open vector
                 return online()
 
-            stats, calls, capped = self.timed(e2e)
-            self.add(
-                stats,
-                calls,
-                capped,
-                stage="end_to_end",
-                backend="onnxruntime",
-                candidates=N,
-                method="open_window",
-                **shape,
-            )
+            self.end_to_end(e2e, "onnxruntime", "open_window", N, shape)
             self.tick(f"{label} K={K} L={L} N={N} onnxruntime")
 
     # ---- offline ---------------------------------------------------------------------------------
