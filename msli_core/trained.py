@@ -69,14 +69,22 @@ def from_loaded(filename: str, loaded, data) -> TrainedModel:
     return TrainedModel(name, loaded, dict(loaded.metrics), seconds, data.fingerprint, [])
 
 
+def slug(name: str) -> str:
+    """A file or folder name for a model name (its zip, its workspace folder).
+
+    >>> slug("MS-LI K=4 attention (seed 0)")
+    'MS-LI-K-4-attention-seed-0'
+    """
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "model"
+
+
 def zip_bytes(trained: TrainedModel, data) -> bytes:
     """The model folder (config.json + model.safetensors) packed as a zip in memory."""
     from msli_core.models.registry import save_zip
 
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", trained.name).strip("-.") or "model"
     return save_zip(
         trained.loaded.model,
-        slug,
+        slug(trained.name),
         data=data,
         metrics=trained.metrics,
         extra={**trained.loaded.training, "name": trained.name, "seconds": trained.seconds},

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import time
 from pathlib import Path
@@ -39,21 +38,13 @@ def workspace_dir() -> Path:
     return Path(platformdirs.user_data_dir("msli-lab")) / "workspace"
 
 
-def _slug(name: str) -> str:
-    """A folder name for a model name.
-
-    >>> _slug("MS-LI K=4 attention (seed 0)")
-    'MS-LI-K-4-attention-seed-0'
-    """
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "model"
-
-
 def save_model(trained, data, root: Path | None = None) -> Path:
     """Write a :class:`~msli_core.trained.TrainedModel` trained on ``data`` into ``models/<slug>/``
     (an earlier model of the same name is replaced, atomically)."""
     from msli_core.models.registry import save_model as write
+    from msli_core.trained import slug
 
-    folder = (root or workspace_dir()) / MODELS / _slug(trained.name)
+    folder = (root or workspace_dir()) / MODELS / slug(trained.name)
     folder.parent.mkdir(parents=True, exist_ok=True)
     extra = {**trained.loaded.training, "name": trained.name, "seconds": trained.seconds,
              "history": trained.history}  # fmt: skip
@@ -94,15 +85,13 @@ def save_sweep(result, root: Path | None = None) -> Path:
 
 def latest_sweep(root: Path | None = None) -> tuple[list[dict], dict] | None:
     """The rows and meta of the newest sweep of the workspace, or None."""
+    from msli_core.serving.report import read_sweep
+
     folder = (root or workspace_dir()) / SWEEPS
     for path in sorted((p for p in folder.glob("*") if p.is_dir()), reverse=True) if folder.is_dir() else []:
-        try:
-            rows = json.loads((path / "bench.json").read_text(encoding="utf-8"))
-            meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(rows, list) and isinstance(meta, dict):
-            return rows, meta
+        sweep = read_sweep(path)
+        if sweep is not None:
+            return sweep
     return None
 
 

@@ -158,13 +158,20 @@ def bundled_sweep(sample_dir) -> tuple[list[dict], dict] | None:
     """The latency sweep shipped beside the sample data (``bench.json`` and ``meta.json`` of an
     ``msli bench --out``), so the Latency page and Home have measured figures before the user runs one;
     None when it is absent or unreadable. Its ``meta`` names the machine it was measured on."""
+    from pathlib import Path
+
+    return read_sweep(Path(sample_dir) / BUNDLED_SWEEP)
+
+
+def read_sweep(folder) -> tuple[list[dict], dict] | None:
+    """``(rows, meta)`` of a folder written by ``msli bench --out`` (``bench.json``, ``meta.json``);
+    None when it is absent or unreadable."""
     import json
     from pathlib import Path
 
-    folder = Path(sample_dir) / BUNDLED_SWEEP
     try:
-        rows = json.loads((folder / "bench.json").read_text(encoding="utf-8"))
-        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        rows = json.loads((Path(folder) / "bench.json").read_text(encoding="utf-8"))
+        meta = json.loads((Path(folder) / "meta.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if not isinstance(rows, list) or not isinstance(meta, dict):
