@@ -21,6 +21,7 @@ The losses are pure functions (:func:`full_softmax_loss`, :func:`sampled_softmax
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import random
@@ -32,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from msli_core import distributed as msli_dist  # (``train``'s keyword ``distributed`` would shadow the name)
 from msli_core.data.dataset import LeaveOneOutSplit, leave_one_out, pad_right_aligned
 from msli_core.errors import MsliError
 from msli_core.evaluate import evaluate, mask_seen, worst_if_not_finite
@@ -489,8 +491,10 @@ def _fit_first_stage_weight(model, split, users, settings, rng, first_stage) -> 
     return alpha
 
 
-def _valid_metrics(model, kind, data, split, first_stage, settings) -> dict:
+def _valid_metrics(model, kind, data, split, first_stage, settings, world=None) -> dict:
     users = split.eval_users if settings.valid_users is None else split.eval_users[: settings.valid_users]
+    if world is not None:
+        return msli_dist.evaluate_sharded(model, data, split, "valid", users, world)
     if kind == "cross-encoder":
         top = settings.valid_cascade_top
         return evaluate(model, data, split, "valid", cascade_from=first_stage, cascade_top=top, users=users)
@@ -508,6 +512,7 @@ def train(
     progress: ProgressCallback | None = None,
     cascade_from=None,
     evaluate_test: bool = True,
+    distributed: msli_dist.World | None = None,
 ) -> TrainResult:
     """Train a model of ``kind`` on ``data`` (InteractionData); returns the best model (by validation
     NDCG@10) with its test metrics.
@@ -520,9 +525,18 @@ def train(
     ``data``). ``cascade_from`` (cross-encoder only): the first stage whose top-M the cross-encoder
     re-ranks for validation/test when full ranking is over budget (default: item-kNN).
     ``evaluate_test=False`` skips the test evaluation (``metrics`` is then empty).
+
+    ``distributed`` (msli and two-tower; :mod:`msli_core.distributed`): this process is one of P started
+    by torchrun, in a joined process group. Every rank builds the same model and the same epoch plans
+    from ``seed``, trains on its share of each step's rows under DDP, validates its share of the users
+    and takes the shared early-stopping decision (see :func:`_fit_neural`); only rank 0 evaluates the
+    test (the other ranks return empty ``metrics``), and the caller lets only rank 0 save.
     """
+    world = distributed
     if kind not in KINDS:
         raise MsliError(f"Unknown model kind {kind!r}; choose one of {', '.join(KINDS)}.")
+    if world is not None:
+        msli_dist.check_kind(kind)
     if settings is None:
         settings = TrainSettings.for_kind(kind)
     settings.check()
@@ -552,10 +566,12 @@ def train(
             rng=rng,
             progress=progress,
             first_stage=first_stage,
+            world=world,
         )
     seconds = time.perf_counter() - start
     model.eval()
     test = {}
+    evaluate_test = evaluate_test and (world is None or world.is_main)
     if evaluate_test and kind == "cross-encoder":
         test = evaluate(
             model, data, split, "test", cascade_from=first_stage, cascade_top=settings.cascade_top
@@ -631,8 +647,21 @@ def _row_steps(model, split, settings, rng, users: np.ndarray):
     return [[rows[i] for i in batches[j]] for j in rng.permutation(len(batches))]
 
 
-def _late_interaction_step(model, split, chunk, settings, rng, log_freq) -> float:
-    """Forward and backward of one step (split into micro-batches of at most LOSS_ELEMENTS); its loss."""
+def _late_interaction_step(
+    model, split, chunk, settings, rng, log_freq, *, ddp=None, targets_total: int | None = None,
+    scale: float = 1.0,
+) -> float:  # fmt: skip
+    """Forward and backward of one step (split into micro-batches of at most LOSS_ELEMENTS); its loss.
+
+    The loss is the mean over the step's targets: each micro-batch's mean CE is weighted by its share
+    of ``targets_total`` (default: the targets of ``chunk``). Under DDP (``ddp``: the wrapped
+    :class:`~msli_core.distributed.StepLoss`), ``chunk`` is this rank's share of the step,
+    ``targets_total`` the whole step's targets and ``scale`` P (or 0 for a padding row): DDP averages
+    the P ranks' gradients, so P × (this rank's targets' CE sum / the step's targets), averaged, is the
+    single-process gradient of the whole step; gradients are reduced on the last micro-batch only
+    (``no_sync`` before it), and a non-finite loss still runs its backward so no rank skips the
+    reduction the others wait in. Returns this rank's part of the mean (not scaled).
+    """
     c = model.config
     seqs = [split.train_sequence(u) for u, _ in chunk]
     stamps = [split.data.timestamps[u][: len(q)] for (u, _), q in zip(chunk, seqs, strict=True)]
@@ -640,9 +669,11 @@ def _late_interaction_step(model, split, chunk, settings, rng, log_freq) -> floa
     catalog = settings.sampled_negatives if log_freq is not None else c.n_items
     longest = max(r1 - r0 for r0, r1 in ranges)
     per_part = max(1, LOSS_ELEMENTS // (longest * catalog))
-    targets_total = sum(r1 - r0 - 1 for r0, r1 in ranges)
+    if targets_total is None:
+        targets_total = sum(r1 - r0 - 1 for r0, r1 in ranges)
     total = 0.0
-    for lo in range(0, len(chunk), per_part):
+    starts = range(0, len(chunk), per_part)
+    for lo in starts:
         part = slice(lo, lo + per_part)
         batch = row_batch(
             seqs[part],
@@ -658,12 +689,39 @@ def _late_interaction_step(model, split, chunk, settings, rng, log_freq) -> floa
         if log_freq is not None:
             candidates, log_q = _sampled_candidates(batch.targets, log_freq, settings.sampled_negatives, rng)
         share = sum(r1 - r0 - 1 for r0, r1 in ranges[part]) / targets_total
-        loss = late_interaction_loss(model, batch, candidates=candidates, log_q=log_q) * share
-        if not torch.isfinite(loss):
-            return float(loss.detach())
-        loss.backward()
+        if ddp is None:
+            loss = late_interaction_loss(model, batch, candidates=candidates, log_q=log_q) * share
+            if not torch.isfinite(loss):
+                return float(loss.detach())
+            loss.backward()
+        else:
+            last = lo == starts[-1]
+            with contextlib.nullcontext() if last else ddp.no_sync():
+                loss = ddp(batch, candidates=candidates, log_q=log_q) * share
+                (loss * scale).backward()
         total += float(loss.detach())
     return total
+
+
+def _distributed_step(ddp, model, split, chunk, settings, rng, log_freq, world) -> float:
+    """One DDP step: this rank's rows ``rank::P`` of the global step ``chunk`` (the same list on every
+    rank), forward and backward with gradients reduced; the whole step's mean loss (summed over ranks,
+    so every rank sees the same value and agrees on divergence).
+
+    A step with fewer rows than processes leaves a rank without rows: it runs the step's first row with
+    weight 0 (its gradient is zero, but it joins the reduction), so every rank runs the same number of
+    steps and no collective waits for a rank that has nothing to do.
+    """
+    mine = chunk[world.rank :: world.size]
+    weight = 1.0
+    if not mine:
+        mine, weight = chunk[:1], 0.0
+    targets_total = sum(r1 - r0 - 1 for _, (r0, r1) in chunk)
+    local = _late_interaction_step(
+        model, split, mine, settings, rng, log_freq, ddp=ddp, targets_total=targets_total,
+        scale=weight * world.size,
+    )  # fmt: skip
+    return msli_dist.all_sum(world, local if weight else 0.0, "training")
 
 
 @dataclass
@@ -714,10 +772,24 @@ def _fit_neural(
     rng: np.random.Generator,
     progress: ProgressCallback,
     first_stage: nn.Module | None,
+    world: msli_dist.World | None = None,
 ) -> _Fit:
     """Fit a neural model in place (AdamW, linear warm-up over the first epoch, gradient clipping at 1),
     validate after every epoch, stop after ``patience`` epochs without a better validation NDCG@10, and
-    restore the best epoch's weights."""
+    restore the best epoch's weights.
+
+    With ``world`` (P processes, late-interaction kinds only): the model's loss is wrapped in DDP, which
+    starts every rank from rank 0's weights. ``rng`` is the shared stream: every rank draws the same
+    epoch plan from it (:func:`_row_steps`: the single-process run's steps, in its order), and each
+    trains on rows ``rank::P`` of each step (:func:`_distributed_step`), so the step count is the same on
+    every rank and one DDP step is the single-process step over the same rows. What each rank draws
+    for itself (sampled-softmax negatives; dropout masks, torch's RNG) comes from streams seeded by
+    (seed, rank), so the shared stream stays in step; rank 0 keeps the single-process torch stream.
+    Validation is sharded by user and gathered (:func:`msli_core.distributed.evaluate_sharded`), so
+    every rank sees the same NDCG@10, keeps the same best epoch and stops at the same epoch; the
+    weights are identical on every rank after each step (same reduced gradients, same clipping, same
+    AdamW update), hence so is the best state.
+    """
     optimizer = _optimizer(model, kind, settings)
     train_users = np.array([u for u in range(1, data.n_users + 1) if len(split.train_sequence(u)) >= 2])
     if len(train_users) == 0:
@@ -729,6 +801,12 @@ def _fit_neural(
         steps_per_epoch = int(np.ceil(len(train_users) / (settings.batch_size or 16)))
     total = max(1, settings.epochs * steps_per_epoch)
     log_freq = _log_item_frequencies(data, split) if late and data.n_items > SAMPLED_SOFTMAX_ABOVE else None
+    ddp, own_rng = None, rng
+    if world is not None:
+        ddp = msli_dist.wrap(model, late_interaction_loss, world)
+        own_rng = np.random.default_rng([settings.seed, world.rank])
+        if world.rank:
+            torch.manual_seed(int(np.random.SeedSequence([settings.seed, world.rank]).generate_state(1)[0]))
     history: list[dict] = []
     best = (-1.0, 0, None, {})  # (valid NDCG@10, epoch, state, metrics)
     fit_start = time.perf_counter()
@@ -755,7 +833,9 @@ def _fit_neural(
             for group in optimizer.param_groups:  # linear warm-up over the first epoch, then constant
                 group["lr"] = settings.lr * group["scale"] * min(1.0, (step + 1) / max(1, steps_per_epoch))
             optimizer.zero_grad(set_to_none=True)
-            if late:
+            if ddp is not None:
+                loss_value = _distributed_step(ddp, model, split, chunk, settings, own_rng, log_freq, world)
+            elif late:
                 loss_value = _late_interaction_step(model, split, chunk, settings, rng, log_freq)
             else:
                 loss = _cross_encoder_loss(model, split, chunk, settings, rng, first_stage)
@@ -780,7 +860,7 @@ def _fit_neural(
         epochs_run = epoch
         if not all(torch.isfinite(p).all() for p in model.parameters()):
             raise TrainingDiverged(epoch, steps_per_epoch, float("nan"), settings.lr, what="weights")
-        valid = _valid_metrics(model, kind, data, split, first_stage, settings)
+        valid = _valid_metrics(model, kind, data, split, first_stage, settings, world)
         row = _history_row(epoch, float(np.mean(losses)), time.perf_counter() - fit_start, valid)
         history.append(row)
         if valid["NDCG@10"] > best[0]:
@@ -804,7 +884,7 @@ def _fit_neural(
     if best[2] is not None:
         model.load_state_dict(best[2])
     else:  # zero epochs: report the untrained model
-        best = (0.0, 0, None, _valid_metrics(model, kind, data, split, first_stage, settings))
+        best = (0.0, 0, None, _valid_metrics(model, kind, data, split, first_stage, settings, world))
     model.eval()
     progress(ProgressEvent("train", total, total, f"done: best epoch {best[1]}", {"epoch": epochs_run}))
     return _Fit(valid_metrics=best[3], best_epoch=best[1], epochs=epochs_run, history=history)

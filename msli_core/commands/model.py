@@ -43,6 +43,18 @@ def register(subparsers) -> None:
         "--seed", type=_seed, default=0, help="seed of every random number generator (default %(default)s)"
     )
     p.add_argument("--out", required=True, help="folder to write (config.json + model.safetensors)")
+    p.add_argument(
+        "--ddp",
+        action="store_true",
+        help="data-parallel training (msli, two-tower) in processes started by "
+        "`torchrun --nproc-per-node P -m msli_core train ... --ddp`; rank 0 writes --out",
+    )
+    p.add_argument(
+        "--ddp-timeout",
+        type=_seconds,
+        default=600,
+        help="--ddp: seconds a process waits for the others to join or answer (default %(default)s)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=cmd_train)
 
@@ -170,6 +182,16 @@ def _seed(text: str) -> int:
     value = _whole(text)
     if not 0 <= value <= MAX_SEED:
         raise argparse.ArgumentTypeError(f"a seed is a whole number from 0 to {MAX_SEED}, got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds like 600, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds like 600, got {text!r}")
     return value
 
 
@@ -303,16 +325,46 @@ def _model_config(args) -> dict:
 
 # ---- train -----------------------------------------------------------------------------------------
 def cmd_train(args) -> int:
-    from msli_core.cli import print_json
-    from msli_core.models.registry import save_model
-    from msli_core.train import TrainSettings, train
+    """``msli train``; with ``--ddp``, one of the P processes torchrun started (see
+    :mod:`msli_core.distributed`): every process checks the arguments and loads the data (nothing is
+    written before training, so a refusal is the same sentence on every rank), joins the group and
+    trains; only rank 0 evaluates the test, writes ``--out`` and prints, so the folder and the JSON are
+    those of a single-process run plus ``processes``."""
+    from msli_core.train import TrainSettings
 
+    world = None
+    if getattr(args, "ddp", False):
+        from msli_core import distributed
+
+        distributed.check_kind(args.model)
+        world = distributed.from_environment(timeout_s=args.ddp_timeout)
     config = check_train_args(args)  # before any work: shape, limits and --out
     data = _load_data(args.data)
     check_train_memory(args, config, data.n_items)
-    _threads()
     settings = TrainSettings.for_kind(args.model, epochs=args.epochs, seed=args.seed, lr=args.lr)
-    result = train(data, args.model, settings, config, progress=_progress_bar())
+    if world is None:
+        _threads()
+        return _train_and_save(args, data, settings, config, None)
+    import torch
+
+    from msli_core import distributed
+
+    torch.set_num_threads(distributed.threads_per_process(world.local_size))
+    with distributed.process_group(world):
+        return _train_and_save(args, data, settings, config, world)
+
+
+def _train_and_save(args, data, settings, config: dict, world) -> int:
+    from msli_core.cli import print_json
+    from msli_core.models.registry import save_model
+    from msli_core.train import train
+
+    main = world is None or world.is_main
+    progress = _progress_bar() if main else None
+    result = train(data, args.model, settings, config, progress=progress, distributed=world)
+    if not main:  # rank != 0 never writes --out nor prints: rank 0 speaks for the group
+        return 0
+    processes = 1 if world is None else world.size
     summary = {
         **{k: v for k, v in result.metrics.items() if k != "seconds"},
         "seconds": result.seconds,
@@ -322,6 +374,7 @@ def cmd_train(args) -> int:
         "model": args.model,
         "out": str(args.out),
         "valid_NDCG@10": result.valid_metrics.get("NDCG@10"),
+        "processes": processes,
     }
     extra = {
         "settings": result.settings,
@@ -332,6 +385,8 @@ def cmd_train(args) -> int:
         "history": result.history,
         "valid_metrics": result.valid_metrics,
         "data": str(args.data),
+        "processes": processes,  # P of a --ddp run (torchrun), 1 otherwise
+        **({"distributed": {"backend": world.backend, "world_size": world.size}} if world else {}),
     }
     save_model(result.model, args.out, data=data, metrics=result.metrics, extra=extra)
     if args.json:

@@ -1,0 +1,55 @@
+"""One process of a distributed training run for tests/test_train_ddp.py (started by torchrun).
+
+``python -m torch.distributed.run --nproc-per-node P tests/_ddp_worker.py OUT.json SPEC.json`` trains
+``train(make_tiny_dataset(...), kind, settings, config, distributed=World)`` in every process, and rank
+0 writes the result (metrics, validation metrics, history, a weight checksum) to OUT.json. It calls
+the library, not the CLI, so a test can set model fields the CLI has no flag for (``dropout``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from tiny_data import make_tiny_dataset  # noqa: E402
+
+from msli_core import distributed  # noqa: E402
+from msli_core.train import TrainSettings, train  # noqa: E402
+
+
+def run(spec: dict, world: distributed.World | None) -> dict:
+    """Train as ``spec`` says; the result as JSON-ready numbers (also used for the single-process run)."""
+    data = make_tiny_dataset(**spec["data"])
+    settings = TrainSettings.for_kind(spec["kind"], **spec["settings"])
+    result = train(data, spec["kind"], settings, spec["config"], distributed=world)
+    weights = torch.cat([p.detach().reshape(-1) for p in result.model.parameters()])
+    return {
+        "metrics": {k: v for k, v in result.metrics.items() if isinstance(v, float | int)},
+        "valid_metrics": {k: v for k, v in result.valid_metrics.items() if isinstance(v, float | int)},
+        "history": [{k: v for k, v in row.items() if k != "seconds"} for row in result.history],
+        "best_epoch": result.best_epoch,
+        "epochs": result.epochs,
+        "weights_norm": float(weights.norm()),
+        "weights_head": weights[:8].tolist(),
+    }
+
+
+def main() -> None:
+    out, spec = Path(sys.argv[1]), json.loads(Path(sys.argv[2]).read_text())
+    world = distributed.from_environment()
+    torch.set_num_threads(distributed.threads_per_process(world.local_size))
+    with distributed.process_group(world):
+        result = run(spec, world)
+        checksum = distributed.all_gather(world, result["weights_norm"], "checking the weights")
+    if world.is_main:
+        result["weights_norm_per_rank"] = checksum
+        out.write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
