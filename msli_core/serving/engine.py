@@ -18,6 +18,12 @@ The three stages are separate calls on one :class:`InferenceEngine`:
   :func:`late_interaction`).
 
 A user with no history gets the most popular candidates (``fallback == "popularity"``).
+
+For catalogs too large to score whole, ``recommend(user, retrieval=index)`` puts an approximate first
+stage in front (:mod:`msli_core.serving.retrieval`): a faiss index finds each segment's nearest items,
+and the union is re-scored exactly by the same scorer (its per-request candidate path), so the returned
+scores and contributions are late interaction's on those candidates. Without ``retrieval`` nothing
+changes.
 """
 
 from __future__ import annotations
@@ -83,6 +89,7 @@ class Recommendation:
     segment_mask: np.ndarray  # (K,) bool
     fallback: str | None = None  # "popularity" when the user had no history
     exact: int = 0  # candidates that passed the bound and were scored exactly (0: reference path)
+    retrieved: int = 0  # candidates an ANN first stage returned for re-scoring (0: no first stage)
 
 
 class InferenceEngine:
@@ -439,10 +446,13 @@ class InferenceEngine:
         candidates: int | np.ndarray | None = None,
         top_k: int = 10,
         exclude_seen: bool = True,
+        retrieval=None,
     ) -> Recommendation:
         """Online stage: the exact top-k of ``candidates`` (:meth:`candidate_ids`) with per-segment
-        contributions (``scores == contributions.sum(1)``)."""
-        return self.recommend_many([user], candidates, top_k, exclude_seen)[0]
+        contributions (``scores == contributions.sum(1)``). ``retrieval`` (an
+        :class:`~msli_core.serving.retrieval.AnnIndex` over this engine's table) replaces the whole
+        catalog by its first stage's candidates."""
+        return self.recommend_many([user], candidates, top_k, exclude_seen, retrieval=retrieval)[0]
 
     @torch.inference_mode()
     def recommend_many(
@@ -451,16 +461,20 @@ class InferenceEngine:
         candidates: int | np.ndarray | None = None,
         top_k: int = 10,
         exclude_seen: bool = True,
+        retrieval=None,
     ) -> list[Recommendation]:
         """A batched online request: the top-k of each user, the table read once for all of them.
 
         Attention, max and one-segment users go through the block-wise scorer
         (:func:`~msli_core.serving.scoring.top_k`: exact top-k, no K×N intermediates); the ``mlp`` and
-        ``sum`` aggregations through the reference function over the candidates' rows.
+        ``sum`` aggregations through the reference function over the candidates' rows. With
+        ``retrieval`` each user's candidates are its own first-stage union (:meth:`_retrieve`).
         """
         if top_k < 1:
             raise MsliError(f"top_k must be at least 1, not {top_k}.")
         self._require_table()
+        if retrieval is not None:
+            return self._retrieve(users, candidates, top_k, exclude_seen, retrieval)
         ids = self.candidate_ids(candidates)
         out: list[Recommendation | None] = [None] * len(users)
         fast: list[tuple[int, UserState]] = []
@@ -492,6 +506,44 @@ class InferenceEngine:
                 out[i] = self._recommendation(users[i], state, best.ids, best.scores, contributions)
                 out[i].exact = best.exact
         return out  # type: ignore[return-value]
+
+    def _retrieve(
+        self, users: list, candidates, top_k: int, exclude_seen: bool, index
+    ) -> list[Recommendation]:
+        """Each user's top-k among its ANN candidates: the index's union of per-segment neighbours (seen
+        items dropped when ``exclude_seen``), re-scored exactly by :meth:`recommend_many` on that list.
+        A user with no history gets the popularity fallback over the whole catalog."""
+        if candidates is not None:
+            raise MsliError(
+                "Pass either candidates or retrieval, not both: the first stage picks the candidates."
+            )
+        if index.n_items != self.table_np.shape[0] - 1 or index.dim != self.table_np.shape[1]:
+            raise MsliError(
+                f"The ANN index covers {index.n_items:,} items of width {index.dim}, but the engine's table "
+                f"has {self.table_np.shape[0] - 1:,} of width {self.table_np.shape[1]}; rebuild the index "
+                "after offline()."
+            )
+        out = []
+        for user in users:
+            state = self.users.get(user)
+            if state is None or state.mask is None or not bool(state.mask.any()):
+                out.append(self._popular(user, None, top_k))
+                continue
+            if state.online is None:
+                raise MsliError(
+                    f"ANN retrieval needs the attention, max or one-segment scoring; this model's "
+                    f"{self.config.aggregation!r} aggregation has no inner-product bound, so score the "
+                    "whole catalog."
+                )
+            ids = index.candidates(state.online, state.seen if exclude_seen else None)
+            if not len(ids):  # nothing unseen was found: an empty answer, as scoring an empty list gives
+                rec = self._recommendation(user, state, np.zeros(0, dtype=np.int64), np.zeros(0),
+                                           np.zeros((0, self.K), dtype=np.float32))  # fmt: skip
+            else:
+                rec = self.recommend_many([user], ids, top_k, exclude_seen)[0]
+            rec.retrieved = len(ids)
+            out.append(rec)
+        return out
 
     def _reference_top_k(self, user, state: UserState, ids, top_k: int, exclude_seen: bool) -> Recommendation:
         """Top-k by the reference function over all candidate rows (aggregations without a fast path)."""
