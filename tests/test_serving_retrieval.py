@@ -129,7 +129,8 @@ def test_default_lists_and_index_bytes_are_hand_checkable():
     # the vectors and ids with room for the lists' growth, centroids twice, 32 training rows per list
     # (with their ids) and one add chunk's assignment
     assert ivf == int(1.5 * stored + 2 * 4000 * 64 * 4 + 32 * 4000 * (64 * 4 + 8) + (1 << 18) * 16)
-    assert retrieval.index_bytes("ivf", 2_000_000, 64, 4000) > 1.9 * retrieval.index_bytes("ivf", 1_000_000, 64)
+    twice = retrieval.index_bytes("ivf", 2_000_000, 64, 4000)
+    assert twice > 1.9 * retrieval.index_bytes("ivf", 1_000_000, 64)
 
 
 # ----------------------------------------------------------------------------------------- bad input
@@ -157,7 +158,7 @@ def test_an_index_that_does_not_fit_is_refused_before_allocating(monkeypatch):
         retrieval.check_fits("ivf", 1_000_000, 64)
     import faiss
 
-    def no_faiss(*args, **kwargs):
+    def no_faiss(*_args, **_kwargs):
         raise AssertionError("faiss was asked to allocate")
 
     monkeypatch.setattr(faiss, "IndexIVFFlat", no_faiss)
@@ -172,7 +173,7 @@ def test_bad_requests_are_one_sentence():
     with pytest.raises(MsliError, match="either candidates or retrieval"):
         engine.recommend(0, 100, retrieval=index)
     other = build_index(engine.table_np[:301], AnnSettings(lists=8), build_threads=1)
-    with pytest.raises(MsliError, match="covers 300 items .* rebuild the index"):
+    with pytest.raises(MsliError, match=r"covers 300 items .* rebuild the index"):
         engine.recommend(0, retrieval=other)
     with pytest.raises(MsliError, match="lists 601 exceeds the 600 items"):
         build_index(engine.table_np, AnnSettings(lists=601))
