@@ -274,3 +274,86 @@ def test_more_candidates_through_the_bound_cost_more():
     row = {"model": "msli", "stage": "online", "segments": 8, "candidates": 100_000, "history": 50,
            "dim": 64, "layers": 2, "exact_fraction": 0.5}  # fmt: skip
     assert cm.shape_from_row(row).exact_fraction == 0.5
+
+
+# ------------------------------------------------------------------------ the ANN retrieval stage
+
+
+def ann_shape(**kw) -> cm.ModelShape:
+    base = dict(candidates=1_000_000, segments=8, history=200, index="ivf", probes=32, retrieved=300.0)
+    return cm.ModelShape(**{**base, **kw})
+
+
+def scan(shape: cm.ModelShape) -> cm.Phase:
+    return next(p for p in cm.retrieval_phases(shape) if p.name.startswith("retrieval: scan"))
+
+
+def test_ivf_scan_is_probes_times_n_over_nlist_rows_per_query():
+    shape = ann_shape()
+    assert shape.nlist == 4000 and shape.queries == 9  # 4·sqrt(1M) lists; 8 segments + the pooled query
+    rows = 9 * 32 * 1_000_000 / 4000  # 72,000 rows of d floats and an 8-byte id
+    assert scan(shape).bytes == pytest.approx(rows * (64 * 4 + 8))
+    assert scan(shape).flops == pytest.approx(2 * 64 * rows)
+    assert cm.phase_seconds(scan(shape), HW, "numpy") == pytest.approx(rows * 264 / 1e10)  # memory-bound
+    coarse = cm.retrieval_phases(shape)[0]
+    assert coarse.bytes == pytest.approx(9 * 4000 * 64 * 4)  # each query against every centroid
+
+
+def test_doubling_the_probes_doubles_the_scan_and_nothing_else():
+    one, two = cm.retrieval_phases(ann_shape(probes=16)), cm.retrieval_phases(ann_shape(probes=32))
+    for a, b in zip(one, two, strict=True):
+        factor = 2 if a.name.startswith("retrieval: scan") else 1
+        assert b.bytes == pytest.approx(factor * a.bytes) and b.flops == pytest.approx(factor * a.flops)
+    assert cm.phase_seconds(scan(ann_shape(probes=32)), HW, "numpy") == pytest.approx(
+        2 * cm.phase_seconds(scan(ann_shape(probes=16)), HW, "numpy")
+    )
+
+
+def test_probes_beyond_the_lists_scan_the_whole_catalog_once_per_query():
+    shape = ann_shape(candidates=10_000, lists=100, probes=500)
+    assert scan(shape).bytes == pytest.approx(9 * 10_000 * 264)
+
+
+def test_the_union_is_rescored_as_a_request_with_its_own_candidates():
+    shape = ann_shape(retrieved=300.0)
+    names = [p.name for p in cm.retrieval_phases(shape)]
+    assert "re-score 300: gather M rows" in names
+    gather = next(p for p in cm.retrieval_phases(shape) if p.name == "re-score 300: gather M rows")
+    assert gather.gather == 300 * 64 * 4 and gather.gather_table == (1_000_000 + 1) * 64 * 4
+    assert ann_shape(retrieved=None).union == 2 * 32 * 9  # k' and as many for seen items, per query
+
+
+def test_ann_online_is_far_below_exhaustive_at_a_million_items_and_build_is_offline():
+    ann = cm.predict(ann_shape(), HW)
+    whole = cm.predict(replace(ann_shape(), index=None), HW)
+    assert ann.seconds["online"] < whole.seconds["online"] / 5
+    assert ann.seconds["offline"] > whole.seconds["offline"]  # the index build is offline work
+    assert any(p["name"].startswith("offline: IVF training") for p in ann.phases["offline"])
+
+
+def test_hnsw_walk_gathers_rows_at_random():
+    shape = ann_shape(index="hnsw", probes=128)
+    walk = cm.retrieval_phases(shape)[0]
+    assert walk.gather == pytest.approx(9 * 128 * 64 * 64 * 4)  # 9 queries · efSearch · 2M links · d·4
+
+
+def test_a_bench_ann_row_is_predicted_with_its_index():
+    row = {"model": "msli", "stage": "online", "variant": "ann", "method": "ivf", "backend": "torch",
+           "segments": 8, "candidates": 1_000_000, "history": 200, "probes": 64, "lists": 4000,
+           "neighbours": 32, "retrieved": 375.0, "p50_ms": 4.0}  # fmt: skip
+    shape = cm.shape_from_row(row)
+    assert (shape.index, shape.probes, shape.lists, shape.retrieved) == ("ivf", 64, 4000, 375.0)
+    expected = sum(cm.phase_seconds(p, HW, "torch") for p in cm.retrieval_phases(shape))
+    assert cm.predict_row(row, HW) == pytest.approx(expected)
+    exhaustive = {**row, "variant": "ann_exhaustive", "method": "exhaustive"}
+    assert cm.shape_from_row(exhaustive).index is None
+
+
+@pytest.mark.parametrize(
+    ("kw", "words"),
+    [({"index": "flat"}, "index must be none, ivf or hnsw"), ({"probes": 0}, "probes must be a positive"),
+     ({"lists": 2_000_000}, "IVF lists must be a whole number in 1..N")],
+)  # fmt: skip
+def test_bad_index_shapes_are_one_sentence(kw, words):
+    with pytest.raises(MsliError, match=words):
+        ann_shape(**kw)

@@ -22,6 +22,9 @@ DEFAULTS = {
     "request_candidates": "1000,10000",
     "encoder_sizes": "1x32,2x64,4x128,4x256",
     "extrapolate_sizes": "8x512,12x768,24x1024,32x2048",
+    "ann": "ivf",
+    "ann_candidates": "100000",
+    "ann_probes": "8,16,32,64",
 }
 
 
@@ -71,6 +74,29 @@ def register(subparsers) -> None:
     )
     bench.add_argument(
         "--models", default=DEFAULTS["models"], help="comma list of msli,two-tower,full-forward,cross-encoder"
+    )
+    bench.add_argument(
+        "--ann",
+        default=DEFAULTS["ann"],
+        help="ANN first stage beside exhaustive scoring: comma list of ivf, hnsw, or none (default "
+        "%(default)s); recall@10 against exhaustive and p50 per --ann-probes, at --ann-candidates N",
+    )
+    bench.add_argument(
+        "--ann-candidates",
+        default=DEFAULTS["ann_candidates"],
+        help="comma list of N for the ANN points: a generated N-item table (default %(default)s)",
+    )
+    bench.add_argument(
+        "--ann-probes",
+        default=DEFAULTS["ann_probes"],
+        help="comma list of IVF nprobe (HNSW efSearch) values (default %(default)s)",
+    )
+    bench.add_argument("--ann-neighbours", default="32", help="k' neighbours per query (default 32)")
+    bench.add_argument(
+        "--ann-table",
+        default="clustered",
+        help="the ANN points' table: clustered (a mixture of 1,024 Gaussians) or gaussian (no structure, "
+        "the worst case); default %(default)s",
     )
     bench.add_argument("--threads", default="1", help="torch / ONNX Runtime / BLAS threads (default 1)")
     bench.add_argument("--repeats", default="200", help="at most this many timed calls per point")
@@ -278,6 +304,30 @@ def parse_sizes(flag: str, text: str) -> tuple[tuple[int, int], ...]:
     return tuple(dict.fromkeys(sizes))
 
 
+def ann_settings(args: argparse.Namespace) -> dict:
+    """The ``--ann*`` flags as BenchSettings fields; each bad value is one sentence naming its flag."""
+    from msli_core.serving import retrieval
+    from msli_core.serving.bench_settings import ANN_TABLES
+
+    text = str(args.ann).strip().lower()
+    kinds_ = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip() and text != "none"))
+    bad = [k for k in kinds_ if k not in retrieval.INDEX_KINDS]
+    if bad:
+        raise MsliError(f"--ann takes a comma list of ivf, hnsw, or none; {bad[0]!r} is not one.")
+    if not kinds_:
+        return {"ann": ()}
+    table = str(args.ann_table).strip().lower()
+    if table not in ANN_TABLES:
+        raise MsliError(f"--ann-table takes {' or '.join(ANN_TABLES)}; {args.ann_table!r} is not one.")
+    return {
+        "ann": kinds_,
+        "ann_candidates": parse_int_list("--ann-candidates", args.ann_candidates, 640, retrieval.MAX_ITEMS),
+        "ann_probes": parse_int_list("--ann-probes", args.ann_probes, 1, retrieval.MAX_PROBES),
+        "ann_neighbours": parse_int("--ann-neighbours", args.ann_neighbours, 10, retrieval.MAX_NEIGHBOURS),
+        "ann_table": table,
+    }
+
+
 def settings_from_args(args: argparse.Namespace):
     """The sweep's settings, every value bounded (msli_core/limits.py), and its memory estimated:
     all of it before anything is timed or written."""
@@ -313,6 +363,7 @@ def settings_from_args(args: argparse.Namespace):
         model_dir=args.model,
         calibrate=not args.no_calibrate,
         passes=parse_int("--passes", args.passes, hi=5),
+        **ann_settings(args),
     )
     if settings.dim % settings.heads:
         raise MsliError(

@@ -64,7 +64,7 @@ from msli_core import kinds
 from msli_core.errors import MsliError
 from msli_core.progress import ProgressCallback, ProgressEvent, no_progress
 from msli_core.serving import calibrate, costmodel, timing
-from msli_core.serving.bench_points import _Runner
+from msli_core.serving.bench_points import _Runner, ann_sweep
 from msli_core.serving.bench_settings import (  # noqa: F401 - the bench's public names, re-exported
     BACKENDS,
     CROSS_SAFETY,
@@ -81,6 +81,7 @@ from msli_core.serving.timing import measure_bandwidth, thread_limits
 
 
 def environment(threads: int) -> dict[str, Any]:
+    import faiss
     import onnxruntime
     import torch
 
@@ -93,6 +94,7 @@ def environment(threads: int) -> dict[str, Any]:
             "torch": torch.__version__,
             "onnxruntime": onnxruntime.__version__,
             "numpy": np.__version__,
+            "faiss": faiss.__version__,
         },
         "threads": {
             "torch": threads,
@@ -119,6 +121,7 @@ ROW_ID = (
     "rows",
     "dim",
     "layers",
+    "probes",
 )
 PASS_KEYS = ("p50_ms", "p95_ms", "p99_ms", "mean_ms", "qps", "cpu_p50_ms")
 
@@ -158,6 +161,7 @@ def plan_size(settings: BenchSettings) -> int:
     if "cross-encoder" in s.models:
         total += len(s.candidates) * len(s.history) * s.passes
     total += len(s.encoder_sizes) + (1 if s.encoder_sizes or s.extrapolate_sizes else 0)
+    total += 2 * len(s.ann) * len(s.ann_candidates)  # per index and N: the build, then the probes
     return total + (1 + s.passes if s.calibrate else 0)
 
 
@@ -279,6 +283,8 @@ def run_bench(settings: BenchSettings, progress: ProgressCallback | None = None)
             runner.done = again.done
             passes.append(again.rows)
         runner.rows = merge_passes(passes)
+        if settings.ann and loaded is None:  # its own passes over each point (an index is built once)
+            ann_sweep(runner)
         if settings.calibrate:  # again after the sweep: each constant is the median of the calibrations
             calibrations.append(calibrate.calibrate(threads=settings.threads, save=False))
             runner.hardware = costmodel.combine(calibrations)
@@ -290,6 +296,7 @@ def run_bench(settings: BenchSettings, progress: ProgressCallback | None = None)
             "bandwidth_bytes_per_s": bandwidth,
             "peak_gemm_flops": runner.peak_flops,
             "served_memory": memory,
+            "ann": _ann_meta(settings) if settings.ann and loaded is None else None,
             "hardware": runner.hardware.as_dict(),
             "skipped": runner.skipped,
             "seconds": time.perf_counter() - started,
@@ -299,6 +306,35 @@ def run_bench(settings: BenchSettings, progress: ProgressCallback | None = None)
     )
     progress(ProgressEvent("bench", runner.total, runner.total, f"{len(runner.rows)} rows"))
     return BenchResult(runner.rows, meta, report)
+
+
+def _ann_meta(settings: BenchSettings) -> dict[str, Any]:
+    """What the ANN rows were measured on: the generated table, the index settings, the threads."""
+    import os
+
+    from msli_core.serving import bench_points, retrieval
+
+    table = (
+        f"a mixture of {bench_points.CLUSTERS:,} Gaussians (centres N(0, I), items centre + "
+        f"N(0, {bench_points.CLUSTER_NOISE:g}²·I), scaled to the fresh model's row norm); each user's "
+        f"history from {bench_points.INTERESTS} random clusters"
+        if settings.ann_table == "clustered"
+        else "the fresh model's own table: i.i.d. Gaussian rows, no structure (the worst case for an index)"
+    )
+    return {
+        "table": settings.ann_table,
+        "table_description": table,
+        "kinds": list(settings.ann),
+        "lists": "round(4·sqrt(N))",
+        "train_rows_per_list": retrieval.TRAIN_PER_LIST,
+        "neighbours": settings.ann_neighbours,
+        "pooled_query": True,
+        "users": settings.ann_users,
+        "build_threads": os.cpu_count(),
+        "search_threads": 1,
+        "memory": "faiss IVF-Flat and HNSW-Flat keep their own copy of the vectors: a served catalog with an "
+        "index holds the table twice (index_bytes on each row)",
+    }
 
 
 def write_outputs(result: BenchResult, out_dir) -> dict[str, str]:

@@ -584,3 +584,148 @@ def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
     k = min(k, len(scores))
     part = np.argpartition(-scores, k - 1)[:k]
     return part[np.argsort(-scores[part])]
+
+
+# ---- the ANN first stage ---------------------------------------------------------------------------
+CLUSTERS = 1024  # mixture components of the clustered table
+CLUSTER_NOISE = 0.5  # an item's offset from its centre, relative to the centres' spread (per coordinate)
+INTERESTS = 5  # clusters a user's history is drawn from
+
+
+def ann_table(engine, kind: str, seed: int) -> np.ndarray | None:
+    """Give ``engine``'s item table (N+1, d) the structure the ANN points are measured on, in place (no
+    second copy); returns each item's cluster (N,) for ``clustered``, None for ``gaussian``.
+
+    - ``clustered`` (default): a mixture of :data:`CLUSTERS` Gaussians. Centres ~ N(0, I); an item is its
+      centre (uniformly drawn) plus N(0, 0.5²·I) noise, the whole scaled so rows have the norm of the
+      fresh model's own rows. A stand-in for a trained model's table, whose items group by topic; it is
+      the case an ANN index is built for (recall at 1M: README).
+    - ``gaussian``: the fresh model's own table: i.i.d. Gaussian rows, no structure at all, the worst case
+      for any index (an IVF list is then an arbitrary slice of space).
+    """
+    if kind == "gaussian":
+        return None
+    table = engine.table_np
+    n, d = table.shape[0] - 1, table.shape[1]
+    rng = np.random.default_rng(seed)
+    scale = float(np.linalg.norm(table[1 : min(n, 4096) + 1], axis=1).mean()) / math.sqrt(
+        d * (1 + CLUSTER_NOISE**2)
+    )
+    centres = rng.standard_normal((CLUSTERS, d), dtype=np.float32)
+    labels = rng.integers(0, CLUSTERS, size=n, dtype=np.int32)
+    step = 1 << 16
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        noise = rng.standard_normal((hi - lo, d), dtype=np.float32)
+        np.multiply(centres[labels[lo:hi]] + CLUSTER_NOISE * noise, scale, out=table[1 + lo : 1 + hi])
+    return labels
+
+
+def ann_history(rng: np.random.Generator, labels: np.ndarray | None, n_items: int, size: int) -> np.ndarray:
+    """A user's history of ``size`` items: from :data:`INTERESTS` random clusters of a clustered table
+    (a user with a few interests), uniform over the catalog otherwise."""
+    if labels is None:
+        return rng.integers(1, n_items + 1, size=size)
+    chosen = rng.choice(CLUSTERS, size=INTERESTS, replace=False)
+    pool = np.flatnonzero(np.isin(labels, chosen)) + 1
+    return rng.choice(pool, size=size)
+
+
+def ann_sweep(runner: _Runner) -> None:
+    """ANN first stage against exhaustive scoring, at each N of ``ann_candidates`` (docs/design.md §4).
+
+    One fresh MS-LI model (K = 8 when swept, else the largest K; the shortest L), its table given the
+    structure of ``ann_table``, ``ann_users`` users with full slots. Per index kind the index is built
+    once (its build time and bytes are recorded); per probes value the recall@10 of the ANN answer
+    against the exhaustive answer (seen items excluded in both) is averaged over the users, and the
+    mean number of candidates re-scored is kept (``retrieved``). Timing: the exhaustive request and
+    every probes value in rounds (:func:`timing.time_in_rounds`), each call the next user's request;
+    ``passes`` times, each figure the median of the passes'. One thread for torch, BLAS and faiss.
+    Rows: ``variant`` ``ann_exhaustive`` (the whole catalog, exact) and ``ann`` (``method`` the index).
+    """
+    import itertools
+
+    import torch
+
+    from msli_core.models.msli import MSLIConfig, MSLIModel
+    from msli_core.serving import retrieval
+    from msli_core.serving.bench import merge_passes
+    from msli_core.serving.engine import InferenceEngine
+
+    s = runner.s
+    K = 8 if 8 in s.segments else max(s.segments)
+    L = min(s.history)
+    for N in s.ann_candidates:
+        torch.manual_seed(s.seed)
+        config = MSLIConfig(n_items=N, n_genres=20, dim=s.dim, segments=K, max_len=L, layers=s.layers,
+                            heads=s.heads, dropout=0.0)  # fmt: skip
+        model = MSLIModel(config).eval()
+        model.kind = "msli"
+        engine = InferenceEngine(model)
+        engine.offline()
+        labels = ann_table(engine, s.ann_table, s.seed)
+        rng = np.random.default_rng(s.seed + 1)
+        users = list(range(s.ann_users))
+        with torch.inference_mode():
+            for user in users:
+                engine.load_history(user, ann_history(rng, labels, N, L + (K - 1) * engine.S))
+            exact = {user: engine.recommend(user, None, top_k=TOP_K) for user in users}
+        del labels
+        exact_fraction = float(np.mean([r.exact for r in exact.values()])) / N
+        shape = runner.common(model="msli", stage="online", backend="torch", segments=K, candidates=N,
+                              history=L, segment_len=engine.S, table=s.ann_table)  # fmt: skip
+        for kind in s.ann:
+            index = retrieval.build_index(
+                engine.table_np, retrieval.AnnSettings(kind=kind, neighbours=s.ann_neighbours, seed=s.seed)
+            )
+            runner.tick(f"{retrieval.LABELS[kind]} index over N={N:,} built in {index.build_seconds:.0f} s")
+            recall, retrieved = {}, {}
+            for p in s.ann_probes:
+                index.probes = p
+                with torch.inference_mode():
+                    answers = {u: engine.recommend(u, retrieval=index, top_k=TOP_K) for u in users}
+                recall[p] = float(
+                    np.mean([len(set(answers[u].items) & set(exact[u].items)) / TOP_K for u in users])
+                )
+                retrieved[p] = float(np.mean([a.retrieved for a in answers.values()]))
+            passes = []
+            for _ in range(s.passes):
+                cycle = itertools.cycle(users)
+
+                def whole(cycle=cycle, engine=engine):
+                    return engine.recommend(next(cycle), None, top_k=TOP_K)
+
+                def ann(p, cycle=cycle, index=index, engine=engine):
+                    index.probes = p
+                    return engine.recommend(next(cycle), retrieval=index, top_k=TOP_K)
+
+                calls = [whole] + [lambda p=p: ann(p) for p in s.ann_probes]
+                n = len(calls)
+                with torch.inference_mode():
+                    # the exhaustive call streams the whole table (nothing to re-warm) and is slow: 2 per
+                    # round; each ANN call re-warms what it evicted, then 5 timed
+                    timings = time_in_rounds(calls, budget_s=s.budget_s * n, min_rounds=1,
+                                             warmup=[1] + [s.warmup] * (n - 1), max_calls=s.repeats,
+                                             timed=[2] + [5] * (n - 1),
+                                             rewarm=[False] + [True] * (n - 1))  # fmt: skip
+                keep = s.threads == 1
+                rows = []
+                (wall, cpu), *rest = timings
+                rows.append(_row(**summarize(np.asarray(wall), cpu if keep else None), calls=len(wall),
+                                 capped=len(wall) < s.repeats, passes=1, variant="ann_exhaustive",
+                                 method="exhaustive", recall_at_10=1.0, exact_fraction=exact_fraction,
+                                 note=f"the whole catalog scored exactly, on the same {s.ann_table} table",
+                                 **shape))  # fmt: skip
+                for p, (wall, cpu) in zip(s.ann_probes, rest, strict=True):
+                    rows.append(_row(**summarize(np.asarray(wall), cpu if keep else None), calls=len(wall),
+                                     capped=len(wall) < s.repeats, passes=1, variant="ann", method=kind,
+                                     probes=p, lists=index.lists, neighbours=s.ann_neighbours,
+                                     recall_at_10=recall[p], retrieved=retrieved[p], index_bytes=index.bytes,
+                                     build_s=index.build_seconds,
+                                     note=f"{index.describe()}; {K}+1 queries, the union re-scored exactly",
+                                     **shape))  # fmt: skip
+                passes.append(rows)
+            runner.rows.extend(merge_passes(passes))
+            runner.tick(f"{retrieval.LABELS[kind]} N={N:,}: probes {', '.join(map(str, s.ann_probes))}")
+            del index
+        del engine, model, exact

@@ -40,8 +40,17 @@ ROW_KEYS = (
     "shared",
     "estimated_ms",
     "exact_fraction",
+    "probes",
+    "lists",
+    "neighbours",
+    "recall_at_10",
+    "retrieved",
+    "index_bytes",
+    "build_s",
+    "table",
     "note",
 )
+ANN_TABLES = ("clustered", "gaussian")  # the generated item table of the ANN points (bench_points.ann_table)
 TOP_K = 10
 # The cost model tends to underestimate the cross-encoder (large activations; see costmodel_error.json):
 # a point is skipped when twice its predicted call time exceeds the budget.
@@ -75,6 +84,15 @@ class BenchSettings:
     encoder_sizes: tuple[tuple[int, int], ...] = ((1, 32), (2, 64), (4, 128), (4, 256))
     # ...and extrapolated by the cost model (calibrated on this machine) for these, clearly marked
     extrapolate_sizes: tuple[tuple[int, int], ...] = ((8, 512), (12, 768), (24, 1024), (32, 2048))
+    # the ANN first stage (serving/retrieval.py), at K = 8 (else the largest K) and the shortest L: index
+    # kinds ("ivf", "hnsw"; () = none), the catalogs it is timed at beside exhaustive scoring of the same
+    # generated table, the probes swept (IVF nprobe / HNSW efSearch), k' per query, the table's structure
+    ann: tuple[str, ...] = ("ivf",)
+    ann_candidates: tuple[int, ...] = (100_000,)
+    ann_probes: tuple[int, ...] = (8, 16, 32, 64)
+    ann_neighbours: int = 32
+    ann_table: str = "clustered"
+    ann_users: int = 16  # users whose recall@10 is averaged (and whose requests the timing cycles through)
 
     def validate(self) -> None:
         checks = (
@@ -97,6 +115,36 @@ class BenchSettings:
             if not values or bad:
                 raise MsliError(
                     f"{flag} takes a comma list of {', '.join(allowed)}; {bad[:1] or 'nothing'} is not one."
+                )
+        from msli_core.serving import retrieval
+
+        bad_ann = [a for a in self.ann if a not in retrieval.INDEX_KINDS]
+        if bad_ann:
+            raise MsliError(f"--ann takes a comma list of ivf, hnsw or none; {bad_ann[0]!r} is not one.")
+        if self.ann:
+            if self.ann_table not in ANN_TABLES:
+                raise MsliError(
+                    f"--ann-table takes {' or '.join(ANN_TABLES)}; {self.ann_table!r} is not one."
+                )
+            for flag, values, hi in (
+                ("--ann-candidates", self.ann_candidates, retrieval.MAX_ITEMS),
+                ("--ann-probes", self.ann_probes, retrieval.MAX_PROBES),
+            ):
+                bad = [v for v in values if not isinstance(v, int) or not 1 <= v <= hi]
+                if not values or bad:
+                    raise MsliError(
+                        f"{flag} values must be whole numbers in 1..{hi:,}; "
+                        f"{bad[0] if bad else 'nothing'!r} is not."
+                    )
+            if not TOP_K <= self.ann_neighbours <= retrieval.MAX_NEIGHBOURS:
+                raise MsliError(
+                    f"--ann-neighbours must be in {TOP_K}..{retrieval.MAX_NEIGHBOURS:,} (at least the "
+                    f"top-{TOP_K}); {self.ann_neighbours} is not."
+                )
+            small = [n for n in self.ann_candidates if n < 64 * TOP_K]
+            if small:
+                raise MsliError(
+                    f"--ann-candidates {small[0]} is too small for an index; pass at least {64 * TOP_K}."
                 )
         if self.threads < 1 or self.repeats < 1 or self.budget_s <= 0 or self.cross_budget_s <= 0:
             raise MsliError("--threads and --repeats must be at least 1, and --budget-s positive.")
@@ -125,7 +173,13 @@ def estimate_bytes(settings: BenchSettings) -> int:
     runtime = 512 * 2**20
     wide = max((dim for _, dim in settings.encoder_sizes), default=0)  # the teaching sweep's widest models:
     teaching = 2 * (N + 1) * (2 * wide + 20) * 4  # two engines, each its model's embedding + its table
-    return int(max(copies * table + scores, teaching) + encode + runtime)
+    ann = 0
+    if settings.ann:  # its own model (embedding, genre features) and table at its largest N, plus the index
+        from msli_core.serving import retrieval
+
+        n = max(settings.ann_candidates)
+        ann = (n + 1) * (2 * d + 20 + 3) * 4 + max(retrieval.index_bytes(kind, n, d) for kind in settings.ann)
+    return int(max(copies * table + scores, teaching, ann) + encode + runtime)
 
 
 @dataclass

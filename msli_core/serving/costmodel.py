@@ -36,7 +36,7 @@ import json
 import math
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,10 @@ CALLS_GATHER = 1  # np.take per block of a request's own candidates
 CALLS_ITEMS = 8  # ItemEncoder.table per chunk of 32768 items
 CALLS_ORT_LAYER = 25  # ONNX Runtime nodes per exported block, after graph fusions
 CALLS_ORT_GRAPH = 60  # nodes outside the blocks, and the session run
+CALLS_RETRIEVAL = 30  # AnnIndex.candidates + engine._retrieve: the queries (pooled), the search parameters
+# and call, the id shift, unique, the seen filter, the candidate check (read from the code)
+INDEX_KINDS = ("ivf", "hnsw")  # msli_core.serving.retrieval.INDEX_KINDS (no faiss import here)
+HNSW_LINKS = 64  # 2·M neighbours per node on level 0 (retrieval.HNSW_M = 32)
 
 
 # --------------------------------------------------------------------------------------- hardware
@@ -347,14 +351,49 @@ class ModelShape:
     # weights (12% at K = 8, 45% at K = 32 with random ones; fewer when trained segments agree), measured
     # by the engine (Recommendation.exact) and recorded by the bench; None: 2·top-k candidates
     exact_fraction: float | None = None
+    # an ANN first stage (serving/retrieval.py) in front of the online scorer: "ivf" or "hnsw" (None: the
+    # whole catalog is scored); probes = IVF nprobe / HNSW efSearch; lists = IVF nlist (None: 4·sqrt(N));
+    # neighbours = k' per query; retrieved = the union re-scored (None: 2·k' per query, the bound for a
+    # user with more seen items than k'; the bench measures it, ``retrieved``)
+    index: str | None = None
+    probes: int = 32
+    lists: int | None = None
+    neighbours: int = 32
+    retrieved: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
             raise MsliError(f"Model kind {self.kind!r} is unknown; use one of {', '.join(MODEL_KINDS)}.")
-        for name in ("history", "segments", "dim", "layers", "heads", "candidates", "dtype_bytes"):
+        for name in ("history", "segments", "dim", "layers", "heads", "candidates", "dtype_bytes", "probes",
+                     "neighbours"):  # fmt: skip
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise MsliError(f"Model shape {name} must be a positive integer, not {value!r}.")
+        if self.index not in (None, *INDEX_KINDS):
+            raise MsliError(f"The index must be none, ivf or hnsw, not {self.index!r}.")
+        if self.lists is not None and not (
+            isinstance(self.lists, int) and 1 <= self.lists <= self.candidates
+        ):
+            raise MsliError(
+                f"IVF lists must be a whole number in 1..N ({self.candidates:,}), not {self.lists!r}."
+            )
+
+    @property
+    def nlist(self) -> int:
+        """IVF lists: as given, else ``round(4·sqrt(N))`` (retrieval.default_lists)."""
+        return self.lists or max(1, min(round(4 * math.sqrt(self.candidates)), self.candidates // 8))
+
+    @property
+    def queries(self) -> int:
+        """Queries an ANN request sends: the K segment vectors, plus the pooled one when K > 1."""
+        return self.k + (1 if self.k > 1 else 0)
+
+    @property
+    def union(self) -> float:
+        """Candidates the first stage hands to the exact scorer (measured, else 2·k' per query, at most N)."""
+        if self.retrieved is not None:
+            return float(self.retrieved)
+        return float(min(self.candidates, 2 * self.neighbours * self.queries))
 
     @property
     def k(self) -> int:
@@ -485,6 +524,68 @@ def online_phases(shape: ModelShape, backend: str) -> list[Phase]:
     return phases
 
 
+def retrieval_phases(shape: ModelShape) -> list[Phase]:
+    """The ANN first stage of one request (serving/retrieval.py, faiss on one thread), then the exact
+    re-score of its union as a request that brings its own candidate list (:func:`online_phases` with
+    ``request_candidates`` = the union, gathered from the N-item table).
+
+    IVF (R = :attr:`ModelShape.queries` queries): the coarse quantizer, each query against the ``nlist``
+    centroids (``R·nlist·d`` values streamed: faiss takes its per-query loop below 20 queries, not a
+    GEMM); then each query scans its ``probes`` lists, ``R·probes·N/nlist`` rows of ``d`` floats and an
+    8-byte id, streamed. HNSW: each query expands about ``max(efSearch, 2k')`` nodes on level 0 and
+    computes the product with each of their 2M neighbours, rows gathered at random from the index's copy.
+    Both: the library calls of the Python glue around the search.
+
+    >>> shape = ModelShape(candidates=1_000_000, segments=8, index="ivf", probes=64)
+    >>> [p.name for p in retrieval_phases(shape)][1]
+    'retrieval: scan 9 × 64 lists (144,000 rows)'
+    >>> rows = [p.bytes for p in retrieval_phases(shape)][1] / (64 * 4 + 8)  # 9 · 64 · 1,000,000 / 4,000
+    >>> rows
+    144000.0
+    """
+    d, b, R, N = shape.dim, shape.dtype_bytes, shape.queries, shape.candidates
+    if shape.index == "ivf":
+        nlist = shape.nlist
+        rows = R * min(shape.probes, nlist) * N / nlist
+        phases = [
+            Phase(f"retrieval: coarse quantizer ({R} queries × {nlist:,} centroids)", 2 * R * d * nlist,
+                  R * nlist * d * 4, backend="numpy"),
+            Phase(f"retrieval: scan {R} × {min(shape.probes, nlist)} lists ({rows:,.0f} rows)", 2 * d * rows,
+                  rows * (d * b + 8), backend="numpy"),
+        ]  # fmt: skip
+    else:
+        visits = R * max(shape.probes, 2 * shape.neighbours) * HNSW_LINKS
+        phases = [
+            Phase(f"retrieval: HNSW graph walk ({visits:,.0f} neighbour products)", 2 * d * visits,
+                  gather=visits * d * b, gather_table=N * d * b, backend="numpy"),
+        ]  # fmt: skip
+    phases.append(Phase("retrieval: queries, search call, union and seen filter", 0, 0, CALLS_RETRIEVAL,
+                        backend="numpy"))  # fmt: skip
+    union = max(1, math.ceil(shape.union))
+    rescore = replace(shape, index=None, request_candidates=union, exact_fraction=None)
+    return phases + [
+        replace(p, name=p.name.replace("online:", f"re-score {union:,}:"))
+        for p in online_phases(rescore, "torch")
+    ]  # fmt: skip
+
+
+def index_build_phases(shape: ModelShape) -> list[Phase]:
+    """Offline: building the index. IVF: k-means (10 iterations over 32·nlist rows against nlist
+    centroids) and the assignment of all N rows to their list, both products at the square GEMM rate,
+    the rows copied into the lists. HNSW: per row, about efConstruction (64) expansions of 2M products.
+    """
+    d, b, N = shape.dim, shape.dtype_bytes, shape.candidates
+    if shape.index == "ivf":
+        nlist = shape.nlist
+        sample = min(N, 32 * nlist)
+        flops = 2 * d * nlist * (10 * sample + N)
+        return [Phase(f"offline: IVF training and assignment ({nlist:,} lists)", flops, 2 * N * (d * b + 8),
+                      math.ceil(N / (1 << 18)))]  # fmt: skip
+    visits = N * 64 * HNSW_LINKS
+    return [Phase("offline: HNSW graph build", 2 * d * visits, 0, math.ceil(N / (1 << 18)),
+                  gather=visits * d * b, gather_table=N * d * b)]  # fmt: skip
+
+
 def item_table_phases(shape: ModelShape) -> list[Phase]:
     """Offline: id embedding + (N, 20) genre features · (20, d) + year embedding, summed: (N, d)."""
     N, d, b = shape.candidates, shape.dim, shape.dtype_bytes
@@ -536,7 +637,9 @@ def stage_phases(shape: ModelShape, backend: str = "torch") -> dict[str, list[Ph
             else [Phase("re-encode bookkeeping", calls=CALLS_FULL + CALLS_FULL_SLOT * (K - 1))]
         )
     )
-    online = online_phases(shape, backend)
+    online = retrieval_phases(shape) if shape.index else online_phases(shape, backend)
+    if shape.index:
+        offline = offline + index_build_phases(shape)
     if shape.kind == "full-forward":  # the encoder over the whole history on every request, then score
         return per_request_only(full + online)
     return {"offline": offline, "nearline": nearline, "nearline_full": full, "online": online,
@@ -631,7 +734,22 @@ def shape_from_row(row: dict[str, Any]) -> ModelShape:
         candidates=m if variant == "cached_candidates" and m else n,  # the same request over M cached rows
         request_candidates=m if variant == "request_candidates" else None,
         exact_fraction=_fraction(row.get("exact_fraction")),
+        **_index_fields(row),
     )
+
+
+def _index_fields(row: dict[str, Any]) -> dict[str, Any]:
+    """The ANN fields of a bench row of ``variant`` ``ann`` (``method`` the index), else none."""
+    if row.get("variant") != "ann" or row.get("method") not in INDEX_KINDS:
+        return {}
+    retrieved = row.get("retrieved")
+    return {
+        "index": row["method"],
+        "probes": _whole(row.get("probes"), 32),
+        "lists": _whole(row.get("lists"), None),
+        "neighbours": _whole(row.get("neighbours"), 32),
+        "retrieved": float(retrieved) if _positive(retrieved) else None,
+    }
 
 
 def predict_row(row: dict[str, Any], hardware: Hardware) -> float | None:

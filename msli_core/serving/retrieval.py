@@ -68,6 +68,7 @@ TRAIN_ITERATIONS = 10
 HNSW_M = 32  # graph degree (level 0 keeps 2M neighbours)
 HNSW_EF_CONSTRUCTION = 64
 ADD_CHUNK = 1 << 18  # rows added to the index per call: the build's temporaries stay small
+MAX_ITEMS = 20_000_000  # catalog of an ANN bench point or prediction (memory is checked as well)
 MAX_PROBES = 65_536
 MAX_NEIGHBOURS = 10_000
 
