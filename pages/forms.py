@@ -58,6 +58,12 @@ def latency_sweep_form():
             value=True,
             key="latency_calibrate",
         )
+        ann = st.checkbox(
+            "Also time an IVF first stage (faiss) at N = 100,000 beside exhaustive scoring: recall@10 and "
+            "p50 for 8, 16, 32 and 64 probes (about 20 s more)",
+            value=False,
+            key="latency_ann",
+        )
         run = st.form_submit_button("Run the sweep", type="primary")
 
     empty = [name for name, chosen in (("segment count", segments), ("candidate count", candidates),
@@ -82,6 +88,7 @@ def latency_sweep_form():
         dim=int(dim),
         layers=int(layers),
         calibrate=calibrate,
+        ann=("ivf",) if ann else (),
     )
 
 
@@ -221,3 +228,23 @@ def train_form() -> tuple:
             "slowest to train and to evaluate."
         )
     return chosen_kinds, segment_counts, aggregation, dim, layers, epochs, seed, submitted
+
+
+def retrieval_stage_form(candidates: int) -> dict:
+    """The What-if page's first stage: index type (none, IVF, HNSW), probes, IVF lists (0 = 4·sqrt(N)) and
+    k' per query. Returns ``{}`` for none, else ModelShape's ``index``, ``probes``, ``lists``,
+    ``neighbours``."""
+    from msli_core.serving.retrieval import default_lists
+
+    r1, r2, r3, r4 = st.columns(4)
+    index = r1.selectbox("Retrieval stage", ["none (score all N)", "IVF", "HNSW"], key="whatif_index")
+    if index.startswith("none"):
+        return {}
+    label = "Probes (IVF nprobe)" if index == "IVF" else "efSearch (HNSW)"
+    probes = r2.select_slider(label, [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024], value=64,
+                              key="whatif_probes")  # fmt: skip
+    lists = r3.number_input(f"IVF lists (0 = 4·√N = {default_lists(candidates):,})", 0, max(1, candidates),
+                            0, key="whatif_lists", disabled=index != "IVF")  # fmt: skip
+    neighbours = r4.number_input("k' neighbours per query", 10, 10_000, 32, key="whatif_neighbours")
+    return {"index": index.lower(), "probes": int(probes), "lists": int(lists) or None,
+            "neighbours": int(neighbours)}  # fmt: skip

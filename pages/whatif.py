@@ -9,7 +9,7 @@ import streamlit as st
 from msli_core import viz
 from msli_core.errors import MsliError
 from msli_core.serving import calibrate, costmodel, report
-from pages import state, widgets
+from pages import forms, state, widgets
 
 USER_ENTERED = "user-entered"
 
@@ -71,7 +71,7 @@ else:
     layers = s2.slider("Depth (transformer layers)", 1, 48, 2, key="whatif_layers")
 candidates = s3.select_slider(
     "Candidates N per request",
-    [10, 100, 1_000, 10_000, 100_000, 1_000_000],
+    [10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000],
     value=1_000,
     key="whatif_candidates",
     format_func=lambda n: f"{n:,}",
@@ -79,14 +79,28 @@ candidates = s3.select_slider(
 dtype = s3.selectbox("Data type", list(report.DTYPES), key="whatif_dtype")
 backend = s3.radio("Backend", ["torch", "onnxruntime"], horizontal=True, key="whatif_backend")
 
+retrieval = forms.retrieval_stage_form(candidates)  # {} (whole catalog) or index, probes, lists, neighbours
+
 try:
     shapes, predictions = report.ladder_predictions(
         hardware, backend, history=history, segments=segments, dim=dim, layers=layers,
-        heads=max(1, dim // 64), candidates=candidates, dtype_bytes=report.DTYPES[dtype],
+        heads=max(1, dim // 64), candidates=candidates, dtype_bytes=report.DTYPES[dtype], **retrieval,
     )  # fmt: skip
 except MsliError as err:
     widgets.show_error(err)
     st.stop()
+if retrieval:
+    ann_ms, whole_ms = (
+        predictions[k]["online_s"] * 1e3 for k in (viz.MODEL_LABELS["msli"], report.WHOLE_CATALOG)
+    )
+    st.caption(
+        f"With the {retrieval['index'].upper()} first stage an MS-LI request is predicted at "
+        f"**{viz.ms_text(ann_ms)}**, against {viz.ms_text(whole_ms)} scoring all {candidates:,} items "
+        f"({viz.human_number(whole_ms / ann_ms, '×')}); the index build is offline work. The "
+        "late-interaction models (MS-LI, two-tower, full-forward) get the first stage; the cross-encoder "
+        "has no vectors to index and still scores every candidate. Recall is not predicted: measure it with "
+        "`msli bench --ann ivf` (the Latency page shows it)."
+    )
 
 msli, cross = (predictions[viz.MODEL_LABELS[k]] for k in ("msli", "cross-encoder"))
 params = shapes["MS-LI"].parameters()

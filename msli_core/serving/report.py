@@ -15,6 +15,8 @@ from msli_core.serving import costmodel
 
 # the What-if page's data types and their bytes per value
 DTYPES = {"float32": 4, "bfloat16 / float16": 2, "int8": 1}
+ANN_VARIANTS = ("ann", "ann_exhaustive")  # bench rows of the ANN first stage and its exhaustive baseline
+WHOLE_CATALOG = "MS-LI, whole catalog"  # the What-if page's exhaustive MS-LI beside an ANN first stage
 
 
 def rows_csv(rows: list[dict]) -> bytes:
@@ -32,6 +34,8 @@ def chart_choices(rows: list[dict]) -> dict | None:
     None when the sweep has no MS-LI online row."""
     frame = pd.DataFrame(rows)
     shapes = frame[(frame["model"] == "msli") & (frame["stage"] == "online")]
+    if "variant" in shapes.columns:  # the ANN points have catalogs of their own (their own section)
+        shapes = shapes[~shapes["variant"].isin(ANN_VARIANTS)]
     if shapes.empty:
         return None
     nearline = frame[(frame["stage"] == "nearline") & (frame["model"] == "msli")]
@@ -79,8 +83,58 @@ def ladder_predictions(
     (label → ``ModelShape``, label → ``Prediction.as_dict()``). ``shape``: ``ModelShape``'s fields but
     ``kind``."""
     shapes = {kinds.LABELS[kind]: costmodel.ModelShape(kind=kind, **shape) for kind in models}
+    if shape.get("index") and "msli" in models:  # an ANN first stage: MS-LI scoring everything beside it
+        shapes[WHOLE_CATALOG] = costmodel.ModelShape(kind="msli", **{**shape, "index": None})
     predictions = {label: costmodel.predict(s, hardware, backend).as_dict() for label, s in shapes.items()}
     return shapes, predictions
+
+
+def ann_table(rows: list[dict]) -> pd.DataFrame | None:
+    """The ANN points of a sweep, one row per (N, index, probes) plus the exhaustive request of the same
+    table: p50 (wall clock and CPU), recall@10 against exhaustive, the speed-up over exhaustive at that
+    N, the candidates re-scored, the index's bytes and build time. None when the sweep has none.
+
+    >>> rows = [dict(model="msli", stage="online", variant="ann_exhaustive", method="exhaustive",
+    ...              candidates=1000, p50_ms=10.0, recall_at_10=1.0, table="clustered"),
+    ...         dict(model="msli", stage="online", variant="ann", method="ivf", probes=8, candidates=1000,
+    ...              p50_ms=0.5, recall_at_10=0.9, retrieved=300.0, table="clustered")]
+    >>> ann_table(rows)[["index", "probes", "speed-up"]].to_dict("records")[1]
+    {'index': 'IVF-Flat', 'probes': 8, 'speed-up': 20.0}
+    """
+    frame = pd.DataFrame(rows)
+    if "variant" not in frame.columns:
+        return None
+    ann = frame[frame["variant"].isin(ANN_VARIANTS)]
+    if ann.empty:
+        return None
+    labels = {"ivf": "IVF-Flat", "hnsw": "HNSW-Flat", "exhaustive": "none (exhaustive)"}
+    whole = ann[ann["variant"] == "ann_exhaustive"].groupby("candidates")["p50_ms"].median()
+    out = []
+    ann = ann.assign(first=ann["variant"] != "ann_exhaustive")  # the exhaustive baseline first per N
+    order = ann.sort_values(["candidates", "first", "method", "probes"], na_position="first")
+    for _, r in order.iterrows():
+        base = whole.get(r["candidates"], math.nan)
+
+        def value(key: str, row=r) -> Any:
+            v = row.get(key)
+            return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
+
+        out.append({
+            "N": int(r["candidates"]),
+            "index": labels.get(str(r.get("method")), str(r.get("method"))),
+            "probes": None if value("probes") is None else int(r["probes"]),
+            "recall@10": value("recall_at_10"),
+            "p50 ms": value("p50_ms"),
+            "CPU p50 ms": value("cpu_p50_ms"),
+            "speed-up": base / r["p50_ms"] if r.get("p50_ms") else math.nan,
+            "candidates re-scored": value("retrieved"),
+            "index MiB": None if value("index_bytes") is None else r["index_bytes"] / 2**20,
+            "build s": value("build_s"),
+            "table": value("table"),
+        })  # fmt: skip
+    table = pd.DataFrame(out)
+    table["probes"] = table["probes"].astype("Int64")
+    return table
 
 
 def prediction_table(predictions: dict[str, dict]) -> pd.DataFrame:

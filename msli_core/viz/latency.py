@@ -357,3 +357,37 @@ def latency_figures(rows: Iterable[Mapping[str, Any]] | pd.DataFrame) -> list[tu
     if {"incremental", "full"} <= variants:
         figures.append(("nearline", nearline_update_comparison(frame)))
     return figures
+
+
+def ann_tradeoff(table: pd.DataFrame) -> go.Figure:
+    """Recall@10 against p50 of the ANN first stage, one line per (N, index) through its probes, and the
+    exhaustive request of the same table as a star at recall 1. ``table`` is
+    :func:`msli_core.serving.report.ann_table`'s frame."""
+    if table is None or table.empty:
+        raise MsliError("The sweep has no ANN rows; run msli bench with --ann ivf to measure them.")
+    fig = go.Figure()
+    palette = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2"]
+    for i, ((n, index), group) in enumerate(table.groupby(["N", "index"], sort=True)):
+        color = palette[i % len(palette)]
+        if str(index).startswith("none"):
+            hover = f"exhaustive: %{{x:.4g}} ms<extra>N={n:,}</extra>"
+            fig.add_trace(go.Scatter(x=group["p50 ms"], y=group["recall@10"], mode="markers",
+                                     marker=dict(symbol="star", size=14, color="#333"),
+                                     name=f"exhaustive, N={n:,}", hovertemplate=hover))  # fmt: skip
+            continue
+        group = group.sort_values("probes")
+        fig.add_trace(go.Scatter(x=group["p50 ms"], y=group["recall@10"], mode="lines+markers+text",
+                                 text=[f"{p}" for p in group["probes"]], textposition="top center",
+                                 line=dict(color=color, width=2), name=f"{index}, N={n:,}",
+                                 hovertemplate="probes %{text}: %{x:.4g} ms, recall@10 %{y:.3f}"
+                                 f"<extra>{index}, N={n:,}</extra>"))  # fmt: skip
+    fig.add_hline(y=0.95, line=dict(color="#999", dash="dot"), annotation_text="recall 0.95")
+    return _layout(
+        fig,
+        "ANN first stage: recall@10 against latency (labels: probes)",
+        xaxis_type="log",
+        xaxis_title="online p50, ms (wall clock, log scale)",
+        yaxis_title="recall@10 against exhaustive scoring",
+        yaxis_range=[0, 1.05],
+        height=420,
+    )
