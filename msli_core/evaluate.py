@@ -139,7 +139,7 @@ def rank_users_cascade(
             scores = worst_if_not_finite(scores)
             base_ranks = target_ranks(scores, targets)  # (B,)
             first_values, candidates = scores.topk(top_m, dim=1)  # (B, M)
-            hist = torch.as_tensor(pad_right_aligned(histories, reranker.config.max_len))  # (B, L)
+            hist = torch.as_tensor(split.padded_histories(stage, reranker.config.max_len, batch))  # (B, L)
             first_finite = torch.where(torch.isfinite(first_values), first_values, 0.0)
             rerank = worst_if_not_finite(reranker.score(hist, candidates, first_finite).float())  # (B, M)
             rerank = rerank.masked_fill(~torch.isfinite(first_values), float("-inf"))  # seen items stay last

@@ -1,8 +1,8 @@
-"""``msli data``: fetch, synth, inspect (docs/design.md §6)."""
+"""``msli data``: fetch, synth, inspect, bench-load (docs/design.md §6)."""
 
 from __future__ import annotations
 
-from msli_core.commands import data_io, data_synth
+from msli_core.commands import data_bench, data_io, data_synth
 
 
 def register(subparsers) -> None:
@@ -11,3 +11,4 @@ def register(subparsers) -> None:
     sub.required = True
     data_io.register(sub)  # fetch, inspect
     data_synth.register(sub)  # synth
+    data_bench.register(sub)  # bench-load

@@ -103,17 +103,34 @@ class InteractionData:
 
     @cached_property
     def sequences(self) -> list[np.ndarray]:
-        """Per internal user id, the chronological item ids; index 0 is an empty array. (U+1) arrays."""
-        return _split_by_user(self.interactions["item"].to_numpy(np.int64), self._offsets)
+        """Per internal user id, the chronological item ids; index 0 is an empty array. (U+1) arrays
+        (views of :attr:`item_array`; the vectorised builders below never need this list)."""
+        return _split_by_user(self.item_array, self._offsets)
 
     @cached_property
     def timestamps(self) -> list[np.ndarray]:
         """Per internal user id, the event timestamps aligned with :attr:`sequences`."""
-        return _split_by_user(self.interactions["timestamp"].to_numpy(np.int64), self._offsets)
+        return _split_by_user(self.timestamp_array, self._offsets)
+
+    @cached_property
+    def item_array(self) -> np.ndarray:
+        """(n,) int64 item of every interaction, in (user, time) order: user u's are
+        ``item_array[offsets[u]:offsets[u + 1]]``."""
+        return self.interactions["item"].to_numpy(np.int64)
+
+    @cached_property
+    def timestamp_array(self) -> np.ndarray:
+        """(n,) int64 timestamp of every interaction, aligned with :attr:`item_array`."""
+        return self.interactions["timestamp"].to_numpy(np.int64)
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """(U+2,) int64: the rows of internal user u are ``[offsets[u], offsets[u + 1])`` (user 0: none)."""
+        return self._offsets
 
     @cached_property
     def _offsets(self) -> np.ndarray:
-        counts = np.bincount(self.interactions["user"].to_numpy(np.int64), minlength=self.n_users + 1)
+        counts = np.bincount(self.interactions["user"].to_numpy(), minlength=self.n_users + 1)
         return np.concatenate([[0], np.cumsum(counts)])  # (U+2,): rows of user u are [off[u], off[u+1])
 
     def summary(self) -> dict:
@@ -175,34 +192,41 @@ def build_dataset(
     """
     if raw.empty:
         raise MsliError(f"{source} has no interactions; a dataset needs at least one rating row.")
-    raw = raw.reset_index(drop=True)
     user_codes, user_uniques = _codes_in_numeric_order(_id_keys(raw["user"]))
     item_codes, item_uniques = _codes_in_numeric_order(_id_keys(raw["item"]))
     timestamps = raw["timestamp"].to_numpy(np.int64)
     ratings = raw["rating"].to_numpy(np.float64) if "rating" in raw else np.full(len(raw), np.nan)
     order = _user_time_order(user_codes, timestamps)  # (user, timestamp, original row), stable
-    user_codes, item_codes = user_codes[order], item_codes[order]
-    timestamps, ratings = timestamps[order], ratings[order]
+    users = user_codes[order].astype(np.int64)  # (n,) in the final order, 0-based for now
+    timestamps = timestamps[order]
+    # A dropped duplicate has the user and item of a kept row, so the id maps above stay exact.
+    repeated = _repeated_events(users, timestamps, lambda rows: item_codes[order[rows]])
+    notes = tuple(notes)
+    if repeated.any():
+        keep = ~repeated
+        n = int(repeated.sum())
+        notes += (f"dropped {n} duplicate (user, item, timestamp) row(s), keeping the first of each",)
+        order, users, timestamps = order[keep], users[keep], timestamps[keep]
     if truth is not None:
         truth = truth.iloc[order].reset_index(drop=True)
-    # A dropped duplicate has the user and item of a kept row, so the id maps above stay exact.
-    keep = ~_repeated_events(user_codes, item_codes, timestamps)
-    notes = tuple(notes)
-    if not keep.all():
-        n = int((~keep).sum())
-        notes += (f"dropped {n} duplicate (user, item, timestamp) row(s), keeping the first of each",)
-        user_codes, item_codes, timestamps, ratings = (
-            a[keep] for a in (user_codes, item_codes, timestamps, ratings)
-        )
-        if truth is not None:
-            truth = truth[keep].reset_index(drop=True)
+    users += 1
+    # One gather per column, straight into the frame's own arrays (no second copy when it is built).
     frame = pd.DataFrame(
-        {"user": user_codes + 1, "item": item_codes + 1, "timestamp": timestamps, "rating": ratings}
-    )
+        {"user": users, "item": _gather_plus_one(item_codes, order), "timestamp": timestamps,
+         "rating": ratings[order]},
+        copy=False,
+    )  # fmt: skip
     user_ids = np.array(["", *user_uniques], dtype=object)
     item_ids = np.array(["", *item_uniques], dtype=object)
     items = _align_items(item_ids, items_meta)
     return InteractionData(frame, user_ids, item_ids, items, format, source, notes, truth)
+
+
+def _gather_plus_one(codes: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """(n,) int64 ``codes[order] + 1`` (0-based codes to 1-based ids) with one allocation."""
+    out = codes[order].astype(np.int64, copy=False)
+    out += 1
+    return out
 
 
 def _user_time_order(users: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
@@ -213,39 +237,66 @@ def _user_time_order(users: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
     t_min, t_max = int(timestamps.min()), int(timestamps.max())
     span = t_max - t_min + 1
     if (int(users.max()) + 1) * span < 2**62:
-        return np.argsort(users * span + (timestamps - t_min), kind="stable")
+        key = users.astype(np.int64) * span
+        key += timestamps
+        key -= t_min
+        return np.argsort(key, kind="stable")  # timsort: fast on files already grouped by user
     return np.lexsort((np.arange(len(users)), timestamps, users))
 
 
-def _repeated_events(users: np.ndarray, items: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
+def _repeated_events(users: np.ndarray, timestamps: np.ndarray, items_at) -> np.ndarray:
     """(n,) bool: rows (already in user, time, row order) repeating an earlier (user, item, timestamp).
 
-    Only rows that share (user, timestamp) with a neighbour can repeat one, so only they are hashed."""
-    tied = np.zeros(len(users), dtype=bool)
+    Only rows that share (user, timestamp) with a neighbour can repeat one, so only they are hashed;
+    ``items_at(rows)`` gives the items of those rows (so the item column need not be gathered twice)."""
     same = (users[1:] == users[:-1]) & (timestamps[1:] == timestamps[:-1])
-    tied[1:] |= same
-    tied[:-1] |= same
     repeated = np.zeros(len(users), dtype=bool)
-    if tied.any():
+    if same.any():
+        tied = np.zeros(len(users), dtype=bool)
+        tied[1:] |= same
+        tied[:-1] |= same
         idx = np.flatnonzero(tied)
-        groups = pd.DataFrame({"u": users[idx], "t": timestamps[idx], "i": items[idx]})
+        groups = pd.DataFrame({"u": users[idx], "t": timestamps[idx], "i": items_at(idx)})
         repeated[idx] = groups.duplicated(keep="first").to_numpy()
     return repeated
 
 
 def _id_keys(ids: pd.Series) -> pd.Series:
     """Ids as comparable keys: integer columns stay integers (fast on 25M-row MovieLens files; the
-    same partition as their text), anything else becomes stripped text."""
+    same partition as their text), categoricals stay categoricals (the columnar readers' coded ids),
+    anything else becomes stripped text."""
+    if isinstance(ids.dtype, pd.CategoricalDtype):
+        return ids
     if pd.api.types.is_integer_dtype(ids.dtype) and not pd.api.types.is_bool_dtype(ids.dtype):
         return ids.astype(np.int64)
     return ids.astype(str).str.strip()
 
 
 def _codes_in_numeric_order(ids: pd.Series) -> tuple[np.ndarray, list[str]]:
-    """Factorize ids, ordering numerically when all are integers (so MovieLens item 1 -> internal 1)."""
+    """(n,) 0-based codes (int32 when they fit) and the text of each code's id: ids numbered in numeric
+    order when all are numbers (so MovieLens item 1 -> internal 1), else in text order.
+
+    Integers use :func:`~msli_core.data.arrowread.integer_codes` (a presence table when the ids are
+    dense, as in MovieLens); categoricals (from the columnar readers) keep their codes, their categories
+    re-ordered by the same rule; text is factorised by hashing."""
+    from msli_core.data.arrowread import canonical_order, integer_codes
+
+    if isinstance(ids.dtype, pd.CategoricalDtype):
+        categories = np.asarray([str(c) for c in ids.cat.categories], dtype=object)  # (k,)
+        codes = ids.cat.codes.to_numpy()  # (n,) -1 = missing, which the readers never leave
+        if len(codes) and codes.min() < 0:
+            raise MsliError("An id is missing in the table; fill it in.")
+        order = canonical_order(categories)  # category positions in internal-id order
+        used = np.bincount(codes, minlength=len(categories)) > 0
+        kept = order[used[order]]  # an unused category gets no id, as text ids no row has get none
+        if len(kept) == len(categories) and (kept == np.arange(len(kept))).all():
+            return codes.astype(np.int32, copy=False), categories.tolist()
+        new_code = np.full(len(categories), -1, dtype=np.int32)
+        new_code[kept] = np.arange(len(kept), dtype=np.int32)
+        return new_code[codes], categories[kept].tolist()
     if pd.api.types.is_integer_dtype(ids.dtype):
-        codes, int_uniques = pd.factorize(ids.to_numpy(np.int64), sort=True)  # hashing beats np.unique
-        return codes.astype(np.int64), [str(u) for u in int_uniques.tolist()]
+        codes, int_uniques = integer_codes(ids.to_numpy(np.int64))
+        return codes, [str(u) for u in int_uniques.tolist()]
     uniques = pd.unique(ids.to_numpy(dtype=object))
     as_num = pd.to_numeric(pd.Series(uniques), errors="coerce")
     if as_num.notna().all():
@@ -356,12 +407,39 @@ class LeaveOneOutSplit:
             [self.target(u, stage) for u in users],
         )
 
-    def targets(self, stage: str) -> np.ndarray:
-        """(U_eval,) target item of every evaluated user."""
-        return np.array([self.target(u, stage) for u in self.eval_users], dtype=np.int64)
+    def targets(self, stage: str, users: np.ndarray | None = None) -> np.ndarray:
+        """(B,) the ``stage`` target item of each of ``users`` (default: every evaluated user)."""
+        users = self.eval_users if users is None else np.asarray(users, dtype=np.int64)
+        return self.data.item_array[self.data.offsets[users + 1] + _cut(stage)]
 
     def histories(self, stage: str) -> list[np.ndarray]:
         return [self.history(u, stage) for u in self.eval_users]
+
+    def padded_histories(
+        self, stage: str, max_len: int, users: np.ndarray | None = None, *, timestamps: bool = False
+    ) -> np.ndarray:
+        """(B, max_len) int64: the last ``max_len`` items (or, with ``timestamps``, their times) each of
+        ``users`` (default: every evaluated user) may see for its ``stage`` target, right-aligned and
+        0-padded on the left: ``pad_right_aligned([history(u, stage) for u in users], max_len)``,
+        gathered straight from the interaction arrays (no list of histories, no loop over users)."""
+        users = self.eval_users if users is None else np.asarray(users, dtype=np.int64)
+        off = self.data.offsets
+        values = self.data.timestamp_array if timestamps else self.data.item_array
+        return pad_ranges(values, off[users], off[users + 1] + _cut(stage), max_len)
+
+    def train_lengths(self) -> np.ndarray:
+        """(U+1,) training events of every user (index 0: padding, 0)."""
+        n = np.diff(self.data.offsets)
+        return np.where(n >= MIN_EVENTS_FOR_EVALUATION, n - 2, n)
+
+    def padded_train_tails(self, max_len: int, *, timestamps: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(users, (B, max_len) int64): the last ``max_len`` training events of every user with at
+        least 2 of them (the users of :meth:`train_sequences`, in id order), right-aligned, 0-padded."""
+        lengths = self.train_lengths()
+        users = np.flatnonzero(lengths >= 2)
+        off = self.data.offsets
+        values = self.data.timestamp_array if timestamps else self.data.item_array
+        return users, pad_ranges(values, off[users], off[users] + lengths[users], max_len)
 
     def train_sequences(self) -> list[np.ndarray]:
         """Training sequences of every user with at least 2 training events (index-free list)."""
@@ -378,7 +456,7 @@ def _cut(stage: str) -> int:
 
 
 def leave_one_out(data: InteractionData) -> LeaveOneOutSplit:
-    lengths = np.array([len(s) for s in data.sequences])
+    lengths = np.diff(data.offsets)  # (U+1,) events of each user, [0] = 0 (padding)
     eval_users = np.flatnonzero(lengths >= MIN_EVENTS_FOR_EVALUATION).astype(np.int64)
     if len(eval_users) == 0:
         raise MsliError(
@@ -391,12 +469,45 @@ def leave_one_out(data: InteractionData) -> LeaveOneOutSplit:
 def pad_right_aligned(sequences: list[np.ndarray], max_len: int) -> np.ndarray:
     """(B, max_len) int64: the last ``max_len`` items of each sequence, right-aligned, 0-padded left.
 
+    One concatenation and one gather (:func:`pad_ranges`), no Python loop over rows.
+
     >>> pad_right_aligned([np.array([5, 6, 7]), np.array([9])], 2).tolist()
     [[6, 7], [0, 9]]
+    >>> pad_right_aligned([np.array([], dtype=np.int64), np.array([1, 2])], 3).tolist()
+    [[0, 0, 0], [0, 1, 2]]
     """
-    out = np.zeros((len(sequences), max_len), dtype=np.int64)
-    for row, seq in enumerate(sequences):
-        tail = seq[-max_len:] if max_len > 0 else seq[:0]
-        if len(tail):
-            out[row, max_len - len(tail) :] = tail
+    B = len(sequences)
+    max_len = max(0, int(max_len))
+    lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=B)  # (B,)
+    if B == 0 or max_len == 0 or not lengths.any():
+        return np.zeros((B, max_len), dtype=np.int64)
+    flat = np.concatenate([np.asarray(s) for s in sequences]).astype(np.int64, copy=False)
+    ends = np.cumsum(lengths)
+    return pad_ranges(flat, ends - lengths, ends, max_len)
+
+
+PAD_CHUNK_ROWS = 1 << 16  # rows gathered at once by pad_ranges: bounds its (rows, L) index temporaries
+
+
+def pad_ranges(values: np.ndarray, starts: np.ndarray, ends: np.ndarray, max_len: int) -> np.ndarray:
+    """(B, max_len) int64: row b holds the last ``max_len`` of ``values[starts[b]:ends[b]]``,
+    right-aligned, 0 on the left. Vectorised: one masked gather per :data:`PAD_CHUNK_ROWS` rows.
+
+    >>> pad_ranges(np.array([1, 2, 3, 4, 5]), np.array([0, 3, 2]), np.array([3, 5, 2]), 2).tolist()
+    [[2, 3], [4, 5], [0, 0]]
+    """
+    values = np.asarray(values).astype(np.int64, copy=False)
+    starts = np.asarray(starts, dtype=np.int64)
+    ends = np.asarray(ends, dtype=np.int64)
+    B, L = len(starts), max(0, int(max_len))
+    out = np.zeros((B, L), dtype=np.int64)
+    if B == 0 or L == 0 or len(values) == 0:
+        return out
+    lengths = np.clip(ends - starts, 0, L)  # (B,) events each row keeps
+    col = np.arange(L, dtype=np.int64)[None, :]  # (1, L)
+    for lo in range(0, B, PAD_CHUNK_ROWS):
+        hi = min(B, lo + PAD_CHUNK_ROWS)
+        gathered = values.take(ends[lo:hi, None] - L + col, mode="clip")  # (b, L) slot <- source row
+        gathered *= col >= (L - lengths[lo:hi])[:, None]  # 0 in the slots left of the history
+        out[lo:hi] = gathered
     return out

@@ -13,6 +13,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from msli_core.data.arrowread import read_generic_parquet_fast, read_generic_text_fast
 from msli_core.data.files import DataFile
 from msli_core.data.texttable import (
     guess_delimiter,
@@ -85,8 +86,12 @@ def _map_columns(file: DataFile, header: list[str], column_map: dict[str, str] |
     return roles
 
 
-def _read_generic_text(file: DataFile, column_map: dict[str, str] | None) -> tuple[dict, np.ndarray, str]:
-    what = "an interactions table with a header row (user, item, timestamp[, rating])"
+_WHAT = "an interactions table with a header row (user, item, timestamp[, rating])"
+
+
+def _text_layout(file: DataFile, column_map: dict[str, str] | None) -> tuple[str, list[str], dict[str, str]]:
+    """(delimiter, header names, role -> column) of a generic text table; bad headers are refused."""
+    what = _WHAT
     first = sniff_text(file, what)
     sep = "\t" if file.name.lower().endswith(".tsv") and "\t" in first else guess_delimiter(first)
     if sep is None:
@@ -110,7 +115,13 @@ def _read_generic_text(file: DataFile, column_map: dict[str, str] | None) -> tup
             f"{file.display}, line 1: the name of column {seen[h]} appears twice (again as column {k}); "
             "name each column once."
         )
-    roles = _map_columns(file, header, column_map)
+    return sep, header, _map_columns(file, header, column_map)
+
+
+def _read_generic_text(
+    file: DataFile, sep: str, header: list[str], roles: dict[str, str]
+) -> tuple[dict, np.ndarray, str]:
+    what = _WHAT
     try:
         with file.open() as fh:
             table = pd.read_csv(
@@ -151,12 +162,26 @@ def _read_generic_parquet(file: DataFile, column_map: dict[str, str] | None) -> 
 
 
 def load_interactions(file: DataFile, column_map: dict[str, str] | None) -> tuple[pd.DataFrame, list[str]]:
+    """The raw frame (user, item, timestamp, rating) of a generic table, and notes on what was read how.
+
+    Clean tables take pyarrow's columnar fast path (:mod:`msli_core.data.arrowread`, ids as int32-coded
+    categoricals); any table it does not accept is read here with pandas, which gives the same frame
+    or names the first bad row in one sentence."""
     notes: list[str] = []
-    if file.name.lower().endswith((".parquet", ".pq")):
+    parquet = file.name.lower().endswith((".parquet", ".pq"))
+    if parquet:
+        roles_for = lambda header: _map_columns(file, header, column_map)  # noqa: E731
+        fast, _ = read_generic_parquet_fast(file, roles_for, notes)
+    else:
+        sep, header, roles = _text_layout(file, column_map)
+        fast = read_generic_text_fast(file, sep, header, roles, notes)
+    if fast is not None:
+        return fast, notes
+    if parquet:
         cols, skip, unit = _read_generic_parquet(file, column_map)
         first = 1
     else:
-        cols, skip, unit = _read_generic_text(file, column_map)
+        cols, skip, unit = _read_generic_text(file, sep, header, roles)
         first = 2
     ids = {}
     for role in ("user", "item"):

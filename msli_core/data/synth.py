@@ -589,4 +589,26 @@ PROFILES: dict[str, dict] = {
         "max_phases": 4,
         "session_events": 3.0,
     },
+    # MovieLens-25M and -32M sizes (users, movies, ratings of the releases, rounded), written by the bulk
+    # generator (msli_core/data/synth_bulk.py): long-tailed activity (20 events at least, median ~95,
+    # a few users with thousands), 100 interests of ~600-900 movies, up to 32 phases for heavy users.
+    "ml-25m": {
+        "users": 162_541,
+        "items": 59_047,
+        "interactions": 25_000_000,
+        "interests": 100,
+        "max_events": 8000,
+        "activity_sigma": 1.0,
+        "max_phases": 32,
+    },
+    "ml-32m": {
+        "users": 200_948,
+        "items": 87_585,
+        "interactions": 32_000_000,
+        "interests": 100,
+        "max_events": 8000,
+        "activity_sigma": 1.0,
+        "max_phases": 32,
+    },
 }
+BULK_PROFILES = ("ml-25m", "ml-32m")  # profiles the bulk (vectorised, chunked) generator writes by default

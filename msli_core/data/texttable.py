@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from msli_core.data.arrowread import read_layout_fast
 from msli_core.data.files import HEAD_BYTES, DataFile
 from msli_core.errors import MsliError
 
@@ -171,6 +172,9 @@ def _read_physical(file: DataFile, layout: Layout, header: list[str], **kwargs) 
 def read_layout(file: DataFile, layout: Layout) -> pd.DataFrame:
     """Read a fixed-layout MovieLens table fast (typed C reader); on any doubt, diagnose line by line."""
     header = _check_layout_header(file, layout, sniff_text(file, layout.what))
+    fast = read_layout_fast(file, layout, header)  # pyarrow, or None: then pandas, which names bad lines
+    if fast is not None:
+        return fast
     n_phys = len(layout.columns) * 2 - 1 if layout.sep == "::" else len(layout.columns)
     if layout.header:
         dtype = {c: (np.float64 if c in layout.floats else np.int64) for c in layout.columns}

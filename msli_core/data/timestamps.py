@@ -36,6 +36,24 @@ def _datetimes_to_seconds(stamps: pd.Series) -> np.ndarray:
     return np.where(np.isnat(raw), np.nan, seconds)
 
 
+def unit_from_median(median: float) -> tuple[int, str | None]:
+    """(k, note): numbers are unix seconds / 1000**k (seconds, milliseconds, …), from the column's median;
+    the note says so when k > 0.
+
+    >>> unit_from_median(1.5e9), unit_from_median(1.5e12)[0], unit_from_median(1.5e18)[0]
+    ((0, None), 1, 3)
+    """
+    k = 0
+    while k < 3 and median > 1e11 * 1000.0**k:
+        k += 1
+    if not k:
+        return 0, None
+    above = f"1e{11 + 3 * (k - 1)}"
+    return k, (
+        f"timestamps read as unix {_UNITS[k]} (the column's median is above {above}), converted to seconds"
+    )
+
+
 def seconds_from(
     file: DataFile, values: pd.Series, skip: np.ndarray, first: int, unit: str, notes: list[str]
 ) -> np.ndarray:
@@ -85,16 +103,10 @@ def seconds_from(
                 file, {"timestamp": text}, skip, first, unit, integers=[], signed=[],
                 what="an interactions table",
             )  # fmt: skip
-            median = float(np.median(numeric[~skip]))
-            while k < 3 and median > 1e11 * 1000.0**k:
-                k += 1
+            k, note = unit_from_median(float(np.median(numeric[~skip])))
             seconds = numeric / 1000.0**k
-            if k:
-                above = f"1e{11 + 3 * (k - 1)}"
-                notes.append(
-                    f"timestamps read as unix {_UNITS[k]} (the column's median is above {above}), converted "
-                    "to seconds"
-                )
+            if note:
+                notes.append(note)
         else:
             try:
                 stamps = pd.to_datetime(text.where(~pd.Series(skip, index=text.index), None),
