@@ -152,12 +152,35 @@ def lost_contact(world: World, what: str, err: BaseException) -> MsliError:
 
 
 def _first_line(err: BaseException) -> str:
-    """The first line of an error's text (gloo's can run to many lines), at most 200 characters."""
+    """The first sentence of an error's text (gloo's run to many lines), at most 200 characters.
+
+    >>> _first_line(RuntimeError("[pair.cc:553] Connection closed by peer [127.0.0.1]:7062. This is..."))
+    '[pair.cc:553] Connection closed by peer [127.0.0.1]:7062'
+    """
     text = str(err).strip()
-    return text.splitlines()[0][:200] if text else type(err).__name__
+    if not text:
+        return type(err).__name__
+    first = text.splitlines()[0].split(". ")[0].rstrip(".")
+    return first if len(first) <= 200 else first[:199] + "…"
 
 
-DIST_ERRORS = (RuntimeError, dist.DistError)  # what gloo raises when a peer is gone or a wait times out
+def peer_error(err: BaseException) -> bool:
+    """True when ``err`` says the group broke (a peer is gone, or a wait timed out), not a bug here:
+    torch.distributed's own errors (DistBackendError, DistNetworkError, DistStoreError) and gloo's,
+    which arrive as a plain RuntimeError naming gloo (``.../gloo/transport/tcp/pair.cc:553] Connection
+    closed by peer``). Any other error keeps its traceback."""
+    return isinstance(err, dist.DistError) or (isinstance(err, RuntimeError) and "gloo" in str(err))
+
+
+@contextlib.contextmanager
+def collective(world: World, what: str) -> Iterator[None]:
+    """Run a block of collectives; a broken group ends it with :func:`lost_contact`'s sentence."""
+    try:
+        yield
+    except RuntimeError as err:  # DistError is a RuntimeError
+        if not peer_error(err):
+            raise
+        raise lost_contact(world, what, err) from None
 
 
 @contextlib.contextmanager
@@ -175,7 +198,9 @@ def process_group(world: World) -> Iterator[World]:
             world_size=world.size,
             timeout=timedelta(seconds=world.timeout_s),
         )
-    except DIST_ERRORS as err:
+    except RuntimeError as err:
+        if not peer_error(err):
+            raise
         raise MsliError(
             f"process {world.rank} of {world.size} could not join the others at {world.master} within "
             f"--ddp-timeout {world.timeout_s:g} s ({_first_line(err)}); "
@@ -185,7 +210,7 @@ def process_group(world: World) -> Iterator[World]:
     try:
         yield world
     finally:
-        with contextlib.suppress(*DIST_ERRORS):
+        with contextlib.suppress(RuntimeError):  # a group already broken by a peer's failure
             dist.destroy_process_group()
 
 
@@ -211,31 +236,25 @@ def wrap(model: nn.Module, loss, world: World) -> nn.parallel.DistributedDataPar
     between ranks in the same step. ``forward_sync_buffers=False``: the models keep no running
     statistics, so buffers are synced once, when DDP is built, and not before every forward.
     """
-    try:
+    with collective(world, "sharing the initial weights"):
         return nn.parallel.DistributedDataParallel(
             StepLoss(model, loss), find_unused_parameters=True, forward_sync_buffers=False
         )
-    except DIST_ERRORS as err:
-        raise lost_contact(world, "sharing the initial weights", err) from None
 
 
 def all_sum(world: World, value: float, what: str) -> float:
     """The sum of ``value`` over every process (float64; the same number on every rank)."""
     tensor = torch.tensor([value], dtype=torch.float64)
-    try:
+    with collective(world, what):
         dist.all_reduce(tensor)
-    except DIST_ERRORS as err:
-        raise lost_contact(world, what, err) from None
     return float(tensor.item())
 
 
 def all_gather(world: World, obj, what: str) -> list:
     """``obj`` of every rank, in rank order (the same list on every rank)."""
     out: list = [None] * world.size
-    try:
+    with collective(world, what):
         dist.all_gather_object(out, obj)
-    except DIST_ERRORS as err:
-        raise lost_contact(world, what, err) from None
     return out
 
 

@@ -717,10 +717,11 @@ def _distributed_step(ddp, model, split, chunk, settings, rng, log_freq, world) 
     if not mine:
         mine, weight = chunk[:1], 0.0
     targets_total = sum(r1 - r0 - 1 for _, (r0, r1) in chunk)
-    local = _late_interaction_step(
-        model, split, mine, settings, rng, log_freq, ddp=ddp, targets_total=targets_total,
-        scale=weight * world.size,
-    )  # fmt: skip
+    with msli_dist.collective(world, "training"):  # the backward reduces the gradients
+        local = _late_interaction_step(
+            model, split, mine, settings, rng, log_freq, ddp=ddp, targets_total=targets_total,
+            scale=weight * world.size,
+        )  # fmt: skip
     return msli_dist.all_sum(world, local if weight else 0.0, "training")
 
 
