@@ -14,6 +14,7 @@ from msli_core.serving import bench, timing
 TINY = [
     "--segments", "1,2", "--candidates", "10,40", "--history", "6", "--repeats", "3", "--budget-s", "0.01",
     "--cross-budget-s", "0.5", "--no-calibrate", "--dim", "8", "--layers", "1", "--request-candidates", "5",
+    "--ann", "none",
 ]  # fmt: skip
 CONTRACT = (
     "model", "stage", "backend", "segments", "candidates", "history",
@@ -77,7 +78,7 @@ def test_bench_json_rows_are_well_formed(capsys, tmp_path):
     assert written == {"bench.csv", "bench.json", "meta.json", "costmodel_error.json", ".msli-output.json"}
     meta = json.loads((out / "meta.json").read_text())
     assert meta["threads"]["torch"] == 1 and meta["threads"]["onnxruntime_intra_op"] == 1
-    assert set(meta["versions"]) == {"torch", "onnxruntime", "numpy"} and meta["cpu"]
+    assert set(meta["versions"]) == {"torch", "onnxruntime", "numpy", "faiss"} and meta["cpu"]
     memory = meta["served_memory"]  # the largest catalog's table (N=40, d=8) and what serving it grew
     assert memory["table_bytes"] == 41 * 8 * 4 and memory["resident_growth_bytes"] >= 0
     summary = bench.headline(rows, meta)
@@ -154,6 +155,13 @@ def test_merge_passes_takes_the_median_of_each_figure():
         (["--budget-s", "-1"], "--budget-s"),
         (["--passes", "9"], "--passes"),
         (["--model", "/no/such/folder"], "--model"),
+        (["--ann", "flat"], "--ann takes a comma list of ivf, hnsw, or none"),
+        (["--ann-probes", "0"], "--ann-probes"),
+        (["--ann-probes", "8,x"], "--ann-probes"),
+        (["--ann-candidates", "100"], "--ann-candidates"),
+        (["--ann-candidates", "30000000"], "--ann-candidates 30,000,000 is above the limit"),
+        (["--ann-neighbours", "5"], "--ann-neighbours"),
+        (["--ann-table", "uniform"], "--ann-table takes clustered or gaussian"),
     ],
 )
 def test_bad_bench_flags_are_one_sentence(capsys, flags, needle):
@@ -251,3 +259,28 @@ def test_the_timed_msli_user_fills_every_slot(monkeypatch):
     bench.run_bench(settings)
     msli = [(k, filled) for k, filled in seen if k == 4]
     assert msli and all(filled == 4 for _, filled in msli)
+
+
+def test_bench_ann_rows(capsys, tmp_path):
+    """--ann ivf: per probes an ``ann`` row (recall@10 against exhaustive, candidates re-scored, the
+    index's bytes and build time) beside the ``ann_exhaustive`` row of the same generated table."""
+    args = ["bench", "--segments", "2", "--candidates", "50", "--history", "6", "--repeats", "3",
+            "--budget-s", "0.01", "--no-calibrate", "--dim", "8", "--layers", "1", "--models", "msli",
+            "--backend", "torch", "--request-candidates", "none", "--encoder-sizes", "none",
+            "--extrapolate-sizes", "none", "--passes", "2", "--ann", "ivf", "--ann-candidates", "3000",
+            "--ann-probes", "1,1000", "--ann-neighbours", "3000", "--json",
+            "--out", str(tmp_path / "b")]  # fmt: skip
+    assert main(args) == 0
+    rows = json.loads(capsys.readouterr().out)
+    ann = [r for r in rows if r["variant"] == "ann"]
+    whole = [r for r in rows if r["variant"] == "ann_exhaustive"]
+    assert len(whole) == 1 and whole[0]["recall_at_10"] == 1.0 and whole[0]["candidates"] == 3000
+    assert [r["probes"] for r in ann] == [1, 1000] and {r["method"] for r in ann} == {"ivf"}
+    assert ann[0]["lists"] == round(4 * math.sqrt(3000)) and ann[0]["neighbours"] == 3000
+    assert ann[1]["recall_at_10"] == 1.0  # every list probed and k' = N: every unseen item is re-scored
+    assert ann[0]["recall_at_10"] <= ann[1]["recall_at_10"]
+    assert all(r["passes"] == 2 and r["p50_ms"] > 0 and r["retrieved"] > 0 for r in ann)
+    assert ann[0]["index_bytes"] == 3000 * (8 * 4 + 8) + ann[0]["lists"] * 8 * 4
+    meta = json.loads((tmp_path / "b" / "meta.json").read_text())
+    assert meta["ann"]["table"] == "clustered" and meta["ann"]["search_threads"] == 1
+    assert "faiss" in meta["versions"]

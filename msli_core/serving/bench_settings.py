@@ -87,7 +87,7 @@ class BenchSettings:
     # the ANN first stage (serving/retrieval.py), at K = 8 (else the largest K) and the shortest L: index
     # kinds ("ivf", "hnsw"; () = none), the catalogs it is timed at beside exhaustive scoring of the same
     # generated table, the probes swept (IVF nprobe / HNSW efSearch), k' per query, the table's structure
-    ann: tuple[str, ...] = ("ivf",)
+    ann: tuple[str, ...] = ()  # `msli bench` (and `make bench`) defaults to ("ivf",) at N = 100,000
     ann_candidates: tuple[int, ...] = (100_000,)
     ann_probes: tuple[int, ...] = (8, 16, 32, 64)
     ann_neighbours: int = 32
