@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-fast lint bench quality demo-model demo-bench clean
+.PHONY: setup run test test-fast lint bench bench-load quality demo-model demo-bench clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,14 @@ test-fast: $(STAMP) lint
 
 bench: $(STAMP)
 	$(BIN)/msli bench --out reports/bench
+
+# Issue 14: load + split + padded histories of a 32 M-event MovieLens-32M-format log (synthetic, written
+# once into .build/, never committed), with each stage's wall time and the peak RSS.
+BENCH_LOAD_DATA := .build/synth-32m
+bench-load: $(STAMP)
+	test -f $(BENCH_LOAD_DATA)/ratings.csv || \
+	  $(BIN)/msli data synth --profile ml-32m --no-truth --out $(BENCH_LOAD_DATA)
+	$(BIN)/msli data bench-load $(BENCH_LOAD_DATA)
 
 quality: $(STAMP)
 	$(BIN)/msli quality --data sample_data --out reports/quality

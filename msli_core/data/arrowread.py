@@ -40,9 +40,13 @@ from msli_core.data.files import HEAD_BYTES, DataFile
 from msli_core.errors import MsliError
 
 MAX_LOAD_MB_ENV = "MSLI_MAX_LOAD_MB"
-# Peak resident bytes per rating row while loading a table and building the dataset and its split, as
-# measured on the 32 M-row synthetic ML-32M log (msli data bench-load): about 90 B; 120 leaves room.
-BYTES_PER_ROW = 120
+# Peak resident bytes per rating row of loading a table, its split and its padded histories (L = 200),
+# measured with msli data bench-load on the 32 M-row synthetic ML-32M log: about 110 B from ratings.csv,
+# 125-155 B from a generic CSV or Parquet table; 160 leaves a little room.
+BYTES_PER_ROW = 160
+# The same for the pandas readers a table falls back to (a generic text table's ids and times held as
+# strings): about 310 B measured on 8 M rows.
+FALLBACK_BYTES_PER_ROW = 320
 # Python's str.strip() whitespace (what the text readers strip), for pyarrow's utf8_trim.
 _WHITESPACE = "".join(chr(i) for i in range(0x110000) if chr(i).isspace())
 _MISSING_IDS = ("", "nan", "None", "<NA>")  # ids the text reader counts as missing
@@ -82,10 +86,10 @@ def estimate_rows(file: DataFile) -> int:
     return int(size / per_line)
 
 
-def check_memory(file: DataFile, rows: int) -> None:
-    """Refuse a table whose estimated loading peak (``rows`` × :data:`BYTES_PER_ROW`) is above the bound."""
+def check_memory(file: DataFile, rows: int, per_row: int = BYTES_PER_ROW) -> None:
+    """Refuse a table whose estimated loading peak (``rows`` × ``per_row``) is above the bound."""
     bound = available_memory_bytes()
-    need = rows * BYTES_PER_ROW
+    need = rows * per_row
     if bound is None or need <= bound:
         return
     if os.environ.get(MAX_LOAD_MB_ENV):
@@ -339,6 +343,19 @@ def read_generic_text_fast(
     if table is None:
         return None
     return _frame(table, roles, notes)
+
+
+def pq_rows(file: DataFile) -> int | None:
+    """Rows of a Parquet file from its footer, or None when it cannot be read (the reader then says why)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if file.archive is not None:
+        return None  # a member is read whole by the reader anyway; its size bounds it
+    try:
+        return int(pq.ParquetFile(file.path).metadata.num_rows)
+    except (pa.ArrowException, OSError, ValueError, TypeError):
+        return None
 
 
 def read_generic_parquet_fast(

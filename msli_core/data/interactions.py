@@ -13,7 +13,14 @@ import re
 import numpy as np
 import pandas as pd
 
-from msli_core.data.arrowread import read_generic_parquet_fast, read_generic_text_fast
+from msli_core.data.arrowread import (
+    FALLBACK_BYTES_PER_ROW,
+    check_memory,
+    estimate_rows,
+    pq_rows,
+    read_generic_parquet_fast,
+    read_generic_text_fast,
+)
 from msli_core.data.files import DataFile
 from msli_core.data.texttable import (
     guess_delimiter,
@@ -177,6 +184,10 @@ def load_interactions(file: DataFile, column_map: dict[str, str] | None) -> tupl
         fast = read_generic_text_fast(file, sep, header, roles, notes)
     if fast is not None:
         return fast, notes
+    # The pandas reader holds ids and times as strings: check the bound again at its own cost per row.
+    rows = pq_rows(file) if parquet else estimate_rows(file)
+    if rows is not None:
+        check_memory(file, rows, FALLBACK_BYTES_PER_ROW)
     if parquet:
         cols, skip, unit = _read_generic_parquet(file, column_map)
         first = 1
