@@ -14,6 +14,10 @@
   co-occurrence features leave the user's own sequence out, so a training prefix sees the statistics
   a test prefix sees (:meth:`~msli_core.models.cross_encoder.CrossEncoder.cooc_features`).
 - Popularity and item-kNN are fitted on the training sequences.
+- Data-parallel (``distributed=``, ``msli train --ddp`` under torchrun; MS-LI and two-tower): P
+  processes run the single-process step plan, each on its share of every step's rows, under DDP, with
+  the loss normalised so one DDP step is the single-process step (:func:`_fit_neural`,
+  :mod:`msli_core.distributed`).
 
 All RNGs come from ``seed`` (python, numpy, torch), so the same seed gives the same metrics.
 The losses are pure functions (:func:`full_softmax_loss`, :func:`sampled_softmax_loss`).

@@ -1,9 +1,10 @@
 """One process of a distributed training run for tests/test_train_ddp.py (started by torchrun).
 
-``python -m torch.distributed.run --nproc-per-node P tests/_ddp_worker.py OUT.json SPEC.json`` trains
-``train(make_tiny_dataset(...), kind, settings, config, distributed=World)`` in every process, and rank
-0 writes the result (metrics, validation metrics, history, its weights, each rank's weight norm) to
-OUT.json. It calls
+``python -m torch.distributed.run --nproc-per-node P tests/_ddp_worker.py OUT.json SPECS.json`` trains
+``train(make_tiny_dataset(...), kind, settings, config, distributed=World)`` for each spec of the list
+in SPECS.json, in every process (one launch for several runs: each launch costs P+1 torch start-ups),
+and rank 0 writes the results (metrics, validation metrics, history, its weights, each rank's weight
+norm) to OUT.json, in the same order. It calls
 the library, not the CLI, so a test can set model fields the CLI has no flag for (``dropout``).
 """
 
@@ -38,15 +39,17 @@ def run(spec: dict, world: distributed.World | None) -> dict:
 
 
 def main() -> None:
-    out, spec = Path(sys.argv[1]), json.loads(Path(sys.argv[2]).read_text())
+    out, specs = Path(sys.argv[1]), json.loads(Path(sys.argv[2]).read_text())
     world = distributed.from_environment()
     torch.set_num_threads(distributed.threads_per_process(world.local_size))
+    results = []
     with distributed.process_group(world):
-        result = run(spec, world)
-        checksum = distributed.all_gather(world, result["weights_norm"], "checking the weights")
+        for spec in specs:
+            result = run(spec, world)
+            norms = distributed.all_gather(world, result["weights_norm"], "checking the weights")
+            results.append({**result, "weights_norm_per_rank": norms})
     if world.is_main:
-        result["weights_norm_per_rank"] = checksum
-        out.write_text(json.dumps(result))
+        out.write_text(json.dumps(results))
 
 
 if __name__ == "__main__":

@@ -177,3 +177,35 @@ def test_early_stopping_restores_the_best_epoch(tiny):
     best = max(h["valid_NDCG@10"] for h in result.history)
     assert result.valid_metrics["NDCG@10"] == best
     assert result.history[result.best_epoch - 1]["valid_NDCG@10"] == best
+
+
+def test_shards_weighted_by_the_whole_steps_targets_add_up_to_the_step(tiny):
+    """What one --ddp step relies on, in one process: the rows of a step cut into shards of unequal
+    target counts (two rows and the rest; one row and the rest), each shard's loss weighted by its
+    share of the *whole* step's targets, give summed gradients equal to the whole step's (a mean of
+    the shards' own means would not: their target counts differ)."""
+    data, split = tiny
+    torch.manual_seed(0)
+    shape = {"dim": 16, "layers": 1, "segments": 3, "segment_len": 4, "max_len": 10, "dropout": 0.0}
+    model = build_model("msli", data=data, **shape)
+    settings = tr.TrainSettings(rows_per_user=3)
+    rows = [(u, r) for u in (1, 2, 3, 4, 5) for r in tr.training_rows(split.train_sequence(u), 10, 3)]
+    targets = sum(r1 - r0 - 1 for _, (r0, r1) in rows)
+    rng = np.random.default_rng(0)
+
+    def gradients(shards, targets_total):
+        model.zero_grad(set_to_none=True)
+        loss = sum(
+            tr._late_interaction_step(model, split, s, settings, rng, None, targets_total=targets_total)
+            for s in shards
+        )
+        return loss, torch.cat([p.grad.reshape(-1) for p in model.parameters() if p.grad is not None])
+
+    whole_loss, whole = gradients([rows], None)
+    for shards in ([rows[:2], rows[2:]], [rows[:1], rows[1:]]):
+        assert len({sum(r1 - r0 - 1 for _, (r0, r1) in s) for s in shards}) == 2  # unequal target counts
+        loss, summed = gradients(shards, targets)
+        assert loss == pytest.approx(whole_loss, rel=1e-6)
+        torch.testing.assert_close(summed, whole, rtol=1e-4, atol=1e-7)
+        _, averaged_means = gradients(shards, None)  # each shard's own mean: not the step's gradient
+        assert not torch.allclose(averaged_means / 2, whole, rtol=1e-3, atol=1e-6)

@@ -220,16 +220,38 @@ def _batch_with_one_row_left(data, max_len: int) -> int:
     return next(b for b in range(5, 40) if rows % b == 1)
 
 
+EXACT_CASES = {
+    "msli-attention": ("msli", {"segments": 3, "segment_len": 6, "aggregation": "attention"}),
+    "msli-max": ("msli", {"segments": 3, "segment_len": 6, "aggregation": "max"}),
+    "two-tower": ("two-tower", {}),
+}
+
+
+def _exact_spec(kind: str, config: dict) -> dict:
+    data_spec = {"users": 40, "items": 60, "events": 24}
+    batch = _batch_with_one_row_left(make_tiny_dataset(**data_spec), 12)
+    return {
+        "data": data_spec,
+        "kind": kind,
+        "config": {"dim": 16, "layers": 1, "max_len": 12, "dropout": 0.0, **config},
+        "settings": {"epochs": 3, "seed": 3, "batch_size": batch},
+    }
+
+
+@pytest.fixture(scope="module")
+def two_process_runs(tmp_path_factory) -> dict:
+    """Every case of EXACT_CASES trained by 2 processes, in one torchrun launch."""
+    folder = tmp_path_factory.mktemp("exact")
+    specs = [_exact_spec(*case) for case in EXACT_CASES.values()]
+    (folder / "specs.json").write_text(json.dumps(specs))
+    proc = _torchrun(str(TESTS / "_ddp_worker.py"), str(folder / "out.json"), str(folder / "specs.json"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return dict(zip(EXACT_CASES, json.loads((folder / "out.json").read_text()), strict=True))
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("kind", "config"),
-    [
-        ("msli", {"segments": 3, "segment_len": 6, "aggregation": "attention"}),
-        ("msli", {"segments": 3, "segment_len": 6, "aggregation": "max"}),
-        ("two-tower", {}),
-    ],
-)
-def test_two_processes_train_the_single_process_model_without_dropout(tmp_path, kind, config):
+@pytest.mark.parametrize("case", list(EXACT_CASES))
+def test_two_processes_train_the_single_process_model_without_dropout(two_process_runs, case):
     """With dropout off, nothing random differs between 1 and 2 processes (the epoch plans come from
     the shared seed; sampled softmax is not in play on 60 items), so the runs must agree up to float
     summation order: per-epoch losses within 1e-5 relative, weights within 1e-4 (max abs; 2e-5 for the
@@ -240,20 +262,8 @@ def test_two_processes_train_the_single_process_model_without_dropout(tmp_path, 
     (0.2 relative norm) and the test NDCG@10 by 0.005-0.006 here, so this test sees it.
     The histories (max_len 12) are longer than the window, so closed segments are trained, and the
     batch size leaves a last step of one row, so one rank runs a padded step."""
-    data_spec = {"users": 40, "items": 60, "events": 24}
-    config = {"dim": 16, "layers": 1, "max_len": 12, "dropout": 0.0, **config}
-    batch = _batch_with_one_row_left(make_tiny_dataset(**data_spec), 12)
-    spec = {
-        "data": data_spec,
-        "kind": kind,
-        "config": config,
-        "settings": {"epochs": 3, "seed": 3, "batch_size": batch},
-    }
-    (tmp_path / "spec.json").write_text(json.dumps(spec))
-    proc = _torchrun(str(TESTS / "_ddp_worker.py"), str(tmp_path / "out.json"), str(tmp_path / "spec.json"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    two = json.loads((tmp_path / "out.json").read_text())
-    one = run_worker(spec, None)
+    two = two_process_runs[case]
+    one = run_worker(_exact_spec(*EXACT_CASES[case]), None)
     assert two["weights_norm_per_rank"][0] == two["weights_norm_per_rank"][1]  # the ranks stayed in step
     assert len(two["history"]) == len(one["history"]) == 3
     for a, b in zip(one["history"], two["history"], strict=True):
