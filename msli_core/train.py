@@ -561,6 +561,8 @@ def train(
             _start_from_first_stage_items(model, first_stage)
             if model.config.cooccurrence:
                 model.fit_cooccurrence(split.train_sequences())
+        else:  # msli, two-tower: the item table starts from item-kNN's co-occurrence (MSLIConfig.item_init)
+            model.init_items_from_cooccurrence(split.train_sequences())
         fit = _fit_neural(
             model,
             kind=kind,

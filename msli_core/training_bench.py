@@ -7,12 +7,16 @@ full-softmax cross-entropy at every position, then take one AdamW step:
   whole catalog at every position (MS-LI's model with K = 1 and no recency path is exactly this);
 - ``two-tower``: K = 1 with the recency path (the project's two-tower model);
 - ``msli K=k``: the project's MS-LI training step (:func:`msli_core.train.late_interaction_loss`): the
-  window pass, the closed segments the row needs encoded on their own, and the fused attention loss.
+  window pass, the closed segments the row needs encoded on their own (forward only: the default
+  ``closed_gradient=False``), and the fused attention loss;
+- ``msli K=k, encoder trained through closed``: the same with ``closed_gradient=True`` (the encoder's
+  backward pass also runs over every closed segment), for comparison.
 
 Rows are synthetic (random item ids; the cost does not depend on the ids), ``rows`` per step, each
 ``length + 1`` events taken from the end of a history long enough that every position has all K-1
-closed segments. Reported: the median over ``repeats`` timed steps (after ``warmup``) of step time and
-targets per second, and each step's ratio to ``sasrec``'s time, all from one run.
+closed segments. The models' steps are timed interleaved (one step of each per round). Reported: the
+median over ``repeats`` rounds (after ``warmup`` steps each) of step time and targets per second, and
+each step's ratio to ``sasrec``'s median time, all from one run.
 """
 
 from __future__ import annotations
@@ -56,13 +60,14 @@ def training_throughput(
 
     torch.set_num_threads(min(threads, max_threads()))
     rng = np.random.default_rng(seed)
-    plan = [("sasrec", 1, 0), ("two-tower", 1, 3)] + [(f"msli K={k}", k, 3) for k in segments if k > 1]
-    results = []
-    reference = None
-    for label, K, recent in plan:
+    plan = [("sasrec", 1, 0, False), ("two-tower", 1, 3, False)]
+    for k in (k for k in segments if k > 1):
+        plan += [(f"msli K={k}", k, 3, False), (f"msli K={k}, encoder trained through closed", k, 3, True)]
+    steps = []
+    for _label, K, recent, closed_gradient in plan:
         torch.manual_seed(seed)
         config = MSLIConfig(n_items=n_items, n_genres=1, dim=dim, segments=K, max_len=length, layers=layers,
-                            heads=heads, recent_items=recent)  # fmt: skip
+                            heads=heads, recent_items=recent, closed_gradient=closed_gradient)  # fmt: skip
         model = MSLIModel(config).train()
         history = length + 1 + (K - 1) * config.S + config.S  # every position has K-1 closed segments
         seqs = [rng.integers(1, n_items + 1, size=history) for _ in range(rows)]
@@ -71,24 +76,29 @@ def training_throughput(
         batch = row_batch(seqs, stamps, ranges, segments=K, segment_len=config.S, segmenter="fixed",
                           session_gap=3600.0, closed=config.closed_segments)  # fmt: skip
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-        step = _step_fn(model, batch, optimizer, late_interaction_loss)
+        steps.append(_step_fn(model, batch, optimizer, late_interaction_loss))
         for _ in range(warmup):
-            step()
-        times = []
-        for _ in range(repeats):
+            steps[-1]()
+    # interleaved: round r times every model's step once, so load that comes and goes on a shared
+    # machine lands on all of them alike and the ratios stay comparable
+    times = [[] for _ in plan]
+    for _ in range(repeats):
+        for i, step in enumerate(steps):
             start = time.perf_counter()
             step()
-            times.append(time.perf_counter() - start)
-        seconds = float(np.median(times))
-        targets = rows * length
-        reference = reference or seconds
+            times[i].append(time.perf_counter() - start)
+    results = []
+    reference = float(np.median(times[0]))
+    for (label, K, _recent, closed_gradient), measured in zip(plan, times, strict=True):
+        seconds = float(np.median(measured))
         results.append(
             {
                 "model": label,
                 "segments": K,
-                "segment_len": config.S if K > 1 else None,
+                "segment_len": MSLIConfig(segments=K, max_len=length).S if K > 1 else None,
+                "closed_gradient": closed_gradient,
                 "step_ms": round(seconds * 1e3, 2),
-                "targets_per_s": round(targets / seconds, 1),
+                "targets_per_s": round(rows * length / seconds, 1),
                 "ratio_to_sasrec": round(seconds / reference, 3),
             }
         )
@@ -115,9 +125,9 @@ def render(result: dict) -> str:
     lines = [
         f"Training step: {m['rows_per_step']} rows × {m['length']} positions, N={m['n_items']}, "
         f"d={m['dim']}, {m['layers']} layers, {m['threads']} thread(s); median of {m['repeats']} steps",
-        f"  {'model':<12} {'step ms':>9} {'targets/s':>11} {'× sasrec':>9}",
+        f"  {'model':<44} {'step ms':>9} {'targets/s':>11} {'× sasrec':>9}",
     ]
     for r in result["rows"]:
-        row = f"  {r['model']:<12} {r['step_ms']:>9.1f} {r['targets_per_s']:>11.0f}"
+        row = f"  {r['model']:<44} {r['step_ms']:>9.1f} {r['targets_per_s']:>11.0f}"
         lines.append(f"{row} {r['ratio_to_sasrec']:>9.2f}")
     return "\n".join(lines)

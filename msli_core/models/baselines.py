@@ -71,6 +71,82 @@ class ItemKNNConfig:
         return asdict(self)
 
 
+def cooccurrence_counts(sequences: list[np.ndarray], n: int, window: int) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Item-kNN's statistics of ``sequences`` over ids ``0..n-1``: ``C`` (n, n) CSR, ``C_ij`` = how often
+    i and j (different items) occur within ``window`` events of each other (both orders, so symmetric),
+    and each item's count (n,).
+
+    >>> co, counts = cooccurrence_counts([np.array([1, 2, 3, 1])], 4, 1)
+    >>> co.toarray().astype(int).tolist()
+    [[0, 0, 0, 0], [0, 0, 1, 1], [0, 1, 0, 1], [0, 1, 1, 0]]
+    >>> counts.tolist()
+    [0.0, 2.0, 1.0, 1.0]
+    """
+    rows, cols = [], []
+    for seq in sequences:
+        for offset in range(1, window + 1):
+            if len(seq) > offset:
+                rows += [seq[:-offset], seq[offset:]]
+                cols += [seq[offset:], seq[:-offset]]
+    if rows:
+        r, c = np.concatenate(rows), np.concatenate(cols)
+        keep = r != c
+        co = sp.coo_matrix((np.ones(keep.sum(), np.float32), (r[keep], c[keep])), shape=(n, n)).tocsr()
+    else:
+        co = sp.csr_matrix((n, n), dtype=np.float32)
+    co.sum_duplicates()
+    counts = (
+        np.bincount(np.concatenate(sequences), minlength=n)[:n].astype(np.float64)
+        if sequences
+        else np.zeros(n)
+    )
+    return co, counts
+
+
+DENSE_EIGEN_ITEMS = 6000  # up to this many items the eigenpairs come from a dense solver (~0.3 GB, seconds)
+
+
+def cooccurrence_embeddings(
+    sequences: list[np.ndarray], n_items: int, dim: int, *, window: int = 3, neighbors: int = 100
+) -> np.ndarray | None:
+    """Item vectors whose dot products approximate item-kNN's similarity: (N+1, dim), row 0 zero.
+
+    ``S`` is item-kNN's cosine co-occurrence (:class:`ItemKNN`: each item's ``neighbors`` most similar,
+    made symmetric); its ``dim`` largest eigenpairs give ``E = V·sqrt(λ)``, so ``<e_i, e_j> ≈ S_ij``
+    (the best rank-``dim`` fit of the positive part, Eckart-Young). A model whose item embeddings start
+    here starts with item-kNN's signal in its recency path (``Σ r_j <e(x_{t-j}), e_c>`` ≈ kNN's vote).
+    None when there is too little to factor (fewer than ``dim + 2`` items, or no co-occurrence).
+    Deterministic up to :data:`DENSE_EIGEN_ITEMS` items (a dense solver); above, Lanczos from a fixed
+    start vector, repeatable up to rounding.
+    """
+    from scipy.sparse.linalg import ArpackError, eigsh
+
+    n = n_items + 1
+    knn = ItemKNN(ItemKNNConfig(n_items=n_items, neighbors=min(neighbors, n_items), window=window))
+    knn.fit(sequences)
+    ids, sims = knn.neighbor_ids.numpy(), knn.neighbor_sims.numpy()  # (n, k) each
+    keep = sims.ravel() > 0
+    if n < dim + 2 or keep.sum() == 0:
+        return None
+    rows = np.repeat(np.arange(n), ids.shape[1])[keep]
+    a = sp.csr_matrix((sims.ravel()[keep].astype(np.float64), (rows, ids.ravel()[keep])), shape=(n, n))
+    sym = (a + a.T) * 0.5  # (n, n)
+    if n <= DENSE_EIGEN_ITEMS:  # LAPACK: deterministic, so a seeded training run repeats exactly
+        values, vectors = np.linalg.eigh(sym.toarray())  # ascending
+        values, vectors = values[-dim:], vectors[:, -dim:]
+    else:
+        try:
+            values, vectors = eigsh(sym, k=dim, which="LA", v0=np.ones(n) / np.sqrt(n))  # (dim,), (n, dim)
+        except ArpackError:  # no convergence: keep the random start
+            return None
+    # one sign per eigenvector (its largest entry positive), so the table does not flip between runs
+    signs = np.sign(vectors[np.abs(vectors).argmax(0), np.arange(vectors.shape[1])])
+    vectors = vectors * np.where(signs == 0, 1.0, signs)
+    table = (vectors * np.sqrt(np.maximum(values, 0.0))).astype(np.float32)
+    table[0] = 0.0
+    return table
+
+
 class ItemKNN(nn.Module):
     """Sequential item-kNN: cosine similarity of co-occurrence within a window, recency-weighted votes.
 
@@ -92,24 +168,7 @@ class ItemKNN(nn.Module):
 
     def fit(self, sequences: list[np.ndarray]) -> ItemKNN:
         n, k = self.config.n_items + 1, self.config.neighbors
-        rows, cols = [], []
-        for seq in sequences:
-            for offset in range(1, self.config.window + 1):
-                if len(seq) > offset:
-                    rows += [seq[:-offset], seq[offset:]]
-                    cols += [seq[offset:], seq[:-offset]]
-        if rows:
-            r, c = np.concatenate(rows), np.concatenate(cols)
-            keep = r != c
-            co = sp.coo_matrix((np.ones(keep.sum(), np.float32), (r[keep], c[keep])), shape=(n, n)).tocsr()
-        else:
-            co = sp.csr_matrix((n, n), dtype=np.float32)
-        co.sum_duplicates()
-        counts = (
-            np.bincount(np.concatenate(sequences), minlength=n)[:n].astype(np.float64)
-            if sequences
-            else np.zeros(n)
-        )
+        co, counts = cooccurrence_counts(sequences, n, self.config.window)
         norm = np.sqrt(np.maximum(counts, 1.0))
         ids = np.zeros((n, k), dtype=np.int64)
         sims = np.zeros((n, k), dtype=np.float32)

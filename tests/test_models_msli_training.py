@@ -1,0 +1,99 @@
+"""How MS-LI trains: stop-gradient through closed segments, and the co-occurrence start of the item table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from msli_core.models.baselines import ItemKNN, ItemKNNConfig, cooccurrence_embeddings
+from msli_core.models.msli import MSLIConfig, MSLIModel
+
+
+def _encoder_grads(closed_gradient: bool) -> list:
+    torch.manual_seed(0)
+    config = MSLIConfig(n_items=30, n_genres=1, dim=8, segments=3, max_len=6, segment_len=4, layers=1,
+                        heads=2, dropout=0.0, closed_gradient=closed_gradient)  # fmt: skip
+    model = MSLIModel(config).train()
+    segments = torch.tensor([[[1, 2, 3, 4], [5, 6, 0, 0]]])  # (B=1, K'=2, S=4)
+    vectors, _ = model.encode_segments(segments)  # (1, 2, 8)
+    encoder = list(model.encoder.parameters())
+    pooling = [model.pool.weight, model.segment_out.weight]
+    grads = torch.autograd.grad(vectors.sum(), encoder + pooling, allow_unused=True)
+    return grads[: len(encoder)], grads[len(encoder) :]
+
+
+def test_closed_segments_train_pooling_but_not_the_encoder_by_default():
+    encoder_grads, pooling_grads = _encoder_grads(closed_gradient=False)
+    assert all(g is None for g in encoder_grads)  # the encoder pass over closed segments is forward only
+    assert all(g is not None and g.abs().sum() > 0 for g in pooling_grads)  # p and W_s still learn
+    encoder_grads, _ = _encoder_grads(closed_gradient=True)
+    assert any(g is not None and g.abs().sum() > 0 for g in encoder_grads)
+
+
+def test_stop_gradient_does_not_change_the_forward_values():
+    torch.manual_seed(0)
+    config = dict(n_items=30, n_genres=1, dim=8, segments=3, max_len=6, segment_len=4, layers=1, heads=2,
+                  dropout=0.0)  # fmt: skip
+    a = MSLIModel(MSLIConfig(**config, closed_gradient=False)).train()
+    b = MSLIModel(MSLIConfig(**config, closed_gradient=True)).train()
+    b.load_state_dict(a.state_dict())
+    segments = torch.tensor([[[1, 2, 3, 4], [5, 6, 0, 0]]])
+    torch.testing.assert_close(a.encode_segments(segments)[0], b.encode_segments(segments)[0])
+
+
+def test_cooccurrence_embeddings_reproduce_item_knn_similarity():
+    # two item groups that co-occur only within themselves: {1, 2, 3} and {4, 5, 6}
+    sequences = [np.array([1, 2, 3, 1, 2, 3]), np.array([4, 5, 6, 4, 5, 6]), np.array([2, 1, 3])]
+    n_items, dim = 8, 6
+    table = cooccurrence_embeddings(sequences, n_items, dim, window=1)  # (9, 6)
+    assert table.shape == (n_items + 1, dim) and np.all(table[0] == 0)
+    knn = ItemKNN(ItemKNNConfig(n_items=n_items, neighbors=n_items, window=1)).fit(sequences)
+    sim = np.zeros((n_items + 1, n_items + 1))
+    for i in range(n_items + 1):
+        sim[i, knn.neighbor_ids[i].numpy()] += knn.neighbor_sims[i].numpy()
+    sim = (sim + sim.T) / 2
+    sim[:, 0] = sim[0, :] = 0
+    gram = table.astype(np.float64) @ table.T.astype(np.float64)  # (9, 9)
+    # off the diagonal the rank-6 fit of the positive part matches where it matters: within a group
+    # items are similar, across groups (which never co-occur) they are not
+    within, across = gram[1, 2], gram[1, 4]
+    assert within > 0.2 and abs(across) < 1e-6
+    assert (
+        np.corrcoef(gram[1:, 1:][~np.eye(n_items, dtype=bool)], sim[1:, 1:][~np.eye(n_items, dtype=bool)])[
+            0, 1
+        ]
+        > 0.9
+    )
+    # items 7 and 8 never occur: zero vectors
+    assert np.allclose(table[7:], 0, atol=1e-6)
+
+
+def test_cooccurrence_embeddings_refuse_what_cannot_be_factored():
+    assert cooccurrence_embeddings([np.array([1, 2])], 3, 8) is None  # catalog smaller than dim + 2
+    assert cooccurrence_embeddings([np.array([1]), np.array([2])], 40, 8) is None  # nothing co-occurs
+
+
+@pytest.mark.parametrize("init", ["cooccurrence", "random"])
+def test_the_model_starts_from_cooccurrence_only_when_asked(init):
+    sequences = [np.array([1, 2, 3, 4, 5] * 3), np.array([6, 7, 8, 9, 10] * 3)] * 4
+    torch.manual_seed(0)
+    model = MSLIModel(MSLIConfig(n_items=12, n_genres=1, dim=4, segments=2, max_len=8, layers=1, heads=2,
+                                 item_init=init, item_init_scale=2.0))  # fmt: skip
+    before = model.items.ids.weight.detach().clone()
+    applied = model.init_items_from_cooccurrence(sequences)
+    after = model.items.ids.weight.detach()
+    if init == "random":
+        assert not applied and torch.equal(before, after)
+    else:
+        expected = torch.as_tensor(cooccurrence_embeddings(sequences, 12, 4)) * 2.0
+        assert applied
+        torch.testing.assert_close(after, expected)  # a dense solver: the same table every time
+        assert float(after[1] @ after[2]) > 0 and abs(float(after[1] @ after[7])) < 1e-4
+
+
+def test_bad_item_init_is_refused():
+    with pytest.raises(ValueError, match="item_init"):
+        MSLIConfig(item_init="svd")
+    with pytest.raises(ValueError, match="item_init_scale"):
+        MSLIConfig(item_init_scale=0.0)
