@@ -125,6 +125,21 @@ def from_environment(
     return World(rank, size, local_rank, local_size, f"{env['MASTER_ADDR']}:{env['MASTER_PORT']}", timeout_s)
 
 
+def check_not_launched_without_ddp(environ: Mapping[str, str] | None = None) -> None:
+    """Refuse a plain ``msli train`` started as one of several torchrun processes: each would train the
+    whole model alone and write the same ``--out``.
+
+    >>> check_not_launched_without_ddp({"RANK": "0", "WORLD_SIZE": "1"})  # torchrun with one process: fine
+    """
+    env = os.environ if environ is None else environ
+    size = env.get("WORLD_SIZE", "")
+    if env.get("RANK") and size.isdigit() and int(size) > 1:
+        raise MsliError(
+            f"msli train runs as one of {size} torchrun processes but without --ddp, so each would train "
+            "alone and write the same --out; add --ddp."
+        )
+
+
 def usable_cores() -> int:
     """Cores this process may run on (its CPU affinity where the OS has one)."""
     try:

@@ -133,6 +133,17 @@ def test_ddp_without_torchrun_says_how_to_launch(data_dir, tmp_path, capsys, mon
     assert not out.exists()
 
 
+def test_several_torchrun_processes_without_ddp_are_refused(data_dir, tmp_path, capsys, monkeypatch):
+    """Without --ddp, each of P processes would train alone and race to write the same --out."""
+    env = {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "1"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    out = tmp_path / "m"
+    err = _one_line_error(capsys, ["train", "--data", str(data_dir), *CLI_FLAGS, "--out", str(out)])
+    assert "one of 2 torchrun processes but without --ddp" in err and err.endswith("add --ddp.")
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("kind", ["popularity", "item-knn", "cross-encoder"])
 def test_ddp_refuses_kinds_it_does_not_train(data_dir, tmp_path, capsys, kind):
     out = tmp_path / "m"

@@ -330,14 +330,15 @@ def cmd_train(args) -> int:
     written before training, so a refusal is the same sentence on every rank), joins the group and
     trains; only rank 0 evaluates the test, writes ``--out`` and prints, so the folder and the JSON are
     those of a single-process run plus ``processes``."""
+    from msli_core import distributed
     from msli_core.train import TrainSettings
 
     world = None
     if getattr(args, "ddp", False):
-        from msli_core import distributed
-
         distributed.check_kind(args.model)
         world = distributed.from_environment(timeout_s=args.ddp_timeout)
+    else:
+        distributed.check_not_launched_without_ddp()
     config = check_train_args(args)  # before any work: shape, limits and --out
     data = _load_data(args.data)
     check_train_memory(args, config, data.n_items)
@@ -346,8 +347,6 @@ def cmd_train(args) -> int:
         _threads()
         return _train_and_save(args, data, settings, config, None)
     import torch
-
-    from msli_core import distributed
 
     torch.set_num_threads(distributed.threads_per_process(world.local_size))
     with distributed.process_group(world):
