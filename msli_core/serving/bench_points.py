@@ -640,7 +640,9 @@ def ann_sweep(runner: _Runner) -> None:
     against the exhaustive answer (seen items excluded in both) is averaged over the users, and the
     mean number of candidates re-scored is kept (``retrieved``). Timing: the exhaustive request and
     every probes value in rounds (:func:`timing.time_in_rounds`), each call the next user's request;
-    ``passes`` times, each figure the median of the passes'. One thread for torch, BLAS and faiss.
+    ``passes`` times (at least 3 rounds each: an exhaustive call at 10M takes seconds, so the time
+    budget alone would leave one round), each figure the median of the passes'. One thread for torch,
+    BLAS and faiss.
     Rows: ``variant`` ``ann_exhaustive`` (the whole catalog, exact) and ``ann`` (``method`` the index).
     """
     import itertools
@@ -704,7 +706,7 @@ def ann_sweep(runner: _Runner) -> None:
                 with torch.inference_mode():
                     # the exhaustive call streams the whole table (nothing to re-warm) and is slow: 2 per
                     # round; each ANN call re-warms what it evicted, then 5 timed
-                    timings = time_in_rounds(calls, budget_s=s.budget_s * n, min_rounds=1,
+                    timings = time_in_rounds(calls, budget_s=s.budget_s * n, min_rounds=3,
                                              warmup=[1] + [s.warmup] * (n - 1), max_calls=s.repeats,
                                              timed=[2] + [5] * (n - 1),
                                              rewarm=[False] + [True] * (n - 1))  # fmt: skip
