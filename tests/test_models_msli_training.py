@@ -97,3 +97,16 @@ def test_bad_item_init_is_refused():
         MSLIConfig(item_init="svd")
     with pytest.raises(ValueError, match="item_init_scale"):
         MSLIConfig(item_init_scale=0.0)
+
+
+def test_cooccurrence_counts_are_the_same_in_chunks(monkeypatch):
+    import msli_core.models.baselines as baselines
+
+    rng = np.random.default_rng(0)
+    sequences = [rng.integers(1, 60, size=rng.integers(1, 40)) for _ in range(50)]
+    whole, counts = baselines.cooccurrence_counts(sequences, 60, 3)
+    monkeypatch.setattr(baselines, "COOCCURRENCE_CHUNK", 7)  # a chunk every sequence or so
+    chunked, chunked_counts = baselines.cooccurrence_counts(sequences, 60, 3)
+    assert (whole != chunked).nnz == 0 and np.array_equal(counts, chunked_counts)
+    # by hand: the pair (a, b) at distance <= 3 in both orders, so C is symmetric
+    assert (whole != whole.T).nnz == 0 and whole.diagonal().sum() == 0

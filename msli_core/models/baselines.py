@@ -71,6 +71,9 @@ class ItemKNNConfig:
         return asdict(self)
 
 
+COOCCURRENCE_CHUNK = 1 << 24  # pairs counted per chunk (16.8M: about 200 MB of temporaries)
+
+
 def cooccurrence_counts(sequences: list[np.ndarray], n: int, window: int) -> tuple[sp.csr_matrix, np.ndarray]:
     """Item-kNN's statistics of ``sequences`` over ids ``0..n-1``: ``C`` (n, n) CSR, ``C_ij`` = how often
     i and j (different items) occur within ``window`` events of each other (both orders, so symmetric),
@@ -82,18 +85,22 @@ def cooccurrence_counts(sequences: list[np.ndarray], n: int, window: int) -> tup
     >>> counts.tolist()
     [0.0, 2.0, 1.0, 1.0]
     """
-    rows, cols = [], []
-    for seq in sequences:
+    co = sp.csr_matrix((n, n), dtype=np.float32)
+    rows, cols, pending = [], [], 0
+    for at, seq in enumerate(sequences):
         for offset in range(1, window + 1):
             if len(seq) > offset:
                 rows += [seq[:-offset], seq[offset:]]
                 cols += [seq[offset:], seq[:-offset]]
-    if rows:
-        r, c = np.concatenate(rows), np.concatenate(cols)
-        keep = r != c
-        co = sp.coo_matrix((np.ones(keep.sum(), np.float32), (r[keep], c[keep])), shape=(n, n)).tocsr()
-    else:
-        co = sp.csr_matrix((n, n), dtype=np.float32)
+                pending += 2 * (len(seq) - offset)
+        if rows and (pending >= COOCCURRENCE_CHUNK or at == len(sequences) - 1):
+            # pairs are summed chunk by chunk: memory follows the distinct pairs, not the events
+            r, c = np.concatenate(rows).astype(np.int32), np.concatenate(cols).astype(np.int32)
+            keep = r != c
+            part = sp.coo_matrix((np.ones(int(keep.sum()), np.float32), (r[keep], c[keep])), shape=(n, n))
+            co = co + part.tocsr()
+            rows, cols, pending = [], [], 0
+    co = co.tocsr()
     co.sum_duplicates()
     counts = (
         np.bincount(np.concatenate(sequences), minlength=n)[:n].astype(np.float64)
