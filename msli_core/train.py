@@ -798,7 +798,7 @@ def _fit_neural(
     AdamW update), hence so is the best state.
     """
     optimizer = _optimizer(model, kind, settings)
-    train_users = np.array([u for u in range(1, data.n_users + 1) if len(split.train_sequence(u)) >= 2])
+    train_users = np.flatnonzero(split.train_lengths() >= 2)  # (U',) ids with 2+ training events
     if len(train_users) == 0:
         raise MsliError(f"{data.source} has no user with 2 or more training events; use a larger dataset.")
     late = kind in LATE_INTERACTION_KINDS
