@@ -23,12 +23,13 @@ def _encoder_grads(closed_gradient: bool) -> list:
     return grads[: len(encoder)], grads[len(encoder) :]
 
 
-def test_closed_segments_train_pooling_but_not_the_encoder_by_default():
+def test_without_closed_gradient_closed_segments_train_pooling_but_not_the_encoder():
     encoder_grads, pooling_grads = _encoder_grads(closed_gradient=False)
     assert all(g is None for g in encoder_grads)  # the encoder pass over closed segments is forward only
     assert all(g is not None and g.abs().sum() > 0 for g in pooling_grads)  # p and W_s still learn
-    encoder_grads, _ = _encoder_grads(closed_gradient=True)
+    encoder_grads, _ = _encoder_grads(closed_gradient=True)  # the default
     assert any(g is not None and g.abs().sum() > 0 for g in encoder_grads)
+    assert MSLIConfig().closed_gradient
 
 
 def test_stop_gradient_does_not_change_the_forward_values():
