@@ -11,6 +11,7 @@ MODULES = [
     "msli_core.models.late_interaction",
     "msli_core.models.segmenter",
     "msli_core.models.layers",
+    "msli_core.models.baselines",
     "msli_core.metrics",
     "msli_core.evaluate",
     "msli_core.train",
