@@ -22,6 +22,7 @@ PAGES = [
 ]
 
 current = st.navigation(PAGES)
+widgets.open_deep_link()
 widgets.keep_widget_state()
 widgets.render_sidebar()
 current.run()

@@ -12,6 +12,8 @@ from msli_core.data import sources
 from msli_core.errors import MsliError
 from pages import forms, state, widgets
 
+widgets.enter_through_app(__file__)
+
 SOURCES = ("Bundled sample", "Generate synthetic", "Upload files", "Local path", "Download MovieLens")
 
 st.title("Data")

@@ -10,6 +10,8 @@ from msli_core import explain_view, viz
 from msli_core.errors import MsliError
 from pages import forms, state, widgets
 
+widgets.enter_through_app(__file__)
+
 STAGES = {
     "at the held-out test event (shows the truth)": "test",
     "after the whole history": None,

@@ -10,6 +10,8 @@ from msli_core.errors import MsliError
 from msli_core.serving.report import headline_speedup
 from pages import state, widgets
 
+widgets.enter_through_app(__file__)
+
 st.title("MS-LI Lab")
 st.markdown(
     "**Multi-segment late interaction** makes a large-model recommender fast: the user's history is cut "

@@ -13,6 +13,8 @@ from msli_core.serving import report
 from msli_core.serving.bench import headline
 from pages import forms, state, widgets
 
+widgets.enter_through_app(__file__)
+
 st.title("Latency")
 st.markdown(
     "Time every stage of one request (batch 1, one user) on this machine: warm-up, then each call timed "

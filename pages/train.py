@@ -13,6 +13,8 @@ from msli_core.models.registry import load_zip
 from msli_core.train import TrainSettings
 from pages import forms, state, widgets
 
+widgets.enter_through_app(__file__)
+
 st.title("Train")
 st.markdown(
     "Train MS-LI at several segment counts next to the models it is measured against: a two-tower model "

@@ -11,6 +11,8 @@ from msli_core.errors import MsliError
 from msli_core.serving import calibrate, costmodel, report
 from pages import forms, state, widgets
 
+widgets.enter_through_app(__file__)
+
 USER_ENTERED = "user-entered"
 
 st.title("What-if latency")

@@ -31,6 +31,27 @@ KEPT_WIDGETS = (
 )  # fmt: skip
 
 
+THROUGH_APP = "_msli_through_app"  # session flag: app.py's navigation has run in this session
+DEEP_LINK = "_msli_deep_link"  # the page a first request asked for, opened once app.py has run
+
+
+def enter_through_app(page_file: str) -> None:
+    """First line of every page. A fresh server that gets a deep link (``/latency``) as its very first
+    request runs that page file on its own, with the ``pages/`` folder as navigation and without
+    app.py's sidebar (streamlit#9624): hand the request to app.py, which opens the asked-for page."""
+    if not st.session_state.get(THROUGH_APP):
+        st.session_state[DEEP_LINK] = "pages/" + page_file.replace("\\", "/").rsplit("/", 1)[-1]
+        st.switch_page("app.py")
+
+
+def open_deep_link() -> None:
+    """Called by app.py once its navigation exists: mark the session and open a pending deep link."""
+    st.session_state[THROUGH_APP] = True
+    target = st.session_state.pop(DEEP_LINK, None)
+    if target:
+        st.switch_page(target)
+
+
 def keep_widget_state() -> None:
     """Called by app.py before a page runs: re-assigning a widget's key keeps its value across pages."""
     for key in KEPT_WIDGETS:

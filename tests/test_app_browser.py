@@ -287,3 +287,36 @@ def test_the_bundled_demo_in_a_real_browser_without_training(demo_url):
             assert cross and cross[0] >= 1  # a measured cross-encoder point
         finally:
             browser.close()
+
+
+@pytest.fixture(scope="module")
+def fresh_demo_url(tmp_path_factory):
+    """A server that has served nothing yet (the deep-link test must be its first request)."""
+    if not (REPO / "sample_data" / "models").is_dir():
+        pytest.skip("sample_data/models/ not built yet (make demo-model)")
+    yield from _serve(tmp_path_factory.mktemp("deep"), {})
+
+
+def test_a_deep_link_as_a_fresh_servers_first_request(fresh_demo_url):
+    """A bookmark on /latency opened first on a fresh server: Streamlit would run the page file alone,
+    with the pages/ folder (helpers included) as navigation (streamlit#9624); the app hands it to
+    app.py, so the page opens with the app's navigation and sidebar, at its own URL. The bundled sweep's
+    ANN points are drawn: recall@10 against p50 beside the exhaustive request."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"{fresh_demo_url}/latency")
+            page.wait_for_selector('[data-testid="stApp"]', timeout=60_000)
+            charts = check_page(page, "deep-link-latency", min_charts=3)
+            nav = [
+                t.split("\n")[-1] for t in page.locator('[data-testid="stSidebarNav"] a').all_inner_texts()
+            ]
+            assert nav == ["Home", "Data", "Train", "Explain", "Latency", "What-if"]
+            assert page.locator("h1").first.inner_text() == "Latency" and page.url.endswith("/latency")
+            assert page.get_by_text("This session").count() > 0  # app.py's shared sidebar ran
+            assert any(title.startswith("ANN first stage") for title, _, _ in charts), charts
+        finally:
+            browser.close()
