@@ -255,9 +255,15 @@ def two_process_runs(tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("exact")
     specs = [_exact_spec(*case) for case in EXACT_CASES.values()]
     (folder / "specs.json").write_text(json.dumps(specs))
-    proc = _torchrun(str(TESTS / "_ddp_worker.py"), str(folder / "out.json"), str(folder / "specs.json"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return dict(zip(EXACT_CASES, json.loads((folder / "out.json").read_text()), strict=True))
+    failures = []
+    for _attempt in range(2):  # one relaunch (on a new port) when the launch itself fails: a full suite
+        # on a shared CI machine once failed here with no numeric difference in play (the runs agree
+        # to 5e-7); a real fault fails both launches and shows both outputs
+        proc = _torchrun(str(TESTS / "_ddp_worker.py"), str(folder / "out.json"), str(folder / "specs.json"))
+        if proc.returncode == 0:
+            return dict(zip(EXACT_CASES, json.loads((folder / "out.json").read_text()), strict=True))
+        failures.append(f"exit {proc.returncode}: {proc.stderr[-3000:]}")
+    pytest.fail("torchrun failed twice:\n" + "\n---\n".join(failures))
 
 
 @pytest.mark.slow
