@@ -36,6 +36,7 @@ import os
 import numpy as np
 import pandas as pd
 
+from msli_core import limits
 from msli_core.data.files import HEAD_BYTES, DataFile
 from msli_core.errors import MsliError
 
@@ -57,7 +58,7 @@ _MISSING_IDS = ("", "nan", "None", "<NA>")  # ids the text reader counts as miss
 
 def available_memory_bytes() -> int | None:
     """Bytes of memory this process may still use: ``MSLI_MAX_LOAD_MB`` when set, else the system's
-    MemAvailable (Linux), else None (no bound known)."""
+    available memory (:func:`msli_core.limits.available_memory_bytes`), else None (no bound known)."""
     raw = os.environ.get(MAX_LOAD_MB_ENV)
     if raw:
         try:
@@ -67,14 +68,7 @@ def available_memory_bytes() -> int | None:
         if not (np.isfinite(value) and value > 0):
             raise MsliError(f"{MAX_LOAD_MB_ENV} is {raw!r}; set it to a positive number of MB or unset it.")
         return int(value * (1 << 20))
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+    return limits.available_memory_bytes()
 
 
 def estimate_rows(file: DataFile) -> int:
