@@ -9,6 +9,7 @@ import torch
 from msli_core.errors import MsliError
 from msli_core.models.late_interaction import late_interaction
 from msli_core.models.msli import MSLIConfig, MSLIModel
+from msli_core.serving import scoring
 from msli_core.serving.engine import InferenceEngine
 
 N_ITEMS = 300
@@ -70,11 +71,14 @@ def test_engine_scores_equal_model_scores(aggregation, closed):
 @pytest.mark.parametrize("aggregation", ["attention", "max"])
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 @pytest.mark.parametrize("block", [1, 7, 4096])
-def test_blockwise_top_k_equals_reference(aggregation, backend, block):
+@pytest.mark.parametrize("seen_lookup", ["byte table", "binary search"])
+def test_blockwise_top_k_equals_reference(aggregation, backend, block, seen_lookup, monkeypatch):
     """The block-wise scorer (bound, then exact scores of the passing columns) returns the reference's
     top-k and contributions, whatever the block size, for the whole catalog, a candidate list and an id
-    range,
-    with the seen items excluded; a batch of users gives each user's own answer."""
+    range, with the seen items excluded (either lookup: a byte table for catalogs up to
+    SEEN_TABLE_MAX_ITEMS, binary search above); a batch of users gives each user's own answer."""
+    if seen_lookup == "binary search":
+        monkeypatch.setattr(scoring, "SEEN_TABLE_MAX_ITEMS", 0)
     model = make_model(aggregation, segments=4, segment_len=5, max_len=6, closed_segments="recent")
     engine = InferenceEngine(model, backend=backend, block=block)
     engine.offline()
@@ -228,3 +232,21 @@ def test_numpy_attention_step_equals_the_models_aggregate():
                                age_bias=torch.from_numpy(bias))  # fmt: skip
     np.testing.assert_allclose(contributions, ref[0].numpy(), atol=1e-6)
     np.testing.assert_allclose(total, ref_total[0].numpy(), atol=1e-6)
+
+
+def test_seen_lookups_agree_with_isin():
+    """The byte table and the binary search of the sorted seen ids answer alike, ids absent or present,
+    including seen ids at the table's first and last rows."""
+    rng = np.random.default_rng(9)
+    seen = np.unique(np.concatenate([[1, 500], rng.integers(1, 501, size=60)]))  # sorted, unique
+    ids = rng.integers(1, 501, size=2_000)
+    expected = np.isin(ids, seen)
+    table = scoring.SeenItems(seen, table_rows=501)
+    assert table.table is not None and table.contains(ids).tolist() == expected.tolist()
+    assert scoring._seen_mask(seen, ids).tolist() == expected.tolist()
+    assert not scoring.SeenItems(seen[:0], table_rows=501).contains(ids).any()
+
+
+def test_fastest_backend_is_one_of_the_products():
+    for streamed in (False, True):
+        assert scoring.fastest_backend(3, 16, streamed=streamed) in scoring.BACKENDS

@@ -39,7 +39,7 @@ from msli_core import kinds
 from msli_core.errors import MsliError
 from msli_core.models.late_interaction import late_interaction
 from msli_core.models.segmenter import closed_bounds, newest_closed, segment_bounds
-from msli_core.serving import scoring
+from msli_core.serving import scoring, timing
 
 
 @dataclass
@@ -490,7 +490,12 @@ class InferenceEngine:
         if fast:
             backend = self.backend
             if backend == "auto":
-                backend = scoring.fastest_backend(self.K, self.config.dim)
+                # a whole range larger than the last-level cache streams from memory; a request's
+                # own list is gathered block by block into a buffer that stays in cache
+                rows = self.table_np.shape[0] - 1 if ids is None else len(ids)
+                contiguous = ids is None or isinstance(ids, range)
+                streamed = contiguous and rows * self.table_np.shape[1] * 4 > timing.cache_size(3)
+                backend = scoring.fastest_backend(self.K, self.config.dim, streamed=streamed)
             results = scoring.top_k(
                 [state.online for _, state in fast],
                 self.table_np,

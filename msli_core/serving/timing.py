@@ -9,6 +9,7 @@ time another process held the core; it is reported as a diagnostic beside the wa
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import time
@@ -180,8 +181,10 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+@functools.cache
 def cache_size(level: int = 2, default: int = 1 << 20) -> int:
-    """Bytes of the CPU's level-``level`` data cache (sysfs), or ``default`` where unknown."""
+    """Bytes of the CPU's level-``level`` data cache (sysfs), or ``default`` where unknown. Read once per
+    process (the engine asks on every request)."""
     base = Path("/sys/devices/system/cpu/cpu0/cache")
     try:
         for index in sorted(base.glob("index*")):
