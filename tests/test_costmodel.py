@@ -63,8 +63,16 @@ def test_online_phases_by_hand():
     scores, bound, exact = cm.online_phases(shape, "torch")
     assert scores.flops == 2 * 8 * 64 * 10_000 and scores.wide == 10_000 * 64 * 4 and scores.bytes == 0
     assert scores.calls == 3 * cm.CALLS_BLOCK  # ceil(10000 / 4096) blocks
-    assert bound.bytes == 10 * 10_000 * 4  # the max over K rows, the compare
+    assert bound.elements == 10 * 10_000 and bound.bytes == 0  # the max over K rows, the compare (in cache)
     assert exact.flops == 2 * 8 * 64 * cm.PASSING  # the few columns that pass the bound
+    # the first block's scout, then per passing column its K scores, d row values and ~9 passes over K
+    assert exact.elements == 4096 + cm.PASSING * (10 * 8 + 64)
+    assert exact.bytes == 10_001  # the request's seen byte table
+    hw = replace(HW, elementwise_rate=2e9)
+    assert cm.phase_terms(exact, hw, "torch")["elementwise"] == pytest.approx(exact.elements / 2e9)
+    assert cm.phase_terms(exact, replace(HW, elementwise_rate=None), "torch")["elementwise"] == (
+        pytest.approx(exact.elements / (HW.bandwidth / 8))  # not measured: 8 bytes an element
+    )
     one = cm.online_phases(cm.ModelShape(kind="two-tower", dim=64, candidates=10_000), "torch")[0]
     assert one.wide == 0 and one.bytes == 10_000 * 64 * 4  # one row: a matrix-vector product streams
     fresh = cm.online_phases(replace(shape, request_candidates=1000), "torch")[0]
@@ -117,6 +125,7 @@ def _write(tmp_path: Path, **changes) -> Path:
         ({"call_s": []}, "call_s"),
         ({"gemm_flops": {"torch": {"square": -1}}}, "gemm_flops.torch.square"),
         ({"gemm_flops": {}}, "gemm_flops"),
+        ({"elementwise_rate": -3.0}, "elementwise_rate"),
     ],
 )
 def test_a_bad_calibration_file_is_one_sentence_naming_the_file(tmp_path, changes, field):
@@ -152,6 +161,8 @@ def test_first_use_calibrates_and_stores_then_reuses(tmp_path, monkeypatch):
     assert (tmp_path / cm.CALIBRATION_FILE).is_file() and hardware.measured_at
     assert set(hardware.gemm_flops["torch"]) == {"square", "skinny", "attention"}
     assert all(0 < s < 1e-2 for s in hardware.call_s.values()) and hardware.bandwidth > 1e7
+    assert hardware.elementwise_rate > 1e7  # elements/s of the scorer's in-cache numpy passes
+    assert cm.Hardware.from_dict(hardware.as_dict()) == hardware
     monkeypatch.setattr(calibrate, "measure", lambda *_, **__: pytest.fail("measured again"))
     assert calibrate.hardware_here() == hardware
 
@@ -210,7 +221,8 @@ def test_a_request_candidates_row_is_predicted_with_its_gather():
     row = dict(model="msli", stage="online", backend="torch", segments=8, candidates=100_000, history=200)
     fresh = cm.predict_row({**row, "variant": "request_candidates", "rows": 10_000}, HW)
     cached = cm.predict_row({**row, "variant": "cached_candidates", "rows": 10_000}, HW)
-    assert fresh - cached == pytest.approx(10_000 * 64 * 4 / 1e9 + 3 * cm.CALLS_GATHER * 5e-7)
+    seen_tables = (100_001 - 10_001) / HW.bandwidth  # each request zeroes a seen byte per catalog row
+    assert fresh - cached == pytest.approx(10_000 * 64 * 4 / 1e9 + 3 * cm.CALLS_GATHER * 5e-7 + seen_tables)
 
 
 def test_calibrate_out_folder_is_a_sentence_before_measuring(tmp_path, capsys, monkeypatch):

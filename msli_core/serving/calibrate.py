@@ -11,7 +11,11 @@ the machine's load at any moment falls on all of them alike) and summarised by t
 - the streaming bandwidth of a 64 MiB copy (:func:`timing.measure_bandwidth`, reads + writes);
 - the random-gather bandwidth: blocks of 4096 rows of 256 bytes taken at random ids from that table,
   and from a part of it a quarter of the last-level cache in size (rows a request gathers from a
-  catalog that fits in the cache come from there, not from main memory).
+  catalog that fits in the cache come from there, not from main memory);
+- the element-wise rate (elements/s) of the numpy passes the online scorer makes over a block that is
+  in cache: on (8, 2048) float32 operands a take of half a block's columns, ``exp``, a max and a sum
+  over the 8 rows, a broadcast subtract, a weighted sum (``einsum``, two operands), and a take of
+  2048 rows of 64 floats.
 
 Nothing is fitted: each constant is its own measurement. Shapes used here (d = 64, R = 8) are the
 ones :mod:`msli_core.serving.costcheck` avoids when it checks the model out of sample.
@@ -64,6 +68,11 @@ def _benchmarks(threads: int) -> dict[str, tuple[Callable[[], Any], float]]:
 
     tiny_a, tiny_w = rand(1, 8), rand(8, 8)
     sq_a, sq_w = rand(SQUARE_ROWS, d), rand(d, 4 * d)
+    half = costmodel.BLOCK // 2
+    block_scores, block_rows = rand(R, costmodel.BLOCK), rand(costmodel.BLOCK, d)
+    columns = np.sort(rng.choice(costmodel.BLOCK, size=half, replace=False))
+    ew_a, ew_b = rand(R, half), rand(R, half)
+    elementwise_elements = 7 * R * half + half * d  # (8, 2048) operands; einsum reads two
     table, left = rand(n, d), rand(R, d)
     timing_block = costmodel.BLOCK
     out = np.empty((R, timing_block), dtype=np.float32)
@@ -93,6 +102,15 @@ def _benchmarks(threads: int) -> dict[str, tuple[Callable[[], Any], float]]:
         for row in cached_ids:
             np.take(table, row, axis=0, out=gathered)
 
+    def elementwise() -> None:
+        np.take(block_scores, columns, axis=1)
+        np.exp(ew_a)
+        ew_a.max(axis=0)
+        ew_a - ew_a[:1]
+        np.einsum("km,km->m", ew_a, ew_b)
+        ew_a.sum(axis=0)
+        np.take(block_rows, columns, axis=0)
+
     bench: dict[str, tuple[Callable[[], Any], float]] = {
         "call torch": (lambda: tiny_module(t_tiny_a), 1),
         "call numpy": (lambda: tiny_a @ tiny_w, 1),
@@ -106,6 +124,7 @@ def _benchmarks(threads: int) -> dict[str, tuple[Callable[[], Any], float]]:
         "skinny numpy": (skinny_numpy, skinny_flops),
         "gather": (gather, ids.size * d * 4),
         "gather cached": (gather_cached, ids.size * d * 4),
+        "elementwise": (elementwise, elementwise_elements),
     }
     try:
         from onnx import helper
@@ -155,6 +174,7 @@ def measure(
         gather_bandwidth=per["gather"],
         cached_gather_bandwidth=per["gather cached"],
         llc_bytes=timing.cache_size(3),
+        elementwise_rate=per["elementwise"],
         call_s={b: 1 / per[f"call {b}"] for b in backends},
         source=f"measured on {cpu}, {threads} thread{'s' * (threads > 1)}, {when}",
         measured_at=when,
@@ -167,7 +187,8 @@ def measure(
             "seconds_per_call": seconds,
             "shapes": f"square ({SQUARE_ROWS}, {DIM})·({DIM}, {4 * DIM}); attention 2 causal heads of "
             f"{DIM // 2} over {SQUARE_ROWS} positions; skinny ({SKINNY_ROWS}, {DIM})·({DIM}, "
-            f"{costmodel.BLOCK}) blocks over a ({TABLE_ROWS}, {DIM}) table; tiny (1, 8)·(8, 8)",
+            f"{costmodel.BLOCK}) blocks over a ({TABLE_ROWS}, {DIM}) table; tiny (1, 8)·(8, 8); element-wise "
+            f"passes over ({SKINNY_ROWS}, {costmodel.BLOCK // 2}) operands",
         },
     )
 

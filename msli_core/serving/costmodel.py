@@ -3,7 +3,7 @@
 Every stage is a short list of *phases*; each phase costs
 
     t = max(F / rate[backend, square], W / skinny_stream[backend], B / bandwidth, G / gather_bandwidth)
-        + calls · call_s[backend]
+        + E / elementwise_rate + calls · call_s[backend]
 
 - ``F`` FLOPs (a multiply-add is 2) of its matrix products, at the GEMM rate measured for the backend
   (torch, numpy, onnxruntime) on the ``square`` shape class (both sides wide: the (T, d)·(d, 4d)
@@ -18,13 +18,20 @@ Every stage is a short list of *phases*; each phase costs
 - ``B`` bytes read plus written, at the streaming bandwidth of a memory copy (reads + writes);
 - ``G`` bytes of table rows gathered at random ids (a request's own candidate list), at the measured
   random-gather bandwidth;
+- ``E`` elements of the online scorer's numpy element-wise passes over arrays that are already in cache
+  (the bound's max over K, the exact step's gathers of the passing columns, softmax and sums), at the
+  measured rate of such passes: they run at 2-8 elements/ns, bound by the instructions per element
+  (``exp``, strided takes, reductions over a short axis), not by memory, so pricing them as bytes at the
+  DRAM bandwidth under-stated them 2-4x (measured at K = 16: 6 ms against 1.4 ms priced as bytes).
+  They follow the product and the gathers of the same block, so they add rather than overlap;
 - ``calls`` the library calls the code makes (counted by reading the code), at one measured per-call
   cost per backend.
 
-Four constants per backend, all measured by :mod:`msli_core.serving.calibrate` on the machine at hand;
-nothing is fitted to the bench. Shapes use the project's letters: L history (the window), K segments,
-S segment length, d width, N candidates. A transformer layer over T positions costs ``24·T·d²``
-(qkv 6d², projection 2d², MLP 16d² with a 4d hidden) plus ``4·T²·d`` for attention.
+Four constants per backend and one element-wise rate, all measured by
+:mod:`msli_core.serving.calibrate` on the machine at hand; nothing is fitted to the bench. Shapes
+use the project's letters: L history (the window), K segments, S segment length, d width, N candidates.
+A transformer layer over T positions costs ``24·T·d²`` (qkv 6d², projection 2d², MLP 16d² with a 4d
+hidden) plus ``4·T²·d`` for attention.
 
 Pure functions; nothing here imports torch. Calibration (and calibration on first use) lives in
 :mod:`msli_core.serving.calibrate`, which imports this module, never the reverse.
@@ -49,9 +56,10 @@ BACKENDS = ("torch", "numpy", "onnxruntime")
 SHAPE_CLASSES = ("square", "skinny", "attention")
 STAGES = ("offline", "nearline", "nearline_full", "online", "end_to_end")
 CALIBRATION_FILE = "hardware.json"  # under platformdirs.user_cache_dir("msli-lab")
-FORMAT = 2  # the calibration file's format; a file of another format is measured again (calibrate.py)
+FORMAT = 3  # the calibration file's format; a file of another format is measured again (calibrate.py)
 MAX_CALIBRATION_BYTES = 1 << 20  # a calibration file is about 2 KB; anything this large is not one
 BLOCK = 4096  # items per block of the online scorer (msli_core.serving.scoring.DEFAULT_BLOCK)
+SEEN_TABLE_MAX_ITEMS = 4 << 20  # catalogs up to this many rows get a seen byte table (scoring.py's)
 CHUNK = 4096  # cross-encoder pairs per batch (CrossEncoderConfig.pair_chunk)
 TOP_K = 10
 # Library calls, counted by reading the code (each pays the backend's call_s once):
@@ -99,6 +107,13 @@ class Hardware:
     # random rows of a table that fits in the last-level cache (None: unknown, gather_bandwidth is used)
     cached_gather_bandwidth: float | None = None
     llc_bytes: int | None = None  # the last-level cache's size
+    # elements/s of numpy element-wise passes over in-cache float32 arrays (None: not measured; a
+    # stated machine prices an element as 8 bytes, a read and a write, at ``bandwidth``)
+    elementwise_rate: float | None = None
+
+    def elements_rate(self) -> float:
+        """Elements/s of in-cache element-wise passes: measured, else ``bandwidth / 8``."""
+        return self.elementwise_rate or self.bandwidth / 8
 
     def gather_rate(self, table_bytes: float) -> float:
         """Bytes/s of random rows gathered from a table of ``table_bytes``: from the last-level cache
@@ -188,6 +203,9 @@ class Hardware:
             if data.get("cached_gather_bandwidth") is None
             else number("cached_gather_bandwidth", data["cached_gather_bandwidth"]),
             llc_bytes=None if data.get("llc_bytes") is None else int(number("llc_bytes", data["llc_bytes"])),
+            elementwise_rate=None
+            if data.get("elementwise_rate") is None
+            else number("elementwise_rate", data["elementwise_rate"]),
         )
 
 
@@ -318,6 +336,9 @@ def combine(measurements: Sequence[Hardware], name: str | None = None) -> Hardwa
         if any(h.cached_gather_bandwidth is None for h in measurements)
         else med([h.cached_gather_bandwidth for h in measurements]),
         llc_bytes=first.llc_bytes,
+        elementwise_rate=None
+        if any(h.elementwise_rate is None for h in measurements)
+        else med([h.elementwise_rate for h in measurements]),
         call_s=calls,
         source=f"{first.source} (median of {len(measurements)} calibrations per constant)",
         measured_at=measurements[-1].measured_at,
@@ -433,11 +454,12 @@ class Phase:
     attention: float = 0.0  # FLOPs of attention (at the "attention" rate)
     gather: float = 0.0  # bytes of rows gathered at random ids
     gather_table: float = 0.0  # bytes of the table they are gathered from (does it fit in the cache?)
+    elements: float = 0.0  # elements of numpy element-wise passes over in-cache arrays
     backend: str | None = None  # the library that runs it (None: the prediction's backend)
 
 
 def phase_terms(phase: Phase, hardware: Hardware, backend: str) -> dict[str, float]:
-    """The roofline's five terms of a phase, in seconds."""
+    """The roofline's six terms of a phase, in seconds."""
     on = phase.backend or backend
     return {
         "compute": phase.flops / hardware.rate(on, "square")
@@ -445,14 +467,16 @@ def phase_terms(phase: Phase, hardware: Hardware, backend: str) -> dict[str, flo
         "skinny": phase.wide / hardware.skinny_stream(on),
         "memory": phase.bytes / hardware.bandwidth,
         "gather": phase.gather / hardware.gather_rate(phase.gather_table),
+        "elementwise": phase.elements / hardware.elements_rate(),
         "overhead": phase.calls * hardware.overhead(on),
     }
 
 
 def phase_seconds(phase: Phase, hardware: Hardware, backend: str = "torch") -> float:
-    """``max(F / rate, W / skinny_stream, B / bandwidth, G / gather_bandwidth) + calls · call_s``."""
+    """``max(F / rate, W / skinny_stream, B / bandwidth, G / gather_bandwidth) + E / elementwise_rate
+    + calls · call_s``."""
     t = phase_terms(phase, hardware, backend)
-    return max(t["compute"], t["skinny"], t["memory"], t["gather"]) + t["overhead"]
+    return max(t["compute"], t["skinny"], t["memory"], t["gather"]) + t["elementwise"] + t["overhead"]
 
 
 def layer_flops(tokens: int, dim: int) -> tuple[float, float]:
@@ -506,14 +530,18 @@ def online_phases(shape: ModelShape, backend: str) -> list[Phase]:
     product = "auto" if backend == "torch" else backend  # the engine multiplies with the faster library
     exact_rows = K if K > 1 else 0  # attention: the queries' product on the passing columns
     table = n * d * b  # one row (K = 1) is a matrix-vector product: no packing, it streams the table
+    # element-wise work per passing candidate: attention takes its K scores and d row values, then ~9
+    # passes over its K logits (copy, bias, max, subtract, exp, the weighted sum reading 2, sum); one
+    # segment or max: the take, the seen lookup and the merge
+    per_passing = 10 * K + d if K > 1 else 4
+    seen_table = shape.candidates + 1 if shape.candidates + 1 <= SEEN_TABLE_MAX_ITEMS else 0  # bytes zeroed
     phases = [
         Phase("online: segment scores", 2 * K * d * n, table if K == 1 else 0, blocks * CALLS_BLOCK,
               table if K > 1 else 0, backend=product),
-        Phase("online: bound (max over K) and compare", 0, (K + 2) * n * 4 if K > 1 else 2 * n * 4, 0,
+        Phase("online: bound (max over K) and compare", elements=(K + 2) * n if K > 1 else 2 * n,
               backend="numpy"),
         Phase("online: exact scores of the passing candidates, top-k", 2 * exact_rows * d * passing,
-              (K + 2) * first * 4 + passing * 4 * (12 * K + (d if K > 1 else 0)),
-              CALLS_REQUEST + busy * CALLS_EXACT_BLOCK,
+              seen_table, CALLS_REQUEST + busy * CALLS_EXACT_BLOCK, elements=first + passing * per_passing,
               backend="numpy"),
     ]  # fmt: skip
     if shape.request_candidates:
@@ -655,7 +683,7 @@ class Prediction:
     seconds: dict[str, float]  # per stage
     flops: dict[str, float]
     bytes: dict[str, float]
-    bound: dict[str, str]  # "compute" | "skinny" | "memory" | "gather" | "overhead" | "none": largest term
+    bound: dict[str, str]  # compute | skinny | memory | gather | elementwise | overhead | none: largest term
     phases: dict[str, list[dict[str, Any]]]  # per stage: name, seconds, flops, bytes, calls, bound
 
     @property
@@ -684,7 +712,8 @@ def predict(shape: ModelShape, hardware: Hardware, backend: str = "torch") -> Pr
     """Per-stage seconds (and their phases) of ``shape`` on ``hardware`` served with ``backend``."""
     seconds, flops, nbytes, bound, phases = {}, {}, {}, {}, {}
     for stage, items in stage_phases(shape, backend).items():
-        rows, totals = [], {"compute": 0.0, "skinny": 0.0, "memory": 0.0, "gather": 0.0, "overhead": 0.0}
+        rows = []
+        totals = dict.fromkeys(("compute", "skinny", "memory", "gather", "elementwise", "overhead"), 0.0)
         for p in items:
             terms = phase_terms(p, hardware, backend)
             for key, value in terms.items():
