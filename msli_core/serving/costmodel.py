@@ -253,7 +253,9 @@ def describe(hardware: Hardware) -> str:
     return (
         f"{hardware.name} ({hardware.source}): GFLOP/s {rates} ({hardware.dtype}); bandwidth "
         f"{hardware.bandwidth / 1e9:.3g} GB/s, random gather {hardware.gather_bandwidth / 1e9:.3g} GB/s; "
-        f"µs per call {calls}"
+        f"element-wise {hardware.elements_rate() / 1e9:.3g} G elements/s"
+        + ("" if hardware.elementwise_rate else " (bandwidth / 8 bytes)")
+        + f"; µs per call {calls}"
     )
 
 
