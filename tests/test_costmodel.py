@@ -175,6 +175,12 @@ def test_an_older_calibration_file_is_measured_again_a_foreign_one_is_an_error(t
     )
     monkeypatch.setattr(calibrate, "measure", lambda *_, **__: HW)
     assert calibrate.hardware_here() == HW and cm.load_hardware() == HW
+    # a file of the previous format (no element-wise rate) is measured again, not refused
+    path.write_text(json.dumps({**HW.as_dict(), "format": cm.FORMAT - 1, "name": "previous"}))
+    assert calibrate.hardware_here() == HW and cm.load_hardware() == HW
+    path.write_text(json.dumps({**HW.as_dict(), "format": cm.FORMAT + 1}))  # a newer tool's file: refused
+    with pytest.raises(MsliError, match="newer MS-LI Lab"):
+        calibrate.hardware_here()
     path.write_text(json.dumps({"my": "notes"}))
     with pytest.raises(MsliError, match="not a cost-model calibration"):
         calibrate.hardware_here()

@@ -213,7 +213,17 @@ def hardware_here(
         data = costmodel.read_calibration(path)
         if isinstance(data, dict) and data.get("format") == costmodel.FORMAT:
             return costmodel.Hardware.from_dict(data, origin=str(path))
-        if not (isinstance(data, dict) and "flops" in data and "overhead_s" in data):  # not an older file
+        version = data.get("format") if isinstance(data, dict) else None
+        older = isinstance(data, dict) and (
+            ("flops" in data and "overhead_s" in data)  # the first format had no "format" field
+            or (isinstance(version, int) and not isinstance(version, bool) and 1 < version < costmodel.FORMAT)
+        )
+        if isinstance(version, int) and not isinstance(version, bool) and version > costmodel.FORMAT:
+            raise MsliError(
+                f"{path} was written by a newer MS-LI Lab (calibration format {version}); run "
+                "`msli costmodel calibrate` to measure this machine for this version."
+            )
+        if not older:
             raise MsliError(
                 f"{path} is not a cost-model calibration file; delete it or run `msli costmodel calibrate`."
             )
