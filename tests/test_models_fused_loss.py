@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from msli_core.models import fused_loss
 from msli_core.models.fused_loss import NEG, closed_statistics, fused_attention_ce
 from msli_core.models.late_interaction import late_interaction
 
@@ -26,8 +27,15 @@ def _reference(open_u, open_q, closed_u, closed_q, valid, items, age, targets, c
     return F.cross_entropy(y - column_bias, targets.reshape(-1), ignore_index=-1)
 
 
+# tile budgets (positions × N elements, N = 7, S = 4 positions per group): the default (all 6 groups
+# in one tile), 2 whole groups per tile, one group in slices of 1 position, of 2 positions
+TILES = [fused_loss.TILE_ELEMENTS, 2 * 4 * 7, 7, 2 * 7 + 3]
+
+
+@pytest.mark.parametrize("tile", TILES)
 @pytest.mark.parametrize("with_bias", [False, True])
-def test_fused_loss_matches_the_reference_value_and_gradients(with_bias):
+def test_fused_loss_matches_the_reference_value_and_gradients(with_bias, tile, monkeypatch):
+    monkeypatch.setattr(fused_loss, "TILE_ELEMENTS", tile)
     torch.manual_seed(0)
     B, G, S, C, d, N = 2, 3, 4, 2, 5, 7
     leaves = [
@@ -90,3 +98,42 @@ def test_equal_logits_average_open_and_closed_scores():
     )
     y = (s_o + s_c) / 2  # (1, 2)
     assert loss.item() == pytest.approx(-(y[0] - np.log(np.exp(y).sum())), rel=1e-6)
+
+
+def _float32_case(B=3, G=2, S=5, C=3, d=4, N=11):
+    torch.manual_seed(1)
+    open_u, open_q = torch.randn(B, G, S, d), torch.randn(B, G, S, d)
+    closed_u, closed_q, items = torch.randn(B, G, C, d), torch.randn(B, G, C, d), torch.randn(N, d)
+    valid = torch.rand(B, G, C) > 0.3
+    targets = torch.randint(0, N, (B, G, S))
+    targets[1] = -1  # a row without any target: its tiles are skipped
+    targets[0, 1, 2:] = -1  # a group's padded tail
+    log_z, mean = closed_statistics(closed_u @ items.T, closed_q @ items.T, valid, torch.zeros(C))
+    return open_u, open_q, items, log_z.unsqueeze(2), mean.unsqueeze(2), targets
+
+
+@pytest.mark.parametrize("tile", [11, 2 * 11, 5 * 11, 2 * 5 * 11])
+def test_tiles_without_targets_get_zero_gradients_and_the_loss_does_not_depend_on_tiling(tile, monkeypatch):
+    open_u, open_q, items, log_z, mean, targets = _float32_case()
+    leaves = [t.requires_grad_() for t in (open_u, open_q, items, log_z, mean)]
+    whole = fused_attention_ce(*leaves, targets)
+    whole_grads = torch.autograd.grad(whole, leaves)
+    monkeypatch.setattr(fused_loss, "TILE_ELEMENTS", tile)
+    tiled = fused_attention_ce(*leaves, targets)
+    grads = torch.autograd.grad(tiled * 3.0, leaves)  # the incoming gradient scales every one
+    assert tiled.item() == pytest.approx(whole.item(), rel=1e-6)
+    for got, want in zip(grads, whole_grads, strict=True):
+        torch.testing.assert_close(got, 3.0 * want, rtol=1e-5, atol=1e-6)
+    # positions without a target and the targetless row's statistics get exactly zero gradient
+    assert float(grads[0][1].abs().max()) == 0.0 and float(grads[1][0, 1, 2:].abs().max()) == 0.0
+    assert float(grads[3][1].abs().max()) == 0.0 and float(grads[4][1].abs().max()) == 0.0
+
+
+def test_without_grad_mode_the_loss_is_the_same_and_no_gradient_is_kept():
+    open_u, open_q, items, log_z, mean, targets = _float32_case()
+    leaves = [t.requires_grad_() for t in (open_u, open_q, items, log_z, mean)]
+    with_grad = fused_attention_ce(*leaves, targets)
+    with torch.no_grad():
+        without = fused_attention_ce(*leaves, targets)
+    assert without.item() == pytest.approx(with_grad.item(), rel=1e-6)
+    assert without.grad_fn is None

@@ -9,10 +9,10 @@ aggregation ``y = Σ_k softmax_k(l_k) s_k`` into the open slot ``o`` and the clo
     y_C = Σ_{k∈C} softmax_C(l_k) s_k        (the same)
     y   = y_C + σ(l_o - L_C) · (s_o - y_C)  (exact: σ(l_o - L_C) is the open slot's attention weight)
 
-so a step needs (P, N) buffers plus (G, N) closed statistics, never (P, K, N). :class:`FusedAttentionCE`
-computes the mean cross-entropy of ``y`` against the targets and writes its own backward pass (three
-(P, N) buffers, reused in place); ``tests/test_models_fused_loss.py`` checks value and gradients against
-autograd through :func:`~msli_core.models.late_interaction.late_interaction`.
+so a step needs (P, N) work plus (G, N) closed statistics, never (P, K, N). :class:`FusedAttentionCE`
+computes the mean cross-entropy of ``y`` against the targets and its gradients in one tiled pass (cache-
+sized tiles of positions, never a whole (P, N) buffer); ``tests/test_models_fused_loss.py`` checks value
+and gradients against autograd through :func:`~msli_core.models.late_interaction.late_interaction`.
 """
 
 from __future__ import annotations
@@ -36,48 +36,95 @@ def closed_statistics(scores: Tensor, logits: Tensor, valid: Tensor, bias: Tenso
     return torch.where(any_valid, log_z, torch.full_like(log_z, NEG)), mean
 
 
+TILE_ELEMENTS = 1 << 17  # (positions × N) elements per tile: three float32 buffers of 512 KB stay in cache
+
+
 class FusedAttentionCE(torch.autograd.Function):
     """Mean CE of ``y = y_C + σ(<q_o, e> - L_C)(<u_o, e> - y_C)`` over valid targets.
 
     Shapes: ``open_vectors``/``open_queries`` (B, G, S, d) u_o and q_o of each position, grouped;
     ``items`` (N, d) the candidate table; ``log_z``/``closed_mean`` (B, G, 1, N) from
     :func:`closed_statistics`; ``column_bias`` (N,) subtracted from every score before the softmax
-    (sampled softmax's logQ; zeros otherwise); ``targets`` (B, G, S) columns, -1 = no target.
+    (sampled softmax's logQ; zeros otherwise); ``targets`` (B, G, S) columns, -1 = no target;
+    ``with_grad``: also compute the gradients (the loss is a scalar, so they are known in the forward).
+
+    The (positions, N) work runs tile by tile (at most :data:`TILE_ELEMENTS` elements: several groups,
+    or a slice of one group's positions): each tile's products, softmax and the gradient of the loss
+    with respect to them are computed while the tile's buffers are in cache, and only the small
+    gradients — (B, G, S, d), (N, d), (B, G, 1, N) — are kept for :meth:`backward`, which scales them by
+    the incoming gradient. The same arithmetic as one pass over whole (P, N) buffers (sums over positions
+    are added tile by tile), at well under its memory traffic: the (P, N) passes were bound by memory
+    bandwidth. Tiles without a target are skipped (their gradient is zero).
     """
 
     @staticmethod
-    def forward(ctx, open_vectors, open_queries, items, log_z, closed_mean, column_bias, targets):
-        gate = torch.matmul(open_queries, items.T).sub_(log_z).sigmoid_()  # (B, G, S, N) σ(l_o - L_C)
-        gap = torch.matmul(open_vectors, items.T).sub_(closed_mean)  # (B, G, S, N) s_o - y_C
-        y = torch.addcmul(closed_mean, gate, gap).sub_(column_bias)  # (B, G, S, N)
-        valid = targets >= 0
-        safe = targets.clamp(min=0).unsqueeze(-1)  # (B, G, S, 1)
+    def forward(ctx, open_vectors, open_queries, items, log_z, closed_mean, column_bias, targets, with_grad):
+        B, G, M, d = open_vectors.shape
+        N = items.shape[0]
+        R = B * G
+        u = open_vectors.reshape(R, M, d)
+        q = open_queries.reshape(R, M, d)
+        log_z = log_z.reshape(R, 1, N)
+        closed_mean = closed_mean.reshape(R, 1, N)
+        targets = targets.reshape(R, M)
+        valid = targets >= 0  # (R, M)
         count = valid.sum().clamp(min=1)
-        lse = torch.logsumexp(y, dim=-1)  # (B, G, S)
-        loss = ((lse - y.gather(-1, safe).squeeze(-1)) * valid).sum() / count
-        probs = y.sub_(lse.unsqueeze(-1)).exp_()  # softmax(y), in place
-        ctx.save_for_backward(open_vectors, open_queries, items, gate, gap, probs, safe, valid)
-        ctx.count = count
-        return loss
+        items_t = items.T  # (d, N)
+        if with_grad:
+            grad_u, grad_q = torch.zeros_like(u), torch.zeros_like(q)  # (R, M, d)
+            grad_items = torch.zeros_like(items)  # (N, d)
+            grad_log_z, grad_mean = torch.zeros_like(log_z), torch.zeros_like(closed_mean)  # (R, 1, N)
+        total = u.new_zeros(())
+        if M * N <= TILE_ELEMENTS:  # whole groups, as many as fit
+            per = max(1, TILE_ELEMENTS // (M * N))
+            tiles = [(slice(r, r + per), slice(0, M)) for r in range(0, R, per)]
+        else:  # one group at a time, a slice of its positions
+            per = max(1, TILE_ELEMENTS // N)
+            tiles = [(slice(r, r + 1), slice(m, m + per)) for r in range(R) for m in range(0, M, per)]
+        for rows, places in tiles:
+            tile_valid = valid[rows, places]  # (g, m)
+            if not bool(tile_valid.any()):
+                continue
+            tile_u, tile_q = u[rows, places], q[rows, places]  # (g, m, d)
+            mean = closed_mean[rows]  # (g, 1, N)
+            gate = torch.matmul(tile_q, items_t).sub_(log_z[rows]).sigmoid_()  # (g, m, N) σ(l_o - L_C)
+            gap = torch.matmul(tile_u, items_t).sub_(mean)  # (g, m, N) s_o - y_C
+            y = torch.addcmul(mean, gate, gap).sub_(column_bias)  # (g, m, N)
+            safe = targets[rows, places].clamp(min=0).unsqueeze(-1)  # (g, m, 1)
+            lse = torch.logsumexp(y, dim=-1)  # (g, m)
+            total += ((lse - y.gather(-1, safe).squeeze(-1)) * tile_valid).sum()
+            if not with_grad:
+                continue
+            weight = tile_valid.to(y.dtype).unsqueeze(-1) / count  # (g, m, 1)
+            grad_y = y.sub_(lse.unsqueeze(-1)).exp_()  # softmax(y), in place
+            grad_y.scatter_add_(-1, safe, -torch.ones_like(weight))  # softmax - onehot
+            grad_y.mul_(weight)  # dL/dy
+            grad_mean[rows] += grad_y.sum(1, keepdim=True)  # dy/dy_C = 1 - σ, first the 1
+            grad_y.mul_(gate)  # dL/ds_o = dL/dy · σ
+            grad_mean[rows] -= grad_y.sum(1, keepdim=True)  # ... then the -σ
+            gate.neg_().add_(1)  # 1 - σ
+            gap.mul_(grad_y).mul_(gate)  # dL/dl_o = dL/dy · σ(1 - σ)(s_o - y_C) = dL/ds_o · (1 - σ) · gap
+            grad_log_z[rows] -= gap.sum(1, keepdim=True)
+            grad_u[rows, places] = torch.matmul(grad_y, items)
+            grad_q[rows, places] = torch.matmul(gap, items)
+            grad_items.addmm_(grad_y.reshape(-1, N).T, tile_u.reshape(-1, d))
+            grad_items.addmm_(gap.reshape(-1, N).T, tile_q.reshape(-1, d))
+        if with_grad:
+            shape = open_vectors.shape
+            ctx.save_for_backward(
+                grad_u.view(shape), grad_q.view(shape), grad_items, grad_log_z.view(B, G, 1, N),
+                grad_mean.view(B, G, 1, N),
+            )  # fmt: skip
+        ctx.with_grad = with_grad
+        return total / count
 
     @staticmethod
     def backward(ctx, grad_loss):
-        open_vectors, open_queries, items, gate, gap, grad_y, safe, valid = ctx.saved_tensors
-        weight = valid.to(grad_y.dtype).unsqueeze(-1)  # (B, G, S, 1)
-        grad_y.scatter_add_(-1, safe, -weight)  # softmax - onehot
-        grad_y.mul_(weight * (grad_loss / ctx.count))  # dL/dy, (B, G, S, N)
-        grad_mean = grad_y.sum(2, keepdim=True)  # dy/dy_C = 1 - σ, first the 1
-        grad_y.mul_(gate)  # dL/ds_o = dL/dy · σ
-        grad_mean = grad_mean - grad_y.sum(2, keepdim=True)  # ... then the -σ
-        gate.neg_().add_(1)  # 1 - σ
-        gap.mul_(grad_y).mul_(gate)  # dL/dl_o = dL/dy · σ(1 - σ)(s_o - y_C) = dL/ds_o · (1 - σ) · gap
-        grad_log_z = -gap.sum(2, keepdim=True)
-        N, d = items.shape
-        grad_open = torch.matmul(grad_y, items)
-        grad_queries = torch.matmul(gap, items)
-        grad_items = grad_y.reshape(-1, N).T @ open_vectors.reshape(-1, d)
-        grad_items += gap.reshape(-1, N).T @ open_queries.reshape(-1, d)
-        return grad_open, grad_queries, grad_items, grad_log_z, grad_mean, None, None
+        if not ctx.with_grad:
+            raise RuntimeError(
+                "FusedAttentionCE ran without with_grad; call fused_attention_ce under grad mode"
+            )
+        return (*(g * grad_loss for g in ctx.saved_tensors), None, None, None)
 
 
 def fused_attention_ce(
@@ -89,7 +136,10 @@ def fused_attention_ce(
     targets: Tensor,
     column_bias: Tensor | None = None,
 ) -> Tensor:
-    """:class:`FusedAttentionCE` with ``column_bias`` defaulting to zeros (see its docstring for shapes)."""
+    """:class:`FusedAttentionCE` with ``column_bias`` defaulting to zeros (see its docstring for shapes);
+    the gradients are computed along with the loss when grad mode is on and an input requires them."""
     if column_bias is None:
         column_bias = items.new_zeros(items.shape[0])
-    return FusedAttentionCE.apply(open_vectors, open_queries, items, log_z, closed_mean, column_bias, targets)
+    inputs = (open_vectors, open_queries, items, log_z, closed_mean)
+    with_grad = torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
+    return FusedAttentionCE.apply(*inputs, column_bias, targets, with_grad)
