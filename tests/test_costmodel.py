@@ -375,3 +375,55 @@ def test_a_bench_ann_row_is_predicted_with_its_index():
 def test_bad_index_shapes_are_one_sentence(kw, words):
     with pytest.raises(MsliError, match=words):
         ann_shape(**kw)
+
+
+def _numpy_and_torch_calls(fn) -> int:
+    """Calls into numpy or torch (functions and array/tensor methods) made while ``fn`` runs."""
+    import sys
+
+    import numpy as np
+    import torch
+
+    count = 0
+
+    def profile(_frame, event, arg):
+        nonlocal count
+        if event != "c_call":
+            return
+        owner = getattr(arg, "__self__", None)
+        module = getattr(arg, "__module__", None) or ""
+        numpy_method = owner is not None and type(owner).__module__.startswith("numpy")  # ufunc methods
+        array_method = isinstance(owner, (np.ndarray, torch.Tensor))
+        if numpy_method or array_method or module.startswith(("numpy", "torch")):
+            count += 1
+
+    sys.setprofile(profile)
+    try:
+        fn()
+    finally:
+        sys.setprofile(None)
+    return count
+
+
+def test_the_scorers_calls_per_block_are_the_models():
+    """CALLS_BLOCK is counted on the code: a block whose bound passes nothing costs the torch product's
+    calls (from_numpy, the transpose, mm), the max and flatnonzero. Only the first block can pass here."""
+    import numpy as np
+
+    from msli_core.serving import scoring
+
+    rng = np.random.default_rng(0)
+    K, d = 8, 16
+    query = scoring.OnlineQuery(
+        "attention", np.abs(rng.standard_normal((K, d))).astype(np.float32),
+        rng.standard_normal((K, d)).astype(np.float32), np.zeros(K, np.float32), np.arange(K),
+        np.array([5, 9], dtype=np.int64),
+    )  # fmt: skip
+    calls = {}
+    for blocks in (1, 5):
+        table = -np.abs(rng.standard_normal((4096 * blocks + 1, d))).astype(np.float32)
+        table[1:4097] *= -1  # the first block scores above 0, every later one below
+        calls[blocks] = _numpy_and_torch_calls(
+            lambda table=table: scoring.top_k([query], table, 10, block=4096, backend="torch")
+        )
+    assert (calls[5] - calls[1]) / 4 == cm.CALLS_BLOCK

@@ -62,9 +62,8 @@ BLOCK = 4096  # items per block of the online scorer (msli_core.serving.scoring.
 SEEN_TABLE_MAX_ITEMS = 4 << 20  # catalogs up to this many rows get a seen byte table (scoring.py's)
 CHUNK = 4096  # cross-encoder pairs per batch (CrossEncoderConfig.pair_chunk)
 TOP_K = 10
-# Library calls, counted by reading the code (each pays the backend's call_s once):
 # Library calls per code path, counted on this code with torch.profiler (top-level aten operations) and
-# sys.setprofile (numpy calls), not fitted to any timing:
+# sys.setprofile (numpy calls; the scorer's per-block count is a test), not fitted to any timing:
 CALLS_LAYER = 21  # layers.Block.forward: 4 linears, attention and its reshapes, 2 norms, GELU, 2 adds
 # plus views, splits and module dispatch (~5 more)
 CALLS_OPEN = 30  # MSLIModel.open_vector outside the blocks: lookup, positions, ln_f, W_o, recency path
@@ -74,9 +73,9 @@ CALLS_OBSERVE_SLOT = 7  # ... and per closed slot: its cached vector and weights
 CALLS_FULL = 55  # full_reencode: segment_batch (numpy), slot_vectors' weights and copies, bookkeeping
 CALLS_FULL_SLOT = 10  # ... and per closed slot
 PASSING = 2 * TOP_K  # candidates scored exactly when the shape does not say (ModelShape.exact_fraction)
-CALLS_REQUEST = 57  # recommend: candidate ids, operands, the first block's scout, the result arrays
-CALLS_BLOCK = 8  # scoring.top_k per block: slice, product, max, compare, flatnonzero, loop
-CALLS_EXACT_BLOCK = 20  # ... and per block with passing candidates: seen check, gather, exact, merge
+CALLS_REQUEST = 40  # recommend: candidate ids, operands, the first block's scout, the result arrays
+CALLS_BLOCK = 6  # scoring.top_k per block: the product (torch: from_numpy, mm), max (ufunc reduce), nonzero
+CALLS_EXACT_BLOCK = 21  # ... and per block with passing candidates: takes, seen check, exact, merge
 CALLS_GATHER = 1  # np.take per block of a request's own candidates
 CALLS_ITEMS = 8  # ItemEncoder.table per chunk of 32768 items
 CALLS_ORT_LAYER = 25  # ONNX Runtime nodes per exported block, after graph fusions
