@@ -54,7 +54,9 @@ class FusedAttentionCE(torch.autograd.Function):
     gradients — (B, G, S, d), (N, d), (B, G, 1, N) — are kept for :meth:`backward`, which scales them by
     the incoming gradient. The same arithmetic as one pass over whole (P, N) buffers (sums over positions
     are added tile by tile), at well under its memory traffic: the (P, N) passes were bound by memory
-    bandwidth. Tiles without a target are skipped (their gradient is zero).
+    bandwidth. ``u_o`` and ``q_o`` are stacked, so each tile takes three products — ``[u; q] E^T``,
+    ``[dS; dl] E`` and ``[dS; dl]^T [u; q]`` — instead of six half-size ones; the softmax reuses the
+    exponentials of its own logsumexp. Tiles without a target are skipped (their gradient is zero).
     """
 
     @staticmethod
@@ -62,8 +64,7 @@ class FusedAttentionCE(torch.autograd.Function):
         B, G, M, d = open_vectors.shape
         N = items.shape[0]
         R = B * G
-        u = open_vectors.reshape(R, M, d)
-        q = open_queries.reshape(R, M, d)
+        vectors = torch.stack([open_vectors.reshape(R, M, d), open_queries.reshape(R, M, d)])  # (2, R, M, d)
         log_z = log_z.reshape(R, 1, N)
         closed_mean = closed_mean.reshape(R, 1, N)
         targets = targets.reshape(R, M)
@@ -71,49 +72,50 @@ class FusedAttentionCE(torch.autograd.Function):
         count = valid.sum().clamp(min=1)
         items_t = items.T  # (d, N)
         if with_grad:
-            grad_u, grad_q = torch.zeros_like(u), torch.zeros_like(q)  # (R, M, d)
+            grad_vectors = torch.zeros_like(vectors)  # (2, R, M, d): u_o's, then q_o's
             grad_items = torch.zeros_like(items)  # (N, d)
             grad_log_z, grad_mean = torch.zeros_like(log_z), torch.zeros_like(closed_mean)  # (R, 1, N)
-        total = u.new_zeros(())
+        total = vectors.new_zeros(())
         if M * N <= TILE_ELEMENTS:  # whole groups, as many as fit
             per = max(1, TILE_ELEMENTS // (M * N))
             tiles = [(slice(r, r + per), slice(0, M)) for r in range(0, R, per)]
-        else:  # one group at a time, a slice of its positions
-            per = max(1, TILE_ELEMENTS // N)
+        else:  # one group at a time, its positions in equal slices
+            per = -(-M // -(-M * N // TILE_ELEMENTS))
             tiles = [(slice(r, r + 1), slice(m, m + per)) for r in range(R) for m in range(0, M, per)]
         for rows, places in tiles:
             tile_valid = valid[rows, places]  # (g, m)
             if not bool(tile_valid.any()):
                 continue
-            tile_u, tile_q = u[rows, places], q[rows, places]  # (g, m, d)
+            tile = vectors[:, rows, places]  # (2, g, m, d)
             mean = closed_mean[rows]  # (g, 1, N)
-            gate = torch.matmul(tile_q, items_t).sub_(log_z[rows]).sigmoid_()  # (g, m, N) σ(l_o - L_C)
-            gap = torch.matmul(tile_u, items_t).sub_(mean)  # (g, m, N) s_o - y_C
-            y = torch.addcmul(mean, gate, gap).sub_(column_bias)  # (g, m, N)
+            work = torch.matmul(tile, items_t)  # (2, g, m, N): s_o, l_o
+            gate = torch.sub(work[1], log_z[rows]).sigmoid_()  # (g, m, N) σ(l_o - L_C)
+            gap = torch.sub(work[0], mean, out=work[1])  # (g, m, N) s_o - y_C
+            y = torch.addcmul(mean, gate, gap, out=work[0]).sub_(column_bias)  # (g, m, N)
             safe = targets[rows, places].clamp(min=0).unsqueeze(-1)  # (g, m, 1)
-            lse = torch.logsumexp(y, dim=-1)  # (g, m)
-            total += ((lse - y.gather(-1, safe).squeeze(-1)) * tile_valid).sum()
+            picked = y.gather(-1, safe)  # (g, m, 1) y of the target
+            top = y.amax(-1, keepdim=True)  # (g, m, 1)
+            norm = y.sub_(top).exp_().sum(-1, keepdim=True)  # (g, m, 1); y now exp(y - top)
+            lse = norm.log().add_(top)  # (g, m, 1) logsumexp(y)
+            total += ((lse - picked).squeeze(-1) * tile_valid).sum()
             if not with_grad:
                 continue
             weight = tile_valid.to(y.dtype).unsqueeze(-1) / count  # (g, m, 1)
-            grad_y = y.sub_(lse.unsqueeze(-1)).exp_()  # softmax(y), in place
-            grad_y.scatter_add_(-1, safe, -torch.ones_like(weight))  # softmax - onehot
-            grad_y.mul_(weight)  # dL/dy
+            grad_y = y.mul_(weight / norm)  # softmax(y) · weight
+            grad_y.scatter_add_(-1, safe, -weight)  # dL/dy = (softmax - onehot) · weight
             grad_mean[rows] += grad_y.sum(1, keepdim=True)  # dy/dy_C = 1 - σ, first the 1
             grad_y.mul_(gate)  # dL/ds_o = dL/dy · σ
             grad_mean[rows] -= grad_y.sum(1, keepdim=True)  # ... then the -σ
             gate.neg_().add_(1)  # 1 - σ
             gap.mul_(grad_y).mul_(gate)  # dL/dl_o = dL/dy · σ(1 - σ)(s_o - y_C) = dL/ds_o · (1 - σ) · gap
             grad_log_z[rows] -= gap.sum(1, keepdim=True)
-            grad_u[rows, places] = torch.matmul(grad_y, items)
-            grad_q[rows, places] = torch.matmul(gap, items)
-            grad_items.addmm_(grad_y.reshape(-1, N).T, tile_u.reshape(-1, d))
-            grad_items.addmm_(gap.reshape(-1, N).T, tile_q.reshape(-1, d))
+            grad_vectors[:, rows, places] = torch.matmul(work, items)  # (2, g, m, d)
+            grad_items.addmm_(work.reshape(-1, N).T, tile.reshape(-1, d))
         if with_grad:
             shape = open_vectors.shape
             ctx.save_for_backward(
-                grad_u.view(shape), grad_q.view(shape), grad_items, grad_log_z.view(B, G, 1, N),
-                grad_mean.view(B, G, 1, N),
+                grad_vectors[0].view(shape), grad_vectors[1].view(shape), grad_items,
+                grad_log_z.view(B, G, 1, N), grad_mean.view(B, G, 1, N),
             )  # fmt: skip
         ctx.with_grad = with_grad
         return total / count
