@@ -320,12 +320,18 @@ def row_batch(
 
 
 def late_interaction_loss(
-    model, batch: RowBatch, *, candidates: Tensor | None = None, log_q: Tensor | None = None
+    model,
+    batch: RowBatch,
+    *,
+    candidates: Tensor | None = None,
+    log_q: Tensor | None = None,
+    reference: bool = False,
 ) -> Tensor:
     """Mean next-item cross-entropy over every target of ``batch`` (full softmax over items 1..N, or over
     ``candidates`` with ``log_q`` subtracted: sampled softmax). Scores are the model's late interaction:
     the fused form for ``attention`` (exact, :mod:`msli_core.models.fused_loss`), the reference
-    :func:`late_interaction` for the other aggregations."""
+    :func:`late_interaction` on (P, K, N) tensors for the other aggregations, or for every aggregation
+    with ``reference=True`` (tests compare the two; at most :data:`REFERENCE_LOSS_POSITIONS` targets)."""
     table = model.item_table()  # (N+1, d)
     columns = torch.arange(1, table.shape[0]) if candidates is None else candidates  # (C,)
     items = table[columns]  # (C, d)
@@ -345,7 +351,7 @@ def late_interaction_loss(
     index = batch.closed_index.clamp(min=0)  # (B, G, K-1)
     valid = batch.closed_index >= 0
     rows = torch.arange(B).view(B, 1, 1)
-    if model.config.aggregation != "attention":
+    if reference or model.config.aggregation != "attention":
         return _reference_loss(
             model, open_vecs, closed_vecs[rows, index], valid, batch, items, bias, target_cols
         )

@@ -111,3 +111,13 @@ def test_cooccurrence_counts_are_the_same_in_chunks(monkeypatch):
     assert (whole != chunked).nnz == 0 and np.array_equal(counts, chunked_counts)
     # by hand: the pair (a, b) at distance <= 3 in both orders, so C is symmetric
     assert (whole != whole.T).nnz == 0 and whole.diagonal().sum() == 0
+
+
+def test_the_serving_item_table_keeps_the_model_dtype():
+    # eval mode without grad builds the table chunk by chunk; a float64 model gets a float64 table
+    torch.manual_seed(0)
+    model = MSLIModel(MSLIConfig(n_items=30, n_genres=1, dim=8, max_len=6)).double().eval()
+    with torch.no_grad():
+        chunked = model.item_table()
+    assert chunked.dtype == torch.float64
+    torch.testing.assert_close(chunked, model.items().detach(), rtol=1e-12, atol=0.0)

@@ -142,7 +142,7 @@ class ItemEncoder(nn.Module):
         """``forward()`` without autograd, built ``chunk`` rows at a time into one preallocated (N+1, d)
         tensor: serving holds one copy of the table, and its temporaries stay a few MB at any N."""
         n, d = self.ids.weight.shape
-        out = torch.empty(n, d)
+        out = torch.empty(n, d, dtype=self.ids.weight.dtype)
         for lo in range(0, n, chunk):
             rows = slice(lo, min(lo + chunk, n))
             part = torch.add(
