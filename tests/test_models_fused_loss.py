@@ -27,15 +27,18 @@ def _reference(open_u, open_q, closed_u, closed_q, valid, items, age, targets, c
     return F.cross_entropy(y - column_bias, targets.reshape(-1), ignore_index=-1)
 
 
-# tile budgets (positions × N elements, N = 7, S = 4 positions per group): the default (all 6 groups
-# in one tile), 2 whole groups per tile, one group in slices of 1 position, of 2 positions
-TILES = [fused_loss.TILE_ELEMENTS, 2 * 4 * 7, 7, 2 * 7 + 3]
+# (TILE_ELEMENTS, MIN_TILE_POSITIONS), N = 7, S = 4 positions per group: the defaults (all 6 groups in
+# one tile), 2 whole groups per tile, one group in slices of 1 position, of 2 positions, and the floor
+# winning over a 1-position budget (5 positions: one whole group per tile)
+DEFAULT_TILE = (fused_loss.TILE_ELEMENTS, fused_loss.MIN_TILE_POSITIONS)
+TILES = [DEFAULT_TILE, (2 * 4 * 7, 1), (7, 1), (2 * 7 + 3, 1), (7, 5)]
 
 
 @pytest.mark.parametrize("tile", TILES)
 @pytest.mark.parametrize("with_bias", [False, True])
 def test_fused_loss_matches_the_reference_value_and_gradients(with_bias, tile, monkeypatch):
-    monkeypatch.setattr(fused_loss, "TILE_ELEMENTS", tile)
+    monkeypatch.setattr(fused_loss, "TILE_ELEMENTS", tile[0])
+    monkeypatch.setattr(fused_loss, "MIN_TILE_POSITIONS", tile[1])
     torch.manual_seed(0)
     B, G, S, C, d, N = 2, 3, 4, 2, 5, 7
     leaves = [
@@ -119,6 +122,7 @@ def test_tiles_without_targets_get_zero_gradients_and_the_loss_does_not_depend_o
     whole = fused_attention_ce(*leaves, targets)
     whole_grads = torch.autograd.grad(whole, leaves)
     monkeypatch.setattr(fused_loss, "TILE_ELEMENTS", tile)
+    monkeypatch.setattr(fused_loss, "MIN_TILE_POSITIONS", 1)
     tiled = fused_attention_ce(*leaves, targets)
     grads = torch.autograd.grad(tiled * 3.0, leaves)  # the incoming gradient scales every one
     assert tiled.item() == pytest.approx(whole.item(), rel=1e-6)

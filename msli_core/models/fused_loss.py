@@ -37,6 +37,8 @@ def closed_statistics(scores: Tensor, logits: Tensor, valid: Tensor, bias: Tenso
 
 
 TILE_ELEMENTS = 1 << 17  # (positions × N) elements per tile: three float32 buffers of 512 KB stay in cache
+MIN_TILE_POSITIONS = 64  # ... but at least this many positions, so a large catalog's products stay
+# matrix products (a tile of a few positions would read the whole (N, d) table for each of them)
 
 
 class FusedAttentionCE(torch.autograd.Function):
@@ -48,15 +50,16 @@ class FusedAttentionCE(torch.autograd.Function):
     (sampled softmax's logQ; zeros otherwise); ``targets`` (B, G, S) columns, -1 = no target;
     ``with_grad``: also compute the gradients (the loss is a scalar, so they are known in the forward).
 
-    The (positions, N) work runs tile by tile (at most :data:`TILE_ELEMENTS` elements: several groups,
-    or a slice of one group's positions): each tile's products, softmax and the gradient of the loss
-    with respect to them are computed while the tile's buffers are in cache, and only the small
-    gradients — (B, G, S, d), (N, d), (B, G, 1, N) — are kept for :meth:`backward`, which scales them by
-    the incoming gradient. The same arithmetic as one pass over whole (P, N) buffers (sums over positions
-    are added tile by tile), at well under its memory traffic: the (P, N) passes were bound by memory
-    bandwidth. ``u_o`` and ``q_o`` are stacked, so each tile takes three products — ``[u; q] E^T``,
-    ``[dS; dl] E`` and ``[dS; dl]^T [u; q]`` — instead of six half-size ones; the softmax reuses the
-    exponentials of its own logsumexp. Tiles without a target are skipped (their gradient is zero).
+    The (positions, N) work runs tile by tile (about :data:`TILE_ELEMENTS` elements, at least
+    :data:`MIN_TILE_POSITIONS` positions: several groups, or a slice of one group's positions): each
+    tile's products, softmax and the gradient of the loss with respect to them are computed while the
+    tile's buffers are in cache, and only the small gradients — (B, G, S, d), (N, d), (B, G, 1, N) — are
+    kept for :meth:`backward`, which scales them by the incoming gradient. The same arithmetic as one
+    pass over whole (P, N) buffers (sums over positions are added tile by tile), at well under its
+    memory traffic: the (P, N) passes were bound by memory bandwidth. ``u_o`` and ``q_o`` are stacked,
+    so each tile takes three products — ``[u; q] E^T``, ``[dS; dl] E`` and ``[dS; dl]^T [u; q]`` —
+    instead of six half-size ones; the softmax reuses the exponentials of its own logsumexp. Tiles
+    without a target are skipped (their gradient is zero).
     """
 
     @staticmethod
@@ -76,11 +79,12 @@ class FusedAttentionCE(torch.autograd.Function):
             grad_items = torch.zeros_like(items)  # (N, d)
             grad_log_z, grad_mean = torch.zeros_like(log_z), torch.zeros_like(closed_mean)  # (R, 1, N)
         total = vectors.new_zeros(())
-        if M * N <= TILE_ELEMENTS:  # whole groups, as many as fit
-            per = max(1, TILE_ELEMENTS // (M * N))
+        positions = max(MIN_TILE_POSITIONS, TILE_ELEMENTS // N)  # per tile
+        if positions >= M:  # whole groups, as many as fit
+            per = positions // M
             tiles = [(slice(r, r + per), slice(0, M)) for r in range(0, R, per)]
         else:  # one group at a time, its positions in equal slices
-            per = -(-M // -(-M * N // TILE_ELEMENTS))
+            per = -(-M // -(-M // positions))
             tiles = [(slice(r, r + 1), slice(m, m + per)) for r in range(R) for m in range(0, M, per)]
         for rows, places in tiles:
             tile_valid = valid[rows, places]  # (g, m)
