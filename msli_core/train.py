@@ -237,8 +237,9 @@ def row_batch(
     ``t - r0 + 1 = min(t + 1, L_max)``: the whole row for a user with at most ``L_max + 1`` events, and
     the last position of every row). Its closed slots are the K-1 segments up to its *newest closed*
     one (``closed="recent"``: the segment before the one holding t; otherwise the one inference picks
-    for a window that starts at ``r0``, :func:`~msli_core.models.segmenter.newest_closed`, the same for
-    the whole row).
+    for a window that starts at ``r0``, :func:`~msli_core.models.segmenter.newest_closed`, or, while
+    that one is still the open segment at event t, the one before it: no position ever sees an event
+    after its own in a closed slot).
 
     Positions with the same newest closed segment share their closed slots and form a *group*; group g
     of a row is the positions whose newest closed segment is ``c0 + g`` (``c0``: the row's first
@@ -278,11 +279,13 @@ def row_batch(
     for seq, ts, (r0, r1) in zip(sequences, stamps, ranges, strict=True):
         bounds = segment_bounds(len(seq), S, segmenter=segmenter, timestamps=ts, session_gap=session_gap)
         t = np.arange(r0, r1 - 1)  # (T_b,) history end of each position
-        if closed == "recent":  # the segment before the one holding event t
-            segment_of_event = np.repeat(np.arange(len(bounds)), bounds[:, 1] - bounds[:, 0])  # (n,)
-            newest = segment_of_event[t] - 1  # (T_b,) non-decreasing, steps of 0 or 1
-        else:  # one window start per row: the same closed slots for every position
-            newest = np.full(len(t), newest_closed(bounds, r0, closed))  # (T_b,)
+        segment_of_event = np.repeat(np.arange(len(bounds)), bounds[:, 1] - bounds[:, 0])  # (n,)
+        newest = segment_of_event[t] - 1  # (T_b,) the segment before the one holding event t
+        if closed != "recent":  # the one inference picks for a window that starts at r0, ...
+            older = newest_closed(bounds, r0, closed)
+            # ... or the one before it while that is still open at event t: a row can start inside a
+            # segment that runs past its first positions, and that segment would hold their targets
+            newest = np.minimum(newest, older)  # (T_b,) non-decreasing, steps of 0 or 1
         c0 = int(newest[0])
         group = newest - c0  # (T_b,) 0, 0, 1, 1, 1, 2, ...
         group_start = np.searchsorted(newest, newest, side="left")  # (T_b,) first position of its group

@@ -138,19 +138,25 @@ def test_the_fused_loss_gradients_equal_scoring_each_history_from_scratch(tiny, 
     _assert_same(fused, _loss_and_grads(reference, model))
 
 
-@pytest.mark.xfail(strict=True, reason="known: older closed slots of a row can hold events after a position")
 def test_no_position_sees_its_future_in_an_older_closed_slot():
-    """A row's closed slots ("older") are the segments before the one its window starts in, shared by
-    every position of the row; when the row starts inside a segment, that segment runs past the row's
-    first positions, into their targets (row of events 60..260, segments of 50: slot [50, 100) holds
-    the first position's target, event 61)."""
+    """A row's closed slots ("older") are the segments that start before the row's window; when the row
+    starts inside a segment, that segment runs past the row's first positions, into their targets (row
+    of events 60..260, segments of 50: segment [50, 100) holds the first position's target, event 61),
+    so it joins only once it is closed (from event 100, where the next segment opens), as at inference;
+    the row has two groups."""
     seq = np.arange(1, 301)  # item id = event + 1
     batch = tr.row_batch([seq], [np.arange(300.0)], [(60, 261)], segments=4, segment_len=50,
                          segmenter="fixed", session_gap=3600.0, closed="older")  # fmt: skip
+    assert batch.groups == 2
+    newest_seen = []
     for p in range(batch.window.shape[1]):
-        slots = batch.closed_index[0, 0][batch.closed_index[0, 0] >= 0]
+        group = int(batch.group_position[0, p]) // batch.group_len
+        slots = batch.closed_index[0, group][batch.closed_index[0, group] >= 0]
         newest_event = int(batch.closed_items[0, slots].max()) - 1
         assert newest_event <= 60 + p, f"position {p} (event {60 + p}) sees event {newest_event}"
+        newest_seen.append(newest_event)
+    # events 60..99 see segments up to [0, 50); from event 100 on, [50, 100) is closed and joins
+    assert newest_seen[:40] == [49] * 40 and newest_seen[40:] == [99] * (len(newest_seen) - 40)
 
 
 @pytest.mark.parametrize("closed", ["recent", "older"])

@@ -101,11 +101,14 @@ def newest_closed(bounds: np.ndarray, window_start: int, closed: str = "recent")
     ``"recent"``: the segment before the open one (the segment holding the newest event), so the closed
     slots overlap the window; ``"older"``: the newest segment that starts before the window, so the
     closed slots reach back beyond the last ``L_max`` events (and a history that fits in the window has
-    none).
+    none). Either way the open segment is never a closed slot (with a window shorter than a segment it
+    can start before the window; it is not finished, and in training it would hold later events).
 
     >>> b = np.array([[0, 3], [3, 6], [6, 9], [9, 10]])
     >>> newest_closed(b, 6), newest_closed(b, 6, "older"), newest_closed(b, 0, "older")
     (2, 1, -1)
+    >>> newest_closed(b, 10, "older")  # a window of 0 events: still not the open segment [9, 10)
+    2
     """
     if closed not in CLOSED_SEGMENTS:
         raise ValueError(f"closed_segments must be one of {CLOSED_SEGMENTS}, not {closed!r}")
@@ -113,7 +116,7 @@ def newest_closed(bounds: np.ndarray, window_start: int, closed: str = "recent")
         return -1
     if closed == "recent":
         return len(bounds) - 2
-    return int(np.searchsorted(bounds[:, 0], window_start, side="left")) - 1
+    return min(int(np.searchsorted(bounds[:, 0], window_start, side="left")) - 1, len(bounds) - 2)
 
 
 def closed_bounds(bounds: np.ndarray, segments: int, newest: int) -> np.ndarray:
