@@ -19,8 +19,9 @@ st.title("What-if latency")
 st.markdown(
     "Ask *“with a large segment encoder, long histories and many candidates, what does each stage cost?”* "
     "The answer comes from a roofline cost model: per phase `t ≈ max(FLOPs / GEMM rate, bytes / bandwidth) + "
-    "calls · per-call cost`, with GEMM rates per backend and shape class (square, skinny, attention), "
-    "bandwidth and per-call costs measured on this machine on first use (or a preset, or typed in). "
+    "elements / element-wise rate + calls · per-call cost`, with GEMM rates per backend and shape class "
+    "(square, skinny, attention), bandwidth, the rate of the scorer's element-wise passes and per-call costs "
+    "measured on this machine on first use (or a preset, or typed in). "
     "Nothing is trained or run here, so every slider answers at once."
 )
 
@@ -52,7 +53,9 @@ except MsliError as err:
 h2.caption(
     f"Constants in use: **{hardware.name}**, {hardware.dtype}: {hardware.rate('torch', 'square') / 1e12:.3g} "
     f"TFLOP/s square, {hardware.rate('torch', 'skinny') / 1e12:.3g} skinny (torch) · "
-    f"{hardware.bandwidth / 1e9:.3g} GB/s · {hardware.overhead('torch') * 1e6:.3g} µs per torch call, "
+    f"{hardware.bandwidth / 1e9:.3g} GB/s · {hardware.elements_rate() / 1e9:.3g} G elements/s element-wise"
+    f"{'' if hardware.elementwise_rate else ' (bandwidth / 8 bytes)'} · "
+    f"{hardware.overhead('torch') * 1e6:.3g} µs per torch call, "
     f"{hardware.overhead('onnxruntime') * 1e6:.3g} µs per ONNX Runtime call  \n_{hardware.source}_"
 )
 

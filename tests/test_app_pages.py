@@ -353,6 +353,9 @@ def test_whatif_user_entered_hardware_changes_the_prediction():
     at.number_input(key="whatif_tflops").set_value(100.0).run()
     fast = {m.label: m.value for m in at.metric}["Cross-encoder online"]
     assert not at.exception and slow != fast
+    # the constants in use are named, the element-wise rate too (typed-in hardware states none)
+    constants = next(c.value for c in at.caption if c.value.startswith("Constants in use"))
+    assert "user-entered" in constants and "element-wise (bandwidth / 8 bytes)" in constants
 
 
 # --------------------------------------------------------------------------------------------- Latency
