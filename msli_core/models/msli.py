@@ -72,8 +72,8 @@ class MSLIConfig:
     # on ML-100K the path was worth about +0.015 validation NDCG@10 to the two-tower model
     closed_gradient: bool = True  # train the encoder through the closed segments too. False: their
     # encoder pass runs without gradient in training (like Transformer-XL's cached segment; the pooling
-    # p and W_s still learn from the closed slots): a worst-case step 1.04x a SASRec step instead of
-    # 1.18x, for about 0.003 NDCG@10 less over 3 seeds on ML-100K and the sample (README, "Quality")
+    # p and W_s still learn from the closed slots): a worst-case step 1.03x a SASRec step instead of
+    # 1.17x, for about 0.002 NDCG@10 less over 3 seeds on ML-100K and the sample (README, "Quality")
     item_init: str = "cooccurrence"  # how training starts the item id embeddings: "cooccurrence" (from
     # item-kNN's statistics of the training sequences, :meth:`MSLIModel.init_items_from_cooccurrence`)
     # or "random" (N(0, 0.02))

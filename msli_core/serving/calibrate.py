@@ -214,11 +214,13 @@ def hardware_here(
         if isinstance(data, dict) and data.get("format") == costmodel.FORMAT:
             return costmodel.Hardware.from_dict(data, origin=str(path))
         version = data.get("format") if isinstance(data, dict) else None
-        older = isinstance(data, dict) and (
-            ("flops" in data and "overhead_s" in data)  # the first format had no "format" field
-            or (isinstance(version, int) and not isinstance(version, bool) and 1 < version < costmodel.FORMAT)
+        if not isinstance(version, int) or isinstance(version, bool):
+            version = None
+        # the first format had no "format" field; later ones before this one are measured again too
+        older = (isinstance(data, dict) and "flops" in data and "overhead_s" in data) or (
+            version is not None and 1 < version < costmodel.FORMAT
         )
-        if isinstance(version, int) and not isinstance(version, bool) and version > costmodel.FORMAT:
+        if version is not None and version > costmodel.FORMAT:
             raise MsliError(
                 f"{path} was written by a newer MS-LI Lab (calibration format {version}); run "
                 "`msli costmodel calibrate` to measure this machine for this version."

@@ -50,6 +50,7 @@ from typing import Any
 from msli_core import kinds
 from msli_core.errors import MsliError
 from msli_core.outputs import atomic_write_text
+from msli_core.serving.scoring import uses_seen_table
 
 MODEL_KINDS = kinds.LADDER
 BACKENDS = ("torch", "numpy", "onnxruntime")
@@ -59,7 +60,6 @@ CALIBRATION_FILE = "hardware.json"  # under platformdirs.user_cache_dir("msli-la
 FORMAT = 3  # the calibration file's format; a file of another format is measured again (calibrate.py)
 MAX_CALIBRATION_BYTES = 1 << 20  # a calibration file is about 2 KB; anything this large is not one
 BLOCK = 4096  # items per block of the online scorer (msli_core.serving.scoring.DEFAULT_BLOCK)
-SEEN_TABLE_MAX_ITEMS = 4 << 20  # catalogs up to this many rows get a seen byte table (scoring.py's)
 CHUNK = 4096  # cross-encoder pairs per batch (CrossEncoderConfig.pair_chunk)
 TOP_K = 10
 # Library calls per code path, counted on this code with torch.profiler (top-level aten operations) and
@@ -535,7 +535,7 @@ def online_phases(shape: ModelShape, backend: str) -> list[Phase]:
     # passes over its K logits (copy, bias, max, subtract, exp, the weighted sum reading 2, sum); one
     # segment or max: the take, the seen lookup and the merge
     per_passing = 10 * K + d if K > 1 else 4
-    seen_table = shape.candidates + 1 if shape.candidates + 1 <= SEEN_TABLE_MAX_ITEMS else 0  # bytes zeroed
+    seen_table = shape.candidates + 1 if uses_seen_table(shape.candidates + 1, n) else 0  # bytes zeroed
     phases = [
         Phase("online: segment scores", 2 * K * d * n, table if K == 1 else 0, blocks * CALLS_BLOCK,
               table if K > 1 else 0, backend=product),

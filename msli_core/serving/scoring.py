@@ -161,26 +161,42 @@ def _seen_mask(seen: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return seen[pos] == ids
 
 
-SEEN_TABLE_MAX_ITEMS = 4 << 20  # up to this many table rows a request marks the seen ids in a byte table
+SEEN_TABLE_MAX_ITEMS = 4 << 20  # up to this many table rows a request may mark the seen ids in a byte table
+SEEN_TABLE_ROWS_PER_CANDIDATE = 16  # ... when it scores at least one candidate per this many rows
+
+
+def uses_seen_table(table_rows: int, candidates: int | None = None) -> bool:
+    """Whether a request over ``candidates`` of a ``table_rows``-row table checks seen ids in a byte table
+    (:class:`SeenItems`); the cost model prices the same rule.
+
+    Zeroing the table costs a byte per row, a lookup ~1 ns per candidate against ~10 ns for the binary
+    search: it pays for a whole catalog or a long candidate list, not for a few hundred ANN candidates
+    of a million-item catalog.
+
+    >>> uses_seen_table(100_001), uses_seen_table(1_000_001, candidates=500)
+    (True, False)
+    """
+    fits = table_rows <= SEEN_TABLE_MAX_ITEMS
+    return fits and (candidates is None or table_rows <= SEEN_TABLE_ROWS_PER_CANDIDATE * candidates)
 
 
 class SeenItems:
     """One user's seen ids as a request checks them: ``contains(ids)`` -> (m,) bool.
 
-    A catalog of up to :data:`SEEN_TABLE_MAX_ITEMS` rows gets a byte per row for the request (zeroed,
-    the seen ids set): a lookup is one gather, ~4x faster than a binary search of the sorted ids (which
-    ran at ~10 ns per candidate against a 372-item history); larger catalogs use the binary search, so a
-    request never writes more than 4 MB.
+    Where :func:`uses_seen_table` says so, a byte per table row for the request (zeroed, the seen ids
+    set): a lookup is one gather, ~4x faster than a binary search of the sorted ids (which ran at ~10 ns
+    per candidate against a 372-item history); otherwise the binary search, so a request never writes
+    more than 4 MB, nor a table much larger than its candidate list.
 
     >>> s = SeenItems(np.array([2, 5]), table_rows=8)
     >>> s.contains(np.array([1, 2, 5, 7])).tolist()
     [False, True, True, False]
     """
 
-    def __init__(self, seen: np.ndarray, table_rows: int):
+    def __init__(self, seen: np.ndarray, table_rows: int, candidates: int | None = None):
         self.seen = seen
         self.table = None
-        if len(seen) and table_rows <= SEEN_TABLE_MAX_ITEMS:
+        if len(seen) and uses_seen_table(table_rows, candidates):
             self.table = np.zeros(table_rows, dtype=bool)  # (N+1,)
             self.table[seen[(seen >= 0) & (seen < table_rows)]] = True
 
@@ -224,7 +240,7 @@ def top_k(
     offsets = np.cumsum([0] + [len(q.vectors) for q in queries])
     stacked = np.ascontiguousarray(np.concatenate([q.vectors for q in queries]), dtype=np.float32)
     running = [_Running(k, len(q.vectors)) for q in queries]
-    seen = [SeenItems(q.seen if exclude_seen else q.seen[:0], table.shape[0]) for q in queries]
+    seen = [SeenItems(q.seen if exclude_seen else q.seen[:0], table.shape[0], n_rows) for q in queries]
     b = max(1, min(block, n_rows))
     product = np.empty((len(stacked), b), dtype=np.float32)  # (ΣK', b), reused
     bound = np.empty(b, dtype=np.float32)
