@@ -220,12 +220,12 @@ def train_form() -> tuple:
         seed = c3.number_input("Seed", 0, 2**31 - 1, 0, key="train_seed")
         submitted = st.form_submit_button("Train", type="primary")
         st.caption(
-            "Time grows with users × epochs × width × depth. Measured on a shared 2-core machine, one "
-            "thread: an epoch over the bundled sample (d = 64, 2 layers, with its validation) takes about "
-            "5 s for MS-LI K=4 and for the two-tower model (the bundled demo models: 94 s and 84 s for 18 "
-            "epochs), so the default 20 epochs take 1½–2 minutes per model (early stopping may end "
-            "sooner); width 16 and 1 layer are several times faster. The cross-encoder is by far the "
-            "slowest to train and to evaluate."
+            "Time grows with users × epochs × width × depth. Measured on a quiet 2-core machine, two "
+            "threads: an epoch over the bundled sample (d = 64, 2 layers, with its validation) takes about "
+            "2–3 s for MS-LI K=4 and for the two-tower model (the bundled demo models: 43.5 s for 14 "
+            "epochs and 44.6 s for 20), so the default 20 epochs take under a minute per model (early "
+            "stopping may end sooner); width 16 and 1 layer are several times faster. The cross-encoder is "
+            "by far the slowest to train and to evaluate."
         )
     return chosen_kinds, segment_counts, aggregation, dim, layers, epochs, seed, submitted
 
