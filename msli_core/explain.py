@@ -22,6 +22,7 @@ import torch
 from msli_core.data.dataset import LeaveOneOutSplit, leave_one_out
 from msli_core.errors import MsliError
 from msli_core.evaluate import mask_seen, target_ranks, unwrap
+from msli_core.metrics import wilson_interval
 from msli_core.models.registry import LATE_INTERACTION_KINDS, check_dataset
 
 
@@ -304,6 +305,12 @@ def explanation_accuracy(
     ``return_accuracy`` / ``return_chance``: the same as ``accuracy`` / ``chance`` restricted to users
     whose newest segment does NOT have the target's interest (returns to an older interest), where
     recency alone is wrong and the explanation has to find an older segment.
+
+    ``accuracy_interval``, ``strict_interval``, ``return_interval``: the 95% Wilson interval of each
+    accuracy (:func:`~msli_core.metrics.wilson_interval`; ``users``, ``strict_users``, ``return_users``
+    are its trials). The bundled sample data leaves a few dozen answerable users, so the interval is
+    wide (27 of 29: 0.78–0.98); chance is an average over the same users, not a draw, so
+    ``accuracy_interval / chance`` bounds ``ratio``.
     """
     model, _kind = _late_interaction_model(loaded_model, data)
     truth = _event_truth(data)
@@ -376,12 +383,19 @@ def explanation_accuracy(
                     return_chance.append(float(matches.mean()))
     finally:
         model.train(was_training)
+
+    def interval(outcomes: list[bool]) -> list[float]:
+        return list(wilson_interval(int(np.sum(outcomes)), len(outcomes)))
+
     accuracy = float(np.mean(hits)) if hits else float("nan")
     chance_level = float(np.mean(chance)) if chance else float("nan")
     return {
         "accuracy": accuracy,
         "chance": chance_level,
         "ratio": accuracy / chance_level if chance and chance_level > 0 else float("nan"),
+        "accuracy_interval": interval(hits),
+        "strict_interval": interval(strict_hits),
+        "return_interval": interval(return_hits),
         "newest_segment": float(np.mean(newest)) if newest else float("nan"),
         "strict_accuracy": float(np.mean(strict_hits)) if strict_hits else float("nan"),
         "strict_chance": float(np.mean(strict_chance)) if strict_chance else float("nan"),

@@ -119,14 +119,27 @@ def ground_truth_text(ex: dict, labels: dict[int, str]) -> str | None:
     return "\n\n".join(lines)
 
 
+def interval_text(interval) -> str:
+    """``[lo, hi]`` -> "0.78–0.98"; "" when absent or undefined (no users).
+
+    >>> interval_text([0.7803, 0.9809]), interval_text([float("nan"), float("nan")]), interval_text(None)
+    ('0.78–0.98', '', '')
+    """
+    if not interval or any(x != x for x in interval):
+        return ""
+    return f"{interval[0]:.2f}–{interval[1]:.2f}"
+
+
 def accuracy_variants(accuracy: dict) -> pd.DataFrame:
-    """``explain.explanation_accuracy``'s three variants side by side, with accuracy over chance."""
+    """``explain.explanation_accuracy``'s three variants side by side, with accuracy over chance and the
+    95% interval of each accuracy (a few dozen users leave it wide)."""
     rows = [
         {
             "variant": variant,
             "top segment right": accuracy.get(f"{prefix}accuracy", float("nan")),
             "chance": accuracy.get(f"{prefix}chance", float("nan")),
             "users": accuracy.get(f"{prefix}users") if prefix else accuracy["users"],
+            "95% interval": interval_text(accuracy.get(f"{prefix or 'accuracy_'}interval")),
         }
         for variant, prefix in (
             ("any segment of the item's interest counts", ""),

@@ -11,6 +11,9 @@ as a float array where NaN marks a user without ground truth. With one held-out 
   ``HR@k`` (both are reported because scripts and papers ask for either);
 - ``Coverage@k`` = fraction of the catalog that appears in at least one user's top-k list.
 
+:func:`wilson_interval` gives the 95% interval of a proportion measured on few users (an explanation
+accuracy over a few dozen users is a proportion with a wide interval).
+
 Averages skip NaN users; an input with no non-NaN rank gives NaN.
 """
 
@@ -80,6 +83,26 @@ def catalog_coverage(top_items, n_items: int) -> float:
         return float("nan")
     top = top[(top >= 1) & (top <= n_items)]
     return float(len(np.unique(top)) / n_items)
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``successes / trials`` (z = 1.96: 95%); (nan, nan) for no
+    trials. Unlike the normal approximation it stays inside [0, 1] and is honest at a few dozen trials:
+
+    >>> [round(x, 3) for x in wilson_interval(27, 29)]  # 0.931 measured on 29 users
+    [0.78, 0.981]
+    >>> wilson_interval(0, 0)
+    (nan, nan)
+    """
+    if trials <= 0:
+        return float("nan"), float("nan")
+    if not 0 <= successes <= trials:
+        raise ValueError(f"successes must be in 0..{trials}, not {successes}")
+    p = successes / trials
+    z2 = z * z
+    centre = (p + z2 / (2 * trials)) / (1 + z2 / trials)
+    half = z * np.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials)) / (1 + z2 / trials)
+    return max(0.0, float(centre - half)), min(1.0, float(centre + half))
 
 
 def summarize(ranks, top_items, n_items: int) -> dict[str, float]:

@@ -17,8 +17,10 @@ from msli_core.progress import ProgressCallback, ProgressEvent
 COLUMNS = (
     "label", "model", "segments", "segment_len", "aggregation", "NDCG@10", "HR@10", "MRR", "Recall@20",
     "Coverage@10", "train_seconds", "epochs", "parameters", "evaluation", "explanation_accuracy",
-    "explanation_chance", "explanation_return_accuracy", "explanation_return_chance",
+    "explanation_chance", "explanation_users", "explanation_low", "explanation_high",
+    "explanation_return_accuracy", "explanation_return_chance",
 )  # fmt: skip
+EXPLANATION_KEYS = COLUMNS[COLUMNS.index("explanation_accuracy") :]
 
 
 def quality_table(
@@ -65,16 +67,15 @@ def quality_table(
             "epochs": result.epochs,
             "parameters": result.parameters,
             "evaluation": result.metrics.get("evaluation", "full ranking"),
-            "explanation_accuracy": "",
-            "explanation_chance": "",
-            "explanation_return_accuracy": "",
-            "explanation_return_chance": "",
+            **dict.fromkeys(EXPLANATION_KEYS, ""),
         }
         if kind == "msli":
             models[config["segments"]] = result.model
             if data.truth is not None and config["segments"] > 1:
                 acc = explanation_accuracy(result.model, data, split)
                 row["explanation_accuracy"], row["explanation_chance"] = acc["accuracy"], acc["chance"]
+                row["explanation_users"] = acc["users"]
+                row["explanation_low"], row["explanation_high"] = acc["accuracy_interval"]
                 row["explanation_return_accuracy"] = acc["return_accuracy"]
                 row["explanation_return_chance"] = acc["return_chance"]
         rows.append(row)
@@ -119,6 +120,8 @@ def to_csv(rows: list[dict]) -> str:
 
 
 def to_markdown(rows: list[dict], meta: dict) -> str:
+    from msli_core.explain_view import interval_text
+
     head = [
         "model",
         "K",
@@ -145,6 +148,9 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
         expl = returns = ""
         if r.get("explanation_accuracy") not in ("", None):
             expl = f"{r['explanation_accuracy']:.3f} / {r['explanation_chance']:.3f}"
+            if r.get("explanation_users"):
+                interval = interval_text([r["explanation_low"], r["explanation_high"]])
+                expl += f" ({interval}, {r['explanation_users']} users)"
             returns = f"{r['explanation_return_accuracy']:.3f} / {r['explanation_return_chance']:.3f}"
         cells = [
             r["label"], _cell(r["segments"]), _cell(r["segment_len"]), _cell(r["NDCG@10"]), _cell(r["HR@10"]),
@@ -156,7 +162,9 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
         "K = 1 is the two-tower model (one segment vector, same code path). Explanation accuracy: how often",
         "the top-contributing segment of the held-out item has the interest that generated it, against the",
         "chance of picking a non-empty segment at random; returns: only held-out items whose interest is",
-        "not the newest segment's (see msli_core.explain.explanation_accuracy).",
+        "not the newest segment's; in brackets the accuracy's 95% Wilson interval and the users it was",
+        "measured on (a few dozen users leave it wide: compare ratios to chance with it in mind; see",
+        "msli_core.explain.explanation_accuracy).",
     ]
     return "\n".join(lines) + "\n"
 

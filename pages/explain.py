@@ -101,7 +101,13 @@ if explain_view.has_truth(ex):
             )
         elif accuracy is not None:
             a = st.columns(4)
-            a[0].metric("Top segment is right", f"{accuracy['accuracy']:.0%}")
+            a[0].metric(
+                "Top segment is right",
+                f"{accuracy['accuracy']:.0%}",
+                help=f"95% interval {explain_view.interval_text(accuracy['accuracy_interval'])} "
+                f"(Wilson, {accuracy['users']:,} users): with a few dozen users, a few points either way "
+                "is noise.",
+            )
             a[1].metric("Chance", f"{accuracy['chance']:.0%}")
             a[2].metric("Newest segment", f"{accuracy['newest_segment']:.0%}")
             a[3].metric("Users counted", f"{accuracy['users']:,}")

@@ -12,6 +12,7 @@ from tiny_data import make_tiny_dataset
 from msli_core.data.dataset import leave_one_out
 from msli_core.errors import MsliError
 from msli_core.explain import dominant_interest, explain, explanation_accuracy
+from msli_core.metrics import wilson_interval
 from msli_core.models.registry import build_model
 from msli_core.train import TrainSettings, train
 
@@ -104,6 +105,13 @@ def test_explanation_accuracy_is_well_defined(trained):
     assert acc["users"] + skipped == len(leave_one_out(data).eval_users)
     assert 0.0 <= acc["accuracy"] <= 1.0 and 0.0 < acc["chance"] <= 1.0
     assert acc["ratio"] == pytest.approx(acc["accuracy"] / acc["chance"])
+    assert acc["users"] > 0  # the fixture's histories reach past the window: the interval is exercised
+    for name, users in (("accuracy", "users"), ("strict", "strict_users"), ("return", "return_users")):
+        value = acc["accuracy" if name == "accuracy" else f"{name}_accuracy"]
+        lo, hi = acc[f"{name}_interval"]
+        if acc[users]:  # the interval is the Wilson interval of hits / users, and holds the accuracy
+            assert (lo, hi) == pytest.approx(wilson_interval(round(value * acc[users]), acc[users]))
+            assert 0.0 <= lo <= value <= hi <= 1.0
 
 
 def test_bad_requests_are_sentences(trained):

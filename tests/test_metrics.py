@@ -47,3 +47,19 @@ def test_ndcg_matches_sklearn_on_random_rankings():
         ranks = (scores > scores[np.arange(users), targets][:, None]).sum(1)
         assert metrics.ndcg_at_k(ranks, 10) == pytest.approx(ndcg_score(truth, scores, k=10), abs=1e-12)
         assert metrics.mrr(ranks) == pytest.approx(np.mean(1 / (ranks + 1)))
+
+
+def test_wilson_interval_hand_checked_and_against_a_simulation():
+    # 5 of 10: centre (0.5 + 1.96²/20) / (1 + 1.96²/10) = 0.5, half-width 1.96·sqrt(0.025 + 0.0096)/1.384
+    lo, hi = metrics.wilson_interval(5, 10)
+    assert (lo, hi) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    assert metrics.wilson_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)  # stays inside [0, 1]
+    assert metrics.wilson_interval(10, 10)[1] == 1.0
+    assert all(math.isnan(x) for x in metrics.wilson_interval(0, 0))
+    with pytest.raises(ValueError, match="successes"):
+        metrics.wilson_interval(11, 10)
+    # coverage: a true proportion of 0.9 measured on 29 users falls inside about 95% of the intervals
+    rng = np.random.default_rng(0)
+    hits = rng.binomial(29, 0.9, size=4000)
+    inside = [lo <= 0.9 <= hi for lo, hi in (metrics.wilson_interval(int(h), 29) for h in hits)]
+    assert 0.92 <= np.mean(inside) <= 0.99

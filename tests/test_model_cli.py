@@ -149,6 +149,12 @@ def test_quality_writes_csv_and_markdown(data_dir, tmp_path, capsys):
     csv_text = (out / "quality.csv").read_text()
     assert csv_text.splitlines()[0].startswith("label,model,segments") and len(csv_text.splitlines()) == 5
     assert "| MS-LI K=2 |" in (out / "quality.md").read_text()
+    k2 = rows[-1]  # explanation accuracy with its Wilson interval and the users it was measured on
+    if k2["explanation_users"]:
+        assert k2["explanation_low"] <= k2["explanation_accuracy"] <= k2["explanation_high"]
+        assert f"{k2['explanation_users']} users)" in (out / "quality.md").read_text()
+    else:  # no answerable user: no interval either
+        assert k2["explanation_low"] is None and k2["explanation_high"] is None  # NaN in JSON
 
 
 def test_train_help_shows_the_library_defaults(capsys):
