@@ -162,6 +162,18 @@ def test_merge_passes_takes_the_median_of_each_figure():
         (["--ann-candidates", "30000000"], "--ann-candidates 30,000,000 is above the limit"),
         (["--ann-neighbours", "5"], "--ann-neighbours"),
         (["--ann-table", "uniform"], "--ann-table takes clustered or gaussian"),
+        # each sentence is true: the example fits the bound, the value named is the one refused
+        (["--ann", "none,ivf"], "--ann none means no index, so it cannot be listed with ivf"),
+        (["--ann-candidates", "5"], "at least 640, like 640,1280,2560; 5 is too small"),
+        (["--training", "--history", "1"], "at least 2, like 2,4,8; 1 is too small"),
+        (["--segments", "1,,2"], "--segments '1,,2' has an empty entry"),
+        (["--extrapolate-sizes", "1x"], "--extrapolate-sizes takes LAYERSxWIDTH pairs"),
+        # a flag the mode would ignore is refused, not dropped silently
+        (["--model", ".", "--dim", "16"], "--dim cannot be used with --model"),
+        (["--model", ".", "--segments", "4", "--layers", "3"], "--segments, --layers cannot be used with"),
+        (["--items", "0"], "--items sets the catalog of --training only"),
+        (["--no-calibrate", "--save-calibration"], "drop one of them"),
+        (["--candidates", "100", "--request-candidates", "100"], "is not smaller than the largest"),
     ],
 )
 def test_bad_bench_flags_are_one_sentence(capsys, flags, needle):
@@ -200,6 +212,11 @@ def test_costmodel_predict_cli(capsys):
     assert prediction["parameters"] > 1e9 and prediction["online_s"] > 0 and prediction["qps"] > 0
     assert main(["costmodel", "predict", "--hardware", "abacus"]) == 2
     assert "--hardware" in capsys.readouterr().err
+    assert (
+        main(["costmodel", "predict", "--model", "two-tower", "--segments", "4", "--hardware", "server CPU"])
+        == 2
+    )
+    assert "--segments applies to --model msli only" in capsys.readouterr().err  # not silently K = 1
     assert main(args[:-1]) == 0  # without --json: a table, one line per stage
     text = capsys.readouterr().out
     assert not text.lstrip().startswith("{") and "bound by" in text

@@ -160,7 +160,7 @@ def register(subparsers) -> None:
     predict = cost_sub.add_parser("predict", help="per-stage latency of a model shape on some hardware")
     predict.add_argument("--model", default="msli", choices=kinds.LADDER)
     predict.add_argument("--history", default="200")
-    predict.add_argument("--segments", default="8")
+    predict.add_argument("--segments", default="8", help="K of --model msli (the others have one vector)")
     predict.add_argument("--dim", default="64")
     predict.add_argument("--layers", default="2")
     predict.add_argument("--heads", default="2")
@@ -206,16 +206,22 @@ def parse_int_list(
     """
     from msli_core import limits
 
-    parts = [p.strip() for p in str(text).split(",") if p.strip()]
+    example = ",".join(str(lo * m) for m in (1, 2, 4)) if lo > 0 else "0,1,2"  # values the flag accepts
+    parts = [p.strip() for p in str(text).split(",")]
+    if not any(parts):
+        raise MsliError(f"{flag} needs a value, like {example.split(',')[-1] if single else example}.")
+    if not all(parts):
+        raise MsliError(f"{flag} {text!r} has an empty entry between commas; pass e.g. {example}.")
     values = tuple(whole_number(p) for p in parts)
     if any(v is None for v in values):
         if single:
-            raise MsliError(f"{flag} takes one whole number like 4; {text!r} is not one.")
-        raise MsliError(f"{flag} takes a comma list of whole numbers like 1,2,4; {text!r} is not one.")
-    if not values or any(v < lo for v in values):
+            raise MsliError(f"{flag} takes one whole number like {lo * 4}; {text!r} is not one.")
+        raise MsliError(f"{flag} takes a comma list of whole numbers like {example}; {text!r} is not one.")
+    if any(v < lo for v in values):
+        low = min(values)
         if single:
-            raise MsliError(f"{flag} takes one whole number of at least {lo}; {text!r} is not allowed.")
-        raise MsliError(f"{flag} takes whole numbers of at least {lo}, like 1,2,4; {text!r} is not allowed.")
+            raise MsliError(f"{flag} takes one whole number of at least {lo}; {low} is too small.")
+        raise MsliError(f"{flag} takes whole numbers of at least {lo}, like {example}; {low} is too small.")
     if hi is not None and max(values) > hi:
         where = f" ({limit} in msli_core/limits.py; MSLI_LIMITS_SCALE raises it)" if limit else ""
         raise MsliError(f"{flag} {max(values):,} is above the limit of {hi:,}{where}; pass a smaller value.")
@@ -294,7 +300,7 @@ def parse_sizes(flag: str, text: str) -> tuple[tuple[int, int], ...]:
     sizes = []
     for part in str(text).split(","):
         layers, sep, width = part.strip().lower().partition("x")
-        if not sep:
+        if not sep or not layers.strip() or not width.strip():
             raise MsliError(f"{flag} takes LAYERSxWIDTH pairs like 2x64,4x128; {part.strip()!r} is not one.")
         n_layers = parse_int(flag, layers, 1, _limit("MAX_LAYERS"), "MAX_LAYERS")
         dim = parse_int(flag, width, 2, _limit("MAX_DIM"), "MAX_DIM")
@@ -311,6 +317,11 @@ def ann_settings(args: argparse.Namespace) -> dict:
 
     text = str(args.ann).strip().lower()
     kinds_ = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip() and text != "none"))
+    if "none" in kinds_:  # "none" means no index, so it cannot stand beside one
+        raise MsliError(
+            f"--ann none means no index, so it cannot be listed with "
+            f"{', '.join(k for k in kinds_ if k != 'none')}; pass --ann none alone, or only ivf, hnsw."
+        )
     bad = [k for k in kinds_ if k not in retrieval.INDEX_KINDS]
     if bad:
         raise MsliError(f"--ann takes a comma list of ivf, hnsw, or none; {bad[0]!r} is not one.")
@@ -365,6 +376,13 @@ def settings_from_args(args: argparse.Namespace):
         passes=parse_int("--passes", args.passes, hi=5),
         **ann_settings(args),
     )
+    never = [m for m in settings.request_candidates if m >= max(settings.candidates)]
+    if never and str(args.request_candidates) != DEFAULTS["request_candidates"]:
+        # an M is timed only beside a catalog larger than it (the defaults are skipped where they do not fit)
+        raise MsliError(
+            f"--request-candidates {never[0]:,} is not smaller than the largest --candidates "
+            f"({max(settings.candidates):,}), so no request could bring that list; pass M < N or 'none'."
+        )
     if settings.dim % settings.heads:
         raise MsliError(
             f"--dim {settings.dim} is not a multiple of the {settings.heads} attention heads; pass a "
@@ -425,7 +443,43 @@ def run_training_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+FLAG_DEFAULTS = {  # the flags whose value only some modes read, with their defaults
+    "--segments": DEFAULTS["segments"], "--dim": "64", "--layers": "2",
+    "--encoder-sizes": DEFAULTS["encoder_sizes"], "--extrapolate-sizes": DEFAULTS["extrapolate_sizes"],
+    "--items": "1682",
+}  # fmt: skip
+
+
+def refuse_ignored_flags(args: argparse.Namespace) -> None:
+    """A flag the chosen mode would silently ignore is one sentence, before any work: ``--model`` times
+    the model's own K, d and layers (and builds no other encoder sizes); ``--items`` is the catalog of
+    ``--training`` only; ``--save-calibration`` stores the constants that ``--no-calibrate`` skips."""
+
+    def given(flag: str) -> bool:
+        return str(getattr(args, flag[2:].replace("-", "_"))) != FLAG_DEFAULTS[flag]
+
+    if args.model is not None and not args.training:
+        ignored = [f for f in ("--segments", "--dim", "--layers", "--encoder-sizes", "--extrapolate-sizes")
+                   if given(f)]  # fmt: skip
+        if ignored:
+            raise MsliError(
+                f"{', '.join(ignored)} cannot be used with --model: the model's own segments, width and "
+                "layers are timed; drop them, or drop --model to time fresh models of those shapes."
+            )
+    if args.training and args.model is not None:
+        raise MsliError("--training times fresh models of --dim/--layers/--segments; drop --model.")
+    if not args.training and given("--items"):
+        raise MsliError(
+            "--items sets the catalog of --training only; use --candidates for the serving sweep's N."
+        )
+    if args.no_calibrate and args.save_calibration:
+        raise MsliError(
+            "--save-calibration stores this run's calibration, which --no-calibrate skips; drop one of them."
+        )
+
+
 def run_bench_command(args: argparse.Namespace) -> int:
+    refuse_ignored_flags(args)
     if args.training:
         return run_training_bench(args)
     from msli_core.progress import TextProgressBar
@@ -570,6 +624,11 @@ def run_predict_command(args: argparse.Namespace) -> int:
     from msli_core.serving import costmodel
 
     names = ["this machine", *costmodel.PRESETS]
+    if args.model != "msli" and str(args.segments) != "8":  # K = 1 for every other rung of the ladder
+        raise MsliError(
+            f"--segments applies to --model msli only; a {args.model} model has one vector (K = 1), "
+            "so drop --segments or pass --model msli."
+        )
     if args.hardware not in names:
         raise MsliError(f"--hardware {args.hardware!r} is unknown; choose one of {', '.join(names)}.")
     shape = costmodel.ModelShape(
