@@ -81,6 +81,7 @@ CASES = [
     (["quality", "--data", "{data}", "--out", "{model}"], "not a quality output"),
     (["evaluate", "--data", "{data}", "--model", "{model}", "--cascade-top", "0"], "--cascade-top"),
     (["evaluate", "--data", "{data}", "--model", "{model}", "--cascade-top", "1e12"], "--cascade-top"),
+    (["evaluate", "--data", "{data}", "--model", "{model}", "--cascade-top", "10"], "needs --cascade-from"),
     (["explain", "--data", "{data}", "--model", "{model}", "--user", "1", "--top", "0"], "--top"),
     (["explain", "--data", "{data}", "--model", "{model}", "--user", "1", "--top", "1e9"], "--top"),
     # ---- bench: refused before anything is timed

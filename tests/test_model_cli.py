@@ -172,3 +172,14 @@ def test_train_help_shows_the_library_defaults(capsys):
     assert f"(default {settings.lr:g}" in text and f"{settings.lr:g}" == str(settings.lr)
     assert f"(default {config.dim})" in text and f"(default {config.aggregation})" in text
     assert f"(default ceil({config.max_len}/K))" in text and "(default 0)" in text  # --seed
+
+
+def test_a_cross_encoder_is_not_its_own_first_stage(data_dir, tmp_path, capsys):
+    from msli_core.data.formats import load_dataset
+    from msli_core.models.registry import build_model, save_model
+
+    data = load_dataset(data_dir)
+    save_model(build_model("cross-encoder", data=data, dim=8, layers=1), tmp_path / "ce", data=data)
+    ce = str(tmp_path / "ce")
+    assert main(["evaluate", "--data", str(data_dir), "--model", ce, "--cascade-from", ce]) == 2
+    assert "is a cross-encoder too" in _error_line(capsys)

@@ -335,3 +335,13 @@ def test_any_config_value_is_loaded_or_refused_with_a_sentence(saved, field, val
             assert getattr(loaded.config, field) == value
     finally:
         (saved / "config.json").write_text(original)
+
+
+def test_a_two_tower_config_with_several_segments_is_a_damaged_file(saved):
+    payload = json.loads((saved / "config.json").read_text())
+    payload["kind"] = "two-tower"  # an msli K>1 folder relabelled: the file contradicts itself
+    (saved / "config.json").write_text(json.dumps(payload))
+    _refused(saved, match="says kind two-tower with segments")
+    with pytest.raises(MsliError) as err:
+        load_model(saved)
+    assert "--segments" not in str(err.value)  # a file problem, not a flag to drop

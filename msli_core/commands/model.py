@@ -64,7 +64,10 @@ def register(subparsers) -> None:
     p.add_argument("--stage", choices=("test", "valid"), default="test", help="held-out item (default test)")
     p.add_argument("--cascade-from", help="cross-encoder only: re-rank this model folder's top items")
     p.add_argument(
-        "--cascade-top", type=_bounded("MAX_CANDIDATES"), default=100, help="items re-ranked in a cascade"
+        "--cascade-top",
+        type=_bounded("MAX_CANDIDATES"),
+        default=None,
+        help="with --cascade-from: items re-ranked in the cascade (default 100)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=cmd_evaluate)
@@ -421,6 +424,11 @@ def cmd_evaluate(args) -> int:
     from msli_core.evaluate import evaluate
     from msli_core.models.registry import load_model
 
+    if args.cascade_top is not None and not args.cascade_from:
+        raise MsliError(
+            "--cascade-top sets the size of a cascade, which needs --cascade-from DIR (the first stage whose "
+            "top items the cross-encoder re-ranks); add it, or drop --cascade-top."
+        )
     data = _load_data(args.data)
     loaded = load_model(args.model, data)
     first = load_model(args.cascade_from, data) if args.cascade_from else None
@@ -428,8 +436,14 @@ def cmd_evaluate(args) -> int:
         raise MsliError(
             f"--cascade-from applies to a cross-encoder, and {args.model} is a {loaded.kind} model."
         )
+    if first is not None and first.kind == "cross-encoder":
+        raise MsliError(
+            f"--cascade-from {args.cascade_from} is a cross-encoder too; the first stage must be a model "
+            "that ranks the whole catalog cheaply (msli, two-tower, item-knn, popularity)."
+        )
     _threads()
-    out = evaluate(loaded, data, stage=args.stage, cascade_from=first, cascade_top=args.cascade_top)
+    top = 100 if args.cascade_top is None else args.cascade_top
+    out = evaluate(loaded, data, stage=args.stage, cascade_from=first, cascade_top=top)
     out["model"] = loaded.kind
     if args.json:
         print_json(out)

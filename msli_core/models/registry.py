@@ -265,6 +265,12 @@ def _header_shapes(head: bytes, where: str) -> dict[str, tuple[int, ...]]:
 def _check_and_build(kind: str, config: dict, shapes: dict[str, tuple[int, ...]], where: str) -> nn.Module:
     """Validate ``config`` (types, ranges, memory) and the declared ``shapes`` on the meta device, then
     build the real model. A config asking for absurd sizes is refused before any allocation."""
+    if kind == "two-tower" and config.get("segments", 1) != 1:  # make_config's message names CLI flags
+        raise MsliError(
+            f"{where}: {CONFIG_FILE} says kind two-tower with segments {config['segments']}, which "
+            "contradict each other (a two-tower model has one segment); the file was edited or damaged, so "
+            "retrain it."
+        )
     try:
         with torch.device("meta"):
             skeleton = build_model(kind, **config)
