@@ -52,6 +52,11 @@ def print_json(obj: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "ddp", False):
+        # c10d logs a failed join or a lost peer itself, with a 40-frame C++ backtrace, before msli's
+        # one sentence (msli_core.distributed turns every such failure into one); read when torch loads,
+        # so set here, before any import of it. TORCH_CPP_LOG_LEVEL=INFO in the environment shows them.
+        os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "FATAL")
     try:
         return int(args.func(args) or 0)
     except MsliError as err:

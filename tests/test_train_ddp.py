@@ -176,9 +176,12 @@ def test_rank_other_than_0_writes_and_prints_nothing(data_dir, tmp_path, capsys,
     assert called == [world] and not out.exists() and capsys.readouterr().out == ""
 
 
-def test_a_process_whose_peers_never_come_stops_with_one_sentence(data_dir, tmp_path):
-    """WORLD_SIZE 2 but only rank 0 is started: it waits --ddp-timeout, then exits 2 (not forever)."""
-    env = {**_clean_env(), "RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "2",
+@pytest.mark.parametrize("rank", [0, 1])
+def test_a_process_whose_peers_never_come_stops_with_one_sentence(data_dir, tmp_path, rank):
+    """WORLD_SIZE 2 but only one process is started: it waits --ddp-timeout, then exits 2 (not forever)
+    with one sentence: rank 0 (the store's host) waits for rank 1; rank 1 finds no store to connect to,
+    which c10d itself would log with a C++ backtrace."""
+    env = {**_clean_env(), "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "2",
            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}  # fmt: skip
     out = tmp_path / "m"
     argv = ["train", "--data", str(data_dir), *CLI_FLAGS, "--out", str(out), "--ddp", "--ddp-timeout", "2"]
@@ -187,7 +190,7 @@ def test_a_process_whose_peers_never_come_stops_with_one_sentence(data_dir, tmp_
     proc = subprocess.run(msli, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and time.monotonic() - start < 120
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "process 0 of 2 could not join the others at 127.0.0.1:" in lines[0]
+    assert len(lines) == 1 and f"process {rank} of 2 could not join the others at 127.0.0.1:" in lines[0]
     assert "--ddp-timeout 2 s" in lines[0] and not out.exists()
 
 
