@@ -36,7 +36,9 @@ def register(subparsers) -> None:
     )
     p.add_argument("--layers", type=_bounded("MAX_LAYERS", lo=0), help="transformer blocks")
     p.add_argument(
-        "--epochs", type=_bounded("MAX_EPOCHS", lo=0), help="maximum epochs (early stopping may end sooner)"
+        "--epochs",
+        type=_bounded("MAX_EPOCHS", lo=0),
+        help="maximum epochs (early stopping may end sooner; 0 saves the untrained model)",
     )
     p.add_argument("--lr", type=_learning_rate, help="learning rate (a finite number above 0)")
     p.add_argument(
@@ -90,7 +92,9 @@ def register(subparsers) -> None:
     p.add_argument("--data", required=True, help="dataset (default use: sample_data)")
     p.add_argument("--out", required=True, help="folder to write quality.csv and quality.md")
     p.add_argument("--segments", default="1,2,4,8,16", type=_int_list, help="K values (default 1,2,4,8,16)")
-    p.add_argument("--epochs", type=_bounded("MAX_EPOCHS", lo=0), help="maximum epochs per neural model")
+    p.add_argument(
+        "--epochs", type=_bounded("MAX_EPOCHS", lo=0), help="maximum epochs per neural model (0: untrained)"
+    )
     p.add_argument("--seed", type=_seed, default=0, help="seed of every random number generator (default 0)")
     p.add_argument("--skip-cross-encoder", action="store_true", help="leave the (slow) cross-encoder out")
     p.add_argument("--json", action="store_true", help="print the rows as JSON on stdout")
