@@ -167,7 +167,8 @@ def test_train_help_shows_the_library_defaults(capsys):
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     settings, config = TrainSettings(), MSLIConfig()
     assert (
-        f"--epochs EPOCHS maximum epochs (early stopping may end sooner) (default {settings.epochs}" in text
+        f"--epochs EPOCHS maximum epochs (early stopping may end sooner; 0 saves the untrained model) "
+        f"(default {settings.epochs}" in text
     )
     assert f"(default {settings.lr:g}" in text and f"{settings.lr:g}" == str(settings.lr)
     assert f"(default {config.dim})" in text and f"(default {config.aggregation})" in text
