@@ -191,3 +191,19 @@ def test_inspect_bad_input_is_one_line_exit_2(capsys, tmp_path, name, content, f
     code, out, err = _run(capsys, "data", "inspect", str(path))
     assert code == 2 and out == "" and "Traceback" not in err
     assert err.count("\n") == 1 and name in err and fragment in err and "hunter2" not in err
+
+
+def test_fetch_never_deletes_the_users_zip_or_folder(capsys, tmp_path, monkeypatch):
+    """The audit's case: --dir holds the user's own ml-100k.zip and ml-100k/ (with keep.txt); fetch with
+    no network used to delete both. Now: exit 2, one sentence naming both, everything as it was."""
+    (tmp_path / "ml-100k.zip").write_bytes(bytes(range(256)) * 4)
+    (tmp_path / "ml-100k").mkdir()
+    (tmp_path / "ml-100k" / "keep.txt").write_text("keep me")
+    (tmp_path / "notes.txt").write_text("notes")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    monkeypatch.setenv("MSLI_MOVIELENS_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
+    code, out, err = _run(capsys, "data", "fetch", "ml-100k", "--dir", str(tmp_path))
+    assert code == 2 and out == "" and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"msli: error: {tmp_path / 'ml-100k'} (it has no .msli-output.json stamp) and ")
+    assert "move them away or pass another --dir" in err
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before

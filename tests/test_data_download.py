@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import socket
 import time
 import zipfile
@@ -232,3 +233,247 @@ def test_an_archive_member_over_the_expanded_limit_is_not_unpacked(tmp_path, mon
         )
     assert "big.csv" in str(err.value) and "MSLI_MAX_EXPANDED_MB" in str(err.value)
     assert _files_under(tmp_path) == []
+
+
+# ---- never deleting or overwriting what fetch did not write -----------------------------------------
+# --dir may be any folder of the user's: a NAME.zip or NAME/ there that fetch did not write is refused
+# before anything is downloaded, and left byte for byte as it was.
+
+ZIP_100K_B = _zip_of(FIXTURES / "layout-100k", extra={"ml-100k/README.txt": b"a second edition\n"})
+
+
+def _snapshot(path: Path) -> dict[str, bytes]:
+    """Every file under ``path`` (relative name -> bytes), to show nothing changed."""
+    return {str(p.relative_to(path)): p.read_bytes() for p in _files_under(path)}
+
+
+def _users_things(directory: Path) -> None:
+    """The audit's setup: random bytes named ml-100k.zip, the user's folder ml-100k/ with keep.txt."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "ml-100k.zip").write_bytes(bytes(range(256)) * 4)
+    (directory / "ml-100k").mkdir()
+    (directory / "ml-100k" / "keep.txt").write_text("the user's own file")
+    (directory / "notes.txt").write_text("notes")
+
+
+def _unreachable_url() -> str:
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def test_the_users_zip_and_folder_survive_a_failed_fetch(tmp_path):
+    _users_things(tmp_path)
+    before = _snapshot(tmp_path)
+    with pytest.raises(MsliError) as err:
+        fetch_movielens("ml-100k", directory=tmp_path, base_url=_unreachable_url())
+    message = str(err.value)
+    assert _snapshot(tmp_path) == before
+    assert f"{tmp_path / 'ml-100k'} (it has no .msli-output.json stamp)" in message
+    assert f"{tmp_path / 'ml-100k.zip'} (it does not match the published checksum)" in message
+    assert "were not downloaded by msli" in message and "move them away or pass another --dir" in message
+    assert "Cannot reach" not in message  # refused before any network use
+
+
+def test_the_users_zip_and_folder_survive_a_fetch_that_would_succeed(tmp_path):
+    _users_things(tmp_path)
+    before = _snapshot(tmp_path)
+    checksums = {"ml-100k": _sha256(ZIP_100K)}
+    with serve({"/ml-100k.zip": Route(ZIP_100K)}) as server, pytest.raises(MsliError, match="move them"):
+        fetch_movielens("ml-100k", directory=tmp_path, base_url=server.base_url, checksums=checksums)
+    assert server.hits == [], "nothing is downloaded before the refusal"
+    assert _snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("which", ["folder", "zip", "file named like the folder"])
+def test_one_foreign_entry_alone_is_refused_and_kept(tmp_path, which):
+    if which == "folder":
+        (tmp_path / "ml-100k").mkdir()
+        (tmp_path / "ml-100k" / "keep.txt").write_text("mine")
+        named, why = tmp_path / "ml-100k", "it has no .msli-output.json stamp"
+    elif which == "zip":
+        (tmp_path / "ml-100k.zip").write_bytes(b"my own zip")
+        named, why = tmp_path / "ml-100k.zip", "it does not match the published checksum"
+    else:
+        (tmp_path / "ml-100k").write_text("a file")
+        named, why = tmp_path / "ml-100k", "it is a file"
+    before = _snapshot(tmp_path)
+    checksums = {"ml-100k": _sha256(ZIP_100K)}
+    with serve({"/ml-100k.zip": Route(ZIP_100K)}) as server, pytest.raises(MsliError) as err:
+        fetch_movielens("ml-100k", directory=tmp_path, base_url=server.base_url, checksums=checksums)
+    assert str(err.value) == (
+        f"{named} ({why}) was not downloaded by msli, which never replaces what it did not write; "
+        "move it away or pass another --dir."
+    )
+    assert server.hits == [] and _snapshot(tmp_path) == before
+    with pytest.raises(MsliError) as app:
+        fetch_movielens("ml-100k", directory=tmp_path, checksums=checksums, for_app=True)
+    assert "out of the app's download folder" in str(app.value) and "--dir" not in str(app.value)
+
+
+def test_a_symbolic_link_named_like_the_folder_is_refused_and_its_target_kept(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("mine")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "ml-100k").symlink_to(elsewhere)
+    with pytest.raises(MsliError, match="it is a symbolic link"):
+        fetch_movielens("ml-100k", directory=cache, base_url=_unreachable_url())
+    assert (cache / "ml-100k").is_symlink() and (elsewhere / "keep.txt").read_text() == "mine"
+
+
+def test_an_official_zip_the_user_put_there_is_used_and_never_rewritten(tmp_path):
+    """A NAME.zip that verifies is only read: unpacked beside, no download; the stamp records that the
+    zip is the user's, so a later fetch that no longer verifies it refuses instead of replacing it."""
+    (tmp_path / "ml-100k.zip").write_bytes(ZIP_100K)
+    mtime = (tmp_path / "ml-100k.zip").stat().st_mtime_ns
+    with serve({"/ml-100k.zip": Route(ZIP_100K_B)}) as server:
+        folder = fetch_movielens(
+            "ml-100k", directory=tmp_path, base_url=server.base_url, checksums={"ml-100k": _sha256(ZIP_100K)}
+        )
+        assert server.hits == [] and (folder / "u.data").is_file()
+        stamp = json.loads((folder / ".msli-output.json").read_text())
+        assert stamp["tool"] == "msli" and stamp["kind"] == "movielens" and stamp["archive"] is None
+        assert stamp["checksum"] == _sha256(ZIP_100K) and "u.data" in stamp["files"]
+        # Another edition is published: the user's zip no longer verifies, and is not fetch's to replace.
+        with pytest.raises(MsliError) as err:
+            fetch_movielens(
+                "ml-100k", directory=tmp_path, base_url=server.base_url,
+                checksums={"ml-100k": _sha256(ZIP_100K_B)},
+            )  # fmt: skip
+        assert server.hits == []
+    assert f"{tmp_path / 'ml-100k.zip'} (it does not match the published checksum)" in str(err.value)
+    assert (tmp_path / "ml-100k.zip").read_bytes() == ZIP_100K
+    assert (tmp_path / "ml-100k.zip").stat().st_mtime_ns == mtime
+
+
+def test_a_previous_msli_fetch_is_reused_and_then_replaced_by_a_new_edition(tmp_path):
+    (tmp_path / "notes.txt").write_text("the user's, beside the cache entries")
+    with serve({"/ml-100k.zip": Route(ZIP_100K), "/b/ml-100k.zip": Route(ZIP_100K_B)}) as server:
+        first = fetch_movielens(
+            "ml-100k", directory=tmp_path, base_url=server.base_url, checksums={"ml-100k": _sha256(ZIP_100K)}
+        )
+        again = fetch_movielens(
+            "ml-100k", directory=tmp_path, base_url=server.base_url, checksums={"ml-100k": _sha256(ZIP_100K)}
+        )
+        assert again == first and server.hits == ["/ml-100k.zip"]
+        assert json.loads((first / ".msli-output.json").read_text())["archive"] == "ml-100k.zip"
+        # A new edition: fetch's own zip and folder are replaced (the zip re-downloaded).
+        second = fetch_movielens(
+            "ml-100k", directory=tmp_path, base_url=server.base_url + "/b",
+            checksums={"ml-100k": _sha256(ZIP_100K_B)},
+        )  # fmt: skip
+    assert second == first and server.hits == ["/ml-100k.zip", "/b/ml-100k.zip"]
+    assert (tmp_path / "ml-100k.zip").read_bytes() == ZIP_100K_B
+    assert (second / "README.txt").read_text() == "a second edition\n"
+    assert json.loads((second / ".msli-output.json").read_text())["checksum"] == _sha256(ZIP_100K_B)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ml-100k", "ml-100k.zip", "notes.txt"]
+    assert (tmp_path / "notes.txt").read_text() == "the user's, beside the cache entries"
+
+
+def test_a_folder_fetched_by_an_earlier_release_is_still_reused_and_replaced(tmp_path):
+    """Releases before this one stamped the folder with .msli-verified (the checksum alone)."""
+    checksums = {"ml-100k": _sha256(ZIP_100K)}
+    with serve({"/ml-100k.zip": Route(ZIP_100K), "/b/ml-100k.zip": Route(ZIP_100K_B)}) as server:
+        folder = fetch_movielens("ml-100k", directory=tmp_path, base_url=server.base_url, checksums=checksums)
+        (folder / ".msli-output.json").unlink()
+        (folder / ".msli-verified").write_text(_sha256(ZIP_100K) + "\n")
+        assert fetch_movielens(
+            "ml-100k", directory=tmp_path, base_url=server.base_url, checksums=checksums
+        ) == folder and len(server.hits) == 1  # fmt: skip
+        (tmp_path / "ml-100k.zip").write_bytes(b"damaged")  # the old release's zip, damaged
+        fetch_movielens(
+            "ml-100k", directory=tmp_path, base_url=server.base_url + "/b",
+            checksums={"ml-100k": _sha256(ZIP_100K_B)},
+        )  # fmt: skip
+    assert (tmp_path / "ml-100k.zip").read_bytes() == ZIP_100K_B
+    assert (folder / "README.txt").is_file() and not (folder / ".msli-verified").exists()
+    assert json.loads((folder / ".msli-output.json").read_text())["checksum"] == _sha256(ZIP_100K_B)
+
+
+def test_a_fetched_folder_holding_a_users_file_is_reused_but_not_replaced(tmp_path):
+    checksums = {"ml-100k": _sha256(ZIP_100K)}
+    with serve({"/ml-100k.zip": Route(ZIP_100K), "/b/ml-100k.zip": Route(ZIP_100K_B)}) as server:
+        folder = fetch_movielens("ml-100k", directory=tmp_path, base_url=server.base_url, checksums=checksums)
+        (folder / "my-notes.txt").write_text("mine")
+        assert fetch_movielens(
+            "ml-100k", directory=tmp_path, base_url=server.base_url, checksums=checksums
+        ) == folder  # fmt: skip
+        before = _snapshot(tmp_path)
+        with pytest.raises(MsliError) as err:
+            fetch_movielens(
+                "ml-100k", directory=tmp_path, base_url=server.base_url + "/b",
+                checksums={"ml-100k": _sha256(ZIP_100K_B)},
+            )  # fmt: skip
+        assert server.hits == ["/ml-100k.zip"]
+    assert str(err.value) == (
+        f"{folder} is an earlier msli download that must be replaced, but it also holds my-notes.txt, "
+        "which msli did not write; move those away or pass another --dir."
+    )
+    assert _snapshot(tmp_path) == before
+
+
+def test_a_folder_that_appears_during_the_download_is_kept_and_the_download_removed(tmp_path):
+    folder = tmp_path / "ml-100k"
+
+    def meanwhile(_event) -> None:
+        folder.mkdir(exist_ok=True)
+        (folder / "keep.txt").write_text("made while msli was downloading")
+
+    with serve({"/ml-100k.zip": Route(ZIP_100K)}) as server, pytest.raises(MsliError) as err:
+        fetch_movielens(
+            "ml-100k", directory=tmp_path, base_url=server.base_url,
+            checksums={"ml-100k": _sha256(ZIP_100K)}, progress=meanwhile,
+        )  # fmt: skip
+    assert f"{folder} (it has no .msli-output.json stamp) was not downloaded by msli" in str(err.value)
+    assert _snapshot(tmp_path) == {"ml-100k/keep.txt": b"made while msli was downloading"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ml-100k"], "no zip, no temporary left"
+
+
+def test_a_zip_that_appears_during_the_download_is_not_overwritten(tmp_path):
+    archive = tmp_path / "ml-100k.zip"
+
+    def meanwhile(_event) -> None:
+        archive.write_bytes(b"the user's zip, saved meanwhile")
+
+    with serve({"/ml-100k.zip": Route(ZIP_100K)}) as server, pytest.raises(MsliError) as err:
+        fetch_movielens(
+            "ml-100k", directory=tmp_path, base_url=server.base_url,
+            checksums={"ml-100k": _sha256(ZIP_100K)}, progress=meanwhile,
+        )  # fmt: skip
+    assert f"{archive} (it appeared while ml-100k was downloading)" in str(err.value)
+    assert _snapshot(tmp_path) == {"ml-100k.zip": b"the user's zip, saved meanwhile"}
+
+
+def test_a_users_verified_zip_that_cannot_be_unpacked_is_kept(tmp_path):
+    """A zip already there that matches its checksum but is not a zip archive: the error says so, and the
+    zip (not this fetch's download) stays."""
+    garbage = b"not a zip archive at all"
+    (tmp_path / "ml-100k.zip").write_bytes(garbage)
+    with pytest.raises(MsliError) as err:
+        fetch_movielens("ml-100k", directory=tmp_path, base_url=_unreachable_url(),
+                        checksums={"ml-100k": _sha256(garbage)})  # fmt: skip
+    assert "cannot be unpacked" in str(err.value) and "fresh download" in str(err.value)
+    assert _snapshot(tmp_path) == {"ml-100k.zip": garbage}
+
+
+def test_a_downloaded_zip_that_cannot_be_unpacked_is_removed(tmp_path):
+    garbage = b"not a zip archive at all"
+    with serve({"/ml-100k.zip": Route(garbage)}) as server, pytest.raises(MsliError) as err:
+        fetch_movielens(
+            "ml-100k", directory=tmp_path, base_url=server.base_url, checksums={"ml-100k": _sha256(garbage)}
+        )
+    assert "it was deleted" in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_download_removes_fetchs_own_damaged_zip_and_keeps_its_folder(tmp_path):
+    checksums = {"ml-100k": _sha256(ZIP_100K)}
+    with serve({"/ml-100k.zip": Route(ZIP_100K)}) as server:
+        folder = fetch_movielens("ml-100k", directory=tmp_path, base_url=server.base_url, checksums=checksums)
+    (tmp_path / "ml-100k.zip").write_bytes(b"damaged")
+    with pytest.raises(MsliError, match="Cannot reach"):
+        fetch_movielens("ml-100k", directory=tmp_path, base_url=_unreachable_url(), checksums=checksums)
+    assert not (tmp_path / "ml-100k.zip").exists()
+    assert (folder / "u.data").is_file() and (folder / ".msli-output.json").is_file()

@@ -15,13 +15,26 @@ fetch once they are stale. A second fetch re-verifies the cached zip's hash and 
 Cache layout (``platformdirs.user_cache_dir("msli-lab")/movielens`` by default)::
 
     ml-100k.zip          the verified official archive
-    ml-100k/             its content (the archive's top folder stripped), with .msli-verified inside
+    ml-100k/             its content (the archive's top folder stripped), with .msli-output.json inside
+
+**Nothing fetch did not write is deleted or overwritten** (``--dir`` may be any folder of the user's).
+An unpacked folder is recognised as fetch's own by the marker every msli output carries
+(:data:`msli_core.outputs.MARKER`: ``{"tool": "msli", "kind": "movielens", "files": [...], "checksum":
+..., "archive": "NAME.zip" or null}``), written last, so it also says the folder is complete; a folder
+unpacked by an earlier release carries ``.msli-verified`` (the checksum alone) and is recognised too.
+A ``NAME.zip`` that matches the published checksum is the official archive: it is only read, whoever put
+it there. One that does not match is fetch's own stale or damaged copy (replaced, or removed when the
+download fails) only when the stamp of fetch's folder beside it records that fetch downloaded it.
+Anything else named ``NAME`` or ``NAME.zip``, and a fetched folder to be replaced that now also holds
+files fetch did not write, is refused before anything is downloaded, with one sentence naming it, and
+left as it is; the check is repeated just before each rename into place.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import stat
@@ -34,6 +47,7 @@ from typing import IO
 
 from msli_core.errors import MsliError
 from msli_core.limits import env_positive
+from msli_core.outputs import MARKER
 from msli_core.progress import ProgressCallback, ProgressEvent
 
 MOVIELENS_NAMES = ("ml-100k", "ml-1m", "ml-latest-small", "ml-20m", "ml-25m", "ml-32m")
@@ -50,7 +64,8 @@ MOVIELENS_CHECKSUMS: Mapping[str, str] = {
     "ml-32m": "md5:d472be332d4daa821edc399621853b57",  # GroupLens publishes only ml-32m.zip.md5
 }
 
-_STAMP = ".msli-verified"  # written last inside an unpacked folder: its content is complete
+_KIND = "movielens"  # the "kind" of fetch's MARKER in an unpacked folder (written last: it is complete)
+_OLD_STAMP = ".msli-verified"  # the marker of releases before MARKER was used: the checksum alone
 _TIMEOUT_S = 30  # per network operation (connect, and each read)
 DEADLINE_ENV = "MSLI_DOWNLOAD_DEADLINE_S"
 DEFAULT_DEADLINE_S = 600.0  # for the whole transfer of one archive (ml-32m, 240 MB, needs 400 kB/s)
@@ -69,6 +84,7 @@ _FIXES = {
         "by_hand": "download the zip by hand and pass it to msli data inspect",
         "slow": f"try again later, or allow more time with {DEADLINE_ENV}",
         "http": f"check the dataset name or the base URL ({BASE_URL_ENV})",
+        "foreign": "move {it} away or pass another --dir",
     },
     "app": {
         "writable": f"the app needs a cache folder it can write; or {_BY_HAND}",
@@ -76,6 +92,7 @@ _FIXES = {
         "by_hand": _BY_HAND,
         "slow": f"try again later, or {_BY_HAND}",
         "http": f"try again later, or {_BY_HAND}",
+        "foreign": "move {it} out of the app's download folder, or " + _BY_HAND,
     },
 }
 
@@ -128,18 +145,136 @@ def fetch_movielens(
         ) from err
     _remove_stale_temporaries(cache)
 
-    _download(url, archive, known_hash, name, progress, deadline, fix)
-    stamp = folder / _STAMP
-    if stamp.is_file() and stamp.read_text().strip() == known_hash:
+    # Nothing is downloaded, and nothing touched, unless NAME and NAME.zip are absent or fetch's own.
+    stamp, owned = _check_cache_entries(archive, folder, known_hash, fix)
+    downloaded = _download(url, archive, known_hash, name, progress, deadline, fix, owned=owned)
+    if stamp is not None and stamp.checksum == known_hash:
         return folder
+    archive_ours = downloaded or (stamp is not None and stamp.archive_ours)
     try:
-        _unpack(archive, folder, known_hash, fix)
+        _unpack(archive, folder, known_hash, fix, downloaded=downloaded, archive_ours=archive_ours)
     except BaseException:
-        _remove(archive)
-        if not stamp.is_file():
-            shutil.rmtree(folder, ignore_errors=True)
+        if downloaded:  # this fetch's own download; an archive that was already there stays
+            _remove(archive)
         raise
     return folder
+
+
+class _Stamp:
+    """What fetch wrote about a folder it unpacked: the archive's checksum, the top-level names it wrote
+    (None for a folder of an earlier release, whose stamp lists no files) and whether fetch downloaded
+    the ``NAME.zip`` beside it (an official zip the user put there is only read, and so is never
+    replaced later, when it no longer verifies)."""
+
+    def __init__(self, checksum: str, files: frozenset[str] | None, archive_ours: bool):
+        self.checksum, self.files, self.archive_ours = checksum, files, archive_ours
+
+
+def _stamp_of(folder: Path) -> _Stamp | None:
+    """Fetch's stamp in ``folder``, or None when ``folder`` is not a folder fetch unpacked."""
+    if folder.is_symlink() or not folder.is_dir():
+        return None
+    marker, old = folder / MARKER, folder / _OLD_STAMP
+    try:
+        if marker.is_file() and not marker.is_symlink():
+            meta = json.loads(marker.read_text(encoding="utf-8"))
+            if (
+                isinstance(meta, dict)
+                and meta.get("tool") == "msli"
+                and meta.get("kind") == _KIND
+                and isinstance(meta.get("checksum"), str)
+                and isinstance(meta.get("files"), list)
+            ):
+                files = frozenset(str(f) for f in meta["files"])
+                return _Stamp(meta["checksum"], files, meta.get("archive") == f"{folder.name}.zip")
+            return None
+        if old.is_file() and not old.is_symlink():
+            return _Stamp(old.read_text(encoding="utf-8").strip(), None, True)  # it always downloaded
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _foreign_entries(folder: Path, stamp: _Stamp) -> list[str]:
+    """Names in a fetched ``folder`` that fetch did not write there (unknown for an old stamp: none)."""
+    if stamp.files is None:
+        return []
+    try:
+        names = sorted(p.name for p in folder.iterdir())
+    except OSError:
+        return ["(its listing cannot be read)"]
+    return [n for n in names if n not in stamp.files and n not in (MARKER, _OLD_STAMP)]
+
+
+def _check_cache_entries(
+    archive: Path, folder: Path, known_hash: str, fix: Mapping[str, str]
+) -> tuple[_Stamp | None, bool]:
+    """Refuse (one sentence, nothing touched) a ``NAME`` or ``NAME.zip`` in the cache that fetch did not
+    write, and a fetched folder that would be replaced while it holds files fetch did not write.
+
+    Returns (the stamp of fetch's folder or None, whether ``archive`` is fetch's own copy that does not
+    verify: a stale or damaged zip beside fetch's folder, which a new download may replace)."""
+    stamp, foreign = _folder_stamp(folder)
+    owned = False
+    if archive.exists() or archive.is_symlink():
+        ok = archive.is_file() and _hash_ok(archive, known_hash)  # the official archive: only ever read
+        owned = not ok and stamp is not None and stamp.archive_ours and archive.is_file()
+        owned = owned and not archive.is_symlink()
+        if not ok and not owned:
+            why = "it does not match the published checksum" if archive.is_file() else "it is not a file"
+            foreign.append((archive, why))
+    _refuse_foreign(foreign, fix)
+    _refuse_additions(folder, stamp, known_hash, fix)
+    return stamp, owned
+
+
+def _check_folder(folder: Path, known_hash: str, fix: Mapping[str, str]) -> None:
+    """Refuse a ``folder`` fetch did not unpack, and one of fetch's that it would replace (its checksum
+    is not ``known_hash``) while it holds files fetch did not write; None otherwise."""
+    stamp, foreign = _folder_stamp(folder)
+    _refuse_foreign(foreign, fix)
+    _refuse_additions(folder, stamp, known_hash, fix)
+
+
+def _folder_stamp(folder: Path) -> tuple[_Stamp | None, list[tuple[Path, str]]]:
+    """(fetch's stamp in ``folder`` or None, [(folder, why it is not fetch's)] or [])."""
+    if not (folder.exists() or folder.is_symlink()):
+        return None, []
+    stamp = _stamp_of(folder)
+    if stamp is not None:
+        return stamp, []
+    if folder.is_symlink():
+        why = "it is a symbolic link"
+    elif not folder.is_dir():
+        why = "it is a file"
+    else:
+        why = f"it has no {MARKER} stamp"
+    return None, [(folder, why)]
+
+
+def _refuse_foreign(foreign: list[tuple[Path, str]], fix: Mapping[str, str]) -> None:
+    """One sentence naming what is in the way (each with why it is not fetch's), and the fix."""
+    if not foreign:
+        return
+    named = " and ".join(f"{path} ({why})" for path, why in foreign)
+    verb, it = ("was", "it") if len(foreign) == 1 else ("were", "them")
+    raise MsliError(
+        f"{named} {verb} not downloaded by msli, which never replaces what it did not write; "
+        f"{fix['foreign'].format(it=it)}."
+    )
+
+
+def _refuse_additions(folder: Path, stamp: _Stamp | None, known_hash: str, fix: Mapping[str, str]) -> None:
+    """Refuse to replace fetch's ``folder`` (stamped with another checksum) once it holds other files."""
+    if stamp is None or stamp.checksum == known_hash:
+        return
+    added = _foreign_entries(folder, stamp)
+    if added:
+        more = f" and {len(added) - 3} more" if len(added) > 3 else ""
+        raise MsliError(
+            f"{folder} is an earlier msli download that must be replaced, but it also holds "
+            f"{', '.join(added[:3])}{more}, which msli did not write; {fix['foreign'].format(it='those')}."
+        )
 
 
 def _deadline(deadline_s: float | None) -> float:
@@ -190,14 +325,20 @@ def _download(
     progress: ProgressCallback | None,
     deadline: float,
     fix: Mapping[str, str],
-) -> None:
+    *,
+    owned: bool,
+) -> bool:
     """Stream ``url`` into a temporary file beside ``archive``, hashing it; keep it (atomic rename) only
-    when the hash matches. Every failure becomes a sentence and leaves no file."""
+    when the hash matches. Returns False when ``archive`` already verifies (nothing is downloaded), True
+    when this call downloaded it. ``owned``: ``archive`` is fetch's own copy that does not verify (see
+    :func:`_check_cache_entries`), so it is replaced, or removed when the download fails; any other
+    ``archive`` found at the rename is refused. Every failure becomes a sentence and leaves no file of
+    this call's."""
     import requests
     import urllib3
 
     if archive.is_file() and _hash_ok(archive, known_hash):
-        return
+        return False
     algorithm, _, expected = known_hash.partition(":")
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f"{_PART_PREFIX}{archive.name}.", dir=archive.parent)
@@ -210,21 +351,23 @@ def _download(
         with os.fdopen(fd, "wb") as out:
             digest = _stream(url, out, algorithm, name, progress, deadline)
         if digest != expected.lower():
-            _discard_unverified(archive, known_hash)
+            _discard_unverified(archive, known_hash, owned)
             raise MsliError(
                 f"The downloaded {name}.zip does not match its published {algorithm} checksum, so it was "
                 "deleted; try again, and if it keeps failing the server is sending a different file."
             )
+        if (archive.exists() or archive.is_symlink()) and not owned:  # appeared while downloading
+            _refuse_foreign([(archive, f"it appeared while {name} was downloading")], fix)
         os.replace(tmp, archive)
     except _TooSlow as err:
-        _discard_unverified(archive, known_hash)
+        _discard_unverified(archive, known_hash, owned)
         got = f"{err.done / 1e6:.1f} MB" + (f" of {err.total / 1e6:.1f} MB" if err.total else "")
         raise MsliError(
             f"The download of {name} from {url} did not finish within {deadline:g} s ({got} received); "
             f"nothing was kept — {fix['slow']}."
         ) from None
     except requests.exceptions.HTTPError as err:
-        _discard_unverified(archive, known_hash)
+        _discard_unverified(archive, known_hash, owned)
         status = err.response.status_code if err.response is not None else "error"
         reason = err.response.reason if err.response is not None else str(err)
         raise MsliError(
@@ -238,7 +381,7 @@ def _download(
         urllib3.exceptions.ProtocolError,
         urllib3.exceptions.DecodeError,
     ) as err:
-        _discard_unverified(archive, known_hash)
+        _discard_unverified(archive, known_hash, owned)
         raise MsliError(
             f"The download of {name} from {url} was cut off before the end; nothing was kept — try again."
         ) from err
@@ -248,21 +391,22 @@ def _download(
         urllib3.exceptions.TimeoutError,
         urllib3.exceptions.NewConnectionError,
     ) as err:
-        _discard_unverified(archive, known_hash)
+        _discard_unverified(archive, known_hash, owned)
         raise MsliError(
             f"Cannot reach {url} to download {name} ({type(err).__name__}); nothing was kept — check the "
             f"network connection, or {fix['by_hand']}."
         ) from err
     except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as err:
-        _discard_unverified(archive, known_hash)
+        _discard_unverified(archive, known_hash, owned)
         raise MsliError(
             f"Downloading {name} from {url} failed ({type(err).__name__}); nothing was kept — try again."
         ) from err
     except OSError as err:
-        _discard_unverified(archive, known_hash)
+        _discard_unverified(archive, known_hash, owned)
         raise MsliError(f"Cannot write {archive} ({err.strerror or err}); {fix['space']}.") from err
     finally:
         _remove(tmp)
+    return True
 
 
 def _stream(
@@ -310,11 +454,12 @@ def _hash_ok(path: Path, known_hash: str) -> bool:
     return digest.hexdigest() == expected.lower()
 
 
-def _discard_unverified(archive: Path, known_hash: str) -> None:
-    """A cached zip that does not verify is stale or damaged: it goes, with its folder."""
-    if archive.exists() and not _hash_ok(archive, known_hash):
+def _discard_unverified(archive: Path, known_hash: str, owned: bool) -> None:
+    """Fetch's own cached zip that does not verify (``owned``) is damaged or out of date: it goes. Its
+    folder stays (a fetched folder is replaced only after a verified download), and an archive fetch did
+    not write is never touched."""
+    if owned and archive.is_file() and not archive.is_symlink() and not _hash_ok(archive, known_hash):
         _remove(archive)
-        shutil.rmtree(archive.with_suffix(""), ignore_errors=True)
 
 
 def _remove(path: Path) -> None:
@@ -322,8 +467,22 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def _unpack(archive: Path, folder: Path, known_hash: str, fix: Mapping[str, str]) -> None:
-    """Extract into a temporary folder beside ``folder`` and rename it into place (all or nothing)."""
+def _unpack(
+    archive: Path,
+    folder: Path,
+    known_hash: str,
+    fix: Mapping[str, str],
+    *,
+    downloaded: bool,
+    archive_ours: bool,
+) -> None:
+    """Extract into a temporary folder beside ``folder`` and rename it into place (all or nothing).
+
+    The folder gets fetch's :data:`MARKER` (its checksum and the names it holds), written last. An
+    existing ``folder`` is replaced only when it is still fetch's own and holds nothing else (checked
+    again here, just before the rename); it is renamed aside first and removed once the new one is in
+    place. ``downloaded``: this fetch downloaded ``archive`` (and removes it if unpacking fails).
+    ``archive_ours``: fetch downloaded ``archive`` (now or before), as the stamp records."""
     from msli_core.data.files import check_zip_member_size, check_zip_members
 
     tmp = Path(tempfile.mkdtemp(prefix=f"{_UNPACK_PREFIX}{folder.name}.", dir=folder.parent))
@@ -354,18 +513,35 @@ def _unpack(archive: Path, folder: Path, known_hash: str, fix: Mapping[str, str]
                     with zf.open(info) as src, open(target, "wb") as dst:
                         shutil.copyfileobj(src, dst, 1 << 20)
         except (zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError) as err:
+            fate = "it was deleted — try again" if downloaded else f"replace {archive} with a fresh download"
             raise MsliError(
-                f"{archive.name} passed its checksum but cannot be unpacked ({err}); it was deleted — "
-                "try again."
+                f"{archive.name} passed its checksum but cannot be unpacked ({err}); {fate}."
             ) from err
         except OSError as err:
             raise MsliError(
                 f"Cannot unpack {archive.name} into {folder.parent} ({err.strerror or err}); {fix['space']}."
             ) from err
-        (tmp / _STAMP).write_text(known_hash + "\n")
+        files = sorted(p.name for p in tmp.iterdir() if p.name != MARKER)
+        stamp = {
+            "tool": "msli",
+            "kind": _KIND,
+            "files": files,  # the names fetch wrote here; anything else is the user's
+            "checksum": known_hash,
+            "archive": archive.name if archive_ours else None,  # None: a zip the user put there
+        }
+        (tmp / MARKER).write_text(json.dumps(stamp, indent=2) + "\n", encoding="utf-8")
+        _check_folder(folder, known_hash, fix)  # still absent or fetch's own, with nothing added
         if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
+            old = folder.with_name(f"{_UNPACK_PREFIX}{folder.name}.old-{os.getpid()}-{time.time_ns()}")
+            os.replace(folder, old)  # aside, under a temporary name of fetch's (removed if left stale)
+            try:
+                os.replace(tmp, folder)
+            except BaseException:
+                os.replace(old, folder)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
