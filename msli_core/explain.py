@@ -117,7 +117,9 @@ def explain(
         split = leave_one_out(data)
         if user not in set(split.eval_users.tolist()):
             raise MsliError(
-                f"User {user_original_id!r} has fewer than 3 events, so has no held-out item to explain."
+                f"User {user_original_id!r} has fewer than 3 events, so has no held-out item to explain; "
+                "explain it after the whole history instead (--stage all; in the app, 'after the whole "
+                "history'), or pick a user with 3 or more events."
             )
         history, history_ts = split.history(user, stage), split.history_timestamps(user, stage)
     else:

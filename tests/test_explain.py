@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from tiny_data import make_tiny_dataset
 
-from msli_core.data.dataset import leave_one_out
+from msli_core.data.dataset import build_dataset, leave_one_out
 from msli_core.errors import MsliError
 from msli_core.explain import dominant_interest, explain, explanation_accuracy
 from msli_core.metrics import wilson_interval
@@ -124,3 +125,19 @@ def test_bad_requests_are_sentences(trained):
     no_truth = dataclasses.replace(make_tiny_dataset(users=12, items=40), truth=None)
     with pytest.raises(MsliError, match="ground truth"):
         explanation_accuracy(build_model("msli", data=no_truth, dim=8, layers=1), no_truth)
+
+
+def test_a_user_without_a_held_out_item_is_told_what_to_do_instead():
+    data = make_tiny_dataset(users=12, items=40)
+    frame = data.interactions
+    first = frame["user"].iloc[0]
+    kept = frame[frame["user"] != first]
+    two = frame[frame["user"] == first].head(2)  # this user keeps two events: never evaluated
+    raw = pd.concat([kept, two])
+    short = build_dataset(
+        raw[["user", "item", "timestamp", "rating"]], items_meta=None, format="synthetic", source="short"
+    )
+    model = build_model("msli", data=short, dim=8, layers=1)
+    with pytest.raises(MsliError, match=r"fewer than 3 events.*after the whole history"):
+        explain(model, short, str(first), stage="test")
+    assert len(explain(model, short, str(first), top_n=5).to_dict()["recommendations"]) == 5  # stage None
