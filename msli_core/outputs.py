@@ -36,8 +36,10 @@ def check_out_dir(
     Allowed: a path that does not exist, an empty folder, or a folder holding an earlier ``kind``
     output of msli and nothing else. Refused: ``.``, the current folder or any folder above it, the
     home folder or one above it, ``/``, a symbolic link, an existing file, the data folder (or a
-    folder inside it, or one that holds it), a folder msli did not create, an output of another kind.
-    Call it before any work starts; :func:`atomic_output_dir` calls it again before writing.
+    folder inside it, or one that holds it), a folder msli did not create, an output of another kind,
+    and a path whose folder takes no new entries (:func:`check_can_create`, so a bad path is refused
+    before a run, not after it). Call it before any work starts; :func:`atomic_output_dir` calls it
+    again before writing.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown output kind {kind!r}; one of {KINDS}")
@@ -78,6 +80,7 @@ def check_out_dir(
                 f"or empty folder outside {data_flag}."
             )
     if not target.exists():
+        check_can_create(target, fix=f"choose a writable {flag} path")
         return target
     if not target.is_dir():
         raise MsliError(f"{flag} {text} exists and is not a folder; choose another {flag} path.")
@@ -88,6 +91,7 @@ def check_out_dir(
             f"{flag} {text} cannot be read ({err.strerror}); choose another {flag} path."
         ) from err
     if not entries:
+        check_can_create(target, fix=f"choose a writable {flag} path")  # the replacement is made beside it
         return target
     earlier, written = _earlier_output(target)
     if earlier is None:
@@ -106,7 +110,54 @@ def check_out_dir(
             f"{flag} {text} holds an earlier {kind} output plus {_names(foreign)}, which msli did not "
             "write; move that away or choose an empty or new folder."
         )
+    check_can_create(target, fix=f"choose a writable {flag} path")
     return target
+
+
+# ---- where an output can be created ------------------------------------------------------------------
+# Every output (a folder through atomic_output_dir, a file through atomic_write_bytes) is first made as a
+# temporary entry beside its target, in the target's parent folder, creating missing parents. So one
+# question decides whether it can be written: does the nearest folder that exists on the way to the
+# parent take new entries? :func:`check_can_create` asks it before any work (a probe: an empty folder
+# made and removed there, because root passes ``os.access`` even on /proc or a read-only mount), and a
+# failed write names that folder in the same words (:func:`cannot_create`).
+
+
+def nearest_existing(path: Path) -> Path:
+    """``path`` or the nearest folder above it that exists (``.`` for a relative path with none)."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path(".")
+
+
+def cannot_create(target: Path, err: OSError | None, fix: str) -> MsliError:
+    """The one sentence for an output that cannot be created: which folder refuses it and why.
+
+    ``fix`` is what the user should do, e.g. "choose a writable --out path" or, when ``MSLI_CACHE_DIR``
+    chose the path, "MSLI_CACHE_DIR chose that path, so set it to a writable folder".
+    """
+    base = nearest_existing(target.parent)
+    if not base.is_dir():
+        return MsliError(f"Cannot create {target}: {base} is not a folder; {fix}.")
+    why = f" ({err.strerror or err})" if err is not None else ""
+    return MsliError(f"Cannot create {target}: {base} is not writable{why}; {fix}.")
+
+
+def check_can_create(target: str | os.PathLike, *, fix: str) -> None:
+    """Refuse, with :func:`cannot_create`'s sentence, an output that could not be written: the nearest
+    existing folder on the way to ``target``'s parent is a file or takes no new entries. Nothing is
+    left behind (the probe folder is removed; missing parents are not created here)."""
+    target = Path(target)
+    base = nearest_existing(target.parent)
+    if not base.is_dir():
+        raise cannot_create(target, None, fix)
+    try:
+        probe = tempfile.mkdtemp(prefix=".msli-probe-", dir=base)
+    except OSError as err:
+        raise cannot_create(target, err, fix) from err
+    with contextlib.suppress(OSError):
+        os.rmdir(probe)
 
 
 def _names(names: list[str]) -> str:
@@ -158,9 +209,7 @@ def atomic_output_dir(
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     except OSError as err:
-        raise MsliError(
-            f"Cannot write to {target.parent}: {err.strerror}; choose a writable --out path."
-        ) from err
+        raise cannot_create(target, err, "choose a writable --out path") from err
     try:
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700 folders; give the usual permissions
         yield tmp
@@ -181,14 +230,17 @@ def atomic_output_dir(
         raise
 
 
-def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``target`` through a temporary file and an atomic rename."""
+def atomic_write_bytes(
+    target: str | os.PathLike, data: bytes, *, fix: str = "choose a writable path"
+) -> None:
+    """Write ``data`` to ``target`` through a temporary file and an atomic rename. A target that cannot
+    be created is :func:`cannot_create`'s sentence ending in ``fix``."""
     target = Path(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     except OSError as err:
-        raise MsliError(f"Cannot write {target}: {err.strerror}; choose a writable path.") from err
+        raise cannot_create(target, err, fix) from err
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -206,5 +258,5 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_text(target: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(target, text.encode("utf-8"))
+def atomic_write_text(target: str | os.PathLike, text: str, *, fix: str = "choose a writable path") -> None:
+    atomic_write_bytes(target, text.encode("utf-8"), fix=fix)

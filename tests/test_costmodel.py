@@ -427,3 +427,155 @@ def test_the_scorers_calls_per_block_are_the_models():
             lambda table=table: scoring.top_k([query], table, 10, block=4096, backend="torch")
         )
     assert (calls[5] - calls[1]) / 4 == cm.CALLS_BLOCK
+
+
+# ---- every constant within a plausible range ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"call_s": {"torch": 1e300, "numpy": 5e-7}}, "call_s.torch"),
+        ({"call_s": {"torch": 1e-6, "numpy": 1e-12}}, "call_s.numpy"),
+        ({"bandwidth": 1e-300}, "bandwidth"),
+        ({"bandwidth": 1e30}, "bandwidth"),
+        ({"gather_bandwidth": 10.0}, "gather_bandwidth"),
+        ({"gemm_flops": {"torch": {"square": 1e19}}}, "gemm_flops.torch.square"),
+        ({"gemm_flops": {"numpy": {"skinny": 999}}}, "gemm_flops.numpy.skinny"),
+        ({"elementwise_rate": 1.0}, "elementwise_rate"),
+        ({"cached_gather_bandwidth": 1e300}, "cached_gather_bandwidth"),
+        ({"llc_bytes": 10}, "llc_bytes"),
+        ({"llc_bytes": 1e15}, "llc_bytes"),
+        ({"skinny_rows": 1e6}, "skinny_rows"),
+    ],
+)
+def test_an_implausible_constant_is_refused_naming_field_and_file(tmp_path, changes, field):
+    path = _write(tmp_path, **changes)
+    with pytest.raises(MsliError) as err:
+        cm.load_hardware(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: {field} is ") and "outside the plausible range" in message
+    assert "msli costmodel calibrate" in message and "\n" not in message
+
+
+def test_constants_at_the_edges_of_their_ranges_load(tmp_path):
+    edges = {
+        "gemm_flops": {"torch": {"square": 1e3, "skinny": 1e18}},
+        "bandwidth": 1e18,
+        "gather_bandwidth": 1e3,
+        "call_s": {"torch": 1e-9, "numpy": 1.0},
+        "llc_bytes": 1024,
+        "skinny_rows": 1,
+        "elementwise_rate": 1e3,
+    }
+    hardware = cm.load_hardware(_write(tmp_path, **edges))
+    assert hardware.call_s == {"torch": 1e-9, "numpy": 1.0} and hardware.llc_bytes == 1024
+    with pytest.raises(MsliError, match=r"skinny_rows is 8\.5; it must be a whole number"):
+        cm.load_hardware(_write(tmp_path, skinny_rows=8.5))
+
+
+def test_presets_and_a_measured_file_are_within_the_ranges():
+    for name, preset in cm.PRESETS.items():
+        assert cm.Hardware.from_dict(preset.as_dict()) == preset, name
+    assert cm.Hardware.from_dict(HW.as_dict()) == HW
+
+
+def test_a_tampered_stored_calibration_is_refused_before_predicting(tmp_path, monkeypatch):
+    monkeypatch.setenv("MSLI_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(calibrate, "measure", lambda *_, **__: pytest.fail("measured again"))
+    _write(tmp_path, call_s={"torch": 1e300})
+    with pytest.raises(MsliError, match=r"call_s\.torch is 1e\+300, outside the plausible range 1e-09 to 1"):
+        calibrate.hardware_here()
+
+
+# ---- the calibration file: msli replaces only its own -------------------------------------------------
+
+
+def test_the_default_path_never_replaces_a_file_msli_did_not_write(tmp_path, monkeypatch):
+    monkeypatch.setenv("MSLI_CACHE_DIR", str(tmp_path))
+    path = tmp_path / cm.CALIBRATION_FILE
+    for text in ('{"mine":1}', "my notes", "[1, 2]", ""):
+        path.write_text(text)
+        with pytest.raises(MsliError) as err:
+            cm.save_hardware(HW)
+        assert str(err.value) == (
+            f"{path} (the calibration file under MSLI_CACHE_DIR) is a file msli did not write (it lacks a "
+            "cost-model calibration's fields), so msli will not replace it; move that file away or set "
+            "MSLI_CACHE_DIR to another folder."
+        )
+        assert path.read_text() == text
+        # `msli costmodel calibrate` (save=True) refuses before the seconds-long measurement
+        monkeypatch.setattr(calibrate, "measure", lambda *_, **__: pytest.fail("measured"))
+        with pytest.raises(MsliError, match="did not write"):
+            calibrate.calibrate(save=True)
+        assert path.read_text() == text and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_the_default_path_replaces_msli_s_own_calibration_even_a_broken_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("MSLI_CACHE_DIR", str(tmp_path))
+    path = _write(tmp_path, bandwidth=1e-300)  # msli's format fields, a value out of range
+    assert cm.save_hardware(HW) == path and cm.load_hardware() == HW
+    path.write_text(json.dumps({"name": "old", "flops": 1e11, "bandwidth": 1e10, "overhead_s": {"t": 1}}))
+    assert cm.save_hardware(HW) == path and cm.load_hardware() == HW  # the first format is msli's too
+
+
+def test_a_link_or_folder_at_the_calibration_path_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("MSLI_CACHE_DIR", str(tmp_path))
+    real = cm.save_hardware(HW, tmp_path / "real.json")
+    (tmp_path / cm.CALIBRATION_FILE).symlink_to(real)
+    with pytest.raises(MsliError, match="is a symbolic link, which msli does not replace"):
+        cm.save_hardware(HW)
+    assert (tmp_path / cm.CALIBRATION_FILE).is_symlink()
+    with pytest.raises(
+        MsliError, match=r"^--out .*notes\.txt is a file msli did not write.*choose another --out"
+    ):
+        (tmp_path / "notes.txt").write_text("mine")
+        cm.save_hardware(HW, tmp_path / "notes.txt")
+    (tmp_path / "dir.json").mkdir()
+    with pytest.raises(MsliError, match="is a folder or a special file"):
+        cm.save_hardware(HW, tmp_path / "dir.json")
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_without_msli_cache_dir_the_sentence_says_how_to_choose_another_folder(tmp_path, monkeypatch):
+    import platformdirs
+
+    monkeypatch.delenv("MSLI_CACHE_DIR", raising=False)
+    monkeypatch.setattr(platformdirs, "user_cache_dir", lambda *_: str(tmp_path))
+    (tmp_path / cm.CALIBRATION_FILE).write_text('{"mine": 1}')
+    with pytest.raises(
+        MsliError, match=r"in msli's cache folder\) is a file msli did not write.*set MSLI_CACHE_DIR"
+    ):
+        cm.save_hardware(HW)
+
+
+def test_an_unwritable_msli_cache_dir_is_named(tmp_path, monkeypatch):
+    from msli_core import outputs
+
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv("MSLI_CACHE_DIR", str(tmp_path / "file" / "cache"))
+    expected = (
+        f"Cannot create {tmp_path / 'file' / 'cache' / cm.CALIBRATION_FILE}: {tmp_path / 'file'} is not a "
+        "folder; MSLI_CACHE_DIR chose that path, so set MSLI_CACHE_DIR to a writable folder."
+    )
+    with pytest.raises(MsliError) as err:
+        cm.save_hardware(HW)
+    assert str(err.value) == expected
+    monkeypatch.setattr(calibrate, "measure", lambda *_, **__: pytest.fail("measured"))
+    with pytest.raises(MsliError, match="MSLI_CACHE_DIR chose that path"):  # before measuring
+        calibrate.calibrate(save=True)
+
+    def refuse(*_, **__):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setenv("MSLI_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(outputs.tempfile, "mkstemp", refuse)  # the check passes, the write fails
+    with pytest.raises(
+        MsliError, match=rf"{tmp_path} is not writable \(Permission denied\); MSLI_CACHE_DIR chose"
+    ):
+        cm.save_hardware(HW)
+    with pytest.raises(
+        MsliError, match=r"is not writable \(Permission denied\); choose a writable --out path\.$"
+    ):
+        cm.save_hardware(HW, tmp_path / "x.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]

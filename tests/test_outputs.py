@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
+from msli_core import outputs
 from msli_core.errors import MsliError
 from msli_core.outputs import MARKER, atomic_output_dir, atomic_write_bytes, check_out_dir
 
@@ -161,3 +163,67 @@ def test_atomic_file_write_has_umask_permissions_and_no_leftovers(tmp_path):
     os.umask(mask)
     assert os.stat(target).st_mode & 0o777 == 0o666 & ~mask
     assert [p.name for p in tmp_path.iterdir()] == ["x.bin"]
+
+
+# ---- outputs that cannot be created: one true sentence, before any work ------------------------------
+
+
+def _refuse_new_entries(monkeypatch):
+    """Make every folder refuse new entries, as a read-only mount does (root passes os.access checks)."""
+
+    def refuse(*_, **__):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(outputs.tempfile, "mkdtemp", refuse)
+    monkeypatch.setattr(outputs.tempfile, "mkstemp", refuse)
+
+
+def test_an_unwritable_parent_is_named_as_not_writable_before_any_work(tmp_path, monkeypatch):
+    _refuse_new_entries(monkeypatch)
+    target = tmp_path / "new" / "deeper"
+    with pytest.raises(MsliError) as err:
+        check_out_dir(target, "bench")
+    # the folder that exists and refuses is named, not a missing one
+    assert str(err.value) == (
+        f"Cannot create {target}: {tmp_path} is not writable (Permission denied); "
+        "choose a writable --out path."
+    )
+    with pytest.raises(MsliError, match=r"--flag path\.$"):
+        check_out_dir(target, "bench", flag="--flag")
+    (tmp_path / "empty").mkdir()  # an existing empty folder is replaced from beside it: same question
+    with pytest.raises(MsliError, match=f"{tmp_path} is not writable"):
+        check_out_dir(tmp_path / "empty", "quality")
+    with pytest.raises(
+        MsliError, match=r"^Cannot create .*x\.bin: .* is not writable \(Permission denied\); fix it\.$"
+    ):
+        atomic_write_bytes(tmp_path / "x.bin", b"abc", fix="fix it")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]  # nothing created on the way
+
+
+def test_a_file_on_the_way_is_named_as_not_a_folder(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    target = tmp_path / "notes.txt" / "out"
+    with pytest.raises(MsliError) as err:
+        check_out_dir(target, "quality")
+    assert str(err.value) == (
+        f"Cannot create {target}: {tmp_path / 'notes.txt'} is not a folder; choose a writable --out path."
+    )
+    with pytest.raises(MsliError, match=r"notes\.txt is not a folder"):
+        atomic_write_bytes(target / "x.bin", b"abc")
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_the_probe_leaves_nothing_behind(tmp_path):
+    assert check_out_dir(tmp_path / "a" / "b", "synth") == tmp_path / "a" / "b"
+    (tmp_path / "empty").mkdir()
+    check_out_dir(tmp_path / "empty", "synth")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"] and not any((tmp_path / "empty").iterdir())
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+@pytest.mark.parametrize("target", ["/proc/x", "/proc/x/y"])
+def test_proc_is_named_as_not_writable(target):
+    with pytest.raises(MsliError, match=rf"^Cannot create {target}: /proc is not writable \(.+\); choose"):
+        check_out_dir(target, "model")
+    with pytest.raises(MsliError, match=rf"^Cannot create {target}\.onnx: /proc is not writable"):
+        atomic_write_bytes(f"{target}.onnx", b"x")

@@ -7,6 +7,7 @@ end to end: :class:`OrtMSLI` must score histories exactly as :meth:`MSLIModel.sc
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import onnx
@@ -280,3 +281,112 @@ def test_int8_quality_report_on_sample_data(sample_data_dir):
         assert report[label]["online_p50_ms"] > 0 and report[label]["nearline_p50_ms"] > 0
     assert report["int8"]["bytes"] < report["float32"]["bytes"]  # int8 weights and item table
     assert report["NDCG@10_change"] == pytest.approx(report["int8"]["NDCG@10"] - report["float32"]["NDCG@10"])
+
+
+# ---- export replaces only files that carry msli's mark ------------------------------------------------
+
+
+def _identity_model(path) -> bytes:
+    """A valid ONNX model a user made (y = x), saved at ``path``; returns its bytes."""
+    from onnx import TensorProto, helper
+
+    info = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1]) for n in ("x", "y")]
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "mine", info[:1], info[1:])
+    onnx.save(helper.make_model(graph), str(path))
+    return path.read_bytes()
+
+
+GRAPH_FILES = (
+    "n.onnx",
+    "n.segment_encoder.onnx",
+    "n.open_encoder.onnx",
+    "n.segment_encoder.int8.onnx",
+    "n.open_encoder.int8.onnx",
+    "n.catalog.int8.onnx",
+)
+
+
+@pytest.mark.parametrize("name", GRAPH_FILES)
+def test_export_never_overwrites_a_users_onnx_model(tmp_path, name):
+    model = make_model(segments=2)
+    mine = _identity_model(tmp_path / name)
+    assert not ox.carries_mark(tmp_path / name)
+    with pytest.raises(MsliError) as err:
+        ox.export_model(model, tmp_path / "n.onnx", quantize=True)
+    assert str(err.value) == (
+        f"{tmp_path / name} is an ONNX model without the mark msli export writes into its files, so msli "
+        "will not replace it; choose another --out or move that file away."
+    )
+    assert (tmp_path / name).read_bytes() == mine
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # nothing written
+
+
+def test_exported_files_carry_the_mark_and_are_replaced(tmp_path):
+    model = make_model(segments=2)
+    paths = ox.export_model(model, tmp_path / "m.onnx", quantize=True)
+    labels = {}
+    for path in paths.values():
+        assert ox.carries_mark(path)
+        props = {p.key: p.value for p in onnx.load(path).metadata_props}
+        labels[path.rsplit("/", 1)[-1]] = props[ox.MARK_KEY]
+    assert labels == {
+        "m.onnx": "scorer",
+        "m.segment_encoder.onnx": "segment_encoder",
+        "m.open_encoder.onnx": "open_encoder",
+        "m.segment_encoder.int8.onnx": "segment_encoder.int8",
+        "m.open_encoder.int8.onnx": "open_encoder.int8",
+        "m.catalog.int8.onnx": "catalog.int8",
+    }
+    before = {p: (tmp_path / p).stat().st_ino for p in labels}
+    assert ox.export_model(model, tmp_path / "m.onnx", quantize=True) == paths  # msli's own: replaced
+    assert all((tmp_path / p).stat().st_ino != ino for p, ino in before.items())  # new files, renamed in
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(labels)
+
+
+def test_carries_mark_reads_only_what_msli_wrote(tmp_path):
+    model = make_model(segments=2)
+    marked = ox.mark(ox.scorer_onnx(model), "scorer")
+    onnx.checker.check_model(onnx.load_from_string(marked))  # the mark keeps the model valid
+    cases = {
+        "marked.onnx": marked,
+        "plain.onnx": ox.scorer_onnx(model),
+        "other_key.onnx": _with_props(ox.scorer_onnx(model), {"author": "me", "msli": "export"}),
+        "truncated.onnx": marked[: len(marked) - 5],  # the mark's entry cut short
+        "empty.onnx": b"",
+        "text.onnx": b"my notes\n",
+        "varint.onnx": b"\x08" + b"\xff" * 20,  # a varint that never ends
+        "random.onnx": np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes(),
+    }
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+    assert {n for n in cases if ox.carries_mark(tmp_path / n)} == {"marked.onnx"}
+    assert not ox.carries_mark(tmp_path / "missing.onnx")
+
+
+def _with_props(data: bytes, props: dict) -> bytes:
+    model = onnx.load_from_string(data)
+    onnx.helper.set_model_props(model, props)
+    return model.SerializeToString()
+
+
+def test_a_file_put_in_the_way_during_the_build_is_not_replaced(tmp_path, monkeypatch):
+    model = make_model(segments=2)
+    built = ox.open_encoder_onnx
+
+    def build_while_a_user_saves(*args, **kwargs):
+        _identity_model(tmp_path / "m.onnx")
+        return built(*args, **kwargs)
+
+    monkeypatch.setattr(ox, "open_encoder_onnx", build_while_a_user_saves)
+    with pytest.raises(MsliError, match="without the mark"):
+        ox.export_model(model, tmp_path / "m.onnx")
+    assert not ox.carries_mark(tmp_path / "m.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]  # no sibling written either
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc")
+def test_export_to_an_unwritable_folder_is_refused_before_building():
+    with pytest.raises(
+        MsliError, match=r"^Cannot create /proc/x\.onnx: /proc is not writable \(.+\); choose a"
+    ):
+        ox.export_paths("/proc/x.onnx")

@@ -23,6 +23,7 @@ ones :mod:`msli_core.serving.costcheck` avoids when it checks the model out of s
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -196,7 +197,11 @@ def measure(
 def calibrate(
     threads: int = 1, save: bool = True, progress: ProgressCallback | None = None, budget_s: float = BUDGET_S
 ) -> costmodel.Hardware:
-    """Measure this machine (:func:`measure`); with ``save``, store it at the calibration path."""
+    """Measure this machine (:func:`measure`); with ``save``, store it at the calibration path (checked
+    before the measurement: a file msli did not write there, or a folder that takes no new files, is
+    one sentence and nothing is measured)."""
+    if save:
+        costmodel.check_calibration_target()
     hardware = measure(threads, budget_s, progress)
     if save:
         costmodel.save_hardware(hardware)
@@ -226,7 +231,10 @@ def hardware_here(
                 "`msli costmodel calibrate` to measure this machine for this version."
             )
         if not older:
+            where = "MSLI_CACHE_DIR" if os.environ.get("MSLI_CACHE_DIR") else "msli's cache folder"
             raise MsliError(
-                f"{path} is not a cost-model calibration file; delete it or run `msli costmodel calibrate`."
+                f"{path} (where {where} keeps this machine's calibration) is not a cost-model calibration "
+                "file, so msli will not read or replace it; move that file away or set MSLI_CACHE_DIR to "
+                "another folder."
             )
     return calibrate(threads, save=True, progress=progress, budget_s=budget_s)

@@ -49,7 +49,7 @@ from typing import Any
 
 from msli_core import kinds
 from msli_core.errors import MsliError
-from msli_core.outputs import atomic_write_text
+from msli_core.outputs import atomic_write_text, check_can_create
 from msli_core.serving.scoring import uses_seen_table
 
 MODEL_KINDS = kinds.LADDER
@@ -84,6 +84,13 @@ CALLS_RETRIEVAL = 30  # AnnIndex.candidates + engine._retrieve: the queries (poo
 # and call, the id shift, unique, the seen filter, the candidate check (read from the code)
 INDEX_KINDS = ("ivf", "hnsw")  # msli_core.serving.retrieval.INDEX_KINDS (no faiss import here)
 HNSW_LINKS = 64  # 2·M neighbours per node on level 0 (retrieval.HNSW_M = 32)
+# What a calibration file may state (Hardware.from_dict refuses the rest, naming the field and the file):
+# wide enough for anything this runs on (a small board's 1e6 FLOP/s to a GPU's 1e15, a per-call cost
+# from ns to ms), narrow enough that a tampered or corrupt value cannot make a 300-digit prediction.
+RATE_RANGE = (1e3, 1e18)  # FLOP/s, bytes/s, elements/s
+CALL_S_RANGE = (1e-9, 1.0)  # seconds per library call
+LLC_BYTES_RANGE = (1 << 10, 1 << 40)  # the last-level cache: 1 KiB to 1 TiB
+SKINNY_ROWS_RANGE = (1, 4096)  # rows of the product the skinny rates were measured with (8)
 
 
 # --------------------------------------------------------------------------------------- hardware
@@ -153,7 +160,9 @@ class Hardware:
     @classmethod
     def from_dict(cls, data: Any, origin: str = "The hardware description") -> Hardware:
         """Hardware from :meth:`as_dict`'s JSON object; anything else is one :class:`MsliError` sentence
-        naming ``origin`` (the file) and the field."""
+        naming ``origin`` (the file) and the field. Every constant is checked here, the one place
+        Hardware is built from a dict: a positive finite number within its plausible range
+        (:data:`RATE_RANGE`, :data:`CALL_S_RANGE`, :data:`LLC_BYTES_RANGE`, :data:`SKINNY_ROWS_RANGE`)."""
         redo = "re-run `msli costmodel calibrate`"
         if not isinstance(data, dict):
             raise MsliError(
@@ -163,13 +172,28 @@ class Hardware:
             if key not in data:
                 raise MsliError(f"{origin} lacks the field {key!r} of a cost-model calibration; {redo}.")
 
-        def number(label: str, value: Any) -> float:
+        def number(label: str, value: Any, bounds: tuple[float, float], unit: str) -> float:
             ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
             if not ok or value <= 0:
                 raise MsliError(
                     f"{origin}: {label} is {value!r}; it must be a finite number above 0 ({redo})."
                 )
+            lo, hi = bounds
+            if not lo <= value <= hi:
+                raise MsliError(
+                    f"{origin}: {label} is {value!r}, outside the plausible range {lo:g} to {hi:g} {unit}; "
+                    f"{redo} to measure this machine again."
+                )
             return float(value)
+
+        def rate(label: str, value: Any, unit: str) -> float:
+            return number(label, value, RATE_RANGE, unit)
+
+        def whole(label: str, value: Any, bounds: tuple[float, float], unit: str) -> int:
+            result = number(label, value, bounds, unit)
+            if result != int(result):
+                raise MsliError(f"{origin}: {label} is {value!r}; it must be a whole number ({redo}).")
+            return int(result)
 
         def table(label: str, value: Any) -> dict:
             if not isinstance(value, dict) or not value:
@@ -180,31 +204,35 @@ class Hardware:
 
         gemm = {
             str(b): {
-                str(c): number(f"gemm_flops.{b}.{c}", r) for c, r in table(f"gemm_flops.{b}", rates).items()
+                str(c): rate(f"gemm_flops.{b}.{c}", r, "FLOP/s")
+                for c, r in table(f"gemm_flops.{b}", rates).items()
             }
             for b, rates in table("gemm_flops", data["gemm_flops"]).items()
         }
+        calls = table("call_s", data["call_s"])
         details = data.get("details") or {}
         if not isinstance(details, dict):
             raise MsliError(f"{origin}: details is {details!r}; it must be a JSON object ({redo}).")
         return cls(
             name=str(data["name"]),
             gemm_flops=gemm,
-            bandwidth=number("bandwidth", data["bandwidth"]),
-            gather_bandwidth=number("gather_bandwidth", data["gather_bandwidth"]),
-            call_s={str(b): number(f"call_s.{b}", v) for b, v in table("call_s", data["call_s"]).items()},
+            bandwidth=rate("bandwidth", data["bandwidth"], "bytes/s"),
+            gather_bandwidth=rate("gather_bandwidth", data["gather_bandwidth"], "bytes/s"),
+            call_s={str(b): number(f"call_s.{b}", v, CALL_S_RANGE, "seconds") for b, v in calls.items()},
             source=str(data.get("source", origin)),
             measured_at=None if data.get("measured_at") is None else str(data["measured_at"]),
             dtype=str(data.get("dtype", "float32")),
-            skinny_rows=int(number("skinny_rows", data.get("skinny_rows", 8))),
+            skinny_rows=whole("skinny_rows", data.get("skinny_rows", 8), SKINNY_ROWS_RANGE, "rows"),
             details=details,
             cached_gather_bandwidth=None
             if data.get("cached_gather_bandwidth") is None
-            else number("cached_gather_bandwidth", data["cached_gather_bandwidth"]),
-            llc_bytes=None if data.get("llc_bytes") is None else int(number("llc_bytes", data["llc_bytes"])),
+            else rate("cached_gather_bandwidth", data["cached_gather_bandwidth"], "bytes/s"),
+            llc_bytes=None
+            if data.get("llc_bytes") is None
+            else whole("llc_bytes", data["llc_bytes"], LLC_BYTES_RANGE, "bytes"),
             elementwise_rate=None
             if data.get("elementwise_rate") is None
-            else number("elementwise_rate", data["elementwise_rate"]),
+            else rate("elementwise_rate", data["elementwise_rate"], "elements/s"),
         )
 
 
@@ -278,11 +306,14 @@ def read_calibration(path: Path) -> Any:
         if path.stat().st_size > MAX_CALIBRATION_BYTES:
             raise MsliError(
                 f"{path} is larger than {MAX_CALIBRATION_BYTES >> 10} KiB, which no calibration file is; "
-                "run `msli costmodel calibrate` again."
+                "move it away and run `msli costmodel calibrate`."
             )
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError) as err:
-        raise MsliError(f"{path} is not a readable calibration JSON file ({err}); calibrate again.") from err
+        raise MsliError(
+            f"{path} is not a readable calibration JSON file ({err}); move it away and run "
+            "`msli costmodel calibrate`."
+        ) from err
 
 
 def load_hardware(path: str | os.PathLike | None = None) -> Hardware:
@@ -294,9 +325,71 @@ def load_hardware(path: str | os.PathLike | None = None) -> Hardware:
     return Hardware.from_dict(read_calibration(target), origin=str(target))
 
 
-def save_hardware(hardware: Hardware, path: str | os.PathLike | None = None) -> Path:
+def is_calibration_file(path: str | os.PathLike) -> bool:
+    """True for a file msli's calibration wrote: a JSON object (at most :data:`MAX_CALIBRATION_BYTES`)
+    with the fields :func:`save_hardware` writes, of this format or the first (``flops``,
+    ``overhead_s``). Its values may be broken: re-calibrating is how a broken file is fixed."""
+    path = Path(path)
+    try:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_CALIBRATION_BYTES:
+            return False
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return False
+    fields = ({"name", "gemm_flops", "bandwidth", "call_s"}, {"name", "flops", "bandwidth", "overhead_s"})
+    return isinstance(data, dict) and any(f <= set(data) for f in fields)
+
+
+def _fixes(path: str | os.PathLike | None) -> tuple[str, str]:
+    """(another path, a writable path): how to fix a calibration path, which ``--out`` named, or
+    MSLI_CACHE_DIR (or the platform cache folder, which MSLI_CACHE_DIR overrides) chose."""
+    if path is not None:
+        return "choose another --out path", "choose a writable --out path"
+    if os.environ.get("MSLI_CACHE_DIR"):
+        return (
+            "set MSLI_CACHE_DIR to another folder",
+            "MSLI_CACHE_DIR chose that path, so set MSLI_CACHE_DIR to a writable folder",
+        )
+    return (
+        "set MSLI_CACHE_DIR to another folder to keep calibrations there",
+        "set MSLI_CACHE_DIR to a writable folder to keep calibrations there",
+    )
+
+
+def check_calibration_target(path: str | os.PathLike | None = None) -> Path:
+    """Refuse, with one sentence, a calibration path msli must not write; return it.
+
+    ``path`` (``--out``) or, when None, :func:`calibration_path`. Refused: a symbolic link, a folder, a
+    file that is not a calibration file (:func:`is_calibration_file`: msli never replaces a file it did
+    not write), and a path whose folder takes no new files. Cheap: call it before measuring;
+    :func:`save_hardware` calls it again before writing.
+    """
     target = Path(path) if path is not None else calibration_path()
-    atomic_write_text(target, json.dumps(hardware.as_dict(), indent=2))
+    other, writable = _fixes(path)
+    if path is not None:
+        named = f"--out {target}"
+    elif os.environ.get("MSLI_CACHE_DIR"):
+        named = f"{target} (the calibration file under MSLI_CACHE_DIR)"
+    else:
+        named = f"{target} (the calibration file in msli's cache folder)"
+    if target.is_symlink():
+        raise MsliError(f"{named} is a symbolic link, which msli does not replace; move it away or {other}.")
+    if target.exists() and not target.is_file():
+        raise MsliError(f"{named} is a folder or a special file, not a calibration file; {other}.")
+    if target.is_file() and not is_calibration_file(target):  # never overwrite a user's file
+        raise MsliError(
+            f"{named} is a file msli did not write (it lacks a cost-model calibration's fields), so msli "
+            f"will not replace it; move that file away or {other}."
+        )
+    check_can_create(target, fix=writable)
+    return target
+
+
+def save_hardware(hardware: Hardware, path: str | os.PathLike | None = None) -> Path:
+    """Store ``hardware`` at ``path`` (default :func:`calibration_path`), atomically; a path msli must not
+    write (:func:`check_calibration_target`) is one sentence and nothing is written."""
+    target = check_calibration_target(path)
+    atomic_write_text(target, json.dumps(hardware.as_dict(), indent=2), fix=_fixes(path)[1])
     return target
 
 

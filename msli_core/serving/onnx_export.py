@@ -19,7 +19,9 @@ Three graphs per MS-LI model (``msli export --model DIR --out FILE.onnx``), one 
   state at the last real event plus the recency path; zeros for an empty window). B and T (≤ the model's
   ``max_len``) are dynamic. Re-run on every new event (no KV cache in the graph).
 
-Every file is written atomically and checked with ``onnx.checker``. Optional int8 dynamic quantization
+Every file is written atomically, checked with ``onnx.checker`` and marked as msli's (:data:`MARK_KEY` in
+its ``metadata_props``): an existing file at any of these paths is replaced only when it carries that
+mark, so a model the user made is never overwritten. Optional int8 dynamic quantization
 (``onnxruntime.quantization.quantize_dynamic``) of both encoders and of a *catalog scorer* (the scorer
 with the item table baked in, so its big MatMul gets int8 weights and reads 4× fewer bytes).
 """
@@ -40,9 +42,14 @@ from torch import Tensor, nn
 from msli_core import kinds
 from msli_core.errors import MsliError
 from msli_core.models.late_interaction import aggregate
-from msli_core.outputs import atomic_write_bytes
+from msli_core.outputs import atomic_write_bytes, check_can_create
 
 OPSET = 17
+# Every file msli export writes carries this metadata_props entry (value: which graph it is); a file at an
+# export path is replaced only when it carries it. ONNX keeps metadata_props through save and load.
+MARK_KEY = "msli.export"
+_METADATA_PROPS = 14  # ModelProto.metadata_props, a top-level field after the graph (7)
+_MAX_ENTRY_BYTES = 1 << 16  # a metadata entry this large is not msli's mark
 
 
 class OnlineScorer(nn.Module):
@@ -239,9 +246,20 @@ def open_encoder_path_for(scorer_path: str | os.PathLike) -> Path:
 INT8_GRAPHS = ("segment_encoder", "open_encoder", "catalog")  # FILE.<name>.int8.onnx with --int8
 
 
+def mark(model_bytes: bytes, graph: str) -> bytes:
+    """``model_bytes`` (a serialized ModelProto) with msli's mark added: ``metadata_props`` entry
+    :data:`MARK_KEY` = ``graph``. The graph itself is unchanged."""
+    import onnx
+
+    model = onnx.load_from_string(model_bytes)
+    entry = model.metadata_props.add()
+    entry.key, entry.value = MARK_KEY, graph
+    return model.SerializeToString()
+
+
 def _looks_like_onnx(path: Path) -> bool:
     """True for a file that starts as a serialized ONNX ModelProto does (field 1, ir_version, a small
-    varint): what an earlier export wrote, which it may replace."""
+    varint)."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(2)
@@ -250,11 +268,60 @@ def _looks_like_onnx(path: Path) -> bool:
     return len(head) == 2 and head[0] == 0x08 and 1 <= head[1] <= 64
 
 
+def _varint(fh) -> int:
+    value = 0
+    for shift in range(0, 70, 7):
+        byte = fh.read(1)
+        if not byte:
+            raise ValueError("truncated varint")
+        value |= (byte[0] & 0x7F) << shift
+        if not byte[0] & 0x80:
+            return value
+    raise ValueError("varint longer than 10 bytes")
+
+
+def carries_mark(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a serialized ONNX model whose ``metadata_props`` hold :data:`MARK_KEY`, i.e.
+    a file msli export wrote. Reads the top-level fields only, seeking past the graph (which may hold a
+    catalog-sized item table), so checking a large file costs a few reads; anything unreadable or
+    malformed is not marked."""
+    from google.protobuf.message import DecodeError
+    from onnx import StringStringEntryProto
+
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            while fh.tell() < size:
+                key = _varint(fh)
+                field, wire = key >> 3, key & 7
+                if wire == 0:
+                    _varint(fh)
+                elif wire == 1:
+                    fh.seek(8, os.SEEK_CUR)
+                elif wire == 5:
+                    fh.seek(4, os.SEEK_CUR)
+                elif wire != 2:
+                    return False  # groups (3, 4) and unknown wire types are not in a ModelProto
+                else:
+                    length = _varint(fh)
+                    if field == _METADATA_PROPS and length <= _MAX_ENTRY_BYTES:
+                        entry = StringStringEntryProto.FromString(fh.read(length))
+                        if entry.key == MARK_KEY:
+                            return True
+                    else:
+                        fh.seek(length, os.SEEK_CUR)
+    except (OSError, ValueError, DecodeError):
+        return False
+    return False
+
+
 def export_paths(out: str | os.PathLike, *, quantize: bool = False) -> dict[str, Path]:
     """The files ``msli export --out FILE.onnx`` writes, checked before anything is built or written.
 
-    Each is a new file or replaces an earlier ``.onnx`` file; a folder or a symbolic link in the way,
-    or a name not ending in ``.onnx``, is refused with a sentence.
+    Each is a new file or replaces a file an earlier export wrote (it carries :data:`MARK_KEY`, see
+    :func:`carries_mark`); any other file (an ONNX model the user made included), a folder or a symbolic
+    link in the way, a name not ending in ``.onnx``, or a folder that takes no new files is refused with a
+    sentence. :func:`export_model` checks again just before it writes.
     """
     out = Path(out)
     if not out.name.endswith(".onnx") or out.name == ".onnx":
@@ -275,13 +342,19 @@ def export_paths(out: str | os.PathLike, *, quantize: bool = False) -> dict[str,
             )
         if path.exists() and not path.is_file():
             raise MsliError(f"{path} is a folder or a special file; choose another --out name.")
-        if path.is_file() and not _looks_like_onnx(path):  # never overwrite a user's file
+        if path.is_file() and not carries_mark(path):  # never overwrite a file msli did not write
+            if not _looks_like_onnx(path):
+                raise MsliError(
+                    f"{path} exists and is not an ONNX model, so msli export will not replace it; choose "
+                    "another --out or move that file away."
+                )
             raise MsliError(
-                f"{path} exists and is not an ONNX model, so msli export will not replace it; choose "
-                "another --out name."
+                f"{path} is an ONNX model without the mark msli export writes into its files, so msli "
+                "will not replace it; choose another --out or move that file away."
             )
     if out.parent.exists() and not out.parent.is_dir():
         raise MsliError(f"--out {out}: {out.parent} is not a folder; choose another --out path.")
+    check_can_create(out, fix="choose a writable --out path")
     return paths
 
 
@@ -299,7 +372,8 @@ def export_model(model, out: str | os.PathLike, *, quantize: bool = False) -> di
 
     With ``quantize``, also ``FILE.segment_encoder.int8.onnx``, ``FILE.open_encoder.int8.onnx`` and
     ``FILE.catalog.int8.onnx``. Every path is checked (:func:`export_paths`) and every graph built before
-    the first file is written.
+    the first file is written; the paths are checked again just before writing (a file put there during
+    the build is not replaced). Every file carries msli's mark (:func:`mark`).
     """
     check_exportable(model, "`msli export`: the model")
     targets = export_paths(out, quantize=quantize)
@@ -321,9 +395,14 @@ def export_model(model, out: str | os.PathLike, *, quantize: bool = False) -> di
         }
         for name in INT8_GRAPHS:
             graphs[f"{stem}.{name}.int8.onnx"] = quantize_int8(floats[name])
+    stem = out.name[: -len(".onnx")]
+    marked = {  # the mark's value names the graph: scorer, ..., segment_encoder.int8
+        key: mark(data, key.removeprefix(f"{stem}.").removesuffix(".onnx")) for key, data in graphs.items()
+    }
     # everything is built before anything is written: a failure leaves no partial output
-    for key, data in graphs.items():
-        atomic_write_bytes(targets[key], data)
+    export_paths(out, quantize=quantize)  # still new or msli's own (nothing was put there meanwhile)
+    for key, data in marked.items():
+        atomic_write_bytes(targets[key], data, fix="choose a writable --out path")
     return {key: str(targets[key]) for key in graphs}
 
 
