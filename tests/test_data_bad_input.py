@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _fixtures import FIXTURES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -481,3 +482,197 @@ def test_cli_inspect_reports_the_tiny_table_note(tmp_path, capsys):
     assert main(["data", "inspect", str(path), "--json"]) == 0
     out, _ = capsys.readouterr()
     assert "no user has the 3 events evaluation needs" in out
+
+
+# -------------------------------------------------------------- timestamps in the MovieLens layouts
+# Every layout goes through one range check (build_dataset -> timestamps.check_seconds_range): a
+# MovieLens timestamp is unix seconds, and one past 2262-04-11 (microseconds, int64 max, year 10000)
+# is one sentence, not an OutOfBoundsDatetime traceback later, when the dates are shown.
+
+
+def _layout_dir(tmp_path: Path, layout: str, extra_stamp: int | None) -> Path:
+    """A copy of a layout fixture with one row (user 1, item 38, rating 4) at ``extra_stamp`` appended."""
+    src = FIXTURES / f"layout-{layout}"
+    folder = tmp_path / layout
+    folder.mkdir()
+    for f in src.iterdir():
+        (folder / f.name).write_bytes(f.read_bytes())
+    if extra_stamp is not None:
+        name, row = {
+            "100k": ("u.data", f"1\t38\t4\t{extra_stamp}\n"),
+            "1m": ("ratings.dat", f"1::38::4::{extra_stamp}\n"),
+            "latest": ("ratings.csv", f"1,38,4.0,{extra_stamp}\n"),
+        }[layout]
+        with open(folder / name, "a") as fh:
+            fh.write(row)
+    return folder
+
+
+LAYOUT_FILES = {"100k": "u.data", "1m": "ratings.dat", "latest": "ratings.csv"}
+OUT_OF_RANGE = [
+    ("microseconds", 1534795915000000),
+    ("int64 max", 9223372036854775807),
+    ("year 10000", 253402300800),
+    ("a second after 2262-04-11", None),  # MAX_TIMESTAMP_S + 1, filled in below
+]
+
+
+@pytest.mark.parametrize("layout", ["100k", "1m", "latest"])
+@pytest.mark.parametrize("stamp", _cases(OUT_OF_RANGE))
+def test_a_movielens_timestamp_past_2262_is_one_sentence_in_every_layout(tmp_path, layout, stamp):
+    from msli_core.data.timestamps import MAX_TIMESTAMP_S
+
+    stamp = MAX_TIMESTAMP_S + 1 if stamp is None else stamp
+    folder = _layout_dir(tmp_path, layout, stamp)
+    message = _sentence(folder)
+    assert message == (
+        f"{folder / LAYOUT_FILES[layout]}, data row 13: the timestamp {stamp} is out of range: read as unix "
+        "seconds, it falls after 2262-04-11, the latest date this tool can hold; fix the row (a time in "
+        "milliseconds or microseconds must be converted to seconds)."
+    )
+
+
+@pytest.mark.parametrize("layout", ["100k", "1m", "latest"])
+def test_the_last_representable_second_loads_and_shows_as_a_date(tmp_path, layout):
+    from msli_core.data.timestamps import MAX_TIMESTAMP_S
+
+    data = load_dataset(_layout_dir(tmp_path, layout, MAX_TIMESTAMP_S))
+    assert data.n_interactions == 13
+    summary = data.summary()
+    assert summary["time_end"] == "2262-04-11T23:47:15"
+
+
+def test_a_timestamp_past_2262_in_a_zip_and_in_synthetic_data_is_refused(tmp_path):
+    import zipfile
+
+    folder = _layout_dir(tmp_path, "latest", 1534795915000000)
+    archive = tmp_path / "upload.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for f in sorted(folder.iterdir()):
+            zf.write(f, f"ml-latest-small/{f.name}")
+    assert "upload.zip:ml-latest-small/ratings.csv, data row 13: the timestamp 1534795915000000" in (
+        _sentence(archive)
+    )
+    # The synthetic layout: ratings.csv plus a ground truth that matches it row for row.
+    ratings = (folder / "ratings.csv").read_text().splitlines()[1:]
+    truth = "userId,movieId,timestamp,phase,interest\n" + "".join(
+        f"{u},{i},{t},0,-1\n" for u, i, _, t in (line.split(",") for line in ratings)
+    )
+    (folder / "ground_truth.csv").write_text(truth)
+    assert "ratings.csv, data row 13: the timestamp 1534795915000000 is out of range" in _sentence(folder)
+
+
+def test_cli_inspect_and_train_refuse_a_timestamp_past_2262(tmp_path, capsys):
+    """The audit's case: msli data inspect crashed with OutOfBoundsDatetime, msli train accepted it."""
+    folder = _layout_dir(tmp_path, "latest", 1534795915000000)
+    assert main(["data", "inspect", str(folder)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "falls after 2262-04-11" in err and "Traceback" not in err
+    out_dir = tmp_path / "model"
+    assert main(["train", "--data", str(folder), "--model", "popularity", "--out", str(out_dir)]) == 2
+    out, err = capsys.readouterr()
+    assert "falls after 2262-04-11" in err and not out_dir.exists()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stamp=st.integers(min_value=0, max_value=2**63 - 1), layout=st.sampled_from(["100k", "1m", "latest"]))
+def test_any_movielens_timestamp_loads_and_shows_or_is_a_sentence(stamp, layout):
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = _layout_dir(Path(tmp), layout, stamp)
+        try:
+            data = load_dataset(folder)
+        except MsliError as err:
+            assert "\n" not in str(err) and "falls after 2262-04-11" in str(err)
+        else:
+            summary = data.summary()  # every accepted time can be shown as a date
+            assert summary["time_end"] <= "2262-04-11T23:47:15"
+
+
+def test_check_seconds_range_names_the_first_bad_row():
+    from msli_core.data.timestamps import MAX_TIMESTAMP_S, check_seconds_range
+
+    check_seconds_range(np.array([], dtype=np.int64), "empty.csv")
+    check_seconds_range(np.array([0, MAX_TIMESTAMP_S], dtype=np.int64), "ok.csv")
+    with pytest.raises(MsliError, match=r"^x\.csv, data row 2: the timestamp -1 is before 1970"):
+        check_seconds_range(np.array([5, -1, MAX_TIMESTAMP_S + 1], dtype=np.int64), "x.csv")
+    with pytest.raises(MsliError, match=r"^x\.csv, data row 3: the timestamp \d+ is out of range"):
+        check_seconds_range(np.array([5, 6, MAX_TIMESTAMP_S + 1], dtype=np.int64), "x.csv")
+
+
+# -------------------------------------------------- a metadata file that is not a file; header bytes
+
+
+@pytest.mark.parametrize(
+    ("layout", "name"),
+    [("100k", "u.item"), ("1m", "movies.dat"), ("latest", "movies.csv")],
+)
+def test_item_metadata_that_is_a_folder_is_named_as_such(tmp_path, layout, name):
+    folder = _layout_dir(tmp_path, layout, None)
+    (folder / name).unlink()
+    (folder / name).mkdir()
+    ratings = LAYOUT_FILES[layout]
+    assert _sentence(folder) == (
+        f"{folder / name} is a folder, not a regular file, so it cannot be read beside {ratings}; replace "
+        f"it with the {name} file, or move it away to load {ratings} without it."
+    )
+
+
+def test_a_broken_link_or_a_fifo_named_movies_csv_is_named_as_such(tmp_path):
+    folder = _layout_dir(tmp_path, "latest", None)
+    (folder / "movies.csv").unlink()
+    (folder / "movies.csv").symlink_to(tmp_path / "gone.csv")
+    assert "movies.csv is a broken symbolic link, not a regular file" in _sentence(folder)
+    (folder / "movies.csv").unlink()
+    os.mkfifo(folder / "movies.csv")
+    assert "movies.csv is a FIFO (named pipe), not a regular file" in _sentence(folder)
+    (folder / "movies.csv").unlink()
+    (folder / "ground_truth.csv").mkdir()
+    assert "ground_truth.csv is a folder, not a regular file" in _sentence(folder)
+
+
+def test_a_folder_named_movies_csv_inside_a_zip_is_named_as_such(tmp_path):
+    import zipfile
+
+    folder = _layout_dir(tmp_path, "latest", None)
+    archive = tmp_path / "upload.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(folder / "ratings.csv", "ml/ratings.csv")
+        zf.writestr("ml/movies.csv/readme.txt", "a folder, by mistake")
+    assert "upload.zip:ml/movies.csv is a folder, not a regular file" in _sentence(archive)
+    # A missing metadata file is still only a validation note.
+    (folder / "movies.csv").unlink()
+    assert any("no item metadata file" in note for note in load_dataset(folder).notes)
+
+
+@pytest.mark.parametrize("byte", [b"\xa0", b"\x85", b"\xff"], ids=["nbsp", "nel", "ff"])
+@pytest.mark.parametrize("line", [1, 2])
+def test_a_non_utf8_byte_is_refused_on_the_header_line_as_on_any_other(tmp_path, byte, line):
+    """NBSP and NEL decode as latin-1 whitespace, so the header check alone once let them through on line
+    1 while the same byte on line 2 was refused; now both are the same sentence."""
+    folder = _layout_dir(tmp_path, "latest", None)
+    lines = (folder / "ratings.csv").read_bytes().split(b"\n")
+    lines[line - 1] += byte
+    (folder / "ratings.csv").write_bytes(b"\n".join(lines))
+    assert _sentence(folder) == (
+        f"{folder / 'ratings.csv'}, line {line} is not valid UTF-8 text; an ml-latest ratings.csv file "
+        "(userId,movieId,rating,timestamp) must be saved as UTF-8."
+    )
+
+
+def test_a_non_utf8_byte_in_the_ground_truth_header_is_refused(tmp_path):
+    folder = _layout_dir(tmp_path, "latest", None)
+    ratings = (folder / "ratings.csv").read_text().splitlines()[1:]
+    rows = "".join(f"{u},{i},{t},0,-1\n" for u, i, _, t in (line.split(",") for line in ratings))
+    (folder / "ground_truth.csv").write_bytes(
+        b"userId,movieId,timestamp,phase,interest\xa0\n" + rows.encode()
+    )
+    assert "ground_truth.csv, line 1 is not valid UTF-8 text" in _sentence(folder)
+    (folder / "ground_truth.csv").write_bytes(b"userId,movieId,timestamp,phase,interest\n" + rows.encode())
+    assert load_dataset(folder).format == "synthetic"
+
+
+def test_a_utf8_bom_and_crlf_header_still_load(tmp_path):
+    folder = _layout_dir(tmp_path, "latest", None)
+    text = (folder / "ratings.csv").read_bytes().replace(b"\n", b"\r\n")
+    (folder / "ratings.csv").write_bytes(b"\xef\xbb\xbf\r\n" + text)
+    assert load_dataset(folder).n_interactions == 12

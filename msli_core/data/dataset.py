@@ -188,10 +188,16 @@ def build_dataset(
     ``rating`` (float, may be all NaN), already validated by the loader, in original row order.
     ``items_meta`` (optional) has ``item`` (original id), ``title``, ``year``, ``genres``.
     Duplicate (user, item, timestamp) rows: the first is kept, the others dropped and counted in ``notes``.
+    A timestamp outside 1970 .. 2262-04-11 is refused here, for every layout
+    (:func:`msli_core.data.timestamps.check_seconds_range`).
     ``truth`` (synthetic only) is aligned with ``raw``'s rows and follows the same reordering.
     """
+    from msli_core.data.timestamps import check_seconds_range
+
     if raw.empty:
         raise MsliError(f"{source} has no interactions; a dataset needs at least one rating row.")
+    # The one range check of every layout's timestamps (1970 .. 2262-04-11), whichever reader made raw.
+    check_seconds_range(raw["timestamp"].to_numpy(np.int64), source)
     user_codes, user_uniques = _codes_in_numeric_order(_id_keys(raw["user"]))
     item_codes, item_uniques = _codes_in_numeric_order(_id_keys(raw["item"]))
     timestamps = raw["timestamp"].to_numpy(np.int64)

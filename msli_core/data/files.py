@@ -75,17 +75,44 @@ class DataFile:
             return fh.read()
 
     def sibling(self, name: str) -> DataFile | None:
-        """The file called ``name`` in the same folder (of the disk or of the archive), if any."""
+        """The file called ``name`` in the same folder (of the disk or of the archive); None when there is
+        nothing of that name. Something of that name that is not a regular file (a folder, a broken
+        symbolic link, a FIFO, a device) is refused with a sentence saying what it is, rather than being
+        taken for a missing file."""
         if self.archive is not None:
             parent = PurePosixPath(self.member).parent
             member = name if str(parent) == "." else f"{parent}/{name}"
-            if member in self.archive.NameToInfo:
-                shown = self.display[: len(self.display) - len(self.member)] + member
+            shown = self.display[: len(self.display) - len(self.member)] + member
+            info = self.archive.NameToInfo.get(member)
+            if info is not None and not info.is_dir():
                 return DataFile(shown, archive=self.archive, member=member)
+            if info is not None or any(n.startswith(f"{member}/") for n in self.archive.NameToInfo):
+                raise self._not_a_file(shown, name, "a folder")
             return None
         path = self.path.with_name(name)
         shown = self.display[: len(self.display) - len(self.path.name)] + name
-        return DataFile(shown, path=path) if path.is_file() else None
+        if path.is_file():
+            return DataFile(shown, path=path)
+        if path.is_symlink() and not path.exists():
+            raise self._not_a_file(shown, name, "a broken symbolic link")
+        if path.exists():
+            try:
+                mode = path.stat().st_mode
+            except OSError:
+                mode = 0
+            kind = (
+                "a folder"
+                if stat.S_ISDIR(mode)
+                else next((words for test, words in _KINDS if test(mode)), "a special file")
+            )
+            raise self._not_a_file(shown, name, kind)
+        return None
+
+    def _not_a_file(self, shown: str, name: str, kind: str) -> MsliError:
+        return MsliError(
+            f"{shown} is {kind}, not a regular file, so it cannot be read beside {self.name}; replace it "
+            f"with the {name} file, or move it away to load {self.name} without it."
+        )
 
 
 @contextmanager

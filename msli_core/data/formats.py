@@ -67,12 +67,13 @@ from msli_core.data.interactions import ROLES, load_interactions
 from msli_core.data.movielens import (
     DEFAULT_MAX_METADATA_MB,
     MAX_METADATA_MB_ENV,
-    RATINGS_CSV,
+    RATINGS_CSV,  # noqa: F401 - re-exported (see the module docstring)
     RATINGS_DAT,
     U_DATA,
     looks_like_ml_latest,
     read_movies_csv,
     read_movies_dat,
+    read_ratings_csv,
     read_truth,
     read_u_item,
 )
@@ -168,7 +169,7 @@ def _load(file: DataFile, fmt: str, column_map: dict[str, str] | None) -> Intera
         meta_file = file.sibling("movies.dat")
         meta = read_movies_dat(meta_file) if meta_file else None
     elif fmt == "ml-latest":
-        raw = read_layout(file, RATINGS_CSV)
+        raw = read_ratings_csv(file)
         raw = raw.rename(columns={"userId": "user", "movieId": "item"})
         meta_file = file.sibling("movies.csv")
         meta = read_movies_csv(meta_file) if meta_file else None

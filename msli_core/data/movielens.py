@@ -15,12 +15,23 @@ Item metadata files are read whole, so one larger than ``MSLI_MAX_METADATA_MB`` 
 
 from __future__ import annotations
 
+import codecs
+import re
+
 import numpy as np
 import pandas as pd
 
 from msli_core.data.dataset import MOVIELENS_GENRES
 from msli_core.data.files import HEAD_BYTES, DataFile
-from msli_core.data.texttable import Layout, parser_error, read_layout, sniff_text, split_header, undecodable
+from msli_core.data.texttable import (
+    MAX_HEADER_BYTES,
+    Layout,
+    parser_error,
+    read_layout,
+    sniff_text,
+    split_header,
+    undecodable,
+)
 from msli_core.errors import MsliError
 from msli_core.limits import env_positive
 
@@ -46,6 +57,36 @@ GROUND_TRUTH = Layout(
     "a synthetic ground_truth.csv file (userId,movieId,timestamp,phase,interest)",
     ",", ("userId", "movieId", "timestamp", "phase", "interest"), True, "utf-8", signed=("interest",),
 )  # fmt: skip
+
+
+def check_header_encoding(file: DataFile, layout: Layout) -> None:
+    """Refuse a header line that is not valid text in the layout's encoding, in the sentence a bad byte
+    on any later line gets (:func:`undecodable`).
+
+    The header is sniffed as latin-1, where every byte decodes, and the typed readers replace it with
+    the layout's column names without decoding it, so without this check a stray byte on line 1 of a
+    UTF-8 file passed while the same byte on line 2 was refused. A latin-1 layout accepts every byte."""
+    if codecs.lookup(layout.encoding).name == "latin-1":
+        return
+    buf = b""
+    with file.open() as fh:
+        while True:  # up to the end of the first non-blank line (sniff_text has bounded its length)
+            chunk = fh.read(HEAD_BYTES)
+            buf += chunk
+            body = buf.removeprefix(codecs.BOM_UTF8).lstrip(b" \t\r\n\f\v")
+            if not chunk or re.search(rb"[\r\n]", body) or len(buf) > MAX_HEADER_BYTES + HEAD_BYTES:
+                break
+    header = re.split(rb"\r\n|\r|\n", body, maxsplit=1)[0]
+    try:
+        header.decode(layout.encoding)
+    except UnicodeDecodeError:
+        raise undecodable(file, layout.encoding, layout.what) from None
+
+
+def read_ratings_csv(file: DataFile) -> pd.DataFrame:
+    """An ml-latest ratings.csv (header checked strictly, line 1 included: UTF-8 like every line)."""
+    check_header_encoding(file, RATINGS_CSV)
+    return read_layout(file, RATINGS_CSV)
 
 
 def _check_metadata_size(file: DataFile) -> None:
@@ -216,6 +257,7 @@ def looks_like_ml_latest(file: DataFile) -> bool:
 
 
 def read_truth(truth_file: DataFile, ratings_file: DataFile, raw: pd.DataFrame) -> pd.DataFrame:
+    check_header_encoding(truth_file, GROUND_TRUTH)
     truth = read_layout(truth_file, GROUND_TRUTH)
     if len(truth) != len(raw):
         raise MsliError(

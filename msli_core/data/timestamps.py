@@ -4,6 +4,12 @@ Numbers are unix seconds, or milliseconds/microseconds/nanoseconds when the colu
 1e11/1e14/1e17 (so one outlier never sets the unit), with a note; text is ISO 8601 date-times, converted
 to unix seconds (UTC when no offset is given); one form per column. Every timestamp must fall between
 1970 and 2262-04-11 (:data:`MAX_TIMESTAMP_S`, the last day pandas' nanosecond datetimes can hold).
+
+That range holds for every dataset, whatever its layout: :func:`check_seconds_range` is the one check
+of it that every reader goes through (:func:`msli_core.data.dataset.build_dataset` calls it), so a
+MovieLens file with a timestamp in microseconds, or past year 2262 (year 10000 included), is refused
+with one sentence instead of failing later where the times are shown as dates. A generic table is
+checked first in :func:`seconds_from`, which can say which unit the column was read in.
 """
 
 from __future__ import annotations
@@ -141,3 +147,31 @@ def seconds_from(
             f"after {_LAST_DATE}, the latest date this tool can hold; {fix}."
         )
     return np.floor(np.where(skip, 0, seconds)).astype(np.int64)
+
+
+def check_seconds_range(seconds: np.ndarray, source: str) -> None:
+    """Refuse unix seconds outside 1970 .. 2262-04-11 (:data:`MAX_TIMESTAMP_S`): the one range check of
+    every dataset (``build_dataset`` calls it for every layout), so each time can be shown as a date.
+
+    ``seconds``: (n,) int64 in the file's row order; ``source``: how messages name the file. The first
+    row out of range is named by its place among the data rows (counting from 1, header and blank lines
+    not counted) and its value.
+
+    >>> check_seconds_range(np.array([0, MAX_TIMESTAMP_S]), "ok.csv")
+    >>> check_seconds_range(np.array([964982703, 1534795915000000]), "ratings.csv")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    msli_core.errors.MsliError: ratings.csv, data row 2: the timestamp 1534795915000000 is out of range: ...
+    """
+    if not len(seconds):
+        return
+    late, early = seconds > MAX_TIMESTAMP_S, seconds < 0
+    if not (late.any() or early.any()):
+        return
+    row = int(np.argmax(late | early))
+    where = f"{source}, data row {row + 1}: the timestamp {int(seconds[row])}"
+    if early[row]:
+        raise MsliError(f"{where} is before 1970 (negative unix time); timestamps must be non-negative.")
+    raise MsliError(
+        f"{where} is out of range: read as unix seconds, it falls after {_LAST_DATE}, the latest date this "
+        "tool can hold; fix the row (a time in milliseconds or microseconds must be converted to seconds)."
+    )
