@@ -107,6 +107,24 @@ def test_calibrate_keeps_a_foreign_file_in_the_cache(tmp_path, capsys, text):
     assert costmodel.load_hardware() == HW
 
 
+def test_a_foreign_calibration_file_is_refused_before_any_measurement(tmp_path, capsys, monkeypatch):
+    from msli_core.serving import bench, calibrate
+
+    def measured(*_args, **_kwargs):
+        raise AssertionError("the refusal must come before the measurement")
+
+    monkeypatch.setattr(calibrate, "calibrate", measured)
+    monkeypatch.setattr(bench, "run_bench", measured)
+    path = tmp_path / "cache" / costmodel.CALIBRATION_FILE
+    path.parent.mkdir()
+    path.write_text('{"mine":1}')
+    assert run_cli(["costmodel", "calibrate"], capsys)[0] == 2
+    assert run_cli(["costmodel", "calibrate", "--out", str(path)], capsys)[0] == 2
+    assert run_cli(["bench", "--save-calibration", "--no-calibrate"], capsys)[0] == 2  # the flag conflict
+    assert run_cli(["bench", "--save-calibration", "--ann", "none"], capsys)[0] == 2
+    assert path.read_text() == '{"mine":1}'
+
+
 def test_bench_save_calibration_keeps_a_foreign_file_in_the_cache(tmp_path, capsys):
     path = tmp_path / "cache" / costmodel.CALIBRATION_FILE
     path.parent.mkdir()

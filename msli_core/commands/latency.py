@@ -487,6 +487,8 @@ def run_bench_command(args: argparse.Namespace) -> int:
     from msli_core.serving.bench import headline, run_bench, write_outputs
 
     settings = settings_from_args(args)
+    if args.save_calibration:  # before any work: never replace a calibration file msli did not write
+        costmodel.check_calibration_target()
     if args.out is not None:  # before any work: never replace a folder msli did not write
         from msli_core.outputs import check_out_dir
 
@@ -554,8 +556,7 @@ def run_calibrate_command(args: argparse.Namespace) -> int:
     from msli_core.serving import costmodel
 
     threads = parse_threads("--threads", args.threads)
-    if args.out is not None:  # before the (seconds-long) measurement
-        _check_calibration_out(args.out)
+    costmodel.check_calibration_target(args.out)  # before the (seconds-long) measurement
     from msli_core.progress import TextProgressBar
     from msli_core.serving.calibrate import calibrate
 
@@ -586,38 +587,6 @@ def run_validate_command(args: argparse.Namespace) -> int:
     else:
         print(costcheck.render(result))
     return 0 if result["passed"] else 1
-
-
-def _check_calibration_out(out: str) -> None:
-    path = Path(out)
-    if path.is_symlink():
-        raise MsliError(f"--out {out} is a symbolic link; name a new or earlier calibration .json file.")
-    if path.exists() and not path.is_file():
-        raise MsliError(
-            f"--out {out} is a folder, not a file; name a .json file, e.g. --out {path / 'calibration.json'}."
-        )
-    if path.parent.exists() and not path.parent.is_dir():
-        raise MsliError(f"--out {out}: {path.parent} is not a folder; choose another --out path.")
-    if path.is_file() and not _is_calibration_file(path):  # never overwrite a user's file
-        raise MsliError(
-            f"--out {out} is a file that `msli costmodel calibrate` did not write; name a new .json file "
-            "or an earlier calibration file."
-        )
-
-
-def _is_calibration_file(path: Path) -> bool:
-    """True for a JSON object with the fields :func:`costmodel.save_hardware` writes (its values may be
-    broken: re-calibrating is how a broken file is fixed)."""
-    from msli_core.serving.costmodel import MAX_CALIBRATION_BYTES
-
-    try:
-        if path.stat().st_size > MAX_CALIBRATION_BYTES:
-            return False
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return False
-    fields = ({"name", "gemm_flops", "bandwidth", "call_s"}, {"name", "flops", "bandwidth", "overhead_s"})
-    return isinstance(data, dict) and any(f <= set(data) for f in fields)  # this format or the previous
 
 
 def run_predict_command(args: argparse.Namespace) -> int:
