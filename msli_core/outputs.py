@@ -19,7 +19,7 @@ from msli_core.errors import MsliError
 # replaced whole; anything else is refused before any work starts, and nothing msli did not write is
 # ever deleted.
 MARKER = ".msli-output.json"
-KINDS = ("model", "quality", "bench", "synth")
+KINDS = ("model", "quality", "bench", "synth", "movielens")  # movielens: a folder `msli data fetch` unpacked
 MODEL_FILES = ("config.json", "model.safetensors")  # what msli_core.models.registry.save_model writes
 
 

@@ -227,3 +227,13 @@ def test_proc_is_named_as_not_writable(target):
         check_out_dir(target, "model")
     with pytest.raises(MsliError, match=rf"^Cannot create {target}\.onnx: /proc is not writable"):
         atomic_write_bytes(f"{target}.onnx", b"x")
+
+
+def test_a_fetched_movielens_folder_is_named_as_such(tmp_path):
+    folder = tmp_path / "ml-100k"  # what `msli data fetch` unpacks, with its marker
+    folder.mkdir()
+    (folder / "u.data").write_text("1\t1\t4\t1\n")
+    (folder / MARKER).write_text('{"tool": "msli", "kind": "movielens", "files": ["u.data"]}')
+    with pytest.raises(MsliError, match="holds an earlier msli movielens output, not a model output"):
+        check_out_dir(folder, "model")
+    assert (folder / "u.data").read_text() == "1\t1\t4\t1\n"

@@ -64,7 +64,7 @@ MOVIELENS_CHECKSUMS: Mapping[str, str] = {
     "ml-32m": "md5:d472be332d4daa821edc399621853b57",  # GroupLens publishes only ml-32m.zip.md5
 }
 
-_KIND = "movielens"  # the "kind" of fetch's MARKER in an unpacked folder (written last: it is complete)
+_KIND = "movielens"  # (in outputs.KINDS) fetch's MARKER kind, written last: a folder with it is complete
 _OLD_STAMP = ".msli-verified"  # the marker of releases before MARKER was used: the checksum alone
 _TIMEOUT_S = 30  # per network operation (connect, and each read)
 DEADLINE_ENV = "MSLI_DOWNLOAD_DEADLINE_S"
