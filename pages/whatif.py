@@ -35,8 +35,12 @@ except MsliError as err:
 h1, h2 = st.columns([2, 3])
 preset = h1.selectbox("Hardware", [*presets, USER_ENTERED], key="whatif_hardware")
 if h1.button("Measure this machine now (a few seconds)", key="whatif_calibrate"):
-    with st.spinner("Timing matmuls, a streaming copy and tiny operator calls…"):
-        st.session_state["whatif_measured_hw"] = calibrate.calibrate(save=True)
+    try:  # the calibration file is refused (before measuring) when msli did not write it
+        with st.spinner("Timing matmuls, a streaming copy and tiny operator calls…"):
+            st.session_state["whatif_measured_hw"] = calibrate.calibrate(save=True)
+    except MsliError as err:
+        widgets.show_error(err)
+        st.stop()
     st.rerun()
 try:
     if preset == USER_ENTERED:

@@ -589,6 +589,34 @@ def test_measuring_this_machine_makes_it_the_whatif_default(monkeypatch):
     assert after != before  # 1 ms per operator call: the prediction follows the measured constants
 
 
+def test_a_refused_calibration_file_is_an_error_box_on_the_whatif_page(tmp_path, monkeypatch):
+    from msli_core.serving import costmodel
+
+    monkeypatch.setenv("MSLI_CACHE_DIR", str(tmp_path))
+    (tmp_path / costmodel.CALIBRATION_FILE).write_text('{"mine": 1}')  # a file msli did not write
+    at = goto(new_app(), "whatif")  # refused when the page reads it, before any button
+    assert not at.exception and "msli will not read or replace it" in " ".join(error_texts(at))
+    assert (tmp_path / costmodel.CALIBRATION_FILE).read_text() == '{"mine": 1}'
+
+    monkeypatch.setenv("MSLI_CACHE_DIR", "/proc/msli")  # a cache folder that cannot be created
+    at = goto(new_app(), "whatif")
+    assert not at.exception and "set MSLI_CACHE_DIR to a writable folder" in " ".join(error_texts(at))
+
+    # a refusal that comes only when the button measures again is an error box too
+    from msli_core.errors import MsliError
+    from msli_core.serving import calibrate
+
+    def refused(**_kw):
+        raise MsliError("the calibration file became a folder; move it away.")
+
+    monkeypatch.setenv("MSLI_CACHE_DIR", str(tmp_path / "fresh"))
+    at = goto(new_app(), "whatif")
+    assert not error_texts(at)
+    monkeypatch.setattr(calibrate, "calibrate", refused)
+    at.button(key="whatif_calibrate").click().run()
+    assert not at.exception and "became a folder" in " ".join(error_texts(at))
+
+
 def test_explain_on_data_without_ground_truth(tmp_path):
     at = goto(new_app(), "data")
     at.radio(key="data_source").set_value("Local path").run()
