@@ -25,6 +25,9 @@ HOW_WEIGHED = {
 }
 
 
+MAX_USERS_IN_PICKER = 20_000  # above this many users the Explain page takes a typed id, not a list
+
+
 def has_truth(ex: dict) -> bool:
     """The explanation carries synthetic ground truth (the true phase of every event)."""
     return bool(ex["segments"]) and "true_phases" in ex["segments"][0]

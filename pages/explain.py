@@ -16,7 +16,6 @@ STAGES = {
     "at the held-out test event (shows the truth)": "test",
     "after the whole history": None,
 }
-MAX_USERS_IN_PICKER = 20_000
 
 st.title("Explain")
 st.markdown(
@@ -38,7 +37,7 @@ if not candidates:
     st.stop()
 
 model_name, user_id, top_n, stage_label = forms.explain_picker(
-    data, list(candidates), list(STAGES), MAX_USERS_IN_PICKER
+    data, list(candidates), list(STAGES), explain_view.MAX_USERS_IN_PICKER
 )
 stage = STAGES[stage_label]
 

@@ -166,8 +166,14 @@ def explain_picker(data, model_names: list[str], stages: list[str], max_users: i
         )
         user_id = data.user_ids[uid]
     else:
+        # the default is the first user with a held-out item (3 or more events), so the default stage
+        # (the held-out event) has something to explain; ids are short, the box takes at most 200 chars
+        first = next((u for u in range(1, data.n_users + 1) if len(data.sequences[u]) >= 3), 1)
         user_id = c2.text_input(
-            "User id (as written in the data file)", value=str(data.user_ids[1]), key="explain_user"
+            "User id (as written in the data file)",
+            value=str(data.user_ids[first]),
+            max_chars=200,
+            key="explain_user",
         )
     top_n = c3.slider("Top n", 3, 20, 10, key="explain_top_n")
     stage_label = c4.radio("Recommend", stages, key="explain_stage")
@@ -245,6 +251,7 @@ def retrieval_stage_form(candidates: int) -> dict:
                               key="whatif_probes")  # fmt: skip
     lists = r3.number_input(f"IVF lists (0 = 4·√N = {default_lists(candidates):,})", 0, max(1, candidates),
                             0, key="whatif_lists", disabled=index != "IVF")  # fmt: skip
-    neighbours = r4.number_input("k' neighbours per query", 10, 10_000, 32, key="whatif_neighbours")
+    most = max(10, min(10_000, candidates))  # a query cannot return more neighbours than there are items
+    neighbours = r4.number_input("k' neighbours per query", 10, most, min(32, most), key="whatif_neighbours")
     return {"index": index.lower(), "probes": int(probes), "lists": int(lists) or None,
             "neighbours": int(neighbours)}  # fmt: skip

@@ -67,7 +67,12 @@ if summary:
 
 choices = report.chart_choices(rows)  # the shapes the K charts can be drawn at
 if choices is None:
-    st.warning("The sweep has no MS-LI online rows; include the msli model to see the charts.")
+    st.warning(
+        "The sweep has no MS-LI whole-catalog requests, so the charts against K cannot be drawn; include "
+        "the msli model in the sweep's models to see them."
+    )
+    if report.has_encoder_size_rows(rows):  # measured for msli whatever the models picked
+        widgets.chart("encoder_size", viz.latency_vs_encoder_size(rows))
     st.stop()
 p1, p2, p3 = st.columns(3)
 shown_n = p1.selectbox("Charts at N =", choices["candidates"], index=len(choices["candidates"]) - 1,

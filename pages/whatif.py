@@ -26,12 +26,16 @@ st.markdown(
 )
 
 # ----------------------------------------------------------------------------------------- hardware
-try:  # a broken calibration file is a sentence here, not a crashed page
+try:  # a broken calibration file is a sentence here, not a crashed page; the presets still answer
     measured_here = state.hardware_here()
-    presets = costmodel.hardware_presets(measured_here)
 except MsliError as err:
     widgets.show_error(err)
-    st.stop()
+    st.caption(
+        "Until this machine is measured, pick a preset or type constants in; “Measure this machine now” "
+        "measures it again and replaces a calibration file msli wrote."
+    )
+    measured_here = None
+presets = costmodel.hardware_presets(measured_here)
 h1, h2 = st.columns([2, 3])
 preset = h1.selectbox("Hardware", [*presets, USER_ENTERED], key="whatif_hardware")
 if h1.button("Measure this machine now (a few seconds)", key="whatif_calibrate"):

@@ -594,8 +594,11 @@ def test_a_refused_calibration_file_is_an_error_box_on_the_whatif_page(tmp_path,
 
     monkeypatch.setenv("MSLI_CACHE_DIR", str(tmp_path))
     (tmp_path / costmodel.CALIBRATION_FILE).write_text('{"mine": 1}')  # a file msli did not write
-    at = goto(new_app(), "whatif")  # refused when the page reads it, before any button
+    at = goto(new_app(), "whatif")  # refused when the page reads it; the presets still answer
     assert not at.exception and "msli will not read or replace it" in " ".join(error_texts(at))
+    assert "this machine" not in at.selectbox(key="whatif_hardware").options and at.metric
+    at.button(key="whatif_calibrate").click().run()  # measuring again is refused before it starts
+    assert not at.exception and "msli did not write" in " ".join(error_texts(at))
     assert (tmp_path / costmodel.CALIBRATION_FILE).read_text() == '{"mine": 1}'
 
     monkeypatch.setenv("MSLI_CACHE_DIR", "/proc/msli")  # a cache folder that cannot be created

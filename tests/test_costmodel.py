@@ -355,6 +355,15 @@ def test_hnsw_walk_gathers_rows_at_random():
     assert walk.gather == pytest.approx(9 * 128 * 64 * 64 * 4)  # 9 queries · efSearch · 2M links · d·4
 
 
+def test_an_hnsw_walk_computes_at_most_one_product_per_item():
+    tiny = ann_shape(index="hnsw", candidates=10, neighbours=10_000)  # k' far above N = 10
+    walk = cm.retrieval_phases(tiny)[0]
+    assert walk.gather == pytest.approx(9 * 10 * 64 * 4)  # 9 queries · N items · d·4: a visited set
+    ann = cm.predict(tiny, HW).seconds["online"]
+    whole = cm.predict(replace(tiny, index=None), HW).seconds["online"]
+    assert ann < 10 * whole  # (was 4,000× when each query "visited" 2k'·2M = 1.3 M nodes of 10)
+
+
 def test_a_bench_ann_row_is_predicted_with_its_index():
     row = {"model": "msli", "stage": "online", "variant": "ann", "method": "ivf", "backend": "torch",
            "segments": 8, "candidates": 1_000_000, "history": 200, "probes": 64, "lists": 4000,

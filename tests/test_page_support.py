@@ -59,6 +59,10 @@ def test_chart_choices_and_csv_of_a_sweep():
     assert choices["backends"] == ["torch", "onnxruntime"] and choices["both_backends"]
     assert not choices["nearline_pair"] and not choices["encoder_size"]
     assert report.chart_choices([_row("two-tower", 1, 100, 1.0)]) is None
+    # the encoder-size sweep times msli whatever the models picked: it alone draws no K chart
+    sizes_only = [_row("two-tower", 1, 100, 1.0), _row("msli", 8, 100, 3.0, variant="encoder_size")]
+    assert report.chart_choices(sizes_only) is None and report.has_encoder_size_rows(sizes_only)
+    assert report.chart_choices([*rows, sizes_only[1]])["encoder_size"]
     from msli_core.serving.bench import ROW_KEYS
 
     header = report.rows_csv([{"extra": 1, **rows[0]}]).decode().splitlines()[0].split(",")

@@ -655,7 +655,8 @@ def retrieval_phases(shape: ModelShape) -> list[Phase]:
     centroids (``R·nlist·d`` values streamed: faiss takes its per-query loop below 20 queries, not a
     GEMM); then each query scans its ``probes`` lists, ``R·probes·N/nlist`` rows of ``d`` floats and an
     8-byte id, streamed. HNSW: each query expands about ``max(efSearch, 2k')`` nodes on level 0 and
-    computes the product with each of their 2M neighbours, rows gathered at random from the index's copy.
+    computes the product with each of their 2M neighbours (at most N products: faiss skips visited
+    nodes), rows gathered at random from the index's copy.
     Both: the library calls of the Python glue around the search.
 
     >>> shape = ModelShape(candidates=1_000_000, segments=8, index="ivf", probes=64)
@@ -676,7 +677,8 @@ def retrieval_phases(shape: ModelShape) -> list[Phase]:
                   rows * (d * b + 8), backend="numpy"),
         ]  # fmt: skip
     else:
-        visits = R * max(shape.probes, 2 * shape.neighbours) * HNSW_LINKS
+        # faiss keeps a visited set: a query computes at most one product per item, so at most N
+        visits = R * min(max(shape.probes, 2 * shape.neighbours) * HNSW_LINKS, N)
         phases = [
             Phase(f"retrieval: HNSW graph walk ({visits:,.0f} neighbour products)", 2 * d * visits,
                   gather=visits * d * b, gather_table=N * d * b, backend="numpy"),

@@ -34,8 +34,9 @@ def chart_choices(rows: list[dict]) -> dict | None:
     None when the sweep has no MS-LI online row."""
     frame = pd.DataFrame(rows)
     shapes = frame[(frame["model"] == "msli") & (frame["stage"] == "online")]
-    if "variant" in shapes.columns:  # the ANN points have catalogs of their own (their own section)
-        shapes = shapes[~shapes["variant"].isin(ANN_VARIANTS)]
+    if "variant" in shapes.columns:  # the whole-catalog request only: the ANN points, the encoder-size
+        # sweep (always msli, whatever --models) and per-request lists have charts of their own
+        shapes = shapes[shapes["variant"].isna() | (shapes["variant"] == "")]
     if shapes.empty:
         return None
     nearline = frame[(frame["stage"] == "nearline") & (frame["model"] == "msli")]
@@ -45,10 +46,15 @@ def chart_choices(rows: list[dict]) -> dict | None:
         "history": sorted(int(h) for h in shapes["history"].dropna().unique()),
         "backends": sorted(shapes["backend"].dropna().unique(), key=lambda b: b != "torch"),
         "segments": sorted(int(k) for k in shapes["segments"].dropna().unique()),
-        "encoder_size": bool((variants == "encoder_size").any()),
+        "encoder_size": has_encoder_size_rows(rows),
         "both_backends": {"torch", "onnxruntime"} <= set(shapes["backend"]),
         "nearline_pair": {"incremental", "full"} <= set(variants.reindex(nearline.index).dropna()),
     }
+
+
+def has_encoder_size_rows(rows: list[dict]) -> bool:
+    """Whether the sweep timed requests against encoder size (``variant`` ``encoder_size``)."""
+    return any(row.get("variant") == "encoder_size" for row in rows)
 
 
 def sweep_caption(rows: list[dict], meta: dict) -> str:
