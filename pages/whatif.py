@@ -78,7 +78,17 @@ if size_by == "parameter count":
         "Encoder parameters (millions)", 0.01, 1_000_000.0, 1000.0, key="whatif_params"
     )
     layers, dim = costmodel.shape_for_parameters(millions * 1e6)
-    s2.caption(f"Shaped as {layers} layers × width {dim:,} (width ≈ 64 × depth, as large transformers are).")
+    shaped = 12 * layers * dim * dim  # what that shape holds, which the asked count is rounded to
+    s2.caption(
+        f"Shaped as {layers} layers × width {dim:,} (width ≈ 64 × depth, as large transformers are): "
+        f"{viz.human_number(shaped)} parameters"
+        + (
+            " (the smallest shape: 1 layer of width 64)"
+            if (layers, dim) == (1, 64) and shaped > millions * 1e6
+            else ""
+        )
+        + "."
+    )
 else:
     dim = s2.select_slider("Width d", [32, 64, 128, 256, 512, 1024, 2048, 4096], value=64, key="whatif_dim")
     layers = s2.slider("Depth (transformer layers)", 1, 48, 2, key="whatif_layers")

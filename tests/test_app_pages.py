@@ -737,6 +737,8 @@ def test_whatif_takes_a_parameter_count_and_says_the_shape_it_derives():
     assert any("28 layers × width 1,728" in c.value for c in at.caption)
     params = {m.label: m.value for m in at.metric}["Segment-encoder parameters"]
     assert params == "1 B", params  # 12 · 28 · 1,728² ≈ 1.0e9 weights
+    at.number_input(key="whatif_params").set_value(0.01).run()  # below the smallest shape: said so
+    assert any("smallest shape: 1 layer of width 64" in c.value for c in at.caption)
 
 
 def test_the_train_demo_preset_fills_the_form():
