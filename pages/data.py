@@ -3,8 +3,6 @@ its statistics, validation notes and four charts."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import streamlit as st
 
 from msli_core import viz
@@ -28,6 +26,11 @@ source = st.radio("Where the data comes from", SOURCES, horizontal=True, key="da
 
 min_rating, k_core, column_map = forms.data_filters()
 filters, filter_note = sources.filters(min_rating, k_core)
+if column_map and source not in ("Upload files", "Local path"):
+    st.caption(
+        f"The column boxes are not used for “{source}”: they apply only to an interactions table loaded with "
+        "“Upload files” or “Local path”."
+    )
 
 
 def _keep(data, label: str) -> None:
@@ -38,13 +41,6 @@ def _keep(data, label: str) -> None:
         f"{data.n_interactions:,} interactions.",
         icon=":material/check_circle:",
     )
-
-
-def _load(path, label: str) -> None:
-    from msli_core.data import load_dataset
-
-    with st.spinner(f"Reading {label}…"):
-        _keep(load_dataset(path, column_map=column_map, **filters), label)
 
 
 try:
@@ -64,7 +60,9 @@ try:
                 state.use_bundled_sample()
                 _keep(state.dataset(), state.dataset_label())
             else:
-                _load(state.sample_data_dir(), "bundled sample (synthetic)")
+                with st.spinner("Reading the bundled sample…"):
+                    folder = state.sample_data_dir()
+                    _keep(*sources.load_folder(folder, "bundled sample (synthetic)", **filters))
     elif source == "Generate synthetic":
         from msli_core.data.synth import SynthConfig
 
@@ -99,7 +97,8 @@ try:
             placeholder="/data/ml-1m",
         )
         if st.button("Load this path", key="data_load_path", type="primary", disabled=not path.strip()):
-            _load(Path(path.strip()).expanduser(), path.strip())
+            with st.spinner("Reading the path…"):
+                _keep(*sources.load_path(path, column_map=column_map, **filters))
     else:
         from msli_core.data import MOVIELENS_NAMES
 
@@ -116,7 +115,8 @@ try:
             bar = widgets.LiveProgress(f"Downloading {name}")
             folder = fetch_movielens(name, progress=bar, for_app=True)  # its errors name the app's ways
             bar.done(f"{name} downloaded and verified")
-            _load(folder, name)
+            with st.spinner(f"Reading {name}…"):
+                _keep(*sources.load_folder(folder, name, **filters))
 except MsliError as err:
     widgets.show_error(err)
 

@@ -94,50 +94,70 @@ def latency_sweep_form():
 
 def data_filters() -> tuple:
     """The Data page's optional filters and column mapping: ``(min_rating, k_core, column_map)``, the
-    column map None when no name is typed (MovieLens layouts are detected by themselves)."""
-    with st.expander("Optional filters and column mapping"):
+    column map None when no name is typed (MovieLens layouts are detected by themselves). The labels
+    begin with ``audience.APP_NAMES``, the names the data layer's error sentences use for these boxes."""
+    from msli_core.data.audience import APP_NAMES, FILTERS_PANEL
+
+    with st.expander(FILTERS_PANEL):
         f1, f2 = st.columns(2)
         min_rating = f1.number_input(
-            "Keep only ratings ≥", min_value=0.0, max_value=10.0, value=None, step=0.5, key="data_min_rating",
-            help="Empty: every rating counts as an interaction (the protocol's default).",
+            APP_NAMES["min_rating"], min_value=0.0, max_value=10.0, value=None, step=0.5,
+            key="data_min_rating", help="Empty: every rating counts as an interaction (the default).",
         )  # fmt: skip
         k_core = f2.number_input(
-            "k-core (every user and item keeps ≥ k events)", min_value=0, max_value=100, value=0, step=1,
-            key="data_k_core", help="0 or 1: no k-core filter.",
+            f"{APP_NAMES['k_core']} (every user and item keeps ≥ k events)", min_value=0, max_value=100,
+            value=0, step=1, key="data_k_core", help="0 or 1: no k-core filter.",
         )  # fmt: skip
         st.caption(
-            "Column mapping, only for a plain interactions CSV/TSV/Parquet (MovieLens layouts are detected "
-            "by themselves): the names of the columns holding each field."
+            "Column mapping, only for a plain interactions CSV/TSV/Parquet loaded with “Upload files” or "
+            "“Local path” (MovieLens layouts are detected by themselves): the names of the columns holding "
+            "each field."
         )
         m1, m2, m3, m4 = st.columns(4)
         column_names = {
-            "user": m1.text_input("user column", key="data_col_user"),
-            "item": m2.text_input("item column", key="data_col_item"),
-            "timestamp": m3.text_input("timestamp column", key="data_col_timestamp"),
-            "rating": m4.text_input("rating column (optional)", key="data_col_rating"),
+            "user": m1.text_input(APP_NAMES["user"], key="data_col_user"),
+            "item": m2.text_input(APP_NAMES["item"], key="data_col_item"),
+            "timestamp": m3.text_input(APP_NAMES["timestamp"], key="data_col_timestamp"),
+            "rating": m4.text_input(f"{APP_NAMES['rating']} (optional)", key="data_col_rating"),
         }
-    column_map = {field: name.strip() for field, name in column_names.items() if name.strip()} or None
     column_map = {field: name.strip() for field, name in column_names.items() if name.strip()} or None
     return min_rating, k_core, column_map
 
 
 def synth_settings(default) -> dict:
     """The generator's five settings (users, items, interactions, noise, seed), from ``default`` (a
-    ``SynthConfig``: the bundled sample's)."""
+    ``SynthConfig``: the bundled sample's). The boxes' bounds are the generator's own: at least twice as
+    many items as the ``default.interests`` interests it plants, at least ``default.min_events`` events
+    per user; what depends on two boxes (interactions between users × min_events and users × min(max_events,
+    items)) is said under them, and a value outside it is refused by the generator naming these boxes."""
+    from msli_core.data.audience import APP_NAMES
+    from msli_core.data.sources import synth_interactions_range
+
     g = st.columns(5)
+    least_users, least_items = 10, 2 * default.interests
     synth = dict(
-        users=g[0].number_input("Users", 10, 20_000, default.users, step=50, key="data_synth_users"),
-        items=g[1].number_input("Items", 20, 50_000, default.items, step=100, key="data_synth_items"),
+        users=g[0].number_input(
+            APP_NAMES["users"], least_users, 20_000, default.users, step=50, key="data_synth_users"
+        ),
+        items=g[1].number_input(
+            APP_NAMES["items"], least_items, 50_000, default.items, step=100, key="data_synth_items"
+        ),
         interactions=g[2].number_input(
-            "Interactions (about)",
-            100,
+            APP_NAMES["interactions"],
+            least_users * default.min_events,
             2_000_000,
             default.interactions,
             step=5_000,
             key="data_synth_interactions",
         ),
-        noise=g[3].slider("Noise share", 0.0, 0.9, default.noise, step=0.05, key="data_synth_noise"),
-        seed=g[4].number_input("Seed", 0, 2**31 - 1, default.seed, key="data_synth_seed"),
+        noise=g[3].slider(APP_NAMES["noise"], 0.0, 0.9, default.noise, step=0.05, key="data_synth_noise"),
+        seed=g[4].number_input(APP_NAMES["seed"], 0, 2**31 - 1, default.seed, key="data_synth_seed"),
+    )
+    least, most = synth_interactions_range(int(synth["users"]), int(synth["items"]), default)
+    st.caption(
+        f"With {synth['users']:,} users and {synth['items']:,} items the generator takes between {least:,} "
+        f"and {most:,} interactions: every user makes at least {default.min_events} events and at most "
+        f"{min(default.max_events, synth['items'])} (never the same item twice)."
     )
     return synth
 

@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from msli_core import limits
+from msli_core.data.audience import words
 from msli_core.data.files import HEAD_BYTES, DataFile
 from msli_core.errors import MsliError
 
@@ -92,8 +93,12 @@ def check_memory(file: DataFile, rows: int, per_row: int = BYTES_PER_ROW) -> Non
         override = f"{bound / 2**30:,.1f} GB is available"
     raise MsliError(
         f"{file.display} holds about {rows:,} ratings, and loading them needs about {need / 2**30:,.1f} GB "
-        f"of memory while {override}; free memory, load a filtered or smaller table, or set "
-        f"{MAX_LOAD_MB_ENV} to the MB this load may use."
+        f"of memory while {override}; free memory, load a filtered or smaller table, or "
+        + words(
+            cli=f"set {MAX_LOAD_MB_ENV} to the MB this load may use.",
+            app=f"whoever runs the app can set the environment variable {MAX_LOAD_MB_ENV} to the MB this "
+            "load may use before starting it.",
+        )
     )
 
 

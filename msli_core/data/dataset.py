@@ -19,6 +19,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from msli_core.data import audience
 from msli_core.errors import MsliError
 
 # Genres of the MovieLens releases, in u.genre order, plus the later additions ("IMAX", "(no genres listed)").
@@ -361,7 +362,14 @@ def preprocess(
     if keep.all():
         return replace(data, notes=tuple(notes))
     if not keep.any():
-        raise MsliError(f"Filtering {data.source} left no interactions; lower --min-rating or --k-core.")
+        filtered = (("min_rating", min_rating is not None), ("k_core", bool(k_core and k_core > 1)))
+        used = [key for key, applied in filtered if applied]
+        raise MsliError(
+            f"Filtering {data.source} left no interactions; lower "
+            f"{' or '.join(audience.name(key) for key in used)}"
+            + audience.words(cli="", app=f" under “{audience.FILTERS_PANEL}”")
+            + "."
+        )
     kept = frame[keep]
     raw = pd.DataFrame(
         {

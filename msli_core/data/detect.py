@@ -39,8 +39,8 @@ def locate_ratings(path: Path, archive: zipfile.ZipFile | None, shown: str) -> t
         names = []
         try:
             for child in sorted(path.iterdir()):
-                if child.is_file():
-                    names.append(child.name)
+                if child.is_file() or (child.is_symlink() and not child.exists()):
+                    names.append(child.name)  # a link leading nowhere is named when it is read
                 elif child.is_dir() and not child.name.startswith("."):
                     names += [f"{child.name}/{g.name}" for g in sorted(child.iterdir()) if g.is_file()]
         except OSError as err:

@@ -13,6 +13,7 @@ files and folders are read (:func:`check_file_kind`: never a FIFO, a socket or a
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+from msli_core.data.audience import raise_limit, words
 from msli_core.errors import MsliError
 from msli_core.limits import env_positive
 
@@ -94,7 +96,7 @@ class DataFile:
         if path.is_file():
             return DataFile(shown, path=path)
         if path.is_symlink() and not path.exists():
-            raise self._not_a_file(shown, name, "a broken symbolic link")
+            raise self._not_a_file(shown, name, _link_trouble(path))
         if path.exists():
             try:
                 mode = path.stat().st_mode
@@ -103,7 +105,7 @@ class DataFile:
             kind = (
                 "a folder"
                 if stat.S_ISDIR(mode)
-                else next((words for test, words in _KINDS if test(mode)), "a special file")
+                else next((label for test, label in _KINDS if test(mode)), "a special file")
             )
             raise self._not_a_file(shown, name, kind)
         return None
@@ -132,6 +134,11 @@ def _io_errors(file: DataFile) -> Iterator[None]:
     except IsADirectoryError as err:
         raise MsliError(f"{file.display} is a folder, not a file; pass a data file or folder.") from err
     except OSError as err:
+        if err.errno == errno.ELOOP or (err.errno == errno.ENOENT and file.path and file.path.is_symlink()):
+            raise MsliError(
+                f"{file.display} is {_link_trouble(file.path)}, so it leads to no file to read; fix or "
+                "remove the link."
+            ) from err
         raise MsliError(f"{file.display} cannot be read ({err.strerror or err}); check the file.") from err
 
 
@@ -174,15 +181,15 @@ def check_zip_member_size(info: zipfile.ZipInfo, display: str) -> None:
         raise MsliError(
             f"{display} would expand to {size / 2**20:,.0f} MB, above the limit of "
             f"{max_bytes / 2**20:,.0f} MB per zip member; refusing to read it — if the file is genuine, "
-            "raise the limit with "
-            f"{MAX_EXPANDED_MB_ENV}={int(size / 2**20) + 1} or unpack the archive and pass its folder."
+            f"{raise_limit(MAX_EXPANDED_MB_ENV, int(size / 2**20) + 1)}, or unpack the archive and "
+            f"{words(cli='pass its folder', app='load its folder with “Local path”')}."
         )
     if size > RATIO_CHECK_MIN_BYTES and size / packed > max_ratio:
         raise MsliError(
             f"{display} would expand {size / packed:,.0f} times (from {packed / 2**20:,.1f} MB to "
             f"{size / 2**20:,.0f} MB), above the limit of {max_ratio:g} times for a zip member (a zip "
-            f"bomb?); refusing to read it — if the file is genuine, raise the limit with "
-            f"{MAX_ZIP_RATIO_ENV}={int(size / packed) + 1}."
+            f"bomb?); refusing to read it — if the file is genuine, "
+            f"{raise_limit(MAX_ZIP_RATIO_ENV, int(size / packed) + 1)}."
         )
 
 
@@ -194,15 +201,98 @@ _KINDS = (
 )
 
 
+def _link_trouble(path: Path) -> str:
+    """What is wrong with a symbolic link that leads nowhere: "a loop of symbolic links" (it leads back
+    to itself, ELOOP) or "a broken symbolic link" (its target does not exist)."""
+    try:
+        os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "a loop of symbolic links"
+    return "a broken symbolic link"
+
+
+def shorten(text: str, keep: int = 60) -> str:
+    """``text`` for a sentence: whole when short, else its start, an ellipsis and its length.
+
+    >>> shorten("x" * 5000)
+    'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx… (5,000 characters)'
+    """
+    return text if len(text) <= keep + 20 else f"{text[:keep]}… ({len(text):,} characters)"
+
+
+def user_path(text: str | os.PathLike) -> Path:
+    """``text`` as a path with ``~`` and ``~user`` expanded. A ``~user`` for a user this machine does not
+    have, or a ``~`` when the home folder is unknown, is one sentence (``Path.expanduser`` raises a bare
+    RuntimeError for both)."""
+    path = Path(text)
+    try:
+        return path.expanduser()
+    except RuntimeError:
+        head = path.parts[0] if path.parts else "~"
+        shown = shorten(str(text))
+        if head == "~":
+            raise MsliError(
+                f"{shown} starts with ~, but the home folder of the user running "
+                f"{words(cli='msli', app='the app')} is not known (HOME is not set); type the full path."
+            ) from None
+        raise MsliError(
+            f"There is no user called {head[1:]!r} on this machine, so {shown} names no folder; type the "
+            "full path instead (it starts with /)."
+        ) from None
+
+
+def _too_long(path: Path, shown: str) -> MsliError:
+    longest = max((len(os.fsencode(part)) for part in path.parts), default=0)
+    try:
+        name_max = os.pathconf("/", "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    if longest > name_max:
+        what = f"one name in it is {longest:,} bytes long; a file or folder name may have {name_max} at most"
+    else:
+        what = f"it is {len(os.fsencode(str(path))):,} bytes long, more than this machine allows for a path"
+    return MsliError(
+        f"The path {shorten(shown)} is too long to name a file ({what}); check what was typed and pass the "
+        "path of a dataset folder, a .zip archive or a ratings file."
+    )
+
+
 def check_file_kind(path: Path, shown: str) -> os.stat_result:
-    """Regular files and folders only (checked with stat before anything is opened)."""
+    """Regular files and folders only (checked with stat before anything is opened). Every reason stat
+    gives for failing is its own sentence: the path does not exist (or is a broken link), is a loop of
+    symbolic links, is too long to be a path, holds a NUL character, or cannot be accessed."""
     try:
         info = path.stat()
+    except ValueError:  # "embedded null byte"
+        raise MsliError(
+            f"The path {shorten(shown)!r} contains a NUL character, which no file name can hold; type the "
+            "path again."
+        ) from None
     except OSError as err:
-        raise MsliError(f"{shown} cannot be accessed ({err.strerror or err}); check the path.") from err
+        code = err.errno
+        if code == errno.ENAMETOOLONG:
+            raise _too_long(path, shown) from None
+        if code == errno.ELOOP:
+            raise MsliError(
+                f"{shorten(shown)} is a loop of symbolic links (following them leads back to where they "
+                "start), so it names nothing; fix or remove the link."
+            ) from None
+        if code in (errno.ENOENT, errno.ENOTDIR):
+            if path.is_symlink():
+                raise MsliError(
+                    f"{shorten(shown)} is a broken symbolic link (what it points to does not exist); "
+                    "fix the link or pass a dataset folder, a .zip archive or a ratings file."
+                ) from None
+            raise MsliError(
+                f"{shorten(shown)} does not exist; pass a dataset folder, a .zip archive or a ratings file."
+            ) from None
+        raise MsliError(
+            f"{shorten(shown)} cannot be accessed ({err.strerror or err}); check the path."
+        ) from err
     if stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode):
         return info
-    kind = next((words for test, words in _KINDS if test(info.st_mode)), "not a regular file")
+    kind = next((label for test, label in _KINDS if test(info.st_mode)), "not a regular file")
     raise MsliError(
         f"{shown} is {kind}, not a regular file or folder; pass a dataset folder, a .zip archive or a "
         "ratings file."

@@ -9,7 +9,8 @@ folder, e.g. ``ml-100k/u.data``), or a single file:
   (``MovieID::Title::Genres``; latin-1 in 1M, UTF-8 in 10M: UTF-8 is tried first, then latin-1);
 - ``ml-latest`` (latest, latest-small, 20M, 25M, 32M): ``ratings.csv`` (userId,movieId,rating,timestamp),
   ``movies.csv`` (movieId,title,genres; quoted titles with commas), UTF-8, CRLF or LF line ends
-  (a ``ratings.csv`` whose header lacks userId or movieId is read as an ``interactions`` table);
+  (a ``ratings.csv`` whose header lacks userId or movieId, or that comes with a column map and has other
+  columns than these four, is read as an ``interactions`` table);
 - ``synthetic``: the ml-latest layout plus ``ground_truth.csv`` (userId,movieId,timestamp,phase,interest,
   one row per ratings.csv row in the same order), as written by ``msli data synth``;
 - ``interactions``: any CSV/TSV/Parquet table with a header and user, item and timestamp columns (rating
@@ -20,7 +21,11 @@ folder, e.g. ``ml-100k/u.data``), or a single file:
 
 Rules applied to every layout: ids in MovieLens files are non-negative integers; timestamps and ratings
 are finite and non-negative; blank lines are skipped; duplicate (user, item, timestamp) rows keep the
-first row and drop the rest, with a note in ``InteractionData.notes`` (:func:`build_dataset`).
+first row and drop the rest, with a note in ``InteractionData.notes`` (:func:`build_dataset`); an item
+listed twice in the item metadata (u.item, movies.dat, movies.csv) keeps its first row, with a note.
+A column map applies to generic tables only: with MovieLens data of fixed columns (u.data, ratings.dat,
+a ratings.csv of exactly userId,movieId,rating,timestamp) it is refused, never silently used or ignored,
+and one column may fill one role only.
 Anything else that is wrong is bad input: one :class:`MsliError` sentence naming the file (and line).
 
 Zip archives are read as streams, never extracted, with zip-slip and zip-bomb checks; only regular files
@@ -47,7 +52,9 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
+from msli_core.data import audience
 from msli_core.data.dataset import InteractionData, build_dataset, preprocess
 from msli_core.data.detect import FORMATS, MARKERS, locate_ratings
 from msli_core.data.files import (
@@ -61,15 +68,17 @@ from msli_core.data.files import (
     check_zip_member_size,
     check_zip_members,
     open_zip,
+    user_path,
     zip_limits,
 )
-from msli_core.data.interactions import ROLES, load_interactions
+from msli_core.data.interactions import ROLES, check_column_map, load_interactions
 from msli_core.data.movielens import (
     DEFAULT_MAX_METADATA_MB,
     MAX_METADATA_MB_ENV,
     RATINGS_CSV,  # noqa: F401 - re-exported (see the module docstring)
     RATINGS_DAT,
     U_DATA,
+    is_exact_ml_latest,
     looks_like_ml_latest,
     read_movies_csv,
     read_movies_dat,
@@ -115,17 +124,22 @@ def load_dataset(
     ``display``: how messages (and the dataset's ``source``) name ``path`` (default: the path itself),
     e.g. an uploaded file's own name instead of the temporary path it was saved under; files inside a
     folder are named ``display/NAME``, members of an archive ``display:NAME``.
-    Bad input raises :class:`MsliError` with one sentence naming the file.
-    Only regular files and folders are read: a FIFO, a socket or a device is refused before it is opened.
+    Bad input raises :class:`MsliError` with one sentence naming the file, in the words of its reader
+    (:mod:`msli_core.data.audience`: CLI flags, or the app's boxes inside ``audience.app_user()``).
+    Only regular files and folders are read: a FIFO, a socket or a device is refused before it is opened;
+    a path that cannot be stat'ed says why (missing, a loop of links, too long, an unknown ``~user``).
     """
-    path = Path(path).expanduser()
+    path = user_path(path)
     shown = str(path) if display is None else display
     if min_rating is not None and not np.isfinite(min_rating):
-        raise MsliError(f"The minimum rating {min_rating} is not a finite number; pass e.g. --min-rating 4.")
+        fix = audience.words(
+            cli="pass e.g. --min-rating 4", app=f"type e.g. 4 in {audience.name('min_rating')}"
+        )
+        raise MsliError(f"The minimum rating {min_rating} is not a finite number; {fix}.")
     if k_core is not None and k_core < 1:
-        raise MsliError(f"The k-core {k_core} is not a positive whole number; pass e.g. --k-core 5.")
-    if not path.exists():
-        raise MsliError(f"{shown} does not exist; pass a dataset folder, a .zip archive or a ratings file.")
+        fix = audience.words(cli="pass e.g. --k-core 5", app=f"type e.g. 5 in {audience.name('k_core')}")
+        raise MsliError(f"The k-core {k_core} is not a positive whole number; {fix}.")
+    check_column_map(column_map)
     info = check_file_kind(path, shown)
     if stat.S_ISREG(info.st_mode) and info.st_size == 0:
         raise MsliError(
@@ -152,9 +166,14 @@ def load_dataset(
 
 
 def _load(file: DataFile, fmt: str, column_map: dict[str, str] | None) -> InteractionData:
-    if column_map and fmt in ("ml-100k", "ml-1m"):
+    if column_map and (fmt in ("ml-100k", "ml-1m") or (fmt == "ml-latest" and is_exact_ml_latest(file))):
+        # a map would turn MovieLens data into a plain table (no titles, no genres, no ground truth)
+        drop = audience.words(
+            cli="drop --column-map",
+            app=f"clear the column boxes under “{audience.FILTERS_PANEL}”",
+        )
         raise MsliError(
-            f"{file.display} is MovieLens data with fixed columns, so a column map does not apply; drop it."
+            f"{file.display} is MovieLens data with fixed columns, so a column map does not apply; {drop}."
         )
     if fmt == "ml-latest" and (column_map or not looks_like_ml_latest(file)):
         fmt = "interactions"
@@ -182,7 +201,35 @@ def _load(file: DataFile, fmt: str, column_map: dict[str, str] | None) -> Intera
         meta_file, meta = None, None
     if fmt != "interactions" and meta_file is None:
         notes.append("no item metadata file beside the ratings; titles, years and genres are unknown")
+    if meta is not None:
+        meta = _drop_repeated_items(meta, meta_file, notes)
     raw = raw[["user", "item", "timestamp", "rating"]]
     return build_dataset(
         raw, items_meta=meta, format=fmt, source=file.display, notes=tuple(notes), truth=truth
     )
+
+
+def _drop_repeated_items(meta: pd.DataFrame, meta_file: DataFile, notes: list[str]) -> pd.DataFrame:
+    """Item metadata with one row per item id: a repeated id keeps its first row (the rule of duplicate
+    rating rows too), and how many rows were dropped, and the first repeated id, go into ``notes``, so the
+    page never says "nothing was dropped" about a title it dropped. ``meta``: the readers' frame (item,
+    title, year, genres), the item id as text."""
+    ids = meta["item"].astype(str).str.strip()
+    repeated = ids.duplicated(keep="first").to_numpy()
+    if not repeated.any():
+        return meta
+    n_rows = int(repeated.sum())
+    n_ids = ids[repeated].nunique()
+    first = ids[repeated].iloc[0]
+    rows = f"{n_rows} repeated row{'s' if n_rows != 1 else ''}"
+    if n_ids == 1:
+        notes.append(
+            f"{meta_file.display} lists movie id {first} {n_rows + 1} times; kept its first row and dropped "
+            f"the {rows}"
+        )
+    else:
+        notes.append(
+            f"{meta_file.display} lists {n_ids} movie ids more than once (the first of them: {first}); kept "
+            f"the first row of each and dropped {rows}"
+        )
+    return meta[~repeated].reset_index(drop=True)

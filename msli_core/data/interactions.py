@@ -13,6 +13,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from msli_core.data import audience
 from msli_core.data.arrowread import (
     FALLBACK_BYTES_PER_ROW,
     check_memory,
@@ -48,6 +49,41 @@ def _normal(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", str(name).lower())
 
 
+def check_column_map(column_map: dict[str, str] | None) -> None:
+    """Refuse a column map that names an unknown role, or one column for two roles (a user id is not
+    an item id: such a table would load with every user rating only themself).
+
+    >>> check_column_map({"user": "who", "item": "who"})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    msli_core.errors.MsliError: The column map names the column 'who' for both user and item; a column ...
+    """
+    if not column_map:
+        return
+    unknown = [k for k in column_map if k not in ROLES]
+    if unknown:
+        raise MsliError(
+            f"The column map names role(s) {', '.join(unknown)}; roles are {', '.join(ROLES)} "
+            "(for example user=uid,item=sku,timestamp=ts)."
+        )
+    seen: dict[str, str] = {}
+    for role in ROLES:  # in the roles' order, so the message does not depend on the map's
+        column = column_map.get(role)
+        if column is None:
+            continue
+        if column in seen:
+            first = seen[column]
+            raise MsliError(
+                audience.words(
+                    cli=f"The column map names the column {column!r} for both {first} and {role}; a column "
+                    f"can hold one role only, so name another column for {role}.",
+                    app=f"The {audience.name(first)} and {audience.name(role)} boxes both name the column "
+                    f"{column!r}; a column can hold one role only, so type another column in "
+                    f"{audience.name(role)}.",
+                )
+            )
+        seen[column] = role
+
+
 def _map_columns(file: DataFile, header: list[str], column_map: dict[str, str] | None) -> dict[str, str]:
     """role -> column of the file, from ``column_map`` first, then from common names.
 
@@ -57,21 +93,19 @@ def _map_columns(file: DataFile, header: list[str], column_map: dict[str, str] |
     {'user': 'who', 'timestamp': 'when', 'item': 'sku'}
     """
     column_map = dict(column_map or {})
-    unknown = [k for k in column_map if k not in ROLES]
-    if unknown:
-        raise MsliError(
-            f"The column map names role(s) {', '.join(unknown)}; roles are {', '.join(ROLES)} "
-            "(for example user=uid,item=sku,timestamp=ts)."
-        )
+    check_column_map(column_map)
     # The header's names are not shown: until its columns are recognised, a file may be anything (a
     # .env, a key), and its content is never echoed; only the count of columns and the names expected.
     shown = f"{len(header)} column{'s' if len(header) != 1 else ''}"
     roles: dict[str, str] = {}
     for role, column in column_map.items():
         if column not in header:
+            named = audience.words(
+                cli=f"named for {role} in the column map", app=f"typed in the {audience.name(role)} box"
+            )
             raise MsliError(
-                f"{file.display} has no column {column!r} (named for {role} in the column map) among its "
-                f"{shown}; check the spelling (names are case-sensitive)."
+                f"{file.display} has no column {column!r} ({named}) among its {shown}; check the spelling "
+                "(names are case-sensitive)."
             )
         roles[role] = column
     normal = {_normal(h): h for h in reversed(header)}
@@ -85,10 +119,16 @@ def _map_columns(file: DataFile, header: list[str], column_map: dict[str, str] |
     missing = [r for r in ("user", "item", "timestamp") if r not in roles]
     if missing:
         expected = "; ".join(f"{r}: {', '.join(GUESSES[r][:4])}, …" for r in missing)
+        boxes = [audience.name(r) for r in missing]
+        fix = audience.words(
+            cli="name them with a column map such as --column-map user=uid,item=sku,timestamp=ts",
+            app=f"type {'their names' if len(missing) > 1 else 'its name'} in the "
+            f"{' and '.join([', '.join(boxes[:-1]), boxes[-1]] if len(boxes) > 1 else boxes)} "
+            f"box{'es' if len(missing) > 1 else ''} under “{audience.FILTERS_PANEL}”",
+        )
         raise MsliError(
             f"{file.display} has no {' or '.join(missing)} column that could be recognised among its "
-            f"{shown} (names looked for, ignoring case and punctuation — {expected}); name them with a "
-            "column map such as --column-map user=uid,item=sku,timestamp=ts."
+            f"{shown} (names looked for, ignoring case and punctuation — {expected}); {fix}."
         )
     return roles
 

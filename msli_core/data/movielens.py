@@ -21,11 +21,13 @@ import re
 import numpy as np
 import pandas as pd
 
+from msli_core.data.audience import raise_limit, words
 from msli_core.data.dataset import MOVIELENS_GENRES
 from msli_core.data.files import HEAD_BYTES, DataFile
 from msli_core.data.texttable import (
     MAX_HEADER_BYTES,
     Layout,
+    check_text_head,
     parser_error,
     read_layout,
     sniff_text,
@@ -96,8 +98,8 @@ def _check_metadata_size(file: DataFile) -> None:
     if size > limit * (1 << 20):
         raise MsliError(
             f"{file.display} holds {size / 2**20:,.0f} MB, above the limit of {limit:g} MB for an item "
-            f"metadata file (the official ones are a few MB); remove it, or raise the limit with "
-            f"{MAX_METADATA_MB_ENV}={int(size / 2**20) + 1}."
+            f"metadata file (the official ones are a few MB); remove it, or "
+            f"{raise_limit(MAX_METADATA_MB_ENV, int(size / 2**20) + 1)}."
         )
 
 
@@ -136,9 +138,9 @@ def _lines_frame(text: str) -> tuple[pd.Series, np.ndarray]:
 def read_u_item(file: DataFile) -> pd.DataFrame:
     what = "an ML-100K u.item file (id|title|release date|video release date|URL|19 genre flags)"
     _check_metadata_size(file)
-    text = _decode(file, file.read_bytes(), ("latin-1",), what)
-    if "\x00" in text[:HEAD_BYTES]:
-        raise MsliError(f"{file.display} is binary data, not text; it should be {what}.")
+    data = file.read_bytes()
+    check_text_head(file, data[:HEAD_BYTES], what, "latin-1")
+    text = _decode(file, data, ("latin-1",), what)
     lines, numbers = _lines_frame(text)
     parts = lines.str.split("|", regex=False)
     n_fields = parts.str.len().to_numpy()
@@ -188,8 +190,7 @@ def read_movies_dat(file: DataFile) -> pd.DataFrame:
     what = "an ML-1M movies.dat file (MovieID::Title::Genres)"
     _check_metadata_size(file)
     data = file.read_bytes()
-    if b"\x00" in data[:HEAD_BYTES]:
-        raise MsliError(f"{file.display} is binary data, not text; it should be {what}.")
+    check_text_head(file, data[:HEAD_BYTES], what)
     text = _decode(file, data, ("utf-8", "latin-1"), what)  # 1M is latin-1, 10M is UTF-8
     lines, numbers = _lines_frame(text)
     if lines.empty:
@@ -250,10 +251,25 @@ def read_movies_csv(file: DataFile) -> pd.DataFrame:
     )
 
 
+def is_exact_ml_latest(file: DataFile) -> bool:
+    """A ratings.csv whose header is exactly the ml-latest columns (in any order): MovieLens data with
+    fixed columns, which a column map must not turn into a plain table."""
+    fields = split_header(sniff_text(file, RATINGS_CSV.what), ",")
+    return sorted(fields) == sorted(RATINGS_CSV.columns)
+
+
 def looks_like_ml_latest(file: DataFile) -> bool:
     """A ratings.csv is read as ml-latest when its header has userId and movieId (strictly checked then)."""
     fields = split_header(sniff_text(file, RATINGS_CSV.what), ",")
     return "userId" in fields and "movieId" in fields
+
+
+def _regenerate(what: str) -> str:
+    return words(
+        cli=f"regenerate {what} with msli data synth",
+        app=f"regenerate {what} with the command msli data synth, or move ground_truth.csv away to load "
+        "the ratings without it",
+    )
 
 
 def read_truth(truth_file: DataFile, ratings_file: DataFile, raw: pd.DataFrame) -> pd.DataFrame:
@@ -262,8 +278,8 @@ def read_truth(truth_file: DataFile, ratings_file: DataFile, raw: pd.DataFrame) 
     if len(truth) != len(raw):
         raise MsliError(
             f"{truth_file.display} has {len(truth)} rows but {ratings_file.display} has {len(raw)}; "
-            "the ground truth must have one row per rating, in the same order — regenerate both with "
-            "msli data synth."
+            "the ground truth must have one row per rating, in the same order — "
+            f"{_regenerate('both')}."
         )
     for mine, theirs in (("userId", "user"), ("movieId", "item"), ("timestamp", "timestamp")):
         differ = truth[mine].to_numpy() != raw[theirs].to_numpy()
@@ -271,13 +287,13 @@ def read_truth(truth_file: DataFile, ratings_file: DataFile, raw: pd.DataFrame) 
             row = int(np.argmax(differ))
             raise MsliError(
                 f"{truth_file.display}, line {row + 2}: {mine} {truth[mine].iloc[row]} does not match line "
-                f"{row + 2} of {ratings_file.display}; regenerate both with msli data synth."
+                f"{row + 2} of {ratings_file.display}; {_regenerate('both')}."
             )
     phase, interest = truth["phase"].to_numpy(np.int64), truth["interest"].to_numpy(np.int64)
     if (interest < -1).any():
         row = int(np.argmax(interest < -1))
         raise MsliError(
             f"{truth_file.display}, line {row + 2}: interest {interest[row]} is below -1 (the noise marker); "
-            "regenerate it with msli data synth."
+            f"{_regenerate('it')}."
         )
     return pd.DataFrame({"phase": phase, "interest": interest})

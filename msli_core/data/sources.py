@@ -1,6 +1,12 @@
-"""The Data page's ways to get a dataset, in one place: the optional filters, uploaded files (saved under
-plain names in a temporary folder, never under a client's path), the generator, the official archives'
-sizes, and the summary line of what was loaded. Nothing here imports streamlit.
+"""The Data page's ways to get a dataset, in one place: the optional filters, a typed local path, a folder
+the app knows (the bundled sample, a downloaded archive), uploaded files (saved under plain names in a
+temporary folder, never under a client's path), the generator, the official archives' sizes, and the
+summary line of what was loaded. Nothing here imports streamlit.
+
+Every load here runs inside :func:`msli_core.data.audience.app_user`, so an error names the page's boxes
+(“k-core”, “user column”, “Items”) where the CLI's would name its flags. The column map is taken only by
+the ways in that can hold a generic table (a typed path, uploads); the bundled sample, a download and the
+generator never get it, so boxes left filled in cannot change what they load.
 """
 
 from __future__ import annotations
@@ -8,6 +14,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from msli_core.data.audience import app_user
 from msli_core.errors import MsliError
 
 # Official archives and their sizes (docs/design.md §3), so a user knows what a click will download.
@@ -61,10 +68,35 @@ def upload_file_name(name: str) -> str:
     return plain
 
 
+def load_path(text: str, *, column_map: dict[str, str] | None = None, **filters):
+    """Load the path typed in the page's box (``~`` and ``~user`` expanded; a path that cannot be used
+    is one sentence naming it as typed). Returns (dataset, label: the path as typed)."""
+    from msli_core.data import load_dataset
+
+    text = text.strip()
+    with app_user():
+        return load_dataset(text, column_map=column_map, display=text, **filters), text
+
+
+def load_folder(folder: Path, label: str, **filters):
+    """Load a folder the app itself provides (the bundled sample, a downloaded archive) with the
+    filters; never with a column map (its layout is MovieLens, detected by itself). Returns
+    (dataset, label)."""
+    from msli_core.data import load_dataset
+
+    with app_user():
+        return load_dataset(folder, **filters), label
+
+
 def load_uploads(files: list[tuple[str, bytes]], **load_kwargs):
     """Load uploaded (name, bytes) files with ``load_dataset``: one file (a zip or an interactions table)
     as itself, several as a folder. Messages name the uploaded files, never the server's temporary
     folder. Returns (dataset, label)."""
+    with app_user():
+        return _load_uploads(files, **load_kwargs)
+
+
+def _load_uploads(files: list[tuple[str, bytes]], **load_kwargs):
     from msli_core.data import load_dataset
 
     names = [upload_file_name(name) for name, _ in files]  # never trust a client path
@@ -97,10 +129,25 @@ def generate(settings: dict, filters: dict, progress=None):
 
     config = SynthConfig(**{k: (float(v) if k == "noise" else int(v)) for k, v in settings.items()})
     label = f"synthetic: {config.users} users, {config.items} items, seed {config.seed}"
-    data = to_dataset(synthesize(config, progress=progress), source=label)
-    if filters.get("min_rating") is not None or filters.get("k_core"):
-        data = preprocess(data, **filters)
+    with app_user():  # a refused setting names the page's box ("Interactions (about)"), not --interactions
+        data = to_dataset(synthesize(config, progress=progress), source=label)
+        if filters.get("min_rating") is not None or filters.get("k_core"):
+            data = preprocess(data, **filters)
     return data, label
+
+
+def synth_interactions_range(users: int, items: int, default) -> tuple[int, int]:
+    """(fewest, most) interactions the generator accepts for ``users`` and ``items`` with the other
+    settings of ``default`` (a ``SynthConfig``): every user makes between ``min_events`` and
+    ``min(max_events, items)`` events (:meth:`SynthConfig.validate`).
+
+    >>> from msli_core.data.synth import SynthConfig
+    >>> synth_interactions_range(300, 2000, SynthConfig())
+    (6000, 120000)
+    >>> synth_interactions_range(10, 40, SynthConfig())
+    (200, 400)
+    """
+    return users * default.min_events, users * min(default.max_events, items)
 
 
 def summary_caption(summary: dict) -> str:

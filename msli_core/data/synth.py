@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from msli_core.data import audience
 from msli_core.data.dataset import MOVIELENS_GENRES, InteractionData, build_dataset
 from msli_core.errors import MsliError
 from msli_core.outputs import atomic_output_dir, check_out_dir
@@ -117,21 +118,25 @@ class SynthConfig:
         return min(self.max_events, self.items)
 
     def validate(self) -> None:
-        """Raise :class:`MsliError` naming the flag (CLI spelling) that is out of range."""
+        """Raise :class:`MsliError` naming the setting that is out of range: its CLI flag, or in the app
+        the Data page's box (:func:`msli_core.data.audience.name`; the app has boxes for users, items,
+        interactions, noise and seed, and its bounds keep the others at values that pass)."""
+        name, words = audience.name, audience.words
+        users, items, interactions = name("users"), name("items"), name("interactions")
         counts = {"users": self.users, "items": self.items, "interactions": self.interactions}
-        for name, value in counts.items():
+        for key, value in counts.items():
             if value < 1:
-                raise MsliError(f"--{name} must be a positive integer, not {value}.")
+                raise MsliError(f"{name(key)} must be a positive integer, not {value}.")
         if self.interests < 1:
             raise MsliError(f"--interests must be a positive integer, not {self.interests}.")
         if self.seed < 0:
-            raise MsliError(f"--seed must be a non-negative integer, not {self.seed}.")
+            raise MsliError(f"{name('seed')} must be a non-negative integer, not {self.seed}.")
         if not 0.0 <= self.noise <= 1.0:
-            raise MsliError(f"--noise must be a probability between 0 and 1, not {self.noise}.")
-        for name in ("return_prob", "sequential_prob", "return_sequential_prob", "repeat_prob"):
-            value = getattr(self, name)
+            raise MsliError(f"{name('noise')} must be a probability between 0 and 1, not {self.noise}.")
+        for field_name in ("return_prob", "sequential_prob", "return_sequential_prob", "repeat_prob"):
+            value = getattr(self, field_name)
             if not 0.0 <= value <= 1.0:
-                raise MsliError(f"{name} must be a probability between 0 and 1, not {value}.")
+                raise MsliError(f"{field_name} must be a probability between 0 and 1, not {value}.")
         if not 1 <= self.min_phases <= self.max_phases:
             raise MsliError(
                 f"min_phases ({self.min_phases}) must be at least 1 and at most "
@@ -144,33 +149,37 @@ class SynthConfig:
             )
         if self.items < 2 * self.interests:
             raise MsliError(
-                f"--items ({self.items}) must be at least twice --interests ({self.interests}) "
-                "so every interest has a few items."
+                words(
+                    cli=f"--items ({self.items}) must be at least twice --interests ({self.interests}) "
+                    "so every interest has a few items.",
+                    app=f"{items} ({self.items}) must be at least {2 * self.interests}, twice the "
+                    f"{self.interests} interests the generator plants, so every interest has a few items.",
+                )
             )
         if not 1 <= self.min_events <= self.most_events:
             raise MsliError(
                 f"min_events ({self.min_events}) must be at least 1 and at most max_events "
-                f"({self.max_events}) and --items ({self.items})."
+                f"({self.max_events}) and {items} ({self.items})."
             )
         if self.interactions < self.users * self.min_events:
             raise MsliError(
-                f"--interactions ({self.interactions}) is too small: {self.users} users need at least "
-                f"{self.min_events} events each ({self.users * self.min_events}); raise it or lower --users."
+                f"{interactions} ({self.interactions}) is too small: {self.users} users need at least "
+                f"{self.min_events} events each ({self.users * self.min_events}); raise it or lower {users}."
             )
         if self.interactions > self.users * self.most_events:
             raise MsliError(
-                f"--interactions ({self.interactions}) is too large: {self.users} users make at most "
+                f"{interactions} ({self.interactions}) is too large: {self.users} users make at most "
                 f"{self.most_events} events each ({self.users * self.most_events}); lower it, or raise "
-                "--users or --items."
+                f"{users} or {items}."
             )
-        for name in ("activity_sigma", "interest_zipf", "item_zipf", "session_events"):
-            value = getattr(self, name)
+        for field_name in ("activity_sigma", "interest_zipf", "item_zipf", "session_events"):
+            value = getattr(self, field_name)
             if not (math.isfinite(value) and value >= 0):
-                raise MsliError(f"{name} must be a finite non-negative number, not {value}.")
-        for name in ("phase_events", "session_gap_days", "event_gap_seconds"):
-            value = getattr(self, name)
+                raise MsliError(f"{field_name} must be a finite non-negative number, not {value}.")
+        for field_name in ("phase_events", "session_gap_days", "event_gap_seconds"):
+            value = getattr(self, field_name)
             if not (math.isfinite(value) and value > 0):
-                raise MsliError(f"{name} must be a finite positive number, not {value}.")
+                raise MsliError(f"{field_name} must be a finite positive number, not {value}.")
 
 
 @dataclass(frozen=True)

@@ -25,15 +25,61 @@ from msli_core.errors import MsliError
 MAX_HEADER_BYTES = 1 << 20  # the longest first line (header) read; a longer one is refused as too long
 
 
+# Byte-order marks of the wide Unicode encodings (UTF-32 first: its little-endian mark starts with UTF-16's).
+_WIDE_BOMS = (
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+)
+
+
+def wide_text(head: bytes) -> str | None:
+    """How ``head`` (a file's first bytes) shows it is UTF-16 or UTF-32 text rather than binary data:
+    "is UTF-16 text (...)" from a byte-order mark, "looks like UTF-16 text (...)" when, without a mark,
+    nearly every other byte is 0 and no byte between them is (ASCII text saved as UTF-16); else None.
+
+    >>> wide_text(codecs.BOM_UTF16_LE + "userId,movieId".encode("utf-16-le"))
+    'is UTF-16 text (it starts with a UTF-16 byte-order mark)'
+    >>> wide_text("userId,movieId".encode("utf-16-be"))
+    'looks like UTF-16 text (every other byte is 0)'
+    >>> wide_text(b"\\x00\\x01\\x02binary\\xff") is None
+    True
+    """
+    for bom, name in _WIDE_BOMS:
+        if head.startswith(bom):
+            return f"is {name} text (it starts with a {name} byte-order mark)"
+    if len(head) >= 8:
+        even, odd = head[0::2], head[1::2]
+        for zeros, chars in ((odd, even), (even, odd)):
+            if zeros.count(0) >= 0.9 * len(zeros) and chars.count(0) == 0:
+                return "looks like UTF-16 text (every other byte is 0)"
+    return None
+
+
+def check_text_head(file: DataFile, head: bytes, what: str, encoding: str = "utf-8") -> None:
+    """Refuse a file whose first bytes are not text in an encoding the readers take: UTF-16/UTF-32 text
+    is named as such (with how to save it in ``encoding``), anything else holding a NUL byte is binary."""
+    wide = wide_text(head)
+    if wide is not None:
+        plain = "Latin-1" if codecs.lookup(encoding).name == "iso8859-1" else "UTF-8"
+        how = " (in Excel: “CSV UTF-8”)" if plain == "UTF-8" else ""
+        raise MsliError(
+            f"{file.display} {wide}, but {what} must be {plain} text; save it again as {plain}{how} and "
+            "load it."
+        )
+    if b"\x00" in head:
+        raise MsliError(f"{file.display} is binary data, not text; it should be {what}.")
+
+
 def sniff_text(file: DataFile, what: str) -> str:
     """The file's first non-blank line (decoded), read whole up to :data:`MAX_HEADER_BYTES`; refuses
-    empty and binary files and a first line longer than that."""
+    empty, UTF-16/UTF-32 and binary files (:func:`check_text_head`) and a first line longer than that."""
     with file.open() as fh:
         head = fh.read(HEAD_BYTES)
         if not head.strip():
             raise MsliError(f"{file.display} is empty; it should be {what}.")
-        if b"\x00" in head:
-            raise MsliError(f"{file.display} is binary data, not text; it should be {what}.")
+        check_text_head(file, head, what)
         buf = head.removeprefix(codecs.BOM_UTF8).lstrip(b" \t\r\n\f\v")
         while not re.search(rb"[\r\n]", buf) and len(buf) <= MAX_HEADER_BYTES:
             more = fh.read(HEAD_BYTES)
