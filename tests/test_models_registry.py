@@ -13,7 +13,7 @@ from tiny_data import make_tiny_dataset
 
 from msli_core.data.dataset import leave_one_out
 from msli_core.errors import MsliError
-from msli_core.models.registry import KINDS, build_model, load_model, save_model
+from msli_core.models.registry import KINDS, SECTION_FIELDS, build_model, load_model, save_model
 
 
 @pytest.fixture(scope="module")
@@ -345,3 +345,226 @@ def test_a_two_tower_config_with_several_segments_is_a_damaged_file(saved):
     with pytest.raises(MsliError) as err:
         load_model(saved)
     assert "--segments" not in str(err.value)  # a file problem, not a flag to drop
+
+
+# ---- config.json's metrics / training / dataset sections: checked at load, in one place -----------------
+def _edit_section(folder, section, key, value):
+    payload = json.loads((folder / "config.json").read_text())
+    if key is None:
+        payload[section] = value
+    else:
+        payload.setdefault(section, {})[key] = value
+    (folder / "config.json").write_text(json.dumps(payload))
+
+
+BAD_SECTION_VALUES = [
+    ("training", "seconds", "abc"),  # the audit's crash in trained.from_loaded
+    ("training", "seconds", -1.0),
+    ("training", "parameters", "many"),  # the audit's crash in trained.model_row
+    ("training", "parameters", 2.5),
+    ("training", "epochs", True),
+    ("training", "name", ""),
+    ("training", "name", "x" * 500),
+    ("training", "name", 7),
+    ("training", "history", [1]),
+    ("training", "history", [{"epoch": "one", "loss": 1.0}]),
+    ("training", "history", [{"epoch": 1, "loss": "low"}]),
+    ("training", "settings", "fast"),
+    ("metrics", "NDCG@10", "great"),  # the audit's crash in ladder_note and Home's max()
+    ("metrics", "NDCG@10", 1.5),
+    ("metrics", "NDCG@10", True),
+    ("metrics", "HR@10", [1]),  # the audit's junk in the table
+    ("metrics", "MRR", {"a": 1}),
+    ("metrics", "users", -3),
+    ("metrics", "evaluation", 5),
+    ("dataset", "fingerprint", 12),
+    ("dataset", "items", "many"),
+    ("metrics", None, [1, 2]),
+    ("training", None, "fast"),
+    ("dataset", None, 3),
+]
+
+
+@pytest.mark.parametrize(("section", "key", "value"), BAD_SECTION_VALUES)
+def test_a_bad_metrics_training_or_dataset_field_is_refused_naming_it(saved, section, key, value):
+    _edit_section(saved, section, key, value)
+    message = _refused(saved, match="edited or damaged")
+    assert (f"{section}.{key} = " if key else f"a {section} entry") in message
+    assert "retrain it with `msli train`" in message  # the CLI's fix
+
+
+def test_the_same_check_runs_for_a_zip_with_the_apps_fix(tiny):
+    """The audit's case: a zip whose training.seconds is "abc" is one sentence saying the file was edited
+    or damaged, with what an app user can do (no CLI command)."""
+    import io
+    import zipfile
+
+    from msli_core.models.registry import load_zip, save_zip
+
+    data, split = tiny
+    payload = save_zip(_model("popularity", data, split), "m", data=data, extra={"seconds": 1.0})
+    members = {
+        n: zipfile.ZipFile(io.BytesIO(payload)).read(n) for n in ("m/config.json", "m/model.safetensors")
+    }
+    config = json.loads(members["m/config.json"])
+    config["training"]["seconds"] = "abc"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("m/config.json", json.dumps(config))
+        archive.writestr("m/model.safetensors", members["m/model.safetensors"])
+    with pytest.raises(MsliError) as err:
+        load_zip("edited.zip", buffer.getvalue(), data, for_app=True)
+    message = str(err.value)
+    assert message.startswith('edited.zip: config.json has training.seconds = "abc"')
+    assert "edited or damaged" in message and "Train page" in message and "msli train" not in message
+    assert "\n" not in message
+
+
+def test_null_metrics_read_as_nan_and_unknown_fields_are_carried(saved):
+    import math
+
+    _edit_section(saved, "metrics", "NDCG@10", None)  # how to_jsonable writes a NaN
+    _edit_section(saved, "training", "seconds", None)
+    _edit_section(saved, "training", "my_note", {"any": ["thing"]})
+    loaded = load_model(saved)
+    assert math.isnan(loaded.metrics["NDCG@10"]) and loaded.training["seconds"] is None
+    assert loaded.training["my_note"] == {"any": ["thing"]}
+
+
+SECTION_PLACES = [(s, k) for s, fields in SECTION_FIELDS.items() for k in fields] + [
+    ("metrics", None),
+    ("training", None),
+    ("dataset", None),
+]
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    place=st.sampled_from(SECTION_PLACES),
+    value=_JSON_VALUES,
+)
+def test_any_section_value_is_refused_or_every_page_computation_works(saved, place, value):
+    """Whatever a config.json section holds: a sentence, or a model the Train and Home pages can show
+    (table row, ladder note, best model, curves, name and seconds of a loaded zip)."""
+    from msli_core import trained
+
+    original = (saved / "config.json").read_text()
+    try:
+        _edit_section(saved, *place, value)
+        try:
+            loaded = load_model(saved)
+        except MsliError as err:
+            assert "\n" not in str(err)
+            return
+        data = type("D", (), {"fingerprint": loaded.fingerprint})()
+        model = trained.from_loaded("m.zip", loaded, data)
+        model.history = loaded.training.get("history") or []
+        row = trained.model_row(model)
+        assert isinstance(row["parameters"], int) and isinstance(model.seconds, float)
+        trained.ladder_note({"a": model, "b": model})
+        trained.best_model({"a": model})
+        trained.curve_rows(model)
+    finally:
+        (saved / "config.json").write_text(original)
+
+
+# ---- integer tensors and counts: checked against their valid range at load ----------------------------
+def _edit_tensor(folder, name, value, dtype=None):
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(folder / "model.safetensors"))
+    tensor = state[name].clone()
+    tensor.view(-1)[-1] = value
+    state[name] = tensor if dtype is None else tensor.to(dtype)
+    save_file(state, str(folder / "model.safetensors"))
+
+
+@pytest.mark.parametrize(
+    ("kind", "config", "name", "value"),
+    [
+        ("msli", {}, "items.year_features", 2**40),  # the audit's IndexError in Explain
+        ("msli", {}, "items.year_features", -5),
+        ("two-tower", {}, "items.year_features", 27),
+        ("item-knn", {}, "neighbor_ids", 41),  # 40 items: ids 0..40
+        ("item-knn", {}, "neighbor_ids", -1),
+        ("item-knn", {}, "counts", -2.0),
+        ("popularity", {}, "counts", -1.0),
+        ("cross-encoder", {"cooccurrence": True}, "cooc_ids", 10**6),
+        ("cross-encoder", {"cooccurrence": True}, "item_counts", -4.0),
+        ("cross-encoder", {"cooccurrence": True}, "items.year_features", 99),
+    ],
+)
+def test_an_index_or_count_out_of_range_is_refused(tiny, tmp_path, kind, config, name, value):
+    data, split = tiny
+    torch.manual_seed(0)
+    small = {"dim": 16, "layers": 1, "max_len": 8} if kind == "cross-encoder" else {}
+    small |= {"dim": 16, "layers": 1} if kind in ("msli", "two-tower") else {}
+    model = build_model(kind, data=data, **small, **config)
+    if kind == "cross-encoder":
+        model.fit_cooccurrence(split.train_sequences())
+    elif hasattr(model, "fit"):
+        model.fit(split.train_sequences())
+    folder = tmp_path / "m"
+    save_model(model.eval(), folder, data=data)
+    load_model(folder, data)  # as saved: loads
+    _edit_tensor(folder, name, value)
+    message = _refused(folder, match=f"holds {name} = ")
+    assert "outside" in message and "edited or damaged" in message
+
+
+def test_a_tensor_stored_with_another_dtype_is_refused(saved):
+    _edit_tensor(saved, "items.year_features", 3, dtype=torch.float32)
+    _refused(saved, match="stores items.year_features as float32, not int64")
+
+
+@pytest.mark.parametrize(
+    ("kind", "config"),
+    [("msli", {}), ("two-tower", {}), ("cross-encoder", {"cooccurrence": True}),
+     ("cross-encoder", {"cooccurrence": False}), ("popularity", {}), ("item-knn", {})],
+)  # fmt: skip
+def test_every_integer_tensor_of_every_model_has_a_valid_range(kind, config):
+    from msli_core.models.registry import tensor_ranges
+
+    model = build_model(kind, n_items=10, **config)
+    integers = {k for k, v in model.state_dict().items() if not v.is_floating_point()}
+    assert integers <= set(tensor_ranges(kind, model.config))
+    assert integers or kind == "popularity"  # every other model has an integer tensor
+    optional = {"cooc_ids", "cooc_counts", "item_counts"}  # a cross-encoder without co-occurrence
+    assert set(tensor_ranges(kind, model.config)) - set(model.state_dict()) <= optional
+
+
+def test_non_finite_weights_tell_an_app_user_what_to_do_in_the_app(tiny, tmp_path):
+    data, split = tiny
+    model = _model("msli", data, split)
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] = float("nan")
+    save_model(model, tmp_path / "nan", data=data)
+    with pytest.raises(MsliError, match="lower --lr"):
+        load_model(tmp_path / "nan")
+    with pytest.raises(MsliError) as err:
+        load_model(tmp_path / "nan", for_app=True)
+    assert "Train page" in str(err.value) and "--lr" not in str(err.value)
+
+
+@pytest.mark.parametrize("problem", ["missing", "file", "pickle", "no-config", "old-format"])
+def test_app_sentences_name_no_cli_flag_or_command(saved, tmp_path, problem):
+    folder = {"missing": tmp_path / "nope", "file": tmp_path / "f"}.get(problem, saved)
+    if problem == "file":
+        folder.write_text("x")
+    elif problem == "pickle":
+        (saved / "model.pt").write_bytes(b"x")
+    elif problem == "no-config":
+        (saved / "config.json").unlink()
+    elif problem == "old-format":
+        _edit_section(saved, "format", None, "msli-model/1")
+    with pytest.raises(MsliError) as cli:
+        load_model(folder)
+    with pytest.raises(MsliError) as app:
+        load_model(folder, for_app=True)
+    assert "msli train" in str(cli.value)
+    assert "msli train" not in str(app.value) and "--out" not in str(app.value) and "--" not in str(app.value)

@@ -6,6 +6,14 @@
   pickle file is refused outright, and ``torch.load`` is never called on user files).
 
 Every way a folder can be wrong ends in :class:`MsliError` with one sentence naming the folder and the fix.
+Loading checks, before a model is handed out: the config's types and sizes (on the meta device), the
+weights' names, shapes and dtypes against it, every float weight finite, every integer tensor (an index
+into an embedding or the catalog) and every count buffer in its valid range (:func:`tensor_ranges`), and
+the ``metrics``, ``training`` and ``dataset`` sections of config.json (:func:`check_sections`), so a page
+that shows a loaded model never meets a value it cannot use.
+
+The fix a sentence ends with depends on who reads it (``for_app``): the CLI's user passes folders and
+flags, the app's user has only the app (the same rule as ``msli_core.data.download``).
 """
 
 from __future__ import annotations
@@ -206,19 +214,44 @@ def save_zip(
 MAX_CONFIG_BYTES = 1 << 20  # a saved config.json is ~2 KB; 1 MiB leaves room for long training notes
 MAX_HEADER_BYTES = 16 << 20  # safetensors' own limit on the JSON header
 MAX_MODEL_BYTES = 1 << 30  # parameters + buffers of a model to build: the lab's models are a few MB
+MAX_NAME_CHARS = 200  # a model's name (training.name): the app's names are ~30 characters
+
+# How a refusal's sentence ends: what its reader can do. ``cli``: the msli command's user; ``app``: the app's
+# user (``for_app=True``), who has no flags and no --out folder, only the app's pages (model folders reach
+# the app only from its workspace, which it skips when one does not load).
+_FIXES = {
+    "cli": {
+        "retrain": "retrain it with `msli train`",
+        "diverged": "retrain it with a lower --lr",
+        "folder": "pass the --out folder of `msli train`",
+        "pickle": "retrain with `msli train` (which saves config.json + model.safetensors)",
+        "not_ours": "it was not written by `msli train`, so retrain the model",
+    },
+    "app": {
+        "retrain": "train it again on the Train page",
+        "diverged": "train it again on the Train page (its learning rates are the stable defaults)",
+        "folder": "the app skips it, so move that folder out of the workspace",
+        "pickle": "the app skips it, so move that folder out of the workspace",
+        "not_ours": "it was not written by this lab, so train the model again on the Train page",
+    },
+}
 
 
-def _parse_config(raw: bytes, where: str) -> tuple[str, dict, dict]:
+def _fixes(for_app: bool) -> dict[str, str]:
+    return _FIXES["app" if for_app else "cli"]
+
+
+def _parse_config(raw: bytes, where: str, fix: dict[str, str]) -> tuple[str, dict, dict]:
     """config.json bytes -> (kind, config fields, whole payload), or one sentence on what is wrong."""
     if len(raw) > MAX_CONFIG_BYTES:
         raise MsliError(
             f"{where} is {len(raw):,} bytes, over the {MAX_CONFIG_BYTES:,} a saved config.json can be; "
-            "it was not written by `msli train`, so retrain the model."
+            f"{fix['not_ours']}."
         )
     try:
         payload = json.loads(raw.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise MsliError(f"{where} is not valid JSON ({err}); retrain the model with `msli train`.") from err
+        raise MsliError(f"{where} is not valid JSON ({err}); {fix['retrain']}.") from err
     except RecursionError as err:
         raise MsliError(
             f"{where} is nested too deeply to be a saved config.json; retrain the model."
@@ -227,12 +260,12 @@ def _parse_config(raw: bytes, where: str) -> tuple[str, dict, dict]:
         raise MsliError(f"{where} lacks the 'kind' and 'config' entries of a saved model; retrain it.")
     kind = payload["kind"]
     if not isinstance(kind, str) or kind not in KINDS:
-        raise MsliError(f"{where} names an unknown model kind {kind!r}; retrain it with `msli train`.")
+        raise MsliError(f"{where} names an unknown model kind {kind!r}; {fix['retrain']}.")
     written = payload.get("format")
     if isinstance(written, str) and written.startswith("msli-model/") and written != FORMAT:
         raise MsliError(
             f"{where} was written in format {written}, and this msli reads {FORMAT} (the models changed "
-            "shape); retrain it with `msli train`."
+            f"shape); {fix['retrain']}."
         )
     return kind, payload["config"], payload
 
@@ -296,21 +329,184 @@ def _check_and_build(kind: str, config: dict, shapes: dict[str, tuple[int, ...]]
     return build_model(kind, **config)
 
 
-def _finish_load(model: nn.Module, state: dict, kind: str, payload: dict, where: str, data) -> LoadedModel:
+# ---- what a loaded model may hold: tensor ranges and the config.json sections ---------------------------
+def tensor_ranges(kind: str, config: Any) -> dict[str, tuple[float, float, str]]:
+    """The valid ``(lowest, highest, what it holds)`` of each tensor of a ``kind`` model whose values index
+    something or count something (float weights only need to be finite). Every integer tensor of every
+    model is here (a test builds each kind and checks it), because an out-of-range index is not a wrong
+    score but an ``IndexError`` on the first request: ``items.year_features`` indexes the year embedding
+    (0 = unknown, 1..YEAR_BUCKETS-1), item-kNN's ``neighbor_ids`` and the cross-encoder's ``cooc_ids``
+    are item ids (0 = no neighbour, 1..n_items). Counts are never negative (``log1p`` of one below -1 is
+    NaN)."""
+    from msli_core.models.layers import YEAR_BUCKETS
+
+    items = (0, config.n_items, "item ids")
+    counts = (0, math.inf, "counts")
+    ranges = {
+        "msli": {"items.year_features": (0, YEAR_BUCKETS - 1, "year buckets")},
+        "cross-encoder": {
+            "items.year_features": (0, YEAR_BUCKETS - 1, "year buckets"),
+            "cooc_ids": items,
+            "cooc_counts": counts,
+            "item_counts": counts,
+        },
+        "popularity": {"counts": counts},
+        "item-knn": {"neighbor_ids": items, "counts": counts},
+    }
+    ranges["two-tower"] = ranges["msli"]
+    return ranges[kind]
+
+
+def _check_tensors(model: nn.Module, state: dict, kind: str, where: str, fix: dict[str, str]) -> None:
+    """Every tensor of ``state`` has the model's dtype, every float one is finite, and every tensor of
+    :func:`tensor_ranges` is in its range; else one sentence naming the first tensor that is not."""
+    expected = model.state_dict()
+    for name, tensor in state.items():
+        if tensor.dtype != expected[name].dtype:
+            raise MsliError(
+                f"{where}: {WEIGHTS_FILE} stores {name} as {str(tensor.dtype).removeprefix('torch.')}, not "
+                f"{str(expected[name].dtype).removeprefix('torch.')}; the file was edited or damaged, so "
+                f"{fix['retrain']}."
+            )
     bad = sorted(k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all())
     if bad:
         raise MsliError(
             f"{where} holds non-finite weights ({bad[0]} has NaN or inf values): the training diverged; "
-            "retrain it with a lower --lr."
+            f"{fix['diverged']}."
         )
+    ranges = tensor_ranges(kind, model.config)
+    for name, tensor in sorted(state.items()):
+        if name not in ranges:
+            if not tensor.is_floating_point():  # a new integer buffer needs its range in tensor_ranges
+                raise ValueError(f"no valid range is known for the integer tensor {name} of a {kind} model")
+            continue
+        lo, hi, what = ranges[name]
+        outside = (tensor < lo) | (tensor > hi)
+        if tensor.numel() and bool(outside.any()):
+            value = tensor[outside][0].item()
+            shown = str(value) if isinstance(value, int) else f"{value:g}"
+            span = f"{lo} to {hi}" if math.isfinite(hi) else f"{lo} or more"
+            raise MsliError(
+                f"{where}: {WEIGHTS_FILE} holds {name} = {shown}, outside {span} (its valid {what}); the "
+                f"file was edited or damaged, so {fix['retrain']}."
+            )
+
+
+def _is_number(value: Any) -> bool:
+    """A finite JSON number (a bool is not one; an integer beyond 2**53 has no exact float)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return abs(value) <= 2**53
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def _history_ok(value: Any) -> bool:
+    """A list of per-epoch objects (``msli_core.train``'s history): a whole-number ``epoch``, then numbers
+    or null (a NaN loss was written as null)."""
+    return isinstance(value, list) and all(
+        isinstance(row, dict)
+        and isinstance(row.get("epoch"), int)
+        and not isinstance(row.get("epoch"), bool)
+        and 0 <= row["epoch"] <= 2**31
+        and all(v is None or _is_number(v) for v in row.values())
+        for row in value
+    )
+
+
+# rule -> (what a value must be, check)
+_RULES: dict[str, tuple[str, Any]] = {
+    "rate": ("a number from 0 to 1 (or null)", lambda v: v is None or (_is_number(v) and 0 <= v <= 1)),
+    "seconds": ("a number, 0 or more (or null)", lambda v: v is None or (_is_number(v) and v >= 0)),
+    "count": (
+        "a whole number, 0 or more (or null)",
+        lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 2**53),
+    ),
+    "text": ("a string", lambda v: isinstance(v, str)),
+    "name": (
+        f"a string of 1 to {MAX_NAME_CHARS} characters",
+        lambda v: isinstance(v, str) and v.strip() != "" and len(v) <= MAX_NAME_CHARS,
+    ),
+    "object": ("an object (or null)", lambda v: v is None or isinstance(v, dict)),
+    "history": ("a list of per-epoch objects, each with a whole-number epoch and numbers", _history_ok),
+}
+# The fields of config.json's sections that the lab reads (the CLI, the app's pages), with their rule.
+SECTION_FIELDS: dict[str, dict[str, str]] = {
+    "metrics": {
+        **dict.fromkeys(("NDCG@10", "HR@10", "MRR", "Recall@20", "Coverage@10"), "rate"),
+        "users": "count",
+        "seconds": "seconds",
+        "stage": "text",
+        "evaluation": "text",
+    },
+    "training": {
+        "name": "name",
+        "seconds": "seconds",
+        **dict.fromkeys(("epochs", "best_epoch", "parameters", "processes"), "count"),
+        "history": "history",
+        **dict.fromkeys(("settings", "valid_metrics", "distributed"), "object"),
+        "data": "text",
+    },
+    "dataset": {
+        **dict.fromkeys(("fingerprint", "source", "format"), "text"),
+        **dict.fromkeys(("users", "items"), "count"),
+    },
+}
+
+
+def check_sections(payload: dict, where: str, *, for_app: bool = False) -> tuple[dict, dict, dict]:
+    """``(metrics, training, dataset)`` of a config.json ``payload``, each field the lab reads checked
+    (:data:`SECTION_FIELDS`): the one check of every way a model comes in (a folder, a zip, the app's
+    workspace, the bundled demo).
+
+    Decisions: a section may be absent (an empty one); one that is not an object, or a known field of the
+    wrong type or range (``training.seconds: "abc"``, ``metrics.NDCG@10: "great"`` or ``[1]``,
+    ``training.parameters: "many"``), refuses the whole file with one sentence naming the field: the file
+    was edited or damaged, and its other numbers cannot be trusted either, so nothing is dropped silently.
+    A metric written as null reads back as NaN (``to_jsonable`` wrote a NaN as null), so every page can
+    test it with ``math.isfinite``; other null fields stay None (not recorded). Fields the lab does not
+    read are carried as they are (a re-saved zip keeps them) and never shown.
+    """
+    fix = _fixes(for_app)
+    sections = []
+    for section, fields in SECTION_FIELDS.items():
+        value = payload.get(section, {})
+        if not isinstance(value, dict):
+            raise MsliError(
+                f"{where} has a {section} entry that is {_shown(value)}, not an object; the file was edited "
+                f"or damaged, so {fix['retrain']}."
+            )
+        for key, rule in fields.items():
+            if key in value and not _RULES[rule][1](value[key]):
+                raise MsliError(
+                    f"{where} has {section}.{key} = {_shown(value[key])}, which must be {_RULES[rule][0]}; "
+                    f"the file was edited or damaged, so {fix['retrain']}."
+                )
+        sections.append(dict(value))
+    metrics, training, dataset = sections
+    for key, rule in SECTION_FIELDS["metrics"].items():
+        if rule == "rate" and key in metrics and metrics[key] is None:
+            metrics[key] = math.nan
+    return metrics, training, dataset
+
+
+def _shown(value: Any) -> str:
+    """A JSON value as a sentence shows it: its JSON text, cut to 40 characters."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _finish_load(
+    model: nn.Module, state: dict, kind: str, sections: tuple[dict, dict, dict], where: str, data, for_app
+) -> LoadedModel:
+    """The checked weights in the checked model; ``sections``: :func:`check_sections`'s answer."""
+    metrics, training, dataset = sections
+    _check_tensors(model, state, kind, where, _fixes(for_app))
     model.load_state_dict(state)
     model.eval()
-    dataset = payload.get("dataset") if isinstance(payload.get("dataset"), dict) else {}
     fingerprint = str(dataset.get("fingerprint", ""))
     if data is not None:
         check_dataset(fingerprint, data, where, dataset)
-    metrics = payload.get("metrics") if isinstance(payload.get("metrics"), dict) else {}
-    training = payload.get("training") if isinstance(payload.get("training"), dict) else {}
     return LoadedModel(
         kind=kind,
         config=model.config,
@@ -323,13 +519,16 @@ def _finish_load(model: nn.Module, state: dict, kind: str, payload: dict, where:
     )
 
 
-def load_model(folder, data=None) -> LoadedModel:
-    """Load a folder written by :func:`save_model`; with ``data``, refuse a model made for other data."""
+def load_model(folder, data=None, *, for_app: bool = False) -> LoadedModel:
+    """Load a folder written by :func:`save_model`; with ``data``, refuse a model made for other data.
+    ``for_app``: the refusals end with what an app user can do (the app loads folders only from its
+    workspace), not with a CLI flag."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    fix = _fixes(for_app)
     path = Path(folder)
-    hint = "pass the --out folder of `msli train`"
+    hint = fix["folder"]
     if not path.exists():
         raise MsliError(f"Model folder {path} does not exist; {hint}.")
     if not path.is_dir():
@@ -338,13 +537,13 @@ def load_model(folder, data=None) -> LoadedModel:
     if pickles:
         raise MsliError(
             f"Model folder {path} contains {pickles[0]}, a pickle-style file that could run code when "
-            "loaded; "
-            "it is refused, so retrain with `msli train` (which saves config.json + model.safetensors)."
+            f"loaded; it is refused, so {fix['pickle']}."
         )
     for name in (CONFIG_FILE, WEIGHTS_FILE):
         if not (path / name).is_file():
             raise MsliError(
-                f"Model folder {path} has no {name}; {hint} (it holds config.json and model.safetensors)."
+                f"Model folder {path} has no {name} (a model folder holds config.json and "
+                f"model.safetensors); {hint}."
             )
     try:
         with open(path / CONFIG_FILE, "rb") as fh:
@@ -353,7 +552,8 @@ def load_model(folder, data=None) -> LoadedModel:
             head = _read_header_bytes(fh)
     except OSError as err:
         raise MsliError(f"Cannot read model folder {path}: {err.strerror}; check its permissions.") from err
-    kind, config, payload = _parse_config(raw, str(path / CONFIG_FILE))
+    kind, config, payload = _parse_config(raw, str(path / CONFIG_FILE), fix)
+    sections = check_sections(payload, str(path / CONFIG_FILE), for_app=for_app)  # before the weights
     model = _check_and_build(
         kind, config, _header_shapes(head, str(path / WEIGHTS_FILE)), str(path / CONFIG_FILE)
     )
@@ -363,18 +563,19 @@ def load_model(folder, data=None) -> LoadedModel:
         raise MsliError(
             f"{path / WEIGHTS_FILE} is not a readable safetensors file ({err}); retrain the model."
         ) from err
-    return _finish_load(model, state, kind, payload, str(path), data)
+    return _finish_load(model, state, kind, sections, str(path), data, for_app)
 
 
-def load_zip(filename: str, payload: bytes, data=None) -> LoadedModel:
+def load_zip(filename: str, payload: bytes, data=None, *, for_app: bool = False) -> LoadedModel:
     """Load a model zip (as :func:`save_zip` writes it) from memory: nothing is unpacked to disk, and
-    each member is read with a cap on its expanded size."""
+    each member is read with a cap on its expanded size. ``for_app``: as in :func:`load_model`."""
     import io
     import zipfile
 
     from safetensors import SafetensorError
     from safetensors.torch import load
 
+    fix = _fixes(for_app)
     hint = "upload a zip downloaded from the Train page (a folder with config.json and model.safetensors)"
     try:
         archive = zipfile.ZipFile(io.BytesIO(payload))
@@ -398,7 +599,8 @@ def load_zip(filename: str, payload: bytes, data=None) -> LoadedModel:
             raise MsliError(f"{filename} has config.json and model.safetensors in different folders; {hint}.")
         try:
             raw = _read_capped(archive, found[CONFIG_FILE], MAX_CONFIG_BYTES, filename)
-            kind, config, meta = _parse_config(raw, f"{filename}: {CONFIG_FILE}")
+            kind, config, meta = _parse_config(raw, f"{filename}: {CONFIG_FILE}", fix)
+            sections = check_sections(meta, f"{filename}: {CONFIG_FILE}", for_app=for_app)
             with archive.open(found[WEIGHTS_FILE]) as fh:
                 head = _read_header_bytes(fh)
             shapes = _header_shapes(head, f"{filename}: {WEIGHTS_FILE}")
@@ -413,7 +615,7 @@ def load_zip(filename: str, payload: bytes, data=None) -> LoadedModel:
         raise MsliError(
             f"{filename}: {WEIGHTS_FILE} is not a readable safetensors file ({err}); {hint}."
         ) from err
-    return _finish_load(model, state, kind, meta, filename, data)
+    return _finish_load(model, state, kind, sections, filename, data, for_app)
 
 
 def _read_capped(archive, info, cap: int, filename: str) -> bytes:
