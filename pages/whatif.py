@@ -171,6 +171,8 @@ if not rows:
     st.info(
         "Run a sweep on the Latency page: its measured points will be compared with the predictions here."
     )
+elif measured_here is None:  # the sweep was measured here: only this machine's constants can judge it
+    st.info("Measure this machine (above) to compare the last sweep with the cost model's predictions.")
 else:
     errors = costmodel.error_report(rows, measured_here)
     if errors["points"]:
