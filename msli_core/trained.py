@@ -61,12 +61,50 @@ def from_result(name: str, result, data) -> TrainedModel:
 
 
 def from_loaded(filename: str, loaded, data) -> TrainedModel:
-    """A model loaded from a zip (``registry.load_zip`` already checked it belongs to ``data``), named
-    after the name it was saved with, else the file, plus " (loaded)"."""
+    """A model loaded from a zip (``registry.load_zip`` already checked it belongs to ``data``, and the
+    types of its config.json's metrics and training fields), named after the name it was saved with,
+    else the file, plus " (loaded)"."""
     base = loaded.training.get("name") or Path(filename).stem
     name = f"{base} (loaded)"
-    seconds = float(loaded.training.get("seconds", 0.0) or 0.0)
+    seconds = float(loaded.training.get("seconds") or 0.0)
     return TrainedModel(name, loaded, dict(loaded.metrics), seconds, data.fingerprint, [])
+
+
+def session_name(
+    name: str, fingerprint: str, models: dict[str, TrainedModel], dataset_label: str = ""
+) -> str:
+    """The name a model called ``name``, trained on the dataset ``fingerprint``, takes among a session's
+    ``models`` (keyed by name).
+
+    Decision: models of different datasets are kept apart, never replaced by each other. ``name`` itself
+    when it is free or held by a model of the same dataset (retraining the same model on the same data
+    replaces it); else ``name · <dataset_label>`` (a path label by its last part, cut to 40 characters),
+    else ``name · data <fingerprint[:8]>``, else that with a number. The same model name on the same
+    dataset always comes back to the same session name, so a retrain there still replaces its earlier
+    self.
+
+    >>> class M:  # a stand-in with the one field the name reads
+    ...     def __init__(self, fp):
+    ...         self.dataset_fingerprint = fp
+    >>> session_name("popularity", "bbbb", {"popularity": M("bbbb")}, "ml-100k")
+    'popularity'
+    >>> session_name("popularity", "bbbb", {"popularity": M("aaaa")}, "ml-100k")
+    'popularity · ml-100k'
+    >>> session_name("popularity", "bbbbcccc99", {"popularity": M("aaaa"), "popularity · x": M("a")}, "x")
+    'popularity · data bbbbcccc'
+    >>> session_name("popularity", "bbbb", {"popularity": M("aaaa")}, "/home/me/ml-mini/")
+    'popularity · ml-mini'
+    """
+    short = fingerprint[:8] or "unknown"
+    label = re.split(r"[/\\]", dataset_label.strip().rstrip("/\\"))[-1]
+    label = label if len(label) <= 40 else label[:39] + "…"
+    candidates = [name, *([f"{name} · {label}"] if label else []), f"{name} · data {short}"]
+    candidates += [f"{name} · data {short} ({n})" for n in range(2, 1000)]
+    for candidate in candidates:
+        held = models.get(candidate)
+        if held is None or held.dataset_fingerprint == fingerprint:
+            return candidate
+    raise ValueError(f"no free session name for {name!r}")  # 1,000 datasets with one model name
 
 
 def slug(name: str) -> str:
@@ -128,7 +166,7 @@ def model_row(m: TrainedModel) -> dict:
     config = m.loaded.config
     segments = getattr(config, "segments", None) if kinds.is_late_interaction(m.loaded.kind) else None
     parameters = m.loaded.training.get("parameters")
-    if parameters is None:
+    if not isinstance(parameters, int):  # not recorded (registry.check_sections allows only int or null)
         parameters = sum(p.numel() for p in m.loaded.model.parameters())
     return {
         "name": m.name,
@@ -236,6 +274,25 @@ def bundled_models(sample_dir: str | Path, data) -> list[TrainedModel]:
     return out
 
 
+def finite_metric(m: TrainedModel, name: str) -> float | None:
+    """``m``'s metric ``name`` when it is a finite number; None when it is absent or not measured (NaN).
+
+    >>> class M:
+    ...     metrics = {"NDCG@10": float("nan"), "HR@10": 0.5}
+    >>> finite_metric(M(), "NDCG@10"), finite_metric(M(), "HR@10"), finite_metric(M(), "MRR")
+    (None, 0.5, None)
+    """
+    value = m.metrics.get(name)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None
+
+
+def best_model(models: dict[str, TrainedModel], metric: str = "NDCG@10") -> TrainedModel | None:
+    """The model with the highest finite ``metric`` (Home's "best test NDCG@10"); None when none has it."""
+    scored = [m for m in models.values() if finite_metric(m, metric) is not None]
+    return max(scored, key=lambda m: finite_metric(m, metric), default=None)
+
+
 def ladder_note(models: dict[str, TrainedModel]) -> str | None:
     """Honest sentences when the quality ladder does not hold among ``models`` (by test NDCG@10): a
     simple baseline beats every neural model, or the two-tower model is at least level with every
@@ -251,7 +308,7 @@ def ladder_note(models: dict[str, TrainedModel]) -> str | None:
     >>> ladder_note({"tt": M("two-tower", 0.27), "k4": M("msli", 0.26)})[:44]
     'The two-tower model tt is level with or ahea'
     """
-    scored = {n: m for n, m in models.items() if math.isfinite(m.metrics.get("NDCG@10", math.nan))}
+    scored = {n: m for n, m in models.items() if finite_metric(m, "NDCG@10") is not None}
     neural = {n: m for n, m in scored.items() if m.loaded.kind in kinds.NEURAL}
     simple = {n: m for n, m in scored.items() if m.loaded.kind not in kinds.NEURAL}
     sentences = []

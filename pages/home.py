@@ -106,7 +106,7 @@ st.markdown(f"**Dataset:** {state.dataset_label()}")
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Users · items", f"{data.n_users:,} · {data.n_items:,}")
 m2.metric("Models trained", len(trained))
-best = max(trained.values(), key=lambda m: m.metrics.get("NDCG@10", float("-inf")), default=None)
+best = trained_models.best_model(trained)  # the highest finite test NDCG@10 (a NaN one is not measured)
 m3.metric(
     "Best test NDCG@10", f"{best.metrics['NDCG@10']:.4f}" if best else "–", help=best.name if best else None
 )
@@ -118,12 +118,16 @@ if note := state.refused_models_note():
 
 st.subheader("Workspace")
 saved = state.workspace_contents()
-st.markdown(
-    f"Models you train and latency sweeps you run are kept in `{saved['path']}` "
-    f"({saved['models']} model(s), {saved['sweeps']} sweep(s) now), so a reload or a new tab finds them."
-)
+if saved["problem"] is None:
+    st.markdown(
+        f"Models you train and latency sweeps you run are kept in `{saved['path']}` "
+        f"({saved['models']} model(s), {saved['sweeps']} sweep(s) now), so a reload or a new tab finds them."
+    )
+else:  # the one sentence says what is wrong and how to fix it; nothing claims they are kept
+    st.warning(saved["problem"])
 if (saved["models"] or saved["sweeps"]) and st.button("Clear the workspace", key="home_clear_workspace"):
     removed = state.clear_workspace()
     st.success(f"Removed {removed} saved model(s) and sweep(s); this session keeps what it shows.")
 for problem in state.workspace_problems():
-    st.warning(problem)
+    if problem != saved["problem"]:
+        st.warning(problem)

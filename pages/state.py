@@ -83,15 +83,21 @@ def for_dataset(name: str, build):
 
 # -------------------------------------------------------------------------------- trained models
 def models() -> dict[str, TrainedModel]:
-    """This session's models; a new session starts with the bundled demo models when its dataset is
-    the bundled sample (``sample_data/models/``), so Explain and Train have something on first load."""
+    """This session's models, keyed by a name unique in the session (``trained.session_name``: models
+    of different datasets never replace each other); a new session starts with the bundled demo models
+    when its dataset is the bundled sample (``sample_data/models/``), so Explain and Train have something
+    on first load, and with the models of the workspace."""
     if "lab_models" not in st.session_state:
         from msli_core import workspace
 
         demo = _bundled_models(str(demo_dir()), str(sample_data_dir()))
         saved, problems = workspace.load_models()  # what this user trained before: a reload finds it
-        st.session_state["lab_models"] = {m.name: m for m in [*demo, *saved]}
-        st.session_state["lab_workspace_problems"] = problems
+        store: dict[str, TrainedModel] = {m.name: m for m in demo}
+        for m in saved:  # two saved models of one name (two tabs, two datasets) are both kept
+            m.name = trained.session_name(m.name, m.dataset_fingerprint, store)
+            store[m.name] = m
+        st.session_state["lab_models"] = store
+        _note_workspace_problems(problems)
     return st.session_state["lab_models"]
 
 
@@ -112,36 +118,84 @@ def refused_models_note() -> str | None:
         return None
     return (
         f"{len(stale)} model(s) were trained on another dataset and cannot be used with the one loaded now "
-        f"({', '.join(stale)}); reload that dataset or train again."
+        f"({', '.join(stale)}); load that dataset on the Data page to use them, or train again here."
     )
 
 
+def _place(model: TrainedModel) -> str | None:
+    """Put ``model`` in this session under ``trained.session_name`` and return a sentence for the Train
+    page when that name says something the user did not ask for: an earlier model of the same name and
+    dataset was replaced, or a model of another dataset held the name (it is kept; this one is renamed)."""
+    store = models()
+    asked = model.name
+    model.name = trained.session_name(asked, model.dataset_fingerprint, store, dataset_label())
+    note = None
+    if model.name != asked:
+        note = f"A model named {asked} trained on another dataset is kept, so this one is named {model.name}."
+    elif model.name in store:
+        note = f"{model.name} replaces the model of that name trained earlier on this dataset."
+    store[model.name] = model
+    st.session_state.get("lab_model_zips", {}).pop(model.name, None)
+    for cache in ("explain_ranks", "explain_cache", "explain_accuracy_cache"):  # keyed (name, ...)
+        kept = st.session_state.get(cache, {})
+        for key in [k for k in kept if k[0] == model.name]:
+            del kept[key]  # what was computed for the model this one replaces
+    return note
+
+
 def add_trained(name: str, result, data) -> TrainedModel:
-    """Keep a ``msli_core.train.TrainResult`` in this session, tied to the dataset it was trained on."""
-    models()[name] = trained.from_result(name, result, data)
-    st.session_state.pop("lab_model_zips", None)
-    _keep_in_workspace(lambda ws: ws.save_model(models()[name], data))
-    return models()[name]
+    """Keep a ``msli_core.train.TrainResult`` in this session, tied to the dataset it was trained on, and
+    save it in the workspace. What the Train page should say about it (a renamed or replaced model, a
+    failed save) is kept for :func:`take_page_notes`, since the page reruns after training."""
+    model = trained.from_result(name, result, data)
+    if note := _place(model):
+        _page_note("train", "info", note)
+    _keep_in_workspace("train", lambda ws: ws.save_model(model, data))
+    return model
 
 
-def _keep_in_workspace(write) -> None:
-    """``write(workspace)``; a workspace that cannot be written (disk full, read-only) is a sentence on
-    the next page render, never a lost training run."""
+def _page_note(page: str, kind: str, text: str) -> None:
+    st.session_state.setdefault("lab_page_notes", {}).setdefault(page, []).append((kind, text))
+
+
+def take_page_notes(page: str) -> list[tuple[str, str]]:
+    """``(kind, sentence)`` of what the last action on ``page`` ("train", "latency") said, each returned
+    once (``kind``: "info" or "warning", a failed workspace save among them): the page that ran the
+    action shows them after its rerun."""
+    return st.session_state.get("lab_page_notes", {}).pop(page, [])
+
+
+def _keep_in_workspace(page: str, write) -> None:
+    """``write(workspace)``; a workspace that cannot be written (a file, read-only, disk full) is a
+    warning on ``page``, where it happened (:func:`take_page_notes`), and on Home, never a lost run."""
     from msli_core import workspace
     from msli_core.errors import MsliError
 
     try:
         write(workspace)
-    except (OSError, MsliError) as err:
-        st.session_state.setdefault("lab_workspace_problems", []).append(
-            f"Could not save to the workspace {workspace.workspace_dir()}: {err}"
+    except MsliError as err:
+        sentence = str(err)
+    except OSError as err:  # the workspace changed under the checks (workspace.save_* word the others)
+        sentence = (
+            f"Could not save to the workspace {workspace.workspace_dir()} ({err.strerror or err}); restart "
+            f"the app with {workspace.ENV} set to a folder you can write."
         )
+    else:
+        return
+    _page_note(page, "warning", sentence)
+    _note_workspace_problems([sentence])
+
+
+def _note_workspace_problems(problems: list[str]) -> None:
+    st.session_state.setdefault("lab_workspace_problems", []).extend(problems)
 
 
 def add_loaded(filename: str, loaded, data) -> str:
-    """Keep a model loaded from a zip (the core already checked it belongs to ``data``)."""
+    """Keep a model loaded from a zip (the core already checked it belongs to ``data``); its name as kept
+    (a note is left for :func:`take_page_notes` when it replaced or stepped around another)."""
     model = trained.from_loaded(filename, loaded, data)
-    models()[model.name] = model
+    if note := _place(model):
+        _page_note("train", "info", note)
     return model.name
 
 
@@ -178,7 +232,8 @@ def _restore_sweep() -> None:
     st.session_state["lab_sweep_restored"] = True
     from msli_core import workspace
 
-    saved = workspace.latest_sweep()
+    saved, problems = workspace.latest_sweep()  # a bad sweep folder is skipped with a sentence
+    _note_workspace_problems(problems)
     if saved:
         st.session_state["lab_bench_rows"], st.session_state["lab_bench_meta"] = saved
 
@@ -209,7 +264,7 @@ def set_bench(result) -> None:
 
     st.session_state["lab_bench_rows"] = list(result.rows)
     st.session_state["lab_bench_meta"] = dict(result.meta)
-    _keep_in_workspace(lambda ws: ws.save_sweep(result))
+    _keep_in_workspace("latency", lambda ws: ws.save_sweep(result))
     st.session_state.pop("lab_bench_csv", None)
     if (result.meta.get("settings") or {}).get("calibrate") and result.meta.get("hardware"):
         st.session_state["whatif_measured_hw"] = costmodel.Hardware.from_dict(result.meta["hardware"])
@@ -297,6 +352,8 @@ def explanation_accuracy_cached(model_name: str, compute: bool = False) -> dict 
 
 # ---------------------------------------------------------------------------------------- workspace
 def workspace_contents() -> dict:
+    """``workspace.contents()``: its path, msli's models and sweeps there, and why it cannot be written
+    (None when it can)."""
     from msli_core import workspace
 
     return workspace.contents()
@@ -310,6 +367,8 @@ def clear_workspace() -> int:
 
 
 def workspace_problems() -> list[str]:
-    """Sentences about saved folders that did not load, or writes that failed, in this session."""
+    """Sentences about saved folders that were skipped, or writes that failed, in this session (each
+    once)."""
     models()
-    return list(st.session_state.get("lab_workspace_problems", []))
+    bench_rows()  # restores the workspace's sweep, noting the folders it skipped
+    return list(dict.fromkeys(st.session_state.get("lab_workspace_problems", [])))

@@ -53,12 +53,14 @@ elif submitted:
             continue
         ndcg = result.metrics.get("NDCG@10", float("nan"))
         live.done(f"{name}: test NDCG@10 {ndcg:.4f} in {result.seconds:.1f} s")
-        state.add_trained(name, result, data)
+        state.add_trained(name, result, data)  # a renamed or replaced model, a failed save: notes below
     st.rerun()  # draw the results below from session state (the live charts have served their purpose)
 
 # ------------------------------------------------------------------------------------------ results
 for message in st.session_state.pop("train_errors", []):
     st.error(message, icon=":material/error:")
+for kind, message in dict.fromkeys(state.take_page_notes("train")):  # each sentence once
+    (st.warning if kind == "warning" else st.info)(message)
 trained = state.usable_models()
 if note := state.refused_models_note():
     st.warning(note)
@@ -108,7 +110,7 @@ else:
     d2.download_button(
         "Download as zip",
         payload,
-        file_name=f"{chosen.replace(' ', '_').replace('=', '')}.zip",
+        file_name=f"{trained_models.slug(chosen)}.zip",  # ASCII: a name may hold "·" or a path label
         mime="application/zip",
         key="train_download",
     )
@@ -125,7 +127,7 @@ upload = st.file_uploader(
 )
 if st.button("Load this model", key="train_load", disabled=upload is None):
     try:
-        loaded = load_zip(upload.name, upload.getvalue(), data=data)
+        loaded = load_zip(upload.name, upload.getvalue(), data=data, for_app=True)
     except MsliError as err:
         widgets.show_error(err)
     else:

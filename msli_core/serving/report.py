@@ -217,26 +217,139 @@ BUNDLED_SWEEP = "bench"  # the bundled latency sweep: sample_data/bench/ (made b
 def bundled_sweep(sample_dir) -> tuple[list[dict], dict] | None:
     """The latency sweep shipped beside the sample data (``bench.json`` and ``meta.json`` of an
     ``msli bench --out``), so the Latency page and Home have measured figures before the user runs one;
-    None when it is absent or unreadable. Its ``meta`` names the machine it was measured on."""
+    None when it is absent or not a sweep :func:`check_sweep` accepts. Its ``meta`` names the machine it
+    was measured on."""
     from pathlib import Path
 
-    return read_sweep(Path(sample_dir) / BUNDLED_SWEEP)
+    from msli_core.errors import MsliError
+
+    try:
+        return read_sweep(Path(sample_dir) / BUNDLED_SWEEP)
+    except MsliError:
+        return None
 
 
-def read_sweep(folder) -> tuple[list[dict], dict] | None:
-    """``(rows, meta)`` of a folder written by ``msli bench --out`` (``bench.json``, ``meta.json``);
-    None when it is absent or unreadable."""
+MAX_SWEEP_BYTES = 64 << 20  # bench.json of the default sweep is ~100 KB; a 64 MiB one is not a sweep
+# The columns of a bench row (bench_settings.ROW_KEYS) by the type msli bench writes them with; any may be
+# null (not applicable to that row, or a NaN written as null) except the ones in _REQUIRED.
+_ROW_TEXT = ("model", "stage", "variant", "backend", "method", "table", "note")
+_ROW_WHOLE = ("segments", "candidates", "history", "passes", "threads", "calls", "dim", "layers", "heads",
+              "segment_len", "rows", "probes", "lists", "neighbours", "index_bytes")  # fmt: skip
+_ROW_NUMBER = ("p50_ms", "p95_ms", "p99_ms", "mean_ms", "qps", "cpu_p50_ms", "estimated_ms", "retrieved",
+               "build_s")  # fmt: skip
+_ROW_FRACTION = ("exact_fraction", "recall_at_10")
+_ROW_FLAG = ("capped", "shared")
+# present and not null in every row: what each row is (the pages filter and group by these)
+_REQUIRED = ("model", "stage", "backend", "segments", "history", "calls")
+# meta.json fields the pages read, by type (each optional)
+_META_TYPES = {"cpu": str, "started_at": str, "cores": int, "seconds": (int, float), "settings": dict,
+               "versions": dict, "cost_model_error": dict, "ann": dict, "hardware": dict}  # fmt: skip
+_META_ERROR_NUMBERS = ("median_ratio", "worst_ratio", "within_1_5x", "within_2x")
+
+
+def _whole(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 2**53
+
+
+def _number(v: Any) -> bool:
+    return (isinstance(v, float) and math.isfinite(v) and v >= 0) or _whole(v)
+
+
+def _row_problem(row: Any) -> str | None:
+    """What is wrong with one bench row, as a phrase; None when it has the schema msli bench writes."""
+    if not isinstance(row, dict):
+        return f"a row is {type(row).__name__} {str(row)[:30]}, not an object"
+    for key in _REQUIRED:
+        if row.get(key) is None:
+            return f"a row has no {key}"
+    if row["stage"] != "nearline" and row.get("candidates") is None:  # only a nearline update has no N
+        return f"a {row['stage']} row has no candidates"
+    if row.get("p50_ms", 0) is None and row["calls"]:
+        return "a timed row (calls > 0) has no p50_ms"
+    checks = (
+        (_ROW_TEXT, lambda v: isinstance(v, str), "a string"),
+        (_ROW_WHOLE, _whole, "a whole number, 0 or more"),
+        (_ROW_NUMBER, _number, "a number, 0 or more"),
+        (_ROW_FRACTION, lambda v: _number(v) and v <= 1, "a number from 0 to 1"),
+        (_ROW_FLAG, lambda v: isinstance(v, bool), "true or false"),
+    )
+    for keys, ok, wanted in checks:
+        for key in keys:
+            value = row.get(key)
+            if value is not None and not ok(value):
+                return f"a row has {key} = {str(value)[:30]!r} ({type(value).__name__}), not {wanted}"
+    return None
+
+
+def check_sweep(rows: Any, meta: Any) -> str | None:
+    """What keeps ``(rows, meta)`` from being shown, as a phrase; None when they have the schema
+    ``msli bench`` writes: a non-empty list of row objects whose columns have their types (the identity
+    columns present; a number finite and not negative) and a meta object whose fields the pages read
+    have theirs.
+
+    >>> check_sweep([1, 2], {})
+    'a row is int 1, not an object'
+    >>> check_sweep([{"model": "msli", "stage": "online", "backend": "torch", "segments": 4,
+    ...               "history": 50, "candidates": 100, "calls": 5, "p50_ms": "2.0"}], {})
+    "a row has p50_ms = '2.0' (str), not a number, 0 or more"
+    """
+    if not isinstance(rows, list) or not isinstance(meta, dict):
+        return "bench.json is not a list of rows or meta.json not an object"
+    if not rows:
+        return "bench.json holds no rows"
+    for row in rows:
+        if problem := _row_problem(row):
+            return problem
+    for key, types in _META_TYPES.items():
+        value = meta.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
+            return f"meta.json has {key} = {str(value)[:30]!r} ({type(value).__name__})"
+    if isinstance(meta.get("seconds"), float) and not math.isfinite(meta["seconds"]):
+        return "meta.json has a non-finite seconds"
+    error = meta.get("cost_model_error") or {}
+    for key in _META_ERROR_NUMBERS:
+        value = error.get(key)
+        if value is not None and not _number(value):
+            return f"meta.json has cost_model_error.{key} = {str(value)[:30]!r}"
+    return None
+
+
+def read_sweep(
+    folder, fix: str = "run the sweep again with `msli bench --out`"
+) -> tuple[list[dict], dict] | None:
+    """``(rows, meta)`` of a folder written by ``msli bench --out`` (``bench.json``, ``meta.json``), each
+    row with every column of ``bench_settings.ROW_KEYS`` (a column an older msli did not write reads as
+    null, as the bench writes a column that does not apply to a row); None when the folder has no
+    bench.json (not a sweep). A bench.json that cannot be read, or rows or meta that
+    :func:`check_sweep` refuses, raise :class:`MsliError`: one sentence naming the folder, what is wrong,
+    and ``fix`` (what the reader can do), so a damaged or old-schema sweep is never handed to a page."""
     import json
     from pathlib import Path
 
+    from msli_core.errors import MsliError
+    from msli_core.serving.bench_settings import ROW_KEYS
+
+    folder = Path(folder)
+    if not (folder / "bench.json").exists():
+        return None
     try:
-        rows = json.loads((Path(folder) / "bench.json").read_text(encoding="utf-8"))
-        meta = json.loads((Path(folder) / "meta.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(rows, list) or not isinstance(meta, dict):
-        return None
-    return rows, meta
+        texts = []
+        for name in ("bench.json", "meta.json"):
+            with open(folder / name, encoding="utf-8") as fh:
+                texts.append(fh.read(MAX_SWEEP_BYTES + 1))
+        if max(len(t) for t in texts) > MAX_SWEEP_BYTES:
+            raise ValueError(f"a file is over {MAX_SWEEP_BYTES >> 20} MiB")
+        rows, meta = (json.loads(t) for t in texts)
+    except (OSError, ValueError, RecursionError) as err:
+        detail = getattr(err, "strerror", None) or str(err)[:80] or type(err).__name__
+        raise MsliError(f"The sweep {folder} cannot be read ({detail}); {fix}.") from err
+    problem = check_sweep(rows, meta)
+    if problem:
+        raise MsliError(
+            f"The sweep {folder} is not one this msli can show ({problem}): it was edited, damaged or "
+            f"written by another version; {fix}."
+        )
+    return [{**dict.fromkeys(ROW_KEYS), **row} for row in rows], meta
 
 
 def headline_speedup(rows: list[dict]) -> dict | None:
