@@ -138,7 +138,8 @@ class TrainingDiverged(MsliError):
         value = "NaN" if math.isnan(loss) else ("infinite" if math.isinf(loss) else f"{loss:g}")
         detail = f"loss is {value}" if what == "loss" else "the weights are no longer finite"
         super().__init__(
-            f"training diverged at epoch {epoch}, step {step}: {detail}; lower --lr (it was {lr:g})"
+            f"training diverged at epoch {epoch}, step {step}: {detail}; train again with another seed or "
+            f"a lower learning rate (msli train --lr; it was {lr:g})"
         )
         self.epoch, self.step = epoch, step
 

@@ -42,6 +42,8 @@ if settings is not None:
         state.set_bench(result)
         st.rerun()
 
+for kind, message in dict.fromkeys(state.take_page_notes("latency")):  # e.g. a failed workspace save
+    (st.warning if kind == "warning" else st.info)(message)
 rows = state.bench_rows()
 if not rows:
     st.info("No sweep yet in this session: choose the shapes above and press **Run the sweep**.")
