@@ -124,10 +124,15 @@ def check_out_dir(
 
 
 def nearest_existing(path: Path) -> Path:
-    """``path`` or the nearest folder above it that exists (``.`` for a relative path with none)."""
+    """``path`` or the nearest folder above it that exists (``.`` for a relative path with none). A path
+    that cannot even be looked at (a folder above it refuses entry: PermissionError) counts as absent,
+    so the folder that refuses is the one named and probed."""
     for candidate in (path, *path.parents):
-        if candidate.exists():
-            return candidate
+        try:
+            if candidate.exists():
+                return candidate
+        except OSError:
+            continue
     return Path(".")
 
 

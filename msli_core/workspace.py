@@ -60,11 +60,19 @@ def problem(root: Path | None = None) -> str | None:
     they can. Checks what a write would meet: the workspace, ``models/`` and ``sweeps/`` being files, or
     the nearest existing folder on the way to each taking no new entry (a probe folder made and removed,
     as root passes ``os.access`` even on a read-only mount)."""
-    from msli_core.outputs import nearest_existing
 
     base = root or workspace_dir()
     lost = "so the models you train and the sweeps you run are not kept after this session"
     fix = f"restart the app with {ENV} set to a folder you can write"
+    try:
+        return _problem(base, lost, fix)
+    except OSError as err:  # a folder on the way refuses even a look (PermissionError)
+        return f"The workspace {base} cannot be read ({err.strerror or err}), {lost}; {fix}."
+
+
+def _problem(base: Path, lost: str, fix: str) -> str | None:
+    from msli_core.outputs import nearest_existing
+
     for path in (base, base / MODELS, base / SWEEPS):
         if path.exists() and not path.is_dir():
             what = f"The workspace {base}" if path == base else f"The workspace entry {path}"

@@ -42,10 +42,10 @@ if h1.button("Measure this machine now (a few seconds)", key="whatif_calibrate")
     try:  # the calibration file is refused (before measuring) when msli did not write it
         with st.spinner("Timing matmuls, a streaming copy and tiny operator calls…"):
             st.session_state["whatif_measured_hw"] = calibrate.calibrate(save=True)
-    except MsliError as err:
+    except MsliError as err:  # the rest of the page still answers with the constants it had
         widgets.show_error(err)
-        st.stop()
-    st.rerun()
+    else:
+        st.rerun()
 try:
     if preset == USER_ENTERED:
         u1, u2, u3 = h2.columns(3)

@@ -176,3 +176,32 @@ def test_an_unwritable_msli_cache_dir_is_named(capsys, monkeypatch):
     code, message = run_cli(["costmodel", "calibrate"], capsys)
     assert code == 2 and message.startswith("Cannot create /proc/x/hardware.json: /proc is not writable (")
     assert message.endswith("; MSLI_CACHE_DIR chose that path, so set MSLI_CACHE_DIR to a writable folder.")
+
+
+def test_a_path_behind_a_folder_that_refuses_entry_is_a_sentence(tmp_path, monkeypatch):
+    """As a non-root user, Path.exists() under a folder without search permission raises PermissionError
+    (Python 3.11); simulated here, since the tests may run as root."""
+    from pathlib import Path
+
+    from msli_core import outputs, workspace
+    from msli_core.errors import MsliError
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = {name: getattr(Path, name) for name in ("exists", "is_symlink", "is_file", "is_dir")}
+
+    def refusing(name):
+        def check(self):
+            if locked in self.parents:
+                raise PermissionError(13, "Permission denied", str(self))
+            return real[name](self)
+
+        return check
+
+    for name in real:
+        monkeypatch.setattr(Path, name, refusing(name))
+    assert outputs.nearest_existing(locked / "ws" / "models") == locked  # the folder that refuses
+    problem = workspace.problem(locked / "ws")
+    assert problem.startswith(f"The workspace {locked / 'ws'} cannot be read (Permission denied)")
+    with pytest.raises(MsliError, match="cannot be checked \\(Permission denied\\)"):
+        costmodel.check_calibration_target(locked / "hw.json")

@@ -372,11 +372,15 @@ def check_calibration_target(path: str | os.PathLike | None = None) -> Path:
         named = f"{target} (the calibration file under MSLI_CACHE_DIR)"
     else:
         named = f"{target} (the calibration file in msli's cache folder)"
-    if target.is_symlink():
+    try:
+        link, exists, is_file = target.is_symlink(), target.exists(), target.is_file()
+    except OSError as err:  # a folder on the way refuses even a look (PermissionError)
+        raise MsliError(f"{named} cannot be checked ({err.strerror or err}); {other}.") from err
+    if link:
         raise MsliError(f"{named} is a symbolic link, which msli does not replace; move it away or {other}.")
-    if target.exists() and not target.is_file():
+    if exists and not is_file:
         raise MsliError(f"{named} is a folder or a special file, not a calibration file; {other}.")
-    if target.is_file() and not is_calibration_file(target):  # never overwrite a user's file
+    if is_file and not is_calibration_file(target):  # never overwrite a user's file
         raise MsliError(
             f"{named} is a file msli did not write (it lacks a cost-model calibration's fields), so msli "
             f"will not replace it; move that file away or {other}."
