@@ -173,6 +173,8 @@ def test_merge_passes_takes_the_median_of_each_figure():
         (["--model", ".", "--segments", "4", "--layers", "3"], "--segments, --layers cannot be used with"),
         (["--items", "0"], "--items sets the catalog of --training only"),
         (["--no-calibrate", "--save-calibration"], "drop one of them"),
+        (["--layers", "x"], "--layers takes one whole number like 2; 'x'"),  # the example fits lo = 0
+        (["--layers", ""], "--layers needs a value, like 2."),
         (["--candidates", "100", "--request-candidates", "100"], "is not smaller than the largest"),
     ],
 )

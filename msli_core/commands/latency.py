@@ -215,7 +215,8 @@ def parse_int_list(
     values = tuple(whole_number(p) for p in parts)
     if any(v is None for v in values):
         if single:
-            raise MsliError(f"{flag} takes one whole number like {lo * 4}; {text!r} is not one.")
+            one = example.split(",")[-1]
+            raise MsliError(f"{flag} takes one whole number like {one}; {text!r} is not one.")
         raise MsliError(f"{flag} takes a comma list of whole numbers like {example}; {text!r} is not one.")
     if any(v < lo for v in values):
         low = min(values)
