@@ -78,7 +78,7 @@ if size_by == "parameter count":
         "Encoder parameters (millions)", 0.01, 1_000_000.0, 1000.0, key="whatif_params"
     )
     layers, dim = costmodel.shape_for_parameters(millions * 1e6)
-    shaped = 12 * layers * dim * dim  # what that shape holds, which the asked count is rounded to
+    shaped = costmodel.encoder_parameters(layers, dim)  # what that shape holds: the asked count rounded
     s2.caption(
         f"Shaped as {layers} layers × width {dim:,} (width ≈ 64 × depth, as large transformers are): "
         f"{viz.human_number(shaped)} parameters"

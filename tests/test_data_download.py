@@ -414,6 +414,17 @@ def test_a_fetched_folder_holding_a_users_file_is_reused_but_not_replaced(tmp_pa
     assert _snapshot(tmp_path) == before
 
 
+def _refused_while_downloading(tmp_path, meanwhile) -> pytest.ExceptionInfo:
+    """Fetch ml-100k from a loopback server into ``tmp_path``, calling ``meanwhile`` on each progress
+    event (something of the user's appears during the download); the fetch must be refused."""
+    with serve({"/ml-100k.zip": Route(ZIP_100K)}) as server, pytest.raises(MsliError) as err:
+        fetch_movielens(
+            "ml-100k", directory=tmp_path, base_url=server.base_url,
+            checksums={"ml-100k": _sha256(ZIP_100K)}, progress=meanwhile,
+        )  # fmt: skip
+    return err
+
+
 def test_a_folder_that_appears_during_the_download_is_kept_and_the_download_removed(tmp_path):
     folder = tmp_path / "ml-100k"
 
@@ -421,11 +432,7 @@ def test_a_folder_that_appears_during_the_download_is_kept_and_the_download_remo
         folder.mkdir(exist_ok=True)
         (folder / "keep.txt").write_text("made while msli was downloading")
 
-    with serve({"/ml-100k.zip": Route(ZIP_100K)}) as server, pytest.raises(MsliError) as err:
-        fetch_movielens(
-            "ml-100k", directory=tmp_path, base_url=server.base_url,
-            checksums={"ml-100k": _sha256(ZIP_100K)}, progress=meanwhile,
-        )  # fmt: skip
+    err = _refused_while_downloading(tmp_path, meanwhile)
     assert f"{folder} (it has no .msli-output.json stamp) was not downloaded by msli" in str(err.value)
     assert _snapshot(tmp_path) == {"ml-100k/keep.txt": b"made while msli was downloading"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ml-100k"], "no zip, no temporary left"
@@ -437,11 +444,7 @@ def test_a_zip_that_appears_during_the_download_is_not_overwritten(tmp_path):
     def meanwhile(_event) -> None:
         archive.write_bytes(b"the user's zip, saved meanwhile")
 
-    with serve({"/ml-100k.zip": Route(ZIP_100K)}) as server, pytest.raises(MsliError) as err:
-        fetch_movielens(
-            "ml-100k", directory=tmp_path, base_url=server.base_url,
-            checksums={"ml-100k": _sha256(ZIP_100K)}, progress=meanwhile,
-        )  # fmt: skip
+    err = _refused_while_downloading(tmp_path, meanwhile)
     assert f"{archive} (it appeared while ml-100k was downloading)" in str(err.value)
     assert _snapshot(tmp_path) == {"ml-100k.zip": b"the user's zip, saved meanwhile"}
 

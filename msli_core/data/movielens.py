@@ -68,7 +68,7 @@ def check_header_encoding(file: DataFile, layout: Layout) -> None:
     The header is sniffed as latin-1, where every byte decodes, and the typed readers replace it with
     the layout's column names without decoding it, so without this check a stray byte on line 1 of a
     UTF-8 file passed while the same byte on line 2 was refused. A latin-1 layout accepts every byte."""
-    if codecs.lookup(layout.encoding).name == "latin-1":
+    if codecs.lookup(layout.encoding).name == codecs.lookup("latin-1").name:  # "iso8859-1"
         return
     buf = b""
     with file.open() as fh:

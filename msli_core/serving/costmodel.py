@@ -527,6 +527,11 @@ class ModelShape:
         return self.layers * (12 * self.dim**2 + 13 * self.dim)
 
 
+def encoder_parameters(layers: int, dim: int) -> int:
+    """Weights of a transformer encoder of ``layers`` blocks of width ``dim``: ``12·layers·d²``."""
+    return 12 * layers * dim * dim
+
+
 def shape_for_parameters(parameters: float, aspect: int = 64) -> tuple[int, int]:
     """(layers, width d) of an encoder with about ``parameters`` weights (``12·layers·d²``), shaped like
     the usual large transformers: width ≈ ``aspect`` × depth (GPT-2 XL: 48 × 1,600; GPT-3: 96 × 12,288),
@@ -538,7 +543,7 @@ def shape_for_parameters(parameters: float, aspect: int = 64) -> tuple[int, int]
     (2, 64)
     """
     dim = max(64, round((aspect * parameters / 12) ** (1 / 3) / 64) * 64)
-    layers = max(1, round(parameters / (12 * dim * dim)))
+    layers = max(1, round(parameters / encoder_parameters(1, dim)))
     return layers, dim
 
 
