@@ -480,3 +480,84 @@ def test_a_failed_download_removes_fetchs_own_damaged_zip_and_keeps_its_folder(t
         fetch_movielens("ml-100k", directory=tmp_path, base_url=_unreachable_url(), checksums=checksums)
     assert not (tmp_path / "ml-100k.zip").exists()
     assert (folder / "u.data").is_file() and (folder / ".msli-output.json").is_file()
+
+
+# ---- the cached zip is hashed once per fetch ---------------------------------------------------------
+
+
+def _hash_reads(monkeypatch, path: Path) -> list[str]:
+    """Every time download.py opens ``path`` for reading (its only reads of a zip are hashes: unpacking
+    goes through zipfile); the list grows as the fetch runs."""
+    from msli_core.data import download
+
+    reads: list[str] = []
+
+    def counting_open(file, mode="r", *args, **kwargs):
+        if Path(file) == path and "r" in mode:
+            reads.append(mode)
+        return open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(download, "open", counting_open, raising=False)
+    return reads
+
+
+def test_a_cached_zip_is_hashed_once_and_still_verified(tmp_path, monkeypatch):
+    checksums = {"ml-100k": _sha256(ZIP_100K)}
+    with serve({"/ml-100k.zip": Route(ZIP_100K)}) as server:
+        folder = fetch_movielens("ml-100k", directory=tmp_path, base_url=server.base_url, checksums=checksums)
+        reads = _hash_reads(monkeypatch, tmp_path / "ml-100k.zip")
+        assert fetch_movielens(
+            "ml-100k", directory=tmp_path, base_url=server.base_url, checksums=checksums
+        ) == folder  # fmt: skip
+        assert reads == ["rb"] and server.hits == ["/ml-100k.zip"]
+        # as strict as before: a cached zip that no longer verifies is not used, but downloaded again
+        (tmp_path / "ml-100k.zip").write_bytes(ZIP_100K + b"\x00")
+        reads.clear()
+        fetch_movielens("ml-100k", directory=tmp_path, base_url=server.base_url, checksums=checksums)
+        assert reads == ["rb"] and len(server.hits) == 2
+    assert (tmp_path / "ml-100k.zip").read_bytes() == ZIP_100K
+
+
+def test_a_failed_download_removes_fetchs_damaged_zip_after_one_hash(tmp_path, monkeypatch):
+    checksums = {"ml-100k": _sha256(ZIP_100K)}
+    with serve({"/ml-100k.zip": Route(ZIP_100K)}) as server:
+        fetch_movielens("ml-100k", directory=tmp_path, base_url=server.base_url, checksums=checksums)
+    (tmp_path / "ml-100k.zip").write_bytes(b"damaged")
+    reads = _hash_reads(monkeypatch, tmp_path / "ml-100k.zip")
+    with pytest.raises(MsliError, match="Cannot reach"):
+        fetch_movielens("ml-100k", directory=tmp_path, base_url=_unreachable_url(), checksums=checksums)
+    assert reads == ["rb"] and not (tmp_path / "ml-100k.zip").exists()
+
+
+def test_fetchs_damaged_zip_rewritten_during_a_failed_download_is_kept(tmp_path):
+    """Fetch's own stale zip is removed when the download fails only while it is the file fetch hashed:
+    one the user wrote there meanwhile is theirs."""
+    checksums = {"ml-100k": _sha256(ZIP_100K)}
+    with serve({"/ml-100k.zip": Route(ZIP_100K)}) as server:
+        fetch_movielens("ml-100k", directory=tmp_path, base_url=server.base_url, checksums=checksums)
+    archive = tmp_path / "ml-100k.zip"
+    archive.write_bytes(b"damaged")
+
+    def meanwhile(_event) -> None:
+        archive.write_bytes(b"the user's own zip, saved while msli was downloading")
+
+    with serve({"/ml-100k.zip": Route(ZIP_100K, truncate=True)}) as server, pytest.raises(MsliError):
+        fetch_movielens(
+            "ml-100k", directory=tmp_path, base_url=server.base_url, checksums=checksums, progress=meanwhile
+        )
+    assert archive.read_bytes() == b"the user's own zip, saved while msli was downloading"
+
+
+def test_fetchs_damaged_zip_rewritten_during_a_download_is_not_overwritten(tmp_path):
+    checksums = {"ml-100k": _sha256(ZIP_100K)}
+    with serve({"/ml-100k.zip": Route(ZIP_100K)}) as server:
+        fetch_movielens("ml-100k", directory=tmp_path, base_url=server.base_url, checksums=checksums)
+    archive = tmp_path / "ml-100k.zip"
+    archive.write_bytes(b"damaged")
+
+    def meanwhile(_event) -> None:
+        archive.write_bytes(b"the user's own zip, saved while msli was downloading")
+
+    err = _refused_while_downloading(tmp_path, meanwhile)
+    assert f"{archive} (it appeared while ml-100k was downloading)" in str(err.value)
+    assert archive.read_bytes() == b"the user's own zip, saved while msli was downloading"

@@ -10,7 +10,8 @@ that trickles bytes cannot hold a fetch forever. The archive is then unpacked in
 complete folder, or nothing: every failure (unreachable host, HTTP error, truncated or too slow transfer,
 checksum mismatch, damaged, unsafe or oversized archive) removes what it wrote and raises one
 :class:`MsliError` sentence. Temporary files left by a fetch that was killed are removed by the next
-fetch once they are stale. A second fetch re-verifies the cached zip's hash and returns at once.
+fetch once they are stale. A second fetch re-verifies the cached zip's hash (one read of the zip per
+fetch) and returns at once.
 
 Cache layout (``platformdirs.user_cache_dir("msli-lab")/movielens`` by default)::
 
@@ -24,7 +25,8 @@ An unpacked folder is recognised as fetch's own by the marker every msli output 
 unpacked by an earlier release carries ``.msli-verified`` (the checksum alone) and is recognised too.
 A ``NAME.zip`` that matches the published checksum is the official archive: it is only read, whoever put
 it there. One that does not match is fetch's own stale or damaged copy (replaced, or removed when the
-download fails) only when the stamp of fetch's folder beside it records that fetch downloaded it.
+download fails) only when the stamp of fetch's folder beside it records that fetch downloaded it, and only
+while it is still the file fetch hashed (one written there during the download is kept).
 Anything else named ``NAME`` or ``NAME.zip``, and a fetched folder to be replaced that now also holds
 files fetch did not write, is refused before anything is downloaded, with one sentence naming it, and
 left as it is; the check is repeated just before each rename into place.
@@ -146,8 +148,10 @@ def fetch_movielens(
     _remove_stale_temporaries(cache)
 
     # Nothing is downloaded, and nothing touched, unless NAME and NAME.zip are absent or fetch's own.
-    stamp, owned = _check_cache_entries(archive, folder, known_hash, fix)
-    downloaded = _download(url, archive, known_hash, name, progress, deadline, fix, owned=owned)
+    stamp, verified, owned = _check_cache_entries(archive, folder, known_hash, fix)
+    downloaded = not verified  # a cached zip that verifies is used as it is
+    if downloaded:
+        _download(url, archive, known_hash, name, progress, deadline, fix, owned=owned)
     if stamp is not None and stamp.checksum == known_hash:
         return folder
     archive_ours = downloaded or (stamp is not None and stamp.archive_ours)
@@ -208,24 +212,40 @@ def _foreign_entries(folder: Path, stamp: _Stamp) -> list[str]:
 
 def _check_cache_entries(
     archive: Path, folder: Path, known_hash: str, fix: Mapping[str, str]
-) -> tuple[_Stamp | None, bool]:
+) -> tuple[_Stamp | None, bool, _Identity | None]:
     """Refuse (one sentence, nothing touched) a ``NAME`` or ``NAME.zip`` in the cache that fetch did not
     write, and a fetched folder that would be replaced while it holds files fetch did not write.
 
-    Returns (the stamp of fetch's folder or None, whether ``archive`` is fetch's own copy that does not
-    verify: a stale or damaged zip beside fetch's folder, which a new download may replace)."""
+    Returns (the stamp of fetch's folder or None, whether ``archive`` matches ``known_hash``, and when
+    ``archive`` is fetch's own copy that does not verify, a stale or damaged zip beside fetch's folder
+    that a new download may replace, the identity of that file, else None). This is the one place a
+    cached zip is hashed: one read of it per fetch."""
     stamp, foreign = _folder_stamp(folder)
-    owned = False
+    verified, owned = False, None
     if archive.exists() or archive.is_symlink():
-        ok = archive.is_file() and _hash_ok(archive, known_hash)  # the official archive: only ever read
-        owned = not ok and stamp is not None and stamp.archive_ours and archive.is_file()
-        owned = owned and not archive.is_symlink()
-        if not ok and not owned:
+        verified = archive.is_file() and _hash_ok(archive, known_hash)  # the official archive: only read
+        if not verified and stamp is not None and stamp.archive_ours and not archive.is_symlink():
+            owned = _identity(archive)
+        if not verified and owned is None:
             why = "it does not match the published checksum" if archive.is_file() else "it is not a file"
             foreign.append((archive, why))
     _refuse_foreign(foreign, fix)
     _refuse_additions(folder, stamp, known_hash, fix)
-    return stamp, owned
+    return stamp, verified, owned
+
+
+_Identity = tuple[int, int, int, int]  # (device, inode, size, mtime in ns) of a regular file
+
+
+def _identity(path: Path) -> _Identity | None:
+    """What tells one regular file from another (or from itself rewritten); None for anything else."""
+    try:
+        st = path.lstat()
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _check_folder(folder: Path, known_hash: str, fix: Mapping[str, str]) -> None:
@@ -326,19 +346,16 @@ def _download(
     deadline: float,
     fix: Mapping[str, str],
     *,
-    owned: bool,
-) -> bool:
+    owned: _Identity | None,
+) -> None:
     """Stream ``url`` into a temporary file beside ``archive``, hashing it; keep it (atomic rename) only
-    when the hash matches. Returns False when ``archive`` already verifies (nothing is downloaded), True
-    when this call downloaded it. ``owned``: ``archive`` is fetch's own copy that does not verify (see
-    :func:`_check_cache_entries`), so it is replaced, or removed when the download fails; any other
-    ``archive`` found at the rename is refused. Every failure becomes a sentence and leaves no file of
-    this call's."""
+    when the hash matches. ``owned``: the identity of fetch's own copy of ``archive``
+    that does not verify (see :func:`_check_cache_entries`), so it is replaced, or removed when the
+    download fails; any other ``archive`` found at the rename is refused. Every failure becomes a
+    sentence and leaves no file of this call's."""
     import requests
     import urllib3
 
-    if archive.is_file() and _hash_ok(archive, known_hash):
-        return False
     algorithm, _, expected = known_hash.partition(":")
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f"{_PART_PREFIX}{archive.name}.", dir=archive.parent)
@@ -351,23 +368,24 @@ def _download(
         with os.fdopen(fd, "wb") as out:
             digest = _stream(url, out, algorithm, name, progress, deadline)
         if digest != expected.lower():
-            _discard_unverified(archive, known_hash, owned)
+            _discard_owned(archive, owned)
             raise MsliError(
                 f"The downloaded {name}.zip does not match its published {algorithm} checksum, so it was "
                 "deleted; try again, and if it keeps failing the server is sending a different file."
             )
-        if (archive.exists() or archive.is_symlink()) and not owned:  # appeared while downloading
+        if (archive.exists() or archive.is_symlink()) and (owned is None or _identity(archive) != owned):
+            # appeared, or was rewritten, while downloading: not fetch's to replace
             _refuse_foreign([(archive, f"it appeared while {name} was downloading")], fix)
         os.replace(tmp, archive)
     except _TooSlow as err:
-        _discard_unverified(archive, known_hash, owned)
+        _discard_owned(archive, owned)
         got = f"{err.done / 1e6:.1f} MB" + (f" of {err.total / 1e6:.1f} MB" if err.total else "")
         raise MsliError(
             f"The download of {name} from {url} did not finish within {deadline:g} s ({got} received); "
             f"nothing was kept — {fix['slow']}."
         ) from None
     except requests.exceptions.HTTPError as err:
-        _discard_unverified(archive, known_hash, owned)
+        _discard_owned(archive, owned)
         status = err.response.status_code if err.response is not None else "error"
         reason = err.response.reason if err.response is not None else str(err)
         raise MsliError(
@@ -381,7 +399,7 @@ def _download(
         urllib3.exceptions.ProtocolError,
         urllib3.exceptions.DecodeError,
     ) as err:
-        _discard_unverified(archive, known_hash, owned)
+        _discard_owned(archive, owned)
         raise MsliError(
             f"The download of {name} from {url} was cut off before the end; nothing was kept — try again."
         ) from err
@@ -391,22 +409,21 @@ def _download(
         urllib3.exceptions.TimeoutError,
         urllib3.exceptions.NewConnectionError,
     ) as err:
-        _discard_unverified(archive, known_hash, owned)
+        _discard_owned(archive, owned)
         raise MsliError(
             f"Cannot reach {url} to download {name} ({type(err).__name__}); nothing was kept — check the "
             f"network connection, or {fix['by_hand']}."
         ) from err
     except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as err:
-        _discard_unverified(archive, known_hash, owned)
+        _discard_owned(archive, owned)
         raise MsliError(
             f"Downloading {name} from {url} failed ({type(err).__name__}); nothing was kept — try again."
         ) from err
     except OSError as err:
-        _discard_unverified(archive, known_hash, owned)
+        _discard_owned(archive, owned)
         raise MsliError(f"Cannot write {archive} ({err.strerror or err}); {fix['space']}.") from err
     finally:
         _remove(tmp)
-    return True
 
 
 def _stream(
@@ -454,11 +471,12 @@ def _hash_ok(path: Path, known_hash: str) -> bool:
     return digest.hexdigest() == expected.lower()
 
 
-def _discard_unverified(archive: Path, known_hash: str, owned: bool) -> None:
-    """Fetch's own cached zip that does not verify (``owned``) is damaged or out of date: it goes. Its
-    folder stays (a fetched folder is replaced only after a verified download), and an archive fetch did
-    not write is never touched."""
-    if owned and archive.is_file() and not archive.is_symlink() and not _hash_ok(archive, known_hash):
+def _discard_owned(archive: Path, owned: _Identity | None) -> None:
+    """Fetch's own cached zip that did not verify (``owned``: its identity when it was hashed) is damaged
+    or out of date: it goes, but only while it is still that same file (a zip put there or rewritten
+    since is not fetch's, and is kept). Its folder stays (a fetched folder is replaced only after a
+    verified download), and an archive fetch did not write is never touched."""
+    if owned is not None and _identity(archive) == owned:
         _remove(archive)
 
 
