@@ -198,6 +198,25 @@ def _earlier_output(folder: Path) -> tuple[str | None, set[str]]:
     return None, set()
 
 
+def msli_output(folder: str | os.PathLike) -> str | None:
+    """The kind of the msli output ``folder`` is, when it holds an earlier output msli wrote and nothing
+    else (its marker's files, or a model folder's two files, whatever the model format's version:
+    ``msli-model/1``, ``/2``, ...); else None (a folder msli did not write, or one a user added a file to).
+    The rule :func:`check_out_dir` replaces by, for others that must tell msli's folders from a user's (the
+    app's workspace counts and clears by it). A folder that cannot be read is not msli's."""
+    folder = Path(folder)
+    try:
+        if folder.is_symlink() or not folder.is_dir():
+            return None
+        kind, written = _earlier_output(folder)
+        names = [p.name for p in folder.iterdir()] if kind is not None else []
+    except (OSError, RecursionError):  # a marker or config.json nested past the parser's depth is not msli's
+        return None
+    if kind is None or any(name not in written and name != MARKER for name in names):
+        return None
+    return kind
+
+
 @contextlib.contextmanager
 def atomic_output_dir(
     target: str | os.PathLike, *, kind: str, data: str | os.PathLike | None = None

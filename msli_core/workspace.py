@@ -10,10 +10,12 @@ A folder under the platform's user data directory (``platformdirs.user_data_dir(
 
 Decisions:
 
-- Only what this module wrote is replaced, counted or cleared: a model folder is msli's when its
-  config.json has msli's format and it holds only config.json and model.safetensors (:func:`is_msli_model`),
-  a sweep folder when it has msli's output marker (:func:`is_msli_sweep`). A user's own files and folders
-  stay, are not counted, and are never overwritten.
+- Only what this module wrote is replaced, counted or cleared, by the rule ``--out`` replaces by
+  (``outputs.msli_output``): a model folder is msli's when its config.json has msli's format, of any
+  version (a model an older release saved is counted and cleared, though it no longer loads), and it holds
+  only config.json and model.safetensors (:func:`is_msli_model`); a sweep folder when it has msli's
+  output marker and only the files it lists (:func:`is_msli_sweep`). A user's own files and folders stay,
+  are not counted, and are never overwritten.
 - A model is saved in ``models/<slug>`` where an earlier save of the same name trained on the same dataset
   is replaced (retraining the same model on the same data); a folder holding anything else (a model of
   another dataset, a slug that two names share, a user's folder) is kept, and the model goes to
@@ -95,37 +97,36 @@ def _check_writable(root: Path) -> None:
 
 
 def _model_config(path: Path) -> dict | None:
-    """The config.json of a model folder msli wrote (its format, only its two files), else None."""
-    from msli_core.models.registry import CONFIG_FILE, FORMAT, WEIGHTS_FILE
+    """The config.json of a model folder msli wrote (:func:`is_msli_model`), else None."""
+    from msli_core.models.registry import CONFIG_FILE
 
-    if not path.is_dir() or path.is_symlink():
+    if not is_msli_model(path):
         return None
     try:
-        if not {p.name for p in path.iterdir()} <= {CONFIG_FILE, WEIGHTS_FILE}:
-            return None
         with open(path / CONFIG_FILE, encoding="utf-8") as fh:
             config = json.loads(fh.read(1 << 20))
     except (OSError, ValueError, RecursionError):
         return None
-    return config if isinstance(config, dict) and config.get("format") == FORMAT else None
+    return config if isinstance(config, dict) else None
 
 
 def is_msli_model(path: Path) -> bool:
-    """Whether ``path`` is a model folder msli wrote (what :func:`clear` may remove)."""
-    return _model_config(path) is not None
+    """Whether ``path`` is a model folder msli wrote (what :func:`clear` may remove): its config.json says
+    an msli model format of any version (``msli-model/1``, ``/2``, ...: a model an older release saved is
+    still counted and cleared, though it no longer loads) and it holds nothing else but its weights
+    (``outputs.msli_output``, the rule ``--out`` replaces by)."""
+    from msli_core.outputs import msli_output
+
+    return msli_output(path) == "model"
 
 
 def is_msli_sweep(path: Path) -> bool:
-    """Whether ``path`` is a sweep folder msli wrote (its output marker says kind bench)."""
-    from msli_core.outputs import MARKER
+    """Whether ``path`` is a sweep folder msli wrote: its output marker says kind bench, and it holds only
+    the files the marker lists (``outputs.msli_output``); a user's file added to it keeps it from
+    :func:`clear`."""
+    from msli_core.outputs import msli_output
 
-    if not path.is_dir() or path.is_symlink() or not (path / MARKER).is_file():
-        return False
-    try:
-        marker = json.loads((path / MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return False
-    return isinstance(marker, dict) and marker.get("tool") == "msli" and marker.get("kind") == "bench"
+    return msli_output(path) == "bench"
 
 
 def model_folder(name: str, fingerprint: str, root: Path | None = None) -> Path:

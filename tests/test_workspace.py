@@ -141,7 +141,8 @@ def test_a_bad_sweep_is_skipped_with_a_sentence_naming_its_folder(tmp_path, case
     good = workspace.save_sweep(BenchResult([a_row()], {"cpu": "good"}), root=tmp_path)
     bad = tmp_path / "sweeps" / "20991231T235959Z"  # newer than the good one
     bad.mkdir()
-    (bad / ".msli-output.json").write_text(json.dumps({"tool": "msli", "kind": "bench", "files": []}))
+    marker = {"tool": "msli", "kind": "bench", "files": ["bench.json", "meta.json"]}
+    (bad / ".msli-output.json").write_text(json.dumps(marker))
     value = BAD_SWEEPS[case]
     (bad / "bench.json").write_text(value if isinstance(value, str) else json.dumps(value))
     (bad / "meta.json").write_text("{}")
