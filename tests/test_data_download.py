@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shutil
 import socket
 import time
 import zipfile
@@ -561,3 +562,124 @@ def test_fetchs_damaged_zip_rewritten_during_a_download_is_not_overwritten(tmp_p
     err = _refused_while_downloading(tmp_path, meanwhile)
     assert f"{archive} (it appeared while ml-100k was downloading)" in str(err.value)
     assert archive.read_bytes() == b"the user's own zip, saved while msli was downloading"
+
+
+# ---- folders of earlier releases: a .msli-verified stamp that lists no files ----------------------------
+# Such a folder is replaced (a new edition) only when every file in it is one the official archive holds,
+# with the archive's size: the zip it was unpacked from when that is still beside it and verifies, else
+# the new download. Anything else is refused, and nothing is deleted.
+
+
+def _old_release_folder(directory: Path, server) -> Path:
+    """ml-100k fetched (edition ZIP_100K) and then stamped as releases before .msli-output.json did."""
+    folder = fetch_movielens(
+        "ml-100k", directory=directory, base_url=server.base_url, checksums={"ml-100k": _sha256(ZIP_100K)}
+    )
+    (folder / ".msli-output.json").unlink()
+    (folder / ".msli-verified").write_text(_sha256(ZIP_100K) + "\n")
+    return folder
+
+
+def _new_edition(directory: Path, server) -> Path:
+    """Fetch edition ZIP_100K_B (ZIP_100K's files and a README.txt) from the server's /b/."""
+    return fetch_movielens(
+        "ml-100k", directory=directory, base_url=server.base_url + "/b",
+        checksums={"ml-100k": _sha256(ZIP_100K_B)},
+    )  # fmt: skip
+
+
+def _added_file(folder: Path) -> None:
+    (folder / "my-notes.txt").write_text("mine")
+
+
+def _edited_file(folder: Path) -> None:
+    with open(folder / "u.data", "a") as fh:
+        fh.write("9\t9\t5\t881250949\n")  # 16 bytes more
+
+
+def _added_folder(folder: Path) -> None:
+    (folder / "mine").mkdir()
+
+
+def _added_link(folder: Path) -> None:
+    (folder / "elsewhere").symlink_to(folder.parent / "notes.txt")
+
+
+U_DATA = (FIXTURES / "layout-100k" / "u.data").stat().st_size
+
+
+@pytest.mark.parametrize(
+    ("change", "named", "says"),
+    [
+        (_added_file, "my-notes.txt", "holds my-notes.txt, which the official archive does not hold"),
+        (_edited_file, "u.data",
+         f"holds u.data of {U_DATA + 16:,} bytes, where the official archive's has {U_DATA:,}"),
+        (_added_folder, "mine", "holds mine, a folder the official archive does not hold"),
+        (_added_link, "elsewhere",
+         "holds elsewhere, a symbolic link, which the official archive does not hold"),
+    ],
+    ids=["added-file", "edited-file", "added-folder", "added-link"],
+)  # fmt: skip
+@pytest.mark.parametrize("old_zip", ["beside it", "gone"])
+def test_an_earlier_releases_folder_holding_anything_else_is_kept(tmp_path, change, named, says, old_zip):
+    (tmp_path / "notes.txt").write_text("the user's, beside the cache entries")
+    with serve({"/ml-100k.zip": Route(ZIP_100K), "/b/ml-100k.zip": Route(ZIP_100K_B)}) as server:
+        folder = _old_release_folder(tmp_path, server)
+        change(folder)
+        if old_zip == "gone":
+            (tmp_path / "ml-100k.zip").unlink()
+        before = _snapshot(tmp_path)
+        with pytest.raises(MsliError) as err:
+            _new_edition(tmp_path, server)
+        # with the zip it was unpacked from beside it, the folder is judged before any download; without
+        # it, by the new download, before the rename into place (and that download is removed again)
+        downloads = ["/ml-100k.zip"] + (["/b/ml-100k.zip"] if old_zip == "gone" else [])
+        assert server.hits == downloads
+    assert str(err.value) == (
+        f"{folder} was unpacked by an earlier release of msli, whose stamp lists no files, and must be "
+        f"replaced, but it {says}, so it may hold files of yours and msli will not delete it; "
+        f"move {folder / named} away or pass another --dir."
+    )
+    assert _snapshot(tmp_path) == before and (folder / ".msli-verified").is_file()
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == ["ml-100k", *(["ml-100k.zip"] if old_zip == "beside it" else []), "notes.txt"], left
+
+
+@pytest.mark.parametrize("old_zip", ["beside it", "damaged", "gone"])
+def test_an_earlier_releases_folder_holding_only_the_archives_files_is_replaced(tmp_path, old_zip):
+    with serve({"/ml-100k.zip": Route(ZIP_100K), "/b/ml-100k.zip": Route(ZIP_100K_B)}) as server:
+        folder = _old_release_folder(tmp_path, server)
+        if old_zip == "damaged":
+            (tmp_path / "ml-100k.zip").write_bytes(b"damaged")
+        elif old_zip == "gone":
+            (tmp_path / "ml-100k.zip").unlink()
+        assert _new_edition(tmp_path, server) == folder
+    assert (folder / "README.txt").read_text() == "a second edition\n"
+    assert not (folder / ".msli-verified").exists()
+    assert json.loads((folder / ".msli-output.json").read_text())["checksum"] == _sha256(ZIP_100K_B)
+    assert (tmp_path / "ml-100k.zip").read_bytes() == ZIP_100K_B
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ml-100k", "ml-100k.zip"]
+
+
+def test_an_earlier_releases_folder_is_judged_by_the_new_edition_when_its_zip_is_gone(tmp_path):
+    """Conservative: once the old zip is gone, a file the new edition holds at another size cannot be
+    told from a user's edit, so the folder is kept and the user told."""
+    edition_c = tmp_path / "edition-c"
+    shutil.copytree(FIXTURES / "layout-100k", edition_c)
+    _edited_file(edition_c)
+    zip_c = _zip_of(edition_c)
+    cache = tmp_path / "cache"
+    with serve({"/ml-100k.zip": Route(ZIP_100K), "/c/ml-100k.zip": Route(zip_c)}) as server:
+        folder = _old_release_folder(cache, server)
+        (cache / "ml-100k.zip").unlink()
+        before = _snapshot(cache)
+        with pytest.raises(
+            MsliError, match=f"holds u.data of {U_DATA:,} bytes, where the official archive's"
+        ):
+            fetch_movielens(
+                "ml-100k",
+                directory=cache,
+                base_url=server.base_url + "/c",
+                checksums={"ml-100k": _sha256(zip_c)},
+            )
+    assert _snapshot(cache) == before and (folder / ".msli-verified").is_file()

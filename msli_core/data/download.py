@@ -22,7 +22,10 @@ Cache layout (``platformdirs.user_cache_dir("msli-lab")/movielens`` by default):
 An unpacked folder is recognised as fetch's own by the marker every msli output carries
 (:data:`msli_core.outputs.MARKER`: ``{"tool": "msli", "kind": "movielens", "files": [...], "checksum":
 ..., "archive": "NAME.zip" or null}``), written last, so it also says the folder is complete; a folder
-unpacked by an earlier release carries ``.msli-verified`` (the checksum alone) and is recognised too.
+unpacked by an earlier release carries ``.msli-verified`` (the checksum alone, no list of files) and is
+recognised too; as nothing records what fetch wrote there, such a folder is replaced only when every file in
+it is one the official archive holds, with that name and size (the archive it was unpacked from when that
+zip is still beside it and verifies, else the new download), and is refused otherwise.
 A ``NAME.zip`` that matches the published checksum is the official archive: it is only read, whoever put
 it there. One that does not match is fetch's own stale or damaged copy (replaced, or removed when the
 download fails) only when the stamp of fetch's folder beside it records that fetch downloaded it, and only
@@ -66,6 +69,7 @@ MOVIELENS_CHECKSUMS: Mapping[str, str] = {
     "ml-32m": "md5:d472be332d4daa821edc399621853b57",  # GroupLens publishes only ml-32m.zip.md5
 }
 
+_ALGORITHMS = ("sha256", "sha512", "sha1", "md5")  # of a checksum "algorithm:hex"
 _KIND = "movielens"  # (in outputs.KINDS) fetch's MARKER kind, written last: a folder with it is complete
 _OLD_STAMP = ".msli-verified"  # the marker of releases before MARKER was used: the checksum alone
 _TIMEOUT_S = 30  # per network operation (connect, and each read)
@@ -131,7 +135,7 @@ def fetch_movielens(
         raise MsliError(f"Unknown MovieLens dataset {name!r}; choose one of {', '.join(MOVIELENS_NAMES)}.")
     known_hash = str(table[name])
     algorithm, _, digest = known_hash.partition(":")
-    if algorithm not in ("sha256", "sha512", "sha1", "md5") or not digest:
+    if algorithm not in _ALGORITHMS or not digest:
         raise ValueError(f"checksum for {name} must be 'sha256:<hex>' or 'md5:<hex>', not {known_hash!r}")
     deadline = _deadline(deadline_s)
     cache = Path(directory).expanduser() if directory is not None else default_cache_dir()
@@ -156,7 +160,10 @@ def fetch_movielens(
         return folder
     archive_ours = downloaded or (stamp is not None and stamp.archive_ours)
     try:
-        _unpack(archive, folder, known_hash, fix, downloaded=downloaded, archive_ours=archive_ours)
+        _unpack(
+            archive, folder, known_hash, fix, downloaded=downloaded, archive_ours=archive_ours,
+            listing=stamp.listing if stamp is not None else None,
+        )  # fmt: skip
     except BaseException:
         if downloaded:  # this fetch's own download; an archive that was already there stays
             _remove(archive)
@@ -168,10 +175,13 @@ class _Stamp:
     """What fetch wrote about a folder it unpacked: the archive's checksum, the top-level names it wrote
     (None for a folder of an earlier release, whose stamp lists no files) and whether fetch downloaded
     the ``NAME.zip`` beside it (an official zip the user put there is only read, and so is never
-    replaced later, when it no longer verifies)."""
+    replaced later, when it no longer verifies). ``listing``, for an earlier release's folder only: the
+    files of the archive it was unpacked from (path -> size), when that zip is beside it and verifies
+    against the stamp's checksum (:func:`_check_cache_entries` reads it)."""
 
     def __init__(self, checksum: str, files: frozenset[str] | None, archive_ours: bool):
         self.checksum, self.files, self.archive_ours = checksum, files, archive_ours
+        self.listing: _Listing | None = None
 
 
 def _stamp_of(folder: Path) -> _Stamp | None:
@@ -223,9 +233,13 @@ def _check_cache_entries(
     stamp, foreign = _folder_stamp(folder)
     verified, owned = False, None
     if archive.exists() or archive.is_symlink():
-        verified = archive.is_file() and _hash_ok(archive, known_hash)  # the official archive: only read
+        old = stamp.checksum if stamp is not None and stamp.files is None else None  # an earlier release's
+        digests = _digests(archive, [known_hash, old] if old else [known_hash]) if archive.is_file() else {}
+        verified = _matches(digests, known_hash)  # the official archive: only ever read
         if not verified and stamp is not None and stamp.archive_ours and not archive.is_symlink():
             owned = _identity(archive)
+        if old and old != known_hash and _matches(digests, old):  # the zip that folder was unpacked from
+            stamp.listing = _archive_listing(archive)
         if not verified and owned is None:
             why = "it does not match the published checksum" if archive.is_file() else "it is not a file"
             foreign.append((archive, why))
@@ -248,12 +262,13 @@ def _identity(path: Path) -> _Identity | None:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def _check_folder(folder: Path, known_hash: str, fix: Mapping[str, str]) -> None:
+def _check_folder(folder: Path, known_hash: str, fix: Mapping[str, str], listing: _Listing) -> None:
     """Refuse a ``folder`` fetch did not unpack, and one of fetch's that it would replace (its checksum
-    is not ``known_hash``) while it holds files fetch did not write; None otherwise."""
+    is not ``known_hash``) while it holds files fetch did not write; None otherwise. ``listing``: the
+    files an earlier release's folder may hold (see :func:`_refuse_additions`)."""
     stamp, foreign = _folder_stamp(folder)
     _refuse_foreign(foreign, fix)
-    _refuse_additions(folder, stamp, known_hash, fix)
+    _refuse_additions(folder, stamp, known_hash, fix, listing)
 
 
 def _folder_stamp(folder: Path) -> tuple[_Stamp | None, list[tuple[Path, str]]]:
@@ -284,9 +299,34 @@ def _refuse_foreign(foreign: list[tuple[Path, str]], fix: Mapping[str, str]) -> 
     )
 
 
-def _refuse_additions(folder: Path, stamp: _Stamp | None, known_hash: str, fix: Mapping[str, str]) -> None:
-    """Refuse to replace fetch's ``folder`` (stamped with another checksum) once it holds other files."""
+def _refuse_additions(
+    folder: Path,
+    stamp: _Stamp | None,
+    known_hash: str,
+    fix: Mapping[str, str],
+    listing: _Listing | None = None,
+) -> None:
+    """Refuse to replace fetch's ``folder`` (stamped with another checksum) once it holds other files.
+
+    A folder of an earlier release (its stamp lists no files) is judged by what the official archive
+    holds: ``stamp.listing`` (the zip it was unpacked from) or else ``listing`` (the archive being
+    unpacked now); every entry in it must be a file or folder of that archive, with the archive's size.
+    With neither known yet (before the download) nothing is refused here: the check before the rename
+    into place decides, before anything is replaced."""
     if stamp is None or stamp.checksum == known_hash:
+        return
+    if stamp.files is None:
+        official = stamp.listing if stamp.listing is not None else listing
+        if official is None:
+            return
+        odd = _not_in_archive(folder, official)
+        if odd is not None:
+            what, path = odd
+            raise MsliError(
+                f"{folder} was unpacked by an earlier release of msli, whose stamp lists no files, and must "
+                f"be replaced, but it {what}, so it may hold files of yours and msli will not delete it; "
+                f"{fix['foreign'].format(it=path)}."
+            )
         return
     added = _foreign_entries(folder, stamp)
     if added:
@@ -459,16 +499,90 @@ def _stream(
     return digest.hexdigest()
 
 
-def _hash_ok(path: Path, known_hash: str) -> bool:
-    algorithm, _, expected = known_hash.partition(":")
-    digest = hashlib.new(algorithm)
+def _digests(path: Path, checksums: list[str]) -> dict[str, str]:
+    """The hex digest of ``path`` under the algorithm of each "algorithm:hex" checksum, all from one
+    read of it; {} when it cannot be read. An unknown algorithm is left out (nothing matches it)."""
+    hashers = {}
+    for checksum in checksums:
+        algorithm = checksum.partition(":")[0]
+        if algorithm in _ALGORITHMS:
+            hashers.setdefault(algorithm, hashlib.new(algorithm))
     try:
         with open(path, "rb") as fh:
             while chunk := fh.read(1 << 20):
-                digest.update(chunk)
+                for digest in hashers.values():
+                    digest.update(chunk)
     except OSError:
-        return False
-    return digest.hexdigest() == expected.lower()
+        return {}
+    return {algorithm: digest.hexdigest() for algorithm, digest in hashers.items()}
+
+
+def _matches(digests: Mapping[str, str], checksum: str) -> bool:
+    algorithm, _, expected = checksum.partition(":")
+    return bool(expected) and digests.get(algorithm) == expected.lower()
+
+
+_Listing = Mapping[str, int]  # an archive's files as unpacked: relative POSIX path -> size in bytes
+
+
+def _members(zf: zipfile.ZipFile) -> list[tuple[zipfile.ZipInfo, tuple[str, ...]]]:
+    """Each member of an archive with its path as unpacked (the archive's one top folder, if all its
+    members are in one, stripped; ``__MACOSX/`` and the top folder itself left out)."""
+    members = [i for i in zf.infolist() if not i.filename.startswith("__MACOSX/")]
+    tops = {PurePosixPath(i.filename).parts[0] for i in members if i.filename.strip("/")}
+    strip = len(tops) == 1 and all(len(PurePosixPath(i.filename).parts) > 1 or i.is_dir() for i in members)
+    out = []
+    for info in members:
+        parts = PurePosixPath(info.filename.replace("\\", "/")).parts[1 if strip else 0 :]
+        if parts:
+            out.append((info, parts))
+    return out
+
+
+def _archive_listing(archive: Path) -> _Listing | None:
+    """The files ``archive`` unpacks to (path -> size), None when it cannot be read."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            return {"/".join(parts): info.file_size for info, parts in _members(zf) if not info.is_dir()}
+    except (OSError, zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError, ValueError):
+        return None
+
+
+def _not_in_archive(folder: Path, listing: _Listing) -> tuple[str, Path] | None:
+    """None when every entry under ``folder`` (fetch's stamps aside) is a file or folder of the archive
+    of ``listing``, each file with the archive's size; else what the first other one is ("holds
+    notes.txt, which the official archive does not hold") and its path."""
+    folders = {"/".join(p.split("/")[:k]) for p in listing for k in range(1, p.count("/") + 1)}
+
+    def fail(err: OSError) -> None:
+        raise err
+
+    try:
+        for root, dirs, files in os.walk(folder, onerror=fail):  # links are not followed
+            dirs.sort()
+            for entry in sorted([*dirs, *files]):
+                path = Path(root) / entry
+                rel = path.relative_to(folder).as_posix()
+                if rel in (MARKER, _OLD_STAMP):
+                    continue
+                mode = path.lstat().st_mode
+                if stat.S_ISLNK(mode):
+                    return f"holds {rel}, a symbolic link, which the official archive does not hold", path
+                if stat.S_ISDIR(mode):
+                    if rel not in folders:
+                        return f"holds {rel}, a folder the official archive does not hold", path
+                    continue
+                if not stat.S_ISREG(mode) or rel not in listing:
+                    return f"holds {rel}, which the official archive does not hold", path
+                size = path.lstat().st_size
+                if size != listing[rel]:
+                    return (
+                        f"holds {rel} of {size:,} bytes, where the official archive's has {listing[rel]:,}",
+                        path,
+                    )
+    except OSError as err:
+        return f"cannot be listed ({err.strerror or err})", folder
+    return None
 
 
 def _discard_owned(archive: Path, owned: _Identity | None) -> None:
@@ -493,6 +607,7 @@ def _unpack(
     *,
     downloaded: bool,
     archive_ours: bool,
+    listing: _Listing | None = None,
 ) -> None:
     """Extract into a temporary folder beside ``folder`` and rename it into place (all or nothing).
 
@@ -500,7 +615,9 @@ def _unpack(
     existing ``folder`` is replaced only when it is still fetch's own and holds nothing else (checked
     again here, just before the rename); it is renamed aside first and removed once the new one is in
     place. ``downloaded``: this fetch downloaded ``archive`` (and removes it if unpacking fails).
-    ``archive_ours``: fetch downloaded ``archive`` (now or before), as the stamp records."""
+    ``archive_ours``: fetch downloaded ``archive`` (now or before), as the stamp records. ``listing``: the
+    files of the archive an earlier release's ``folder`` was unpacked from, when known; else that folder
+    is judged by ``archive``'s own files (:func:`_refuse_additions`)."""
     from msli_core.data.files import check_zip_member_size, check_zip_members
 
     tmp = Path(tempfile.mkdtemp(prefix=f"{_UNPACK_PREFIX}{folder.name}.", dir=folder.parent))
@@ -508,15 +625,7 @@ def _unpack(
         try:
             with zipfile.ZipFile(archive) as zf:
                 check_zip_members(zf, archive.name)
-                members = [i for i in zf.infolist() if not i.filename.startswith("__MACOSX/")]
-                tops = {PurePosixPath(i.filename).parts[0] for i in members if i.filename.strip("/")}
-                strip = len(tops) == 1 and all(
-                    len(PurePosixPath(i.filename).parts) > 1 or i.is_dir() for i in members
-                )
-                for info in members:
-                    parts = PurePosixPath(info.filename.replace("\\", "/")).parts[1 if strip else 0 :]
-                    if not parts:
-                        continue
+                for info, parts in _members(zf):
                     if stat.S_ISLNK(info.external_attr >> 16):
                         raise MsliError(
                             f"{archive.name} contains a symbolic link {info.filename!r}; refusing to "
@@ -548,7 +657,9 @@ def _unpack(
             "archive": archive.name if archive_ours else None,  # None: a zip the user put there
         }
         (tmp / MARKER).write_text(json.dumps(stamp, indent=2) + "\n", encoding="utf-8")
-        _check_folder(folder, known_hash, fix)  # still absent or fetch's own, with nothing added
+        unpacked = {p.relative_to(tmp).as_posix(): p.stat().st_size for p in tmp.rglob("*") if p.is_file()}
+        # still absent or fetch's own, with nothing added
+        _check_folder(folder, known_hash, fix, listing if listing is not None else unpacked)
         if folder.exists():
             old = folder.with_name(f"{_UNPACK_PREFIX}{folder.name}.old-{os.getpid()}-{time.time_ns()}")
             os.replace(folder, old)  # aside, under a temporary name of fetch's (removed if left stale)
