@@ -182,7 +182,7 @@ def test_an_older_calibration_file_is_measured_again_a_foreign_one_is_an_error(t
     with pytest.raises(MsliError, match="newer MS-LI Lab"):
         calibrate.hardware_here()
     path.write_text(json.dumps({"my": "notes"}))
-    with pytest.raises(MsliError, match="not a cost-model calibration"):
+    with pytest.raises(MsliError, match="msli did not write as far as it can tell"):
         calibrate.hardware_here()
 
 
@@ -241,20 +241,31 @@ def test_calibrate_out_folder_is_a_sentence_before_measuring(tmp_path, capsys, m
 
 
 @pytest.mark.parametrize("page", ["home", "whatif"])
-def test_app_pages_show_a_broken_calibration_as_an_error(tmp_path, monkeypatch, page):
+def test_app_pages_show_a_refused_calibration_as_an_error_and_replace_a_damaged_one(
+    tmp_path, monkeypatch, page
+):
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("MSLI_CACHE_DIR", str(tmp_path))
-    _write(tmp_path, bandwidth=0)
     app = str(Path(__file__).resolve().parents[1] / "app.py")
-    at = AppTest.from_file(app, default_timeout=120)
-    at.run()
-    if page != "home":
-        at.switch_page(f"pages/{page}.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    assert any("hardware.json" in e.value and "bandwidth" in e.value for e in at.error), [
+
+    def open_page() -> AppTest:
+        at = AppTest.from_file(app, default_timeout=120)
+        at.run()
+        if page != "home":
+            at.switch_page(f"pages/{page}.py").run()
+        assert not at.exception, [e.value for e in at.exception]
+        return at
+
+    path = _write(tmp_path, bandwidth=0, format=cm.FORMAT + 1)  # a newer msli's: neither read nor replaced
+    at = open_page()
+    assert any("hardware.json" in e.value and "newer MS-LI Lab" in e.value for e in at.error), [
         e.value for e in at.error
     ]
+    monkeypatch.setattr(calibrate, "measure", lambda *_, **__: HW)
+    _write(tmp_path, bandwidth=0)  # msli's, damaged: measured again and replaced, as the CLI does
+    open_page()
+    assert cm.load_hardware(path) == HW
 
 
 def test_a_table_row_with_empty_cells_gives_the_same_shape():
@@ -463,7 +474,8 @@ def test_an_implausible_constant_is_refused_naming_field_and_file(tmp_path, chan
     with pytest.raises(MsliError) as err:
         cm.load_hardware(path)
     message = str(err.value)
-    assert message.startswith(f"{path}: {field} is ") and "outside the plausible range" in message
+    assert message.startswith(f"{path} is a calibration file msli wrote that it cannot use ({field} is ")
+    assert "outside the plausible range" in message
     assert "msli costmodel calibrate" in message and "\n" not in message
 
 
@@ -479,7 +491,7 @@ def test_constants_at_the_edges_of_their_ranges_load(tmp_path):
     }
     hardware = cm.load_hardware(_write(tmp_path, **edges))
     assert hardware.call_s == {"torch": 1e-9, "numpy": 1.0} and hardware.llc_bytes == 1024
-    with pytest.raises(MsliError, match=r"skinny_rows is 8\.5; it must be a whole number"):
+    with pytest.raises(MsliError, match=r"skinny_rows is 8\.5, not a whole number"):
         cm.load_hardware(_write(tmp_path, skinny_rows=8.5))
 
 
@@ -489,12 +501,21 @@ def test_presets_and_a_measured_file_are_within_the_ranges():
     assert cm.Hardware.from_dict(HW.as_dict()) == HW
 
 
-def test_a_tampered_stored_calibration_is_refused_before_predicting(tmp_path, monkeypatch):
+def test_a_tampered_stored_calibration_is_measured_again_and_said_so(tmp_path, monkeypatch):
+    """A constant out of range is never used to predict: msli's own file is measured again, with a note."""
     monkeypatch.setenv("MSLI_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(calibrate, "measure", lambda *_, **__: pytest.fail("measured again"))
-    _write(tmp_path, call_s={"torch": 1e300})
-    with pytest.raises(MsliError, match=r"call_s\.torch is 1e\+300, outside the plausible range 1e-09 to 1"):
-        calibrate.hardware_here()
+    monkeypatch.setattr(calibrate, "measure", lambda *_, **__: HW)
+    path = _write(tmp_path, call_s={"torch": 1e300})
+    notes = []
+    assert calibrate.hardware_here(note=notes.append) == HW and cm.load_hardware() == HW
+    assert notes == [
+        f"{path} (the calibration file under MSLI_CACHE_DIR) is a calibration file msli wrote that it cannot "
+        "use (call_s.torch is 1e+300, outside the plausible range 1e-09 to 1 seconds), so msli measures this "
+        "machine again and replaces it."
+    ]
+    _write(tmp_path, call_s={"torch": 10**400})  # a 401-digit number is cut in the sentence
+    calibrate.hardware_here(note=notes.append)
+    assert "call_s.torch is 1000000000" in notes[-1] and len(notes[-1]) < 400
 
 
 # ---- the calibration file: msli replaces only its own -------------------------------------------------
@@ -503,13 +524,19 @@ def test_a_tampered_stored_calibration_is_refused_before_predicting(tmp_path, mo
 def test_the_default_path_never_replaces_a_file_msli_did_not_write(tmp_path, monkeypatch):
     monkeypatch.setenv("MSLI_CACHE_DIR", str(tmp_path))
     path = tmp_path / cm.CALIBRATION_FILE
-    for text in ('{"mine":1}', "my notes", "[1, 2]", ""):
+    whose = {
+        '{"mine":1}': "a JSON object with the keys 'mine', without a calibration's fields",
+        "my notes": "text that is not JSON, starting 'my notes'",
+        "[1, 2]": "a JSON list",
+        "": "an empty file",
+    }
+    for text, what in whose.items():
         path.write_text(text)
         with pytest.raises(MsliError) as err:
             cm.save_hardware(HW)
         assert str(err.value) == (
-            f"{path} (the calibration file under MSLI_CACHE_DIR) is a file msli did not write (it lacks a "
-            "cost-model calibration's fields), so msli will not replace it; move that file away or set "
+            f"{path} (the calibration file under MSLI_CACHE_DIR) is a file msli did not write as far as it "
+            f"can tell ({what}), so msli will not read or replace it; move that file away or set "
             "MSLI_CACHE_DIR to another folder."
         )
         assert path.read_text() == text

@@ -4,7 +4,8 @@ truly why an output cannot be created (exit 2, one `msli: error:` line, nothing 
 - ``msli export`` replaces an ONNX file only when it carries msli's mark (a user's model is kept);
 - ``msli costmodel calibrate`` and ``msli bench --save-calibration`` replace the calibration file under
   MSLI_CACHE_DIR only when it is a calibration file msli wrote;
-- ``msli costmodel predict`` refuses a stored calibration with a value out of its plausible range;
+- ``msli costmodel predict`` never uses a stored calibration with a value out of its plausible range (msli's
+  own file is measured again and replaced, with a note);
 - ``--out /proc/x`` (and MSLI_CACHE_DIR=/proc/x) names /proc as not writable, not as missing.
 """
 
@@ -138,13 +139,22 @@ def test_bench_save_calibration_keeps_a_foreign_file_in_the_cache(tmp_path, caps
 
 
 @pytest.mark.parametrize(("field", "value"), [("call_s", {"torch": 1e300}), ("bandwidth", 1e-300)])
-def test_predict_refuses_a_tampered_calibration(tmp_path, capsys, field, value):
+def test_predict_never_uses_a_tampered_calibration(tmp_path, capsys, field, value):
+    """msli's own file with a constant out of range is measured again and replaced, with a note naming
+    the field (as `msli costmodel calibrate` would); the prediction uses the new constants."""
     path = tmp_path / "cache" / costmodel.CALIBRATION_FILE
     costmodel.save_hardware(HW)
     path.write_text(json.dumps({**HW.as_dict(), field: value}))
-    code, message = run_cli(["costmodel", "predict", "--model", "msli"], capsys)
-    assert code == 2 and message.startswith(f"{path}: {field}") and "plausible range" in message
-    assert capsys.readouterr().out == ""
+    assert main(["costmodel", "predict", "--model", "msli", "--json"]) == 0
+    err = capsys.readouterr().err
+    notes = [line for line in err.splitlines() if line.startswith("msli: note: ")]
+    assert (
+        len(notes) == 1 and f"{path} (the calibration file under MSLI_CACHE_DIR) is a calibration" in notes[0]
+    )
+    assert f"({field}" in notes[0] and notes[0].endswith(
+        "so msli measures this machine again and replaces it."
+    )
+    assert costmodel.load_hardware() == HW
 
 
 @pytest.mark.skipif(not HAS_PROC, reason="needs Linux /proc")

@@ -489,7 +489,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     if args.save_calibration:  # before any work: never replace a calibration file msli did not write
-        costmodel.check_calibration_target()
+        _say(costmodel.check_calibration_target().note)  # an older or damaged one of msli's: said so
     if args.out is not None:  # before any work: never replace a folder msli did not write
         from msli_core.outputs import check_out_dir
 
@@ -553,11 +553,17 @@ def run_export_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _say(note: str | None) -> None:
+    """A note on stderr (``msli: note: ...``), one line: what msli does to a file it is replacing."""
+    if note:
+        print(f"msli: note: {note}", file=sys.stderr)
+
+
 def run_calibrate_command(args: argparse.Namespace) -> int:
     from msli_core.serving import costmodel
 
     threads = parse_threads("--threads", args.threads)
-    costmodel.check_calibration_target(args.out)  # before the (seconds-long) measurement
+    _say(costmodel.check_calibration_target(args.out).note)  # before the (seconds-long) measurement
     from msli_core.progress import TextProgressBar
     from msli_core.serving.calibrate import calibrate
 
@@ -621,7 +627,7 @@ def run_predict_command(args: argparse.Namespace) -> int:
         from msli_core.progress import TextProgressBar
         from msli_core.serving.calibrate import hardware_here
 
-        hardware = hardware_here(progress=TextProgressBar(sys.stderr))
+        hardware = hardware_here(progress=TextProgressBar(sys.stderr), note=_say)
     else:
         hardware = costmodel.PRESETS[args.hardware]
     prediction = costmodel.predict(shape, hardware, args.backend).as_dict()

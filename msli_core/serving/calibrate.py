@@ -23,10 +23,8 @@ ones :mod:`msli_core.serving.costcheck` avoids when it checks the model out of s
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -195,13 +193,21 @@ def measure(
 
 
 def calibrate(
-    threads: int = 1, save: bool = True, progress: ProgressCallback | None = None, budget_s: float = BUDGET_S
+    threads: int = 1,
+    save: bool = True,
+    progress: ProgressCallback | None = None,
+    budget_s: float = BUDGET_S,
+    note: Callable[[str], None] | None = None,
 ) -> costmodel.Hardware:
     """Measure this machine (:func:`measure`); with ``save``, store it at the calibration path (checked
-    before the measurement: a file msli did not write there, or a folder that takes no new files, is
-    one sentence and nothing is measured)."""
+    before the measurement, :func:`costmodel.check_calibration_target`: a file msli did not write there,
+    a newer msli's file, or a folder that takes no new files, is one sentence and nothing is measured).
+    An older or damaged calibration of msli's there is replaced, and ``note`` gets the sentence saying
+    so (:attr:`costmodel.CalibrationFile.note`) before the measurement starts."""
     if save:
-        costmodel.check_calibration_target()
+        said = costmodel.check_calibration_target().note
+        if said and note is not None:
+            note(said)
     hardware = measure(threads, budget_s, progress)
     if save:
         costmodel.save_hardware(hardware)
@@ -209,32 +215,27 @@ def calibrate(
 
 
 def hardware_here(
-    threads: int = 1, progress: ProgressCallback | None = None, budget_s: float = BUDGET_S
+    threads: int = 1,
+    progress: ProgressCallback | None = None,
+    budget_s: float = BUDGET_S,
+    note: Callable[[str], None] | None = None,
 ) -> costmodel.Hardware:
-    """This machine's constants: the stored calibration, measured now (and stored) on first use or when
-    the stored file is of an older format. A corrupt file is an error naming it, never replaced silently."""
-    path: Path = costmodel.calibration_path()
-    if path.exists():
-        data = costmodel.read_calibration(path)
-        if isinstance(data, dict) and data.get("format") == costmodel.FORMAT:
-            return costmodel.Hardware.from_dict(data, origin=str(path))
-        version = data.get("format") if isinstance(data, dict) else None
-        if not isinstance(version, int) or isinstance(version, bool):
-            version = None
-        # the first format had no "format" field; later ones before this one are measured again too
-        older = (isinstance(data, dict) and "flops" in data and "overhead_s" in data) or (
-            version is not None and 1 < version < costmodel.FORMAT
-        )
-        if version is not None and version > costmodel.FORMAT:
-            raise MsliError(
-                f"{path} was written by a newer MS-LI Lab (calibration format {version}); run "
-                "`msli costmodel calibrate` to measure this machine for this version."
-            )
-        if not older:
-            where = "MSLI_CACHE_DIR" if os.environ.get("MSLI_CACHE_DIR") else "msli's cache folder"
-            raise MsliError(
-                f"{path} (where {where} keeps this machine's calibration) is not a cost-model calibration "
-                "file, so msli will not read or replace it; move that file away or set MSLI_CACHE_DIR to "
-                "another folder."
-            )
+    """This machine's constants: the stored calibration when it is usable, else measured now and stored.
+
+    What the calibration path holds is decided by :func:`costmodel.classify_calibration`, the rule
+    ``msli costmodel calibrate`` and ``msli bench --save-calibration`` follow too: a usable file (or a
+    link to one) is read; nothing there is measured and written; an older-format or damaged file of
+    msli's is measured again and replaced, and ``note`` (without one, the first progress event) gets
+    the sentence saying so; a newer msli's file, a file msli did not write, a link to an unusable
+    file, a folder, or a path that cannot be read is that sentence as an :class:`MsliError`, and
+    nothing is measured."""
+    found = costmodel.classify_calibration()
+    if found.hardware is not None:
+        return found.hardware
+    if found.refusal is not None:
+        raise MsliError(found.refusal)
+    if found.note is not None and note is not None:
+        note(found.note)
+    elif found.note is not None and progress is not None:  # a caller without notes shows progress
+        progress(ProgressEvent("calibrate", 0, 3, found.note))
     return calibrate(threads, save=True, progress=progress, budget_s=budget_s)

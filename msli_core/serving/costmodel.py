@@ -42,8 +42,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,7 @@ STAGES = ("offline", "nearline", "nearline_full", "online", "end_to_end")
 CALIBRATION_FILE = "hardware.json"  # under platformdirs.user_cache_dir("msli-lab")
 FORMAT = 3  # the calibration file's format; a file of another format is measured again (calibrate.py)
 MAX_CALIBRATION_BYTES = 1 << 20  # a calibration file is about 2 KB; anything this large is not one
+REDO = "re-run `msli costmodel calibrate` to measure this machine again"  # the fix of an unusable file
 BLOCK = 4096  # items per block of the online scorer (msli_core.serving.scoring.DEFAULT_BLOCK)
 CHUNK = 4096  # cross-encoder pairs per batch (CrossEncoderConfig.pair_chunk)
 TOP_K = 10
@@ -159,30 +162,35 @@ class Hardware:
 
     @classmethod
     def from_dict(cls, data: Any, origin: str = "The hardware description") -> Hardware:
-        """Hardware from :meth:`as_dict`'s JSON object; anything else is one :class:`MsliError` sentence
+        """Hardware from :meth:`as_dict`'s JSON object; anything else is one :class:`MsliError` sentence,
+        ``"{origin}: {what is wrong}; re-run `msli costmodel calibrate` to measure this machine again."``
         naming ``origin`` (the file) and the field. Every constant is checked here, the one place
         Hardware is built from a dict: a positive finite number within its plausible range
         (:data:`RATE_RANGE`, :data:`CALL_S_RANGE`, :data:`LLC_BYTES_RANGE`, :data:`SKINNY_ROWS_RANGE`)."""
-        redo = "re-run `msli costmodel calibrate`"
+        try:
+            return cls._from_fields(data, origin)
+        except _Unusable as err:
+            raise MsliError(f"{origin}: {err.reason}; {REDO}.") from None
+
+    @classmethod
+    def _from_fields(cls, data: Any, origin: str) -> Hardware:
+        """:meth:`from_dict` without the sentence: :class:`_Unusable` carries what is wrong (a fragment
+        naming the field), which :func:`classify_calibration` puts into its own sentence."""
         if not isinstance(data, dict):
-            raise MsliError(
-                f"{origin} holds {type(data).__name__}, not a cost-model calibration object; {redo}."
-            )
+            raise _Unusable(f"it holds {type(data).__name__}, not a cost-model calibration object")
         for key in ("name", "gemm_flops", "bandwidth", "gather_bandwidth", "call_s"):
             if key not in data:
-                raise MsliError(f"{origin} lacks the field {key!r} of a cost-model calibration; {redo}.")
+                raise _Unusable(f"the field {key!r} of a cost-model calibration is missing")
 
         def number(label: str, value: Any, bounds: tuple[float, float], unit: str) -> float:
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            ok = ok and (isinstance(value, int) or math.isfinite(value))  # a JSON int may have 400 digits
             if not ok or value <= 0:
-                raise MsliError(
-                    f"{origin}: {label} is {value!r}; it must be a finite number above 0 ({redo})."
-                )
+                raise _Unusable(f"{label} is {_shown(value)}, not a finite number above 0")
             lo, hi = bounds
             if not lo <= value <= hi:
-                raise MsliError(
-                    f"{origin}: {label} is {value!r}, outside the plausible range {lo:g} to {hi:g} {unit}; "
-                    f"{redo} to measure this machine again."
+                raise _Unusable(
+                    f"{label} is {_shown(value)}, outside the plausible range {lo:g} to {hi:g} {unit}"
                 )
             return float(value)
 
@@ -192,14 +200,12 @@ class Hardware:
         def whole(label: str, value: Any, bounds: tuple[float, float], unit: str) -> int:
             result = number(label, value, bounds, unit)
             if result != int(result):
-                raise MsliError(f"{origin}: {label} is {value!r}; it must be a whole number ({redo}).")
+                raise _Unusable(f"{label} is {_shown(value)}, not a whole number")
             return int(result)
 
         def table(label: str, value: Any) -> dict:
             if not isinstance(value, dict) or not value:
-                raise MsliError(
-                    f"{origin}: {label} is {value!r}; it must be a non-empty JSON object ({redo})."
-                )
+                raise _Unusable(f"{label} is {_shown(value)}, not a non-empty JSON object")
             return value
 
         gemm = {
@@ -212,7 +218,7 @@ class Hardware:
         calls = table("call_s", data["call_s"])
         details = data.get("details") or {}
         if not isinstance(details, dict):
-            raise MsliError(f"{origin}: details is {details!r}; it must be a JSON object ({redo}).")
+            raise _Unusable(f"details is {_shown(details)}, not a JSON object")
         return cls(
             name=str(data["name"]),
             gemm_flops=gemm,
@@ -234,6 +240,20 @@ class Hardware:
             if data.get("elementwise_rate") is None
             else rate("elementwise_rate", data["elementwise_rate"], "elements/s"),
         )
+
+
+class _Unusable(Exception):
+    """What makes a calibration object unusable, as a fragment (``"bandwidth is 0, not ..."``)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters (a tampered file may hold a 300-digit number)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def custom_hardware(
@@ -286,6 +306,88 @@ def describe(hardware: Hardware) -> str:
     )
 
 
+# -------------------------------------------------------------------------------- the calibration file
+
+
+class CalibrationState(StrEnum):
+    """What a calibration path holds: :func:`classify_calibration` decides it once, for every entry point
+    (:func:`is_calibration_file`, :func:`check_calibration_target`, :func:`load_hardware`,
+    ``calibrate.hardware_here``, ``msli costmodel calibrate``, ``msli bench --save-calibration``)."""
+
+    MISSING = "missing"  # nothing there: measured and written
+    CURRENT = "current"  # msli's, of this format, every constant loads: used as it is
+    OLDER = "older"  # msli's, of an older format: measured again and replaced, with a note saying so
+    DAMAGED = "damaged"  # msli's but unusable: measured again and replaced, with a note saying so
+    NEWER = "newer"  # msli's, of a newer format: neither read nor replaced (upgrade msli)
+    FOREIGN = "foreign"  # not recognisably msli's: neither read nor replaced
+    LINK = "link"  # a symbolic link: read through when it leads to a usable file, never replaced
+    NOT_A_FILE = "not a file"  # a folder or a special file
+    UNREADABLE = "unreadable"  # the path cannot be checked, or the file cannot be read
+
+
+MSLI_WROTE = frozenset({CalibrationState.CURRENT, CalibrationState.OLDER, CalibrationState.DAMAGED,
+                        CalibrationState.NEWER})  # fmt: skip
+REPLACEABLE = frozenset({CalibrationState.MISSING, CalibrationState.CURRENT, CalibrationState.OLDER,
+                         CalibrationState.DAMAGED})  # fmt: skip
+_FIELDS = frozenset({"name", "gemm_flops", "bandwidth", "call_s"})  # what formats 2 and later write
+_FIELDS_FIRST = frozenset({"name", "flops", "bandwidth", "overhead_s"})  # the first format (no "format")
+_FIELDS_ANY = frozenset({"format", "name", "source"})  # in every format with a "format" field so far
+_START = re.compile(rb'\{\n  "format": [0-9]')  # how save_hardware's JSON begins (formats 2 and later)
+
+
+@dataclass(frozen=True)
+class CalibrationFile:
+    """One calibration path, classified (:func:`classify_calibration`), and the sentences about it."""
+
+    path: Path
+    state: CalibrationState
+    named: str  # the path as the sentences name it: "--out X", "X (the calibration file under ...)"
+    other: str  # how to pick another path: "choose another --out path", "set MSLI_CACHE_DIR to ..."
+    what: str = ""  # what the file is, a fragment after ``named``: "was written by an older MS-LI Lab ..."
+    hardware: Hardware | None = None  # CURRENT (or a LINK to a current file): its constants
+
+    @property
+    def msli_wrote(self) -> bool:
+        return self.state in MSLI_WROTE
+
+    @property
+    def replaceable(self) -> bool:
+        return self.state in REPLACEABLE
+
+    @property
+    def note(self) -> str | None:
+        """OLDER or DAMAGED: the sentence saying the file is measured again and replaced; else None."""
+        if self.state in (CalibrationState.OLDER, CalibrationState.DAMAGED):
+            return f"{self.named} {self.what}, so msli measures this machine again and replaces it."
+        return None
+
+    @property
+    def refusal(self) -> str | None:
+        """The sentence of a path msli will not replace (and, but for a link to a usable file, not read
+        either); None for the replaceable states."""
+        S = CalibrationState
+        if self.state is S.NEWER:
+            return (
+                f"{self.named} {self.what}, so msli will not read or replace it; upgrade msli, or "
+                f"{self.other}."
+            )
+        if self.state is S.FOREIGN:
+            return (
+                f"{self.named} {self.what}, so msli will not read or replace it; move that file away or "
+                f"{self.other}."
+            )
+        if self.state is S.LINK:
+            return (
+                f"{self.named} is a symbolic link{self.what}, which msli does not replace; move it away or "
+                f"{self.other}."
+            )
+        if self.state is S.NOT_A_FILE:
+            return f"{self.named} is a folder or a special file, not a calibration file; {self.other}."
+        if self.state is S.UNREADABLE:
+            return f"{self.named} {self.what}; {self.other}."
+        return None
+
+
 def calibration_path() -> Path:
     """Where this machine's constants are stored (``MSLI_CACHE_DIR`` overrides the platform cache dir)."""
     override = os.environ.get("MSLI_CACHE_DIR")
@@ -296,104 +398,210 @@ def calibration_path() -> Path:
     return Path(platformdirs.user_cache_dir("msli-lab")) / CALIBRATION_FILE
 
 
-def read_calibration(path: Path) -> Any:
-    """The JSON in a calibration file; an unreadable or oversized file is one sentence naming it."""
-    if not path.is_file():
-        raise MsliError(
-            f"{path} is not a file; pass a calibration .json written by `msli costmodel calibrate`."
-        )
+def _at_cache_path(path: Path) -> bool:
+    """True when ``path`` is msli's own calibration path (:func:`calibration_path`), however written."""
     try:
-        if path.stat().st_size > MAX_CALIBRATION_BYTES:
-            raise MsliError(
-                f"{path} is larger than {MAX_CALIBRATION_BYTES >> 10} KiB, which no calibration file is; "
-                "move it away and run `msli costmodel calibrate`."
-            )
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as err:
-        raise MsliError(
-            f"{path} is not a readable calibration JSON file ({err}); move it away and run "
-            "`msli costmodel calibrate`."
-        ) from err
-
-
-def load_hardware(path: str | os.PathLike | None = None) -> Hardware:
-    """The constants stored at ``path`` (default :func:`calibration_path`). A missing file is an error:
-    :func:`msli_core.serving.calibrate.hardware_here` measures this machine on first use."""
-    target = Path(path) if path is not None else calibration_path()
-    if not target.exists():
-        raise MsliError(f"{target} does not exist; run `msli costmodel calibrate --out {target}` first.")
-    return Hardware.from_dict(read_calibration(target), origin=str(target))
-
-
-def is_calibration_file(path: str | os.PathLike) -> bool:
-    """True for a file msli's calibration wrote: a JSON object (at most :data:`MAX_CALIBRATION_BYTES`)
-    with the fields :func:`save_hardware` writes, of this format or the first (``flops``,
-    ``overhead_s``). Its values may be broken: re-calibrating is how a broken file is fixed."""
-    path = Path(path)
-    try:
-        if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_CALIBRATION_BYTES:
-            return False
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
+        return path.name == CALIBRATION_FILE and path.resolve() == calibration_path().resolve()
+    except (OSError, RuntimeError):
         return False
-    fields = ({"name", "gemm_flops", "bandwidth", "call_s"}, {"name", "flops", "bandwidth", "overhead_s"})
-    return isinstance(data, dict) and any(f <= set(data) for f in fields)
 
 
-def _fixes(path: str | os.PathLike | None) -> tuple[str, str]:
-    """(another path, a writable path): how to fix a calibration path, which ``--out`` named, or
-    MSLI_CACHE_DIR (or the platform cache folder, which MSLI_CACHE_DIR overrides) chose."""
+def _wording(path: str | os.PathLike | None, flag: str | None = "--out") -> tuple[str, str, str]:
+    """(the path as sentences name it, how to pick another path, how to pick a writable one): ``path``
+    is ``flag``'s (``--out``; None: a file to read, named as it is); None is the cache path, which
+    MSLI_CACHE_DIR (or the platform cache folder) chose."""
+    if path is not None and flag is None:
+        return str(Path(path)), "pass another calibration file", "pass a writable path"
     if path is not None:
-        return "choose another --out path", "choose a writable --out path"
+        return f"{flag} {Path(path)}", f"choose another {flag} path", f"choose a writable {flag} path"
+    target = calibration_path()
     if os.environ.get("MSLI_CACHE_DIR"):
         return (
+            f"{target} (the calibration file under MSLI_CACHE_DIR)",
             "set MSLI_CACHE_DIR to another folder",
             "MSLI_CACHE_DIR chose that path, so set MSLI_CACHE_DIR to a writable folder",
         )
     return (
+        f"{target} (the calibration file in msli's cache folder)",
         "set MSLI_CACHE_DIR to another folder to keep calibrations there",
         "set MSLI_CACHE_DIR to a writable folder to keep calibrations there",
     )
 
 
-def check_calibration_target(path: str | os.PathLike | None = None) -> Path:
-    """Refuse, with one sentence, a calibration path msli must not write; return it.
+def _foreign(text: bytes | None, data: Any = None, error: Exception | None = None) -> str:
+    """What a file msli cannot recognise holds, in a few words (the part of the sentence saying whose
+    it looks like): its JSON keys, its kind of JSON, or its first characters."""
+    if data is not None or error is None:
+        if isinstance(data, dict):
+            keys = [str(k) for k in data]
+            shown = ", ".join(repr(k) for k in keys[:4]) + (
+                f" and {len(keys) - 4} more" if len(keys) > 4 else ""
+            )
+            return f"a JSON object with the keys {shown}" if keys else "an empty JSON object"
+        kinds_ = {
+            list: "a JSON list",
+            str: "a JSON string",
+            bool: "a JSON true/false",
+            type(None): "JSON null",
+        }
+        return kinds_.get(type(data), "a JSON number")
+    assert text is not None
+    if not text.strip():
+        return "an empty file"
+    try:
+        first = text.decode("utf-8").strip().splitlines()[0]
+    except UnicodeDecodeError:
+        return "a file that is not UTF-8 text"
+    if _START.match(text):  # msli's start, but not at msli's path: no evidence it is msli's
+        return f"broken JSON outside msli's cache folder ({error})"
+    return f"text that is not JSON, starting {_shown(first, 40)}"
 
-    ``path`` (``--out``) or, when None, :func:`calibration_path`. Refused: a symbolic link, a folder, a
-    file that is not a calibration file (:func:`is_calibration_file`: msli never replaces a file it did
-    not write), and a path whose folder takes no new files. Cheap: call it before measuring;
-    :func:`save_hardware` calls it again before writing.
-    """
+
+def _age(version: int) -> str:
+    """The fragment for a file of another format: who wrote it, its format and this version's."""
+    if version > FORMAT:
+        return f"was written by a newer MS-LI Lab (calibration format {version}; this version reads {FORMAT})"
+    return f"was written by an older MS-LI Lab (calibration format {version}; this version writes {FORMAT})"
+
+
+def classify_calibration(
+    path: str | os.PathLike | None = None, flag: str | None = "--out"
+) -> CalibrationFile:
+    """What ``path`` (``flag``'s, see :func:`_wording`; None: :func:`calibration_path`) holds, as one
+    :class:`CalibrationState`, with the sentences every entry point says about it.
+
+    The one rule for "is this a calibration file msli wrote", which every entry point asks here. msli
+    must never replace a file it did not write, so a file counts as msli's only on evidence:
+
+    - a JSON object with the fields msli writes (``name``, ``gemm_flops``, ``bandwidth``, ``call_s``):
+      of this :data:`FORMAT` and every constant loading (:meth:`Hardware.from_dict`'s checks) CURRENT;
+      of this format (or a broken ``format`` field) with a constant that does not load DAMAGED; of an
+      older format (2 <= format < FORMAT) OLDER;
+    - a JSON object of the first format (no ``format``; ``name``, ``flops``, ``bandwidth``,
+      ``overhead_s``): OLDER;
+    - a JSON object with a whole ``format`` above :data:`FORMAT` and ``name`` and ``source`` (fields of
+      every format so far): NEWER, refused (this version cannot read it, and must not destroy it);
+    - a file that does not parse (truncated, cut off mid-write) is msli's only when it sits at msli's
+      own calibration path (:func:`calibration_path`, named :data:`CALIBRATION_FILE`) AND starts the
+      way :func:`save_hardware` starts its JSON (a brace, a line break, two spaces, ``"format": `` and a
+      digit): DAMAGED. The same bytes
+      at an ``--out`` path elsewhere, an empty file, a non-object JSON, text, a binary file, a file over
+      :data:`MAX_CALIBRATION_BYTES` and an object without msli's fields are FOREIGN.
+
+    A symbolic link is LINK (its target is read, and its constants used when CURRENT; it is never
+    replaced); a folder or special file NOT_A_FILE; a path that cannot be checked or read UNREADABLE.
+    Reads at most :data:`MAX_CALIBRATION_BYTES`; never raises for what the path holds."""
     target = Path(path) if path is not None else calibration_path()
-    other, writable = _fixes(path)
-    if path is not None:
-        named = f"--out {target}"
-    elif os.environ.get("MSLI_CACHE_DIR"):
-        named = f"{target} (the calibration file under MSLI_CACHE_DIR)"
-    else:
-        named = f"{target} (the calibration file in msli's cache folder)"
+    named, other, _ = _wording(path, flag)
+    S = CalibrationState
+
+    def found(state: CalibrationState, what: str = "", **kw: Any) -> CalibrationFile:
+        return CalibrationFile(target, state, named, other, what, **kw)
+
     try:
         link, exists, is_file = target.is_symlink(), target.exists(), target.is_file()
     except OSError as err:  # a folder on the way refuses even a look (PermissionError)
-        raise MsliError(f"{named} cannot be checked ({err.strerror or err}); {other}.") from err
+        return found(S.UNREADABLE, f"cannot be checked ({err.strerror or err})")
     if link:
-        raise MsliError(f"{named} is a symbolic link, which msli does not replace; move it away or {other}.")
-    if exists and not is_file:
-        raise MsliError(f"{named} is a folder or a special file, not a calibration file; {other}.")
-    if is_file and not is_calibration_file(target):  # never overwrite a user's file
-        raise MsliError(
-            f"{named} is a file msli did not write (it lacks a cost-model calibration's fields), so msli "
-            f"will not replace it; move that file away or {other}."
+        inner = classify_calibration(target.resolve(), flag) if is_file else None
+        if inner is None or inner.hardware is not None:  # dangling, a folder, or leading to a usable file
+            return found(S.LINK, hardware=inner.hardware if inner else None)
+        return found(S.LINK, f" to {inner.path} ({inner.state.value})")
+    if not exists:
+        return found(S.MISSING)
+    if not is_file:
+        return found(S.NOT_A_FILE)
+    try:
+        size = target.stat().st_size
+        if size > MAX_CALIBRATION_BYTES:
+            return found(
+                S.FOREIGN,
+                f"is a file msli did not write as far as it can tell ({size:,} bytes, larger than any "
+                "calibration file)",
+            )
+        text = target.read_bytes()
+    except OSError as err:
+        return found(
+            S.UNREADABLE, f"cannot be read ({err.strerror or err}), so msli will not read or replace it"
         )
-    check_can_create(target, fix=writable)
-    return target
+    not_msli = "is a file msli did not write as far as it can tell"
+    try:
+        data = json.loads(text.decode("utf-8"))
+    except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
+        if _START.match(text) and _at_cache_path(target):
+            return found(
+                S.DAMAGED,
+                f"is a calibration file msli wrote that it cannot use (its JSON breaks off: {err})",
+            )
+        return found(S.FOREIGN, f"{not_msli} ({_foreign(text, error=err)})")
+    if not isinstance(data, dict):
+        return found(S.FOREIGN, f"{not_msli} ({_foreign(text, data)})")
+    keys = set(data)
+    version = data.get("format")
+    whole = isinstance(version, int) and not isinstance(version, bool)
+    if "format" not in data and keys >= _FIELDS_FIRST:
+        return found(S.OLDER, _age(1))
+    if whole and version > FORMAT and keys >= _FIELDS_ANY:
+        return found(S.NEWER, _age(version))
+    if not keys >= _FIELDS:
+        return found(S.FOREIGN, f"{not_msli} ({_foreign(text, data)}, without a calibration's fields)")
+    if whole and 2 <= version < FORMAT:
+        return found(S.OLDER, _age(version))
+    try:
+        if "format" not in data:
+            raise _Unusable("the field 'format' is missing")
+        if not (whole and version == FORMAT):  # 1 and below: the first format had no such field
+            raise _Unusable(f"format is {_shown(version)}, which no MS-LI Lab writes")
+        hardware = Hardware._from_fields(data, str(target))
+    except _Unusable as err:
+        return found(S.DAMAGED, f"is a calibration file msli wrote that it cannot use ({err.reason})")
+    return found(S.CURRENT, hardware=hardware)
+
+
+def load_hardware(path: str | os.PathLike | None = None) -> Hardware:
+    """The constants stored at ``path`` (default :func:`calibration_path`); anything but a usable file
+    (:func:`classify_calibration`) is its sentence. Nothing is measured or replaced here, so an older
+    or damaged file of msli's says how to measure again; a missing one too
+    (:func:`msli_core.serving.calibrate.hardware_here` measures this machine on first use)."""
+    found = classify_calibration(path, flag=None)
+    S = CalibrationState
+    if found.hardware is not None:
+        return found.hardware
+    redo = "run `msli costmodel calibrate" + (f" --out {found.path}`" if path is not None else "`")
+    if found.state is S.MISSING:
+        raise MsliError(f"{found.path} does not exist; {redo} first.")
+    if found.state in (S.OLDER, S.DAMAGED):
+        raise MsliError(f"{found.named} {found.what}; {redo} to measure this machine again.")
+    raise MsliError(found.refusal or f"{found.named} is a symbolic link to an unusable file; {redo}.")
+
+
+def is_calibration_file(path: str | os.PathLike) -> bool:
+    """True for a file msli's calibration wrote (:func:`classify_calibration`: CURRENT, OLDER, DAMAGED
+    or NEWER; not a link). Its values may be broken: re-calibrating is how a broken file is fixed."""
+    return classify_calibration(path).msli_wrote
+
+
+def check_calibration_target(path: str | os.PathLike | None = None) -> CalibrationFile:
+    """Refuse, with one sentence, a calibration path msli must not write; return its classification.
+
+    ``path`` (``--out``) or, when None, :func:`calibration_path`. Refused (:attr:`CalibrationFile.refusal`):
+    a symbolic link, a folder, a newer msli's file, a file msli did not write
+    (:func:`classify_calibration`), and a path whose folder takes no new files. An older or damaged
+    file of msli's is replaced: its :attr:`CalibrationFile.note` says so. Cheap: call it before
+    measuring; :func:`save_hardware` calls it again before writing.
+    """
+    found = classify_calibration(path)
+    if found.refusal is not None:
+        raise MsliError(found.refusal)
+    check_can_create(found.path, fix=_wording(path)[2])
+    return found
 
 
 def save_hardware(hardware: Hardware, path: str | os.PathLike | None = None) -> Path:
     """Store ``hardware`` at ``path`` (default :func:`calibration_path`), atomically; a path msli must not
     write (:func:`check_calibration_target`) is one sentence and nothing is written."""
-    target = check_calibration_target(path)
-    atomic_write_text(target, json.dumps(hardware.as_dict(), indent=2), fix=_fixes(path)[1])
+    target = check_calibration_target(path).path
+    atomic_write_text(target, json.dumps(hardware.as_dict(), indent=2), fix=_wording(path)[2])
     return target
 
 
