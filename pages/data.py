@@ -7,6 +7,7 @@ import streamlit as st
 
 from msli_core import viz
 from msli_core.data import sources
+from msli_core.data.audience import app_user
 from msli_core.errors import MsliError
 from pages import forms, state, widgets
 
@@ -57,7 +58,8 @@ try:
             label + (" with the filters" if filter_note else ""), key="data_load_sample", type="primary"
         ):
             if filters["min_rating"] is None and not filters["k_core"]:
-                state.use_bundled_sample()
+                with app_user():  # as every load here (app.py runs pages in it; sources' calls are in it)
+                    state.use_bundled_sample()
                 _keep(state.dataset(), state.dataset_label())
             else:
                 with st.spinner("Reading the bundled sample…"):
@@ -121,7 +123,8 @@ except MsliError as err:
     widgets.show_error(err)
 
 # ------------------------------------------------------------------------------------ the loaded data
-data = state.dataset()
+with app_user():  # the bundled sample, loaded here when nothing else was
+    data = state.dataset()
 summary = state.for_dataset("summary", lambda d: d.summary())
 st.subheader(f"Loaded: {state.dataset_label()}")
 c = st.columns(5)
