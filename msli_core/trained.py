@@ -37,6 +37,7 @@ class TrainedModel:
     seconds: float
     dataset_fingerprint: str
     history: list[dict] = field(default_factory=list)  # per-epoch loss / validation metrics
+    base_name: str = ""  # the name asked for, before session_name made it unique ("" = name)
 
 
 def from_result(name: str, result, data) -> TrainedModel:
@@ -57,7 +58,9 @@ def from_result(name: str, result, data) -> TrainedModel:
         },
         dataset={"fingerprint": data.fingerprint, "source": str(data.source), "format": data.format},
     )
-    return TrainedModel(name, loaded, result.metrics, result.seconds, data.fingerprint, list(result.history))
+    return TrainedModel(
+        name, loaded, result.metrics, result.seconds, data.fingerprint, list(result.history), base_name=name
+    )
 
 
 def from_loaded(filename: str, loaded, data) -> TrainedModel:
@@ -67,25 +70,48 @@ def from_loaded(filename: str, loaded, data) -> TrainedModel:
     base = loaded.training.get("name") or Path(filename).stem
     name = f"{base} (loaded)"
     seconds = float(loaded.training.get("seconds") or 0.0)
-    return TrainedModel(name, loaded, dict(loaded.metrics), seconds, data.fingerprint, [])
+    return TrainedModel(name, loaded, dict(loaded.metrics), seconds, data.fingerprint, [], base_name=name)
+
+
+SEPARATOR = " · "  # between a name and what tells it apart: "popularity · ml-100k"
+
+
+def base_name(name: str) -> str:
+    """The name a model was asked to have, from the name it was saved under by a release that did not
+    record it (training.base_name): the part before the first :data:`SEPARATOR`. Exact for the models the
+    app saves (the Train page's names, from :func:`plan_jobs`, never hold one; :func:`session_name` adds
+    it).
+
+    >>> base_name("popularity · ml-mini"), base_name("MS-LI K=4 attention d=64")
+    ('popularity', 'MS-LI K=4 attention d=64')
+    """
+    return name.split(SEPARATOR, 1)[0]
 
 
 def session_name(
-    name: str, fingerprint: str, models: dict[str, TrainedModel], dataset_label: str = ""
+    name: str,
+    fingerprint: str,
+    models: dict[str, TrainedModel],
+    dataset_label: str = "",
+    *,
+    base: str | None = None,
 ) -> str:
-    """The name a model called ``name``, trained on the dataset ``fingerprint``, takes among a session's
-    ``models`` (keyed by name).
+    """The name a model takes among a session's ``models`` (keyed by name): ``name`` when the Train page
+    places a model it just trained (``dataset_label``: the Data page's label of the data), the name it was
+    saved under when the workspace gives a saved model back (``base``: the name it was asked to have;
+    ``dataset_label``: its dataset's recorded source). One rule for both, so a model comes back from the
+    workspace under the name it had, and a retrain replaces its earlier self whatever that is called.
 
-    Decision: models of different datasets are kept apart, never replaced by each other. ``name`` itself
-    when it is free or held by a model of the same dataset (retraining the same model on the same data
-    replaces it); else ``name · <dataset_label>`` (a path label by its last part, cut to 40 characters),
-    else ``name · data <fingerprint[:8]>``, else that with a number. The same model name on the same
-    dataset always comes back to the same session name, so a retrain there still replaces its earlier
-    self.
+    Decisions: models of different datasets are kept apart, never replaced by each other. In order:
 
-    >>> class M:  # a stand-in with the one field the name reads
-    ...     def __init__(self, fp):
-    ...         self.dataset_fingerprint = fp
+    1. the name of the model's earlier self: a model of the same dataset asked to have the same name
+       (``base``, else ``name``): a retrain replaces it, even when it was told apart as ``name · …``;
+    2. else the first free one of ``name``, ``base``, ``base · <dataset_label>`` (a path by its last part,
+       cut to 40 characters), ``base · data <fingerprint[:8]>``, then that with a number.
+
+    >>> class M:  # a stand-in with the fields the name reads
+    ...     def __init__(self, fp, base=""):
+    ...         self.dataset_fingerprint, self.base_name = fp, base
     >>> session_name("popularity", "bbbb", {"popularity": M("bbbb")}, "ml-100k")
     'popularity'
     >>> session_name("popularity", "bbbb", {"popularity": M("aaaa")}, "ml-100k")
@@ -94,15 +120,28 @@ def session_name(
     'popularity · data bbbbcccc'
     >>> session_name("popularity", "bbbb", {"popularity": M("aaaa")}, "/home/me/ml-mini/")
     'popularity · ml-mini'
+    >>> session_name("popularity", "bbbb", {"popularity · data bbbb": M("bbbb", "popularity")}, "ml-mini")
+    'popularity · data bbbb'
+    >>> session_name("popularity · ml-mini", "bbbb", {"popularity · ml-mini": M("cccc")}, "ml-mini",
+    ...              base="popularity")
+    'popularity'
     """
+    base = base or name
+    for key, held in models.items():  # 1. the earlier self
+        if held.dataset_fingerprint == fingerprint and (getattr(held, "base_name", "") or key) == base:
+            return key
     short = fingerprint[:8] or "unknown"
     label = re.split(r"[/\\]", dataset_label.strip().rstrip("/\\"))[-1]
     label = label if len(label) <= 40 else label[:39] + "…"
-    candidates = [name, *([f"{name} · {label}"] if label else []), f"{name} · data {short}"]
-    candidates += [f"{name} · data {short} ({n})" for n in range(2, 1000)]
-    for candidate in candidates:
-        held = models.get(candidate)
-        if held is None or held.dataset_fingerprint == fingerprint:
+    candidates = [
+        name,
+        base,
+        *([f"{base}{SEPARATOR}{label}"] if label else []),
+        f"{base}{SEPARATOR}data {short}",
+    ]
+    candidates += [f"{base}{SEPARATOR}data {short} ({n})" for n in range(2, 1000)]
+    for candidate in candidates:  # 2. the first free name
+        if candidate not in models:
             return candidate
     raise ValueError(f"no free session name for {name!r}")  # 1,000 datasets with one model name
 
@@ -270,7 +309,7 @@ def bundled_models(sample_dir: str | Path, data) -> list[TrainedModel]:
             continue
         name = f"{DEMO_NAMES.get(folder.name, folder.name)} (bundled demo)"
         seconds = float(loaded.training.get("seconds", 0.0) or 0.0)
-        out.append(TrainedModel(name, loaded, dict(loaded.metrics), seconds, data.fingerprint, []))
+        out.append(TrainedModel(name, loaded, dict(loaded.metrics), seconds, data.fingerprint, [], name))
     return out
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -129,40 +130,64 @@ def is_msli_sweep(path: Path) -> bool:
     return msli_output(path) == "bench"
 
 
-def model_folder(name: str, fingerprint: str, root: Path | None = None) -> Path:
-    """Where a model called ``name``, trained on the dataset ``fingerprint``, is saved: ``models/<slug>``
-    when that is free or holds an earlier save of the same name and dataset (replaced), else the first
-    ``<slug>-N`` that is (see the module's decisions)."""
+def _identity(config: dict) -> tuple[str, str] | None:
+    """(the name a saved model was asked to have, its dataset fingerprint): what a new save replaces. The
+    asked name is ``training.base_name``, or for a save of a release that did not record it,
+    ``trained.base_name`` of the name it was saved under."""
+    from msli_core.trained import base_name
+
+    training, dataset = config.get("training"), config.get("dataset")
+    if not isinstance(training, dict) or not isinstance(dataset, dict):
+        return None
+    asked, name = training.get("base_name"), training.get("name")
+    if not (isinstance(asked, str) and asked):
+        asked = base_name(name) if isinstance(name, str) and name else None
+    fingerprint = dataset.get("fingerprint")
+    return (asked, fingerprint) if asked and isinstance(fingerprint, str) else None
+
+
+def model_folder(name: str, fingerprint: str, root: Path | None = None, *, base: str | None = None) -> Path:
+    """Where a model called ``name`` (asked to be called ``base``, else ``name``), trained on the dataset
+    ``fingerprint``, is saved: the folder of an earlier save asked to have the same name on the same
+    dataset, whatever it was called in its session and whatever its folder (replaced); else
+    ``models/<slug>``, or the first ``<slug>-N``, that is free (see the module's decisions)."""
     from msli_core.trained import slug
 
     folder = (root or workspace_dir()) / MODELS
+    wanted = (base or name, fingerprint)
+    try:
+        earlier = sorted(folder.iterdir()) if folder.is_dir() else []
+    except OSError:
+        earlier = []
+    for path in earlier:
+        config = _model_config(path)
+        if config is not None and _identity(config) == wanted:
+            return path
     for n in range(1, MAX_SUFFIX + 1):
         path = folder / (slug(name) if n == 1 else f"{slug(name)}-{n}")
         if not path.exists() and not path.is_symlink():
             return path
-        config = _model_config(path)
-        if config is not None:
-            training, dataset = config.get("training"), config.get("dataset")
-            same_name = isinstance(training, dict) and training.get("name") == name
-            same_data = isinstance(dataset, dict) and dataset.get("fingerprint") == fingerprint
-            if same_name and same_data:
-                return path
     raise MsliError(
         f"The workspace {folder} already holds {MAX_SUFFIX} folders named after {slug(name)}, so this model "
         "was not saved there; clear the workspace on Home or move those folders away."
     )
 
 
-def save_model(trained, data, root: Path | None = None) -> Path:
+def save_model(trained, data, root: Path | None = None, *, label: str | None = None) -> Path:
     """Write a :class:`~msli_core.trained.TrainedModel` trained on ``data`` into :func:`model_folder`,
-    atomically; :class:`MsliError` (one sentence, nothing written) when the workspace cannot be written."""
+    atomically; :class:`MsliError` (one sentence, nothing written) when the workspace cannot be written.
+    ``label``: the Data page's label of ``data``, recorded so that a reload tells the model apart by it,
+    as the Train page did (without it, by :func:`source_label`)."""
     from msli_core.models.registry import save_model as write
 
     base = root or workspace_dir()
     _check_writable(base)
-    folder = model_folder(trained.name, data.fingerprint, base)
-    extra = {**trained.loaded.training, "name": trained.name, "seconds": trained.seconds,
+    asked = trained.base_name or trained.name
+    folder = model_folder(trained.name, data.fingerprint, base, base=asked)
+    extra = {**trained.loaded.training, "name": trained.name, "base_name": asked, "seconds": trained.seconds,
              "history": trained.history}  # fmt: skip
+    if label:
+        extra["dataset_label"] = label
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         return write(trained.loaded.model, folder, data=data, metrics=trained.metrics, extra=extra)
@@ -173,13 +198,37 @@ def save_model(trained, data, root: Path | None = None) -> Path:
         ) from err
 
 
+def source_label(source: str) -> str:
+    """The Data page's label of a dataset, as near as its recorded source (``InteractionData.source``)
+    tells it, for a model saved without one: an archive by its name, a folder by its name when its
+    ratings file (``detect.MARKERS``: u.data, ratings.dat, ratings.csv) was read, else the file.
+
+    >>> source_label("/home/me/ml-mini/ratings.csv"), source_label("data/ml-100k.zip:ml-100k/u.data")
+    ('ml-mini', 'ml-100k.zip')
+    >>> source_label("/home/me/events.parquet"), source_label("synthetic: 300 users, 2000 items, seed 7")
+    ('events.parquet', 'synthetic: 300 users, 2000 items, seed 7')
+    """
+    from msli_core.data.detect import MARKERS
+
+    head, archive, _ = source.partition(".zip:")  # an archive member: "display:NAME"
+    parts = re.split(r"[/\\]", (head + ".zip" if archive else source).rstrip("/\\"))
+    if not archive and len(parts) > 1 and parts[-1] in {name for name, _ in MARKERS}:
+        return parts[-2]
+    return parts[-1]
+
+
 def load_models(root: Path | None = None) -> tuple[list, list[str]]:
     """Every model of the workspace as a :class:`~msli_core.trained.TrainedModel` (tied to the dataset
     fingerprint it was trained on), and one sentence per folder that did not load (skipped). Each is
     checked as any model is (``registry.load_model``: config, weights, the metrics/training/dataset
-    sections), and its sentences name what an app user can do."""
+    sections), and its sentences name what an app user can do.
+
+    Each model is named by ``trained.session_name``, the rule the Train page named it by when it was
+    saved: the name it was saved under, unless an earlier folder's model of another dataset holds it (two
+    tabs saved one name on two datasets); then ``name · <its dataset>`` as the Train page would have told
+    it apart, by the Data page's label recorded with it, else by :func:`source_label`."""
     from msli_core.models.registry import load_model
-    from msli_core.trained import TrainedModel
+    from msli_core.trained import TrainedModel, base_name, session_name
 
     folder = (root or workspace_dir()) / MODELS
     models, problems = [], []
@@ -189,6 +238,7 @@ def load_models(root: Path | None = None) -> tuple[list, list[str]]:
         return [], [
             f"The workspace folder {folder} cannot be read ({err.strerror or err}); check its permissions."
         ]
+    named: dict[str, TrainedModel] = {}
     for path in paths:
         try:
             loaded = load_model(path, for_app=True)
@@ -197,9 +247,16 @@ def load_models(root: Path | None = None) -> tuple[list, list[str]]:
             continue
         training = dict(loaded.training)
         history = training.pop("history", None) or []
-        name = str(training.get("name") or path.name)
+        saved = str(training.get("name") or path.name)
+        asked = training.get("base_name")
+        asked = asked if isinstance(asked, str) and asked else base_name(saved)
         seconds = float(training.get("seconds") or 0.0)
-        models.append(TrainedModel(name, loaded, dict(loaded.metrics), seconds, loaded.fingerprint, history))
+        model = TrainedModel(saved, loaded, dict(loaded.metrics), seconds, loaded.fingerprint, history, asked)
+        label = training.get("dataset_label")
+        label = label if isinstance(label, str) else source_label(str(loaded.dataset.get("source") or ""))
+        model.name = session_name(saved, model.dataset_fingerprint, named, label, base=asked)
+        named[model.name] = model
+        models.append(model)
     return models, problems
 
 

@@ -11,6 +11,7 @@ import pytest
 from tiny_data import make_tiny_dataset
 
 from msli_core import workspace
+from msli_core.data.audience import app_user
 from msli_core.errors import MsliError
 from msli_core.serving.bench import BenchResult
 from msli_core.serving.bench_settings import ROW_KEYS
@@ -68,8 +69,8 @@ def test_the_same_name_on_another_dataset_is_kept_apart(tmp_path, trained_model,
     assert workspace.save_model(other, other_data, root=tmp_path) == second  # its own folder is replaced
     models, problems = workspace.load_models(root=tmp_path)
     assert problems == []
-    assert sorted((m.name, m.dataset_fingerprint) for m in models) == sorted(
-        [(NAME, data.fingerprint), (NAME, other_data.fingerprint)]
+    assert sorted((m.name, m.dataset_fingerprint) for m in models) == sorted(  # told apart as the Train
+        [(NAME, data.fingerprint), (f"{NAME} · tiny", other_data.fingerprint)]  # page does (session_name)
     )
     assert workspace.contents(tmp_path)["models"] == 2
 
@@ -107,7 +108,8 @@ def test_sweeps_and_clear_leave_a_users_own_files(tmp_path, trained_model):
     assert (tmp_path / "sweeps" / "by-hand").is_dir() and (tmp_path / "models" / "looks-like-one").is_dir()
     assert workspace.latest_sweep(tmp_path) == (None, [])
     assert workspace.contents(tmp_path)["models"] == 0 and workspace.contents(tmp_path)["sweeps"] == 0
-    models, problems = workspace.load_models(tmp_path)
+    with app_user():  # as the app runs it (app.py runs every page inside it)
+        models, problems = workspace.load_models(tmp_path)
     assert models == [] and len(problems) == 2  # the two folders that are not models say so
     for sentence in problems:  # in the app's words: no CLI flag
         assert "--out" not in sentence and "msli train" not in sentence and "workspace" in sentence
