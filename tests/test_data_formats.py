@@ -331,7 +331,11 @@ BAD_FILES = [
         "line 3: the timestamp 'yesterday'",
     ),
     ("events.csv", "user,item,timestamp\na,b,-3\n", "line 2: the timestamp value '-3' is negative"),
-    ("events.csv", "user,item,timestamp\na,b,1960-01-01\n", "line 2: the timestamp is before 1970"),
+    (
+        "events.csv",
+        "user,item,timestamp\na,b,1960-01-01\n",
+        "line 2: the timestamp '1960-01-01' is before 1970",
+    ),
     ("events.csv", "user,item,timestamp\na,,3\n", "line 2: the item id is missing"),
     ("events.csv", "user,item,timestamp,rating\na,b,3,x\n", "line 2: the rating value 'x' is not a number"),
     ("events.csv", "1,2,3\n4,5,6\n", "no header row"),

@@ -13,6 +13,7 @@ Loaders (``formats.py``) produce a raw frame and call :func:`build_dataset`; not
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
@@ -182,6 +183,7 @@ def build_dataset(
     source: str,
     notes: tuple[str, ...] = (),
     truth: pd.DataFrame | None = None,
+    lines: Callable[[int], int] | None = None,
 ) -> InteractionData:
     """Map original ids to contiguous ones, sort stably by (user, time), and attach metadata.
 
@@ -190,7 +192,9 @@ def build_dataset(
     ``items_meta`` (optional) has ``item`` (original id), ``title``, ``year``, ``genres``.
     Duplicate (user, item, timestamp) rows: the first is kept, the others dropped and counted in ``notes``.
     A timestamp outside 1970 .. 2262-04-11 is refused here, for every layout
-    (:func:`msli_core.data.timestamps.check_seconds_range`).
+    (:func:`msli_core.data.timestamps.check_seconds_range`, its one sentence), naming the file's line
+    when ``lines`` maps a row of ``raw`` to it (:func:`msli_core.data.timestamps.file_lines`), else
+    "row N" (a frame with no file line: built in code, filtered, generated).
     ``truth`` (synthetic only) is aligned with ``raw``'s rows and follows the same reordering.
     """
     from msli_core.data.timestamps import check_seconds_range
@@ -198,7 +202,7 @@ def build_dataset(
     if raw.empty:
         raise MsliError(f"{source} has no interactions; a dataset needs at least one rating row.")
     # The one range check of every layout's timestamps (1970 .. 2262-04-11), whichever reader made raw.
-    check_seconds_range(raw["timestamp"].to_numpy(np.int64), source)
+    check_seconds_range(raw["timestamp"].to_numpy(np.int64), source, line_of=lines)
     user_codes, user_uniques = _codes_in_numeric_order(_id_keys(raw["user"]))
     item_codes, item_uniques = _codes_in_numeric_order(_id_keys(raw["item"]))
     timestamps = raw["timestamp"].to_numpy(np.int64)

@@ -87,7 +87,7 @@ from msli_core.data.movielens import (
     read_u_item,
 )
 from msli_core.data.texttable import MAX_HEADER_BYTES, read_layout
-from msli_core.data.timestamps import MAX_TIMESTAMP_S
+from msli_core.data.timestamps import MAX_TIMESTAMP_S, file_lines
 from msli_core.errors import MsliError
 
 __all__ = [
@@ -204,8 +204,9 @@ def _load(file: DataFile, fmt: str, column_map: dict[str, str] | None) -> Intera
     if meta is not None:
         meta = _drop_repeated_items(meta, meta_file, notes)
     raw = raw[["user", "item", "timestamp", "rating"]]
+    lines = None if fmt == "interactions" else file_lines(file, header=fmt not in ("ml-100k", "ml-1m"))
     return build_dataset(
-        raw, items_meta=meta, format=fmt, source=file.display, notes=tuple(notes), truth=truth
+        raw, items_meta=meta, format=fmt, source=file.display, notes=tuple(notes), truth=truth, lines=lines
     )
 
 

@@ -5,14 +5,20 @@ Numbers are unix seconds, or milliseconds/microseconds/nanoseconds when the colu
 to unix seconds (UTC when no offset is given); one form per column. Every timestamp must fall between
 1970 and 2262-04-11 (:data:`MAX_TIMESTAMP_S`, the last day pandas' nanosecond datetimes can hold).
 
-That range holds for every dataset, whatever its layout: :func:`check_seconds_range` is the one check
-of it that every reader goes through (:func:`msli_core.data.dataset.build_dataset` calls it), so a
-MovieLens file with a timestamp in microseconds, or past year 2262 (year 10000 included), is refused
-with one sentence instead of failing later where the times are shown as dates. A generic table is
-checked first in :func:`seconds_from`, which can say which unit the column was read in.
+That range holds for every dataset, whatever its layout, and :func:`check_seconds_range` is its one
+check and its one sentence: :func:`seconds_from` calls it for a generic table (where it knows the unit
+the column was read in), :func:`msli_core.data.dataset.build_dataset` for every layout, so a MovieLens
+file with a timestamp in microseconds, or past year 2262 (year 10000 included), is refused with one
+sentence instead of failing later where the times are shown as dates. The sentence names the place as
+``line N``, the file's line as an editor numbers it, whenever the rows come from a text file
+(:func:`file_lines` finds it for the MovieLens layouts, whose fast readers drop blank lines), and as
+``row N`` (the N-th data row) where there is no file line: a Parquet table, a frame built in code.
 """
 
 from __future__ import annotations
+
+import io
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -67,7 +73,9 @@ def seconds_from(
 
     Numbers are unix seconds, or milliseconds/microseconds/nanoseconds when the column's *median* is
     above 1e11/1e14/1e17 (so one outlier never changes the unit of the others). Every timestamp must
-    then fall between 1970 and 2262-04-11 (:data:`MAX_TIMESTAMP_S`); a row outside is refused."""
+    then fall between 1970 and 2262-04-11 (:func:`check_seconds_range`, the check of every layout).
+    ``first``/``unit``: ``values[i]`` is on ``unit`` ``i + first`` ("line": the file's line; "row": a
+    Parquet row, counting from 1)."""
     where = lambda mask: int(np.argmax(mask)) + first  # noqa: E731 - the line/row of the first True
     k, numbers = 0, False
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
@@ -130,48 +138,89 @@ def seconds_from(
                     "unix seconds nor an ISO 8601 date-time; use one form for every row."
                 )
             seconds = _datetimes_to_seconds(stamps)
-    neg = ~skip & (seconds < 0)
-    if neg.any():
-        raise MsliError(
-            f"{file.display}, {unit} {where(neg)}: the timestamp is before 1970 (negative unix time); "
-            "timestamps must be non-negative."
-        )
-    late = ~skip & (seconds > MAX_TIMESTAMP_S)
-    if late.any():
-        row = int(np.argmax(late))
-        shown = f" {text.iloc[row][:40]!r}" if text is not None else ""
-        read_as = f"read as unix {_UNITS[k]} like the rest of the column, it" if numbers else "it"
-        fix = "fix the row, or write every timestamp in one unit" if numbers else "fix the row"
-        raise MsliError(
-            f"{file.display}, {unit} {row + first}: the timestamp{shown} is out of range: {read_as} falls "
-            f"after {_LAST_DATE}, the latest date this tool can hold; {fix}."
-        )
+    column = text if text is not None else values  # a datetime column: each value shown as its date
+    check_seconds_range(
+        seconds, file.display, line_of=(lambda row: row + first) if unit == "line" else None, skip=skip,
+        written=lambda row: str(column.iloc[row]), unit=k, dates=not numbers,
+    )  # fmt: skip
     return np.floor(np.where(skip, 0, seconds)).astype(np.int64)
 
 
-def check_seconds_range(seconds: np.ndarray, source: str) -> None:
-    """Refuse unix seconds outside 1970 .. 2262-04-11 (:data:`MAX_TIMESTAMP_S`): the one range check of
-    every dataset (``build_dataset`` calls it for every layout), so each time can be shown as a date.
+def check_seconds_range(
+    seconds: np.ndarray,
+    source: str,
+    *,
+    line_of: Callable[[int], int] | None = None,
+    skip: np.ndarray | None = None,
+    written: Callable[[int], str] | None = None,
+    unit: int = 0,
+    dates: bool = False,
+) -> None:
+    """Refuse unix seconds outside 1970 .. 2262-04-11 (:data:`MAX_TIMESTAMP_S`), so each time can be shown
+    as a date: the one range check, and the one sentence, of every reader (:func:`seconds_from` for a
+    generic table, :func:`msli_core.data.dataset.build_dataset` for every layout).
 
-    ``seconds``: (n,) int64 in the file's row order; ``source``: how messages name the file. The first
-    row out of range is named by its place among the data rows (counting from 1, header and blank lines
-    not counted) and its value.
+    ``seconds``: (n,) unix seconds (int64, or float64 before flooring) in the file's row order; ``source``:
+    how the sentence names the file. The first row out of range (either way) is named in one numbering,
+    the one a user can find: ``line N``, the line of the file as an editor numbers it (counting from 1,
+    the header line and blank lines included), given by ``line_of(row)`` whenever the rows come from a
+    text file; without it ``row N``, the N-th data row counting from 1 (a Parquet table, a frame built in
+    code, generated data: there is no file line). ``skip``: (n,) rows to pass over (the blank lines a
+    reader kept so that row i + first is line i + first). ``written(row)``: the value as written in the
+    file, shown instead of the number; ``unit``: the k of :func:`unit_from_median` the numbers were
+    read in (0: seconds); ``dates``: the column held date-times, not numbers.
 
     >>> check_seconds_range(np.array([0, MAX_TIMESTAMP_S]), "ok.csv")
     >>> check_seconds_range(np.array([964982703, 1534795915000000]), "ratings.csv")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    msli_core.errors.MsliError: ratings.csv, data row 2: the timestamp 1534795915000000 is out of range: ...
+    msli_core.errors.MsliError: ratings.csv, row 2: the timestamp '1534795915000000' is out of range: ...
     """
     if not len(seconds):
         return
-    late, early = seconds > MAX_TIMESTAMP_S, seconds < 0
+    with np.errstate(invalid="ignore"):  # nan in a skipped row
+        late, early = seconds > MAX_TIMESTAMP_S, seconds < 0
+    if skip is not None:
+        late, early = late & ~skip, early & ~skip
     if not (late.any() or early.any()):
         return
     row = int(np.argmax(late | early))
-    where = f"{source}, data row {row + 1}: the timestamp {int(seconds[row])}"
+    place = f"line {line_of(row)}" if line_of is not None else f"row {row + 1}"
+    value = str(int(seconds[row])) if written is None else written(row).strip()[:40]
+    shown = repr(value)  # quoted, as in every sentence naming a value of a file
+    where = f"{source}, {place}: the timestamp {shown}"
     if early[row]:
         raise MsliError(f"{where} is before 1970 (negative unix time); timestamps must be non-negative.")
+    if dates:
+        read_as, fix = "it", "fix the row"
+    elif unit == 0:
+        read_as = "read as unix seconds like the rest of the column, it"
+        fix = "fix the row (a time in milliseconds or microseconds must be converted to seconds)"
+    else:  # a generic column whose median says milliseconds or finer
+        read_as = f"read as unix {_UNITS[unit]} like the rest of the column (from its median), it"
+        fix = f"fix the row (every timestamp of the column must be in {_UNITS[unit]})"
     raise MsliError(
-        f"{where} is out of range: read as unix seconds, it falls after {_LAST_DATE}, the latest date this "
-        "tool can hold; fix the row (a time in milliseconds or microseconds must be converted to seconds)."
+        f"{where} is out of range: {read_as} falls after {_LAST_DATE}, the latest date this tool can hold; "
+        f"{fix}."
     )
+
+
+def file_lines(file: DataFile, header: bool) -> Callable[[int], int]:
+    """``line_of`` for :func:`check_seconds_range` of a table read without its blank lines (the MovieLens
+    layouts): data row i (from 0) -> its line in ``file`` (from 1), the header line and blank lines
+    counted, as an editor numbers them. Blank: nothing but spaces and tabs (the lines pandas and pyarrow
+    skip); the header is the first line that is not blank. Line ends: ``\\n``, ``\\r\\n`` or ``\\r``.
+    Reads the file only when called (on the way to an error), up to the row asked for."""
+
+    def line_of(row: int) -> int:
+        wanted = row + (1 if header else 0)  # the non-blank line sought, counting from 0
+        with file.open() as fh:  # latin-1: one character per byte, so no line fails to decode
+            text = io.TextIOWrapper(fh, encoding="latin-1", newline=None)  # universal line ends
+            seen = -1
+            for number, line in enumerate(text, start=1):
+                if line.strip(" \t\r\n"):
+                    seen += 1
+                    if seen == wanted:
+                        return number
+        return row + 1 + (1 if header else 0)  # pragma: no cover - the file changed under the reader
+
+    return line_of
