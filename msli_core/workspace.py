@@ -241,7 +241,7 @@ def load_models(root: Path | None = None) -> tuple[list, list[str]]:
     named: dict[str, TrainedModel] = {}
     for path in paths:
         try:
-            loaded = load_model(path, for_app=True)
+            loaded = load_model(path)  # worded for the app: app.py runs every page inside audience.app_user()
         except MsliError as err:
             problems.append(str(err))
             continue

@@ -112,10 +112,8 @@ try:
             format_func=lambda n: f"{n} · {sources.ARCHIVE_SIZES.get(n, '')}",
         )
         if st.button(f"Download and load {name}", key="data_fetch", type="primary"):
-            from msli_core.data import fetch_movielens
-
             bar = widgets.LiveProgress(f"Downloading {name}")
-            folder = fetch_movielens(name, progress=bar, for_app=True)  # its errors name the app's ways
+            folder = sources.fetch(name, progress=bar)
             bar.done(f"{name} downloaded and verified")
             with st.spinner(f"Reading {name}…"):
                 _keep(*sources.load_folder(folder, name, **filters))

@@ -8,6 +8,7 @@ import streamlit as st
 
 from msli_core import kinds, viz
 from msli_core import trained as trained_models
+from msli_core.data.audience import app_user
 from msli_core.errors import MsliError
 from msli_core.models.registry import load_zip
 from msli_core.train import TrainSettings
@@ -127,7 +128,8 @@ upload = st.file_uploader(
 )
 if st.button("Load this model", key="train_load", disabled=upload is None):
     try:
-        loaded = load_zip(upload.name, upload.getvalue(), data=data, for_app=True)
+        with app_user():  # its refusals name the Train page, not msli train (app.py runs pages in it too)
+            loaded = load_zip(upload.name, upload.getvalue(), data=data)
     except MsliError as err:
         widgets.show_error(err)
     else:

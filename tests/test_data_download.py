@@ -16,6 +16,7 @@ from _fixtures import FIXTURES
 from _loopback import Route, serve
 
 from msli_core.data import MOVIELENS_NAMES, fetch_movielens, load_dataset
+from msli_core.data.audience import app_user
 from msli_core.data.download import MOVIELENS_CHECKSUMS, default_cache_dir
 from msli_core.errors import MsliError
 from msli_core.progress import ProgressEvent
@@ -146,8 +147,8 @@ def test_the_app_gets_its_own_fix_and_the_cli_its_flags(tmp_path):
     ):
         with pytest.raises(MsliError) as cli:
             fetch_movielens("ml-100k", **kwargs)
-        with pytest.raises(MsliError) as app:
-            fetch_movielens("ml-100k", **kwargs, for_app=True)
+        with pytest.raises(MsliError) as app, app_user():
+            fetch_movielens("ml-100k", **kwargs)
         assert "--dir" in str(cli.value) or "msli data inspect" in str(cli.value)
         assert "Upload files" in str(app.value)
         assert "--dir" not in str(app.value) and "msli " not in str(app.value)
@@ -307,8 +308,8 @@ def test_one_foreign_entry_alone_is_refused_and_kept(tmp_path, which):
         "move it away or pass another --dir."
     )
     assert server.hits == [] and _snapshot(tmp_path) == before
-    with pytest.raises(MsliError) as app:
-        fetch_movielens("ml-100k", directory=tmp_path, checksums=checksums, for_app=True)
+    with pytest.raises(MsliError) as app, app_user():
+        fetch_movielens("ml-100k", directory=tmp_path, checksums=checksums)
     assert "out of the app's download folder" in str(app.value) and "--dir" not in str(app.value)
 
 
@@ -683,3 +684,15 @@ def test_an_earlier_releases_folder_is_judged_by_the_new_edition_when_its_zip_is
                 checksums={"ml-100k": _sha256(zip_c)},
             )
     assert _snapshot(cache) == before and (folder / ".msli-verified").is_file()
+
+
+def test_an_earlier_releases_folder_refusal_is_worded_for_the_app_inside_app_user(tmp_path):
+    with serve({"/ml-100k.zip": Route(ZIP_100K), "/b/ml-100k.zip": Route(ZIP_100K_B)}) as server:
+        folder = _old_release_folder(tmp_path, server)
+        _added_file(folder)
+        with pytest.raises(MsliError) as err, app_user():
+            _new_edition(tmp_path, server)
+    assert str(err.value).endswith(
+        f"move {folder / 'my-notes.txt'} out of the app's download folder, or download the zip from "
+        "grouplens.org yourself and load it with “Upload files”."
+    )

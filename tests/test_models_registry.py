@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tiny_data import make_tiny_dataset
 
+from msli_core.data.audience import app_user
 from msli_core.data.dataset import leave_one_out
 from msli_core.errors import MsliError
 from msli_core.models.registry import KINDS, SECTION_FIELDS, build_model, load_model, save_model
@@ -414,8 +415,8 @@ def test_the_same_check_runs_for_a_zip_with_the_apps_fix(tiny):
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("m/config.json", json.dumps(config))
         archive.writestr("m/model.safetensors", members["m/model.safetensors"])
-    with pytest.raises(MsliError) as err:
-        load_zip("edited.zip", buffer.getvalue(), data, for_app=True)
+    with pytest.raises(MsliError) as err, app_user():
+        load_zip("edited.zip", buffer.getvalue(), data)
     message = str(err.value)
     assert message.startswith('edited.zip: config.json has training.seconds = "abc"')
     assert "edited or damaged" in message and "Train page" in message and "msli train" not in message
@@ -548,8 +549,8 @@ def test_non_finite_weights_tell_an_app_user_what_to_do_in_the_app(tiny, tmp_pat
     save_model(model, tmp_path / "nan", data=data)
     with pytest.raises(MsliError, match="lower --lr"):
         load_model(tmp_path / "nan")
-    with pytest.raises(MsliError) as err:
-        load_model(tmp_path / "nan", for_app=True)
+    with pytest.raises(MsliError) as err, app_user():
+        load_model(tmp_path / "nan")
     assert "Train page" in str(err.value) and "--lr" not in str(err.value)
 
 
@@ -566,7 +567,7 @@ def test_app_sentences_name_no_cli_flag_or_command(saved, tmp_path, problem):
         _edit_section(saved, "format", None, "msli-model/1")
     with pytest.raises(MsliError) as cli:
         load_model(folder)
-    with pytest.raises(MsliError) as app:
-        load_model(folder, for_app=True)
+    with pytest.raises(MsliError) as app, app_user():
+        load_model(folder)
     assert "msli train" in str(cli.value)
     assert "msli train" not in str(app.value) and "--out" not in str(app.value) and "--" not in str(app.value)

@@ -1,13 +1,23 @@
-"""Who reads a data error: the command line's user (flags, environment variables) or the app's (the Data
-page's boxes), so each sentence names what that reader can change.
+"""Who reads an error sentence: the command line's user (flags, environment variables, ``msli``
+commands) or the app's (its pages and boxes), so each sentence names what that reader can change.
 
-Decision: the sentence is chosen where it is raised, by a context variable that the app's ways in
-(:mod:`msli_core.data.sources`) set around each call (:func:`app_user`); everything else, the CLI
-included, gets the command line's words. A context variable rather than a keyword argument because the
-sentences are raised far below :func:`~msli_core.data.formats.load_dataset` (a zip member's size is checked
-when it is opened, a column map when a header is read), and threading a flag through every reader would
-change a dozen signatures for one word. The app's names are the Data page's own labels
-(:data:`APP_NAMES`); the page builds its widgets' labels from this table, so the two cannot drift apart.
+This is the one mechanism for it, used by the data layer, model loading (:mod:`msli_core.models.registry`)
+and the MovieLens download (:mod:`msli_core.data.download`): a context variable that the app sets around
+everything it runs (:func:`app_user`: app.py wraps every page, its sidebar and the cached loaders in it;
+:mod:`msli_core.data.sources` wraps its own calls too, so they read the same when called alone).
+Everything else, the CLI included, gets the command line's words.
+
+Decisions:
+
+- A context variable rather than a keyword argument, because the sentences are raised far below the
+  call that knows its reader (a zip member's size is checked when it is opened, a column map when a
+  header is read, a model's tensors after its config), and threading a flag through every reader would
+  change a dozen signatures for one word.
+- What a reader can do about a refusal lives in one table, :data:`FIXES` (key -> the command line's
+  words, the app's words), so the two vocabularies sit side by side and one test checks that no app
+  sentence names a flag, an environment variable or an ``msli`` command, and no CLI one a page's box.
+- The app's names are the Data page's own labels (:data:`APP_NAMES`); the page builds its widgets' labels
+  from this table, so the two cannot drift apart.
 
 >>> name("min_rating"), words(cli="pass --k-core 5", app="set “k-core” to 5")
 ('--min-rating', 'pass --k-core 5')
@@ -95,3 +105,62 @@ def raise_limit(variable: str, value: int | str) -> str:
             f"{variable}={value} before starting it"
         ),
     )
+
+
+# What a reader can do about a refusal: key -> (the command line's words, the app's words). The app's
+# user has no flags, no --out or --dir folder and no environment, only the app's pages: model folders
+# reach the app only from its workspace (skipped when one does not load), downloads go to the app's own
+# cache folder, and an archive downloaded by hand can be loaded with “Upload files”.
+_BY_HAND = "download the zip from grouplens.org yourself and load it with “Upload files”"
+FIXES: dict[str, tuple[str, str]] = {
+    # model folders and zips (msli_core.models.registry)
+    "model.retrain": ("retrain it with `msli train`", "train it again on the Train page"),
+    "model.diverged": (
+        "retrain it with a lower --lr",
+        "train it again on the Train page (its learning rates are the stable defaults)",
+    ),
+    "model.folder": (
+        "pass the --out folder of `msli train`",
+        "the app skips it, so move that folder out of the workspace",
+    ),
+    "model.pickle": (
+        "retrain with `msli train` (which saves config.json + model.safetensors)",
+        "the app skips it, so move that folder out of the workspace",
+    ),
+    "model.not_ours": (
+        "it was not written by `msli train`, so retrain the model",
+        "it was not written by this lab, so train the model again on the Train page",
+    ),
+    # the MovieLens download (msli_core.data.download)
+    "download.writable": (
+        "pass a writable --dir",
+        f"the app needs a cache folder it can write; or {_BY_HAND}",
+    ),
+    "download.space": (
+        "free some space or pass another --dir",
+        f"free some space on the machine running the app, or {_BY_HAND}",
+    ),
+    "download.by_hand": ("download the zip by hand and pass it to msli data inspect", _BY_HAND),
+    "download.slow": (
+        "try again later, or allow more time with MSLI_DOWNLOAD_DEADLINE_S",
+        f"try again later, or {_BY_HAND}",
+    ),
+    "download.http": (
+        "check the dataset name or the base URL (MSLI_MOVIELENS_BASE_URL)",
+        f"try again later, or {_BY_HAND}",
+    ),
+    "download.foreign": (
+        "move {it} away or pass another --dir",
+        "move {it} out of the app's download folder, or " + _BY_HAND,
+    ),
+}
+
+
+def fix(key: str, **fields: str) -> str:
+    """What the reader can do about a refusal (:data:`FIXES`), with ``fields`` filled in.
+
+    >>> fix("download.foreign", it="it")
+    'move it away or pass another --dir'
+    """
+    cli, app = FIXES[key]
+    return words(cli=cli, app=app).format(**fields)

@@ -50,6 +50,7 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+from msli_core.data import audience
 from msli_core.errors import MsliError
 from msli_core.limits import env_positive
 from msli_core.outputs import MARKER
@@ -80,27 +81,10 @@ _UNPACK_PREFIX = ".msli-unpack-"  # an unpack in progress: .msli-unpack-ml-100k.
 _STALE_S = 4 * _TIMEOUT_S  # a temporary untouched this long belongs to no live fetch (each read is bounded)
 _CHUNK = 1 << 16
 
-# How a failure's sentence ends: what its reader can do about it. The CLI's user passes flags and
-# environment variables; the app's user (``for_app=True``) has only the app, so it names the app's way.
-_BY_HAND = "download the zip from grouplens.org yourself and load it with “Upload files”"
-_FIXES = {
-    "cli": {
-        "writable": "pass a writable --dir",
-        "space": "free some space or pass another --dir",
-        "by_hand": "download the zip by hand and pass it to msli data inspect",
-        "slow": f"try again later, or allow more time with {DEADLINE_ENV}",
-        "http": f"check the dataset name or the base URL ({BASE_URL_ENV})",
-        "foreign": "move {it} away or pass another --dir",
-    },
-    "app": {
-        "writable": f"the app needs a cache folder it can write; or {_BY_HAND}",
-        "space": f"free some space on the machine running the app, or {_BY_HAND}",
-        "by_hand": _BY_HAND,
-        "slow": f"try again later, or {_BY_HAND}",
-        "http": f"try again later, or {_BY_HAND}",
-        "foreign": "move {it} out of the app's download folder, or " + _BY_HAND,
-    },
-}
+
+def _fix(key: str, **fields: str) -> str:
+    """How a refusal's sentence ends: what its reader can do (``audience.FIXES["download." + key]``)."""
+    return audience.fix(f"download.{key}", **fields)
 
 
 def default_cache_dir() -> Path:
@@ -117,7 +101,6 @@ def fetch_movielens(
     base_url: str | None = None,
     checksums: Mapping[str, str] | None = None,
     deadline_s: float | None = None,
-    for_app: bool = False,
 ) -> Path:
     """Download (or find in the cache), verify and unpack one official MovieLens archive.
 
@@ -127,9 +110,9 @@ def fetch_movielens(
     ``checksums``: name -> "sha256:…"/"md5:…" replacing the published table (tests serve their own
     archives; every download is still verified against a hash). ``deadline_s``: seconds the whole
     transfer may take (default: ``MSLI_DOWNLOAD_DEADLINE_S`` or :data:`DEFAULT_DEADLINE_S`).
-    ``for_app``: the error sentences tell an app user what to do in the app (not a CLI flag).
+    Each refusal ends with what its reader can do (:mod:`msli_core.data.audience`): a flag or an
+    environment variable on the command line, the app's own way inside ``audience.app_user()``.
     """
-    fix = _FIXES["app" if for_app else "cli"]
     table = dict(MOVIELENS_CHECKSUMS if checksums is None else checksums)
     if name not in table:
         raise MsliError(f"Unknown MovieLens dataset {name!r}; choose one of {', '.join(MOVIELENS_NAMES)}.")
@@ -147,21 +130,21 @@ def fetch_movielens(
         cache.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise MsliError(
-            f"Cannot create the cache folder {cache} ({err.strerror}); {fix['writable']}."
+            f"Cannot create the cache folder {cache} ({err.strerror}); {_fix('writable')}."
         ) from err
     _remove_stale_temporaries(cache)
 
     # Nothing is downloaded, and nothing touched, unless NAME and NAME.zip are absent or fetch's own.
-    stamp, verified, owned = _check_cache_entries(archive, folder, known_hash, fix)
+    stamp, verified, owned = _check_cache_entries(archive, folder, known_hash)
     downloaded = not verified  # a cached zip that verifies is used as it is
     if downloaded:
-        _download(url, archive, known_hash, name, progress, deadline, fix, owned=owned)
+        _download(url, archive, known_hash, name, progress, deadline, owned=owned)
     if stamp is not None and stamp.checksum == known_hash:
         return folder
     archive_ours = downloaded or (stamp is not None and stamp.archive_ours)
     try:
         _unpack(
-            archive, folder, known_hash, fix, downloaded=downloaded, archive_ours=archive_ours,
+            archive, folder, known_hash, downloaded=downloaded, archive_ours=archive_ours,
             listing=stamp.listing if stamp is not None else None,
         )  # fmt: skip
     except BaseException:
@@ -221,7 +204,7 @@ def _foreign_entries(folder: Path, stamp: _Stamp) -> list[str]:
 
 
 def _check_cache_entries(
-    archive: Path, folder: Path, known_hash: str, fix: Mapping[str, str]
+    archive: Path, folder: Path, known_hash: str
 ) -> tuple[_Stamp | None, bool, _Identity | None]:
     """Refuse (one sentence, nothing touched) a ``NAME`` or ``NAME.zip`` in the cache that fetch did not
     write, and a fetched folder that would be replaced while it holds files fetch did not write.
@@ -243,8 +226,8 @@ def _check_cache_entries(
         if not verified and owned is None:
             why = "it does not match the published checksum" if archive.is_file() else "it is not a file"
             foreign.append((archive, why))
-    _refuse_foreign(foreign, fix)
-    _refuse_additions(folder, stamp, known_hash, fix)
+    _refuse_foreign(foreign)
+    _refuse_additions(folder, stamp, known_hash)
     return stamp, verified, owned
 
 
@@ -262,13 +245,13 @@ def _identity(path: Path) -> _Identity | None:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def _check_folder(folder: Path, known_hash: str, fix: Mapping[str, str], listing: _Listing) -> None:
+def _check_folder(folder: Path, known_hash: str, listing: _Listing) -> None:
     """Refuse a ``folder`` fetch did not unpack, and one of fetch's that it would replace (its checksum
     is not ``known_hash``) while it holds files fetch did not write; None otherwise. ``listing``: the
     files an earlier release's folder may hold (see :func:`_refuse_additions`)."""
     stamp, foreign = _folder_stamp(folder)
-    _refuse_foreign(foreign, fix)
-    _refuse_additions(folder, stamp, known_hash, fix, listing)
+    _refuse_foreign(foreign)
+    _refuse_additions(folder, stamp, known_hash, listing)
 
 
 def _folder_stamp(folder: Path) -> tuple[_Stamp | None, list[tuple[Path, str]]]:
@@ -287,7 +270,7 @@ def _folder_stamp(folder: Path) -> tuple[_Stamp | None, list[tuple[Path, str]]]:
     return None, [(folder, why)]
 
 
-def _refuse_foreign(foreign: list[tuple[Path, str]], fix: Mapping[str, str]) -> None:
+def _refuse_foreign(foreign: list[tuple[Path, str]]) -> None:
     """One sentence naming what is in the way (each with why it is not fetch's), and the fix."""
     if not foreign:
         return
@@ -295,7 +278,7 @@ def _refuse_foreign(foreign: list[tuple[Path, str]], fix: Mapping[str, str]) -> 
     verb, it = ("was", "it") if len(foreign) == 1 else ("were", "them")
     raise MsliError(
         f"{named} {verb} not downloaded by msli, which never replaces what it did not write; "
-        f"{fix['foreign'].format(it=it)}."
+        f"{_fix('foreign', it=it)}."
     )
 
 
@@ -303,7 +286,6 @@ def _refuse_additions(
     folder: Path,
     stamp: _Stamp | None,
     known_hash: str,
-    fix: Mapping[str, str],
     listing: _Listing | None = None,
 ) -> None:
     """Refuse to replace fetch's ``folder`` (stamped with another checksum) once it holds other files.
@@ -325,7 +307,7 @@ def _refuse_additions(
             raise MsliError(
                 f"{folder} was unpacked by an earlier release of msli, whose stamp lists no files, and must "
                 f"be replaced, but it {what}, so it may hold files of yours and msli will not delete it; "
-                f"{fix['foreign'].format(it=path)}."
+                f"{_fix('foreign', it=str(path))}."
             )
         return
     added = _foreign_entries(folder, stamp)
@@ -333,7 +315,7 @@ def _refuse_additions(
         more = f" and {len(added) - 3} more" if len(added) > 3 else ""
         raise MsliError(
             f"{folder} is an earlier msli download that must be replaced, but it also holds "
-            f"{', '.join(added[:3])}{more}, which msli did not write; {fix['foreign'].format(it='those')}."
+            f"{', '.join(added[:3])}{more}, which msli did not write; {_fix('foreign', it='those')}."
         )
 
 
@@ -384,7 +366,6 @@ def _download(
     name: str,
     progress: ProgressCallback | None,
     deadline: float,
-    fix: Mapping[str, str],
     *,
     owned: _Identity | None,
 ) -> None:
@@ -401,7 +382,7 @@ def _download(
         fd, tmp_name = tempfile.mkstemp(prefix=f"{_PART_PREFIX}{archive.name}.", dir=archive.parent)
     except OSError as err:
         raise MsliError(
-            f"Cannot write into {archive.parent} ({err.strerror or err}); {fix['space']}."
+            f"Cannot write into {archive.parent} ({err.strerror or err}); {_fix('space')}."
         ) from err
     tmp = Path(tmp_name)
     try:
@@ -415,14 +396,14 @@ def _download(
             )
         if (archive.exists() or archive.is_symlink()) and (owned is None or _identity(archive) != owned):
             # appeared, or was rewritten, while downloading: not fetch's to replace
-            _refuse_foreign([(archive, f"it appeared while {name} was downloading")], fix)
+            _refuse_foreign([(archive, f"it appeared while {name} was downloading")])
         os.replace(tmp, archive)
     except _TooSlow as err:
         _discard_owned(archive, owned)
         got = f"{err.done / 1e6:.1f} MB" + (f" of {err.total / 1e6:.1f} MB" if err.total else "")
         raise MsliError(
             f"The download of {name} from {url} did not finish within {deadline:g} s ({got} received); "
-            f"nothing was kept — {fix['slow']}."
+            f"nothing was kept — {_fix('slow')}."
         ) from None
     except requests.exceptions.HTTPError as err:
         _discard_owned(archive, owned)
@@ -430,7 +411,7 @@ def _download(
         reason = err.response.reason if err.response is not None else str(err)
         raise MsliError(
             f"Downloading {name} from {url} failed with HTTP {status} {reason}; nothing was kept — "
-            f"{fix['http']}."
+            f"{_fix('http')}."
         ) from err
     except (
         _CutOff,
@@ -452,7 +433,7 @@ def _download(
         _discard_owned(archive, owned)
         raise MsliError(
             f"Cannot reach {url} to download {name} ({type(err).__name__}); nothing was kept — check the "
-            f"network connection, or {fix['by_hand']}."
+            f"network connection, or {_fix('by_hand')}."
         ) from err
     except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as err:
         _discard_owned(archive, owned)
@@ -461,7 +442,7 @@ def _download(
         ) from err
     except OSError as err:
         _discard_owned(archive, owned)
-        raise MsliError(f"Cannot write {archive} ({err.strerror or err}); {fix['space']}.") from err
+        raise MsliError(f"Cannot write {archive} ({err.strerror or err}); {_fix('space')}.") from err
     finally:
         _remove(tmp)
 
@@ -603,7 +584,6 @@ def _unpack(
     archive: Path,
     folder: Path,
     known_hash: str,
-    fix: Mapping[str, str],
     *,
     downloaded: bool,
     archive_ours: bool,
@@ -646,7 +626,7 @@ def _unpack(
             ) from err
         except OSError as err:
             raise MsliError(
-                f"Cannot unpack {archive.name} into {folder.parent} ({err.strerror or err}); {fix['space']}."
+                f"Cannot unpack {archive.name} into {folder.parent} ({err.strerror or err}); {_fix('space')}."
             ) from err
         files = sorted(p.name for p in tmp.iterdir() if p.name != MARKER)
         stamp = {
@@ -659,7 +639,7 @@ def _unpack(
         (tmp / MARKER).write_text(json.dumps(stamp, indent=2) + "\n", encoding="utf-8")
         unpacked = {p.relative_to(tmp).as_posix(): p.stat().st_size for p in tmp.rglob("*") if p.is_file()}
         # still absent or fetch's own, with nothing added
-        _check_folder(folder, known_hash, fix, listing if listing is not None else unpacked)
+        _check_folder(folder, known_hash, listing if listing is not None else unpacked)
         if folder.exists():
             old = folder.with_name(f"{_UNPACK_PREFIX}{folder.name}.old-{os.getpid()}-{time.time_ns()}")
             os.replace(folder, old)  # aside, under a temporary name of fetch's (removed if left stale)

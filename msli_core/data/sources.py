@@ -1,12 +1,14 @@
 """The Data page's ways to get a dataset, in one place: the optional filters, a typed local path, a folder
-the app knows (the bundled sample, a downloaded archive), uploaded files (saved under plain names in a
-temporary folder, never under a client's path), the generator, the official archives' sizes, and the
-summary line of what was loaded. Nothing here imports streamlit.
+the app knows (the bundled sample, a downloaded archive), an official archive to download, uploaded files
+(saved under plain names in a temporary folder, never under a client's path), the generator, the official
+archives' sizes, and the summary line of what was loaded. Nothing here imports streamlit.
 
-Every load here runs inside :func:`msli_core.data.audience.app_user`, so an error names the page's boxes
-(“k-core”, “user column”, “Items”) where the CLI's would name its flags. The column map is taken only by
-the ways in that can hold a generic table (a typed path, uploads); the bundled sample, a download and the
-generator never get it, so boxes left filled in cannot change what they load.
+Every call here runs inside :func:`msli_core.data.audience.app_user`, so an error names the page's boxes
+(“k-core”, “user column”, “Items”) or “Upload files” where the CLI's would name its flags (app.py runs
+every page inside it as well; these calls say so themselves, so they read the same when called alone).
+The column map is taken only by the ways in that can hold a generic table (a typed path, uploads); the
+bundled sample, a download and the generator never get it, so boxes left filled in cannot change what
+they load.
 """
 
 from __future__ import annotations
@@ -86,6 +88,16 @@ def load_folder(folder: Path, label: str, **filters):
 
     with app_user():
         return load_dataset(folder, **filters), label
+
+
+def fetch(name: str, progress=None) -> Path:
+    """Download (or find in the app's cache) and verify the official MovieLens archive ``name``; returns
+    its folder. Its refusals name the app's ways (“Upload files”), never --dir or an environment
+    variable."""
+    from msli_core.data import fetch_movielens
+
+    with app_user():
+        return fetch_movielens(name, progress=progress)
 
 
 def load_uploads(files: list[tuple[str, bytes]], **load_kwargs):

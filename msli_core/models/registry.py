@@ -12,8 +12,9 @@ into an embedding or the catalog) and every count buffer in its valid range (:fu
 the ``metrics``, ``training`` and ``dataset`` sections of config.json (:func:`check_sections`), so a page
 that shows a loaded model never meets a value it cannot use.
 
-The fix a sentence ends with depends on who reads it (``for_app``): the CLI's user passes folders and
-flags, the app's user has only the app (the same rule as ``msli_core.data.download``).
+The fix a sentence ends with depends on who reads it (:mod:`msli_core.data.audience`, the one mechanism
+for the data layer, downloads and models): the CLI's user passes folders and flags, the app's user, inside
+``audience.app_user()`` (every page runs in it), has only the app's pages.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import torch
 from torch import nn
 
 from msli_core import kinds
+from msli_core.data import audience
 from msli_core.errors import MsliError
 from msli_core.models.baselines import ItemKNN, ItemKNNConfig, Popularity, PopularityConfig
 from msli_core.models.cross_encoder import CrossEncoder, CrossEncoderConfig
@@ -216,42 +218,18 @@ MAX_HEADER_BYTES = 16 << 20  # safetensors' own limit on the JSON header
 MAX_MODEL_BYTES = 1 << 30  # parameters + buffers of a model to build: the lab's models are a few MB
 MAX_NAME_CHARS = 200  # a model's name (training.name): the app's names are ~30 characters
 
-# How a refusal's sentence ends: what its reader can do. ``cli``: the msli command's user; ``app``: the app's
-# user (``for_app=True``), who has no flags and no --out folder, only the app's pages (model folders reach
-# the app only from its workspace, which it skips when one does not load).
-_FIXES = {
-    "cli": {
-        "retrain": "retrain it with `msli train`",
-        "diverged": "retrain it with a lower --lr",
-        "folder": "pass the --out folder of `msli train`",
-        "pickle": "retrain with `msli train` (which saves config.json + model.safetensors)",
-        "not_ours": "it was not written by `msli train`, so retrain the model",
-    },
-    "app": {
-        "retrain": "train it again on the Train page",
-        "diverged": "train it again on the Train page (its learning rates are the stable defaults)",
-        "folder": "the app skips it, so move that folder out of the workspace",
-        "pickle": "the app skips it, so move that folder out of the workspace",
-        "not_ours": "it was not written by this lab, so train the model again on the Train page",
-    },
-}
 
-
-def _fixes(for_app: bool) -> dict[str, str]:
-    return _FIXES["app" if for_app else "cli"]
-
-
-def _parse_config(raw: bytes, where: str, fix: dict[str, str]) -> tuple[str, dict, dict]:
+def _parse_config(raw: bytes, where: str) -> tuple[str, dict, dict]:
     """config.json bytes -> (kind, config fields, whole payload), or one sentence on what is wrong."""
     if len(raw) > MAX_CONFIG_BYTES:
         raise MsliError(
             f"{where} is {len(raw):,} bytes, over the {MAX_CONFIG_BYTES:,} a saved config.json can be; "
-            f"{fix['not_ours']}."
+            f"{audience.fix('model.not_ours')}."
         )
     try:
         payload = json.loads(raw.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise MsliError(f"{where} is not valid JSON ({err}); {fix['retrain']}.") from err
+        raise MsliError(f"{where} is not valid JSON ({err}); {audience.fix('model.retrain')}.") from err
     except RecursionError as err:
         raise MsliError(
             f"{where} is nested too deeply to be a saved config.json; retrain the model."
@@ -260,12 +238,12 @@ def _parse_config(raw: bytes, where: str, fix: dict[str, str]) -> tuple[str, dic
         raise MsliError(f"{where} lacks the 'kind' and 'config' entries of a saved model; retrain it.")
     kind = payload["kind"]
     if not isinstance(kind, str) or kind not in KINDS:
-        raise MsliError(f"{where} names an unknown model kind {kind!r}; {fix['retrain']}.")
+        raise MsliError(f"{where} names an unknown model kind {kind!r}; {audience.fix('model.retrain')}.")
     written = payload.get("format")
     if isinstance(written, str) and written.startswith("msli-model/") and written != FORMAT:
         raise MsliError(
             f"{where} was written in format {written}, and this msli reads {FORMAT} (the models changed "
-            f"shape); {fix['retrain']}."
+            f"shape); {audience.fix('model.retrain')}."
         )
     return kind, payload["config"], payload
 
@@ -357,7 +335,7 @@ def tensor_ranges(kind: str, config: Any) -> dict[str, tuple[float, float, str]]
     return ranges[kind]
 
 
-def _check_tensors(model: nn.Module, state: dict, kind: str, where: str, fix: dict[str, str]) -> None:
+def _check_tensors(model: nn.Module, state: dict, kind: str, where: str) -> None:
     """Every tensor of ``state`` has the model's dtype, every float one is finite, and every tensor of
     :func:`tensor_ranges` is in its range; else one sentence naming the first tensor that is not."""
     expected = model.state_dict()
@@ -366,13 +344,13 @@ def _check_tensors(model: nn.Module, state: dict, kind: str, where: str, fix: di
             raise MsliError(
                 f"{where}: {WEIGHTS_FILE} stores {name} as {str(tensor.dtype).removeprefix('torch.')}, not "
                 f"{str(expected[name].dtype).removeprefix('torch.')}; the file was edited or damaged, so "
-                f"{fix['retrain']}."
+                f"{audience.fix('model.retrain')}."
             )
     bad = sorted(k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all())
     if bad:
         raise MsliError(
             f"{where} holds non-finite weights ({bad[0]} has NaN or inf values): the training diverged; "
-            f"{fix['diverged']}."
+            f"{audience.fix('model.diverged')}."
         )
     ranges = tensor_ranges(kind, model.config)
     for name, tensor in sorted(state.items()):
@@ -388,7 +366,7 @@ def _check_tensors(model: nn.Module, state: dict, kind: str, where: str, fix: di
             span = f"{lo} to {hi}" if math.isfinite(hi) else f"{lo} or more"
             raise MsliError(
                 f"{where}: {WEIGHTS_FILE} holds {name} = {shown}, outside {span} (its valid {what}); the "
-                f"file was edited or damaged, so {fix['retrain']}."
+                f"file was edited or damaged, so {audience.fix('model.retrain')}."
             )
 
 
@@ -454,7 +432,7 @@ SECTION_FIELDS: dict[str, dict[str, str]] = {
 }
 
 
-def check_sections(payload: dict, where: str, *, for_app: bool = False) -> tuple[dict, dict, dict]:
+def check_sections(payload: dict, where: str) -> tuple[dict, dict, dict]:
     """``(metrics, training, dataset)`` of a config.json ``payload``, each field the lab reads checked
     (:data:`SECTION_FIELDS`): the one check of every way a model comes in (a folder, a zip, the app's
     workspace, the bundled demo).
@@ -467,20 +445,19 @@ def check_sections(payload: dict, where: str, *, for_app: bool = False) -> tuple
     test it with ``math.isfinite``; other null fields stay None (not recorded). Fields the lab does not
     read are carried as they are (a re-saved zip keeps them) and never shown.
     """
-    fix = _fixes(for_app)
     sections = []
     for section, fields in SECTION_FIELDS.items():
         value = payload.get(section, {})
         if not isinstance(value, dict):
             raise MsliError(
                 f"{where} has a {section} entry that is {_shown(value)}, not an object; the file was edited "
-                f"or damaged, so {fix['retrain']}."
+                f"or damaged, so {audience.fix('model.retrain')}."
             )
         for key, rule in fields.items():
             if key in value and not _RULES[rule][1](value[key]):
                 raise MsliError(
                     f"{where} has {section}.{key} = {_shown(value[key])}, which must be {_RULES[rule][0]}; "
-                    f"the file was edited or damaged, so {fix['retrain']}."
+                    f"the file was edited or damaged, so {audience.fix('model.retrain')}."
                 )
         sections.append(dict(value))
     metrics, training, dataset = sections
@@ -497,11 +474,11 @@ def _shown(value: Any) -> str:
 
 
 def _finish_load(
-    model: nn.Module, state: dict, kind: str, sections: tuple[dict, dict, dict], where: str, data, for_app
+    model: nn.Module, state: dict, kind: str, sections: tuple[dict, dict, dict], where: str, data
 ) -> LoadedModel:
     """The checked weights in the checked model; ``sections``: :func:`check_sections`'s answer."""
     metrics, training, dataset = sections
-    _check_tensors(model, state, kind, where, _fixes(for_app))
+    _check_tensors(model, state, kind, where)
     model.load_state_dict(state)
     model.eval()
     fingerprint = str(dataset.get("fingerprint", ""))
@@ -519,16 +496,15 @@ def _finish_load(
     )
 
 
-def load_model(folder, data=None, *, for_app: bool = False) -> LoadedModel:
+def load_model(folder, data=None) -> LoadedModel:
     """Load a folder written by :func:`save_model`; with ``data``, refuse a model made for other data.
-    ``for_app``: the refusals end with what an app user can do (the app loads folders only from its
-    workspace), not with a CLI flag."""
+    Inside ``audience.app_user()`` the refusals end with what an app user can do (the app loads folders
+    only from its workspace), not with a CLI flag."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    fix = _fixes(for_app)
     path = Path(folder)
-    hint = fix["folder"]
+    hint = audience.fix("model.folder")
     if not path.exists():
         raise MsliError(f"Model folder {path} does not exist; {hint}.")
     if not path.is_dir():
@@ -537,7 +513,7 @@ def load_model(folder, data=None, *, for_app: bool = False) -> LoadedModel:
     if pickles:
         raise MsliError(
             f"Model folder {path} contains {pickles[0]}, a pickle-style file that could run code when "
-            f"loaded; it is refused, so {fix['pickle']}."
+            f"loaded; it is refused, so {audience.fix('model.pickle')}."
         )
     for name in (CONFIG_FILE, WEIGHTS_FILE):
         if not (path / name).is_file():
@@ -552,8 +528,8 @@ def load_model(folder, data=None, *, for_app: bool = False) -> LoadedModel:
             head = _read_header_bytes(fh)
     except OSError as err:
         raise MsliError(f"Cannot read model folder {path}: {err.strerror}; check its permissions.") from err
-    kind, config, payload = _parse_config(raw, str(path / CONFIG_FILE), fix)
-    sections = check_sections(payload, str(path / CONFIG_FILE), for_app=for_app)  # before the weights
+    kind, config, payload = _parse_config(raw, str(path / CONFIG_FILE))
+    sections = check_sections(payload, str(path / CONFIG_FILE))  # before the weights
     model = _check_and_build(
         kind, config, _header_shapes(head, str(path / WEIGHTS_FILE)), str(path / CONFIG_FILE)
     )
@@ -563,19 +539,18 @@ def load_model(folder, data=None, *, for_app: bool = False) -> LoadedModel:
         raise MsliError(
             f"{path / WEIGHTS_FILE} is not a readable safetensors file ({err}); retrain the model."
         ) from err
-    return _finish_load(model, state, kind, sections, str(path), data, for_app)
+    return _finish_load(model, state, kind, sections, str(path), data)
 
 
-def load_zip(filename: str, payload: bytes, data=None, *, for_app: bool = False) -> LoadedModel:
+def load_zip(filename: str, payload: bytes, data=None) -> LoadedModel:
     """Load a model zip (as :func:`save_zip` writes it) from memory: nothing is unpacked to disk, and
-    each member is read with a cap on its expanded size. ``for_app``: as in :func:`load_model`."""
+    each member is read with a cap on its expanded size. Worded as in :func:`load_model`."""
     import io
     import zipfile
 
     from safetensors import SafetensorError
     from safetensors.torch import load
 
-    fix = _fixes(for_app)
     hint = "upload a zip downloaded from the Train page (a folder with config.json and model.safetensors)"
     try:
         archive = zipfile.ZipFile(io.BytesIO(payload))
@@ -599,8 +574,8 @@ def load_zip(filename: str, payload: bytes, data=None, *, for_app: bool = False)
             raise MsliError(f"{filename} has config.json and model.safetensors in different folders; {hint}.")
         try:
             raw = _read_capped(archive, found[CONFIG_FILE], MAX_CONFIG_BYTES, filename)
-            kind, config, meta = _parse_config(raw, f"{filename}: {CONFIG_FILE}", fix)
-            sections = check_sections(meta, f"{filename}: {CONFIG_FILE}", for_app=for_app)
+            kind, config, meta = _parse_config(raw, f"{filename}: {CONFIG_FILE}")
+            sections = check_sections(meta, f"{filename}: {CONFIG_FILE}")
             with archive.open(found[WEIGHTS_FILE]) as fh:
                 head = _read_header_bytes(fh)
             shapes = _header_shapes(head, f"{filename}: {WEIGHTS_FILE}")
@@ -615,7 +590,7 @@ def load_zip(filename: str, payload: bytes, data=None, *, for_app: bool = False)
         raise MsliError(
             f"{filename}: {WEIGHTS_FILE} is not a readable safetensors file ({err}); {hint}."
         ) from err
-    return _finish_load(model, state, kind, sections, filename, data, for_app)
+    return _finish_load(model, state, kind, sections, filename, data)
 
 
 def _read_capped(archive, info, cap: int, filename: str) -> bytes:
