@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+import threading
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from msli_core.errors import MsliError
@@ -242,16 +245,76 @@ def atomic_output_dir(
             marker = {"tool": "msli", "kind": kind, "files": files}
             (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
         check_out_dir(target, kind, data=data)  # still ours (nothing was added meanwhile)
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+
+        def replaceable(old: Path) -> bool:  # what check_out_dir allowed: empty, or our earlier output
+            return not any(old.iterdir()) or msli_output(old) == kind
+
+        if not place_dir(tmp, target, may_replace=replaceable):
+            raise MsliError(
+                f"{target} was written by another run while this one ran, so this output was not kept there; "
+                "run it again with another --out folder."
+            )
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def place_dir(tmp: Path, target: Path, *, may_replace: Callable[[Path], bool] | None = None) -> bool:
+    """Put the complete folder ``tmp`` at ``target`` by renames, so that a reader finds the folder that
+    was there or the new one, never a half-written one, and two writers never both think they own
+    ``target``. True when it is there; False, with ``tmp`` left as it was, when ``target`` is taken (by
+    something ``may_replace`` refuses, or by another writer's folder that appeared meanwhile: a rename onto
+    a folder that is not empty fails, which is the reservation).
+
+    Decisions: a free ``target`` takes one rename. An existing one is replaced only when ``may_replace``
+    is given and accepts it; it is first renamed aside to a name no other writer uses (:func:`aside_path`,
+    unique per process, thread and call), checked there with ``may_replace`` (nothing else can reach it
+    there, so the check is of what will be removed), put back if refused, and removed only after ``tmp``
+    is in its place. If another writer's folder takes ``target`` while the old one is aside, the old one
+    (which was to be replaced anyway) is removed and False tells the caller to look elsewhere."""
+    for _ in range(8):  # each turn ends because another writer moved target: give up after a few
+        if not os.path.lexists(target):
+            try:
+                os.rename(tmp, target)
+                return True
+            except FileNotFoundError:
+                raise
+            except OSError:  # another writer's folder took it meanwhile
+                return False
+        if may_replace is None or target.is_symlink() or not target.is_dir():
+            return False
+        old = aside_path(target)
+        try:
+            os.rename(target, old)
+        except FileNotFoundError:  # moved by another writer meanwhile: look again
+            continue
+        if not may_replace(old):
+            try:
+                os.rename(old, target)
+            except OSError as err:
+                raise MsliError(
+                    f"{target} changed while msli replaced it; what was there is now in {old}, so move it "
+                    "back by hand."
+                ) from err
+            return False
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            shutil.rmtree(old, ignore_errors=True)
+            return False
+        shutil.rmtree(old, ignore_errors=True)
+        return True
+    return False
+
+
+_ASIDE_COUNT = itertools.count()
+
+
+def aside_path(target: Path) -> Path:
+    """A name beside ``target`` that no other writer uses: ``.<name>.old-<pid>-<thread>-<n>-<random>``
+    (hidden, so readers of a folder skip it)."""
+    unique = f"{os.getpid()}-{threading.get_ident()}-{next(_ASIDE_COUNT)}-{uuid.uuid4().hex[:8]}"
+    return target.with_name(f".{target.name}.old-{unique}")
 
 
 def atomic_write_bytes(
@@ -276,9 +339,15 @@ def atomic_write_bytes(
         raise
 
 
+_UMASK_LOCK = threading.Lock()
+
+
 def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
+    """The process's umask. Reading it means setting it; the lock keeps two threads from reading each
+    other's 0 (one would give its files mode 777, and the last to restore could leave the umask at 0)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0)
+        os.umask(mask)
     return mask
 
 

@@ -16,10 +16,16 @@ Decisions:
   only config.json and model.safetensors (:func:`is_msli_model`); a sweep folder when it has msli's
   output marker and only the files it lists (:func:`is_msli_sweep`). A user's own files and folders stay,
   are not counted, and are never overwritten.
-- A model is saved in ``models/<slug>`` where an earlier save of the same name trained on the same dataset
-  is replaced (retraining the same model on the same data); a folder holding anything else (a model of
-  another dataset, a slug that two names share, a user's folder) is kept, and the model goes to
-  ``<slug>-2``, ``<slug>-3``, … instead. Models of different datasets are never merged.
+- A model replaces its earlier self: the folder of an earlier save asked to have the same name on the
+  same dataset (retraining the same model on the same data; ``training.base_name`` and the dataset
+  fingerprint, whatever its folder). Otherwise it goes to a new ``models/<slug>``, or ``<slug>-2``,
+  ``<slug>-3``, … when a folder holds anything else (a model of another dataset, a slug that two names
+  share, a user's folder, another save). Models of different datasets are never merged.
+- Every save is written whole in a hidden folder of the workspace (``.saving-*``) and moved into place by
+  one rename (``outputs.place_dir``): a rename onto a taken name fails, which is the reservation, so two
+  saves at once (two tabs, two threads; two sweeps in one second) never take one folder, and a reader,
+  which skips hidden names, never sees a half-written one. A replaced folder is first renamed aside to a
+  name unique to its process, thread and call, and removed once the new one is in place.
 - A workspace that cannot be written (``MSLI_WORKSPACE`` names a file, a folder without write permission)
   is one sentence with the fix (:func:`problem`), raised by the writes as :class:`MsliError`; the app shows
   it where the write happened and on Home.
@@ -31,12 +37,14 @@ Nothing here imports streamlit.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -146,51 +154,85 @@ def _identity(config: dict) -> tuple[str, str] | None:
     return (asked, fingerprint) if asked and isinstance(fingerprint, str) else None
 
 
-def model_folder(name: str, fingerprint: str, root: Path | None = None, *, base: str | None = None) -> Path:
-    """Where a model called ``name`` (asked to be called ``base``, else ``name``), trained on the dataset
-    ``fingerprint``, is saved: the folder of an earlier save asked to have the same name on the same
-    dataset, whatever it was called in its session and whatever its folder (replaced); else
-    ``models/<slug>``, or the first ``<slug>-N``, that is free (see the module's decisions)."""
-    from msli_core.trained import slug
+def _listing(folder: Path) -> list[Path]:
+    """The entries of ``models/`` or ``sweeps/`` that readers look at, by name: not the hidden ones, which
+    are saves being written (``.saving-*``) and folders being replaced or removed (``.<name>.old-*``), so
+    a reader never meets a half-written folder."""
+    return sorted(p for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else []
 
-    folder = (root or workspace_dir()) / MODELS
-    wanted = (base or name, fingerprint)
+
+@contextlib.contextmanager
+def _staging(folder: Path) -> Iterator[Path]:
+    """A hidden folder inside ``folder`` (so on its file system, where a rename moves a whole folder at
+    once) to write a save in; removed afterwards with whatever is left in it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".saving-", dir=folder))
     try:
-        earlier = sorted(folder.iterdir()) if folder.is_dir() else []
-    except OSError:
-        earlier = []
-    for path in earlier:
-        config = _model_config(path)
-        if config is not None and _identity(config) == wanted:
-            return path
-    for n in range(1, MAX_SUFFIX + 1):
-        path = folder / (slug(name) if n == 1 else f"{slug(name)}-{n}")
-        if not path.exists() and not path.is_symlink():
-            return path
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _publish(built: Path, folder: Path, stem: str, earlier=None) -> Path:
+    """Move the complete folder ``built`` into ``folder``: in place of its earlier self (the first entry
+    ``earlier(path)`` accepts, replaced), else at the first free one of ``stem``, ``stem-2``, …; by
+    ``outputs.place_dir``, whose rename onto a taken name fails, so two saves never take one folder and a
+    save never replaces anything but its earlier self. A name another save took meanwhile is looked at
+    again (it may be this model's earlier self now) and passed over otherwise."""
+    from msli_core.outputs import place_dir
+
+    for _ in range(MAX_SUFFIX):  # each turn ends because another save took the name it was about to use
+        for path in _listing(folder) if earlier is not None else []:
+            if earlier(path) and place_dir(built, path, may_replace=earlier):
+                return path
+        for n in range(1, MAX_SUFFIX + 1):
+            path = folder / (stem if n == 1 else f"{stem}-{n}")
+            if os.path.lexists(path):
+                continue
+            if place_dir(built, path):
+                return path
+            break  # taken meanwhile: look again
+        else:
+            raise MsliError(
+                f"The workspace {folder} already holds {MAX_SUFFIX} folders named after {stem}, so this was "
+                "not saved there; clear the workspace on Home or move those folders away."
+            )
     raise MsliError(
-        f"The workspace {folder} already holds {MAX_SUFFIX} folders named after {slug(name)}, so this model "
-        "was not saved there; clear the workspace on Home or move those folders away."
+        f"The workspace {folder} kept changing while this was saved, so it was not; save it again."
     )
 
 
 def save_model(trained, data, root: Path | None = None, *, label: str | None = None) -> Path:
-    """Write a :class:`~msli_core.trained.TrainedModel` trained on ``data`` into :func:`model_folder`,
-    atomically; :class:`MsliError` (one sentence, nothing written) when the workspace cannot be written.
-    ``label``: the Data page's label of ``data``, recorded so that a reload tells the model apart by it,
-    as the Train page did (without it, by :func:`source_label`)."""
+    """Write a :class:`~msli_core.trained.TrainedModel` trained on ``data`` into ``models/``: in place of
+    its earlier self (a save asked to have the same name on the same dataset, :func:`_identity`, whatever
+    its folder), else in a new ``<slug>``, ``<slug>-2``, … (:func:`_publish`). It is written whole in a
+    hidden folder of the workspace first and moved in by one rename, so a reader never sees it half
+    written and two saves at once (two tabs, two threads) never take one folder. :class:`MsliError` (one
+    sentence, nothing written) when the workspace cannot be written. ``label``: the Data page's label of
+    ``data``, recorded so that a reload tells the model apart by it, as the Train page did (without it,
+    by :func:`source_label`)."""
     from msli_core.models.registry import save_model as write
+    from msli_core.trained import slug
 
     base = root or workspace_dir()
     _check_writable(base)
     asked = trained.base_name or trained.name
-    folder = model_folder(trained.name, data.fingerprint, base, base=asked)
+    wanted = (asked, data.fingerprint)
     extra = {**trained.loaded.training, "name": trained.name, "base_name": asked, "seconds": trained.seconds,
              "history": trained.history}  # fmt: skip
     if label:
         extra["dataset_label"] = label
+
+    def earlier(path: Path) -> bool:
+        config = _model_config(path)
+        return config is not None and _identity(config) == wanted
+
     try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        return write(trained.loaded.model, folder, data=data, metrics=trained.metrics, extra=extra)
+        with _staging(base / MODELS) as staging:
+            built = write(
+                trained.loaded.model, staging / "model", data=data, metrics=trained.metrics, extra=extra
+            )
+            return _publish(built, base / MODELS, slug(trained.name), earlier)
     except OSError as err:
         raise MsliError(
             f"Could not save {trained.name} in the workspace {base} ({err.strerror or err}); free some "
@@ -233,7 +275,7 @@ def load_models(root: Path | None = None) -> tuple[list, list[str]]:
     folder = (root or workspace_dir()) / MODELS
     models, problems = [], []
     try:
-        paths = sorted(p for p in folder.glob("*") if p.is_dir()) if folder.is_dir() else []
+        paths = [p for p in _listing(folder) if p.is_dir()]
     except OSError as err:
         return [], [
             f"The workspace folder {folder} cannot be read ({err.strerror or err}); check its permissions."
@@ -268,27 +310,30 @@ def _unreadable(folder: Path, err: OSError) -> str:
 
 
 def save_sweep(result, root: Path | None = None) -> Path:
-    """Write a :class:`~msli_core.serving.bench.BenchResult` into ``sweeps/<UTC time>/`` (``-2``, … when
-    a sweep of the same second is there); :class:`MsliError` when the workspace cannot be written."""
+    """Write a :class:`~msli_core.serving.bench.BenchResult` into a new ``sweeps/<UTC time>/`` (``-2``, …
+    when a sweep of the same second is there or is saved at the same moment): written whole in a hidden
+    folder first and moved in by one rename (:func:`_publish`, which never replaces a folder);
+    :class:`MsliError` when the workspace cannot be written."""
     from msli_core.serving.bench import write_outputs
 
     base = root or workspace_dir()
     _check_writable(base)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    folder = base / SWEEPS / stamp
-    for n in range(2, MAX_SUFFIX + 1):
-        if not folder.exists() and not folder.is_symlink():
-            break
-        folder = base / SWEEPS / f"{stamp}-{n}"
     try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        write_outputs(result, folder)
+        with _staging(base / SWEEPS) as staging:
+            write_outputs(result, staging / "sweep")
+            return _publish(staging / "sweep", base / SWEEPS, stamp)
     except OSError as err:
         raise MsliError(
             f"Could not save the sweep in the workspace {base} ({err.strerror or err}); free some space "
             f"there or restart the app with {ENV} set to another folder."
         ) from err
-    return folder
+
+
+def _sweep_order(path: Path) -> tuple[str, int]:
+    """Sort key of a sweep folder, oldest first: its time, then its number (``-10`` after ``-9``)."""
+    stem, dash, number = path.name.rpartition("-")
+    return (stem, int(number)) if dash and number.isdigit() else (path.name, 1)
 
 
 def latest_sweep(root: Path | None = None) -> tuple[tuple[list[dict], dict] | None, list[str]]:
@@ -301,7 +346,7 @@ def latest_sweep(root: Path | None = None) -> tuple[tuple[list[dict], dict] | No
     folder = (root or workspace_dir()) / SWEEPS
     problems = []
     try:
-        paths = sorted((p for p in folder.glob("*") if p.is_dir()), reverse=True) if folder.is_dir() else []
+        paths = sorted((p for p in _listing(folder) if p.is_dir()), key=_sweep_order, reverse=True)
     except OSError as err:
         return None, [
             f"The workspace folder {folder} cannot be read ({err.strerror or err}); check its permissions."
@@ -330,7 +375,7 @@ def contents(root: Path | None = None) -> dict[str, Any]:
     def count(name: str, ours) -> int:
         folder = base / name
         try:
-            return sum(1 for p in folder.glob("*") if ours(p)) if folder.is_dir() else 0
+            return sum(1 for p in _listing(folder) if ours(p))
         except OSError:
             return 0
 
@@ -345,13 +390,28 @@ def contents(root: Path | None = None) -> dict[str, Any]:
 def clear(root: Path | None = None) -> int:
     """Remove the models and sweeps this module wrote (:func:`is_msli_model`, :func:`is_msli_sweep`);
     return how many folders went. Anything else in the workspace (a user's own file or folder) is left
-    alone."""
+    alone. Each folder is first renamed aside (``outputs.aside_path``) and checked again there, where no
+    save can reach it, so a folder a save replaced or a user changed in between is never removed by
+    mistake, and one that went meanwhile is passed over."""
+    from msli_core.outputs import aside_path
+
     base = root or workspace_dir()
     removed = 0
     for name, ours in ((MODELS, is_msli_model), (SWEEPS, is_msli_sweep)):
-        folder = base / name
-        for path in list(folder.glob("*")) if folder.is_dir() else []:
-            if ours(path):
-                shutil.rmtree(path)
+        try:
+            paths = [p for p in _listing(base / name) if ours(p)]
+        except OSError:
+            continue
+        for path in paths:
+            old = aside_path(path)
+            try:
+                os.rename(path, old)
+            except OSError:  # gone or replaced meanwhile
+                continue
+            if ours(old):
+                shutil.rmtree(old, ignore_errors=True)
                 removed += 1
+            else:
+                with contextlib.suppress(OSError):
+                    os.rename(old, path)
     return removed
