@@ -38,6 +38,7 @@ def assert_app_words(message: str) -> None:
     assert "\n" not in message and "Traceback" not in message, message
     assert not re.search(r"(?<![\w-])--[a-z]", message), message
     assert not re.search(r"`msli |\bmsli (train|data|bench|export|evaluate|explain)\b", message), message
+    assert "MSLI_" not in message and "environment variable" not in message, message
 
 
 def first_run(monkeypatch, sample: Path) -> AppTest:
@@ -60,7 +61,9 @@ def test_a_bundled_sample_that_does_not_load_is_an_error_in_the_apps_words(tmp_p
     assert errors, "the sidebar and the page say why nothing is loaded"
     for message in errors:
         assert message.startswith(f"{sample / 'movies.csv'} holds "), message
-        assert "whoever runs the app" in message and "raise the limit with" not in message, message
+        assert message.endswith(
+            "ask whoever runs the app to raise its limit on an item metadata file's size to 1 MB."
+        )
         assert_app_words(message)
 
 
@@ -137,7 +140,7 @@ def _download_unreachable(at: AppTest, _tmp: Path) -> str:
      _download_unreachable],
     ids=["bundled-sample-filtered", "generate", "upload", "local-path", "download"],
 )  # fmt: skip
-def test_each_way_in_on_the_data_page_names_the_apps_way(way, tiny_sample_dir, tmp_path, monkeypatch):  # noqa: F811
+def test_each_data_page_way_in_names_the_apps_way(way, tiny_sample_dir, tmp_path, monkeypatch):  # noqa: F811
     monkeypatch.setenv("MSLI_MOVIELENS_BASE_URL", _unreachable_url())
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("MSLI_SAMPLE_DATA", str(tiny_sample_dir))
@@ -178,3 +181,39 @@ def test_a_model_zip_that_does_not_load_names_the_train_page(tiny_sample_dir, mo
         'pop.zip: config.json has metrics.NDCG@10 = "great", which must be a number from 0 to 1 (or null); '
         "the file was edited or damaged, so train it again on the Train page."
     ], errors
+
+
+def test_a_downloaded_zip_over_the_expanded_limit_names_no_environment_variable(tmp_path, monkeypatch):
+    """The Download path's zip-size refusal, end to end: a loopback server (no internet) serves a
+    fixture archive whose published checksum is patched in (the app passes no checksums of its own), and
+    a member of it expands past MSLI_MAX_EXPANDED_MB."""
+    from _loopback import Route, serve
+    from test_data_download import _sha256, _zip_of
+
+    from msli_core.data import download
+
+    big = _zip_of(FIXTURES / "layout-100k", extra={"ml-100k/big.csv": bytes(range(256)) * 8192})  # 2 MiB
+    monkeypatch.setitem(download.MOVIELENS_CHECKSUMS, "ml-100k", _sha256(big))
+    monkeypatch.setenv("MSLI_MAX_EXPANDED_MB", "1")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    at = goto(first_run(monkeypatch, FIXTURES / "layout-latest"), "data")
+    with serve({"/ml-100k.zip": Route(big)}) as server:
+        monkeypatch.setenv("MSLI_MOVIELENS_BASE_URL", server.base_url)
+        _download_unreachable(at, tmp_path)  # the same clicks, now answered
+        assert server.hits == ["/ml-100k.zip"]
+    assert not at.exception, [e.value for e in at.exception]
+    errors = error_texts(at)
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(
+        "ml-100k.zip:ml-100k/big.csv would expand to 2 MB, above the limit of 1 MB"
+    ), errors
+    assert errors[0].endswith(
+        "ask whoever runs the app to raise its limit on a zip member's expanded size to 3 MB, or unpack the "
+        "archive and load its folder with “Local path”."
+    ), errors
+    assert_app_words(errors[0])
+    movielens = tmp_path / "cache" / "msli-lab" / "movielens"
+    assert not [p for p in movielens.rglob("*") if p.is_file()], "nothing half-downloaded kept"

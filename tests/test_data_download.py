@@ -235,6 +235,16 @@ def test_an_archive_member_over_the_expanded_limit_is_not_unpacked(tmp_path, mon
         )
     assert "big.csv" in str(err.value) and "MSLI_MAX_EXPANDED_MB" in str(err.value)
     assert _files_under(tmp_path) == []
+    # the app's user is told who can raise it, and to what, never the environment variable
+    with serve({"/ml-100k.zip": Route(big)}) as server, pytest.raises(MsliError) as app, app_user():
+        fetch_movielens(
+            "ml-100k", directory=tmp_path, base_url=server.base_url, checksums={"ml-100k": _sha256(big)}
+        )
+    assert "big.csv" in str(app.value) and "MSLI_" not in str(app.value)
+    assert "ask whoever runs the app to raise its limit on a zip member's expanded size to 3 MB" in str(
+        app.value
+    )
+    assert _files_under(tmp_path) == []
 
 
 # ---- never deleting or overwriting what fetch did not write -----------------------------------------

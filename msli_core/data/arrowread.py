@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from msli_core import limits
-from msli_core.data.audience import words
+from msli_core.data.audience import raise_limit, words
 from msli_core.data.files import HEAD_BYTES, DataFile
 from msli_core.errors import MsliError
 
@@ -88,7 +88,10 @@ def check_memory(file: DataFile, rows: int, per_row: int = BYTES_PER_ROW) -> Non
     if bound is None or need <= bound:
         return
     if os.environ.get(MAX_LOAD_MB_ENV):
-        override = f"{MAX_LOAD_MB_ENV} is set to {bound / 2**20:,.0f} MB"
+        override = (
+            words(cli=MAX_LOAD_MB_ENV, app="the app's limit on one load")
+            + f" is set to {bound / 2**20:,.0f} MB"
+        )
     else:
         override = f"{bound / 2**30:,.1f} GB is available"
     raise MsliError(
@@ -96,8 +99,7 @@ def check_memory(file: DataFile, rows: int, per_row: int = BYTES_PER_ROW) -> Non
         f"of memory while {override}; free memory, load a filtered or smaller table, or "
         + words(
             cli=f"set {MAX_LOAD_MB_ENV} to the MB this load may use.",
-            app=f"whoever runs the app can set the environment variable {MAX_LOAD_MB_ENV} to the MB this "
-            "load may use before starting it.",
+            app=f"{raise_limit(MAX_LOAD_MB_ENV, int(need / 2**20) + 1)}.",
         )
     )
 

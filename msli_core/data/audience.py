@@ -16,6 +16,9 @@ Decisions:
 - What a reader can do about a refusal lives in one table, :data:`FIXES` (key -> the command line's
   words, the app's words), so the two vocabularies sit side by side and one test checks that no app
   sentence names a flag, an environment variable or an ``msli`` command, and no CLI one a page's box.
+- An app user is never told about an environment variable, not even one to pass on: a limit read from
+  the environment is named by what it limits and the value it would need (:func:`raise_limit`, from
+  :data:`LIMITS`); the README's "Limits on data input" maps each to its setting for whoever runs the app.
 - The app's names are the Data page's own labels (:data:`APP_NAMES`); the page builds its widgets' labels
   from this table, so the two cannot drift apart.
 
@@ -90,20 +93,29 @@ def name(key: str) -> str:
     return CLI_NAMES.get(key, key)
 
 
+# What a limit read from the environment limits, as its sentence names it to the app's user, with its unit.
+LIMITS = {
+    "MSLI_MAX_EXPANDED_MB": ("its limit on a zip member's expanded size", " MB"),
+    "MSLI_MAX_ZIP_RATIO": ("its limit on a zip member's expansion ratio", " times"),
+    "MSLI_MAX_METADATA_MB": ("its limit on an item metadata file's size", " MB"),
+    "MSLI_MAX_LOAD_MB": ("its limit on the memory one load may use", " MB"),
+}
+
+
 def raise_limit(variable: str, value: int | str) -> str:
     """How to raise a limit read from the environment: on the command line, set it; in the app, the
-    person who starts the app sets it (the app's user cannot), so say that it is an environment
-    variable and for whom.
+    person who starts the app can (the app's user cannot), named by what it limits, never by its variable.
 
     >>> raise_limit("MSLI_MAX_ZIP_RATIO", 1029)
     'raise the limit with MSLI_MAX_ZIP_RATIO=1029'
+    >>> with app_user():
+    ...     raise_limit("MSLI_MAX_ZIP_RATIO", 1029)
+    "ask whoever runs the app to raise its limit on a zip member's expansion ratio to 1029 times"
     """
+    what, unit = LIMITS[variable]
     return words(
         cli=f"raise the limit with {variable}={value}",
-        app=(
-            f"whoever runs the app can raise the limit by setting the environment variable "
-            f"{variable}={value} before starting it"
-        ),
+        app=f"ask whoever runs the app to raise {what} to {value}{unit}",
     )
 
 
