@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import json
 import os
@@ -277,10 +278,10 @@ def place_dir(tmp: Path, target: Path, *, may_replace: Callable[[Path], bool] | 
             try:
                 os.rename(tmp, target)
                 return True
-            except FileNotFoundError:
+            except OSError as err:
+                if _taken(err, target):  # another writer's folder took it meanwhile
+                    return False
                 raise
-            except OSError:  # another writer's folder took it meanwhile
-                return False
         if may_replace is None or target.is_symlink() or not target.is_dir():
             return False
         old = aside_path(target)
@@ -299,12 +300,25 @@ def place_dir(tmp: Path, target: Path, *, may_replace: Callable[[Path], bool] | 
             return False
         try:
             os.rename(tmp, target)
-        except OSError:
-            shutil.rmtree(old, ignore_errors=True)
+        except OSError as err:
+            if not _taken(err, target):  # e.g. a full disk: put the old one back, then say why
+                with contextlib.suppress(OSError):
+                    os.rename(old, target)
+                raise
+            shutil.rmtree(old, ignore_errors=True)  # it was to be replaced; another writer's is there now
             return False
         shutil.rmtree(old, ignore_errors=True)
         return True
     return False
+
+
+def _taken(err: OSError, target: Path) -> bool:
+    """Whether a rename onto ``target`` failed because something is there (another writer's folder), not
+    for a reason that a retry elsewhere would meet again (permissions, a full disk)."""
+    return err.errno in _TAKEN or os.path.lexists(target)
+
+
+_TAKEN = (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR)  # a rename onto something there
 
 
 _ASIDE_COUNT = itertools.count()

@@ -22,10 +22,13 @@ Decisions:
   ``<slug>-3``, … when a folder holds anything else (a model of another dataset, a slug that two names
   share, a user's folder, another save). Models of different datasets are never merged.
 - Every save is written whole in a hidden folder of the workspace (``.saving-*``) and moved into place by
-  one rename (``outputs.place_dir``): a rename onto a taken name fails, which is the reservation, so two
-  saves at once (two tabs, two threads; two sweeps in one second) never take one folder, and a reader,
-  which skips hidden names, never sees a half-written one. A replaced folder is first renamed aside to a
-  name unique to its process, thread and call, and removed once the new one is in place.
+  one rename (``outputs.place_dir``), with the workspace's lock held (:func:`_locked`: ``flock`` on the
+  hidden ``.lock``, so the threads of one app and other app processes take turns) while it chooses its
+  name and moves in; a rename onto a taken name fails besides, so two saves at once (two tabs, two
+  threads; two sweeps in one second) never take one folder. Readers skip hidden names and read under the
+  shared lock, so they never see a half-written folder, or a model between its old and new folder. A
+  replaced folder is first renamed aside to a name unique to its process, thread and call, and removed
+  once the new one is in place.
 - A workspace that cannot be written (``MSLI_WORKSPACE`` names a file, a folder without write permission)
   is one sentence with the fix (:func:`problem`), raised by the writes as :class:`MsliError`; the app shows
   it where the write happened and on Home.
@@ -43,12 +46,18 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from msli_core.errors import MsliError
+
+try:
+    import fcntl
+except ImportError:  # Windows: saves take turns within this process only (_locked)
+    fcntl = None
 
 MODELS = "models"
 SWEEPS = "sweeps"
@@ -173,6 +182,34 @@ def _staging(folder: Path) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+LOCK = ".lock"  # <workspace>/.lock: the file saves, Clear and readers lock (hidden, never removed)
+_TURNS = threading.Lock()  # where no file lock can be had: this process's saves take turns
+
+
+@contextlib.contextmanager
+def _locked(base: Path, *, shared: bool = False) -> Iterator[None]:
+    """Hold the workspace's lock (``fcntl.flock`` on its hidden :data:`LOCK` file, which every thread and
+    process using the workspace opens for itself): exclusive while a save moves its folder in or Clear
+    takes folders away, so they take turns and a name looked at is still what it was when it is used;
+    shared while a reader reads, so it never meets a model between its old and new folder, or a sweep
+    being removed. Where no file lock can be had (no ``fcntl``, a file system without locks, a folder
+    that takes no new file), saves take turns within this process and readers go on unlocked."""
+    handle, held = None, False
+    try:
+        if base.is_dir() and fcntl is not None:
+            handle = open(base / LOCK, "a")  # noqa: SIM115 - closed below, which releases the lock
+            fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            held = True
+    except OSError:
+        pass
+    try:
+        with contextlib.nullcontext() if held or shared else _TURNS:
+            yield
+    finally:
+        if handle is not None:
+            handle.close()
+
+
 def _publish(built: Path, folder: Path, stem: str, earlier=None) -> Path:
     """Move the complete folder ``built`` into ``folder``: in place of its earlier self (the first entry
     ``earlier(path)`` accepts, replaced), else at the first free one of ``stem``, ``stem-2``, …; by
@@ -182,9 +219,11 @@ def _publish(built: Path, folder: Path, stem: str, earlier=None) -> Path:
     from msli_core.outputs import place_dir
 
     for _ in range(MAX_SUFFIX):  # each turn ends because another save took the name it was about to use
-        for path in _listing(folder) if earlier is not None else []:
-            if earlier(path) and place_dir(built, path, may_replace=earlier):
-                return path
+        selves = [p for p in _listing(folder) if earlier(p)] if earlier is not None else []
+        if selves:
+            if place_dir(built, selves[0], may_replace=earlier):
+                return selves[0]
+            continue  # another save of this model got there first: replace that one in turn
         for n in range(1, MAX_SUFFIX + 1):
             path = folder / (stem if n == 1 else f"{stem}-{n}")
             if os.path.lexists(path):
@@ -232,7 +271,8 @@ def save_model(trained, data, root: Path | None = None, *, label: str | None = N
             built = write(
                 trained.loaded.model, staging / "model", data=data, metrics=trained.metrics, extra=extra
             )
-            return _publish(built, base / MODELS, slug(trained.name), earlier)
+            with _locked(base):
+                return _publish(built, base / MODELS, slug(trained.name), earlier)
     except OSError as err:
         raise MsliError(
             f"Could not save {trained.name} in the workspace {base} ({err.strerror or err}); free some "
@@ -269,10 +309,15 @@ def load_models(root: Path | None = None) -> tuple[list, list[str]]:
     saved: the name it was saved under, unless an earlier folder's model of another dataset holds it (two
     tabs saved one name on two datasets); then ``name · <its dataset>`` as the Train page would have told
     it apart, by the Data page's label recorded with it, else by :func:`source_label`."""
+    base = root or workspace_dir()
+    with _locked(base, shared=True):  # no save or Clear moves a folder while it is read
+        return _load_models(base / MODELS)
+
+
+def _load_models(folder: Path) -> tuple[list, list[str]]:
     from msli_core.models.registry import load_model
     from msli_core.trained import TrainedModel, base_name, session_name
 
-    folder = (root or workspace_dir()) / MODELS
     models, problems = [], []
     try:
         paths = [p for p in _listing(folder) if p.is_dir()]
@@ -322,7 +367,8 @@ def save_sweep(result, root: Path | None = None) -> Path:
     try:
         with _staging(base / SWEEPS) as staging:
             write_outputs(result, staging / "sweep")
-            return _publish(staging / "sweep", base / SWEEPS, stamp)
+            with _locked(base):
+                return _publish(staging / "sweep", base / SWEEPS, stamp)
     except OSError as err:
         raise MsliError(
             f"Could not save the sweep in the workspace {base} ({err.strerror or err}); free some space "
@@ -341,9 +387,14 @@ def latest_sweep(root: Path | None = None) -> tuple[tuple[list[dict], dict] | No
     is none), and one sentence per newer sweep folder that was skipped because its rows or meta are not
     the schema ``msli bench`` writes (``report.read_sweep``). A folder without bench.json is not a sweep
     and is passed over in silence."""
+    base = root or workspace_dir()
+    with _locked(base, shared=True):  # Clear removes no sweep while it is read
+        return _latest_sweep(base / SWEEPS)
+
+
+def _latest_sweep(folder: Path) -> tuple[tuple[list[dict], dict] | None, list[str]]:
     from msli_core.serving.report import read_sweep
 
-    folder = (root or workspace_dir()) / SWEEPS
     problems = []
     try:
         paths = sorted((p for p in _listing(folder) if p.is_dir()), key=_sweep_order, reverse=True)
@@ -375,7 +426,8 @@ def contents(root: Path | None = None) -> dict[str, Any]:
     def count(name: str, ours) -> int:
         folder = base / name
         try:
-            return sum(1 for p in _listing(folder) if ours(p))
+            with _locked(base, shared=True):
+                return sum(1 for p in _listing(folder) if ours(p))
         except OSError:
             return 0
 
@@ -393,25 +445,32 @@ def clear(root: Path | None = None) -> int:
     alone. Each folder is first renamed aside (``outputs.aside_path``) and checked again there, where no
     save can reach it, so a folder a save replaced or a user changed in between is never removed by
     mistake, and one that went meanwhile is passed over."""
-    from msli_core.outputs import aside_path
-
     base = root or workspace_dir()
     removed = 0
-    for name, ours in ((MODELS, is_msli_model), (SWEEPS, is_msli_sweep)):
+    with _locked(base):
+        for name, ours in ((MODELS, is_msli_model), (SWEEPS, is_msli_sweep)):
+            removed += _clear(base / name, ours)
+    return removed
+
+
+def _clear(folder: Path, ours) -> int:
+    from msli_core.outputs import aside_path
+
+    removed = 0
+    try:
+        paths = [p for p in _listing(folder) if ours(p)]
+    except OSError:
+        return 0
+    for path in paths:
+        old = aside_path(path)
         try:
-            paths = [p for p in _listing(base / name) if ours(p)]
-        except OSError:
+            os.rename(path, old)
+        except OSError:  # gone or replaced meanwhile
             continue
-        for path in paths:
-            old = aside_path(path)
-            try:
-                os.rename(path, old)
-            except OSError:  # gone or replaced meanwhile
-                continue
-            if ours(old):
-                shutil.rmtree(old, ignore_errors=True)
-                removed += 1
-            else:
-                with contextlib.suppress(OSError):
-                    os.rename(old, path)
+        if ours(old):
+            shutil.rmtree(old, ignore_errors=True)
+            removed += 1
+        else:
+            with contextlib.suppress(OSError):
+                os.rename(old, path)
     return removed

@@ -243,3 +243,82 @@ def test_reading_the_umask_from_two_threads_at_once_gives_both_the_true_one(monk
     first.join()
     monkeypatch.setattr(os, "umask", real)
     assert seen == [true_mask, true_mask] and os.umask(true_mask) == true_mask
+
+
+def test_a_save_that_cannot_be_moved_in_keeps_the_earlier_folder_and_says_why(tmp_path, monkeypatch, models):
+    """A rename that fails for a reason other than a taken name (here a full disk) is not taken for
+    another save's: the earlier folder is put back as it was and the save is one sentence."""
+    import errno
+
+    from msli_core.errors import MsliError
+
+    (a, first), _, (_, again) = models
+    folder = workspace.save_model(first, a, root=tmp_path)
+    before = (folder / "config.json").read_text()
+    real = os.rename
+
+    def full_disk(src, dst):
+        if ".saving-" in str(src) and str(dst) == str(folder):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "rename", full_disk)
+    with pytest.raises(
+        MsliError, match=r"Could not save popularity in the workspace .*No space left on device"
+    ):
+        workspace.save_model(again, a, root=tmp_path)
+    monkeypatch.setattr(os, "rename", real)
+    assert (folder / "config.json").read_text() == before and visible(tmp_path, "models") == ["popularity"]
+
+
+def test_many_saves_at_once_of_two_models_end_in_one_folder_each(tmp_path, monkeypatch, models):
+    """Six saves released together, three of each model (one name, two datasets): every save succeeds,
+    each model has exactly one folder, and nothing is left beside them."""
+    import sys
+
+    (a, first), (b, second), (_, again) = models
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch threads often, so the renames interleave
+    try:
+        held(monkeypatch, registry, "save_model", 6)
+        calls = [lambda m=m, d=d: workspace.save_model(m, d, root=tmp_path) for m, d in
+                 [(first, a), (second, b), (again, a), (second, b), (first, a), (second, b)]]  # fmt: skip
+        saved = at_once(*calls)
+    finally:
+        sys.setswitchinterval(interval)
+    assert all(not isinstance(r, Exception) for r in saved), saved
+    assert visible(tmp_path, "models") == ["popularity", "popularity-2"]
+    back, problems = workspace.load_models(tmp_path)
+    assert problems == [] and sorted(m.dataset_fingerprint for m in back) == sorted(
+        [a.fingerprint, b.fingerprint]
+    )
+
+
+@pytest.mark.skipif(workspace.fcntl is None, reason="file locks are POSIX (fcntl)")
+def test_the_workspace_lock_holds_against_another_process(tmp_path):
+    """Another app process using the workspace (one launched by a second `streamlit run`) opens the lock
+    file for itself: while a save places its folder it cannot, and while a reader reads it can read too
+    but not save."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import fcntl, sys\n"
+        "fh = open(sys.argv[1], 'a')\n"
+        "try:\n"
+        "    fcntl.flock(fh, (fcntl.LOCK_SH if sys.argv[2] == 'read' else fcntl.LOCK_EX) | fcntl.LOCK_NB)\n"
+        "except BlockingIOError:\n"
+        "    sys.exit(3)\n"
+    )
+
+    def other_process_can(what: str) -> bool:
+        run = subprocess.run([sys.executable, "-c", probe, str(tmp_path / workspace.LOCK), what], check=False)
+        assert run.returncode in (0, 3)
+        return run.returncode == 0
+
+    assert other_process_can("save")
+    with workspace._locked(tmp_path):
+        assert not other_process_can("save") and not other_process_can("read")
+    with workspace._locked(tmp_path, shared=True):
+        assert other_process_can("read") and not other_process_can("save")
+    assert other_process_can("save")
