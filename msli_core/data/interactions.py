@@ -31,7 +31,7 @@ from msli_core.data.texttable import (
     split_header,
     undecodable,
 )
-from msli_core.data.timestamps import seconds_from
+from msli_core.data.timestamps import file_lines, seconds_from
 from msli_core.errors import MsliError
 
 ROLES = ("user", "item", "timestamp", "rating")  # the columns an interactions table maps to
@@ -137,19 +137,24 @@ _WHAT = "an interactions table with a header row (user, item, timestamp[, rating
 
 
 def _text_layout(file: DataFile, column_map: dict[str, str] | None) -> tuple[str, list[str], dict[str, str]]:
-    """(delimiter, header names, role -> column) of a generic text table; bad headers are refused."""
+    """(delimiter, header names, role -> column) of a generic text table; bad headers are refused.
+
+    The header is the first line that is not blank (:func:`sniff_text`); blank lines before it are
+    passed over, and a sentence about the header names its line as an editor numbers it
+    (:func:`msli_core.data.timestamps.file_lines`)."""
     what = _WHAT
     first = sniff_text(file, what)
+    at = lambda: f"line {file_lines(file, header=False)(0)}"  # noqa: E731 - the header's line, read on error
     sep = "\t" if file.name.lower().endswith(".tsv") and "\t" in first else guess_delimiter(first)
     if sep is None:
         raise MsliError(
-            f"{file.display}, line 1 has a single column; {what} needs comma, tab, semicolon or "
+            f"{file.display}, {at()} has a single column; {what} needs comma, tab, semicolon or "
             "pipe-separated columns."
         )
     header = split_header(first, sep)
     if all(re.fullmatch(r"-?\d+(\.\d+)?", h) for h in header if h):
         raise MsliError(
-            f"{file.display} has no header row (line 1 is data); add a header naming the user, item and "
+            f"{file.display} has no header row ({at()} is data); add a header naming the user, item and "
             "timestamp columns."
         )
     if len(set(header)) != len(header):
@@ -159,7 +164,7 @@ def _text_layout(file: DataFile, column_map: dict[str, str] | None) -> tuple[str
                 break
             seen[h] = k
         raise MsliError(
-            f"{file.display}, line 1: the name of column {seen[h]} appears twice (again as column {k}); "
+            f"{file.display}, {at()}: the name of column {seen[h]} appears twice (again as column {k}); "
             "name each column once."
         )
     return sep, header, _map_columns(file, header, column_map)
@@ -167,12 +172,18 @@ def _text_layout(file: DataFile, column_map: dict[str, str] | None) -> tuple[str
 
 def _read_generic_text(
     file: DataFile, sep: str, header: list[str], roles: dict[str, str]
-) -> tuple[dict, np.ndarray, str]:
+) -> tuple[dict, np.ndarray]:
+    """(role -> values, skip): ``values[i]`` (and ``skip[i]``) is record i + 1 of the file, the header and
+    blank lines counted.
+
+    Each record of the file is read (``header=None``, blank lines kept), then the lines before the header
+    and the header itself are skipped like blank ones: the header is the first record that is not blank,
+    as :func:`sniff_text` found it (pandas' ``skiprows`` miscounts lines that end in a lone ``\\r``)."""
     what = _WHAT
     try:
         with file.open() as fh:
             table = pd.read_csv(
-                fh, sep=sep, header=0, names=header, index_col=False, usecols=list(roles.values()),
+                fh, sep=sep, header=None, names=header, index_col=False, usecols=list(roles.values()),
                 dtype=str, na_filter=False, keep_default_na=False, skip_blank_lines=False, engine="c",
                 encoding="utf-8",
             )  # fmt: skip
@@ -184,7 +195,10 @@ def _read_generic_text(
     blank = np.ones(len(table), bool)
     for series in cols.values():
         blank &= (series.str.strip() == "").to_numpy()
-    return cols, blank, "line"
+    skip = blank.copy()
+    if len(skip):
+        skip[: int(np.argmax(~blank)) + 1] = True  # the blank lines before the header, and the header
+    return cols, skip
 
 
 def _read_generic_parquet(file: DataFile, column_map: dict[str, str] | None) -> tuple[dict, np.ndarray, str]:
@@ -230,10 +244,10 @@ def load_interactions(file: DataFile, column_map: dict[str, str] | None) -> tupl
         check_memory(file, rows, FALLBACK_BYTES_PER_ROW)
     if parquet:
         cols, skip, unit = _read_generic_parquet(file, column_map)
-        first = 1
+        first = 1  # values[i] is on row i + 1
     else:
-        cols, skip, unit = _read_generic_text(file, sep, header, roles)
-        first = 2
+        cols, skip = _read_generic_text(file, sep, header, roles)
+        unit, first = "line", 1  # values[i] is record i + 1 (its line unless a quoted field breaks lines)
     ids = {}
     for role in ("user", "item"):
         s = cols[role]
