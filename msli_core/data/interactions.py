@@ -7,6 +7,8 @@ Ids may be any text; timestamps are read by :func:`msli_core.data.timestamps.sec
 
 from __future__ import annotations
 
+import array
+import csv
 import io
 import re
 
@@ -170,15 +172,78 @@ def _text_layout(file: DataFile, column_map: dict[str, str] | None) -> tuple[str
     return sep, header, _map_columns(file, header, column_map)
 
 
+def _line_count(file: DataFile) -> int:
+    """The lines of ``file`` as an editor counts them: ``\\n``, ``\\r\\n`` or ``\\r`` ends one (the rule of
+    :func:`msli_core.data.timestamps.file_lines`), and a last line without an end counts too. Bytes are
+    counted, never decoded: a pass at memory speed.
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "t.csv"
+    >>> _ = path.write_bytes(b"a\\r\\n\\rb\\nc")
+    >>> _line_count(DataFile("t.csv", path))
+    4
+    """
+    count, cr, last = 0, False, b""
+    with file.open() as fh:
+        while chunk := fh.read(16 << 20):
+            count += chunk.count(b"\n") + chunk.count(b"\r") - chunk.count(b"\r\n")
+            count -= cr and chunk.startswith(b"\n")  # a \r\n split between two chunks is one end
+            cr, last = chunk.endswith(b"\r"), chunk[-1:]
+    return count + (last not in (b"", b"\n", b"\r"))
+
+
+def _record_lines(file: DataFile, sep: str, records: int | None = None) -> np.ndarray:
+    """(R,) int64: the line (from 1, as an editor numbers lines: header and blank lines counted, line ends
+    as in :func:`msli_core.data.timestamps.file_lines`) on which each record of the file starts, the
+    header and blank lines being records too, as in pandas' reader with ``skip_blank_lines=False``.
+
+    A record is one line, unless a quoted field holds a line break: then it spans the lines up to its
+    closing quote, and every later record starts that many lines further down. Python's csv reader
+    splits records as pandas' C reader does (fields quoted with ``"``, ``""`` inside them one quote,
+    a quote inside an unquoted field taken as written). ``records``: stop after that many. Read only
+    on the way to an error or when a record spans lines (:func:`_line_count` tells)."""
+    csv.field_size_limit(max(csv.field_size_limit(), (1 << 31) - 1))  # one field may hold the whole file
+    starts = array.array("q")
+    with file.open() as fh:
+        # utf-8-sig: the BOM is no part of the first field, as for pandas; a line break is ASCII in UTF-8
+        text = io.TextIOWrapper(fh, encoding="utf-8-sig", errors="replace", newline="")
+        reader = csv.reader(text, delimiter=sep)
+        ended = 0  # the last line of the records read so far
+        for _ in reader:
+            starts.append(ended + 1)
+            ended = reader.line_num
+            if records is not None and len(starts) >= records:
+                break
+    return np.frombuffer(starts, dtype=np.int64) if starts else np.zeros(0, np.int64)
+
+
+def _unclosed_quote(file: DataFile, sep: str, err: Exception, what: str) -> MsliError | None:
+    """pandas' "EOF inside string starting at row N" (N: the record, from 0) as one sentence naming the
+    line that record starts on; None for any other parser error."""
+    m = re.search(r"EOF inside string starting at row (\d+)", str(err))
+    if m is None:
+        return None
+    record = int(m.group(1))
+    starts = _record_lines(file, sep, records=record + 1)
+    line = int(starts[record]) if len(starts) > record else record + 1
+    return MsliError(
+        f"{file.display} cannot be parsed as {what}: the row on line {line} opens a quoted field that is "
+        'never closed; add its closing quote (") or remove the opening one.'
+    )
+
+
 def _read_generic_text(
     file: DataFile, sep: str, header: list[str], roles: dict[str, str]
 ) -> tuple[dict, np.ndarray]:
-    """(role -> values, skip): ``values[i]`` (and ``skip[i]``) is record i + 1 of the file, the header and
-    blank lines counted.
+    """(role -> values, skip): ``values[i]`` (and ``skip[i]``) is on line ``i + 1`` of the file, as an editor
+    numbers lines (header and blank lines counted), so that every sentence naming a row names its line.
 
     Each record of the file is read (``header=None``, blank lines kept), then the lines before the header
     and the header itself are skipped like blank ones: the header is the first record that is not blank,
-    as :func:`sniff_text` found it (pandas' ``skiprows`` miscounts lines that end in a lone ``\\r``)."""
+    as :func:`sniff_text` found it (pandas' ``skiprows`` miscounts lines that end in a lone ``\\r``). While
+    each record is one line, record i is on line i + 1. A quoted field holding a line break makes its
+    record span lines; then the columns are spread out to one entry per line (the record at the line
+    it starts on, every other line skipped), so that value i stays on line i + 1."""
     what = _WHAT
     try:
         with file.open() as fh:
@@ -190,7 +255,7 @@ def _read_generic_text(
     except UnicodeDecodeError:
         raise undecodable(file, "utf-8", what) from None
     except (pd.errors.ParserError, ValueError) as err:
-        raise parser_error(file, err, what) from None
+        raise (_unclosed_quote(file, sep, err, what) or parser_error(file, err, what)) from None
     cols = {role: table[col] for role, col in roles.items()}
     blank = np.ones(len(table), bool)
     for series in cols.values():
@@ -198,6 +263,14 @@ def _read_generic_text(
     skip = blank.copy()
     if len(skip):
         skip[: int(np.argmax(~blank)) + 1] = True  # the blank lines before the header, and the header
+    if _line_count(file) != len(table):  # a record spans lines: place each at the line it starts on
+        starts = _record_lines(file, sep)
+        if len(starts) == len(table):  # (else the two readers disagree: rows are numbered as records)
+            lines, at = int(starts[-1]), starts - 1
+            cols = {role: s.set_axis(at).reindex(range(lines), fill_value="") for role, s in cols.items()}
+            spread = np.ones(lines, bool)
+            spread[at] = skip
+            skip = spread
     return cols, skip
 
 
@@ -247,7 +320,7 @@ def load_interactions(file: DataFile, column_map: dict[str, str] | None) -> tupl
         first = 1  # values[i] is on row i + 1
     else:
         cols, skip = _read_generic_text(file, sep, header, roles)
-        unit, first = "line", 1  # values[i] is record i + 1 (its line unless a quoted field breaks lines)
+        unit, first = "line", 1  # values[i] is on line i + 1
     ids = {}
     for role in ("user", "item"):
         s = cols[role]
