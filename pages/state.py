@@ -281,7 +281,12 @@ def bench_csv() -> bytes:
 
 def hardware_here():
     """This machine's cost-model constants: measured in this session, else the stored calibration, else
-    measured now (first use: a few seconds, with a progress bar) and stored."""
+    measured now (first use: a few seconds, with a progress bar) and stored.
+
+    When the stored file is one msli wrote but cannot use (an older format, damaged), the core's note
+    saying it is measured again and replaced is a warning box where the page called this, drawn before
+    the measurement and left there after it (the progress bar is removed once done), not a passing
+    progress message."""
     from msli_core.serving import calibrate
 
     if st.session_state.get("whatif_measured_hw") is None:
@@ -292,7 +297,10 @@ def hardware_here():
             bar = bar or st.progress(0.0, text="Measuring this machine for the cost model (first use)…")
             bar.progress(event.fraction or 0.0, text=f"Measuring this machine: {event.message}")
 
-        st.session_state["whatif_measured_hw"] = calibrate.hardware_here(progress=progress)
+        def note(sentence: str) -> None:
+            st.warning(sentence, icon=":material/build:")
+
+        st.session_state["whatif_measured_hw"] = calibrate.hardware_here(progress=progress, note=note)
         if bar is not None:
             bar.empty()
     return st.session_state["whatif_measured_hw"]
