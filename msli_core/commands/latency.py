@@ -494,7 +494,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
         from msli_core.outputs import check_out_dir
 
         check_out_dir(args.out, "bench", data=args.model, data_flag="--model")
-    result = run_bench(settings, TextProgressBar(sys.stderr))
+    result = run_bench(settings, TextProgressBar(sys.stderr), note=_say)
     if args.save_calibration:
         costmodel.save_hardware(costmodel.Hardware.from_dict(result.meta["hardware"]))
     if args.out is not None:

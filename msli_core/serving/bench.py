@@ -55,6 +55,7 @@ from __future__ import annotations
 import math
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -209,8 +210,18 @@ def served_memory(settings: BenchSettings) -> dict[str, Any] | None:
             "ratio": growth / table}  # fmt: skip
 
 
-def run_bench(settings: BenchSettings, progress: ProgressCallback | None = None) -> BenchResult:
-    """Run the sweep; rows per docs/design.md §6 plus the run's settings and environment in ``meta``."""
+def run_bench(
+    settings: BenchSettings,
+    progress: ProgressCallback | None = None,
+    note: Callable[[str], None] | None = None,
+) -> BenchResult:
+    """Run the sweep; rows per docs/design.md §6 plus the run's settings and environment in ``meta``.
+
+    Without ``settings.calibrate`` the cost model's constants are this machine's stored calibration
+    (:func:`calibrate.hardware_here`), measured first when there is none or msli's own file there cannot
+    be used: that measurement reports to ``progress``, and the sentence saying an older or damaged file
+    is measured again and replaced goes to ``note`` (``msli bench`` prints it as ``msli: note: ...``;
+    without one it is the first progress message)."""
     settings.validate()
     progress = progress or no_progress
     loaded = None
@@ -250,7 +261,7 @@ def run_bench(settings: BenchSettings, progress: ProgressCallback | None = None)
             runner.hardware = calibrate.calibrate(threads=settings.threads, save=False)
             runner.tick("calibrated the cost model")
         else:  # the stored calibration of this machine (measured and stored on first use)
-            runner.hardware = calibrate.hardware_here(threads=settings.threads)
+            runner.hardware = calibrate.hardware_here(threads=settings.threads, progress=progress, note=note)
         bandwidth = runner.bandwidth = measure_bandwidth()
         runner.peak_flops = timing.peak_gemm_flops()
         memory = served_memory(settings) if loaded is None else None
