@@ -34,7 +34,7 @@ if settings is not None:
 
     try:
         live = widgets.LiveProgress("Measuring")
-        result = run_bench(settings, progress=live)
+        result = run_bench(settings, progress=live, note=state.warn_on("latency"))
     except MsliError as err:
         widgets.show_error(err)
     else:

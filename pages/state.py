@@ -150,12 +150,19 @@ def add_trained(name: str, result, data) -> TrainedModel:
     model = trained.from_result(name, result, data)
     if note := _place(model):
         _page_note("train", "info", note)
-    _keep_in_workspace("train", lambda ws: ws.save_model(model, data))
+    label = dataset_label()  # recorded, so a reload names the model as this page does
+    _keep_in_workspace("train", lambda ws: ws.save_model(model, data, label=label))
     return model
 
 
 def _page_note(page: str, kind: str, text: str) -> None:
     st.session_state.setdefault("lab_page_notes", {}).setdefault(page, []).append((kind, text))
+
+
+def warn_on(page: str):
+    """A ``note`` callback for msli_core calls (e.g. ``run_bench(note=...)``): each sentence becomes a
+    warning that ``page`` shows after its rerun (:func:`take_page_notes`)."""
+    return lambda text: _page_note(page, "warning", text)
 
 
 def take_page_notes(page: str) -> list[tuple[str, str]]:

@@ -85,3 +85,24 @@ def test_a_usable_or_missing_file_gives_no_warning(measured):
     at = AppTest.from_file(APP, default_timeout=180)
     at.run()  # a new session reads the stored file
     assert not at.exception and measured == [1] and not at.warning
+
+
+@pytest.mark.usefixtures("measured")  # the cache under tmp_path, never the user's
+def test_a_note_from_the_latency_sweep_stays_on_the_page_after_its_rerun(monkeypatch):
+    """The Latency page passes ``note=`` to run_bench; its sentence (e.g. a damaged calibration file
+    measured again) is a warning drawn after the page's rerun, not lost with the progress bar."""
+    from test_app_pages import new_app, run_short_sweep
+
+    from msli_core.serving import bench
+
+    real = bench.run_bench
+    sentence = "The calibration file is damaged, so msli measures this machine again and replaces it."
+
+    def run_bench(settings, progress=None, note=None):
+        assert note is not None  # the page gives run_bench somewhere to say it
+        note(sentence)
+        return real(settings, progress=progress, note=note)
+
+    monkeypatch.setattr(bench, "run_bench", run_bench)
+    at = run_short_sweep(new_app(), models=("msli", "two-tower"))
+    assert sentence in [w.value for w in at.warning]

@@ -4,6 +4,8 @@ as the Train page names a model, and retraining it there replaces it in the sess
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from test_app_pages import (
     _no_bundled_demo,  # noqa: F401 - autouse: an empty session and a temporary workspace
@@ -37,6 +39,14 @@ def test_two_tabs_one_name_two_datasets_then_a_reload(tmp_path, monkeypatch, tin
     train_tiny(second, kinds=("popularity",))
     assert list(second.session_state["lab_models"]) == ["popularity"]  # in its own tab the name was free
     assert sorted(p.name for p in models.iterdir()) == ["popularity", "popularity-2"]
+    labels = {  # each save records the Data page's label of its dataset, which a reload names it by
+        p.name: json.loads((p / "config.json").read_text())["training"].get("dataset_label")
+        for p in models.iterdir()
+    }
+    assert labels == {
+        "popularity": first.session_state["lab_dataset_label"],
+        "popularity-2": second.session_state["lab_dataset_label"],
+    }
 
     again = new_app()  # a reload: the second tab's model is told apart by its dataset, not a fingerprint
     assert sorted(again.session_state["lab_models"]) == ["popularity", "popularity · ml-mini"]
