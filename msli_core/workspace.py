@@ -367,6 +367,7 @@ def save_sweep(result, root: Path | None = None) -> Path:
     try:
         with _staging(base / SWEEPS) as staging:
             write_outputs(result, staging / "sweep")
+            _check_sweep_size(staging / "sweep")  # a sweep no session could read back is not kept
             with _locked(base):
                 return _publish(staging / "sweep", base / SWEEPS, stamp)
     except OSError as err:
@@ -374,6 +375,20 @@ def save_sweep(result, root: Path | None = None) -> Path:
             f"Could not save the sweep in the workspace {base} ({err.strerror or err}); free some space "
             f"there or restart the app with {ENV} set to another folder."
         ) from err
+
+
+def _check_sweep_size(folder: Path) -> None:
+    """:class:`MsliError` when a written sweep is over :data:`report.MAX_SWEEP_BYTES`, the size
+    :func:`latest_sweep` reads back: saving it would leave every new session a warning instead."""
+    from msli_core.serving.report import MAX_SWEEP_BYTES
+
+    size = max(path.stat().st_size for path in folder.iterdir() if path.suffix == ".json")
+    if size > MAX_SWEEP_BYTES:
+        raise MsliError(
+            f"The sweep is kept in this session only: its rows take {size / (1 << 20):.1f} MiB, over the "
+            f"{MAX_SWEEP_BYTES >> 20} MiB a saved sweep may have (a sweep with fewer values in each setting "
+            "is saved)."
+        )
 
 
 def _sweep_order(path: Path) -> tuple[str, int]:

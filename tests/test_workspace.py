@@ -226,3 +226,14 @@ def test_the_workspace_folder_follows_msli_workspace(tmp_path, monkeypatch):
     assert workspace.workspace_dir() == tmp_path / "ws"
     monkeypatch.delenv("MSLI_WORKSPACE")
     assert workspace.workspace_dir().name == "workspace"
+
+
+def test_a_sweep_too_large_to_read_back_is_not_saved(tmp_path, monkeypatch):
+    from msli_core.serving import report
+
+    monkeypatch.setattr(report, "MAX_SWEEP_BYTES", 200)  # a real cap of 64 MiB, shrunk for the test
+    with pytest.raises(MsliError, match=r"kept in this session only: its rows take .* over the 0 MiB"):
+        workspace.save_sweep(BenchResult([a_row(), a_row(p50_ms=2.0)], {}), root=tmp_path)
+    sweeps = tmp_path / workspace.SWEEPS
+    assert not list(sweeps.iterdir())  # nothing kept, not even the hidden folder it was written in
+    assert workspace.latest_sweep(tmp_path) == (None, [])
