@@ -465,7 +465,29 @@ def clear(root: Path | None = None) -> int:
     with _locked(base):
         for name, ours in ((MODELS, is_msli_model), (SWEEPS, is_msli_sweep)):
             removed += _clear(base / name, ours)
+            _clear_stale_staging(base / name)
     return removed
+
+
+STALE_STAGING_S = 3600.0  # a save writes its hidden folder in seconds; one an hour old was left by a
+# process that stopped mid-save (killed, out of power) and no save will ever move it in
+
+
+def _clear_stale_staging(folder: Path) -> None:
+    """Remove the hidden ``.saving-*`` folders (:func:`_staging`'s, so msli's own) older than
+    :data:`STALE_STAGING_S`: left by a process that stopped mid-save. Younger ones may be a save in
+    progress in another session, and are left."""
+    now = time.time()
+    with contextlib.suppress(OSError):
+        for path in folder.iterdir():
+            with contextlib.suppress(OSError):
+                if (
+                    path.name.startswith(".saving-")
+                    and path.is_dir()
+                    and not path.is_symlink()
+                    and now - path.stat().st_mtime > STALE_STAGING_S
+                ):
+                    shutil.rmtree(path, ignore_errors=True)
 
 
 def _clear(folder: Path, ours) -> int:

@@ -5,6 +5,8 @@ fix; a bad sweep folder is skipped with a sentence naming it."""
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -237,3 +239,18 @@ def test_a_sweep_too_large_to_read_back_is_not_saved(tmp_path, monkeypatch):
     sweeps = tmp_path / workspace.SWEEPS
     assert not list(sweeps.iterdir())  # nothing kept, not even the hidden folder it was written in
     assert workspace.latest_sweep(tmp_path) == (None, [])
+
+
+def test_clear_removes_a_save_left_half_written_by_a_stopped_process_not_one_in_progress(tmp_path):
+    models = tmp_path / workspace.MODELS
+    stale, fresh = models / ".saving-abc123", models / ".saving-def456"
+    for folder in (stale, fresh):
+        (folder / "model").mkdir(parents=True)
+        (folder / "model" / "config.json").write_text("{")  # half written
+    hour_ago = time.time() - workspace.STALE_STAGING_S - 60
+    os.utime(stale, (hour_ago, hour_ago))
+    mine = models / ".saving-but-a-file"  # a user's file of that name is not a staging folder
+    mine.write_text("mine")
+    os.utime(mine, (hour_ago, hour_ago))
+    workspace.clear(tmp_path)
+    assert not stale.exists() and fresh.exists() and mine.read_text() == "mine"
