@@ -61,8 +61,8 @@ if held:
     m[2].metric("Held-out item's rank", f"{held['rank'] + 1:.0f} of {data.n_items:,}")
 if deletion.get("applicable"):
     m[3].metric(
-        "Deletion check passed",
-        f"{deletion['top_larger_fraction']:.0%} of the top {len(recs)}",
+        f"Deletion check passed, top {len(recs)}",
+        f"{deletion['top_larger_fraction']:.0%}",
         help="For each recommendation: removing its top-contributing segment lowers its score more than "
         "removing a random other segment (the explanation is faithful).",
     )

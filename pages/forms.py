@@ -175,7 +175,11 @@ def explain_picker(data, model_names: list[str], stages: list[str], max_users: i
     if data.n_users <= max_users:
         lengths = state.for_dataset("user_lengths", lambda d: np.array([len(s) for s in d.sequences[1:]]))
         ranks = state.test_ranks(model_name)  # (U+1,) the held-out item's rank per user, NaN = none
-        hits_only = c2.toggle("Only hits (held-out item in the top 10)", key="explain_hits_only")
+        hits_only = c2.toggle(
+            "Only hits",
+            key="explain_hits_only",
+            help="List only the users whose held-out test item is in the model's top 10.",
+        )
         users, default = explain_view.picker_users(ranks, lengths, hits_only)
         uid = c2.selectbox(
             "User (type to search)",

@@ -521,6 +521,8 @@ def test_explaining_a_user_shows_exact_contributions_and_every_chart(tiny_app):
 
     # the held-out item's rank (1-based) agrees with where the table marks it
     held_rank = int({m.label: m.value for m in at.metric}["Held-out item's rank"].split(" of ")[0])
+    # a metric's value is drawn large in a quarter of the page: longer than ~12 characters it is cut off
+    assert all(len(m.value) <= 12 for m in at.metric), [m.value for m in at.metric]
     marked = recs.loc[recs["held-out item"] == "✓", "rank"].tolist()
     assert marked == [held_rank] if held_rank <= len(recs) else marked == []
 
