@@ -49,7 +49,7 @@ if speedup:
     whose = (f"the bundled sweep, measured on *{where}*; run your own on the Latency page"
              if state.bench_is_bundled() else f"this session's sweep on *{where}*")  # fmt: skip
     st.success(
-        f"**MS-LI is {viz.human_number(speedup['ratio'])}× faster than the cross-encoder**: "
+        f"**MS-LI is {viz.ratio_text(speedup['ratio'])} faster than the cross-encoder**: "
         f"{viz.ms_text(speedup['msli_ms'])} against {viz.ms_text(speedup['cross_ms'])} per request "
         f"(K = {speedup['segments']}, N = {speedup['candidates']:,} candidates, L = {speedup['history']} "
         f"events, p50 wall clock; {whose}).",

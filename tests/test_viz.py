@@ -467,3 +467,18 @@ def test_long_titles_and_the_rating_axis_are_readable(tiny_data):
     assert len(near.layout.title.text) <= 60  # fits a half-width column at 1400 px
     over_time = viz.interactions_over_time(tiny_data)
     assert over_time.layout.yaxis2.tickformat == ".2~f" and over_time.layout.yaxis2.tickmode == "auto"
+
+
+@pytest.mark.parametrize(
+    ("ratio", "text"),
+    [
+        (1340.4, "1,340×"),
+        (10.0, "10×"),
+        (99_999.0, "99,999×"),
+        (3.24, "3.2×"),
+        (2.5e7, "25 M×"),
+        (1.5e5, "150 k×"),
+    ],
+)
+def test_ratio_text_reads_as_a_headline(ratio, text):
+    assert viz.ratio_text(ratio) == text

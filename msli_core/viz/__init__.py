@@ -22,6 +22,7 @@ from msli_core.viz.common import (
     human_number,
     log_ticks,
     ms_text,
+    ratio_text,
     set_log_ticks,
     write_html,
 )
@@ -85,6 +86,7 @@ __all__ = [
     "nearline_update_comparison",
     "quality_vs_latency",
     "quality_vs_segments",
+    "ratio_text",
     "segment_label",
     "serving_ladder",
     "set_log_ticks",

@@ -128,6 +128,18 @@ def _mantissa(m: float, digits: int) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
+def ratio_text(ratio: float) -> str:
+    """A speed-up as a headline says it: whole numbers with thousands separators up to 100,000×
+    (``1,340×``, not ``1.3 k×``), two significant digits below 10 (``3.2×``), prefixes beyond.
+
+    >>> ratio_text(1340.4), ratio_text(3.24), ratio_text(2.5e7)
+    ('1,340×', '3.2×', '25 M×')
+    """
+    if math.isfinite(ratio) and 10 <= abs(ratio) < 1e5:
+        return f"{ratio:,.0f}×"
+    return human_number(ratio, "×")
+
+
 def human_number(x: float, unit: str = "", *, digits: int = 2) -> str:
     """A number for humans, to ``digits`` significant digits with a prefix per factor of 1000.
 
