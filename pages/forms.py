@@ -15,6 +15,12 @@ def latency_sweep_form():
     from msli_core.serving.bench import BenchSettings
 
     with st.form("latency_form"):
+        models = st.multiselect(  # full width: the four rungs' names fit on one line
+            "Models (the serving ladder)",
+            list(kinds.LADDER),
+            default=list(kinds.LADDER),
+            key="latency_models",
+        )
         c1, c2, c3 = st.columns(3)
         segments = c1.multiselect(
             "Segments K", [1, 2, 4, 8, 16, 32], default=[1, 4, 16], key="latency_segments"
@@ -29,12 +35,6 @@ def latency_sweep_form():
         w1, w2 = c2.columns(2)
         dim = w1.select_slider("Width d", [16, 32, 64, 128, 256], value=64, key="latency_dim")
         layers = w2.select_slider("Depth", [1, 2, 4, 8], value=2, key="latency_layers")
-        models = c3.multiselect(
-            "Models",
-            list(kinds.LADDER),
-            default=list(kinds.LADDER),
-            key="latency_models",
-        )
         request_candidates = c1.multiselect(
             "Per-request candidate lists M (fresh random ids, where M < N)",
             [1_000, 10_000],
