@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from msli_core.data.audience import words
 from msli_core.data.dataset import LeaveOneOutSplit, leave_one_out
 from msli_core.errors import MsliError
 from msli_core.evaluate import mask_seen, target_ranks, unwrap
@@ -317,9 +318,13 @@ def explanation_accuracy(
     model, _kind = _late_interaction_model(loaded_model, data)
     truth = _event_truth(data)
     if truth is None:
+        use = words(
+            cli="use synthetic data (msli data synth) or sample_data/",
+            app="load the bundled sample or generated data (the Data page's “Bundled sample” or “Generate "
+            "synthetic” source)",
+        )
         raise MsliError(
-            f"{data.source} has no ground truth, so explanation accuracy cannot be measured; use synthetic "
-            "data (msli data synth) or sample_data/."
+            f"{data.source} has no ground truth, so explanation accuracy cannot be measured; {use}."
         )
     interest, _phase, offsets = truth
     split = split or leave_one_out(data)

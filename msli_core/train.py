@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from msli_core import distributed as msli_dist  # (``train``'s keyword ``distributed`` would shadow the name)
+from msli_core.data.audience import words
 from msli_core.data.dataset import LeaveOneOutSplit, leave_one_out, pad_right_aligned
 from msli_core.errors import MsliError
 from msli_core.evaluate import evaluate, mask_seen, worst_if_not_finite
@@ -137,10 +138,11 @@ class TrainingDiverged(MsliError):
     def __init__(self, epoch: int, step: int, loss: float, lr: float, what: str = "loss") -> None:
         value = "NaN" if math.isnan(loss) else ("infinite" if math.isinf(loss) else f"{loss:g}")
         detail = f"loss is {value}" if what == "loss" else "the weights are no longer finite"
-        super().__init__(
-            f"training diverged at epoch {epoch}, step {step}: {detail}; train again with another seed or "
-            f"a lower learning rate (msli train --lr; it was {lr:g})"
+        fix = words(  # the app's Train page has a Seed box and no learning-rate control
+            cli=f"train again with another seed or a lower learning rate (msli train --lr; it was {lr:g})",
+            app="train again with another value in the Train page's “Seed” box",
         )
+        super().__init__(f"training diverged at epoch {epoch}, step {step}: {detail}; {fix}")
         self.epoch, self.step = epoch, step
 
 

@@ -267,8 +267,8 @@ def looks_like_ml_latest(file: DataFile) -> bool:
 def _regenerate(what: str) -> str:
     return words(
         cli=f"regenerate {what} with msli data synth",
-        app=f"regenerate {what} with the command msli data synth, or move ground_truth.csv away to load "
-        "the ratings without it",
+        app=f"regenerate {what} with the Data page's “Generate synthetic” source, or move "
+        "ground_truth.csv away to load the ratings without it",
     )
 
 

@@ -1,0 +1,65 @@
+"""Sentences outside the fix table that an app user can reach, worded for their reader (audience.words):
+a diverged training, a ground truth that does not match its ratings, explanation accuracy on data
+without ground truth. In the app they name the app's own boxes and sources, never a flag or a command;
+on the command line they keep naming the flag or command."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from msli_core.data import load_dataset
+from msli_core.data.audience import app_user
+from msli_core.errors import MsliError
+from msli_core.train import TrainingDiverged
+
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
+CLI_ONLY = re.compile(r"(?<![\w-])--[a-z]|MSLI_|\bmsli (train|data)\b")
+
+
+def test_a_diverged_training_names_the_seed_box_in_the_app_and_the_flag_on_the_command_line():
+    with app_user():
+        app = str(TrainingDiverged(2, 7, float("nan"), 0.004))
+    cli = str(TrainingDiverged(2, 7, float("nan"), 0.004))
+    assert app.startswith("training diverged at epoch 2, step 7: loss is NaN; ")
+    assert "“Seed” box" in app and not CLI_ONLY.search(app), app
+    assert cli.endswith("a lower learning rate (msli train --lr; it was 0.004)"), cli
+
+
+def test_a_ground_truth_that_does_not_match_names_the_generator_in_the_app(tmp_path):
+    folder = tmp_path / "sample"
+    shutil.copytree(SAMPLE, folder)
+    truth = (folder / "ground_truth.csv").read_text().splitlines()
+    (folder / "ground_truth.csv").write_text("\n".join(truth[:-5]) + "\n")  # rows missing
+    with app_user(), pytest.raises(MsliError) as app:
+        load_dataset(folder)
+    with pytest.raises(MsliError) as cli:
+        load_dataset(folder)
+    assert "“Generate synthetic” source" in str(app.value) and not CLI_ONLY.search(str(app.value))
+    assert str(cli.value).endswith("regenerate both with msli data synth."), str(cli.value)
+
+
+def test_explanation_accuracy_without_ground_truth_names_the_data_page_in_the_app(tmp_path):
+    import torch
+
+    from msli_core.explain import explanation_accuracy
+    from msli_core.train import TrainSettings, train
+
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    lines = (SAMPLE / "ratings.csv").read_text().splitlines()
+    (folder / "ratings.csv").write_text("\n".join(lines[:3001]) + "\n")  # the first ratings, no ground truth
+    shutil.copy(SAMPLE / "movies.csv", folder / "movies.csv")
+    data = load_dataset(folder)
+    torch.manual_seed(0)
+    config = {"dim": 8, "heads": 2, "layers": 1, "segments": 2}
+    model = train(data, "msli", TrainSettings(epochs=1), config).model
+    with app_user(), pytest.raises(MsliError) as app:
+        explanation_accuracy(model, data)
+    with pytest.raises(MsliError) as cli:
+        explanation_accuracy(model, data)
+    assert "“Bundled sample”" in str(app.value) and not CLI_ONLY.search(str(app.value)), str(app.value)
+    assert "(msli data synth)" in str(cli.value)
