@@ -139,8 +139,15 @@ def env_positive(name: str, default: float, unit: str = "") -> float:
     except ValueError:
         value = math.nan
     if not (math.isfinite(value) and value > 0):
-        raise MsliError(
-            f"The environment variable {name}={raw!r} is not a positive number{unit}; unset it or "
-            f"set it to e.g. {default:g}."
+        from msli_core.data.audience import words
+
+        raise MsliError(  # a misconfigured server: its variable is named, to whoever runs the app
+            words(
+                cli=f"The environment variable {name}={raw!r} is not a positive number{unit}; unset it or "
+                f"set it to e.g. {default:g}.",
+                app=f"The app's setting {name}={raw!r} (an environment variable) is not a positive "
+                f"number{unit}; ask whoever runs the app to unset it or set it to e.g. {default:g}, "
+                "and restart it.",
+            )
         )
     return value

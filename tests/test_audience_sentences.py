@@ -63,3 +63,34 @@ def test_explanation_accuracy_without_ground_truth_names_the_data_page_in_the_ap
         explanation_accuracy(model, data)
     assert "“Bundled sample”" in str(app.value) and not CLI_ONLY.search(str(app.value)), str(app.value)
     assert "(msli data synth)" in str(cli.value)
+
+
+def test_a_misconfigured_setting_is_named_to_whoever_runs_the_app(monkeypatch):
+    """A bad environment variable is the server's configuration: the app names it, addressed to whoever
+    runs the app (the user cannot fix it in a page); the command line names it to its user."""
+    from msli_core.limits import env_positive
+
+    monkeypatch.setenv("MSLI_TEST_SECONDS", "soon")
+    with app_user(), pytest.raises(MsliError) as app:
+        env_positive("MSLI_TEST_SECONDS", 30.0, " of seconds")
+    with pytest.raises(MsliError) as cli:
+        env_positive("MSLI_TEST_SECONDS", 30.0, " of seconds")
+    assert str(app.value) == (
+        "The app's setting MSLI_TEST_SECONDS='soon' (an environment variable) is not a positive number of "
+        "seconds; ask whoever runs the app to unset it or set it to e.g. 30, and restart it."
+    )
+    assert str(cli.value).startswith("The environment variable MSLI_TEST_SECONDS='soon' is not a positive")
+
+
+def test_a_calibration_file_msli_will_not_replace_asks_whoever_runs_the_app(tmp_path, monkeypatch):
+    from msli_core.serving import costmodel as cm
+
+    monkeypatch.setenv("MSLI_CACHE_DIR", str(tmp_path))
+    cm.calibration_path().write_text("my notes, not msli's")
+    with app_user():
+        app = cm.classify_calibration().refusal
+    cli = cm.classify_calibration().refusal
+    assert app.endswith("ask whoever runs the app to set MSLI_CACHE_DIR to another folder and restart it."), (
+        app
+    )
+    assert cli.endswith("; move that file away or set MSLI_CACHE_DIR to another folder."), cli

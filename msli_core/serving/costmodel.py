@@ -414,17 +414,22 @@ def _wording(path: str | os.PathLike | None, flag: str | None = "--out") -> tupl
         return str(Path(path)), "pass another calibration file", "pass a writable path"
     if path is not None:
         return f"{flag} {Path(path)}", f"choose another {flag} path", f"choose a writable {flag} path"
+    from msli_core.data.audience import for_app
+
     target = calibration_path()
+    # the cache folder is the server's configuration: in the app the fix is addressed to whoever runs it
+    who = "ask whoever runs the app to " if for_app() else ""
+    restart = " and restart it" if for_app() else ""
     if os.environ.get("MSLI_CACHE_DIR"):
         return (
             f"{target} (the calibration file under MSLI_CACHE_DIR)",
-            "set MSLI_CACHE_DIR to another folder",
-            "MSLI_CACHE_DIR chose that path, so set MSLI_CACHE_DIR to a writable folder",
+            f"{who}set MSLI_CACHE_DIR to another folder{restart}",
+            f"MSLI_CACHE_DIR chose that path, so {who}set MSLI_CACHE_DIR to a writable folder{restart}",
         )
     return (
         f"{target} (the calibration file in msli's cache folder)",
-        "set MSLI_CACHE_DIR to another folder to keep calibrations there",
-        "set MSLI_CACHE_DIR to a writable folder to keep calibrations there",
+        f"{who}set MSLI_CACHE_DIR to another folder{restart} to keep calibrations there",
+        f"{who}set MSLI_CACHE_DIR to a writable folder{restart} to keep calibrations there",
     )
 
 
