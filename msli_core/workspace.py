@@ -83,7 +83,7 @@ def problem(root: Path | None = None) -> str | None:
 
     base = root or workspace_dir()
     lost = "so the models you train and the sweeps you run are not kept after this session"
-    fix = f"restart the app with {ENV} set to a folder you can write"
+    fix = f"ask whoever runs the app to restart it with {ENV} set to a folder it can write"
     try:
         return _problem(base, lost, fix)
     except OSError as err:  # a folder on the way refuses even a look (PermissionError)
@@ -276,7 +276,7 @@ def save_model(trained, data, root: Path | None = None, *, label: str | None = N
     except OSError as err:
         raise MsliError(
             f"Could not save {trained.name} in the workspace {base} ({err.strerror or err}); free some "
-            f"space there or restart the app with {ENV} set to another folder."
+            f"space there or ask whoever runs the app to restart it with {ENV} set to another folder."
         ) from err
 
 
@@ -350,7 +350,7 @@ def _load_models(folder: Path) -> tuple[list, list[str]]:
 def _unreadable(folder: Path, err: OSError) -> str:
     return (
         f"The workspace folder {folder} cannot be read ({err.strerror or err}); give the app read access to "
-        f"it or restart the app with {ENV} set to another folder."
+        f"it or ask whoever runs the app to restart it with {ENV} set to another folder."
     )
 
 
@@ -373,7 +373,7 @@ def save_sweep(result, root: Path | None = None) -> Path:
     except OSError as err:
         raise MsliError(
             f"Could not save the sweep in the workspace {base} ({err.strerror or err}); free some space "
-            f"there or restart the app with {ENV} set to another folder."
+            f"there or ask whoever runs the app to restart it with {ENV} set to another folder."
         ) from err
 
 

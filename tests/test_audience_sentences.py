@@ -94,3 +94,13 @@ def test_a_calibration_file_msli_will_not_replace_asks_whoever_runs_the_app(tmp_
         app
     )
     assert cli.endswith("; move that file away or set MSLI_CACHE_DIR to another folder."), cli
+
+
+def test_a_workspace_the_app_cannot_write_is_named_to_whoever_runs_it(tmp_path):
+    from msli_core import workspace
+
+    (tmp_path / "file").write_text("not a folder")
+    sentence = workspace.problem(tmp_path / "file" / "workspace")
+    assert sentence and sentence.endswith(
+        "ask whoever runs the app to restart it with MSLI_WORKSPACE set to a folder it can write."
+    ), sentence
