@@ -19,6 +19,9 @@ Decisions:
 - An app user is never told about an environment variable, not even one to pass on: a limit read from
   the environment is named by what it limits and the value it would need (:func:`raise_limit`, from
   :data:`LIMITS`); the README's "Limits on data input" maps each to its setting for whoever runs the app.
+  The exception is the server's own configuration, which no page can change: a badly set variable
+  (``limits.env_positive``), a workspace or calibration cache the app cannot use. There the variable is
+  named, addressed to whoever runs the app ("ask whoever runs the app to ... and restart it").
 - The app's names are the Data page's own labels (:data:`APP_NAMES`); the page builds its widgets' labels
   from this table, so the two cannot drift apart.
 
