@@ -5,6 +5,11 @@ The limits sit far above what the lab's models need on a laptop (d=64, K=4, S=50
 below what would exhaust a machine. To raise every size limit at once, set the environment variable
 ``MSLI_LIMITS_SCALE`` (a number ≥ 1, e.g. ``MSLI_LIMITS_SCALE=4``); the memory estimates of ``msli
 bench`` still apply.
+
+The sentences follow :mod:`msli_core.data.audience`: on the command line they name the variables; in
+the app (a model folder in the workspace over a limit, a badly set variable) the fix is the server's,
+so it is addressed to whoever runs the app: a limit by what it limits, a misconfigured variable by its
+name (the app's user cannot change either).
 """
 
 from __future__ import annotations
@@ -12,17 +17,43 @@ from __future__ import annotations
 import math
 import os
 
+from msli_core.data.audience import server_setting, words
 from msli_core.errors import MsliError
+
+SCALE_ENV = "MSLI_LIMITS_SCALE"
+
+
+def _misconfigured(name: str, raw: str, wanted: str, example: float) -> str:
+    """The app's sentence of a badly set variable: the server's own configuration, which no page
+    changes, so it is named with what it sets and addressed to whoever runs the app."""
+    setting = server_setting(name)
+    return (
+        f"{setting[0].upper()}{setting[1:]} is {raw!r}, not {wanted}; ask whoever runs the app to unset "
+        f"it or set it to e.g. {example:g}, and restart it."
+    )
+
+
+def _raise_scale() -> str:
+    """How to raise every size limit: the variable on the command line; in the app, whoever runs it."""
+    return words(
+        cli=f"raise the upper limit with {SCALE_ENV}",
+        app="ask whoever runs the app to raise its size limits",
+    )
 
 
 def _scale() -> float:
-    raw = os.environ.get("MSLI_LIMITS_SCALE", "1")
+    raw = os.environ.get(SCALE_ENV, "1")
     try:
         value = float(raw)
     except ValueError:
         value = math.nan
     if not math.isfinite(value) or value < 1:
-        raise MsliError(f"MSLI_LIMITS_SCALE is {raw!r}; set it to a number >= 1 or unset it.")
+        raise MsliError(
+            words(
+                cli=f"{SCALE_ENV} is {raw!r}; set it to a number >= 1 or unset it.",
+                app=_misconfigured(SCALE_ENV, raw, "a number >= 1", 4),
+            )
+        )
     return value
 
 
@@ -52,8 +83,7 @@ def check_int(name: str, value: int, low: int, high: int) -> None:
     top = scaled(high)
     if not low <= value <= top:
         raise MsliError(
-            f"Setting {name} is {value}; it must be between {low:,} and {top:,} "
-            "(raise the upper limit with MSLI_LIMITS_SCALE)."
+            f"Setting {name} is {value}; it must be between {low:,} and {top:,} ({_raise_scale()})."
             if value > top
             else f"Setting {name} is {value}; it must be at least {low}."
         )
@@ -104,7 +134,7 @@ def check_float(name: str, value: float, *, low: float, high: float, low_open: b
     if not (math.isfinite(value) and low_ok and value <= top):
         side = "above" if low_open else "at least"
         big = math.isfinite(value) and value > top
-        hint = " (raise the upper limit with MSLI_LIMITS_SCALE)" if big else ""
+        hint = f" ({_raise_scale()})" if big else ""
         raise MsliError(
             f"Setting {name} is {value!r}; it must be a finite number {side} {low:g} "
             f"and at most {top:g}{hint}."
@@ -139,15 +169,11 @@ def env_positive(name: str, default: float, unit: str = "") -> float:
     except ValueError:
         value = math.nan
     if not (math.isfinite(value) and value > 0):
-        from msli_core.data.audience import words
-
         raise MsliError(  # a misconfigured server: its variable is named, to whoever runs the app
             words(
                 cli=f"The environment variable {name}={raw!r} is not a positive number{unit}; unset it or "
                 f"set it to e.g. {default:g}.",
-                app=f"The app's setting {name}={raw!r} (an environment variable) is not a positive "
-                f"number{unit}; ask whoever runs the app to unset it or set it to e.g. {default:g}, "
-                "and restart it.",
+                app=_misconfigured(name, raw, f"a positive number{unit}", default),
             )
         )
     return value

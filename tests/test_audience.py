@@ -70,3 +70,133 @@ def test_models_and_downloads_read_the_same_context_as_the_data_layer(tmp_path):
     assert cli[1].endswith("pass a writable --dir.") and cli[2].endswith("pass it to msli data inspect.")
     for sentence in app[1:]:
         assert sentence.endswith("load it with “Upload files”.") and "--dir" not in sentence, sentence
+
+
+# ---- sentences outside the fix table: each checked inside app_user() and outside ------------------------
+CLI_WORDS = re.compile(r"(?<![\w-])--[a-z]|`msli|\bmsli (train|data|bench|costmodel|explain|export)\b")
+
+
+def app_words_ok(sentence: str) -> None:
+    """An app sentence names no flag or msli command, and an environment variable only addressed to
+    whoever runs the app (the server's own configuration, audience's rule), after those words."""
+    assert not CLI_WORDS.search(sentence), sentence
+    if "MSLI_" in sentence:
+        assert "whoever runs the app" in sentence[: sentence.index("MSLI_")] or (
+            sentence.index("MSLI_") > sentence.index("(environment variable ")
+            and "whoever runs the app" in sentence
+        ), sentence
+
+
+def cli_words_ok(sentence: str) -> None:
+    assert "“" not in sentence and " page" not in sentence, sentence
+    assert "whoever runs the app" not in sentence, sentence
+
+
+def both(call) -> tuple[str, str]:
+    """The sentence ``call`` raises, as the app's user and as the command line's user reads it."""
+    with app_user(), pytest.raises(MsliError) as app:
+        call()
+    with pytest.raises(MsliError) as cli:
+        call()
+    app_words_ok(str(app.value))
+    cli_words_ok(str(cli.value))
+    return str(app.value), str(cli.value)
+
+
+def test_page_labels_that_core_sentences_name_are_on_their_pages(repo_root):
+    for key, (page, text) in audience.PAGE_LABELS.items():
+        source = (repo_root / page).read_text(encoding="utf-8")
+        assert f'"{text}' in source, (key, page, text)  # a string literal that begins with the label
+        assert audience.label(key) == f"“{text}”"
+
+
+def test_a_badly_set_limit_variable_is_named_to_whoever_runs_the_app(monkeypatch):
+    from msli_core import limits
+
+    monkeypatch.setenv("MSLI_DOWNLOAD_DEADLINE_S", "abc")
+    app, cli = both(lambda: limits.env_positive("MSLI_DOWNLOAD_DEADLINE_S", 600.0, " of seconds"))
+    assert app == (
+        "The app's time limit on one MovieLens download (environment variable MSLI_DOWNLOAD_DEADLINE_S) is "
+        "'abc', not a positive number of seconds; ask whoever runs the app to unset it or set it to e.g. "
+        "600, and restart it."
+    )
+    assert cli == (
+        "The environment variable MSLI_DOWNLOAD_DEADLINE_S='abc' is not a positive number of seconds; "
+        "unset it or set it to e.g. 600."
+    )
+    monkeypatch.setenv("MSLI_MAX_ZIP_RATIO", "-3")  # a limit of audience.LIMITS: named by what it limits
+    app, _ = both(lambda: limits.env_positive("MSLI_MAX_ZIP_RATIO", 100.0))
+    assert app.startswith(
+        "The app's limit on a zip member's expansion ratio (environment variable MSLI_MAX_ZIP_RATIO) is '-3'"
+    )
+
+
+def test_a_badly_set_limits_scale_is_named_to_whoever_runs_the_app(monkeypatch):
+    from msli_core import limits
+
+    monkeypatch.setenv("MSLI_LIMITS_SCALE", "0.5")
+    app, cli = both(lambda: limits.check_int("dim", 64, 1, limits.MAX_DIM))
+    assert app == (
+        "The app's multiplier of every size limit (environment variable MSLI_LIMITS_SCALE) is '0.5', not a "
+        "number >= 1; ask whoever runs the app to unset it or set it to e.g. 4, and restart it."
+    )
+    assert cli == "MSLI_LIMITS_SCALE is '0.5'; set it to a number >= 1 or unset it."
+
+
+def test_a_size_over_a_limit_asks_whoever_runs_the_app_without_naming_the_variable(monkeypatch):
+    """Raising a limit is the owner's choice, not a misconfiguration: the app names no variable (a model
+    folder in the workspace over a limit is the way an app user meets this)."""
+    from msli_core import limits
+    from msli_core.models.msli import MSLIConfig
+
+    monkeypatch.delenv("MSLI_LIMITS_SCALE", raising=False)
+    app, cli = both(lambda: limits.check_int("dim", 5000, 1, limits.MAX_DIM))
+    assert app == (
+        "Setting dim is 5000; it must be between 1 and 4,096 (ask whoever runs the app to raise its size "
+        "limits)."
+    )
+    assert cli == (
+        "Setting dim is 5000; it must be between 1 and 4,096 (raise the upper limit with MSLI_LIMITS_SCALE)."
+    )
+    app, cli = both(lambda: limits.check_float("budget", 7200.0, low=0, high=limits.MAX_BUDGET_S))
+    assert app.endswith("at most 3600 (ask whoever runs the app to raise its size limits).")
+    assert cli.endswith("at most 3600 (raise the upper limit with MSLI_LIMITS_SCALE).")
+    app, _ = both(lambda: MSLIConfig(n_items=10, dim=5000))  # a model's config, as a loaded folder's
+    assert "Setting dim is 5000" in app and "MSLI" not in app, app
+
+
+def _literal(node) -> str:
+    """The literal text of a string expression (f-string placeholders as {}), '' for anything else."""
+    import ast
+
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        return "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)
+    if isinstance(node, ast.BinOp):
+        return _literal(node.left) + _literal(node.right)
+    return ""
+
+
+def test_every_words_call_in_msli_core_is_worded_for_its_reader(repo_root):
+    """The scan over the source: each ``words(cli=..., app=...)`` (and ``_words``) call's literal app text
+    names no flag or msli command, and an environment variable only addressed to whoever runs the app;
+    its CLI text names no page's box (“...”) and no page."""
+    import ast
+
+    calls = 0
+    for path in sorted((repo_root / "msli_core").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", ""))
+                    in ("words", "_words")):  # fmt: skip
+                continue
+            texts = {kw.arg: _literal(kw.value) for kw in node.keywords if kw.arg in ("cli", "app")}
+            if set(texts) != {"cli", "app"}:
+                continue
+            calls += 1
+            where = f"{path.relative_to(repo_root)}:{node.lineno}"
+            assert not CLI_WORDS.search(texts["app"]), (where, texts["app"])
+            addressed = "whoever runs the app" in texts["app"]
+            assert "MSLI_" not in texts["app"] or addressed, (where, texts["app"])
+            assert "“" not in texts["cli"] and " page" not in texts["cli"], (where, texts["cli"])
+    assert calls >= 20  # the scan found the calls (a renamed helper would make it pass vacuously)

@@ -76,7 +76,7 @@ def test_a_misconfigured_setting_is_named_to_whoever_runs_the_app(monkeypatch):
     with pytest.raises(MsliError) as cli:
         env_positive("MSLI_TEST_SECONDS", 30.0, " of seconds")
     assert str(app.value) == (
-        "The app's setting MSLI_TEST_SECONDS='soon' (an environment variable) is not a positive number of "
+        "The app's setting MSLI_TEST_SECONDS (an environment variable) is 'soon', not a positive number of "
         "seconds; ask whoever runs the app to unset it or set it to e.g. 30, and restart it."
     )
     assert str(cli.value).startswith("The environment variable MSLI_TEST_SECONDS='soon' is not a positive")

@@ -20,10 +20,17 @@ Decisions:
   the environment is named by what it limits and the value it would need (:func:`raise_limit`, from
   :data:`LIMITS`); the README's "Limits on data input" maps each to its setting for whoever runs the app.
   The exception is the server's own configuration, which no page can change: a badly set variable
-  (``limits.env_positive``), a workspace or calibration cache the app cannot use. There the variable is
-  named, addressed to whoever runs the app ("ask whoever runs the app to ... and restart it").
+  (``limits.env_positive``, ``MSLI_LIMITS_SCALE``), a workspace or calibration cache the app cannot use.
+  There the variable is named, addressed to whoever runs the app ("ask whoever runs the app to ... and
+  restart it"; :func:`server_setting` names it with what it sets), followed, where a page offers one,
+  by what the app's user can do meanwhile (a calibration file the app will not read: the What-if page's
+  presets). The rule is who can act: a fix the app's user makes (a box, a page, another seed) never
+  names a variable, a flag or a command; a fix only the server's owner can make names the variable to
+  them. Raising a limit is the owner's choice, not a misconfiguration, so it keeps :func:`raise_limit`'s
+  words (what it limits and the value it would need).
 - The app's names are the Data page's own labels (:data:`APP_NAMES`); the page builds its widgets' labels
-  from this table, so the two cannot drift apart.
+  from this table, so the two cannot drift apart. The other pages' widgets that core sentences name are
+  in :data:`PAGE_LABELS`; a test checks each label is on its page.
 
 >>> name("min_rating"), words(cli="pass --k-core 5", app="set “k-core” to 5")
 ('--min-rating', 'pass --k-core 5')
@@ -66,6 +73,20 @@ CLI_NAMES = {
     "interests": "--interests",
 }
 FILTERS_PANEL = "Optional filters and column mapping"  # the Data page's expander holding the boxes
+# Other pages' widgets that core sentences name (key -> (the page's file, the label as it begins there)).
+PAGE_LABELS = {
+    "generate": ("pages/data.py", "Generate synthetic"),  # the Data page's generator (a source)
+    "sample": ("pages/data.py", "Bundled sample"),
+    "seed": ("pages/forms.py", "Seed"),  # the Train page's form
+    "hardware": ("pages/whatif.py", "Hardware"),  # the What-if page's preset box
+    "measure": ("pages/whatif.py", "Measure this machine now"),
+    "calibrate": ("pages/forms.py", "Also calibrate the cost model on this machine"),  # Latency's form
+}
+
+
+def label(key: str) -> str:
+    """A widget of :data:`PAGE_LABELS` as the app's sentences name it: its label, quoted."""
+    return f"“{PAGE_LABELS[key][1]}”"
 
 
 @contextmanager
@@ -103,6 +124,27 @@ LIMITS = {
     "MSLI_MAX_METADATA_MB": ("its limit on an item metadata file's size", " MB"),
     "MSLI_MAX_LOAD_MB": ("its limit on the memory one load may use", " MB"),
 }
+# The server's other settings read from the environment, by what they set (see :func:`server_setting`).
+SETTINGS = {
+    "MSLI_DOWNLOAD_DEADLINE_S": "its time limit on one MovieLens download",
+    "MSLI_LIMITS_SCALE": "its multiplier of every size limit",
+    "MSLI_CACHE_DIR": "its cache folder",
+    "MSLI_WORKSPACE": "its workspace folder",
+}
+
+
+def server_setting(variable: str) -> str:
+    """A setting of the server read from the environment, as a sentence names it to whoever runs the app:
+    what it sets, then its variable (the exception of the module's rule: only for the server's own
+    misconfiguration, addressed to whoever runs the app).
+
+    >>> server_setting("MSLI_MAX_ZIP_RATIO")
+    "the app's limit on a zip member's expansion ratio (environment variable MSLI_MAX_ZIP_RATIO)"
+    """
+    what = LIMITS[variable][0] if variable in LIMITS else SETTINGS.get(variable)
+    if what is None:
+        return f"the app's setting {variable} (an environment variable)"
+    return f"the app's {what.removeprefix('its ')} (environment variable {variable})"
 
 
 def raise_limit(variable: str, value: int | str) -> str:
