@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from msli_core import distributed as msli_dist  # (``train``'s keyword ``distributed`` would shadow the name)
-from msli_core.data.audience import words
+from msli_core.data.audience import label, words
 from msli_core.data.dataset import LeaveOneOutSplit, leave_one_out, pad_right_aligned
 from msli_core.errors import MsliError
 from msli_core.evaluate import evaluate, mask_seen, worst_if_not_finite
@@ -140,7 +140,7 @@ class TrainingDiverged(MsliError):
         detail = f"loss is {value}" if what == "loss" else "the weights are no longer finite"
         fix = words(  # the app's Train page has a Seed box and no learning-rate control
             cli=f"train again with another seed or a lower learning rate (msli train --lr; it was {lr:g})",
-            app="train again with another value in the Train page's “Seed” box",
+            app=f"train again with another value in the Train page's {label('seed')} box",
         )
         super().__init__(f"training diverged at epoch {epoch}, step {step}: {detail}; {fix}")
         self.epoch, self.step = epoch, step

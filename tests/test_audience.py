@@ -165,6 +165,34 @@ def test_a_size_over_a_limit_asks_whoever_runs_the_app_without_naming_the_variab
     assert "Setting dim is 5000" in app and "MSLI" not in app, app
 
 
+def test_a_diverged_training_and_a_mismatched_ground_truth_name_the_pages_widgets(tmp_path, sample_data_dir):
+    import shutil
+
+    from msli_core.data import load_dataset
+    from msli_core.train import TrainingDiverged
+
+    def diverge():
+        raise TrainingDiverged(3, 11, float("inf"), 0.01)
+
+    app, cli = both(diverge)
+    assert app == (
+        "training diverged at epoch 3, step 11: loss is infinite; train again with another value in the "
+        "Train page's “Seed” box"
+    )
+    assert cli.endswith("another seed or a lower learning rate (msli train --lr; it was 0.01)")
+
+    folder = tmp_path / "sample"
+    shutil.copytree(sample_data_dir, folder)
+    truth = (folder / "ground_truth.csv").read_text().splitlines()
+    (folder / "ground_truth.csv").write_text("\n".join(truth[:-1]) + "\n")  # one row short
+    app, cli = both(lambda: load_dataset(folder))
+    assert app.endswith(
+        "regenerate both with the Data page's “Generate synthetic” source, or move ground_truth.csv away "
+        "to load the ratings without it."
+    ), app
+    assert cli.endswith("regenerate both with msli data synth."), cli
+
+
 def _literal(node) -> str:
     """The literal text of a string expression (f-string placeholders as {}), '' for anything else."""
     import ast

@@ -21,7 +21,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from msli_core.data.audience import raise_limit, words
+from msli_core.data.audience import label, raise_limit, words
 from msli_core.data.dataset import MOVIELENS_GENRES
 from msli_core.data.files import HEAD_BYTES, DataFile
 from msli_core.data.texttable import (
@@ -267,7 +267,7 @@ def looks_like_ml_latest(file: DataFile) -> bool:
 def _regenerate(what: str) -> str:
     return words(
         cli=f"regenerate {what} with msli data synth",
-        app=f"regenerate {what} with the Data page's “Generate synthetic” source, or move "
+        app=f"regenerate {what} with the Data page's {label('generate')} source, or move "
         "ground_truth.csv away to load the ratings without it",
     )
 
