@@ -15,6 +15,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from test_app_pages import _no_bundled_demo  # noqa: F401 - autouse: an empty session, a temp workspace
 
+from msli_core.data.audience import app_user
 from msli_core.progress import ProgressEvent
 from msli_core.serving import calibrate
 from msli_core.serving import costmodel as cm
@@ -62,8 +63,10 @@ def measured(tmp_path, monkeypatch) -> list[int]:
 def test_a_file_measured_again_is_a_warning_that_stays_after_the_measurement(measured, stored):
     path = cm.calibration_path()
     path.write_text(stored)
-    note = cm.classify_calibration().note
+    with app_user():  # the page's words: the app's file, not the variable that chose it
+        note = cm.classify_calibration().note
     assert note and note.endswith("so msli measures this machine again and replaces it.")
+    assert "(the app's cost-model calibration file)" in note and "MSLI_" not in note
 
     at = AppTest.from_file(APP, default_timeout=180)
     at.run()  # Home draws the latency budget from this machine's constants: measured now

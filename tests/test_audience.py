@@ -193,6 +193,111 @@ def test_a_diverged_training_and_a_mismatched_ground_truth_name_the_pages_widget
     assert cli.endswith("regenerate both with msli data synth."), cli
 
 
+MEANWHILE = (
+    "until then, pick a preset in the What-if page's “Hardware” box, or run a sweep on the Latency page "
+    "with “Also calibrate the cost model on this machine” ticked."
+)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """The calibration cache under tmp_path (MSLI_CACHE_DIR), never the user's; its calibration path."""
+    from msli_core.serving import costmodel
+
+    monkeypatch.setenv("MSLI_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    return costmodel.calibration_path()
+
+
+def _refusals():
+    """The sentence of the calibration path as the app's user and the command line's user read it, from
+    the three entry points the app reaches (calibrate.hardware_here: Home, What-if, a Latency sweep that
+    does not calibrate; check_calibration_target: What-if's “Measure this machine now”)."""
+    from msli_core.serving import calibrate, costmodel
+
+    app, cli = both(costmodel.check_calibration_target)
+    assert both(calibrate.hardware_here) == (app, cli)
+    return app, cli
+
+
+def test_a_calibration_file_the_app_will_not_replace_says_what_the_apps_user_can_do(cache):
+    import json
+
+    from msli_core.serving import costmodel
+
+    cache.write_text("my notes")  # a file msli did not write
+    app, cli = _refusals()
+    assert app == (
+        f"{cache} (the app's cost-model calibration file) is a file msli did not write as far as it can tell "
+        "(text that is not JSON, starting 'my notes'), so msli will not read or replace it; ask whoever runs "
+        f"the app to move that file away or set MSLI_CACHE_DIR to another folder and restart it; {MEANWHILE}"
+    )
+    assert cli == (
+        f"{cache} (the calibration file under MSLI_CACHE_DIR) is a file msli did not write as far as it can "
+        "tell (text that is not JSON, starting 'my notes'), so msli will not read or replace it; move that "
+        "file away or set MSLI_CACHE_DIR to another folder."
+    )
+
+    cache.write_text(json.dumps({"format": costmodel.FORMAT + 1, "name": "later", "source": "a newer lab"}))
+    app, cli = _refusals()
+    assert app.endswith(
+        "so msli will not read or replace it; ask whoever runs the app to upgrade MS-LI Lab or set "
+        f"MSLI_CACHE_DIR to another folder and restart it; {MEANWHILE}"
+    ), app
+    assert cli.endswith("; upgrade msli, or set MSLI_CACHE_DIR to another folder."), cli
+
+    cache.unlink()
+    cache.mkdir()  # a folder where the file belongs
+    app, cli = _refusals()
+    assert app.endswith(
+        f"not a calibration file; ask whoever runs the app to set MSLI_CACHE_DIR to another folder and "
+        f"restart it; {MEANWHILE}"
+    ), app
+    assert cli.endswith("not a calibration file; set MSLI_CACHE_DIR to another folder."), cli
+
+
+def test_a_calibration_cache_that_cannot_be_written_and_a_replaced_file_in_the_apps_words(cache, monkeypatch):
+    import json
+
+    from msli_core.serving import costmodel
+
+    (cache.parent / "file").write_text("not a folder")
+    monkeypatch.setenv("MSLI_CACHE_DIR", str(cache.parent / "file" / "cache"))
+    app, cli = both(costmodel.check_calibration_target)
+    assert app.endswith(
+        f"ask whoever runs the app to set MSLI_CACHE_DIR to a writable folder and restart it; {MEANWHILE}"
+    ), app
+    assert cli.endswith("MSLI_CACHE_DIR chose that path, so set MSLI_CACHE_DIR to a writable folder."), cli
+
+    monkeypatch.setenv("MSLI_CACHE_DIR", str(cache.parent))  # an older calibration: replaced, with a note
+    stored = next(iter(costmodel.PRESETS.values())).as_dict()
+    cache.write_text(json.dumps({**stored, "format": costmodel.FORMAT - 1}))
+    with app_user():
+        app = costmodel.classify_calibration().note
+    cli = costmodel.classify_calibration().note
+    app_words_ok(app)
+    cli_words_ok(cli)
+    assert app.startswith(f"{cache} (the app's cost-model calibration file) was written by an older MS-LI")
+    assert cli.startswith(f"{cache} (the calibration file under MSLI_CACHE_DIR) was written by an older")
+
+    app, cli = both(lambda: costmodel.Hardware.from_dict({}))
+    assert app.endswith("; measure this machine again with “Measure this machine now” on the What-if page.")
+    assert cli.endswith("; re-run `msli costmodel calibrate` to measure this machine again.")
+
+
+def test_a_calibration_path_passed_on_the_command_line_keeps_its_flag_in_either_context(tmp_path):
+    """Only the app's own cache path is worded for the app: a --out path is the command line's."""
+    from msli_core.serving import costmodel
+
+    (tmp_path / "mine.json").write_text("my notes")
+    with app_user():
+        inside = costmodel.classify_calibration(tmp_path / "mine.json").refusal
+    assert inside == costmodel.classify_calibration(tmp_path / "mine.json").refusal
+    assert inside.startswith(f"--out {tmp_path / 'mine.json'} is a file") and inside.endswith(
+        "move that file away or choose another --out path."
+    )
+
+
 def _literal(node) -> str:
     """The literal text of a string expression (f-string placeholders as {}), '' for anything else."""
     import ast

@@ -90,9 +90,11 @@ def test_a_calibration_file_msli_will_not_replace_asks_whoever_runs_the_app(tmp_
     with app_user():
         app = cm.classify_calibration().refusal
     cli = cm.classify_calibration().refusal
-    assert app.endswith("ask whoever runs the app to set MSLI_CACHE_DIR to another folder and restart it."), (
-        app
-    )
+    assert app.endswith(
+        "ask whoever runs the app to move that file away or set MSLI_CACHE_DIR to another folder and restart "
+        "it; until then, pick a preset in the What-if page's “Hardware” box, or run a sweep on the Latency "
+        "page with “Also calibrate the cost model on this machine” ticked."
+    ), app
     assert cli.endswith("; move that file away or set MSLI_CACHE_DIR to another folder."), cli
 
 

@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from msli_core import kinds
+from msli_core.data import audience
 from msli_core.errors import MsliError
 from msli_core.outputs import atomic_write_text, check_can_create
 from msli_core.serving.scoring import uses_seen_table
@@ -170,7 +171,7 @@ class Hardware:
         try:
             return cls._from_fields(data, origin)
         except _Unusable as err:
-            raise MsliError(f"{origin}: {err.reason}; {REDO}.") from None
+            raise MsliError(f"{origin}: {err.reason}; {_redo()}.") from None
 
     @classmethod
     def _from_fields(cls, data: Any, origin: str) -> Hardware:
@@ -248,6 +249,25 @@ class _Unusable(Exception):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+def _redo() -> str:
+    """How to measure this machine again: :data:`REDO` on the command line, the What-if page's button in
+    the app (:mod:`msli_core.data.audience`)."""
+    return audience.words(
+        cli=REDO, app=f"measure this machine again with {audience.label('measure')} on the What-if page"
+    )
+
+
+def _meanwhile() -> str:
+    """What the app's user can do while the app's calibration file cannot be used: the What-if page's
+    presets need none, and a Latency sweep that calibrates measures this machine without reading or
+    writing it (``calibrate(save=False)``); either gives the What-if page constants again."""
+    hardware, calibrate = audience.label("hardware"), audience.label("calibrate")
+    return (
+        f"until then, pick a preset in the What-if page's {hardware} box, or run a sweep on the Latency page "
+        f"with {calibrate} ticked"
+    )
 
 
 def _shown(value: Any, limit: int = 60) -> str:
@@ -345,6 +365,13 @@ class CalibrationFile:
     other: str  # how to pick another path: "choose another --out path", "set MSLI_CACHE_DIR to ..."
     what: str = ""  # what the file is, a fragment after ``named``: "was written by an older MS-LI Lab ..."
     hardware: Hardware | None = None  # CURRENT (or a LINK to a current file): its constants
+    server: bool = False  # the app's own cache path, classified in the app: only whoever runs it can act
+
+    def _fix(self, first: str | None) -> str:
+        """``first`` (what to do with the file itself) or :attr:`other`; in the app, addressed to whoever
+        runs it, and followed by what the app's user can do meanwhile (:func:`_meanwhile`)."""
+        either = f"{first} or {self.other}" if first else self.other
+        return f"ask whoever runs the app to {either}; {_meanwhile()}" if self.server else either
 
     @property
     def msli_wrote(self) -> bool:
@@ -367,24 +394,22 @@ class CalibrationFile:
         either); None for the replaceable states."""
         S = CalibrationState
         if self.state is S.NEWER:
-            return (
-                f"{self.named} {self.what}, so msli will not read or replace it; upgrade msli, or "
-                f"{self.other}."
-            )
+            upgrade = "upgrade MS-LI Lab" if self.server else "upgrade msli,"
+            return f"{self.named} {self.what}, so msli will not read or replace it; {self._fix(upgrade)}."
         if self.state is S.FOREIGN:
             return (
-                f"{self.named} {self.what}, so msli will not read or replace it; move that file away or "
-                f"{self.other}."
+                f"{self.named} {self.what}, so msli will not read or replace it; "
+                f"{self._fix('move that file away')}."
             )
         if self.state is S.LINK:
             return (
-                f"{self.named} is a symbolic link{self.what}, which msli does not replace; move it away or "
-                f"{self.other}."
+                f"{self.named} is a symbolic link{self.what}, which msli does not replace; "
+                f"{self._fix('move it away')}."
             )
         if self.state is S.NOT_A_FILE:
-            return f"{self.named} is a folder or a special file, not a calibration file; {self.other}."
+            return f"{self.named} is a folder or a special file, not a calibration file; {self._fix(None)}."
         if self.state is S.UNREADABLE:
-            return f"{self.named} {self.what}; {self.other}."
+            return f"{self.named} {self.what}; {self._fix(None)}."
         return None
 
 
@@ -406,30 +431,44 @@ def _at_cache_path(path: Path) -> bool:
         return False
 
 
+def _serves_app(path: str | os.PathLike | None) -> bool:
+    """True for the cache path (``path`` None) inside the app (:func:`msli_core.data.audience.app_user`):
+    the app's own calibration file, whose folder the app's user cannot choose."""
+    return path is None and audience.for_app()
+
+
 def _wording(path: str | os.PathLike | None, flag: str | None = "--out") -> tuple[str, str, str]:
     """(the path as sentences name it, how to pick another path, how to pick a writable one): ``path``
     is ``flag``'s (``--out``; None: a file to read, named as it is); None is the cache path, which
-    MSLI_CACHE_DIR (or the platform cache folder) chose."""
+    MSLI_CACHE_DIR (or the platform cache folder) chose.
+
+    In the app (:func:`_serves_app`) the cache folder is the server's own configuration: the path is
+    named as the app's file (no variable), the variable only in the fix, which is addressed to whoever
+    runs the app (:mod:`msli_core.data.audience`'s rule for the server's configuration). The second
+    element then follows "ask whoever runs the app to move that file away or" (:meth:`CalibrationFile._fix`);
+    the third is a whole fix, ending with what the app's user can do meanwhile."""
     if path is not None and flag is None:
         return str(Path(path)), "pass another calibration file", "pass a writable path"
     if path is not None:
         return f"{flag} {Path(path)}", f"choose another {flag} path", f"choose a writable {flag} path"
-    from msli_core.data.audience import for_app
-
     target = calibration_path()
-    # the cache folder is the server's configuration: in the app the fix is addressed to whoever runs it
-    who = "ask whoever runs the app to " if for_app() else ""
-    restart = " and restart it" if for_app() else ""
+    if _serves_app(path):
+        return (
+            f"{target} (the app's cost-model calibration file)",
+            "set MSLI_CACHE_DIR to another folder and restart it",
+            f"ask whoever runs the app to set MSLI_CACHE_DIR to a writable folder and restart it; "
+            f"{_meanwhile()}",
+        )
     if os.environ.get("MSLI_CACHE_DIR"):
         return (
             f"{target} (the calibration file under MSLI_CACHE_DIR)",
-            f"{who}set MSLI_CACHE_DIR to another folder{restart}",
-            f"MSLI_CACHE_DIR chose that path, so {who}set MSLI_CACHE_DIR to a writable folder{restart}",
+            "set MSLI_CACHE_DIR to another folder",
+            "MSLI_CACHE_DIR chose that path, so set MSLI_CACHE_DIR to a writable folder",
         )
     return (
         f"{target} (the calibration file in msli's cache folder)",
-        f"{who}set MSLI_CACHE_DIR to another folder{restart} to keep calibrations there",
-        f"{who}set MSLI_CACHE_DIR to a writable folder{restart} to keep calibrations there",
+        "set MSLI_CACHE_DIR to another folder to keep calibrations there",
+        "set MSLI_CACHE_DIR to a writable folder to keep calibrations there",
     )
 
 
@@ -501,7 +540,7 @@ def classify_calibration(
     S = CalibrationState
 
     def found(state: CalibrationState, what: str = "", **kw: Any) -> CalibrationFile:
-        return CalibrationFile(target, state, named, other, what, **kw)
+        return CalibrationFile(target, state, named, other, what, server=_serves_app(path), **kw)
 
     try:
         link, exists, is_file = target.is_symlink(), target.exists(), target.is_file()
