@@ -117,10 +117,11 @@ def explain(
     if stage is not None:
         split = leave_one_out(data)
         if user not in set(split.eval_users.tolist()):
+            instead = words(cli="--stage all", app="“Recommend”: after the whole history")
             raise MsliError(
                 f"User {user_original_id!r} has fewer than 3 events, so has no held-out item to explain; "
-                "explain it after the whole history instead (--stage all; in the app, 'after the whole "
-                "history'), or pick a user with 3 or more events."
+                f"explain it after the whole history instead ({instead}), or pick a user with 3 or more "
+                "events."
             )
         history, history_ts = split.history(user, stage), split.history_timestamps(user, stage)
     else:

@@ -106,3 +106,37 @@ def test_a_workspace_the_app_cannot_write_is_named_to_whoever_runs_it(tmp_path):
     assert sentence and sentence.endswith(
         "ask whoever runs the app to restart it with MSLI_WORKSPACE set to a folder it can write."
     ), sentence
+
+
+def test_a_badly_set_load_memory_limit_is_the_one_setting_sentence(monkeypatch):
+    from msli_core.data import arrowread
+
+    monkeypatch.setenv(arrowread.MAX_LOAD_MB_ENV, "lots")
+    with app_user(), pytest.raises(MsliError) as app:
+        arrowread.available_memory_bytes()
+    with pytest.raises(MsliError) as cli:
+        arrowread.available_memory_bytes()
+    assert "ask whoever runs the app" in str(app.value) and "restart it" in str(app.value), str(app.value)
+    assert str(cli.value).startswith("The environment variable MSLI_MAX_LOAD_MB='lots' is not a positive")
+    monkeypatch.setenv(arrowread.MAX_LOAD_MB_ENV, "2")
+    assert arrowread.available_memory_bytes() == 2 << 20
+
+
+def test_a_user_without_a_held_out_item_is_told_the_explain_pages_choice_in_the_app(tmp_path):
+    from msli_core.explain import explain
+    from msli_core.train import TrainSettings, train
+
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    lines = (SAMPLE / "ratings.csv").read_text().splitlines()
+    short_user = ["99999,1,4.0,1600000000", "99999,2,4.0,1600000100"]  # 2 events: no held-out item
+    (folder / "ratings.csv").write_text("\n".join(lines[:3001] + short_user) + "\n")
+    shutil.copy(SAMPLE / "movies.csv", folder / "movies.csv")
+    data = load_dataset(folder)
+    model = train(data, "msli", TrainSettings(epochs=1), {"dim": 8, "heads": 2, "layers": 1, "segments": 2})
+    with app_user(), pytest.raises(MsliError) as app:
+        explain(model.model, data, "99999", stage="test")
+    with pytest.raises(MsliError) as cli:
+        explain(model.model, data, "99999", stage="test")
+    assert "(“Recommend”: after the whole history)" in str(app.value) and "--" not in str(app.value)
+    assert "(--stage all)" in str(cli.value)

@@ -60,15 +60,8 @@ _MISSING_IDS = ("", "nan", "None", "<NA>")  # ids the text reader counts as miss
 def available_memory_bytes() -> int | None:
     """Bytes of memory this process may still use: ``MSLI_MAX_LOAD_MB`` when set, else the system's
     available memory (:func:`msli_core.limits.available_memory_bytes`), else None (no bound known)."""
-    raw = os.environ.get(MAX_LOAD_MB_ENV)
-    if raw:
-        try:
-            value = float(raw)
-        except ValueError:
-            value = float("nan")
-        if not (np.isfinite(value) and value > 0):
-            raise MsliError(f"{MAX_LOAD_MB_ENV} is {raw!r}; set it to a positive number of MB or unset it.")
-        return int(value * (1 << 20))
+    if os.environ.get(MAX_LOAD_MB_ENV, "").strip():  # one rule and one sentence for every such setting
+        return int(limits.env_positive(MAX_LOAD_MB_ENV, 4096.0, " of MB") * (1 << 20))
     return limits.available_memory_bytes()
 
 
