@@ -45,6 +45,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -197,9 +198,13 @@ def _locked(base: Path, *, shared: bool = False) -> Iterator[None]:
     handle, held = None, False
     try:
         if base.is_dir() and fcntl is not None:
-            handle = open(base / LOCK, "a")  # noqa: SIM115 - closed below, which releases the lock
-            fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-            held = True
+            # never follows a link out of the workspace, never waits on a FIFO put there: only a regular
+            # file is locked, anything else is treated like a folder that takes no lock file
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK | os.O_NOFOLLOW
+            handle = os.open(base / LOCK, flags, 0o644)
+            if stat.S_ISREG(os.fstat(handle).st_mode):
+                fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+                held = True
     except OSError:
         pass
     try:
@@ -207,7 +212,7 @@ def _locked(base: Path, *, shared: bool = False) -> Iterator[None]:
             yield
     finally:
         if handle is not None:
-            handle.close()
+            os.close(handle)
 
 
 def _publish(built: Path, folder: Path, stem: str, earlier=None) -> Path:

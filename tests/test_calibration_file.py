@@ -272,3 +272,15 @@ def test_without_a_note_callback_the_first_progress_event_says_so():
         f"format {cm.FORMAT - 1}; this version writes {cm.FORMAT}), so msli measures this machine again and "
         "replaces it."
     )
+
+
+@pytest.mark.parametrize("content", [b"\x1c", "\u0085".encode(), "\u2028\n".encode(), b" \t\n"])
+def test_a_file_of_only_unicode_spaces_is_foreign_and_empty_not_a_crash(tmp_path, monkeypatch, content):
+    """bytes.strip() keeps Unicode spaces that str.strip() removes: the description took the first of no
+    lines (IndexError) for such a file at the cache path."""
+    monkeypatch.setenv("MSLI_CACHE_DIR", str(tmp_path))
+    cm.calibration_path().write_bytes(content)
+    refusal = cm.classify_calibration().refusal
+    assert refusal and "an empty file" in refusal, refusal
+    with pytest.raises(MsliError, match="an empty file"):
+        cm.check_calibration_target()

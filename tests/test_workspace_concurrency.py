@@ -322,3 +322,18 @@ def test_the_workspace_lock_holds_against_another_process(tmp_path):
     with workspace._locked(tmp_path, shared=True):
         assert other_process_can("read") and not other_process_can("save")
     assert other_process_can("save")
+
+
+def test_a_lock_name_that_is_not_a_regular_file_neither_hangs_nor_writes_outside(tmp_path):
+    """A FIFO named .lock would block open() forever; a link named .lock would create its target outside
+    the workspace. Both are passed over like a folder that takes no lock file: readers go on unlocked."""
+    fifo_ws, link_ws = tmp_path / "fifo", tmp_path / "link"
+    for ws in (fifo_ws, link_ws):
+        ws.mkdir()
+    os.mkfifo(fifo_ws / workspace.LOCK)
+    outside = tmp_path / "outside.txt"
+    (link_ws / workspace.LOCK).symlink_to(outside)
+    for ws in (fifo_ws, link_ws):
+        assert workspace.load_models(ws) == ([], [])  # returns (a hang here was the bug)
+        assert workspace.clear(ws) == 0
+    assert not outside.exists()

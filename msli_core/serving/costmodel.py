@@ -493,9 +493,12 @@ def _foreign(text: bytes | None, data: Any = None, error: Exception | None = Non
     if not text.strip():
         return "an empty file"
     try:
-        first = text.decode("utf-8").strip().splitlines()[0]
+        lines = text.decode("utf-8").strip().splitlines()  # strips Unicode spaces too: may be none left
     except UnicodeDecodeError:
         return "a file that is not UTF-8 text"
+    if not lines:
+        return "an empty file"
+    first = lines[0]
     if _START.match(text):  # msli's start, but not at msli's path: no evidence it is msli's
         return f"broken JSON outside msli's cache folder ({error})"
     return f"text that is not JSON, starting {_shown(first, 40)}"
