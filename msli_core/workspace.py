@@ -195,6 +195,28 @@ def _locked(base: Path, *, shared: bool = False) -> Iterator[None]:
     shared while a reader reads, so it never meets a model between its old and new folder, or a sweep
     being removed. Where no file lock can be had (no ``fcntl``, a file system without locks, a folder
     that takes no new file), saves take turns within this process and readers go on unlocked."""
+    held_here = getattr(_HELD, "bases", None)
+    if held_here is None:
+        held_here = _HELD.bases = set()
+    key = os.path.abspath(base)
+    if key in held_here:  # nested in this thread (a reader inside a save): the outer lock covers it; a
+        # second flock on a new handle, or _TURNS taken twice, would wait on this thread itself
+        yield
+        return
+    held_here.add(key)
+    try:
+        with _lock_file(base, shared):
+            yield
+    finally:
+        held_here.discard(key)
+
+
+_HELD = threading.local()  # .bases: the workspaces whose lock this thread holds
+
+
+@contextlib.contextmanager
+def _lock_file(base: Path, shared: bool) -> Iterator[None]:
+    """:func:`_locked`'s lock itself (its docstring says what it guards)."""
     handle, held = None, False
     try:
         if base.is_dir() and fcntl is not None:

@@ -337,3 +337,14 @@ def test_a_lock_name_that_is_not_a_regular_file_neither_hangs_nor_writes_outside
         assert workspace.load_models(ws) == ([], [])  # returns (a hang here was the bug)
         assert workspace.clear(ws) == 0
     assert not outside.exists()
+
+
+def test_a_reader_inside_a_save_in_the_same_thread_does_not_wait_on_itself(tmp_path):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    with workspace._locked(ws):  # exclusive, as a save holds it
+        assert workspace.load_models(ws) == ([], [])  # a shared lock on a new handle waited forever
+    (ws / workspace.LOCK).unlink()
+    (ws / workspace.LOCK).mkdir()  # no lock file can be had: saves take turns on _TURNS
+    with workspace._locked(ws), workspace._locked(ws):
+        pass  # _TURNS taken twice by one thread waited forever
