@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
+from hardware_fixture import made_up_hardware
 from streamlit.testing.v1 import AppTest
 from test_app_pages import _no_bundled_demo  # noqa: F401 - autouse: an empty session, a temp workspace
 
@@ -23,14 +24,7 @@ from msli_core.serving import costmodel as cm
 pytestmark = pytest.mark.slow  # AppTest runs
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-STORED = cm.Hardware(
-    "stored",
-    gemm_flops={"torch": {"square": 1e11, "skinny": 4e10, "attention": 2.5e10}, "numpy": {"square": 1e11}},
-    bandwidth=1e10,
-    gather_bandwidth=1e9,
-    call_s={"torch": 1e-6, "numpy": 5e-7},
-    source="test",
-)
+STORED = made_up_hardware("stored")
 MEASURED = cm.Hardware(**{**STORED.__dict__, "name": "measured in the test"})
 
 

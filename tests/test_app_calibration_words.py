@@ -9,6 +9,7 @@ The cache is under tmp_path (MSLI_CACHE_DIR); the seconds-long measurement is re
 from __future__ import annotations
 
 import pytest
+from hardware_fixture import made_up_hardware
 from test_app_pages import (
     _no_bundled_demo,  # noqa: F401 - autouse: an empty session and a temporary workspace
     error_texts,
@@ -21,14 +22,7 @@ from msli_core.serving import costmodel as cm
 
 pytestmark = pytest.mark.slow  # AppTest runs
 
-MEASURED = cm.Hardware(
-    "measured in the test",
-    gemm_flops={"torch": {"square": 1e11, "skinny": 4e10, "attention": 2.5e10}, "numpy": {"square": 1e11}},
-    bandwidth=1e10,
-    gather_bandwidth=1e9,
-    call_s={"torch": 1e-6, "numpy": 5e-7},
-    source="test",
-)
+MEASURED = made_up_hardware("measured in the test")
 
 
 def test_a_calibration_file_the_app_will_not_read_says_what_to_do_and_that_works(tmp_path, monkeypatch):

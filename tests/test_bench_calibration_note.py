@@ -11,19 +11,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from hardware_fixture import made_up_hardware
 
 from msli_core.cli import main
 from msli_core.serving import calibrate
 from msli_core.serving import costmodel as cm
 
-HW = cm.Hardware(
-    "stored",
-    gemm_flops={"torch": {"square": 1e11, "skinny": 4e10, "attention": 2.5e10}, "numpy": {"square": 1e11}},
-    bandwidth=1e10,
-    gather_bandwidth=1e9,
-    call_s={"torch": 1e-6, "numpy": 5e-7},
-    source="test",
-)
+HW = made_up_hardware("stored")
 MEASURED = cm.Hardware(**{**HW.__dict__, "name": "measured now"})
 TINY = [
     "bench", "--no-calibrate", "--segments", "2", "--candidates", "20", "--history", "6", "--repeats", "2",

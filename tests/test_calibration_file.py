@@ -14,6 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from hardware_fixture import made_up_hardware
 
 from msli_core.cli import main
 from msli_core.errors import MsliError
@@ -21,14 +22,7 @@ from msli_core.serving import bench, calibrate
 from msli_core.serving import costmodel as cm
 
 S = cm.CalibrationState
-HW = cm.Hardware(
-    "stored",
-    gemm_flops={"torch": {"square": 1e11, "skinny": 4e10, "attention": 2.5e10}, "numpy": {"square": 1e11}},
-    bandwidth=1e10,
-    gather_bandwidth=1e9,
-    call_s={"torch": 1e-6, "numpy": 5e-7},
-    source="test",
-)
+HW = made_up_hardware("stored")
 MEASURED = cm.Hardware(**{**HW.__dict__, "name": "measured now"})
 SAVED = json.dumps(HW.as_dict(), indent=2)  # what save_hardware writes
 

@@ -17,19 +17,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from hardware_fixture import made_up_hardware
 
 from msli_core.cli import main
 from msli_core.serving import calibrate, costmodel
 from msli_core.serving import onnx_export as ox
 
-HW = costmodel.Hardware(
-    "round",
-    gemm_flops={"torch": {"square": 1e11, "skinny": 4e10, "attention": 2.5e10}, "numpy": {"square": 1e11}},
-    bandwidth=1e10,
-    gather_bandwidth=1e9,
-    call_s={"torch": 1e-6, "numpy": 5e-7},
-    source="test",
-)
+HW = made_up_hardware("round")
 HAS_PROC = os.path.isdir("/proc/self")
 
 
