@@ -293,17 +293,25 @@ def save_model(trained, data, root: Path | None = None, *, label: str | None = N
         config = _model_config(path)
         return config is not None and _identity(config) == wanted
 
+    def build(staging: Path) -> Path:
+        return write(trained.loaded.model, staging / "model", data=data, metrics=trained.metrics, extra=extra)
+
+    return _save(base, MODELS, trained.name, build, slug(trained.name), earlier)
+
+
+def _save(base: Path, kind: str, what: str, build, stem: str, earlier=None) -> Path:
+    """The one way a save happens: ``build(staging)`` writes the complete folder inside a hidden staging
+    folder of ``base/kind`` and returns it; it is moved in under the workspace's lock
+    (:func:`_publish`). A file system error is one sentence naming ``what`` could not be saved."""
     try:
-        with _staging(base / MODELS) as staging:
-            built = write(
-                trained.loaded.model, staging / "model", data=data, metrics=trained.metrics, extra=extra
-            )
+        with _staging(base / kind) as staging:
+            built = build(staging)
             with _locked(base):
-                return _publish(built, base / MODELS, slug(trained.name), earlier)
+                return _publish(built, base / kind, stem, earlier)
     except OSError as err:
         raise MsliError(
-            f"Could not save {trained.name} in the workspace {base} ({err.strerror or err}); free some "
-            f"space there or ask whoever runs the app to restart it with {ENV} set to another folder."
+            f"Could not save {what} in the workspace {base} ({err.strerror or err}); free some space "
+            f"there or ask whoever runs the app to restart it with {ENV} set to another folder."
         ) from err
 
 
@@ -391,17 +399,13 @@ def save_sweep(result, root: Path | None = None) -> Path:
     base = root or workspace_dir()
     _check_writable(base)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    try:
-        with _staging(base / SWEEPS) as staging:
-            write_outputs(result, staging / "sweep")
-            _check_sweep_size(staging / "sweep")  # a sweep no session could read back is not kept
-            with _locked(base):
-                return _publish(staging / "sweep", base / SWEEPS, stamp)
-    except OSError as err:
-        raise MsliError(
-            f"Could not save the sweep in the workspace {base} ({err.strerror or err}); free some space "
-            f"there or ask whoever runs the app to restart it with {ENV} set to another folder."
-        ) from err
+
+    def build(staging: Path) -> Path:
+        write_outputs(result, staging / "sweep")
+        _check_sweep_size(staging / "sweep")  # a sweep no session could read back is not kept
+        return staging / "sweep"
+
+    return _save(base, SWEEPS, "the sweep", build, stamp)
 
 
 def _check_sweep_size(folder: Path) -> None:
