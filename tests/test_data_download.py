@@ -541,9 +541,9 @@ def test_a_failed_download_removes_fetchs_damaged_zip_after_one_hash(tmp_path, m
     assert reads == ["rb"] and not (tmp_path / "ml-100k.zip").exists()
 
 
-def test_fetchs_damaged_zip_rewritten_during_a_failed_download_is_kept(tmp_path):
-    """Fetch's own stale zip is removed when the download fails only while it is the file fetch hashed:
-    one the user wrote there meanwhile is theirs."""
+def _fetched_zip_damaged_then_rewritten(tmp_path):
+    """Fetch's own zip of ml-100k, damaged afterwards: (checksums, its path, a progress callback that
+    writes the user's own zip there while the next download runs)."""
     checksums = {"ml-100k": _sha256(ZIP_100K)}
     with serve({"/ml-100k.zip": Route(ZIP_100K)}) as server:
         fetch_movielens("ml-100k", directory=tmp_path, base_url=server.base_url, checksums=checksums)
@@ -552,6 +552,14 @@ def test_fetchs_damaged_zip_rewritten_during_a_failed_download_is_kept(tmp_path)
 
     def meanwhile(_event) -> None:
         archive.write_bytes(b"the user's own zip, saved while msli was downloading")
+
+    return checksums, archive, meanwhile
+
+
+def test_fetchs_damaged_zip_rewritten_during_a_failed_download_is_kept(tmp_path):
+    """Fetch's own stale zip is removed when the download fails only while it is the file fetch hashed:
+    one the user wrote there meanwhile is theirs."""
+    checksums, archive, meanwhile = _fetched_zip_damaged_then_rewritten(tmp_path)
 
     with serve({"/ml-100k.zip": Route(ZIP_100K, truncate=True)}) as server, pytest.raises(MsliError):
         fetch_movielens(
@@ -561,14 +569,7 @@ def test_fetchs_damaged_zip_rewritten_during_a_failed_download_is_kept(tmp_path)
 
 
 def test_fetchs_damaged_zip_rewritten_during_a_download_is_not_overwritten(tmp_path):
-    checksums = {"ml-100k": _sha256(ZIP_100K)}
-    with serve({"/ml-100k.zip": Route(ZIP_100K)}) as server:
-        fetch_movielens("ml-100k", directory=tmp_path, base_url=server.base_url, checksums=checksums)
-    archive = tmp_path / "ml-100k.zip"
-    archive.write_bytes(b"damaged")
-
-    def meanwhile(_event) -> None:
-        archive.write_bytes(b"the user's own zip, saved while msli was downloading")
+    _checksums, archive, meanwhile = _fetched_zip_damaged_then_rewritten(tmp_path)
 
     err = _refused_while_downloading(tmp_path, meanwhile)
     assert f"{archive} (it appeared while ml-100k was downloading)" in str(err.value)
