@@ -5,10 +5,7 @@ the measured points. Pure pandas over ``bench`` rows and ``costmodel``; nothing 
 
 from __future__ import annotations
 
-import collections
-import itertools
 import math
-import operator
 import os
 from typing import Any
 
@@ -233,9 +230,8 @@ def bundled_sweep(sample_dir) -> tuple[list[dict], dict] | None:
         return None
 
 
-# bench.json of the default sweep is ~100 KB; 64 MiB is about 100,000 rows, where parsing the JSON takes
-# about twice as long as checking it (:func:`_rows_certainly_ok`). A file over it is refused for its size,
-# before it is read.
+# bench.json of the default sweep is ~100 KB; 64 MiB is about 100,000 rows (about a second to parse and
+# check). A file over it is refused for its size, before it is read.
 MAX_SWEEP_BYTES = 64 << 20
 # The columns of a bench row (bench_settings.ROW_KEYS) by the type msli bench writes them with; any may be
 # null (not applicable to that row, or a NaN written as null) except the ones in _REQUIRED.
@@ -288,93 +284,6 @@ def _row_problem(row: Any) -> str | None:
     return None
 
 
-_WHOLE_EXACT = float(2**52)  # a float64 holds every whole number up to here exactly (2**53 is _whole's top)
-_MAX_SHAPES = 1000  # kinds of row the column pass sorts through; past it the rows decide (a garbage file)
-# the Python types a value of each column may have besides None (what _row_problem checks, as types)
-_ROW_TYPES: dict[str, frozenset] = {
-    **{key: frozenset({str}) for key in _ROW_TEXT},
-    **{key: frozenset({bool}) for key in _ROW_FLAG},
-    **{key: frozenset({int}) for key in _ROW_WHOLE},
-    **{key: frozenset({int, float}) for key in (*_ROW_NUMBER, *_ROW_FRACTION)},
-}
-
-
-def _key_order(rows: list) -> tuple[str, ...] | None:
-    """The keys, in order, that every row has, when every row is an object with the same keys in the same
-    order (what ``msli bench`` writes); else None."""
-    if set(map(type, rows)) != {dict}:
-        return None
-    orders = set(map(tuple, rows))
-    return orders.pop() if len(orders) == 1 else None
-
-
-def _rows_certainly_ok(rows: list, keys: tuple[str, ...] | None) -> bool:
-    """True when no row has a problem :func:`_row_problem` would name, decided a column at a time, with no
-    Python code per row (C-level ``map`` and numpy). False means "ask :func:`_row_problem` row by row", which
-    finds the first problem and words it; that is also the answer for what this pass leaves undecided
-    (rows with different keys or key orders, ``keys`` None; a whole number past 2**52, where a float64
-    rounds; over :data:`_MAX_SHAPES` kinds of row). So the checks and their sentences are
-    :func:`_row_problem`'s alone: this pass only proves, faster, that it would find none (a test compares
-    the two on mutated rows).
-
-    How: the tuple of the Python types of each row's values (in ``keys`` order), counted (a sweep has a
-    handful of distinct ones), decides every type check and where the nulls are; the numeric columns that
-    hold a number go into one float64 array, in which a null is NaN, so each column's NaNs must be
-    exactly its nulls (a NaN written in the file is refused) and the rest finite and not negative
-    (fractions at most 1, whole numbers at most 2**52)."""
-    import numpy as np
-
-    if keys is None or any(key not in keys for key in _REQUIRED):
-        return False
-    shapes = collections.Counter(map(tuple, map(map, itertools.repeat(type), map(dict.values, rows))))
-    if len(shapes) > _MAX_SHAPES:
-        return False
-    none = type(None)
-    nulls = dict.fromkeys(keys, 0)  # per column, how many rows hold null
-    holds_int = set()  # the columns where some row holds an int
-    for shape, count in shapes.items():
-        for key, kind in zip(keys, shape, strict=True):
-            if kind is none:
-                if key in _REQUIRED:
-                    return False
-                nulls[key] += count
-            elif key in _ROW_TYPES and kind not in _ROW_TYPES[key]:
-                return False
-            elif kind is int:
-                holds_int.add(key)
-    n = len(rows)
-    numeric = [k for k in keys if k in _ROW_TYPES and int in _ROW_TYPES[k] and nulls[k] < n]
-    column = {key: c for c, key in enumerate(numeric)}
-    grid = np.zeros((n, 0))  # (rows, numeric) float64, NaN where the row holds null
-    if numeric:
-        pick = operator.itemgetter(*numeric) if len(numeric) > 1 else (lambda row: (row[numeric[0]],))
-        try:
-            grid = np.array(list(itertools.chain.from_iterable(map(pick, rows))), dtype=np.float64)
-        except (OverflowError, TypeError, ValueError):  # an int past float64
-            return False
-        grid = grid.reshape(n, len(numeric))
-    missing = np.isnan(grid)
-    if (missing.sum(axis=0) != np.array([nulls[k] for k in numeric], dtype=np.int64)).any():
-        return False  # a NaN written in the file, not a null
-    filled = np.where(missing, 0.0, grid)
-    if not np.isfinite(filled).all() or (filled < 0).any():
-        return False
-    for key, c in column.items():
-        top = 1.0 if key in _ROW_FRACTION else _WHOLE_EXACT if key in holds_int else math.inf
-        if filled[:, c].max() > top:
-            return False
-    no_candidates = missing[:, column["candidates"]] if "candidates" in column else np.ones(n, dtype=bool)
-    if no_candidates.any():  # only a nearline update has no N
-        stages = np.array(list(map(operator.itemgetter("stage"), rows)), dtype=object)
-        if (no_candidates & (stages != "nearline")).any():
-            return False
-    if "p50_ms" in keys:  # a timed row (calls > 0) has a p50_ms
-        no_p50 = missing[:, column["p50_ms"]] if "p50_ms" in column else np.ones(n, dtype=bool)
-        if (no_p50 & (filled[:, column["calls"]] != 0)).any():
-            return False
-    return True
-
-
 def check_sweep(rows: Any, meta: Any) -> str | None:
     """What keeps ``(rows, meta)`` from being shown, as a phrase; None when they have the schema
     ``msli bench`` writes: a non-empty list of row objects whose columns have their types (the identity
@@ -387,20 +296,13 @@ def check_sweep(rows: Any, meta: Any) -> str | None:
     ...               "history": 50, "candidates": 100, "calls": 5, "p50_ms": "2.0"}], {})
     "a row has p50_ms = '2.0' (str), not a number, 0 or more"
     """
-    keys = _key_order(rows) if isinstance(rows, list) and rows else None
-    return _sweep_problem(rows, meta, keys)
-
-
-def _sweep_problem(rows: Any, meta: Any, keys: tuple[str, ...] | None) -> str | None:
-    """:func:`check_sweep`, given :func:`_key_order` of ``rows``."""
     if not isinstance(rows, list) or not isinstance(meta, dict):
         return "bench.json is not a list of rows or meta.json not an object"
     if not rows:
         return "bench.json holds no rows"
-    if not _rows_certainly_ok(rows, keys):  # a problem, or a shape the column pass leaves to the rows
-        for row in rows:
-            if problem := _row_problem(row):
-                return problem
+    for row in rows:
+        if problem := _row_problem(row):
+            return problem
     for key, types in _META_TYPES.items():
         value = meta.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
@@ -449,15 +351,12 @@ def read_sweep(
     except (OSError, ValueError, RecursionError) as err:
         detail = getattr(err, "strerror", None) or str(err)[:80] or type(err).__name__
         raise MsliError(f"The sweep {folder} cannot be read ({detail}); {fix}.") from err
-    keys = _key_order(rows) if isinstance(rows, list) and rows else None
-    problem = _sweep_problem(rows, meta, keys)
+    problem = check_sweep(rows, meta)
     if problem:
         raise MsliError(
             f"The sweep {folder} is not one this msli can show ({problem}): it was edited, damaged or "
             f"written by another version; {fix}."
         )
-    if keys == ROW_KEYS:  # every row has every column already, in order (what this msli writes)
-        return rows, meta
     return [{**dict.fromkeys(ROW_KEYS), **row} for row in rows], meta
 
 
