@@ -179,3 +179,27 @@ def test_record_lines_of_a_quoted_line_break_and_a_bom(tmp_path):
     assert _line_count(file) == 6
     assert _record_lines(file, ",").tolist() == [1, 2, 4, 6]
     assert _record_lines(file, ",", records=2).tolist() == [1, 2]
+
+
+# ------------------------------------------------------------------- more fields than the header names
+@pytest.mark.parametrize("end", ENDS)
+def test_a_row_with_a_field_past_the_header_is_refused_by_its_line(tmp_path, end):
+    """pandas drops a record's fields past the header's columns without a word; a non-empty one means a
+    shifted row (an unquoted delimiter inside a field) or a column the header does not name, so the
+    table is refused on that row's line (after a quoted line break too), and nothing is dropped."""
+    e = ENDS[end]
+    lines = ["user,item,timestamp", f'u1,"i{e}1",1600000000', "u1,i2,1600000060", "u2,Heat, The,1600000120"]
+    path = _write(tmp_path, lines, e)
+    assert _editor_line(path, "Heat") == 5
+    assert _sentence(path).endswith(
+        ", line 5 has more fields than the header names (3); quote a field that contains the delimiter, "
+        "or name the extra column in the header."
+    )
+
+
+def test_a_trailing_delimiter_is_no_extra_field(tmp_path):
+    """An empty field after the last column (a spreadsheet's trailing comma) holds nothing to drop."""
+    path = _write(tmp_path, ["user,item,timestamp", *(f"{row}," for row in ROWS), "u3,i3,1600000180, "], "\n")
+    data = load_dataset(path)
+    assert data.n_interactions == 4
+    assert sorted(data.interactions["timestamp"].tolist()) == [1600000000, 1600000060, 1600000120, 1600000180]
