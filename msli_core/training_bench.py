@@ -69,12 +69,13 @@ def training_throughput(
         config = MSLIConfig(n_items=n_items, n_genres=1, dim=dim, segments=K, max_len=length, layers=layers,
                             heads=heads, recent_items=recent, closed_gradient=closed_gradient)  # fmt: skip
         model = MSLIModel(config).train()
-        history = length + 1 + (K - 1) * config.S + config.S  # every position has K-1 closed segments
+        # every position has K-1 closed segments before the window inference would read at its event
+        history = 2 * length + 1 + (K - 1) * config.S
         seqs = [rng.integers(1, n_items + 1, size=history) for _ in range(rows)]
         stamps = [np.arange(history) for _ in range(rows)]
         ranges = [(history - length - 1, history)] * rows
-        batch = row_batch(seqs, stamps, ranges, segments=K, segment_len=config.S, segmenter="fixed",
-                          session_gap=3600.0, closed=config.closed_segments)  # fmt: skip
+        batch = row_batch(seqs, stamps, ranges, segments=K, segment_len=config.S, window_len=length,
+                          segmenter="fixed", session_gap=3600.0, closed=config.closed_segments)  # fmt: skip
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
         steps.append(_step_fn(model, batch, optimizer, late_interaction_loss))
         for _ in range(warmup):

@@ -54,8 +54,8 @@ def test_every_position_sees_what_inference_sees(tiny, segments, segmenter, aggr
     stamps = [data.timestamps[u][: len(s)] for u, s in zip(users, seqs, strict=True)]
     ranges = [(0, len(s)) for s in seqs]  # whole sequences (shorter than L_max + 1)
     c = model.config
-    batch = tr.row_batch(seqs, stamps, ranges, segments=c.segments, segment_len=c.S, segmenter=segmenter,
-                         session_gap=400, closed=c.closed_segments)  # fmt: skip
+    batch = tr.row_batch(seqs, stamps, ranges, segments=c.segments, segment_len=c.S, window_len=c.max_len,
+                         segmenter=segmenter, session_gap=400, closed=c.closed_segments)  # fmt: skip
     with torch.no_grad():
         loss = tr.late_interaction_loss(model, batch)
         histories = [s[:t] for s in seqs for t in range(1, len(s))]
@@ -82,9 +82,10 @@ def _loss_and_grads(loss, model):
     return loss.item(), [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
 
 
-def _row_batch(seqs, stamps, rows, closed):
+def _row_batch(seqs, stamps, rows, closed, window_len):
     """(sequence index, [r0, r1)) rows -> their RowBatch, K = 3, fixed segments of 3 events."""
-    options = dict(segments=3, segment_len=3, segmenter="fixed", session_gap=400, closed=closed)
+    options = dict(segments=3, segment_len=3, window_len=window_len, segmenter="fixed", session_gap=400,
+                   closed=closed)  # fmt: skip
     picked = [seqs[b] for b, _ in rows], [stamps[b] for b, _ in rows], [r for _, r in rows]
     return tr.row_batch(*picked, **options)
 
@@ -111,7 +112,7 @@ def test_the_fused_loss_and_gradients_equal_the_reference_path(tiny, closed, til
     seqs = [split.train_sequence(u) for u in users]
     stamps = [data.timestamps[u][: len(s)] for u, s in zip(users, seqs, strict=True)]
     rows = [(b, r) for b, s in enumerate(seqs) for r in tr.training_rows(s, 6, 3)]
-    batch = _row_batch(seqs, stamps, rows, closed)
+    batch = _row_batch(seqs, stamps, rows, closed, window_len=6)
     assert batch.groups * batch.group_len > 1 and bool((batch.closed_index >= 0).any())
     fused = _loss_and_grads(tr.late_interaction_loss(model, batch), model)
     reference = _loss_and_grads(tr.late_interaction_loss(model, batch, reference=True), model)
@@ -130,7 +131,7 @@ def test_the_fused_loss_gradients_equal_scoring_each_history_from_scratch(tiny, 
         rows = [(b, (t, t + 2)) for b, s in enumerate(seqs) for t in range(len(s) - 1)]
     else:
         rows = [(b, (0, len(s))) for b, s in enumerate(seqs)]
-    batch = _row_batch(seqs, stamps, rows, "recent")
+    batch = _row_batch(seqs, stamps, rows, "recent", window_len=max_len)
     cut = [(b, t) for b, (r0, r1) in rows for t in range(r0, r1 - 1)]  # history seqs[b][: t + 1]
     scores = model.score_histories([seqs[b][: t + 1] for b, t in cut], [stamps[b][: t + 1] for b, t in cut])
     reference = tr.full_softmax_loss(scores, torch.as_tensor([int(seqs[b][t + 1]) for b, t in cut]))
@@ -138,25 +139,65 @@ def test_the_fused_loss_gradients_equal_scoring_each_history_from_scratch(tiny, 
     _assert_same(fused, _loss_and_grads(reference, model))
 
 
+def _closed_events(batch, row, position):
+    """Sorted event ids (item id - 1 in these tests) in the closed slots of ``position`` of ``row``."""
+    group = int(batch.group_position[row, position]) // batch.group_len
+    slots = batch.closed_index[row, group][batch.closed_index[row, group] >= 0]
+    items = batch.closed_items[row, slots]
+    return sorted((items[items > 0] - 1).tolist())
+
+
 def test_no_position_sees_its_future_in_an_older_closed_slot():
-    """A row's closed slots ("older") are the segments that start before the row's window; when the row
-    starts inside a segment, that segment runs past the row's first positions, into their targets (row
-    of events 60..260, segments of 50: segment [50, 100) holds the first position's target, event 61),
-    so it joins only once it is closed (from event 100, where the next segment opens), as at inference;
-    the row has two groups."""
+    """A row that starts inside a segment (events 60..260 of 300, segments of 50, window 200): segment
+    [50, 100) runs past its first positions into their targets; it joins a position's closed slots only
+    once it is closed and older than that position's inference window, never earlier."""
     seq = np.arange(1, 301)  # item id = event + 1
-    batch = tr.row_batch([seq], [np.arange(300.0)], [(60, 261)], segments=4, segment_len=50,
+    batch = tr.row_batch([seq], [np.arange(300.0)], [(60, 261)], segments=4, segment_len=50, window_len=200,
                          segmenter="fixed", session_gap=3600.0, closed="older")  # fmt: skip
-    assert batch.groups == 2
-    newest_seen = []
-    for p in range(batch.window.shape[1]):
+    newest_seen = [max(_closed_events(batch, 0, p), default=-1) for p in range(batch.window.shape[1])]
+    assert all(newest <= 60 + p for p, newest in enumerate(newest_seen))
+    # events 60..199: their 200-event windows start at event 0, so no closed segment; events 200..249:
+    # [0, 50) starts before the window; events 250..259: [50, 100) does too
+    assert newest_seen == [-1] * 140 + [49] * 50 + [99] * 10
+
+
+@pytest.mark.parametrize("segmenter", ["fixed", "session"])
+def test_every_position_of_a_long_row_has_the_closed_slots_inference_picks(segmenter):
+    """The last 201-event row of a 520-event history (window 200, K = 4, S = 50): at every position each
+    closed slot holds exactly the events inference puts in that slot for the history up to that event,
+    even at the row's first positions, whose open vector reads only the row (so no closed slot sits
+    right before a short window there: it is as old as inference makes it). The row encodes only its
+    last position's K-1 segments: an earlier position's slot that inference fills with an older
+    segment is empty, never filled with another one."""
+    from msli_core.models.segmenter import segment
+
+    n, K, S, W = 520, 4, 50, 200
+    seq = np.arange(1, n + 1)  # item id = event + 1
+    stamps = np.cumsum(np.where(np.arange(n) % 37 == 0, 5000.0, 10.0))  # sessions of about 37 events
+    r0 = n - W - 1
+    batch = tr.row_batch([seq], [stamps], [(r0, n)], segments=K, segment_len=S, window_len=W,
+                         segmenter=segmenter, session_gap=3600.0, closed="older")  # fmt: skip
+    assert batch.groups > 2  # the closed slots move with the window along the row
+
+    def inference_slots(t):
+        slots = segment(seq[: t + 1], stamps[: t + 1], segments=K, segment_len=S, window_len=W,
+                        segmenter=segmenter, session_gap=3600.0, closed="older")  # fmt: skip
+        return [(row[row > 0] - 1).tolist() for row in slots.items[: K - 1]]  # events per slot
+
+    budget = [events for events in inference_slots(n - 2) if events]  # the last position's segments
+    oldest_event = min(min(events) for events in budget)
+    emptied = 0
+    for p in range(W):
         group = int(batch.group_position[0, p]) // batch.group_len
-        slots = batch.closed_index[0, group][batch.closed_index[0, group] >= 0]
-        newest_event = int(batch.closed_items[0, slots].max()) - 1
-        assert newest_event <= 60 + p, f"position {p} (event {60 + p}) sees event {newest_event}"
-        newest_seen.append(newest_event)
-    # events 60..99 see segments up to [0, 50); from event 100 on, [50, 100) is closed and joins
-    assert newest_seen[:40] == [49] * 40 and newest_seen[40:] == [99] * (len(newest_seen) - 40)
+        for k, want in enumerate(inference_slots(r0 + p)):
+            at = int(batch.closed_index[0, group, k])
+            got = [] if at < 0 else (batch.closed_items[0, at][batch.closed_items[0, at] > 0] - 1).tolist()
+            if want and min(want) < oldest_event:  # older than the row's budget: left empty
+                assert got == [], f"position {p}, slot {k}"
+                emptied += 1
+            else:
+                assert got == want, f"position {p}, slot {k}"
+    assert emptied > 0  # the budget was exercised
 
 
 @pytest.mark.parametrize("closed", ["recent", "older"])
@@ -174,7 +215,8 @@ def test_rows_that_start_late_see_the_inference_window_and_closed_slots(tiny, cl
     picks = [(b, t) for b, s in enumerate(seqs) for t in range(0, len(s) - 1)]
     rows = [(t, t + 2) for _, t in picks]
     batch = tr.row_batch([seqs[b] for b, _ in picks], [stamps[b] for b, _ in picks], rows, segments=3,
-                         segment_len=3, segmenter=segmenter, session_gap=400, closed=closed)  # fmt: skip
+                         segment_len=3, window_len=1, segmenter=segmenter, session_gap=400,
+                         closed=closed)  # fmt: skip
     with torch.no_grad():
         loss = tr.late_interaction_loss(model, batch)
         prefixes = [seqs[b][: t + 1] for b, t in picks]

@@ -94,9 +94,10 @@ def segment_bounds(
     return np.stack([starts, ends], axis=1)
 
 
-def newest_closed(bounds: np.ndarray, window_start: int, closed: str = "recent") -> int:
+def newest_closed(bounds: np.ndarray, window_start, closed: str = "recent"):
     """Index into ``bounds`` of the newest closed segment (-1 = none) for a history whose window starts at
-    event ``window_start``.
+    event ``window_start`` (an int; or an array of window starts -> an int64 array of indices, one each,
+    for training positions).
 
     ``"recent"``: the segment before the open one (the segment holding the newest event), so the closed
     slots overlap the window; ``"older"``: the newest segment that starts before the window, so the
@@ -109,14 +110,18 @@ def newest_closed(bounds: np.ndarray, window_start: int, closed: str = "recent")
     (2, 1, -1)
     >>> newest_closed(b, 10, "older")  # a window of 0 events: still not the open segment [9, 10)
     2
+    >>> newest_closed(b, np.array([0, 4, 7]), "older").tolist()
+    [-1, 1, 2]
     """
     if closed not in CLOSED_SEGMENTS:
         raise ValueError(f"closed_segments must be one of {CLOSED_SEGMENTS}, not {closed!r}")
-    if len(bounds) == 0:
-        return -1
-    if closed == "recent":
-        return len(bounds) - 2
-    return min(int(np.searchsorted(bounds[:, 0], window_start, side="left")) - 1, len(bounds) - 2)
+    scalar = np.ndim(window_start) == 0
+    if len(bounds) == 0 or closed == "recent":
+        newest = len(bounds) - 2 if len(bounds) else -1
+        return newest if scalar else np.full(np.shape(window_start), newest, dtype=np.int64)
+    before = np.searchsorted(bounds[:, 0], window_start, side="left") - 1  # newest starting before it
+    newest = np.minimum(before, len(bounds) - 2)
+    return int(newest) if scalar else newest.astype(np.int64)
 
 
 def closed_bounds(bounds: np.ndarray, segments: int, newest: int) -> np.ndarray:
