@@ -13,10 +13,11 @@ full-softmax cross-entropy at every position, then take one AdamW step:
   segments' encoder pass is forward only), the cheaper option.
 
 Rows are synthetic (random item ids; the cost does not depend on the ids), ``rows`` per step, each
-``length + 1`` events taken from the end of a history long enough that every position has all K-1
-closed segments. The models' steps are timed interleaved (one step of each per round). Reported: the
-median over ``repeats`` rounds (after ``warmup`` steps each) of step time and targets per second, and
-each step's ratio to ``sasrec``'s median time, all from one run.
+``length + 1`` events taken from the end of a history long enough that the row encodes its whole
+budget of K-1 closed segments (:func:`msli_core.train.row_batch`) and its positions span the most
+groups of closed slots: the costliest row there is. The models' steps are timed interleaved (one step
+of each per round). Reported: the median over ``repeats`` rounds (after ``warmup`` steps each) of step
+time and targets per second, and each step's ratio to ``sasrec``'s median time, all from one run.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def training_throughput(
         config = MSLIConfig(n_items=n_items, n_genres=1, dim=dim, segments=K, max_len=length, layers=layers,
                             heads=heads, recent_items=recent, closed_gradient=closed_gradient)  # fmt: skip
         model = MSLIModel(config).train()
-        # every position has K-1 closed segments before the window inference would read at its event
+        # every position's inference window has K-1 segments before it: the row encodes its whole budget
         history = 2 * length + 1 + (K - 1) * config.S
         seqs = [rng.integers(1, n_items + 1, size=history) for _ in range(rows)]
         stamps = [np.arange(history) for _ in range(rows)]
