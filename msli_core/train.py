@@ -759,8 +759,9 @@ def _distributed_step(ddp, model, split, chunk, settings, rng, log_freq, world) 
 
 @dataclass
 class _Fit:
-    """What fitting gives back: the best epoch's validation metrics, that epoch (0 = none, or a re-ranker's
-    first stage alone), the epochs run, and one history row per epoch (see :func:`_history_row`)."""
+    """What fitting gives back: the best epoch's validation metrics, that epoch (0 = no epoch was run),
+    the epochs run, and one history row per epoch (see :func:`_history_row`; a re-ranker's row 0 is its
+    first stage alone)."""
 
     valid_metrics: dict
     best_epoch: int = 0
@@ -845,11 +846,13 @@ def _fit_neural(
     fit_start = time.perf_counter()
     if kind == "cross-encoder" and first_stage is not None and model.config.residual and settings.epochs:
         _fit_first_stage_weight(model, split, train_users, settings, rng, first_stage)
-        # epoch 0 is the first stage's own ranking (the head starts at 0, α > 0): an epoch is kept
-        # only if it re-ranks better than that on validation
+        # epoch 0 is the first stage's own ranking (the head starts at 0, α > 0): recorded as the
+        # curve's reference, never kept as the result. The first stage picked its epoch by this same
+        # validation NDCG@10, so its figure is the best of many noisy ones and biased upward; a
+        # re-ranker had to beat it to be kept, and fell back to the first stage in runs where it was
+        # far better on test (ML-100K seed 1: docs/research/issue-10/RESULTS.md, "first-stage fallback")
         model.eval()
         valid = _valid_metrics(model, kind, data, split, first_stage, settings)
-        best = (valid["NDCG@10"], 0, copy.deepcopy(model.state_dict()), valid)
         history.append(_history_row(0, float("nan"), time.perf_counter() - fit_start, valid))
     step = 0
     epochs_run = 0
