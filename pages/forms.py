@@ -252,8 +252,8 @@ def train_form() -> tuple:
         st.caption(
             "Time grows with users × epochs × width × depth. Measured on a quiet 2-core machine, two "
             "threads: an epoch over the bundled sample (d = 64, 2 layers, with its validation) takes about "
-            "2–3 s for MS-LI K=4 and for the two-tower model (the bundled demo models: 43.5 s for 14 "
-            "epochs and 44.6 s for 20), so the default 20 epochs take under a minute per model (early "
+            "3.6 s for MS-LI K=4 and 2.2 s for the two-tower model (the bundled demo models: 65.5 s for 18 "
+            "epochs and 44.3 s for 20), so the default 20 epochs take about a minute per model (early "
             "stopping may end sooner); width 16 and 1 layer are several times faster. The cross-encoder is "
             "by far the slowest to train and to evaluate."
         )
