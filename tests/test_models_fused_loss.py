@@ -39,6 +39,7 @@ TILES = [DEFAULT_TILE, (2 * 4 * 7, 1), (7, 1), (2 * 7 + 3, 1), (7, 5)]
 def test_fused_loss_matches_the_reference_value_and_gradients(with_bias, tile, monkeypatch):
     monkeypatch.setattr(fused_loss, "TILE_ELEMENTS", tile[0])
     monkeypatch.setattr(fused_loss, "MIN_TILE_POSITIONS", tile[1])
+    monkeypatch.setattr(fused_loss, "intra_op_threads", lambda: 1)  # the tile shapes named above
     torch.manual_seed(0)
     B, G, S, C, d, N = 2, 3, 4, 2, 5, 7
     leaves = [
@@ -123,6 +124,7 @@ def test_tiles_without_targets_get_zero_gradients_and_the_loss_does_not_depend_o
     whole_grads = torch.autograd.grad(whole, leaves)
     monkeypatch.setattr(fused_loss, "TILE_ELEMENTS", tile)
     monkeypatch.setattr(fused_loss, "MIN_TILE_POSITIONS", 1)
+    monkeypatch.setattr(fused_loss, "intra_op_threads", lambda: 1)
     tiled = fused_attention_ce(*leaves, targets)
     grads = torch.autograd.grad(tiled * 3.0, leaves)  # the incoming gradient scales every one
     assert tiled.item() == pytest.approx(whole.item(), rel=1e-6)
@@ -141,3 +143,21 @@ def test_without_grad_mode_the_loss_is_the_same_and_no_gradient_is_kept():
         without = fused_attention_ce(*leaves, targets)
     assert without.item() == pytest.approx(with_grad.item(), rel=1e-6)
     assert without.grad_fn is None
+
+
+def test_a_tile_holds_its_element_budget_per_thread(monkeypatch):
+    """Tiles are sized per intra-op thread (each core's share of a tile stays in its cache), with the
+    floor of whole matrix products for a large catalog; the loss does not depend on the thread count."""
+    per_thread = fused_loss.TILE_ELEMENTS
+    assert fused_loss.tile_positions(1682, 1) == per_thread // 1682
+    assert fused_loss.tile_positions(1682, 2) == 2 * per_thread // 1682
+    assert fused_loss.tile_positions(10**7, 8) == fused_loss.MIN_TILE_POSITIONS
+    assert fused_loss.tile_positions(1682, 0) == fused_loss.tile_positions(1682, 1)
+    case = _float32_case()
+    monkeypatch.setattr(fused_loss, "TILE_ELEMENTS", 11)  # 1 position per tile and thread (N = 11)
+    monkeypatch.setattr(fused_loss, "MIN_TILE_POSITIONS", 1)
+    losses = []
+    for threads in (1, 3):
+        monkeypatch.setattr(fused_loss, "intra_op_threads", lambda threads=threads: threads)
+        losses.append(fused_attention_ce(*case).item())
+    assert losses[0] == pytest.approx(losses[1], rel=1e-6)

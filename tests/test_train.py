@@ -106,6 +106,7 @@ def test_the_fused_loss_and_gradients_equal_the_reference_path(tiny, closed, til
     if tile is not None:
         monkeypatch.setattr(fused_loss, "TILE_ELEMENTS", tile)
         monkeypatch.setattr(fused_loss, "MIN_TILE_POSITIONS", 1)
+        monkeypatch.setattr(fused_loss, "intra_op_threads", lambda: 1)
     data, split = tiny
     model = _float64_model(data, closed, max_len=6)
     users = list(range(1, 9))
