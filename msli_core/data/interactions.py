@@ -192,45 +192,46 @@ def _line_count(file: DataFile) -> int:
     return count + (last not in (b"", b"\n", b"\r"))
 
 
-def _record_lines(file: DataFile, sep: str, records: int | None = None) -> np.ndarray:
-    """(R,) int64: the line (from 1, as an editor numbers lines: header and blank lines counted, line ends
-    as in :func:`msli_core.data.timestamps.file_lines`) on which each record of the file starts, the
-    header and blank lines being records too, as in pandas' reader with ``skip_blank_lines=False``.
+def _records(file: DataFile, sep: str):
+    """Each record of the file with the line (from 1) it starts on: ``(line, fields)``, the header and
+    blank lines being records too, as in pandas' reader with ``skip_blank_lines=False``.
 
     A record is one line, unless a quoted field holds a line break: then it spans the lines up to its
     closing quote, and every later record starts that many lines further down. Python's csv reader
     splits records as pandas' C reader does (fields quoted with ``"``, ``""`` inside them one quote,
-    a quote inside an unquoted field taken as written). ``records``: stop after that many. Read only
-    on the way to an error or when a record spans lines (:func:`_line_count` tells)."""
+    a quote inside an unquoted field taken as written); lines end as in
+    :func:`msli_core.data.timestamps.file_lines`."""
     csv.field_size_limit(max(csv.field_size_limit(), (1 << 31) - 1))  # one field may hold the whole file
-    starts = array.array("q")
     with file.open() as fh:
         # utf-8-sig: the BOM is no part of the first field, as for pandas; a line break is ASCII in UTF-8
         text = io.TextIOWrapper(fh, encoding="utf-8-sig", errors="replace", newline="")
         reader = csv.reader(text, delimiter=sep)
         ended = 0  # the last line of the records read so far
-        for _ in reader:
-            starts.append(ended + 1)
+        for fields in reader:
+            yield ended + 1, fields
             ended = reader.line_num
-            if records is not None and len(starts) >= records:
-                break
+
+
+def _record_lines(file: DataFile, sep: str, records: int | None = None) -> np.ndarray:
+    """(R,) int64: the line (from 1, as an editor numbers lines: header and blank lines counted) on which
+    each record of the file starts (:func:`_records`). ``records``: stop after that many. Read only on
+    the way to an error or when a record spans lines (:func:`_line_count` tells)."""
+    starts = array.array("q")
+    for line, _ in _records(file, sep):
+        starts.append(line)
+        if records is not None and len(starts) >= records:
+            break
     return np.frombuffer(starts, dtype=np.int64) if starts else np.zeros(0, np.int64)
 
 
 def _first_surplus_line(file: DataFile, sep: str, width: int) -> int | None:
-    """The line (from 1, as :func:`_record_lines` numbers them) on which the first record with a non-empty
-    field past its first ``width`` starts, or None. Empty surplus fields (a trailing delimiter) are
-    allowed. One pass of Python's csv reader (about 1.6 M records/s here), paid only by tables that the
-    columnar fast path did not take, which refuses every record whose field count differs."""
-    csv.field_size_limit(max(csv.field_size_limit(), (1 << 31) - 1))
-    with file.open() as fh:
-        text = io.TextIOWrapper(fh, encoding="utf-8-sig", errors="replace", newline="")
-        reader = csv.reader(text, delimiter=sep)
-        ended = 0  # the last line of the records read so far
-        for record in reader:
-            if len(record) > width and any(field.strip() for field in record[width:]):
-                return ended + 1
-            ended = reader.line_num
+    """The line on which the first record with a non-empty field past its first ``width`` starts, or
+    None. Empty surplus fields (a trailing delimiter) are allowed. One pass of Python's csv reader (about
+    1.6 M records/s here), paid only by tables that the columnar fast path did not take, which refuses
+    every record whose field count differs."""
+    for line, fields in _records(file, sep):
+        if len(fields) > width and any(field.strip() for field in fields[width:]):
+            return line
     return None
 
 
