@@ -170,11 +170,14 @@ def evaluate(
     cascade_top: int = 100,
     users: np.ndarray | None = None,
     progress: ProgressCallback | None = None,
+    keep_ranks: bool = False,
 ) -> dict:
     """NDCG@10, HR@10, MRR, Recall@20, Coverage@10 and ``users`` by full ranking over all items.
 
     ``cascade_from`` (a model or LoadedModel) is used only for the cross-encoder: its top-``cascade_top``
-    items are re-ranked, and the result says so in ``"evaluation"``.
+    items are re-ranked, and the result says so in ``"evaluation"``. ``keep_ranks=True`` adds
+    ``"ranks"``: each user's 0-based target rank, (U,) float in the order of ``users`` (default: the
+    split's evaluation users), for paired comparisons (:func:`~msli_core.metrics.paired_bootstrap`).
     """
     model, kind, fingerprint = unwrap(model_or_loaded)
     if fingerprint is not None and fingerprint != data.fingerprint:
@@ -221,4 +224,6 @@ def evaluate(
         evaluation=label,
         seconds=round(time.perf_counter() - start, 3),
     )
+    if keep_ranks:
+        result["ranks"] = np.asarray(ranks, dtype=np.float64)
     return result

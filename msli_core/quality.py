@@ -3,6 +3,13 @@
 Rows: popularity, item-kNN, MS-LI for each K (K = 1 is the two-tower model: same code path), and the
 cross-encoder once (by full ranking when within budget, else re-ranking MS-LI K=4's top-100, labelled
 as a cascade). Every row is trained with the same seed and evaluated with the same protocol.
+
+Beside the table, :func:`ladder_comparisons` gives the rungs of the quality ladder as *paired*
+differences in NDCG@10 on the same test users, each with its 95% bootstrap interval
+(:func:`~msli_core.metrics.paired_bootstrap`): every MS-LI K > 1 against the two-tower model, every
+learned model against item-kNN, and the cross-encoder against the first stage it re-ranks. A verdict
+says "higher" or "lower" only when the interval excludes 0; otherwise the test set cannot tell the two
+apart ("tie"), which on a few hundred users is the usual case for differences of about 0.01.
 """
 
 from __future__ import annotations
@@ -11,6 +18,8 @@ import csv
 import io
 import math
 import platform
+
+import numpy as np
 
 from msli_core.progress import ProgressCallback, ProgressEvent
 
@@ -21,6 +30,8 @@ COLUMNS = (
     "explanation_return_accuracy", "explanation_return_chance",
 )  # fmt: skip
 EXPLANATION_KEYS = COLUMNS[COLUMNS.index("explanation_accuracy") :]
+COMPARISON_COLUMNS = ("model", "against", "difference", "low", "high", "users", "verdict")
+TWO_TOWER = "MS-LI K=1 (two-tower)"
 
 
 def quality_table(
@@ -46,13 +57,16 @@ def quality_table(
         plan.append((label, "msli", {"segments": K}))
     if cross_encoder:
         plan.append(("cross-encoder", "cross-encoder", {}))
-    rows, models = [], {}
+    rows, models, labels = [], {}, {}
+    ranks: dict[str, object] = {}  # label -> (U,) test ranks, users in split.eval_users order
+    first_stage = None
     for n, (label, kind, config) in enumerate(plan):
         if progress:
             progress(ProgressEvent("quality", n, len(plan), f"training {label}"))
         cascade = None
         if kind == "cross-encoder":
             cascade = models.get(4) or (next(iter(models.values())) if models else None)
+            first_stage = next((labels[K] for K, m in models.items() if m is cascade), None)
         inner = _relabel(progress, label, n, len(plan)) if progress else None
         settings = TrainSettings.for_kind(kind, epochs=epochs, seed=seed)
         result = train(data, kind, settings, config, split=split, cascade_from=cascade, progress=inner)
@@ -69,8 +83,10 @@ def quality_table(
             "evaluation": result.metrics.get("evaluation", "full ranking"),
             **dict.fromkeys(EXPLANATION_KEYS, ""),
         }
+        ranks[label] = result.test_ranks
         if kind == "msli":
             models[config["segments"]] = result.model
+            labels[config["segments"]] = label
             if data.truth is not None and config["segments"] > 1:
                 acc = explanation_accuracy(result.model, data, split)
                 row["explanation_accuracy"], row["explanation_chance"] = acc["accuracy"], acc["chance"]
@@ -90,8 +106,43 @@ def quality_table(
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
+        "comparisons": ladder_comparisons(ranks, first_stage=first_stage),
     }
     return rows, meta
+
+
+def ladder_comparisons(ranks: dict, *, first_stage: str | None = None) -> list[dict]:
+    """The ladder's rungs as paired NDCG@10 differences (see the module docstring), one dict per pair
+    with :data:`COMPARISON_COLUMNS`. ``ranks``: row label -> (U,) test ranks of the same users in the
+    same order (rows without ranks are skipped); ``first_stage``: the label of the model the
+    cross-encoder re-ranked. Labels as :func:`quality_table` writes them.
+
+    >>> import numpy as np
+    >>> two_tower, msli = np.array([0.0, 5.0, 50.0, 1.0]), np.array([0.0, 5.0, 50.0, 1.0])
+    >>> found = ladder_comparisons({"item-kNN": np.full(4, 50.0), TWO_TOWER: two_tower, "MS-LI K=4": msli})
+    >>> for c in found:
+    ...     print(c["model"], "|", c["against"], "|", c["verdict"])
+    MS-LI K=4 | MS-LI K=1 (two-tower) | tie
+    MS-LI K=1 (two-tower) | item-kNN | higher
+    MS-LI K=4 | item-kNN | higher
+    """
+    from msli_core.metrics import ndcg_gains, paired_bootstrap
+
+    pairs = [(label, TWO_TOWER) for label in ranks if label.startswith("MS-LI K=") and label != TWO_TOWER]
+    pairs += [(label, "item-kNN") for label in ranks if label.startswith(("MS-LI", "cross-encoder"))]
+    if first_stage is not None:
+        pairs.append(("cross-encoder", first_stage))
+    out = []
+    for model, against in pairs:
+        if ranks.get(model) is None or ranks.get(against) is None:
+            continue
+        a, b = ndcg_gains(ranks[model], 10), ndcg_gains(ranks[against], 10)
+        difference, low, high = paired_bootstrap(a, b)
+        verdict = "higher" if low > 0 else "lower" if high < 0 else "tie"
+        users = int((~(np.isnan(a) | np.isnan(b))).sum())
+        values = (model, against, difference, low, high, users, verdict)
+        out.append(dict(zip(COMPARISON_COLUMNS, values, strict=True)))
+    return out
 
 
 def _relabel(progress: ProgressCallback, label: str, row: int, rows: int) -> ProgressCallback:
@@ -117,6 +168,36 @@ def to_csv(rows: list[dict]) -> str:
     for row in rows:
         writer.writerow({k: _cell(row.get(k, "")) for k in COLUMNS})
     return buf.getvalue()
+
+
+def comparisons_csv(comparisons: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(COMPARISON_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    for row in comparisons:
+        writer.writerow({k: _cell(row[k]) for k in COMPARISON_COLUMNS})
+    return buf.getvalue()
+
+
+def _comparison_lines(comparisons: list[dict]) -> list[str]:
+    from msli_core.metrics import BOOTSTRAP_RESAMPLES
+
+    if not comparisons:
+        return []
+    users = comparisons[0]["users"]
+    lines = [
+        "",
+        f"Paired differences in NDCG@10 on the same {users} test users, with 95% bootstrap intervals "
+        f"(users resampled {BOOTSTRAP_RESAMPLES:,} times; 'tie': the interval includes 0, so this test "
+        "set cannot tell the two apart; training noise across seeds comes on top):",
+        "",
+        "| model | against | difference | 95% interval | verdict |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for c in comparisons:
+        cells = [c["model"], c["against"], f"{c['difference']:+.4f}", f"{c['low']:+.4f} … {c['high']:+.4f}"]
+        lines.append("| " + " | ".join([*cells, c["verdict"]]) + " |")
+    return lines
 
 
 def to_markdown(rows: list[dict], meta: dict) -> str:
@@ -165,14 +246,16 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
         "not the newest segment's; in brackets the accuracy's 95% Wilson interval and the users it was",
         "measured on (a few dozen users leave it wide: compare ratios to chance with it in mind; see",
         "msli_core.explain.explanation_accuracy).",
+        *_comparison_lines(meta.get("comparisons", [])),
     ]
     return "\n".join(lines) + "\n"
 
 
 def write_quality(rows: list[dict], meta: dict, out) -> None:
-    """Write quality.csv and quality.md into ``out`` (all or nothing)."""
+    """Write quality.csv, comparisons.csv and quality.md into ``out`` (all or nothing)."""
     from msli_core.outputs import atomic_output_dir
 
     with atomic_output_dir(out, kind="quality") as tmp:
         (tmp / "quality.csv").write_text(to_csv(rows), encoding="utf-8")
+        (tmp / "comparisons.csv").write_text(comparisons_csv(meta.get("comparisons", [])), encoding="utf-8")
         (tmp / "quality.md").write_text(to_markdown(rows, meta), encoding="utf-8")

@@ -159,6 +159,7 @@ class TrainResult:
     parameters: int = 0
     settings: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
+    test_ranks: np.ndarray | None = None  # (U,) each evaluation user's test rank (None: not evaluated)
 
 
 # ---- losses (pure) ---------------------------------------------------------------------------------
@@ -605,10 +606,12 @@ def train(
     evaluate_test = evaluate_test and (world is None or world.is_main)
     if evaluate_test and kind == "cross-encoder":
         test = evaluate(
-            model, data, split, "test", cascade_from=first_stage, cascade_top=settings.cascade_top
-        )
+            model, data, split, "test", cascade_from=first_stage, cascade_top=settings.cascade_top,
+            keep_ranks=True,
+        )  # fmt: skip
     elif evaluate_test:
-        test = evaluate(model, data, split, "test")
+        test = evaluate(model, data, split, "test", keep_ranks=True)
+    test_ranks = test.pop("ranks", None)
     return TrainResult(
         model=model,
         kind=kind,
@@ -621,6 +624,7 @@ def train(
         parameters=count_parameters(model),
         settings=settings.to_dict(),
         config=model.config.to_dict(),
+        test_ranks=test_ranks,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 
 import pytest
@@ -144,11 +146,27 @@ def test_quality_writes_csv_and_markdown(data_dir, tmp_path, capsys):
          "--skip-cross-encoder", "--json"]
     )  # fmt: skip
     assert code == 0
-    rows = _json(capsys)["rows"]
+    printed = _json(capsys)
+    rows, comparisons = printed["rows"], printed["comparisons"]
     assert [r["label"] for r in rows] == ["popularity", "item-kNN", "MS-LI K=1 (two-tower)", "MS-LI K=2"]
     csv_text = (out / "quality.csv").read_text()
     assert csv_text.splitlines()[0].startswith("label,model,segments") and len(csv_text.splitlines()) == 5
     assert "| MS-LI K=2 |" in (out / "quality.md").read_text()
+    # the ladder's rungs as paired differences on the same test users, in the CSV, the Markdown and JSON
+    pairs = list(csv.DictReader(io.StringIO((out / "comparisons.csv").read_text())))
+    assert [(p["model"], p["against"]) for p in pairs] == [
+        ("MS-LI K=2", "MS-LI K=1 (two-tower)"),
+        ("MS-LI K=1 (two-tower)", "item-kNN"),
+        ("MS-LI K=2", "item-kNN"),
+    ]
+    ndcg = {r["label"]: r["NDCG@10"] for r in rows}
+    for p in pairs:
+        low, difference, high = float(p["low"]), float(p["difference"]), float(p["high"])
+        assert difference == pytest.approx(ndcg[p["model"]] - ndcg[p["against"]], abs=1e-4)  # 4 decimals
+        assert low <= difference <= high
+        assert p["verdict"] == ("higher" if low > 0 else "lower" if high < 0 else "tie")
+        assert f"| {p['model']} | {p['against']} | {difference:+.4f} |" in (out / "quality.md").read_text()
+    assert [c["verdict"] for c in comparisons] == [p["verdict"] for p in pairs]
     k2 = rows[-1]  # explanation accuracy with its Wilson interval and the users it was measured on
     if k2["explanation_users"]:
         assert k2["explanation_low"] <= k2["explanation_accuracy"] <= k2["explanation_high"]
