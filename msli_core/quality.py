@@ -126,23 +126,60 @@ def ladder_comparisons(ranks: dict, *, first_stage: str | None = None) -> list[d
     MS-LI K=1 (two-tower) | item-kNN | higher
     MS-LI K=4 | item-kNN | higher
     """
-    from msli_core.metrics import ndcg_gains, paired_bootstrap
-
     pairs = [(label, TWO_TOWER) for label in ranks if label.startswith("MS-LI K=") and label != TWO_TOWER]
     pairs += [(label, "item-kNN") for label in ranks if label.startswith(("MS-LI", "cross-encoder"))]
     if first_stage is not None:
         pairs.append(("cross-encoder", first_stage))
-    out = []
-    for model, against in pairs:
-        if ranks.get(model) is None or ranks.get(against) is None:
-            continue
-        a, b = ndcg_gains(ranks[model], 10), ndcg_gains(ranks[against], 10)
-        difference, low, high = paired_bootstrap(a, b)
-        verdict = "higher" if low > 0 else "lower" if high < 0 else "tie"
-        users = int((~(np.isnan(a) | np.isnan(b))).sum())
-        values = (model, against, difference, low, high, users, verdict)
-        out.append(dict(zip(COMPARISON_COLUMNS, values, strict=True)))
-    return out
+    return [
+        compare_ranks(model, ranks[model], against, ranks[against])
+        for model, against in pairs
+        if ranks.get(model) is not None and ranks.get(against) is not None
+    ]
+
+
+def compare_ranks(model: str, model_ranks, against: str, against_ranks) -> dict:
+    """One paired comparison (:data:`COMPARISON_COLUMNS`): NDCG@10 of ``model`` minus ``against`` on the
+    same users ((U,) test ranks each, same order), its 95% bootstrap interval and a verdict: "higher" or
+    "lower" when the interval excludes 0, else "tie".
+
+    >>> c = compare_ranks("A", [0, 0, 0, 0], "B", [20, 20, 20, 20])  # A ranks every target first
+    >>> c["difference"], c["low"], c["high"], c["users"], c["verdict"]
+    (1.0, 1.0, 1.0, 4, 'higher')
+    """
+    from msli_core.metrics import ndcg_gains, paired_bootstrap
+
+    a, b = ndcg_gains(model_ranks, 10), ndcg_gains(against_ranks, 10)
+    difference, low, high = paired_bootstrap(a, b)
+    verdict = "higher" if low > 0 else "lower" if high < 0 else "tie"
+    users = int((~(np.isnan(a) | np.isnan(b))).sum())
+    return dict(zip(COMPARISON_COLUMNS, (model, against, difference, low, high, users, verdict), strict=True))
+
+
+def comparison_sentence(c: dict) -> str:
+    """One plain sentence for a :func:`compare_ranks` result (the Train page shows it).
+
+    >>> comparison_sentence({"model": "A", "against": "B", "difference": -0.004, "low": -0.02,
+    ...                      "high": 0.011, "users": 300, "verdict": "tie"})[:96]
+    'A − B: NDCG@10 −0.0040 (95% interval −0.0200 … +0.0110 over the same 300 test users). The interv'
+    """
+
+    def signed(x: float) -> str:
+        return f"{x:+.4f}".replace("-", "−")
+
+    head = (
+        f"{c['model']} − {c['against']}: NDCG@10 {signed(c['difference'])} (95% interval "
+        f"{signed(c['low'])} … {signed(c['high'])} over the same {c['users']} test users). "
+    )
+    if c["verdict"] == "tie":
+        return head + (
+            "The interval holds 0: this test set cannot tell the two apart, so read neither as better "
+            "(a larger log, or several training seeds, would be needed to show a difference this small)."
+        )
+    word = "above" if c["verdict"] == "higher" else "below"
+    return head + (
+        f"The interval excludes 0: {c['model']} is {word} {c['against']} by more than the spread of the "
+        "test users explains (training noise across seeds comes on top; retrain with another seed to see it)."
+    )
 
 
 def _relabel(progress: ProgressCallback, label: str, row: int, rows: int) -> ProgressCallback:

@@ -374,3 +374,43 @@ def ladder_note(models: dict[str, TrainedModel]) -> str | None:
             "run-to-run noise of each other on the sample and on MovieLens 100K (README, Quality)."
         )
     return " ".join(sentences) or None
+
+
+def comparable(models: dict[str, TrainedModel]) -> list[str]:
+    """Names of the models a paired comparison on the test users can rank (all but the cross-encoder:
+    its test figure is a cascade over another model's top-100, which ``msli quality`` compares with
+    that first stage), best test NDCG@10 first; models without a finite NDCG@10 are left out."""
+    names = [
+        n
+        for n, m in models.items()
+        if m.loaded.kind != "cross-encoder" and finite_metric(m, "NDCG@10") is not None
+    ]
+    return sorted(names, key=lambda n: -finite_metric(models[n], "NDCG@10"))
+
+
+def default_pair(models: dict[str, TrainedModel]) -> tuple[str, str] | None:
+    """The pair the Train page offers first: the best MS-LI model against the best two-tower model (the
+    ladder's middle rung), else the two best comparable models; None with fewer than two.
+
+    >>> class M:
+    ...     def __init__(self, kind, ndcg):
+    ...         self.loaded, self.metrics = type("L", (), {"kind": kind})(), {"NDCG@10": ndcg}
+    >>> default_pair({"knn": M("item-knn", 0.3), "k4": M("msli", 0.26), "tt": M("two-tower", 0.27)})
+    ('k4', 'tt')
+    >>> default_pair({"knn": M("item-knn", 0.3), "k4": M("msli", 0.26), "pop": M("popularity", 0.04)})
+    ('knn', 'k4')
+    """
+    names = comparable(models)
+    msli = [n for n in names if models[n].loaded.kind == "msli"]
+    towers = [n for n in names if models[n].loaded.kind == "two-tower"]
+    if msli and towers:
+        return msli[0], towers[0]
+    return (names[0], names[1]) if len(names) >= 2 else None
+
+
+def held_out_ranks(m: TrainedModel, data):
+    """(U,) numpy array: each evaluation user's test rank under ``m`` (full ranking over all items, the
+    protocol of its test NDCG@10), for :func:`msli_core.quality.compare_ranks`."""
+    from msli_core.evaluate import evaluate
+
+    return evaluate(m.loaded, data, keep_ranks=True)["ranks"]

@@ -214,6 +214,16 @@ def model_zip_cached(model: TrainedModel, data) -> bytes:
     return store[model.name]
 
 
+def held_out_ranks_cached(model: TrainedModel, data):
+    """Each test user's rank under ``model`` (``trained.held_out_ranks``), computed once per model object
+    and session: a model replaced under the same name is ranked again."""
+    store = st.session_state.setdefault("lab_held_out_ranks", {})
+    kept = store.get(model.name)
+    if kept is None or kept[0] is not model.loaded:
+        store[model.name] = (model.loaded, trained.held_out_ranks(model, data))
+    return store[model.name][1]
+
+
 def quality_latency_points(usable: dict[str, TrainedModel]) -> list[dict]:
     """Each model with the online p50 the last sweep measured for its shape (``trained``)."""
     return trained.quality_latency_points(usable, bench_rows(), dataset().n_items)

@@ -28,6 +28,49 @@ st.caption(
     f"{data.n_interactions:,} interactions."
 )
 
+
+def _paired_comparison(trained: dict) -> None:
+    """Two models' NDCG@10 difference on the same test users, with its 95% bootstrap interval."""
+    from msli_core.metrics import BOOTSTRAP_RESAMPLES
+    from msli_core.quality import compare_ranks, comparison_sentence
+
+    pair = trained_models.default_pair(trained)
+    if pair is None:
+        return
+    names = trained_models.comparable(trained)
+    with st.expander("Is a difference real? Compare two models on the same test users"):
+        resamples = f"{BOOTSTRAP_RESAMPLES:,}"
+        st.caption(
+            f"Each user's held-out item is ranked by both models; users are resampled {resamples} times "
+            "for the 95% interval of the difference in NDCG@10. The cross-encoder is left out here: its "
+            "figure is a cascade over another model's top-100 (`msli quality` compares it with that first "
+            "stage)."
+        )
+        c1, c2 = st.columns(2)
+        first = c1.selectbox("Model", names, index=names.index(pair[0]), key="train_compare_model")
+        others = [n for n in names if n != first]
+        second = c2.selectbox(
+            "against",
+            others,
+            index=others.index(pair[1]) if pair[1] in others else 0,
+            key="train_compare_against",
+        )
+        if st.button("Compare", key="train_compare_go"):
+            try:
+                with st.spinner("Ranking every test user's held-out item with both models…"):
+                    ranks = [state.held_out_ranks_cached(trained[n], data) for n in (first, second)]
+            except MsliError as err:
+                st.error(str(err), icon=":material/error:")
+            else:
+                result = compare_ranks(first, ranks[0], second, ranks[1])
+                st.session_state["train_comparison"] = (trained[first].loaded, trained[second].loaded, result)
+        models, shown = (None, None), None
+        if kept := st.session_state.get("train_comparison"):
+            *models, shown = kept
+        if shown and models[0] is trained[first].loaded and models[1] is trained[second].loaded:
+            (st.success if shown["verdict"] != "tie" else st.info)(comparison_sentence(shown))
+
+
 chosen_kinds, segment_counts, aggregation, dim, layers, epochs, seed, submitted = forms.train_form()
 
 if submitted and not chosen_kinds:
@@ -84,6 +127,7 @@ else:
     )
     if honest := trained_models.ladder_note(trained):
         st.info(honest, icon=":material/balance:")
+    _paired_comparison(trained)
     st.caption(
         "Test metrics by full ranking over all items (a cross-encoder over a large catalog is evaluated as a "
         "labelled cascade, see *evaluation*). NDCG@10 rewards putting the held-out item near the top; HR@10 "

@@ -750,3 +750,25 @@ def test_the_train_demo_preset_fills_the_form():
     assert at.select_slider(key="train_dim").value == 32 and at.slider(key="train_layers").value == 1
     assert at.number_input(key="train_epochs").value == 8
     assert at.multiselect(key="train_kinds").value == ["msli", "popularity"]
+
+
+def test_the_train_page_compares_two_models_on_the_same_test_users(demo_app):
+    """The paired comparison starts at the ladder's middle rung (MS-LI against the two-tower model) and
+    states the difference with its bootstrap interval; the difference is the table's NDCG@10 gap."""
+    at = goto(demo_app, "train")
+    assert at.selectbox(key="train_compare_model").value == "MS-LI K=4 (bundled demo)"
+    assert at.selectbox(key="train_compare_against").value == "two-tower (bundled demo)"
+    assert "cross-encoder (bundled demo)" not in at.selectbox(key="train_compare_model").options
+    at.button(key="train_compare_go").click().run()
+    assert not at.exception
+    said = [m.value for m in [*at.info, *at.success] if "MS-LI K=4 (bundled demo) − two-tower" in m.value]
+    assert len(said) == 1 and "95% interval" in said[0] and "same 300 test users" in said[0]
+    table = at.dataframe[0].value.set_index("name")["NDCG@10"]
+    gap = table["MS-LI K=4 (bundled demo)"] - table["two-tower (bundled demo)"]
+    shown = float(said[0].split("NDCG@10 ")[1].split(" ")[0].replace("−", "-"))
+    assert shown == pytest.approx(gap, abs=1e-4)
+    # another pair: the earlier sentence goes, until this pair is compared
+    at.selectbox(key="train_compare_against").set_value("item-kNN (bundled demo)").run()
+    assert not [m for m in [*at.info, *at.success] if "MS-LI K=4 (bundled demo) − " in m.value]
+    at.button(key="train_compare_go").click().run()
+    assert any("MS-LI K=4 (bundled demo) − item-kNN" in m.value for m in [*at.info, *at.success])

@@ -90,7 +90,7 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("quality", help="NDCG@10/HR@10 of MS-LI for several K and the baselines")
     p.add_argument("--data", required=True, help="dataset (default use: sample_data)")
-    p.add_argument("--out", required=True, help="folder to write quality.csv and quality.md")
+    p.add_argument("--out", required=True, help="folder to write quality.csv, comparisons.csv and quality.md")
     p.add_argument("--segments", default="1,2,4,8,16", type=_int_list, help="K values (default 1,2,4,8,16)")
     p.add_argument(
         "--epochs", type=_bounded("MAX_EPOCHS", lo=0), help="maximum epochs per neural model (0: untrained)"
@@ -540,8 +540,12 @@ def cmd_quality(args) -> int:
     if args.json:
         print_json({"rows": rows, **meta})
     else:
-        print(f"wrote {Path(args.out) / 'quality.csv'} and {Path(args.out) / 'quality.md'}")
+        out = Path(args.out)
+        print(f"wrote {out / 'quality.csv'}, {out / 'comparisons.csv'} and {out / 'quality.md'}")
         for row in rows:
             print(f"  {row['label']:<28} NDCG@10 {_fmt(row['NDCG@10'])}  HR@10 {_fmt(row['HR@10'])}  "
                   f"{row['train_seconds']:.1f} s")  # fmt: skip
+        for c in meta["comparisons"]:
+            print(f"  {c['model']} vs {c['against']}: {c['difference']:+.4f} "
+                  f"(95% {c['low']:+.4f} … {c['high']:+.4f}) {c['verdict']}")  # fmt: skip
     return 0
