@@ -224,9 +224,9 @@ def _comparison_lines(comparisons: list[dict]) -> list[str]:
     users = comparisons[0]["users"]
     lines = [
         "",
-        f"Paired differences in NDCG@10 on the same {users} test users, with 95% bootstrap intervals "
-        f"(users resampled {BOOTSTRAP_RESAMPLES:,} times; 'tie': the interval includes 0, so this test "
-        "set cannot tell the two apart; training noise across seeds comes on top):",
+        f"Paired differences in NDCG@10 on the same {users} test users, with 95% bootstrap intervals",
+        f"(users resampled {BOOTSTRAP_RESAMPLES:,} times; 'tie': the interval includes 0, so this test set",
+        "cannot tell the two apart; training noise across seeds comes on top):",
         "",
         "| model | against | difference | 95% interval | verdict |",
         "| --- | --- | --- | --- | --- |",
