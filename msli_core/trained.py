@@ -371,7 +371,8 @@ def ladder_note(models: dict[str, TrainedModel]) -> str | None:
             f"The two-tower model {tower} is level with or ahead of every MS-LI model here "
             f"({towers[tower]:.3f} against {msli[best]:.3f} for {best}): MS-LI's closed segments only "
             "change users whose history is longer than the window, and over 3 seeds the two are within "
-            "run-to-run noise of each other on the sample and on MovieLens 100K (README, Quality)."
+            "run-to-run noise of each other on the sample and on MovieLens 100K (README, Quality). The "
+            "Train page's paired comparison gives the difference's interval on these test users."
         )
     return " ".join(sentences) or None
 

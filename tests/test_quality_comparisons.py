@@ -57,3 +57,18 @@ def test_the_cross_encoder_is_compared_with_the_first_stage_it_reranked(tmp_path
     assert cross["evaluation"].startswith("cascade")
     assert f"| cross-encoder | {first_stage} |" in to_markdown(rows, meta)
     assert "Paired differences in NDCG@10 on the same 30 test users" in to_markdown(rows, meta)
+
+
+def test_the_sentence_says_what_the_interval_says():
+    from msli_core.quality import comparison_sentence
+
+    base = {"model": "A", "against": "B", "users": 943}
+    tie = comparison_sentence({**base, "difference": 0.002, "low": -0.01, "high": 0.014, "verdict": "tie"})
+    assert "NDCG@10 +0.0020 (95% interval −0.0100 … +0.0140 over the same 943 test users)" in tie
+    assert "cannot tell the two apart" in tie
+    lower = comparison_sentence(
+        {**base, "difference": -0.0099, "low": -0.0203, "high": -0.0001, "verdict": "lower"}
+    )
+    assert "A is below B" in lower and "excludes 0" in lower and "−0.0203 … −0.0001" in lower
+    higher = comparison_sentence({**base, "difference": 0.05, "low": 0.03, "high": 0.07, "verdict": "higher"})
+    assert "A is above B" in higher
