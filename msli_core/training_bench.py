@@ -57,9 +57,10 @@ def training_throughput(
 ) -> dict:
     """Time one training step of each model; returns ``{"rows": [...], "meta": {...}}``."""
     from msli_core.models.msli import MSLIConfig, MSLIModel
-    from msli_core.train import late_interaction_loss, row_batch
+    from msli_core.train import late_interaction_loss, repeatable_kernels, row_batch
 
     torch.set_num_threads(min(threads, max_threads()))
+    repeatable_kernels()  # the kernels training runs
     rng = np.random.default_rng(seed)
     plan = [("sasrec", 1, 0, False), ("two-tower", 1, 3, False)]
     for k in (k for k in segments if k > 1):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -250,6 +252,43 @@ def test_same_seed_same_metrics(tiny):
     assert [h["loss"] for h in a.history] == [h["loss"] for h in b.history]
     c = _tiny_train(data, split, 4)
     assert [h["loss"] for h in c.history] != [h["loss"] for h in a.history]
+
+
+def _row_gather_gradients(runs: int) -> int:
+    """Distinct gradients of ``(table[ids] * g).sum()`` over ``runs`` repeats (the backward of gathering
+    item rows, as every model's forward does)."""
+    gen = torch.Generator().manual_seed(0)
+    table = torch.randn(2000, 64, generator=gen, requires_grad=True)
+    ids = torch.randint(0, 2000, (64, 200), generator=gen)
+    weights = torch.randn(64, 200, 64, generator=gen)
+    seen = set()
+    for _ in range(runs):
+        table.grad = None
+        (table[ids] * weights).sum().backward()
+        seen.add(table.grad.numpy().tobytes())
+    return len(seen)
+
+
+def test_seeding_makes_multi_threaded_training_repeat_bit_for_bit(tiny):
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one core: every kernel runs in one thread and repeats anyway")
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(2)
+    try:
+        torch.use_deterministic_algorithms(False)
+        if _row_gather_gradients(20) == 1:
+            pytest.skip("this machine's default kernels already add the gathered rows in a fixed order")
+        tr.seed_everything(0)  # what train() does first
+        assert torch.are_deterministic_algorithms_enabled()
+        assert _row_gather_gradients(20) == 1
+        data, split = tiny
+        runs = [_tiny_train(data, split, 3) for _ in range(2)]
+        states = [{k: v.clone() for k, v in r.model.state_dict().items()} for r in runs]
+        assert states[0].keys() == states[1].keys()
+        assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])  # same machine, same run
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
 
 
 def test_progress_events_carry_loss_and_validation_metrics(tiny):
