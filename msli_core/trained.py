@@ -400,6 +400,8 @@ def default_pair(models: dict[str, TrainedModel]) -> tuple[str, str] | None:
     ('k4', 'tt')
     >>> default_pair({"knn": M("item-knn", 0.3), "k4": M("msli", 0.26), "pop": M("popularity", 0.04)})
     ('knn', 'k4')
+    >>> default_pair({"ce": M("cross-encoder", 0.33), "knn": M("item-knn", 0.3)}) is None  # one comparable
+    True
     """
     names = comparable(models)
     msli = [n for n in names if models[n].loaded.kind == "msli"]

@@ -26,7 +26,7 @@ MODULES = [
     "msli_core.data.timestamps",
     "msli_core.data.interactions",
     "msli_core.jsonable",
-    "msli_core.metrics",
+    "msli_core.quality",
     "msli_core.limits",
     "msli_core.kinds",
     "msli_core.progress",
