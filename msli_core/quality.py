@@ -9,7 +9,8 @@ differences in NDCG@10 on the same test users, each with its 95% bootstrap inter
 (:func:`~msli_core.metrics.paired_bootstrap`): every MS-LI K > 1 against the two-tower model, every
 learned model against item-kNN, and the cross-encoder against the first stage it re-ranks. A verdict
 says "higher" or "lower" only when the interval excludes 0; otherwise the test set cannot tell the two
-apart ("tie"), which on a few hundred users is the usual case for differences of about 0.01.
+apart ("tie"), which on a few hundred users is the usual case for differences of about 0.01; under
+:data:`MIN_USERS_FOR_VERDICT` paired users there is no verdict ("too few users").
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ COLUMNS = (
 EXPLANATION_KEYS = COLUMNS[COLUMNS.index("explanation_accuracy") :]
 COMPARISON_COLUMNS = ("model", "against", "difference", "low", "high", "users", "verdict")
 TWO_TOWER = "MS-LI K=1 (two-tower)"
+MIN_USERS_FOR_VERDICT = 20  # fewer paired users: no verdict (a percentile bootstrap is too narrow there)
 
 
 def quality_table(
@@ -118,8 +120,8 @@ def ladder_comparisons(ranks: dict, *, first_stage: str | None = None) -> list[d
     cross-encoder re-ranked. Labels as :func:`quality_table` writes them.
 
     >>> import numpy as np
-    >>> two_tower, msli = np.array([0.0, 5.0, 50.0, 1.0]), np.array([0.0, 5.0, 50.0, 1.0])
-    >>> found = ladder_comparisons({"item-kNN": np.full(4, 50.0), TWO_TOWER: two_tower, "MS-LI K=4": msli})
+    >>> two_tower = msli = np.tile([0.0, 5.0, 50.0, 1.0], 10)  # 40 users
+    >>> found = ladder_comparisons({"item-kNN": np.full(40, 50.0), TWO_TOWER: two_tower, "MS-LI K=4": msli})
     >>> for c in found:
     ...     print(c["model"], "|", c["against"], "|", c["verdict"])
     MS-LI K=4 | MS-LI K=1 (two-tower) | tie
@@ -140,18 +142,23 @@ def ladder_comparisons(ranks: dict, *, first_stage: str | None = None) -> list[d
 def compare_ranks(model: str, model_ranks, against: str, against_ranks) -> dict:
     """One paired comparison (:data:`COMPARISON_COLUMNS`): NDCG@10 of ``model`` minus ``against`` on the
     same users ((U,) test ranks each, same order), its 95% bootstrap interval and a verdict: "higher" or
-    "lower" when the interval excludes 0, else "tie".
+    "lower" when the interval excludes 0, else "tie"; "too few users" under
+    :data:`MIN_USERS_FOR_VERDICT` (one user who prefers A gives an interval of a single point).
 
-    >>> c = compare_ranks("A", [0, 0, 0, 0], "B", [20, 20, 20, 20])  # A ranks every target first
+    >>> c = compare_ranks("A", [0] * 25, "B", [20] * 25)  # A ranks every target first, B none in its top 10
     >>> c["difference"], c["low"], c["high"], c["users"], c["verdict"]
-    (1.0, 1.0, 1.0, 4, 'higher')
+    (1.0, 1.0, 1.0, 25, 'higher')
+    >>> compare_ranks("A", [0] * 3, "B", [20] * 3)["verdict"]
+    'too few users'
     """
     from msli_core.metrics import ndcg_gains, paired_bootstrap
 
     a, b = ndcg_gains(model_ranks, 10), ndcg_gains(against_ranks, 10)
     difference, low, high = paired_bootstrap(a, b)
-    verdict = "higher" if low > 0 else "lower" if high < 0 else "tie"
     users = int((~(np.isnan(a) | np.isnan(b))).sum())
+    verdict = "higher" if low > 0 else "lower" if high < 0 else "tie"
+    if users < MIN_USERS_FOR_VERDICT:  # a bootstrap of a handful of users is far too narrow
+        verdict = "too few users"
     return dict(zip(COMPARISON_COLUMNS, (model, against, difference, low, high, users, verdict), strict=True))
 
 
@@ -170,6 +177,11 @@ def comparison_sentence(c: dict) -> str:
         f"{c['model']} − {c['against']}: NDCG@10 {signed(c['difference'])} (95% interval "
         f"{signed(c['low'])} … {signed(c['high'])} over the same {c['users']} test users). "
     )
+    if c["verdict"] == "too few users":
+        return (
+            f"{c['model']} − {c['against']}: only {c['users']} test user(s) ranked by both, too few for an "
+            f"interval to mean anything (at least {MIN_USERS_FOR_VERDICT} are needed); read no verdict."
+        )
     if c["verdict"] == "tie":
         return head + (
             "The interval holds 0: this test set cannot tell the two apart, so read neither as better "

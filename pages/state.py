@@ -214,14 +214,16 @@ def model_zip_cached(model: TrainedModel, data) -> bytes:
     return store[model.name]
 
 
-def held_out_ranks_cached(model: TrainedModel, data):
-    """Each test user's rank under ``model`` (``trained.held_out_ranks``), computed once per model object
-    and session: a model replaced under the same name is ranked again."""
+def held_out_ranks_cached(usable: dict[str, TrainedModel], name: str, data):
+    """Each test user's rank under ``usable[name]`` (``trained.held_out_ranks``), computed once per model
+    object and session: a model replaced under the same name is ranked again, and the ranks of models
+    no longer in ``usable`` (or replaced) are dropped, so the cache never keeps an old model alive."""
     store = st.session_state.setdefault("lab_held_out_ranks", {})
-    kept = store.get(model.name)
-    if kept is None or kept[0] is not model.loaded:
-        store[model.name] = (model.loaded, trained.held_out_ranks(model, data))
-    return store[model.name][1]
+    for old in [k for k, (loaded, _) in store.items() if k not in usable or usable[k].loaded is not loaded]:
+        del store[old]
+    if name not in store:
+        store[name] = (usable[name].loaded, trained.held_out_ranks(usable[name], data))
+    return store[name][1]
 
 
 def quality_latency_points(usable: dict[str, TrainedModel]) -> list[dict]:

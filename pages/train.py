@@ -58,7 +58,7 @@ def _paired_comparison(trained: dict) -> None:
         if st.button("Compare", key="train_compare_go"):
             try:
                 with st.spinner("Ranking every test user's held-out item with both models…"):
-                    ranks = [state.held_out_ranks_cached(trained[n], data) for n in (first, second)]
+                    ranks = [state.held_out_ranks_cached(trained, n, data) for n in (first, second)]
             except MsliError as err:
                 st.error(str(err), icon=":material/error:")
             else:
@@ -68,7 +68,7 @@ def _paired_comparison(trained: dict) -> None:
         if kept := st.session_state.get("train_comparison"):
             *models, shown = kept
         if shown and models[0] is trained[first].loaded and models[1] is trained[second].loaded:
-            (st.success if shown["verdict"] != "tie" else st.info)(comparison_sentence(shown))
+            (st.success if shown["verdict"] in ("higher", "lower") else st.info)(comparison_sentence(shown))
 
 
 chosen_kinds, segment_counts, aggregation, dim, layers, epochs, seed, submitted = forms.train_form()

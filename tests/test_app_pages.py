@@ -772,3 +772,7 @@ def test_the_train_page_compares_two_models_on_the_same_test_users(demo_app):
     assert not [m for m in [*at.info, *at.success] if "MS-LI K=4 (bundled demo) − " in m.value]
     at.button(key="train_compare_go").click().run()
     assert any("MS-LI K=4 (bundled demo) − item-kNN" in m.value for m in [*at.info, *at.success])
+    # each model is ranked once per session; the cache holds only models still listed
+    cached = at.session_state["lab_held_out_ranks"]
+    names = ["MS-LI K=4 (bundled demo)", "item-kNN (bundled demo)", "two-tower (bundled demo)"]
+    assert sorted(cached) == names

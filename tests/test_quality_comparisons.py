@@ -72,3 +72,15 @@ def test_the_sentence_says_what_the_interval_says():
     assert "A is below B" in lower and "excludes 0" in lower and "−0.0203 … −0.0001" in lower
     higher = comparison_sentence({**base, "difference": 0.05, "low": 0.03, "high": 0.07, "verdict": "higher"})
     assert "A is above B" in higher
+
+
+def test_too_few_users_get_no_verdict():
+    from msli_core.quality import MIN_USERS_FOR_VERDICT, compare_ranks, comparison_sentence
+
+    few = MIN_USERS_FOR_VERDICT - 1
+    c = compare_ranks("A", np.zeros(few), "B", np.full(few, 50.0))  # every user prefers A
+    assert (c["users"], c["verdict"]) == (few, "too few users")
+    said = comparison_sentence(c)
+    assert "read no verdict" in said and f"only {few} test user(s)" in said
+    enough = compare_ranks("A", np.zeros(few + 1), "B", np.full(few + 1, 50.0))
+    assert enough["verdict"] == "higher"
