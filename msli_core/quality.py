@@ -59,7 +59,7 @@ def quality_table(
         plan.append((label, "msli", {"segments": K}))
     if cross_encoder:
         plan.append(("cross-encoder", "cross-encoder", {}))
-    rows, models, labels = [], {}, {}
+    rows, models = [], {}  # models: K -> (label, trained MS-LI model)
     ranks: dict[str, object] = {}  # label -> (U,) test ranks, users in split.eval_users order
     first_stage = None
     for n, (label, kind, config) in enumerate(plan):
@@ -67,8 +67,7 @@ def quality_table(
             progress(ProgressEvent("quality", n, len(plan), f"training {label}"))
         cascade = None
         if kind == "cross-encoder":
-            cascade = models.get(4) or (next(iter(models.values())) if models else None)
-            first_stage = next((labels[K] for K, m in models.items() if m is cascade), None)
+            first_stage, cascade = models.get(4) or next(iter(models.values()), (None, None))
         inner = _relabel(progress, label, n, len(plan)) if progress else None
         settings = TrainSettings.for_kind(kind, epochs=epochs, seed=seed)
         result = train(data, kind, settings, config, split=split, cascade_from=cascade, progress=inner)
@@ -87,8 +86,7 @@ def quality_table(
         }
         ranks[label] = result.test_ranks
         if kind == "msli":
-            models[config["segments"]] = result.model
-            labels[config["segments"]] = label
+            models[config["segments"]] = (label, result.model)
             if data.truth is not None and config["segments"] > 1:
                 acc = explanation_accuracy(result.model, data, split)
                 row["explanation_accuracy"], row["explanation_chance"] = acc["accuracy"], acc["chance"]
@@ -173,15 +171,15 @@ def comparison_sentence(c: dict) -> str:
     def signed(x: float) -> str:
         return f"{x:+.4f}".replace("-", "−")
 
-    head = (
-        f"{c['model']} − {c['against']}: NDCG@10 {signed(c['difference'])} (95% interval "
-        f"{signed(c['low'])} … {signed(c['high'])} over the same {c['users']} test users). "
-    )
     if c["verdict"] == "too few users":
         return (
             f"{c['model']} − {c['against']}: only {c['users']} test user(s) ranked by both, too few for an "
             f"interval to mean anything (at least {MIN_USERS_FOR_VERDICT} are needed); read no verdict."
         )
+    head = (
+        f"{c['model']} − {c['against']}: NDCG@10 {signed(c['difference'])} (95% interval "
+        f"{signed(c['low'])} … {signed(c['high'])} over the same {c['users']} test users). "
+    )
     if c["verdict"] == "tie":
         return head + (
             "The interval holds 0: this test set cannot tell the two apart, so read neither as better "
@@ -210,21 +208,13 @@ def _cell(value) -> str:
     return str(value)
 
 
-def to_csv(rows: list[dict]) -> str:
+def to_csv(rows: list[dict], columns: tuple[str, ...] = COLUMNS) -> str:
+    """``rows`` as CSV with ``columns`` (the quality table's, or :data:`COMPARISON_COLUMNS`)."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: _cell(row.get(k, "")) for k in COLUMNS})
-    return buf.getvalue()
-
-
-def comparisons_csv(comparisons: list[dict]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(COMPARISON_COLUMNS), lineterminator="\n")
-    writer.writeheader()
-    for row in comparisons:
-        writer.writerow({k: _cell(row[k]) for k in COMPARISON_COLUMNS})
+        writer.writerow({k: _cell(row.get(k, "")) for k in columns})
     return buf.getvalue()
 
 
@@ -306,5 +296,7 @@ def write_quality(rows: list[dict], meta: dict, out) -> None:
 
     with atomic_output_dir(out, kind="quality") as tmp:
         (tmp / "quality.csv").write_text(to_csv(rows), encoding="utf-8")
-        (tmp / "comparisons.csv").write_text(comparisons_csv(meta.get("comparisons", [])), encoding="utf-8")
+        (tmp / "comparisons.csv").write_text(
+            to_csv(meta.get("comparisons", []), COMPARISON_COLUMNS), encoding="utf-8"
+        )
         (tmp / "quality.md").write_text(to_markdown(rows, meta), encoding="utf-8")

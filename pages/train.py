@@ -64,11 +64,11 @@ def _paired_comparison(trained: dict) -> None:
             else:
                 result = compare_ranks(first, ranks[0], second, ranks[1])
                 st.session_state["train_comparison"] = (trained[first].loaded, trained[second].loaded, result)
-        models, shown = (None, None), None
-        if kept := st.session_state.get("train_comparison"):
-            *models, shown = kept
-        if shown and models[0] is trained[first].loaded and models[1] is trained[second].loaded:
-            (st.success if shown["verdict"] in ("higher", "lower") else st.info)(comparison_sentence(shown))
+        kept = st.session_state.get("train_comparison")  # (model, against, result): shown while current
+        if kept and kept[0] is trained[first].loaded and kept[1] is trained[second].loaded:
+            (st.success if kept[2]["verdict"] in ("higher", "lower") else st.info)(
+                comparison_sentence(kept[2])
+            )
 
 
 chosen_kinds, segment_counts, aggregation, dim, layers, epochs, seed, submitted = forms.train_form()
