@@ -22,6 +22,7 @@ import platform
 
 import numpy as np
 
+from msli_core.models.segmenter import segment
 from msli_core.progress import ProgressCallback, ProgressEvent
 
 COLUMNS = (
@@ -34,6 +35,10 @@ EXPLANATION_KEYS = COLUMNS[COLUMNS.index("explanation_accuracy") :]
 COMPARISON_COLUMNS = ("model", "against", "difference", "low", "high", "users", "verdict")
 TWO_TOWER = "MS-LI K=1 (two-tower)"
 MIN_USERS_FOR_VERDICT = 20  # fewer paired users: no verdict (a percentile bootstrap is too narrow there)
+REACH_COUNTS = (
+    "with_closed", "linked_window", "linked_closed_only", "linked_neither",
+    "interest_window", "interest_closed_only", "interest_neither", "noise",
+)  # fmt: skip
 
 
 def quality_table(
@@ -53,6 +58,7 @@ def quality_table(
     from msli_core.train import TrainSettings, train
 
     split = leave_one_out(data)
+    reach = closed_reach(split, [K for K in segments if K > 1])
     plan: list[tuple[str, str, dict]] = [("popularity", "popularity", {}), ("item-kNN", "item-knn", {})]
     for K in segments:
         label = f"MS-LI K={K}" + (" (two-tower)" if K == 1 else "")
@@ -107,8 +113,121 @@ def quality_table(
         "threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
         "comparisons": ladder_comparisons(ranks, first_stage=first_stage),
+        "reach": reach,
     }
     return rows, meta
+
+
+def closed_reach(split, segments: list[int], config: dict | None = None) -> list[dict]:
+    """What MS-LI's closed slots *could* add over the two-tower model on this data, known before training.
+
+    Every K sees the same last ``L_max`` events in its open slot; K > 1 adds closed slots (by default
+    segments that start before that window). So MS-LI can rank a user's held-out test item differently
+    from the two-tower model only if the user has a closed slot, and it can find an item the window
+    says nothing about only if the item is tied to an event that sits in a closed slot and not in the
+    window. One dict per K in ``segments`` (cut as ``MSLIConfig(segments=K, **config)`` cuts a history),
+    counting the evaluated users (``users``) and, among them:
+
+    - ``with_closed``: users whose test history fills at least one closed slot;
+    - of those, ``linked_window`` / ``linked_closed_only`` / ``linked_neither``: the held-out item
+      co-occurs (item-kNN's statistic: within its window of events, in any user's *training*
+      sequence; the test item itself is never in training) with an event of the window; only with an
+      event of a closed slot; with neither;
+    - with a ground truth (synthetic data; else None), the same for the item's generating *interest*:
+      ``interest_window`` (some event of the window has it), ``interest_closed_only``,
+      ``interest_neither``, and ``noise`` (the item was noise).
+
+    ``linked_closed_only / users`` bounds the share of users whose held-out item only the closed slots
+    can point to: when it is about 0, "MS-LI above the two-tower model" has nothing to be measured on.
+
+    A window of 4 events, one closed slot of 2 (the segment before the window): user 1's test history
+    is 10..17, its window 14..17, its closed slot 12, 13; its test item 18 co-occurs in training only
+    with 12 (user 2's 12, 18, 30, ...): closed only. User 2's test item 36 never occurs in training:
+    neither. User 3's test item 33 co-occurs with 34, which is in its window.
+
+    >>> import pandas as pd
+    >>> from msli_core.data.dataset import build_dataset, leave_one_out
+    >>> sequences = {1: [*range(10, 19)], 2: [12, 18, *range(30, 37)], 3: [*range(40, 47), 34, 33]}
+    >>> rows = [(u, i, t, float("nan")) for u, seq in sequences.items() for t, i in enumerate(seq)]
+    >>> frame = pd.DataFrame(rows, columns=["user", "item", "timestamp", "rating"])
+    >>> split = leave_one_out(build_dataset(frame, items_meta=None, format="example", source="example"))
+    >>> r = closed_reach(split, [2], {"max_len": 4, "segment_len": 2})[0]
+    >>> r["users"], r["with_closed"], r["linked_window"], r["linked_closed_only"], r["linked_neither"]
+    (3, 3, 1, 1, 1)
+    """
+    from msli_core.explain import _event_truth
+    from msli_core.models.baselines import ItemKNNConfig, cooccurrence_counts
+    from msli_core.models.msli import MSLIConfig
+
+    data = split.data
+    training = [split.train_sequence(u) for u in range(data.n_users)]
+    co, _ = cooccurrence_counts(training, data.n_items + 1, ItemKNNConfig().window)  # (N+1, N+1) CSR
+    truth = _event_truth(data)
+    found = []
+    for K in segments:
+        cut = MSLIConfig(n_items=data.n_items, segments=K, **(config or {})).segment_options()
+        counts = dict.fromkeys(REACH_COUNTS, 0)
+        for user in split.eval_users:
+            history = split.history(user, "test")
+            slots = segment(history, split.history_timestamps(user, "test"), **cut)
+            n = len(history)
+            in_window = np.zeros(n, dtype=bool)
+            in_window[n - min(n, cut["window_len"]) :] = True  # (n,) events the open slot reads
+            in_closed = np.zeros(n, dtype=bool)
+            for k in np.flatnonzero(slots.mask[: K - 1]):
+                in_closed[slots.start[k] : slots.end[k]] = True
+            in_closed &= ~in_window  # (n,) events only a closed slot reads
+            if not slots.mask[: K - 1].any():
+                continue
+            counts["with_closed"] += 1
+            target = split.target(user, "test")
+            linked = np.zeros(n, dtype=bool)  # (n,) events that co-occur with the target in training
+            linked[np.isin(history, co.indices[co.indptr[target] : co.indptr[target + 1]])] = True
+            counts[_where("linked", linked, in_window, in_closed)] += 1
+            if truth is not None:
+                interest, _phase, offsets = truth
+                events = interest[offsets[user] : offsets[user] + n]  # (n,) interest of each history event
+                wanted = interest[offsets[user] + n]  # the test item's
+                key = "noise" if wanted < 0 else _where("interest", events == wanted, in_window, in_closed)
+                counts[key] += 1
+        if truth is None:
+            counts.update(dict.fromkeys(REACH_COUNTS[4:], None))
+        found.append({"segments": K, "segment_len": cut["segment_len"], "window": cut["window_len"],
+                      "users": len(split.eval_users), **counts})  # fmt: skip
+    return found
+
+
+def _where(prefix: str, hit, in_window, in_closed) -> str:
+    if (hit & in_window).any():
+        return f"{prefix}_window"
+    return f"{prefix}_closed_only" if (hit & in_closed).any() else f"{prefix}_neither"
+
+
+def reach_sentence(r: dict) -> str:
+    """One plain sentence for a :func:`closed_reach` result (``msli quality`` prints it)."""
+    users, closed = r["users"], r["with_closed"]
+    text = (
+        f"MS-LI K={r['segments']}: {closed} of {users} test users ({_share(closed, users)}) have a closed "
+        f"slot, i.e. events before the {r['window']}-event window that the two-tower model does not read"
+    )
+    if not closed:
+        return text + "; so it scores every test user as the two-tower model does."
+    text += (
+        f"; for {r['linked_closed_only']} ({_share(r['linked_closed_only'], users)} of all test users) the "
+        f"held-out item co-occurs in training with an event of a closed slot and with none of the window "
+        f"(with the window: {r['linked_window']}; with neither: {r['linked_neither']})"
+    )
+    if r.get("interest_window") is not None:
+        text += (
+            f"; by the ground truth, the item's interest is only in a closed slot for "
+            f"{r['interest_closed_only']} (in the window: {r['interest_window']}; in neither: "
+            f"{r['interest_neither']}; noise: {r['noise']})"
+        )
+    return text + "."
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "0%"
 
 
 def ladder_comparisons(ranks: dict, *, first_stage: str | None = None) -> list[dict]:
@@ -286,8 +405,23 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
         "measured on (a few dozen users leave it wide: compare ratios to chance with it in mind; see",
         "msli_core.explain.explanation_accuracy).",
         *_comparison_lines(meta.get("comparisons", [])),
+        *_reach_lines(meta.get("reach", [])),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _reach_lines(reach: list[dict]) -> list[str]:
+    if not reach:
+        return []
+    lines = [
+        "",
+        "What the closed slots can add over the two-tower model, before any training (closed_reach):",
+        "users with a closed slot, and how many of them have a held-out item tied only to a closed slot's",
+        "events (co-occurring with them in training; with a ground truth, of an interest that no event of",
+        "the window has):",
+        "",
+    ]
+    return lines + [f"- {reach_sentence(r)}" for r in reach]
 
 
 def write_quality(rows: list[dict], meta: dict, out) -> None:

@@ -167,6 +167,13 @@ def test_quality_writes_csv_and_markdown(data_dir, tmp_path, capsys):
         assert p["verdict"] == ("higher" if low > 0 else "lower" if high < 0 else "tie")
         assert f"| {p['model']} | {p['against']} | {difference:+.4f} |" in (out / "quality.md").read_text()
     assert [c["verdict"] for c in comparisons] == [p["verdict"] for p in pairs]
+    # what K=2's closed slots could add, before training: one entry per K > 1, in the JSON and the Markdown
+    (reach,) = printed["reach"]
+    assert (reach["segments"], reach["users"]) == (2, comparisons[0]["users"])  # the same test users
+    linked = reach["linked_window"] + reach["linked_closed_only"] + reach["linked_neither"]
+    assert linked == reach["with_closed"]
+    said = f"- MS-LI K=2: {reach['with_closed']} of {reach['users']} test users"
+    assert said in (out / "quality.md").read_text()
     k2 = rows[-1]  # explanation accuracy with its Wilson interval and the users it was measured on
     if k2["explanation_users"]:
         assert k2["explanation_low"] <= k2["explanation_accuracy"] <= k2["explanation_high"]

@@ -84,3 +84,73 @@ def test_too_few_users_get_no_verdict():
     assert "read no verdict" in said and f"only {few} test user(s)" in said
     enough = compare_ranks("A", np.zeros(few + 1), "B", np.full(few + 1, 50.0))
     assert enough["verdict"] == "higher"
+
+
+def _dataset(sequences: dict[int, list[int]], interests: dict[int, list[int]] | None = None):
+    import pandas as pd
+
+    from msli_core.data.dataset import build_dataset
+
+    rows = [(u, i, t, float("nan")) for u, seq in sequences.items() for t, i in enumerate(seq)]
+    frame = pd.DataFrame(rows, columns=["user", "item", "timestamp", "rating"])
+    truth = None
+    if interests is not None:
+        truth = pd.DataFrame(
+            {"phase": 0, "interest": [k for u in sequences for k in interests[u]]}
+        )  # one row per row of frame, in its order
+    return build_dataset(frame, items_meta=None, format="test", source="test", truth=truth)
+
+
+def test_closed_reach_counts_test_items_only_the_closed_slots_can_point_to():
+    from msli_core.data.dataset import leave_one_out
+    from msli_core.quality import closed_reach, reach_sentence
+
+    # window 4, one closed slot of 2 events (the segment before the window), as in the doctest; user 4
+    # fits in the window: no closed slot, so it is counted among the users only
+    sequences = {
+        1: [*range(10, 19)],  # test history 10..17: closed slot 12, 13; window 14..17; test item 18
+        2: [12, 18, *range(30, 37)],  # test item 36: in no training sequence
+        3: [*range(40, 47), 34, 33],  # test item 33 co-occurs with 34 (user 2), which is in its window
+        4: [50, 51, 52, 53],
+    }
+    interests = {
+        1: [0, 0, 7, 7, 1, 1, 1, 1, 7],  # the test item's interest 7 is only in the closed slot
+        2: [2, 2, 3, 3, 4, 4, 4, 4, -1],  # noise
+        3: [5, 5, 5, 5, 6, 6, 5, 6, 6],  # interest 6 is in the window (and in the closed slot: 5, 5 there)
+        4: [8, 8, 8, 8],
+    }
+    split = leave_one_out(_dataset(sequences, interests))
+    reach = closed_reach(split, [1, 2], {"max_len": 4, "segment_len": 2})
+    one, two = reach
+    assert (one["segments"], one["users"], one["with_closed"]) == (1, 4, 0)  # K = 1: the two-tower model
+    assert "scores every test user as the two-tower model does" in reach_sentence(one)
+    linked = ("users", "with_closed", "linked_window", "linked_closed_only", "linked_neither")
+    assert [two[k] for k in linked] == [4, 3, 1, 1, 1]
+    truth = {k: two[k] for k in ("interest_window", "interest_closed_only", "interest_neither", "noise")}
+    assert truth == {"interest_window": 1, "interest_closed_only": 1, "interest_neither": 0, "noise": 1}
+    said = reach_sentence(two)
+    assert "3 of 4 test users (75.0%) have a closed slot" in said
+    assert "for 1 (25.0% of all test users) the held-out item co-occurs" in said
+    assert "only in a closed slot for 1" in said
+    # no ground truth: the interest counts are None and the sentence leaves them out
+    plain = closed_reach(leave_one_out(_dataset(sequences)), [2], {"max_len": 4, "segment_len": 2})[0]
+    assert plain["interest_window"] is None and plain["linked_closed_only"] == 1
+    assert "ground truth" not in reach_sentence(plain)
+
+
+def test_closed_reach_on_synthetic_data_adds_up(tmp_path):
+    from msli_core.data.dataset import leave_one_out
+    from msli_core.quality import closed_reach
+
+    folder = tmp_path / "synth"
+    write_synthetic(folder, SynthConfig(users=40, items=80, interactions=2400, interests=4, min_events=20,
+                                        max_events=120, seed=3))  # fmt: skip
+    data = load_dataset(folder)
+    split = leave_one_out(data)
+    window = 30
+    r = closed_reach(split, [4], {"max_len": window})[0]
+    longer = sum(len(split.history(u, "test")) > window for u in split.eval_users)
+    assert r["with_closed"] == longer > 0  # fixed segments, closed slots before the window
+    assert r["linked_window"] + r["linked_closed_only"] + r["linked_neither"] == r["with_closed"]
+    interest = r["interest_window"] + r["interest_closed_only"] + r["interest_neither"] + r["noise"]
+    assert interest == r["with_closed"]

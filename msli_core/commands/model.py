@@ -523,7 +523,7 @@ def render_explanation(ex: dict) -> str:
 def cmd_quality(args) -> int:
     from msli_core.cli import print_json
     from msli_core.outputs import check_out_dir
-    from msli_core.quality import quality_table, write_quality
+    from msli_core.quality import quality_table, reach_sentence, write_quality
 
     check_out_dir(args.out, "quality", data=args.data)  # before any work
     data = _load_data(args.data)
@@ -548,4 +548,6 @@ def cmd_quality(args) -> int:
         for c in meta["comparisons"]:
             print(f"  {c['model']} vs {c['against']}: {c['difference']:+.4f} "
                   f"(95% {c['low']:+.4f} … {c['high']:+.4f}) {c['verdict']}")  # fmt: skip
+        for r in meta["reach"]:
+            print(f"  {reach_sentence(r)}")
     return 0

@@ -121,6 +121,18 @@ class MSLIConfig:
         """Rows of the position table: the window and a closed segment share it."""
         return max(self.max_len, self.S)
 
+    def segment_options(self) -> dict:
+        """The keyword arguments of :func:`~msli_core.models.segmenter.segment` that cut a history as
+        this model does."""
+        return {
+            "segments": self.segments,
+            "segment_len": self.S,
+            "window_len": self.max_len,
+            "segmenter": self.segmenter,
+            "session_gap": self.session_gap,
+            "closed": self.closed_segments,
+        }
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -219,24 +231,13 @@ class MSLIModel(nn.Module):
         return self.items.table()
 
     # ---- segmentation (numpy) ------------------------------------------------------------------
-    def _segment_options(self) -> dict:
-        c = self.config
-        return {
-            "segments": c.segments,
-            "segment_len": c.S,
-            "window_len": c.max_len,
-            "segmenter": c.segmenter,
-            "session_gap": c.session_gap,
-            "closed": c.closed_segments,
-        }
-
     def segment(self, history: np.ndarray, timestamps: np.ndarray | None = None) -> Segments:
-        return segment(history, timestamps, **self._segment_options())
+        return segment(history, timestamps, **self.config.segment_options())
 
     def segment_batch(
         self, histories: list[np.ndarray], timestamps: list[np.ndarray] | None = None
     ) -> SegmentBatch:
-        return segment_batch(histories, timestamps, **self._segment_options())
+        return segment_batch(histories, timestamps, **self.config.segment_options())
 
     # ---- nearline: the open slot ----------------------------------------------------------------
     def recent_path(self, window: Tensor, table: Tensor) -> Tensor:
