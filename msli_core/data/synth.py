@@ -15,8 +15,10 @@ The story of one user, top to bottom:
 3. **Events.** In phase ``p`` an event is, in this order of draws:
    noise (probability ``noise``: a globally popular item, interest ``-1``), a *return* to one of the
    interests of the phases before ``p`` (probability ``return_prob``, only when ``p > 0``), or the
-   current phase's interest. Returns are why several segment vectors beat one user vector: the
-   held-out item often belongs to an old interest whose items sit in an old part of the history.
+   current phase's interest. Returns make a held-out item often belong to an older interest than the
+   last few items show. (They are spread over every later phase, so an earlier interest keeps coming
+   back: with the default sizes every returning held-out item's interest also occurs among the user's
+   last 200 events, the window every model reads; ``msli quality`` counts it, ``quality.closed_reach``.)
 4. **Inside an interest** the items have an order (think of a series or a director's filmography,
    popular items first). The user keeps a cursor per interest (the last item taken from it): with
    probability ``sequential_prob`` the next item of the *current* interest is a small step forward
@@ -104,8 +106,8 @@ class SynthConfig:
     # 0.35 makes about a third of held-out items come from an old interest (recency is not the whole story)
     sequential_prob: float = 0.7  # chance the next item of an interest steps 1–3 places past its cursor
     return_sequential_prob: float = 0.0  # the same chance for a return event; 0: a return picks a popular
-    # unseen item of the old cluster, so it is predicted from the old segments (the user's taste then), not
-    # from the last few items: the part of the signal a single recency-heavy user vector blurs
+    # unseen item of the old cluster, so it is predicted from the older part of the history (the user's
+    # taste then), not from the last few items
     session_events: float = 8.0  # mean events per session (geometric): ratings come in bursts
     session_gap_days: float = 3.0  # median days between sessions (lognormal, sigma 1)
     event_gap_seconds: float = 90.0  # median seconds between events of one session (lognormal, sigma 0.7)
