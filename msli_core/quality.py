@@ -125,8 +125,9 @@ def closed_reach(split, segments: list[int], config: dict | None = None) -> list
     segments that start before that window). So MS-LI can rank a user's held-out test item differently
     from the two-tower model only if the user has a closed slot, and it can find an item the window
     says nothing about only if the item is tied to an event that sits in a closed slot and not in the
-    window. One dict per K in ``segments`` (cut as ``MSLIConfig(segments=K, **config)`` cuts a history),
-    counting the evaluated users (``users``) and, among them:
+    window. One dict per K in ``segments``, the history cut as an :class:`MSLIConfig` with ``config``'s
+    fields (e.g. a trained model's ``config.to_dict()``; the defaults where absent) and K segments cut
+    it, counting the evaluated users (``users``) and, among them:
 
     - ``with_closed``: users whose test history fills at least one closed slot;
     - of those, ``linked_window`` / ``linked_closed_only`` / ``linked_neither``: the held-out item
@@ -165,7 +166,7 @@ def closed_reach(split, segments: list[int], config: dict | None = None) -> list
     truth = _event_truth(data)
     found = []
     for K in segments:
-        cut = MSLIConfig(n_items=data.n_items, segments=K, **(config or {})).segment_options()
+        cut = MSLIConfig(**{**(config or {}), "n_items": data.n_items, "segments": K}).segment_options()
         counts = dict.fromkeys(REACH_COUNTS, 0)
         for user in split.eval_users:
             history = split.history(user, "test")

@@ -411,6 +411,20 @@ def default_pair(models: dict[str, TrainedModel]) -> tuple[str, str] | None:
     return (names[0], names[1]) if len(names) >= 2 else None
 
 
+def closed_reach_note(first: TrainedModel, second: TrainedModel, data) -> str | None:
+    """For MS-LI (K > 1) against a two-tower model, in either order: what the MS-LI model's closed slots
+    could add on ``data`` (:func:`msli_core.quality.closed_reach`, its sentence); None for other pairs."""
+    from msli_core.data.dataset import leave_one_out
+    from msli_core.quality import closed_reach, reach_sentence
+
+    by_kind = {first.loaded.kind: first, second.loaded.kind: second}
+    msli = by_kind.get("msli")
+    if msli is None or "two-tower" not in by_kind or msli.loaded.config.segments < 2:
+        return None
+    config = msli.loaded.config
+    return reach_sentence(closed_reach(leave_one_out(data), [config.segments], config.to_dict())[0])
+
+
 def held_out_ranks(m: TrainedModel, data):
     """(U,) numpy array: each evaluation user's test rank under ``m`` (full ranking over all items, the
     protocol of its test NDCG@10), for :func:`msli_core.quality.compare_ranks`."""

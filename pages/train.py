@@ -59,16 +59,20 @@ def _paired_comparison(trained: dict) -> None:
             try:
                 with st.spinner("Ranking every test user's held-out item with both models…"):
                     ranks = [state.held_out_ranks_cached(trained, n, data) for n in (first, second)]
+                    reach = trained_models.closed_reach_note(trained[first], trained[second], data)
             except MsliError as err:
                 st.error(str(err), icon=":material/error:")
             else:
                 result = compare_ranks(first, ranks[0], second, ranks[1])
-                st.session_state["train_comparison"] = (trained[first].loaded, trained[second].loaded, result)
-        kept = st.session_state.get("train_comparison")  # (model, against, result): shown while current
+                kept = (trained[first].loaded, trained[second].loaded, result, reach)
+                st.session_state["train_comparison"] = kept
+        kept = st.session_state.get("train_comparison")  # (model, against, result, reach): while current
         if kept and kept[0] is trained[first].loaded and kept[1] is trained[second].loaded:
             (st.success if kept[2]["verdict"] in ("higher", "lower") else st.info)(
                 comparison_sentence(kept[2])
             )
+            if kept[3]:
+                st.caption(f"What the closed slots can add, counted before training: {kept[3]}")
 
 
 chosen_kinds, segment_counts, aggregation, dim, layers, epochs, seed, submitted = forms.train_form()

@@ -767,11 +767,17 @@ def test_the_train_page_compares_two_models_on_the_same_test_users(demo_app):
     gap = table["MS-LI K=4 (bundled demo)"] - table["two-tower (bundled demo)"]
     shown = float(said[0].split("NDCG@10 ")[1].split(" ")[0].replace("−", "-"))
     assert shown == pytest.approx(gap, abs=1e-4)
+    # MS-LI against the two-tower model: what its closed slots could add on this data, counted before
+    # training (the sample: 123 of 300 test users have a closed slot; no test item's interest is only there)
+    reach = [c.value for c in at.caption if c.value.startswith("What the closed slots can add")]
+    assert len(reach) == 1 and "MS-LI K=4: 123 of 300 test users (41.0%) have a closed slot" in reach[0]
+    assert "only in a closed slot for 0" in reach[0]
     # another pair: the earlier sentence goes, until this pair is compared
     at.selectbox(key="train_compare_against").set_value("item-kNN (bundled demo)").run()
     assert not [m for m in [*at.info, *at.success] if "MS-LI K=4 (bundled demo) − " in m.value]
     at.button(key="train_compare_go").click().run()
     assert any("MS-LI K=4 (bundled demo) − item-kNN" in m.value for m in [*at.info, *at.success])
+    assert not [c for c in at.caption if c.value.startswith("What the closed slots can add")]  # not this pair
     # each model is ranked once per session; the cache holds only models still listed
     cached = at.session_state["lab_held_out_ranks"]
     names = ["MS-LI K=4 (bundled demo)", "item-kNN (bundled demo)", "two-tower (bundled demo)"]
