@@ -11,6 +11,10 @@ learned model against item-kNN, and the cross-encoder against the first stage it
 says "higher" or "lower" only when the interval excludes 0; otherwise the test set cannot tell the two
 apart ("tie"), which on a few hundred users is the usual case for differences of about 0.01; under
 :data:`MIN_USERS_FOR_VERDICT` paired users there is no verdict ("too few users").
+
+Before any training, :func:`closed_reach` counts what MS-LI's closed slots could add over the
+two-tower model on the data: the users whose closed slots hold events the window does not, and (with a
+ground truth) whether a held-out item's interest occurs only there.
 """
 
 from __future__ import annotations
@@ -35,10 +39,7 @@ EXPLANATION_KEYS = COLUMNS[COLUMNS.index("explanation_accuracy") :]
 COMPARISON_COLUMNS = ("model", "against", "difference", "low", "high", "users", "verdict")
 TWO_TOWER = "MS-LI K=1 (two-tower)"
 MIN_USERS_FOR_VERDICT = 20  # fewer paired users: no verdict (a percentile bootstrap is too narrow there)
-REACH_COUNTS = (
-    "with_closed", "linked_window", "linked_closed_only", "linked_neither",
-    "interest_window", "interest_closed_only", "interest_neither", "noise",
-)  # fmt: skip
+REACH_COUNTS = ("with_closed", "interest_window", "interest_closed_only", "interest_neither", "noise")
 
 
 def quality_table(
@@ -119,112 +120,103 @@ def quality_table(
 
 
 def closed_reach(split, segments: list[int], config: dict | None = None) -> list[dict]:
-    """What MS-LI's closed slots *could* add over the two-tower model on this data, known before training.
+    """What MS-LI's closed slots *could* add over the two-tower model on this data, counted before training.
 
-    Every K sees the same last ``L_max`` events in its open slot; K > 1 adds closed slots (by default
-    segments that start before that window). So MS-LI can rank a user's held-out test item differently
-    from the two-tower model only if the user has a closed slot, and it can find an item the window
-    says nothing about only if the item is tied to an event that sits in a closed slot and not in the
+    Every K reads the same last ``L_max`` events in its open slot (the two-tower model is K = 1); K > 1
+    adds closed slots, by default segments that start before that window. MS-LI can therefore use
+    events the two-tower model never reads only for users whose closed slots hold events outside the
     window. One dict per K in ``segments``, the history cut as an :class:`MSLIConfig` with ``config``'s
-    fields (e.g. a trained model's ``config.to_dict()``; the defaults where absent) and K segments cut
-    it, counting the evaluated users (``users``) and, among them:
+    fields (e.g. a trained model's ``config.to_dict()``; the defaults where absent) and K segments cut it,
+    counting the evaluated users (``users``) and, among them:
 
-    - ``with_closed``: users whose test history fills at least one closed slot;
-    - of those, ``linked_window`` / ``linked_closed_only`` / ``linked_neither``: the held-out item
-      co-occurs (item-kNN's statistic: within its window of events, in any user's *training*
-      sequence; the test item itself is never in training) with an event of the window; only with an
-      event of a closed slot; with neither;
-    - with a ground truth (synthetic data; else None), the same for the item's generating *interest*:
-      ``interest_window`` (some event of the window has it), ``interest_closed_only``,
-      ``interest_neither``, and ``noise`` (the item was noise).
+    - ``with_closed``: users whose test history has events in a closed slot and not in the window;
+    - with a ground truth (synthetic data; else None), where the held-out item's generating *interest*
+      occurs among those users' events: ``interest_window`` (in some event of the window),
+      ``interest_closed_only`` (only in those older events: the items only MS-LI can see coming),
+      ``interest_neither`` (in no event MS-LI reads), and ``noise`` (the item was noise).
 
-    ``linked_closed_only / users`` bounds the share of users whose held-out item only the closed slots
-    can point to: when it is about 0, "MS-LI above the two-tower model" has nothing to be measured on.
+    (Co-occurrence with the held-out item was tried as a truth-free version of the second count and
+    dropped: over a 200-event window almost every item co-occurs with some event of it, another user's
+    held-out item as often as the user's own.)
 
-    A window of 4 events, one closed slot of 2 (the segment before the window): user 1's test history
-    is 10..17, its window 14..17, its closed slot 12, 13; its test item 18 co-occurs in training only
-    with 12 (user 2's 12, 18, 30, ...): closed only. User 2's test item 36 never occurs in training:
-    neither. User 3's test item 33 co-occurs with 34, which is in its window.
+    A window of 4 events and one closed slot of 2 (the segment before the window): user 1's test
+    history is 10..17, its window 14..17, its closed slot 12, 13, where alone the held-out item's
+    interest 7 occurs; user 2's held-out item is noise; user 3's interest 6 is in its window; user 4
+    fits in the window.
 
     >>> import pandas as pd
     >>> from msli_core.data.dataset import build_dataset, leave_one_out
-    >>> sequences = {1: [*range(10, 19)], 2: [12, 18, *range(30, 37)], 3: [*range(40, 47), 34, 33]}
+    >>> sequences = {1: [*range(10, 19)], 2: [*range(20, 29)], 3: [*range(30, 39)], 4: [40, 41, 42, 43]}
+    >>> interests = {1: [0, 0, 7, 7, 1, 1, 1, 1, 7], 2: [2] * 8 + [-1], 3: [5] * 4 + [6] * 5, 4: [8] * 4}
     >>> rows = [(u, i, t, float("nan")) for u, seq in sequences.items() for t, i in enumerate(seq)]
     >>> frame = pd.DataFrame(rows, columns=["user", "item", "timestamp", "rating"])
-    >>> split = leave_one_out(build_dataset(frame, items_meta=None, format="example", source="example"))
+    >>> truth = pd.DataFrame({"phase": 0, "interest": [k for u in sequences for k in interests[u]]})
+    >>> split = leave_one_out(build_dataset(frame, items_meta=None, format="x", source="x", truth=truth))
     >>> r = closed_reach(split, [2], {"max_len": 4, "segment_len": 2})[0]
-    >>> r["users"], r["with_closed"], r["linked_window"], r["linked_closed_only"], r["linked_neither"]
-    (3, 3, 1, 1, 1)
+    >>> r["users"], r["with_closed"], r["interest_window"], r["interest_closed_only"], r["noise"]
+    (4, 3, 1, 1, 1)
     """
     from msli_core.explain import _event_truth
-    from msli_core.models.baselines import ItemKNNConfig, cooccurrence_counts
     from msli_core.models.msli import MSLIConfig
 
     data = split.data
-    training = [split.train_sequence(u) for u in range(data.n_users)]
-    co, _ = cooccurrence_counts(training, data.n_items + 1, ItemKNNConfig().window)  # (N+1, N+1) CSR
     truth = _event_truth(data)
-    found = []
-    for K in segments:
-        cut = MSLIConfig(**{**(config or {}), "n_items": data.n_items, "segments": K}).segment_options()
-        counts = dict.fromkeys(REACH_COUNTS, 0)
-        for user in split.eval_users:
-            history = split.history(user, "test")
-            slots = segment(history, split.history_timestamps(user, "test"), **cut)
-            n = len(history)
+    cuts = [MSLIConfig(**{**(config or {}), "n_items": data.n_items, "segments": K}).segment_options()
+            for K in segments]  # fmt: skip
+    counts = [dict.fromkeys(REACH_COUNTS, 0) for _ in segments]
+    for user in split.eval_users:
+        history = split.history(user, "test")
+        stamps = split.history_timestamps(user, "test")
+        n = len(history)
+        for cut, count in zip(cuts, counts, strict=True):
             in_window = np.zeros(n, dtype=bool)
             in_window[n - min(n, cut["window_len"]) :] = True  # (n,) events the open slot reads
+            slots = segment(history, stamps, **cut)
             in_closed = np.zeros(n, dtype=bool)
-            for k in np.flatnonzero(slots.mask[: K - 1]):
+            for k in np.flatnonzero(slots.mask[:-1]):
                 in_closed[slots.start[k] : slots.end[k]] = True
             in_closed &= ~in_window  # (n,) events only a closed slot reads
-            if not slots.mask[: K - 1].any():
+            if not in_closed.any():
                 continue
-            counts["with_closed"] += 1
-            target = split.target(user, "test")
-            linked = np.zeros(n, dtype=bool)  # (n,) events that co-occur with the target in training
-            linked[np.isin(history, co.indices[co.indptr[target] : co.indptr[target + 1]])] = True
-            counts[_where("linked", linked, in_window, in_closed)] += 1
+            count["with_closed"] += 1
             if truth is not None:
                 interest, _phase, offsets = truth
                 events = interest[offsets[user] : offsets[user] + n]  # (n,) interest of each history event
-                wanted = interest[offsets[user] + n]  # the test item's
-                key = "noise" if wanted < 0 else _where("interest", events == wanted, in_window, in_closed)
-                counts[key] += 1
+                wanted = interest[offsets[user] + n]  # the held-out item's
+                hit = events == wanted
+                where = (
+                    "window"
+                    if (hit & in_window).any()
+                    else "closed_only"
+                    if (hit & in_closed).any()
+                    else "neither"
+                )
+                count["noise" if wanted < 0 else f"interest_{where}"] += 1
+    found = []
+    for cut, count in zip(cuts, counts, strict=True):
         if truth is None:
-            counts.update(dict.fromkeys(REACH_COUNTS[4:], None))
-        found.append({"segments": K, "segment_len": cut["segment_len"], "window": cut["window_len"],
-                      "users": len(split.eval_users), **counts})  # fmt: skip
+            count.update(dict.fromkeys(REACH_COUNTS[1:], None))
+        found.append({"segments": cut["segments"], "segment_len": cut["segment_len"],
+                      "window": cut["window_len"], "users": len(split.eval_users), **count})  # fmt: skip
     return found
 
 
-def _where(prefix: str, hit, in_window, in_closed) -> str:
-    if (hit & in_window).any():
-        return f"{prefix}_window"
-    return f"{prefix}_closed_only" if (hit & in_closed).any() else f"{prefix}_neither"
-
-
 def reach_sentence(r: dict) -> str:
-    """One plain sentence for a :func:`closed_reach` result (``msli quality`` prints it)."""
+    """One plain sentence for a :func:`closed_reach` result (``msli quality`` and the Train page show it)."""
     users, closed = r["users"], r["with_closed"]
     text = (
-        f"MS-LI K={r['segments']}: {closed} of {users} test users ({_share(closed, users)}) have a closed "
-        f"slot, i.e. events before the {r['window']}-event window that the two-tower model does not read"
+        f"MS-LI K={r['segments']}: {closed} of {users} test users ({_share(closed, users)}) have closed "
+        f"slots holding events before the {r['window']}-event window, which the two-tower model does not read"
     )
     if not closed:
-        return text + "; so it scores every test user as the two-tower model does."
-    text += (
-        f"; for {r['linked_closed_only']} ({_share(r['linked_closed_only'], users)} of all test users) the "
-        f"held-out item co-occurs in training with an event of a closed slot and with none of the window "
-        f"(with the window: {r['linked_window']}; with neither: {r['linked_neither']})"
+        return text + "; so no closed slot can add an event the two-tower model lacks here."
+    if r.get("interest_window") is None:
+        return text + "; for the others MS-LI reads no event the two-tower model does not."
+    return text + (
+        f"; by the ground truth, the held-out item's interest occurs only in those older events for "
+        f"{r['interest_closed_only']} of them (in the window: {r['interest_window']}; in neither: "
+        f"{r['interest_neither']}; noise: {r['noise']})."
     )
-    if r.get("interest_window") is not None:
-        text += (
-            f"; by the ground truth, the item's interest is only in a closed slot for "
-            f"{r['interest_closed_only']} (in the window: {r['interest_window']}; in neither: "
-            f"{r['interest_neither']}; noise: {r['noise']})"
-        )
-    return text + "."
 
 
 def _share(part: int, whole: int) -> str:
@@ -416,10 +408,9 @@ def _reach_lines(reach: list[dict]) -> list[str]:
         return []
     lines = [
         "",
-        "What the closed slots can add over the two-tower model, before any training (closed_reach):",
-        "users with a closed slot, and how many of them have a held-out item tied only to a closed slot's",
-        "events (co-occurring with them in training; with a ground truth, of an interest that no event of",
-        "the window has):",
+        "What the closed slots can add over the two-tower model, counted before training (closed_reach):",
+        "the test users whose closed slots hold events before the window, and, with a ground truth, where",
+        "the interest of their held-out item occurs:",
         "",
     ]
     return lines + [f"- {reach_sentence(r)}" for r in reach]

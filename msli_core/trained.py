@@ -412,16 +412,19 @@ def default_pair(models: dict[str, TrainedModel]) -> tuple[str, str] | None:
 
 
 def closed_reach_note(first: TrainedModel, second: TrainedModel, data) -> str | None:
-    """For MS-LI (K > 1) against a two-tower model, in either order: what the MS-LI model's closed slots
-    could add on ``data`` (:func:`msli_core.quality.closed_reach`, its sentence); None for other pairs."""
+    """For MS-LI (K > 1) against a two-tower model with the same window, in either order: what the MS-LI
+    model's closed slots could add on ``data`` (:func:`msli_core.quality.closed_reach`, its sentence);
+    None for other pairs."""
     from msli_core.data.dataset import leave_one_out
     from msli_core.quality import closed_reach, reach_sentence
 
     by_kind = {first.loaded.kind: first, second.loaded.kind: second}
-    msli = by_kind.get("msli")
-    if msli is None or "two-tower" not in by_kind or msli.loaded.config.segments < 2:
+    msli, tower = by_kind.get("msli"), by_kind.get("two-tower")
+    if msli is None or tower is None or msli.loaded.config.segments < 2:
         return None
     config = msli.loaded.config
+    if tower.loaded.config.max_len != config.max_len:  # the count assumes both read the same window
+        return None
     return reach_sentence(closed_reach(leave_one_out(data), [config.segments], config.to_dict())[0])
 
 

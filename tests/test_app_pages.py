@@ -770,8 +770,8 @@ def test_the_train_page_compares_two_models_on_the_same_test_users(demo_app):
     # MS-LI against the two-tower model: what its closed slots could add on this data, counted before
     # training (the sample: 123 of 300 test users have a closed slot; no test item's interest is only there)
     reach = [c.value for c in at.caption if c.value.startswith("What the closed slots can add")]
-    assert len(reach) == 1 and "MS-LI K=4: 123 of 300 test users (41.0%) have a closed slot" in reach[0]
-    assert "only in a closed slot for 0" in reach[0]
+    assert len(reach) == 1 and "MS-LI K=4: 123 of 300 test users (41.0%) have closed slots" in reach[0]
+    assert "only in those older events for 0 of them (in the window: 115;" in reach[0]
     # another pair: the earlier sentence goes, until this pair is compared
     at.selectbox(key="train_compare_against").set_value("item-kNN (bundled demo)").run()
     assert not [m for m in [*at.info, *at.success] if "MS-LI K=4 (bundled demo) − " in m.value]

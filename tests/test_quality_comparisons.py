@@ -101,41 +101,52 @@ def _dataset(sequences: dict[int, list[int]], interests: dict[int, list[int]] | 
     return build_dataset(frame, items_meta=None, format="test", source="test", truth=truth)
 
 
-def test_closed_reach_counts_test_items_only_the_closed_slots_can_point_to():
+def test_closed_reach_counts_held_out_interests_only_the_closed_slots_hold():
     from msli_core.data.dataset import leave_one_out
     from msli_core.quality import closed_reach, reach_sentence
 
-    # window 4, one closed slot of 2 events (the segment before the window), as in the doctest; user 4
-    # fits in the window: no closed slot, so it is counted among the users only
-    sequences = {
-        1: [*range(10, 19)],  # test history 10..17: closed slot 12, 13; window 14..17; test item 18
-        2: [12, 18, *range(30, 37)],  # test item 36: in no training sequence
-        3: [*range(40, 47), 34, 33],  # test item 33 co-occurs with 34 (user 2), which is in its window
-        4: [50, 51, 52, 53],
-    }
+    # a window of 4 events, one closed slot of 2 (the segment before the window); each user's test
+    # history is its first 8 events, the 9th is held out
+    sequences = {u: [*range(10 * u, 10 * u + 9)] for u in (1, 2, 3, 4, 5)}
+    sequences[6] = [60, 61, 62, 63]  # fits in the window: no closed slot
     interests = {
-        1: [0, 0, 7, 7, 1, 1, 1, 1, 7],  # the test item's interest 7 is only in the closed slot
-        2: [2, 2, 3, 3, 4, 4, 4, 4, -1],  # noise
-        3: [5, 5, 5, 5, 6, 6, 5, 6, 6],  # interest 6 is in the window (and in the closed slot: 5, 5 there)
-        4: [8, 8, 8, 8],
+        1: [0, 0, 7, 7, 1, 1, 1, 1, 7],  # the held-out interest 7 is only in the closed slot (events 2, 3)
+        2: [2] * 8 + [-1],  # noise
+        3: [5, 5, 5, 5, 6, 6, 5, 6, 6],  # interest 6 is in the window
+        4: [9, 9, 3, 3, 3, 3, 3, 3, 9],  # 9 only in events 0, 1: older than the closed slot, so neither
+        5: [4, 4, 4, 4, 4, 4, 4, 4, 4],  # in the closed slot and in the window: the window
+        6: [8] * 4,
     }
     split = leave_one_out(_dataset(sequences, interests))
-    reach = closed_reach(split, [1, 2], {"max_len": 4, "segment_len": 2})
-    one, two = reach
-    assert (one["segments"], one["users"], one["with_closed"]) == (1, 4, 0)  # K = 1: the two-tower model
-    assert "scores every test user as the two-tower model does" in reach_sentence(one)
-    linked = ("users", "with_closed", "linked_window", "linked_closed_only", "linked_neither")
-    assert [two[k] for k in linked] == [4, 3, 1, 1, 1]
-    truth = {k: two[k] for k in ("interest_window", "interest_closed_only", "interest_neither", "noise")}
-    assert truth == {"interest_window": 1, "interest_closed_only": 1, "interest_neither": 0, "noise": 1}
+    one, two = closed_reach(split, [1, 2], {"max_len": 4, "segment_len": 2})
+    assert (one["segments"], one["users"], one["with_closed"]) == (1, 6, 0)  # K = 1: the two-tower model
+    assert "no closed slot can add an event the two-tower model lacks" in reach_sentence(one)
+    keys = ("users", "with_closed", "interest_window", "interest_closed_only", "interest_neither", "noise")
+    assert [two[k] for k in keys] == [6, 5, 2, 1, 1, 1]
     said = reach_sentence(two)
-    assert "3 of 4 test users (75.0%) have a closed slot" in said
-    assert "for 1 (25.0% of all test users) the held-out item co-occurs" in said
-    assert "only in a closed slot for 1" in said
-    # no ground truth: the interest counts are None and the sentence leaves them out
+    assert "5 of 6 test users (83.3%) have closed slots holding events before the 4-event window" in said
+    assert "only in those older events for 1 of them (in the window: 2; in neither: 1; noise: 1)" in said
+    # no ground truth: only the users are counted, and the sentence says what that means
     plain = closed_reach(leave_one_out(_dataset(sequences)), [2], {"max_len": 4, "segment_len": 2})[0]
-    assert plain["interest_window"] is None and plain["linked_closed_only"] == 1
+    assert plain["with_closed"] == 5 and plain["interest_closed_only"] is None
     assert "ground truth" not in reach_sentence(plain)
+    assert "for the others MS-LI reads no event the two-tower model does not" in reach_sentence(plain)
+
+
+def test_closed_slots_inside_the_window_reach_nothing_beyond_it():
+    """closed_segments="recent": the closed slots are the segments before the open one, inside the
+    window, so they add no event the two-tower model does not read (a user is not counted for them)."""
+    from msli_core.data.dataset import leave_one_out
+    from msli_core.quality import closed_reach
+
+    sequences = {u: [*range(20 * u, 20 * u + 13)] for u in (1, 2)}  # test histories of 12 events
+    split = leave_one_out(_dataset(sequences))
+    older = closed_reach(split, [3], {"max_len": 8, "segment_len": 2})[0]
+    recent = closed_reach(split, [3], {"max_len": 8, "segment_len": 2, "closed_segments": "recent"})[0]
+    assert (older["with_closed"], recent["with_closed"]) == (2, 0)
+    # a window shorter than the recent segments: the part of them before the window counts
+    short = closed_reach(split, [3], {"max_len": 3, "segment_len": 4, "closed_segments": "recent"})[0]
+    assert short["with_closed"] == 2
 
 
 def test_closed_reach_on_synthetic_data_adds_up(tmp_path):
@@ -145,12 +156,10 @@ def test_closed_reach_on_synthetic_data_adds_up(tmp_path):
     folder = tmp_path / "synth"
     write_synthetic(folder, SynthConfig(users=40, items=80, interactions=2400, interests=4, min_events=20,
                                         max_events=120, seed=3))  # fmt: skip
-    data = load_dataset(folder)
-    split = leave_one_out(data)
+    split = leave_one_out(load_dataset(folder))
     window = 30
     r = closed_reach(split, [4], {"max_len": window})[0]
     longer = sum(len(split.history(u, "test")) > window for u in split.eval_users)
     assert r["with_closed"] == longer > 0  # fixed segments, closed slots before the window
-    assert r["linked_window"] + r["linked_closed_only"] + r["linked_neither"] == r["with_closed"]
     interest = r["interest_window"] + r["interest_closed_only"] + r["interest_neither"] + r["noise"]
     assert interest == r["with_closed"]

@@ -17,8 +17,9 @@ The story of one user, top to bottom:
    interests of the phases before ``p`` (probability ``return_prob``, only when ``p > 0``), or the
    current phase's interest. Returns make a held-out item often belong to an older interest than the
    last few items show. (They are spread over every later phase, so an earlier interest keeps coming
-   back: with the default sizes every returning held-out item's interest also occurs among the user's
-   last 200 events, the window every model reads; ``msli quality`` counts it, ``quality.closed_reach``.)
+   back: with the default sizes every held-out item's interest also occurs among the user's last 200
+   events, the window MS-LI and the two-tower model read; ``quality.closed_reach`` counts it for
+   ``msli quality``.)
 4. **Inside an interest** the items have an order (think of a series or a director's filmography,
    popular items first). The user keeps a cursor per interest (the last item taken from it): with
    probability ``sequential_prob`` the next item of the *current* interest is a small step forward
