@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from msli_core.errors import MsliError
 from msli_core.models.baselines import ItemKNN, ItemKNNConfig, cooccurrence_embeddings
 from msli_core.models.msli import MSLIConfig, MSLIModel
 
@@ -121,3 +122,40 @@ def test_the_serving_item_table_keeps_the_model_dtype():
         chunked = model.item_table()
     assert chunked.dtype == torch.float64
     torch.testing.assert_close(chunked, model.items().detach(), rtol=1e-12, atol=0.0)
+
+
+def _state_dropout_model(p: float) -> MSLIModel:
+    torch.manual_seed(0)
+    config = MSLIConfig(n_items=30, n_genres=1, dim=8, segments=1, max_len=6, layers=1, heads=2, dropout=0.0,
+                        state_dropout=p)  # fmt: skip
+    return MSLIModel(config)
+
+
+def test_state_dropout_drops_whole_rows_of_the_encoder_share_in_training_only():
+    model = _state_dropout_model(0.5)
+    window = torch.tensor([[1, 2, 3, 4, 5, 6]] * 64)  # (B=64, T=6): every row the same history
+    table = model.item_table().detach()
+    with torch.no_grad():
+        recency = model.recent_path(window, table)  # (64, 6, 8)
+        share = model.open_out(model.encoder(table[window]))  # (64, 6, 8): W_o h_t, dropout 0
+        torch.manual_seed(1)
+        trained = model.train().open_vectors(window, table)
+    dropped = torch.isclose(trained, recency, atol=1e-6).flatten(1).all(1)  # (64,) a whole row or none
+    kept = torch.isclose(trained, recency + 2 * share, atol=1e-5).flatten(1).all(1)  # 1/(1-p) = 2
+    assert torch.all(dropped ^ kept)  # each row is one or the other, at every position
+    assert 16 < int(dropped.sum()) < 48  # about half of 64 rows (p = 0.5)
+    with torch.no_grad():  # inference keeps the share, unscaled, whatever p is
+        served = model.eval().open_vectors(window, table)
+    torch.testing.assert_close(served, recency + share)
+
+
+def test_state_dropout_zero_trains_the_full_open_vector_and_one_is_refused():
+    model = _state_dropout_model(0.0).train()
+    window = torch.tensor([[1, 2, 3, 0, 0, 0]])
+    table = model.item_table().detach()
+    with torch.no_grad():
+        expected = model.open_out(model.encoder(table[window])) + model.recent_path(window, table)
+        torch.testing.assert_close(model.open_vectors(window, table), expected)
+    with pytest.raises(MsliError, match="state_dropout"):
+        MSLIConfig(state_dropout=1.0)
+    assert MSLIConfig().state_dropout == 0.5
