@@ -374,16 +374,19 @@ def late_interaction_loss(
     lookup = torch.full((table.shape[0],), -1, dtype=torch.long)
     lookup[columns] = torch.arange(len(columns))
     target_cols = torch.where(batch.targets > 0, lookup[batch.targets], -1)  # (B, T)
-    open_vecs = model.open_vectors(batch.window, table)  # (B, T, d)
+    kept = model.state_dropout_rows(batch.window.shape[0])  # (B,) bool, or None (no state dropout)
+    open_vecs = model.open_vectors(batch.window, table, kept)  # (B, T, d)
     B, T, d = open_vecs.shape
     K = model.config.segments
+    valid = batch.closed_index >= 0  # (B, G, K-1)
+    if kept is not None:  # a row that lost the encoder's say loses its closed slots too
+        valid = valid & kept.view(-1, 1, 1)
     # K = 1, or no position with a closed slot (every user's history fits in the window): y = s_open
-    if K == 1 or not bool((batch.closed_index >= 0).any()):
+    if K == 1 or not bool(valid.any()):
         scores = (open_vecs @ items.T - bias).reshape(B * T, -1)  # (B·T, C)
         return F.cross_entropy(scores, target_cols.reshape(-1), ignore_index=-1)
     closed_vecs, _ = model.encode_segments(batch.closed_items, table)  # (B, Gc, d)
     index = batch.closed_index.clamp(min=0)  # (B, G, K-1)
-    valid = batch.closed_index >= 0
     rows = torch.arange(B).view(B, 1, 1)
     if reference or model.config.aggregation != "attention":
         return _reference_loss(

@@ -124,6 +124,7 @@ def test_the_serving_item_table_keeps_the_model_dtype():
     torch.testing.assert_close(chunked, model.items().detach(), rtol=1e-12, atol=0.0)
 
 
+
 def _state_dropout_model(p: float) -> MSLIModel:
     torch.manual_seed(0)
     config = MSLIConfig(n_items=30, n_genres=1, dim=8, segments=1, max_len=6, layers=1, heads=2, dropout=0.0,
@@ -131,31 +132,32 @@ def _state_dropout_model(p: float) -> MSLIModel:
     return MSLIModel(config)
 
 
-def test_state_dropout_drops_whole_rows_of_the_encoder_share_in_training_only():
+def test_state_dropout_picks_rows_in_training_only():
     model = _state_dropout_model(0.5)
-    window = torch.tensor([[1, 2, 3, 4, 5, 6]] * 64)  # (B=64, T=6): every row the same history
+    torch.manual_seed(1)
+    kept = model.train().state_dropout_rows(400)  # (400,) bool
+    assert kept.dtype == torch.bool and kept.shape == (400,)
+    assert 150 < int(kept.sum()) < 250  # about half (p = 0.5)
+    assert model.eval().state_dropout_rows(400) is None  # inference never drops
+    assert _state_dropout_model(0.0).train().state_dropout_rows(400) is None
+
+
+def test_a_dropped_row_is_the_recency_path_alone_and_a_kept_row_scales_the_share():
+    model = _state_dropout_model(0.5).train()
+    window = torch.tensor([[1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6], [7, 8, 9, 0, 0, 0]])  # (B=3, T=6)
     table = model.item_table().detach()
+    kept = torch.tensor([True, False, True])
     with torch.no_grad():
-        recency = model.recent_path(window, table)  # (64, 6, 8)
-        share = model.open_out(model.encoder(table[window]))  # (64, 6, 8): W_o h_t, dropout 0
-        torch.manual_seed(1)
-        trained = model.train().open_vectors(window, table)
-    dropped = torch.isclose(trained, recency, atol=1e-6).flatten(1).all(1)  # (64,) a whole row or none
-    kept = torch.isclose(trained, recency + 2 * share, atol=1e-5).flatten(1).all(1)  # 1/(1-p) = 2
-    assert torch.all(dropped ^ kept)  # each row is one or the other, at every position
-    assert 16 < int(dropped.sum()) < 48  # about half of 64 rows (p = 0.5)
-    with torch.no_grad():  # inference keeps the share, unscaled, whatever p is
+        recency = model.recent_path(window, table)  # (3, 6, 8)
+        share = model.open_out(model.encoder(table[window]))  # (3, 6, 8): W_o h_t (encoder dropout 0)
+        trained = model.open_vectors(window, table, kept)
         served = model.eval().open_vectors(window, table)
-    torch.testing.assert_close(served, recency + share)
+    torch.testing.assert_close(trained[1], recency[1])  # dropped: the recency path alone
+    torch.testing.assert_close(trained[[0, 2]], (recency + 2 * share)[[0, 2]])  # kept: 1/(1-p) = 2
+    torch.testing.assert_close(served, recency + share)  # inference: the share, unscaled
 
 
-def test_state_dropout_zero_trains_the_full_open_vector_and_one_is_refused():
-    model = _state_dropout_model(0.0).train()
-    window = torch.tensor([[1, 2, 3, 0, 0, 0]])
-    table = model.item_table().detach()
-    with torch.no_grad():
-        expected = model.open_out(model.encoder(table[window])) + model.recent_path(window, table)
-        torch.testing.assert_close(model.open_vectors(window, table), expected)
+def test_state_dropout_of_one_is_refused():
     with pytest.raises(MsliError, match="state_dropout"):
         MSLIConfig(state_dropout=1.0)
     assert MSLIConfig().state_dropout == 0.5

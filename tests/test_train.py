@@ -389,3 +389,23 @@ def test_shards_weighted_by_the_whole_steps_targets_add_up_to_the_step(tiny):
         torch.testing.assert_close(summed, whole, rtol=1e-4, atol=1e-7)
         _, averaged_means = gradients(shards, None)  # each shard's own mean: not the step's gradient
         assert not torch.allclose(averaged_means / 2, whole, rtol=1e-3, atol=1e-6)
+
+
+def test_a_row_dropped_by_state_dropout_is_trained_on_the_recency_path_alone(tiny, monkeypatch):
+    """State dropout: a dropped row's loss ignores the encoder's share and the row's closed slots."""
+    data, split = tiny
+    model = _float64_model(data, "older", max_len=6).train()
+    seqs = [split.train_sequence(u) for u in range(1, 9)]
+    stamps = [data.timestamps[u][: len(s)] for u, s in zip(range(1, 9), seqs, strict=True)]
+    rows = [(b, r) for b, s in enumerate(seqs) for r in tr.training_rows(s, 6, 3)]
+    batch = _row_batch(seqs, stamps, rows, "older", window_len=6)
+    assert bool((batch.closed_index >= 0).any())  # some positions do have closed slots
+    monkeypatch.setattr(model, "state_dropout_rows", lambda n: torch.zeros(n, dtype=torch.bool))
+    table = model.item_table()
+    recency = model.recent_path(batch.window, table)  # (B, T, d)
+    scores = (recency @ table[1:].T).reshape(-1, table.shape[0] - 1)  # (B·T, N)
+    targets = torch.where(batch.targets > 0, batch.targets - 1, -1).reshape(-1)
+    expected = torch.nn.functional.cross_entropy(scores, targets, ignore_index=-1)
+    assert tr.late_interaction_loss(model, batch).item() == pytest.approx(expected.item(), rel=1e-10)
+    monkeypatch.setattr(model, "state_dropout_rows", lambda n: torch.ones(n, dtype=torch.bool))
+    assert tr.late_interaction_loss(model, batch).item() != pytest.approx(expected.item(), rel=1e-3)

@@ -70,11 +70,11 @@ class MSLIConfig:
     # quality and in explanation accuracy (README, "Quality")
     recent_items: int = 3  # m, newest items added to the open vector with learned weights (0 = none):
     # on ML-100K the path was worth about +0.015 validation NDCG@10 to the two-tower model
-    state_dropout: float = 0.5  # training only: the probability that a training row's open vectors
-    # drop the encoder's share W_o h_t (the kept rows scale it by 1/(1-p)), so the recency path must
-    # rank on its own and the encoder learns what it adds. Full-softmax cross-entropy otherwise pulls
-    # the ranking away from the co-occurrence vote the recency path starts as. 0.5 and 0.3 were tried
-    # (seed 1): 0.5 validated better on ML-100K and the sample (README, "Quality")
+    state_dropout: float = 0.5  # training only: the probability that a training row loses the
+    # encoder's say, i.e. the share W_o h_t of its open vectors (kept rows scale it by 1/(1-p)) and its
+    # closed slots, so a dropped row is the recency path alone in every model and the encoder learns
+    # what it adds to it. Full-softmax cross-entropy otherwise pulls the ranking away from the
+    # co-occurrence vote the recency path starts as (README, "Quality": p = 0.3 and 0.5 were tried)
     closed_gradient: bool = True  # train the encoder through the closed segments too. False: their
     # encoder pass runs without gradient in training (like Transformer-XL's cached segment; the pooling
     # p and W_s still learn from the closed slots): a worst-case step 1.03x a SASRec step instead of
@@ -255,20 +255,31 @@ class MSLIModel(nn.Module):
             out = out + self.recent_weights[j] * shifted
         return out
 
-    def open_vectors(self, window: Tensor, table: Tensor | None = None) -> Tensor:
+    def state_dropout_rows(self, rows: int) -> Tensor | None:
+        """(rows,) bool, True where a training row keeps the encoder's say (``state_dropout``); None in
+        eval mode or when ``state_dropout`` is 0. The training loss passes it to :meth:`open_vectors` and
+        empties the dropped rows' closed slots, so a dropped row is scored by the recency path alone."""
+        p = self.config.state_dropout
+        if not self.training or p == 0:
+            return None
+        return torch.rand(rows) >= p
+
+    def open_vectors(
+        self, window: Tensor, table: Tensor | None = None, kept_rows: Tensor | None = None
+    ) -> Tensor:
         """(B, T) window ids, left-aligned -> the open vector after every prefix, (B, T, d).
 
         Position t is the open vector of a user whose window ends at event t (training predicts the
         next item at every position at once). Padded positions get finite values; callers ignore them.
-        In training, each row's encoder share is dropped with probability ``state_dropout`` (the
-        config's comment says why); in eval mode it is always kept, unscaled.
+        ``kept_rows`` (B,) bool, training only (:meth:`state_dropout_rows`): the rows that keep the
+        encoder's share ``W_o h_t``, scaled by ``1/(1 - state_dropout)``; the other rows get the recency
+        path alone. None (inference) keeps every share, unscaled.
         """
         table = self.item_table() if table is None else table
         shares = self.open_out(self.encoder(table[window]))  # (B, T, d): W_o h_t
-        p = self.config.state_dropout
-        if self.training and p > 0:
-            keep = torch.rand(shares.shape[0], 1, 1, device=shares.device) >= p  # (B, 1, 1) per row
-            shares = shares * keep.to(shares.dtype) / (1 - p)
+        if kept_rows is not None:
+            scale = kept_rows.to(shares.dtype) / (1 - self.config.state_dropout)  # (B,)
+            shares = shares * scale.view(-1, 1, 1)
         return shares + self.recent_path(window, table)
 
     def open_vector(self, window: Tensor, table: Tensor | None = None) -> Tensor:
