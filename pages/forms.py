@@ -252,9 +252,9 @@ def train_form() -> tuple:
         st.caption(
             "Time grows with users × epochs × width × depth. Measured on a quiet 2-core machine, two "
             "threads: an epoch over the bundled sample (d = 64, 2 layers, with its validation) takes about "
-            "3.6 s for MS-LI K=4 and 2.2 s for the two-tower model (the bundled demo models: 65.5 s for 18 "
-            "epochs and 44.3 s for 20), so the default 20 epochs take about a minute per model (early "
-            "stopping may end sooner); width 16 and 1 layer are several times faster. The cross-encoder is "
+            "3.6 s for MS-LI K=4 and 2.2 s for the two-tower model, so the default 20 epochs take about a "
+            "minute per model (early stopping may end sooner; the bundled demo models' own times are in the "
+            "table below); width 16 and 1 layer are several times faster. The cross-encoder is "
             "by far the slowest to train and to evaluate."
         )
     return chosen_kinds, segment_counts, aggregation, dim, layers, epochs, seed, submitted

@@ -124,7 +124,6 @@ def test_the_serving_item_table_keeps_the_model_dtype():
     torch.testing.assert_close(chunked, model.items().detach(), rtol=1e-12, atol=0.0)
 
 
-
 def _state_dropout_model(p: float) -> MSLIModel:
     torch.manual_seed(0)
     config = MSLIConfig(n_items=30, n_genres=1, dim=8, segments=1, max_len=6, layers=1, heads=2, dropout=0.0,
