@@ -378,11 +378,11 @@ def late_interaction_loss(
     open_vecs = model.open_vectors(batch.window, table, kept)  # (B, T, d)
     B, T, d = open_vecs.shape
     K = model.config.segments
-    valid = batch.closed_index >= 0  # (B, G, K-1)
-    if kept is not None:  # a row that lost the encoder's say loses its closed slots too
+    valid = None if K == 1 or batch.closed_index is None else batch.closed_index >= 0  # (B, G, K-1)
+    if valid is not None and kept is not None:  # a row that lost the encoder's say loses its closed slots
         valid = valid & kept.view(-1, 1, 1)
     # K = 1, or no position with a closed slot (every user's history fits in the window): y = s_open
-    if K == 1 or not bool(valid.any()):
+    if valid is None or not bool(valid.any()):
         scores = (open_vecs @ items.T - bias).reshape(B * T, -1)  # (B·T, C)
         return F.cross_entropy(scores, target_cols.reshape(-1), ignore_index=-1)
     closed_vecs, _ = model.encode_segments(batch.closed_items, table)  # (B, Gc, d)

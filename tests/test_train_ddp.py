@@ -247,7 +247,7 @@ def _exact_spec(kind: str, config: dict) -> dict:
     return {
         "data": data_spec,
         "kind": kind,
-        "config": {"dim": 16, "layers": 1, "max_len": 12, "dropout": 0.0, **config},
+        "config": {"dim": 16, "layers": 1, "max_len": 12, "dropout": 0.0, "state_dropout": 0.0, **config},
         "settings": {"epochs": 3, "seed": 3, "batch_size": batch},
     }
 
