@@ -366,8 +366,15 @@ def test_shards_weighted_by_the_whole_steps_targets_add_up_to_the_step(tiny):
     the shards' own means would not: their target counts differ)."""
     data, split = tiny
     torch.manual_seed(0)
-    shape = {"dim": 16, "layers": 1, "segments": 3, "segment_len": 4, "max_len": 10, "dropout": 0.0,
-             "state_dropout": 0.0}  # no randomness: the shards must add up to the whole step exactly
+    shape = {
+        "dim": 16,
+        "layers": 1,
+        "segments": 3,
+        "segment_len": 4,
+        "max_len": 10,
+        "dropout": 0.0,
+        "state_dropout": 0.0,
+    }  # no randomness: the shards must add up to the whole step exactly
     model = build_model("msli", data=data, **shape)
     settings = tr.TrainSettings(rows_per_user=3)
     rows = [(u, r) for u in (1, 2, 3, 4, 5) for r in tr.training_rows(split.train_sequence(u), 10, 3)]
