@@ -351,6 +351,14 @@ def _comparison_lines(comparisons: list[dict]) -> list[str]:
     return lines
 
 
+def _ratio_text(accuracy: float, chance: float) -> str:
+    """``accuracy / chance`` for the quality table; "no answerable user" where there was none to count
+    (NaN: e.g. a log whose histories all fit in the window has no second segment to pick from)."""
+    if math.isnan(accuracy) or math.isnan(chance):
+        return "no answerable user"
+    return f"{accuracy:.3f} / {chance:.3f}"
+
+
 def to_markdown(rows: list[dict], meta: dict) -> str:
     from msli_core.explain_view import interval_text
 
@@ -379,11 +387,11 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
     for r in rows:
         expl = returns = ""
         if r.get("explanation_accuracy") not in ("", None):
-            expl = f"{r['explanation_accuracy']:.3f} / {r['explanation_chance']:.3f}"
+            expl = _ratio_text(r["explanation_accuracy"], r["explanation_chance"])
             if r.get("explanation_users"):
                 interval = interval_text([r["explanation_low"], r["explanation_high"]])
                 expl += f" ({interval}, {r['explanation_users']} users)"
-            returns = f"{r['explanation_return_accuracy']:.3f} / {r['explanation_return_chance']:.3f}"
+            returns = _ratio_text(r["explanation_return_accuracy"], r["explanation_return_chance"])
         cells = [
             r["label"], _cell(r["segments"]), _cell(r["segment_len"]), _cell(r["NDCG@10"]), _cell(r["HR@10"]),
             _cell(r["MRR"]), f"{r['train_seconds']:.1f}", _cell(r["epochs"]), r["evaluation"], expl, returns,

@@ -163,3 +163,17 @@ def test_closed_reach_on_synthetic_data_adds_up(tmp_path):
     assert r["with_closed"] == longer > 0  # fixed segments, closed slots before the window
     interest = r["interest_window"] + r["interest_closed_only"] + r["interest_neither"] + r["noise"]
     assert interest == r["with_closed"]
+
+
+def test_a_log_without_answerable_users_says_so_instead_of_nan(tmp_path):
+    """Every history fits in the 200-event window: MS-LI K=4 has no second segment to credit, so the
+    explanation columns say there was no user to count, never "nan / nan"."""
+    folder = tmp_path / "synth"
+    write_synthetic(folder, SynthConfig(users=30, items=60, interactions=900, interests=4, min_events=8,
+                                        max_events=60, seed=1))  # fmt: skip
+    rows, meta = quality_table(load_dataset(folder), segments=[4], epochs=1, seed=0, cross_encoder=False)
+    k4 = next(r for r in rows if r["label"] == "MS-LI K=4")
+    assert k4["explanation_users"] == 0
+    table = to_markdown(rows, meta)
+    assert "nan" not in table
+    assert "| no answerable user | no answerable user |" in table
