@@ -316,10 +316,10 @@ def test_cli_ddp_run_matches_single_process_and_its_model_loads(data_dir, tmp_pa
     2 processes (each rank masks its own rows from its own stream: a different but equally likely run),
     and the gradients' float sums run in another order (1 thread per process here, against 2 in the
     single process). The test allows 2x the worst difference seen for NDCG@10 (0.08) and about 4x for
-    the loss (1%), so another machine's thread count does not make it flake. It checks that the 2-process run is a run of the same model and
-    quality (on this small fixture the co-occurrence start alone scores 0.45, so NDCG@10 cannot tell
-    much more); the arithmetic of a DDP step is checked exactly by the dropout-free test above, which a
-    wrong loss normalisation fails."""
+    the loss (1%), so another machine's thread count does not make it flake. It checks that the
+    2-process run is a run of the same model and quality (on this small fixture the co-occurrence start
+    alone scores 0.45, so NDCG@10 cannot tell much more); the arithmetic of a DDP step is checked
+    exactly by the dropout-free test above, which a wrong loss normalisation fails."""
     flags = [*CLI_FLAGS, "--seed", "2"]
     one_dir, two_dir = tmp_path / "one", tmp_path / "two"
     assert main(["train", "--data", str(data_dir), *flags, "--out", str(one_dir), "--json"]) == 0
