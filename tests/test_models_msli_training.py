@@ -159,4 +159,4 @@ def test_a_dropped_row_is_the_recency_path_alone_and_a_kept_row_scales_the_share
 def test_state_dropout_of_one_is_refused():
     with pytest.raises(MsliError, match="state_dropout"):
         MSLIConfig(state_dropout=1.0)
-    assert MSLIConfig().state_dropout == 0.5
+    assert MSLIConfig().state_dropout == 0.0  # an option, off by default

@@ -296,7 +296,7 @@ def test_two_processes_train_the_single_process_model_without_dropout(two_proces
     assert two["best_epoch"] == one["best_epoch"]
 
 
-NDCG_TOLERANCE = 0.08  # see the docstring of the test below
+NDCG_TOLERANCE = 0.03  # see the docstring of the test below
 LOSS_RELATIVE_TOLERANCE = 0.01  # likewise
 
 
@@ -307,19 +307,19 @@ def test_cli_ddp_run_matches_single_process_and_its_model_loads(data_dir, tmp_pa
     ordinary model folder (loads with the registry, evaluates to the reported metrics, serves
     recommendations) that says it was trained by 2 processes, and only rank 0 printed.
 
-    Tolerances of the CLI run with the default dropout (0.3) and state dropout (0.5), measured on this
-    fixture (60 users, msli K=2, d=16, 1 layer, 2 epochs, seeds 0-5): |test NDCG@10(2 processes) -
-    NDCG@10(1 process)| was 0.0001 to 0.040 (0.040 in seed 1, 0.007-0.015 in the others; the
-    single-process NDCG@10 itself ranges over 0.460-0.484 across those seeds), and the per-epoch mean
-    training loss differed by at most 0.27% relative. Before state dropout the NDCG@10 differences were
-    0.004 to 0.011 and 0.17%. Why they differ at all: dropout and state dropout draw different masks in
-    2 processes (each rank masks its own rows from its own stream: a different but equally likely run),
-    and the gradients' float sums run in another order (1 thread per process here, against 2 in the
-    single process). The test allows 2x the worst difference seen for NDCG@10 (0.08) and about 4x for
-    the loss (1%), so another machine's thread count does not make it flake. It checks that the
-    2-process run is a run of the same model and quality (on this small fixture the co-occurrence start
-    alone scores 0.45, so NDCG@10 cannot tell much more); the arithmetic of a DDP step is checked
-    exactly by the dropout-free test above, which a wrong loss normalisation fails."""
+    Tolerances of the CLI run with the default dropout (0.3), measured on this fixture (60 users, msli
+    K=2, d=16, 1 layer, 2 epochs, seeds 0-5): |test NDCG@10(2 processes) - NDCG@10(1 process)| was 0.004
+    to 0.011 (the single-process NDCG@10 itself ranges over 0.459-0.490 across those seeds), and the
+    per-epoch mean training loss differed by at most 0.17% relative; with the random item-table start
+    the models had before the co-occurrence start, up to 0.021 and 0.19%. Why they differ at all:
+    dropout draws different masks in 2 processes (each rank masks its own rows from its own stream: a
+    different but equally likely run), and the gradients' float sums run in another order (1 thread per
+    process here, against 2 in the single process). The test allows about 3x the worst difference seen
+    with the current model for NDCG@10 (0.03) and 5x for the loss (1%), so another machine's thread
+    count does not make it flake. It checks that the 2-process run is a run of the same model and
+    quality (on this small fixture the co-occurrence start alone scores 0.45, so NDCG@10 cannot tell
+    much more); the arithmetic of a DDP step is checked exactly by the dropout-free test above, which a
+    wrong loss normalisation fails."""
     flags = [*CLI_FLAGS, "--seed", "2"]
     one_dir, two_dir = tmp_path / "one", tmp_path / "two"
     assert main(["train", "--data", str(data_dir), *flags, "--out", str(one_dir), "--json"]) == 0
