@@ -54,6 +54,10 @@ CASES = [
     ([*TRAIN, "--lr", "0"], "--lr"),
     ([*TRAIN, "--lr", "-0.1"], "--lr"),
     ([*TRAIN, "--lr", "fast"], "--lr"),
+    ([*TRAIN, "--state-dropout", "1"], "--state-dropout"),
+    ([*TRAIN, "--state-dropout", "-0.1"], "--state-dropout"),
+    ([*TRAIN, "--state-dropout", "nan"], "--state-dropout"),
+    ([*TRAIN, "--state-dropout", "half"], "--state-dropout"),
     ([*TRAIN, "--seed", "-1"], "--seed"),
     ([*TRAIN, "--seed", "1e30"], "--seed"),
     ([*TRAIN, "--seed", str(2**64)], "--seed"),
@@ -278,6 +282,7 @@ TRAIN_LIMITS = {
     "--epochs": (0, limits.scaled(limits.MAX_EPOCHS)),
     "--seed": (0, limits.MAX_SEED),
     "--lr": (0, math.inf),
+    "--state-dropout": (0, math.nextafter(1.0, 0.0)),
 }
 QUIET = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

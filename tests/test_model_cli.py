@@ -209,3 +209,16 @@ def test_a_cross_encoder_is_not_its_own_first_stage(data_dir, tmp_path, capsys):
     ce = str(tmp_path / "ce")
     assert main(["evaluate", "--data", str(data_dir), "--model", ce, "--cascade-from", ce]) == 2
     assert "is a cross-encoder too" in _error_line(capsys)
+
+
+def test_train_state_dropout_reaches_the_config_of_late_interaction_models_only(data_dir, tmp_path, capsys):
+    out = tmp_path / "sd"
+    argv = ["train", "--data", str(data_dir), "--model", "two-tower", "--dim", "16", "--layers", "1",
+            "--epochs", "1", "--state-dropout", "0.5", "--out", str(out), "--json"]  # fmt: skip
+    assert main(argv) == 0
+    _json(capsys)
+    assert json.loads((out / "config.json").read_text())["config"]["state_dropout"] == 0.5
+    refused = ["train", "--data", str(data_dir), "--model", "popularity", "--state-dropout", "0.5",
+               "--out", str(tmp_path / "pop")]  # fmt: skip
+    assert main(refused) != 0
+    assert "--state-dropout" in capsys.readouterr().err and not (tmp_path / "pop").exists()

@@ -42,6 +42,12 @@ def register(subparsers) -> None:
     )
     p.add_argument("--lr", type=_learning_rate, help="learning rate (a finite number above 0)")
     p.add_argument(
+        "--state-dropout",
+        type=_fraction,
+        help="msli, two-tower: probability that a training row loses the encoder's say, so it is scored by "
+        "the recency path alone (0 <= p < 1; default 0, off; README, 'Tried: state dropout')",
+    )
+    p.add_argument(
         "--seed", type=_seed, default=0, help="seed of every random number generator (default %(default)s)"
     )
     p.add_argument("--out", required=True, help="folder to write (config.json + model.safetensors)")
@@ -214,6 +220,16 @@ def _learning_rate(text: str) -> float:
     return value
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number like 0.5, got {text!r}") from None
+    if not (math.isfinite(value) and 0 <= value < 1):
+        raise argparse.ArgumentTypeError(f"a probability at least 0 and below 1 like 0.5, got {text!r}")
+    return value
+
+
 def _int_list(text: str) -> list[int]:
     from msli_core import limits
 
@@ -314,14 +330,15 @@ def _model_config(args) -> dict:
         value = getattr(args, name, None)
         if value is not None:
             config[name] = value
-    if getattr(args, "segment_len", None) is not None:
-        config["segment_len"] = args.segment_len
+    for name in ("segment_len", "state_dropout"):
+        if getattr(args, name, None) is not None:
+            config[name] = getattr(args, name)
     kind = args.model
-    if not kinds.is_late_interaction(kind) and (
-        "segments" in config or "aggregation" in config or "segment_len" in config
-    ):
+    late_only = ("segments", "aggregation", "segment_len", "state_dropout")
+    if not kinds.is_late_interaction(kind) and any(name in config for name in late_only):
         raise MsliError(
-            f"--segments, --segment-len and --aggregation apply to msli and two-tower, not {kind}."
+            "--segments, --segment-len, --aggregation and --state-dropout apply to msli and two-tower, "
+            f"not {kind}."
         )
     if kind in ("popularity", "item-knn") and ("dim" in config or "layers" in config):
         raise MsliError(f"--dim and --layers apply to neural models, not {kind}.")
