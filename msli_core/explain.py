@@ -68,7 +68,7 @@ def _late_interaction_model(loaded, data):
     return model, kind
 
 
-def _event_truth(data) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def event_truth(data) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """(interest per row, phase per row, row offset per user) of synthetic data, else None."""
     if data.truth is None:
         return None
@@ -154,7 +154,7 @@ def explain(
                 )
     finally:
         model.train(was_training)
-    truth = _event_truth(data)
+    truth = event_truth(data)
     segments = _segment_dicts(data, user, history, history_ts, batch, weights[0], truth)
     titles = data.items["title"].to_numpy()
     recommendations = []
@@ -270,7 +270,7 @@ def _held_out(model, data, user, target, masked, scores, contributions, batch, c
         "contributions": c.tolist(),
         "top_segment": top,
     }
-    truth = _event_truth(data)
+    truth = event_truth(data)
     if truth is not None:
         interest, phase, offsets = truth
         info["true_interest"] = int(interest[offsets[user] + cut])
@@ -317,7 +317,7 @@ def explanation_accuracy(
     ``accuracy_interval / chance`` bounds ``ratio``.
     """
     model, _kind = _late_interaction_model(loaded_model, data)
-    truth = _event_truth(data)
+    truth = event_truth(data)
     if truth is None:
         use = words(
             cli="use synthetic data (msli data synth) or sample_data/",

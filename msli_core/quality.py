@@ -156,18 +156,22 @@ def closed_reach(split, segments: list[int], config: dict | None = None) -> list
     >>> r["users"], r["with_closed"], r["interest_window"], r["interest_closed_only"], r["noise"]
     (4, 3, 1, 1, 1)
     """
-    from msli_core.explain import _event_truth
+    from msli_core.explain import event_truth
     from msli_core.models.msli import MSLIConfig
 
     data = split.data
-    truth = _event_truth(data)
+    truth = event_truth(data)
     cuts = [MSLIConfig(**{**(config or {}), "n_items": data.n_items, "segments": K}).segment_options()
             for K in segments]  # fmt: skip
     counts = [dict.fromkeys(REACH_COUNTS, 0) for _ in segments]
+    interest, _phase, offsets = truth if truth is not None else (None, None, None)
     for user in split.eval_users:
         history = split.history(user, "test")
         stamps = split.history_timestamps(user, "test")
         n = len(history)
+        if interest is not None:
+            events = interest[offsets[user] : offsets[user] + n]  # (n,) interest of each history event
+            wanted = interest[offsets[user] + n]  # the held-out item's
         for cut, count in zip(cuts, counts, strict=True):
             in_window = np.zeros(n, dtype=bool)
             in_window[n - min(n, cut["window_len"]) :] = True  # (n,) events the open slot reads
@@ -179,19 +183,16 @@ def closed_reach(split, segments: list[int], config: dict | None = None) -> list
             if not in_closed.any():
                 continue
             count["with_closed"] += 1
-            if truth is not None:
-                interest, _phase, offsets = truth
-                events = interest[offsets[user] : offsets[user] + n]  # (n,) interest of each history event
-                wanted = interest[offsets[user] + n]  # the held-out item's
-                hit = events == wanted
-                where = (
-                    "window"
-                    if (hit & in_window).any()
-                    else "closed_only"
-                    if (hit & in_closed).any()
-                    else "neither"
-                )
-                count["noise" if wanted < 0 else f"interest_{where}"] += 1
+            if interest is None:
+                continue
+            if wanted < 0:
+                count["noise"] += 1
+            elif (events[in_window] == wanted).any():
+                count["interest_window"] += 1
+            elif (events[in_closed] == wanted).any():
+                count["interest_closed_only"] += 1
+            else:
+                count["interest_neither"] += 1
     found = []
     for cut, count in zip(cuts, counts, strict=True):
         if truth is None:

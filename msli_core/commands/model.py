@@ -198,36 +198,32 @@ def _seed(text: str) -> int:
     return value
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds like 600, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds like 600, got {text!r}")
-    return value
+def _finite_float(not_a_number: str, out_of_range: str, ok):
+    """An argparse type: a finite float for which ``ok(value)``; each refusal is ``<message>, got 'text'``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{not_a_number}, got {text!r}") from None
+        if not (math.isfinite(value) and ok(value)):
+            raise argparse.ArgumentTypeError(f"{out_of_range}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _learning_rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number like 0.001, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(
-            f"a learning rate is a finite number above 0 like 0.001, got {text!r}"
-        )
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number like 0.5, got {text!r}") from None
-    if not (math.isfinite(value) and 0 <= value < 1):
-        raise argparse.ArgumentTypeError(f"a probability at least 0 and below 1 like 0.5, got {text!r}")
-    return value
+_seconds = _finite_float(
+    "expected a number of seconds like 600",
+    "expected a positive number of seconds like 600",
+    lambda v: v > 0,
+)
+_learning_rate = _finite_float(
+    "expected a number like 0.001", "a learning rate is a finite number above 0 like 0.001", lambda v: v > 0
+)
+_fraction = _finite_float(
+    "expected a number like 0.5", "a probability at least 0 and below 1 like 0.5", lambda v: 0 <= v < 1
+)
 
 
 def _int_list(text: str) -> list[int]:

@@ -263,7 +263,7 @@ class MSLIModel(nn.Module):
         p = self.config.state_dropout
         if not self.training or p == 0:
             return None
-        return torch.rand(rows) >= p
+        return torch.rand(rows, device=self.open_out.weight.device) >= p  # (rows,) on the model's device
 
     def open_vectors(
         self, window: Tensor, table: Tensor | None = None, kept_rows: Tensor | None = None
