@@ -322,13 +322,10 @@ def _progress_bar():
 
 def _model_config(args) -> dict:
     config = {}
-    for name in ("segments", "aggregation", "dim", "layers"):
+    for name in ("segments", "aggregation", "dim", "layers", "segment_len", "state_dropout"):
         value = getattr(args, name, None)
         if value is not None:
             config[name] = value
-    for name in ("segment_len", "state_dropout"):
-        if getattr(args, name, None) is not None:
-            config[name] = getattr(args, name)
     kind = args.model
     late_only = ("segments", "aggregation", "segment_len", "state_dropout")
     if not kinds.is_late_interaction(kind) and any(name in config for name in late_only):
