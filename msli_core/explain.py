@@ -5,7 +5,9 @@ construction of :func:`~msli_core.models.late_interaction.late_interaction`, not
 closed segment, the attention-pooling weights (summing to 1) say which items formed its vector; the open
 window's vector is the encoder's last state plus ``Σ_j r_j e(x_{t-j})``, and its weights are those
 direct recency weights ``r_j`` of its newest items (every other event of the window reaches the vector
-through the encoder state, which has no per-event weight). A deletion check removes the
+through the encoder state, which has no per-event weight). A model with ``recency_slot`` keeps the two
+apart: the window's slot is the encoder's state alone (no per-event weight) and the "newest events" slot
+is ``Σ_j r_j e(x_{t-j})`` over the newest m events, with those weights. A deletion check removes the
 top-contributing segment (and, for comparison, a random other non-empty one) and re-scores: a faithful
 attribution makes the first drop larger. On synthetic data the ground truth says which interest
 generated each event, so the top segment can be checked against the truth (:func:`explanation_accuracy`).
@@ -155,7 +157,7 @@ def explain(
     finally:
         model.train(was_training)
     truth = event_truth(data)
-    segments = _segment_dicts(data, user, history, history_ts, batch, weights[0], truth)
+    segments = _segment_dicts(data, user, history, history_ts, batch, weights[0], truth, model.config)
     titles = data.items["title"].to_numpy()
     recommendations = []
     for r, item in enumerate(top.tolist()):
@@ -229,7 +231,7 @@ def _deletion(model, vectors, mask, rec_vectors, base, contrib, valid_slots, rng
     return {"per_item": per_item, "summary": summary}
 
 
-def _segment_dicts(data, user, history, history_ts, batch, weights, truth) -> list[dict]:
+def _segment_dicts(data, user, history, history_ts, batch, weights, truth, config) -> list[dict]:
     titles = data.items["title"].to_numpy()
     out = []
     for k in np.flatnonzero(batch.mask[0]):
@@ -237,7 +239,7 @@ def _segment_dicts(data, user, history, history_ts, batch, weights, truth) -> li
         items = history[s:e]
         seg = {
             "index": int(k),
-            "role": "open window" if k == batch.mask.shape[1] - 1 else "closed segment",
+            "role": config.slot_role(int(k)),  # closed segment | open window | newest events
             "start": s,
             "end": e,
             "items": [str(data.item_ids[i]) for i in items],
@@ -306,6 +308,12 @@ def explanation_accuracy(
     Within one interest phase several segments share the interest, which keeps ``chance`` high for
     small K (a ratio of 2 needs ``chance <= 0.5``); the strict variant has exactly one right answer.
 
+    ``closed_accuracy`` / ``closed_chance`` (``closed_users``): the same restricted to users with a
+    non-empty closed segment. Without a recency slot these are the users counted above (a user without
+    one has the window alone); with one, every user has two slots (the window and its newest events,
+    which overlap: both often hold the target's interest, which raises ``chance``), so this is the
+    population to compare with a model without it.
+
     ``return_accuracy`` / ``return_chance``: the same as ``accuracy`` / ``chance`` restricted to users
     whose newest segment does NOT have the target's interest (returns to an older interest), where
     recency alone is wrong and the explanation has to find an older segment.
@@ -334,6 +342,8 @@ def explanation_accuracy(
     hits, chance, newest, counted, skipped_noise, skipped_unanswerable = [], [], [], 0, 0, 0
     skipped_one_slot = 0
     strict_hits, strict_chance, return_hits, return_chance = [], [], [], []
+    closed_hits, closed_chance = [], []
+    closed_slots = model.config.closed_slots
     users = split.eval_users
     try:
         for lo in range(0, len(users), 256):
@@ -385,6 +395,9 @@ def explanation_accuracy(
                 counted += 1
                 hits.append(bool(matches[top]))
                 chance.append(float(matches.mean()))
+                if segs.mask[b, :closed_slots].any():
+                    closed_hits.append(bool(matches[top]))
+                    closed_chance.append(float(matches.mean()))
                 newest.append(bool(matches[-1]))
                 if not matches[-1]:  # a return to an older interest: the newest segment is wrong
                     return_hits.append(bool(matches[top]))
@@ -412,6 +425,9 @@ def explanation_accuracy(
         "return_accuracy": float(np.mean(return_hits)) if return_hits else float("nan"),
         "return_chance": float(np.mean(return_chance)) if return_chance else float("nan"),
         "return_users": len(return_hits),
+        "closed_accuracy": float(np.mean(closed_hits)) if closed_hits else float("nan"),
+        "closed_chance": float(np.mean(closed_chance)) if closed_chance else float("nan"),
+        "closed_users": len(closed_hits),
         "users": counted,
         "skipped_noise": skipped_noise,
         "skipped_unanswerable": skipped_unanswerable,

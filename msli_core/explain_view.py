@@ -34,12 +34,18 @@ def has_truth(ex: dict) -> bool:
 
 
 def segment_labels(ex: dict) -> dict[int, str]:
-    """A label per segment index: its events, "open window" for the open one, and on synthetic data the
-    true phase most of its events come from."""
+    """A label per segment index: its events, "open window" for the open one ("newest events" for the
+    recency slot of a model that has one), and on synthetic data the true phase most of its events come
+    from.
+
+    >>> segment_labels({"segments": [{"index": 0, "role": "open window", "start": 0, "end": 9},
+    ...                              {"index": 1, "role": "newest events", "start": 6, "end": 9}]})
+    {0: 'open window (events 0–8)', 1: 'newest events (events 6–8)'}
+    """
     labels = {
         s["index"]: (
-            f"open window (events {s['start']}–{s['end'] - 1})"
-            if s.get("role") == "open window"
+            f"{s['role']} (events {s['start']}–{s['end'] - 1})"
+            if s.get("role") in ("open window", "newest events")
             else segment_label(s["index"], s["start"], s["end"])
         )
         for s in ex["segments"]
@@ -258,7 +264,7 @@ def score_story(ex: dict, rank: int, path: pd.DataFrame) -> str:
 def _through(ex: dict, index: int, heaviest: str) -> str:
     """How the leading segment's vector was formed, without over-claiming: a closed segment's pooling
     weights are compared with 1/n (equal weights); the open window is the encoder's state plus its newest
-    events' recency weights.
+    events' recency weights (or the state alone, when the model gives the newest events their own slot).
 
     >>> ex = {"segments": [{"index": 0, "role": "closed segment", "weights": [0.02] * 50}]}
     >>> _through(ex, 0, "A (0.02)")
@@ -270,7 +276,11 @@ def _through(ex: dict, index: int, heaviest: str) -> str:
     seg = next((g for g in ex["segments"] if g["index"] == index), None)
     if seg is None:
         return ""
+    if seg.get("role") == "newest events":
+        return f": the recency path, its newest events' item vectors with learned weights ({heaviest})"
     if seg.get("role") == "open window":
+        if not any(seg.get("weights") or []):  # a model with a recency slot: the state alone
+            return ": the encoder's state over the window (no single event has a weight of its own)"
         return (
             f": the encoder's state over the window, plus the recency path on its newest events ({heaviest})"
         )

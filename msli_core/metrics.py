@@ -106,6 +106,8 @@ def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float
     [0.78, 0.981]
     >>> wilson_interval(0, 0)
     (nan, nan)
+    >>> wilson_interval(0, 5)[0], wilson_interval(5, 5)[1]  # exact ends, not a rounding error away
+    (0.0, 1.0)
     """
     if trials <= 0:
         return float("nan"), float("nan")
@@ -115,7 +117,9 @@ def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float
     z2 = z * z
     centre = (p + z2 / (2 * trials)) / (1 + z2 / trials)
     half = z * np.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials)) / (1 + z2 / trials)
-    return max(0.0, float(centre - half)), min(1.0, float(centre + half))
+    low = 0.0 if successes == 0 else max(0.0, float(centre - half))  # at 0 (or all) the bound is exact
+    high = 1.0 if successes == trials else min(1.0, float(centre + half))
+    return low, high
 
 
 BOOTSTRAP_RESAMPLES = 2000  # an endpoint moves by about 1.5% of the width between seeds (sd, 300 users)

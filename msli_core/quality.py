@@ -49,9 +49,11 @@ def quality_table(
     epochs: int | None = None,
     seed: int = 0,
     cross_encoder: bool = True,
+    recency_slot: bool | None = None,
     progress: ProgressCallback | None = None,
 ) -> tuple[list[dict], dict]:
-    """Train and evaluate every row; returns (rows, metadata)."""
+    """Train and evaluate every row; returns (rows, metadata). ``recency_slot``: the MS-LI rows' setting
+    for K >= 2 (None: the model's default); K = 1 is the two-tower model either way."""
     import torch
 
     from msli_core.data.dataset import leave_one_out
@@ -59,11 +61,12 @@ def quality_table(
     from msli_core.train import TrainSettings, train
 
     split = leave_one_out(data)
-    reach = closed_reach(split, [K for K in segments if K > 1])
+    option = {"recency_slot": recency_slot} if recency_slot is not None else {}
+    reach = closed_reach(split, [K for K in segments if K > 1], option)
     plan: list[tuple[str, str, dict]] = [("popularity", "popularity", {}), ("item-kNN", "item-knn", {})]
     for K in segments:
         label = f"MS-LI K={K}" + (" (two-tower)" if K == 1 else "")
-        plan.append((label, "msli", {"segments": K}))
+        plan.append((label, "msli", {"segments": K, **(option if K > 1 else {})}))
     if cross_encoder:
         plan.append(("cross-encoder", "cross-encoder", {}))
     rows, models = [], {}  # models: K -> (label, trained MS-LI model)
@@ -78,6 +81,8 @@ def quality_table(
         inner = _relabel(progress, label, n, len(plan)) if progress else None
         settings = TrainSettings.for_kind(kind, epochs=epochs, seed=seed)
         result = train(data, kind, settings, config, split=split, cascade_from=cascade, progress=inner)
+        if kind == "msli" and config["segments"] > 1 and not result.model.config.recency_slot:
+            label += " (one open slot)"  # not the default; still "MS-LI K=...": the comparisons find it
         row = {
             "label": label,
             "model": kind,
@@ -152,7 +157,7 @@ def closed_reach(split, segments: list[int], config: dict | None = None) -> list
     >>> frame = pd.DataFrame(rows, columns=["user", "item", "timestamp", "rating"])
     >>> truth = pd.DataFrame({"phase": 0, "interest": [k for u in sequences for k in interests[u]]})
     >>> split = leave_one_out(build_dataset(frame, items_meta=None, format="x", source="x", truth=truth))
-    >>> r = closed_reach(split, [2], {"max_len": 4, "segment_len": 2})[0]
+    >>> r = closed_reach(split, [3], {"max_len": 4, "segment_len": 2})[0]  # K=3: one closed slot
     >>> r["users"], r["with_closed"], r["interest_window"], r["interest_closed_only"], r["noise"]
     (4, 3, 1, 1, 1)
     """

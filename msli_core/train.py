@@ -44,7 +44,7 @@ from msli_core.data.dataset import LeaveOneOutSplit, leave_one_out, pad_right_al
 from msli_core.errors import MsliError
 from msli_core.evaluate import evaluate, mask_seen, worst_if_not_finite
 from msli_core.models.baselines import ItemKNN
-from msli_core.models.fused_loss import closed_statistics, fused_attention_ce
+from msli_core.models.fused_loss import NEG, closed_statistics, fused_attention_ce
 from msli_core.models.layers import count_parameters
 from msli_core.models.registry import KINDS, LATE_INTERACTION_KINDS, build_model
 from msli_core.models.segmenter import newest_closed, segment_bounds
@@ -375,60 +375,80 @@ def late_interaction_loss(
     lookup[columns] = torch.arange(len(columns))
     target_cols = torch.where(batch.targets > 0, lookup[batch.targets], -1)  # (B, T)
     kept = model.state_dropout_rows(batch.window.shape[0])  # (B,) bool, or None (no state dropout)
-    open_vecs = model.open_vectors(batch.window, table, kept)  # (B, T, d)
-    B, T, d = open_vecs.shape
-    K = model.config.segments
-    valid = None if K == 1 or batch.closed_index is None else batch.closed_index >= 0  # (B, G, K-1)
+    open_vecs = model.open_vectors(batch.window, table, kept)  # (B, T, O, d)
+    B, T, O, d = open_vecs.shape
+    C = model.config.closed_slots
+    valid = None if C == 0 or batch.closed_index is None else batch.closed_index >= 0  # (B, G, C)
     if valid is not None and kept is not None:  # a row that lost the encoder's say loses its closed slots
         valid = valid & kept.view(-1, 1, 1)
-    # K = 1, or no position with a closed slot (every user's history fits in the window): y = s_open
-    if valid is None or not bool(valid.any()):
-        scores = (open_vecs @ items.T - bias).reshape(B * T, -1)  # (B·T, C)
+    if valid is not None and not bool(valid.any()):  # every user's history fits in the window
+        valid = None
+    if valid is None and O == 1:  # K = 1, or no position with a closed slot: y = s_open
+        scores = (open_vecs[:, :, 0] @ items.T - bias).reshape(B * T, -1)  # (B·T, C)
         return F.cross_entropy(scores, target_cols.reshape(-1), ignore_index=-1)
-    closed_vecs, _ = model.encode_segments(batch.closed_items, table)  # (B, Gc, d)
-    index = batch.closed_index.clamp(min=0)  # (B, G, K-1)
-    rows = torch.arange(B).view(B, 1, 1)
+    closed = None
+    if valid is not None:
+        closed_vecs, _ = model.encode_segments(batch.closed_items, table)  # (B, Gc, d)
+        index = batch.closed_index.clamp(min=0)  # (B, G, C)
+        closed = closed_vecs[torch.arange(B).view(B, 1, 1), index]  # (B, G, C, d)
     if reference or model.config.aggregation != "attention":
-        return _reference_loss(
-            model, open_vecs, closed_vecs[rows, index], valid, batch, items, bias, target_cols
-        )
-    G, M = batch.groups, batch.group_len
-    grouped = open_vecs.new_zeros(B, G * M + 1, d)  # the last row collects positions without a group
-    grouped = grouped.scatter(1, batch.group_position.unsqueeze(-1).expand(B, T, d), open_vecs)
-    grouped = grouped[:, : G * M].reshape(B, G, M, d)  # (B, G, M, d)
-    grouped_targets = torch.full((B, G * M + 1), -1, dtype=torch.long)
-    grouped_targets = grouped_targets.scatter(1, batch.group_position, target_cols)[:, : G * M]
-    closed_scores = closed_vecs @ items.T  # (B, Gc, C)
-    closed_logits = model.attention_queries(closed_vecs) @ items.T  # (B, Gc, C)
-    age = model.age_bias if model.age_bias is not None else table.new_zeros(K)
-    log_z, mean = closed_statistics(
-        closed_scores[rows, index], closed_logits[rows, index], valid, age[: K - 1] - age[K - 1]
-    )  # (B, G, C) each
+        return _reference_loss(model, open_vecs, closed, valid, batch, items, bias, target_cols)
+    if valid is None:  # open slots only: one group per row, every position in it
+        G, M = 1, T
+        grouped, grouped_targets = open_vecs.unsqueeze(1), target_cols.view(B, 1, T)  # (B, 1, T, O, d)
+        log_z = items.new_full((B, 1, 1, items.shape[0]), NEG)  # (B, 1, 1, C): no closed slot
+        mean = items.new_zeros(B, 1, 1, items.shape[0])
+    else:
+        G, M = batch.groups, batch.group_len
+        flat = open_vecs.reshape(B, T, O * d)
+        grouped = flat.new_zeros(B, G * M + 1, O * d)  # the last row collects positions without a group
+        grouped = grouped.scatter(1, batch.group_position.unsqueeze(-1).expand(B, T, O * d), flat)
+        grouped = grouped[:, : G * M].reshape(B, G, M, O, d)  # (B, G, M, O, d)
+        grouped_targets = torch.full((B, G * M + 1), -1, dtype=torch.long)
+        grouped_targets = grouped_targets.scatter(1, batch.group_position, target_cols)[:, : G * M]
+        closed_bias = _slot_biases(model)[0]  # (C,)
+        closed_logits = model.query(closed) @ items.T  # (B, G, C, N): q_k = W u_k
+        log_z, mean = closed_statistics(closed @ items.T, closed_logits, valid, closed_bias)  # (B, G, N) each
+        log_z, mean = log_z.unsqueeze(2), mean.unsqueeze(2)  # (B, G, 1, C)
     return fused_attention_ce(
         grouped,
-        model.attention_queries(grouped),
+        model.open_queries(grouped),
         items,
-        log_z.unsqueeze(2),
-        mean.unsqueeze(2),
+        log_z,
+        mean,
         grouped_targets.view(B, G, M),
         bias,
+        _slot_biases(model)[1],
     )
+
+
+def _slot_biases(model) -> tuple[Tensor, Tensor]:
+    """The age biases relative to the last slot's, as the fused loss takes them: closed (C,), open (O,)."""
+    c = model.config
+    age = model.age_bias if model.age_bias is not None else model.recent_weights.new_zeros(c.segments)
+    relative = age - age[-1]  # (K,)
+    return relative[: c.closed_slots], relative[c.closed_slots :]
 
 
 REFERENCE_LOSS_POSITIONS = 1024  # non-attention aggregations: targets per step (their (P, K, N) tensor)
 
 
 def _reference_loss(model, open_vecs, closed, valid, batch, items, bias, target_cols) -> Tensor:
-    """Loss of the max / mlp / sum aggregations through :func:`late_interaction` on (P, K, N) tensors;
-    at most :data:`REFERENCE_LOSS_POSITIONS` targets per step (evenly spaced) bound their memory."""
-    G, M = batch.groups, batch.group_len
+    """Loss of any aggregation through :func:`late_interaction` on (P, K, N) tensors (the max / mlp / sum
+    aggregations; tests compare it with the fused one): open slots (B, T, O, d), closed slots (B, G, C, d)
+    and ``valid`` (B, G, C), or None without closed slots; at most :data:`REFERENCE_LOSS_POSITIONS`
+    targets per step (evenly spaced) bound their memory."""
     b, p = (target_cols >= 0).nonzero(as_tuple=True)  # (P,) positions with a target
     if len(b) > REFERENCE_LOSS_POSITIONS:
         keep = torch.linspace(0, len(b) - 1, REFERENCE_LOSS_POSITIONS).long()
         b, p = b[keep], p[keep]
-    g = (batch.group_position[b, p] // M).clamp(max=G - 1)  # (P,)
-    vectors = torch.cat([closed[b, g], open_vecs[b, p].unsqueeze(1)], dim=1)  # (P, K, d)
-    mask = torch.cat([valid[b, g], torch.ones(len(b), 1, dtype=torch.bool)], dim=1)  # (P, K)
+    vectors = open_vecs[b, p]  # (P, O, d)
+    mask = torch.ones(vectors.shape[:2], dtype=torch.bool)  # (P, O)
+    if closed is not None:
+        G, M = batch.groups, batch.group_len
+        g = (batch.group_position[b, p] // M).clamp(max=G - 1)  # (P,)
+        vectors = torch.cat([closed[b, g], vectors], dim=1)  # (P, K, d)
+        mask = torch.cat([valid[b, g], mask], dim=1)  # (P, K)
     scores, _ = model.score(vectors, mask, items)  # (P, C)
     return F.cross_entropy(scores - bias, target_cols[b, p])
 
@@ -731,7 +751,7 @@ def _late_interaction_step(
             seqs[part],
             stamps[part],
             ranges[part],
-            segments=c.segments,
+            segments=c.closed_slots + 1,  # the builder's K: the closed slots and one for the window
             segment_len=c.S,
             window_len=c.max_len,
             segmenter=c.segmenter,

@@ -62,22 +62,28 @@ def training_throughput(
     torch.set_num_threads(min(threads, max_threads()))
     repeatable_kernels()  # the kernels training runs
     rng = np.random.default_rng(seed)
-    plan = [("sasrec", 1, 0, False), ("two-tower", 1, 3, False)]
+    plan = [("sasrec", 1, 0, False, False), ("two-tower", 1, 3, False, False)]
     for k in (k for k in segments if k > 1):
-        plan += [(f"msli K={k}", k, 3, True), (f"msli K={k}, closed segments without gradient", k, 3, False)]
+        plan += [
+            (f"msli K={k}", k, 3, True, True),  # the default: the newest events as their own slot
+            (f"msli K={k}, closed segments without gradient", k, 3, False, True),
+            (f"msli K={k}, one open slot (recency_slot=False)", k, 3, True, False),
+        ]
     steps = []
-    for _label, K, recent, closed_gradient in plan:
+    for _label, K, recent, closed_gradient, recency_slot in plan:
         torch.manual_seed(seed)
         config = MSLIConfig(n_items=n_items, n_genres=1, dim=dim, segments=K, max_len=length, layers=layers,
-                            heads=heads, recent_items=recent, closed_gradient=closed_gradient)  # fmt: skip
+                            heads=heads, recent_items=recent, closed_gradient=closed_gradient,
+                            recency_slot=recency_slot)  # fmt: skip
         model = MSLIModel(config).train()
-        # every position's inference window has K-1 segments before it: the row encodes its whole budget
-        history = 2 * length + 1 + (K - 1) * config.S
+        # every position's inference window has its closed segments before it: the row encodes its budget
+        history = 2 * length + 1 + config.closed_slots * config.S
         seqs = [rng.integers(1, n_items + 1, size=history) for _ in range(rows)]
         stamps = [np.arange(history) for _ in range(rows)]
         ranges = [(history - length - 1, history)] * rows
-        batch = row_batch(seqs, stamps, ranges, segments=K, segment_len=config.S, window_len=length,
-                          segmenter="fixed", session_gap=3600.0, closed=config.closed_segments)  # fmt: skip
+        batch = row_batch(seqs, stamps, ranges, segments=config.closed_slots + 1, segment_len=config.S,
+                          window_len=length, segmenter="fixed", session_gap=3600.0,
+                          closed=config.closed_segments)  # fmt: skip
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
         steps.append(_step_fn(model, batch, optimizer, late_interaction_loss))
         for _ in range(warmup):
@@ -92,7 +98,7 @@ def training_throughput(
             times[i].append(time.perf_counter() - start)
     results = []
     reference = float(np.median(times[0]))
-    for (label, K, _recent, closed_gradient), measured in zip(plan, times, strict=True):
+    for (label, K, _recent, closed_gradient, recency_slot), measured in zip(plan, times, strict=True):
         seconds = float(np.median(measured))
         results.append(
             {
@@ -100,6 +106,7 @@ def training_throughput(
                 "segments": K,
                 "segment_len": MSLIConfig(segments=K, max_len=length).S if K > 1 else None,
                 "closed_gradient": closed_gradient,
+                "recency_slot": recency_slot,
                 "step_ms": round(seconds * 1e3, 2),
                 "targets_per_s": round(rows * length / seconds, 1),
                 "ratio_to_sasrec": round(seconds / reference, 3),

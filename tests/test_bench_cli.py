@@ -230,9 +230,11 @@ def test_training_bench_cli(capsys, tmp_path):
             "--dim", "8", "--layers", "1", "--json", "--out", str(tmp_path / "t")]  # fmt: skip
     assert main(args) == 0
     result = json.loads(capsys.readouterr().out)
-    labels = ["sasrec", "two-tower", "msli K=3", "msli K=3, closed segments without gradient"]
+    labels = ["sasrec", "two-tower", "msli K=3", "msli K=3, closed segments without gradient",
+              "msli K=3, one open slot (recency_slot=False)"]  # fmt: skip
     assert [r["model"] for r in result["rows"]] == labels
-    assert [r["closed_gradient"] for r in result["rows"]] == [False, False, True, False]
+    assert [r["closed_gradient"] for r in result["rows"]] == [False, False, True, False, True]
+    assert [r["recency_slot"] for r in result["rows"]] == [False, False, True, True, False]
     assert result["rows"][0]["ratio_to_sasrec"] == 1.0 and all(r["targets_per_s"] > 0 for r in result["rows"])
     assert json.loads((tmp_path / "t" / "training.json").read_text())["meta"]["length"] == 12
 

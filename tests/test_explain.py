@@ -61,16 +61,37 @@ def test_segments_describe_the_history(trained):
         assert seg["items"] == history[seg["start"] : seg["end"]]
         if seg["role"] == "closed segment":
             assert abs(sum(seg["weights"]) - 1.0) < 1e-5  # pooling weights over the segment's items
-        else:  # the open window: the recency weights r_j on its newest events, 0 elsewhere
-            r = model.recent_weights.detach().numpy()[::-1]
-            np.testing.assert_allclose(seg["weights"][-len(r) :], r, atol=1e-6)
-            assert not any(seg["weights"][: -len(r)])
+        elif seg["role"] == "open window":  # the encoder's state alone (K = 3: the default recency slot)
+            assert model.config.recency_slot and not any(seg["weights"])
+        else:  # the newest events: the recency weights c·r_j, oldest first
+            r = model.recency_weights().numpy()[::-1]
+            np.testing.assert_allclose(seg["weights"], r, atol=1e-6)
         assert seg["dominant_interest"] == dominant_interest(np.array(seg["true_interests"]))
         assert seg["time_start"] <= seg["time_end"]
     assert ex["segments"][-1]["end"] == len(history)  # the newest slot ends with the last event
     assert ex["deletion"]["applicable"] and 0.0 <= ex["deletion"]["top_larger_fraction"] <= 1.0
     for rec in ex["recommendations"]:
         assert rec["deletion"]["random_segment"] != rec["deletion"]["top_segment"]
+
+
+def test_a_recency_slot_model_explains_the_newest_events_as_their_own_segment():
+    data = make_tiny_dataset(users=30, items=36, events=20)
+    config = {"dim": 16, "segments": 4, "segment_len": 6, "layers": 1, "max_len": 8, "recency_slot": True}
+    model = train(data, "msli", TrainSettings(epochs=1), config).model
+    ex = explain(model, data, "u5", top_n=3).to_dict()
+    u = data.internal_user("u5")
+    n = len(data.sequences[u])
+    roles = [seg["role"] for seg in ex["segments"]]
+    assert roles == ["closed segment", "closed segment", "open window", "newest events"]  # 20 events
+    window, newest = ex["segments"][2], ex["segments"][3]
+    assert (window["start"], window["end"]) == (n - 8, n) and not any(window["weights"])  # the state alone
+    r = model.recency_weights().numpy()[::-1]  # c·r_j on the newest events, oldest first
+    assert (newest["start"], newest["end"]) == (n - 3, n)
+    np.testing.assert_allclose(newest["weights"], r, atol=1e-6)
+    for rec in ex["recommendations"]:
+        assert len(rec["contributions"]) == 4 and abs(sum(rec["contributions"]) - rec["score"]) < 1e-4
+    acc = explanation_accuracy(model, data)
+    assert acc["skipped_one_slot"] == 0 and acc["users"] > 0  # every user has the window and its newest
 
 
 def test_held_out_stage_reports_the_truth(trained):

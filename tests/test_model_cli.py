@@ -222,3 +222,22 @@ def test_train_state_dropout_reaches_the_config_of_late_interaction_models_only(
                "--out", str(tmp_path / "pop")]  # fmt: skip
     assert main(refused) != 0
     assert "--state-dropout" in capsys.readouterr().err and not (tmp_path / "pop").exists()
+
+
+def test_train_recency_slot_reaches_the_config_and_needs_two_vectors(data_dir, tmp_path, capsys):
+    out = tmp_path / "rs"
+    argv = ["train", "--data", str(data_dir), "--model", "msli", "--segments", "2", "--dim", "16", "--layers",
+            "1", "--epochs", "1", "--recency-slot", "--out", str(out), "--json"]  # fmt: skip
+    assert main(argv) == 0
+    _json(capsys)
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert config["recency_slot"] is True and config["segments"] == 2
+    explained = ["explain", "--data", str(data_dir), "--model", str(out), "--user", "1", "--json"]
+    assert main(explained) == 0
+    roles = [seg["role"] for seg in _json(capsys)["segments"]]
+    assert roles == ["open window", "newest events"]
+    for model, segments in (("two-tower", []), ("msli", ["--segments", "1"])):
+        refused = ["train", "--data", str(data_dir), "--model", model, *segments, "--recency-slot",
+                   "--out", str(tmp_path / model)]  # fmt: skip
+        assert main(refused) == 2
+        assert "--recency-slot" in _error_line(capsys) and not (tmp_path / model).exists()

@@ -65,6 +65,71 @@ def test_fused_loss_matches_the_reference_value_and_gradients(with_bias, tile, m
         torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-10)
 
 
+def _reference_open_slots(open_u, open_q, closed_u, closed_q, valid, items, age, targets, column_bias):
+    """As :func:`_reference` with O open slots per position: open (B,G,S,O,d), closed (B,G,C,d)."""
+    B, G, S, O, d = open_u.shape
+    C = closed_u.shape[2]
+    u = torch.cat([closed_u.unsqueeze(2).expand(B, G, S, C, d), open_u], 3).reshape(-1, C + O, d)
+    q = torch.cat([closed_q.unsqueeze(2).expand(B, G, S, C, d), open_q], 3).reshape(-1, C + O, d)
+    mask = torch.cat([valid.unsqueeze(2).expand(B, G, S, C), torch.ones(B, G, S, O, dtype=torch.bool)], 3)
+    y, _ = late_interaction(
+        u, mask.reshape(-1, C + O), items, aggregation="attention", attention_queries=q, age_bias=age
+    )
+    return F.cross_entropy(y - column_bias, targets.reshape(-1), ignore_index=-1)
+
+
+@pytest.mark.parametrize("tile", TILES)
+@pytest.mark.parametrize("open_slots", [1, 2, 3])
+def test_open_slots_match_the_reference_value_and_gradients(open_slots, tile, monkeypatch):
+    """O open slots per position (the recency slot: the encoder's state and the newest events), each
+    with its own age bias, against autograd through late_interaction: the loss and every gradient,
+    the open slots' biases included."""
+    monkeypatch.setattr(fused_loss, "TILE_ELEMENTS", tile[0])
+    monkeypatch.setattr(fused_loss, "MIN_TILE_POSITIONS", tile[1])
+    monkeypatch.setattr(fused_loss, "intra_op_threads", lambda: 1)
+    torch.manual_seed(3)
+    B, G, S, C, O, d, N = 2, 3, 4, 2, open_slots, 5, 7
+    leaves = [
+        torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+        for shape in [(B, G, S, O, d), (B, G, S, O, d), (B, G, C, d), (B, G, C, d), (N, d), (C + O,)]
+    ]
+    open_u, open_q, closed_u, closed_q, items, age = leaves
+    valid = torch.tensor(
+        [[[True, True], [False, True], [False, False]], [[True, False], [True, True], [True, True]]]
+    )
+    targets = torch.randint(0, N, (B, G, S))
+    targets[0, 2, 3] = -1
+    bias = torch.randn(N, dtype=torch.float64)
+
+    ref = _reference_open_slots(open_u, open_q, closed_u, closed_q, valid, items, age, targets, bias)
+    ref_grads = torch.autograd.grad(ref, leaves)
+
+    relative = age - age[-1]
+    log_z, mean = closed_statistics(closed_u @ items.T, closed_q @ items.T, valid, relative[:C])
+    fused = fused_attention_ce(
+        open_u, open_q, items, log_z.unsqueeze(2), mean.unsqueeze(2), targets, bias, relative[C:]
+    )
+    grads = torch.autograd.grad(fused, leaves)
+    assert fused.item() == pytest.approx(ref.item(), rel=1e-10)
+    for got, want in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-10)
+
+
+def test_two_open_slots_with_equal_logits_average_their_scores():
+    # no closed slot, two open slots with zero queries and biases (0, log 3): weights 1/4 and 3/4, so
+    # y = (s_1 + 3 s_2) / 4 for each item, by hand
+    items = torch.eye(2)
+    s_1, s_2 = np.array([4.0, 0.0]), np.array([0.0, 2.0])
+    open_u = torch.tensor(np.stack([s_1, s_2])).float().view(1, 1, 1, 2, 2)  # (B, G, S, O, d)
+    log_z = torch.full((1, 1, 1, 2), NEG)
+    loss = fused_attention_ce(
+        open_u, torch.zeros_like(open_u), items, log_z, torch.zeros(1, 1, 1, 2), torch.tensor([[[1]]]),
+        open_bias=torch.tensor([0.0, math.log(3.0)]),
+    )  # fmt: skip
+    y = (s_1 + 3 * s_2) / 4  # (1.0, 1.5)
+    assert loss.item() == pytest.approx(-(y[1] - np.log(np.exp(y).sum())), rel=1e-6)
+
+
 def test_no_closed_slot_is_plain_cross_entropy_of_the_open_score():
     # one group with no valid closed slot: y = s_o, so the loss is CE of <u_o, e> by hand
     items = torch.tensor([[1.0, 0.0], [0.0, 1.0]])

@@ -149,8 +149,8 @@ def test_a_dropped_row_is_the_recency_path_alone_and_a_kept_row_scales_the_share
     with torch.no_grad():
         recency = model.recent_path(window, table)  # (3, 6, 8)
         share = model.open_out(model.encoder(table[window]))  # (3, 6, 8): W_o h_t (encoder dropout 0)
-        trained = model.open_vectors(window, table, kept)
-        served = model.eval().open_vectors(window, table)
+        trained = model.open_vectors(window, table, kept)[:, :, 0]  # (3, 6, 8): the one open slot
+        served = model.eval().open_vectors(window, table)[:, :, 0]
     torch.testing.assert_close(trained[1], recency[1])  # dropped: the recency path alone
     torch.testing.assert_close(trained[[0, 2]], (recency + 2 * share)[[0, 2]])  # kept: 1/(1-p) = 2
     torch.testing.assert_close(served, recency + share)  # inference: the share, unscaled

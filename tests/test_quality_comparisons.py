@@ -44,12 +44,20 @@ def test_verdicts_follow_the_interval_and_rows_without_ranks_are_skipped():
         assert c["difference"] == pytest.approx(gap)
 
 
-@pytest.mark.parametrize(("segments", "first_stage"), [([1, 4], "MS-LI K=4"), ([2, 1], "MS-LI K=2")])
-def test_the_cross_encoder_is_compared_with_the_first_stage_it_reranked(tmp_path, segments, first_stage):
+@pytest.mark.parametrize(
+    ("segments", "recency_slot", "first_stage"),
+    [([1, 4], None, "MS-LI K=4"), ([2, 1], None, "MS-LI K=2"), ([1, 4], False, "MS-LI K=4 (one open slot)")],
+)
+def test_the_cross_encoder_is_compared_with_the_first_stage_it_reranked(
+    tmp_path, segments, recency_slot, first_stage
+):
     folder = tmp_path / "synth"
     write_synthetic(folder, SynthConfig(users=30, items=60, interactions=900, interests=4, min_events=8,
                                         max_events=60, seed=1))  # fmt: skip
-    rows, meta = quality_table(load_dataset(folder), segments=segments, epochs=1, seed=0)
+    rows, meta = quality_table(
+        load_dataset(folder), segments=segments, epochs=1, seed=0, recency_slot=recency_slot
+    )
+    assert [r["label"] for r in rows if r["model"] == "msli"][-1 if segments[-1] == 4 else 0] == first_stage
     pairs = [(c["model"], c["against"]) for c in meta["comparisons"]]
     # the cascade re-ranks K=4's top-100, or the first MS-LI row's when there is no K=4
     assert pairs[-2:] == [("cross-encoder", "item-kNN"), ("cross-encoder", first_stage)]
@@ -105,8 +113,9 @@ def test_closed_reach_counts_held_out_interests_only_the_closed_slots_hold():
     from msli_core.data.dataset import leave_one_out
     from msli_core.quality import closed_reach, reach_sentence
 
-    # a window of 4 events, one closed slot of 2 (the segment before the window); each user's test
-    # history is its first 8 events, the 9th is held out
+    # a window of 4 events, one closed slot of 2 (the segment before the window; K = 2 without the
+    # recency slot, which would take that slot); each user's test history is its first 8 events, the 9th
+    # is held out
     sequences = {u: [*range(10 * u, 10 * u + 9)] for u in (1, 2, 3, 4, 5)}
     sequences[6] = [60, 61, 62, 63]  # fits in the window: no closed slot
     interests = {
@@ -118,7 +127,7 @@ def test_closed_reach_counts_held_out_interests_only_the_closed_slots_hold():
         6: [8] * 4,
     }
     split = leave_one_out(_dataset(sequences, interests))
-    one, two = closed_reach(split, [1, 2], {"max_len": 4, "segment_len": 2})
+    one, two = closed_reach(split, [1, 2], {"max_len": 4, "segment_len": 2, "recency_slot": False})
     assert (one["segments"], one["users"], one["with_closed"]) == (1, 6, 0)  # K = 1: the two-tower model
     assert "no closed slot can add an event the two-tower model lacks" in reach_sentence(one)
     keys = ("users", "with_closed", "interest_window", "interest_closed_only", "interest_neither", "noise")
@@ -127,7 +136,7 @@ def test_closed_reach_counts_held_out_interests_only_the_closed_slots_hold():
     assert "5 of 6 test users (83.3%) have closed slots holding events before the 4-event window" in said
     assert "only in those older events for 1 of them (in the window: 2; in neither: 1; noise: 1)" in said
     # no ground truth: only the users are counted, and the sentence says what that means
-    plain = closed_reach(leave_one_out(_dataset(sequences)), [2], {"max_len": 4, "segment_len": 2})[0]
+    plain = closed_reach(leave_one_out(_dataset(sequences)), [3], {"max_len": 4, "segment_len": 2})[0]
     assert plain["with_closed"] == 5 and plain["interest_closed_only"] is None
     assert "ground truth" not in reach_sentence(plain)
     assert "for the others MS-LI reads no event the two-tower model does not" in reach_sentence(plain)
@@ -166,13 +175,15 @@ def test_closed_reach_on_synthetic_data_adds_up(tmp_path):
 
 
 def test_a_log_without_answerable_users_says_so_instead_of_nan(tmp_path):
-    """Every history fits in the 200-event window: MS-LI K=4 has no second segment to credit, so the
-    explanation columns say there was no user to count, never "nan / nan"."""
+    """Every history fits in the 200-event window: MS-LI K=4 with one open slot has no second segment to
+    credit, so the explanation columns say there was no user to count, never "nan / nan"."""
     folder = tmp_path / "synth"
     write_synthetic(folder, SynthConfig(users=30, items=60, interactions=900, interests=4, min_events=8,
                                         max_events=60, seed=1))  # fmt: skip
-    rows, meta = quality_table(load_dataset(folder), segments=[4], epochs=1, seed=0, cross_encoder=False)
-    k4 = next(r for r in rows if r["label"] == "MS-LI K=4")
+    rows, meta = quality_table(
+        load_dataset(folder), segments=[4], epochs=1, seed=0, cross_encoder=False, recency_slot=False
+    )
+    k4 = next(r for r in rows if r["label"] == "MS-LI K=4 (one open slot)")
     assert k4["explanation_users"] == 0
     table = to_markdown(rows, meta)
     assert "nan" not in table

@@ -46,10 +46,15 @@ def reference_scores(model: MSLIModel, history: np.ndarray, timestamps: np.ndarr
         ("sum", "recent"),
         ("mlp", "recent"),
         ("attention", "older"),
+        ("attention", "recency"),
+        ("max", "recency"),
     ],
 )
 def test_engine_scores_equal_model_scores(aggregation, closed):
-    model = make_model(aggregation, closed_segments=closed, max_len=6)  # 17 events: the window slides
+    recency_slot = closed == "recency"  # closed segments "recent", the newest events as their own slot
+    closed = "recent" if recency_slot else closed
+    # 17 events: the window slides
+    model = make_model(aggregation, closed_segments=closed, max_len=6, recency_slot=recency_slot)
     rng = np.random.default_rng(1)
     history = rng.integers(1, N_ITEMS + 1, size=17)
     engine = InferenceEngine(model)
@@ -104,9 +109,9 @@ def test_blockwise_top_k_equals_reference(aggregation, backend, block, seen_look
 def test_fast_scorer_matches_late_interaction_with_empty_slots():
     model = make_model("attention", segments=8, segment_len=3)
     engine = InferenceEngine(model)
-    engine.load_history("u", np.array([5, 6, 7, 8]))  # 2 of 8 slots used
-    state = engine.users["u"]
-    assert state.mask.tolist() == [False] * 6 + [True, True]
+    engine.load_history("u", np.array([5, 6, 7, 8]))  # 3 of 8 slots used: a closed segment ("recent"),
+    state = engine.users["u"]  # the window and its newest events
+    assert state.mask.tolist() == [False] * 5 + [True, True, True]
     rec = engine.recommend("u", np.array([3]), top_k=1)  # N = 1
     with torch.no_grad():
         ref, contrib = late_interaction(
@@ -116,16 +121,20 @@ def test_fast_scorer_matches_late_interaction_with_empty_slots():
     assert rec.items.tolist() == [3]
     np.testing.assert_allclose(rec.scores, ref[0].numpy(), atol=1e-5, rtol=1e-5)
     np.testing.assert_allclose(rec.contributions, contrib[0].T.numpy(), atol=1e-5)
-    assert not rec.contributions[0, :6].any()  # empty slots contribute exactly 0
+    assert not rec.contributions[0, :5].any()  # empty slots contribute exactly 0
 
 
 @pytest.mark.parametrize(
     ("mode", "max_len", "closed"), [("kv", 200, "recent"), ("segment", 200, "recent"), ("kv", 9, "recent"),
-                                    ("kv", 9, "older")]
+                                    ("kv", 9, "older"), ("kv", 9, "recency"), ("segment", 200, "recency")]
 )  # fmt: skip
 def test_incremental_updates_equal_full_reencode(mode, max_len, closed):
-    # max_len 9: the window slides after event 9, so the KV cache gives way to window re-encodes
-    model = make_model("attention", segments=3, segment_len=4, max_len=max_len, closed_segments=closed)
+    # max_len 9: the window slides after event 9, so the KV cache gives way to window re-encodes;
+    # "recency": closed segments "recent" and the newest events as their own slot (K = 4: 2 closed slots)
+    recency_slot = closed == "recency"
+    closed = "recent" if recency_slot else closed
+    model = make_model("attention", segments=4 if recency_slot else 3, segment_len=4, max_len=max_len,
+                       closed_segments=closed, recency_slot=recency_slot)  # fmt: skip
     engine = InferenceEngine(model, nearline=mode)
     rng = np.random.default_rng(2)
     events = rng.integers(1, N_ITEMS + 1, size=23)  # crosses several segment boundaries, drops old ones
@@ -144,11 +153,16 @@ def test_incremental_updates_equal_full_reencode(mode, max_len, closed):
         engine.users["u"].vectors[ref_mask], ref_vectors[ref_mask], atol=1e-5, rtol=1e-4
     )
     state = engine.users["u"]
-    closed = [w for w, m in zip(state.pooling[:-1], state.mask[:-1], strict=True) if m]
+    C = model.config.closed_slots
+    closed = [w for w, m in zip(state.pooling[:C], state.mask[:C], strict=True) if m]
     assert closed and all(float(w.sum()) == pytest.approx(1.0, abs=1e-5) for w in closed)  # pooling
-    recent = model.recent_weights.detach().flip(0)  # the open slot: r_j on its newest events
+    recent = model.recency_weights().flip(0)  # the slot of the recency path: c·r_j on its newest events
     torch.testing.assert_close(state.pooling[-1][-len(recent) :], recent)
     assert float(state.pooling[-1][: -len(recent)].abs().sum()) == 0.0
+    n = len(state.history)
+    if recency_slot:  # the newest events alone in the last slot; the window's slot has no event weights
+        assert state.bounds[-1] == (n - len(recent), n) and len(state.pooling[-1]) == len(recent)
+        assert state.bounds[-2] == (n - min(n, max_len), n) and float(state.pooling[-2].abs().sum()) == 0.0
 
 
 def test_session_segmenter_incremental():

@@ -96,8 +96,10 @@ def test_segment_encoder_parity_closed_segments():
     assert not vectors.any() and not weights.any()
 
 
-def test_open_encoder_parity_every_window_length():
-    model = make_model()
+@pytest.mark.parametrize("recency_slot", [False, True])
+def test_open_encoder_parity_every_window_length(recency_slot):
+    model = make_model(recency_slot=recency_slot)
+    O = 2 if recency_slot else 1  # open slots: the encoder's state (and the newest events)
     data = ox.open_encoder_onnx(model)
     graph = onnx.load_from_string(data)
     assert [i.name for i in graph.graph.input] == ["window_items"]
@@ -113,17 +115,22 @@ def test_open_encoder_parity_every_window_length():
         vectors = session.encode(window)
         with torch.no_grad():
             ref = model.open_vector(torch.as_tensor(window), table)
-        assert vectors.shape == (T + 1, 16)
+        assert vectors.shape == (T + 1, O, 16)
         np.testing.assert_allclose(vectors, ref.numpy(), atol=1e-4)
-        assert not vectors[0].any() and (np.abs(vectors[1:]).sum(1) > 0).all()  # only the empty row is 0
+        assert not vectors[0].any() and (np.abs(vectors[1:]).sum(2) > 0).all()  # only the empty row is 0
 
 
 @pytest.mark.parametrize(
     ("segments", "aggregation", "segmenter"),
-    [(1, "attention", "fixed"), (3, "attention", "fixed"), (4, "max", "fixed"), (3, "sum", "session")],
-)
+    [(1, "attention", "fixed"), (3, "attention", "fixed"), (4, "max", "fixed"), (3, "sum", "session"),
+     (4, "attention", "recency"), (2, "attention", "recency")],
+)  # fmt: skip
 def test_ort_msli_scores_like_the_torch_model(segments, aggregation, segmenter):
-    model = make_model(aggregation, segments, segmenter=segmenter, session_gap=10.0)
+    recency_slot = segmenter == "recency"  # the fixed segmenter, with the newest events as their own slot
+    segmenter = "fixed" if recency_slot else segmenter
+    model = make_model(
+        aggregation, segments, segmenter=segmenter, session_gap=10.0, recency_slot=recency_slot
+    )
     # empty, shorter than the window, exactly the window, sliding windows; with K > 1 the short ones
     # have empty closed slots and the long ones all K-1 filled
     lengths = (0, 1, 3, 5, 8, MAX_LEN, MAX_LEN + 1, 13, 17, 30)
@@ -132,8 +139,8 @@ def test_ort_msli_scores_like_the_torch_model(segments, aggregation, segmenter):
     times = [np.cumsum(rng.choice([1, 50], size=len(h))) for h in hist] if segmenter == "session" else None
     batch = model.segment_batch(hist, times)
     assert batch.window.shape[1] == MAX_LEN  # the longest window is full: the others slide
-    if segments > 1:
-        closed = batch.mask[:, : segments - 1]
+    if model.config.closed_slots:
+        closed = batch.mask[:, : model.config.closed_slots]
         assert not closed[1].any() and closed[-1].all()  # some users with empty closed slots, some full
     served = float_ort(model)
     got = served.score_histories(hist, times)
@@ -152,14 +159,14 @@ def test_ort_msli_scores_like_the_torch_model(segments, aggregation, segmenter):
 
 
 def test_ort_msli_open_slot_follows_the_window():
-    """Appending events past max_len changes only the open slot's vector (closed ones are cached)."""
-    model = make_model(segments=3)
+    """Appending events past max_len changes only the open slots' vectors (closed ones are cached)."""
+    model = make_model(segments=4)  # 2 closed slots, the window, its newest events
     served = float_ort(model)
     base = histories([14])[0]  # segments [0, 4) [4, 8) [8, 12) [12, 14): the closed slots hold 1 and 2
     longer = np.concatenate([base, [7]])  # the window (9 events) slides by one; segment 3 is still open
     (v1, _), (v2, _) = served.slot_vectors([base]), served.slot_vectors([longer])
     np.testing.assert_allclose(v1[0, :2], v2[0, :2], atol=1e-6)
-    assert np.abs(v1[0, 2] - v2[0, 2]).max() > 1e-3
+    assert np.abs(v1[0, 2] - v2[0, 2]).max() > 1e-3 and np.abs(v1[0, 3] - v2[0, 3]).max() > 1e-3
     with torch.no_grad():
         ref = model.score_histories([base, longer])
     np.testing.assert_allclose(served.score_histories([base, longer]).numpy(), ref.numpy(), atol=1e-4)

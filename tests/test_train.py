@@ -34,12 +34,16 @@ def test_sampled_softmax_log_q_correction_by_hand():
 
 @pytest.mark.parametrize(
     ("segments", "segmenter", "aggregation"),
-    [(1, "fixed", "attention"), (3, "fixed", "attention"), (3, "session", "attention"), (3, "fixed", "max")],
-)
+    [(1, "fixed", "attention"), (3, "fixed", "attention"), (3, "session", "attention"), (3, "fixed", "max"),
+     (4, "recency", "attention"), (2, "recency", "attention"), (4, "recency", "max")],
+)  # fmt: skip
 def test_every_position_sees_what_inference_sees(tiny, segments, segmenter, aggregation):
-    """The one-pass training loss equals the mean CE of scoring each target's history from scratch."""
+    """The one-pass training loss equals the mean CE of scoring each target's history from scratch
+    ("recency": the fixed segmenter and the newest events as their own slot)."""
     data, split = tiny
     torch.manual_seed(0)
+    recency = {"recency_slot": True} if segmenter == "recency" else {}
+    segmenter = "fixed" if recency else segmenter
     model = build_model(
         "two-tower" if segments == 1 else "msli",
         data=data,
@@ -48,7 +52,7 @@ def test_every_position_sees_what_inference_sees(tiny, segments, segmenter, aggr
         segmenter=segmenter,
         session_gap=400,
         aggregation=aggregation,
-        **({} if segments == 1 else {"segments": segments, "closed_segments": "recent"}),
+        **({} if segments == 1 else {"segments": segments, "closed_segments": "recent", **recency}),
     )  # "recent": whole rows from event 0 have closed slots (with "older" only past the window)
     model.eval()
     users = [1, 2, 3]
@@ -56,8 +60,9 @@ def test_every_position_sees_what_inference_sees(tiny, segments, segmenter, aggr
     stamps = [data.timestamps[u][: len(s)] for u, s in zip(users, seqs, strict=True)]
     ranges = [(0, len(s)) for s in seqs]  # whole sequences (shorter than L_max + 1)
     c = model.config
-    batch = tr.row_batch(seqs, stamps, ranges, segments=c.segments, segment_len=c.S, window_len=c.max_len,
-                         segmenter=segmenter, session_gap=400, closed=c.closed_segments)  # fmt: skip
+    batch = tr.row_batch(seqs, stamps, ranges, segments=c.closed_slots + 1, segment_len=c.S,
+                         window_len=c.max_len, segmenter=segmenter, session_gap=400,
+                         closed=c.closed_segments)  # fmt: skip
     with torch.no_grad():
         loss = tr.late_interaction_loss(model, batch)
         histories = [s[:t] for s in seqs for t in range(1, len(s))]
@@ -69,10 +74,11 @@ def test_every_position_sees_what_inference_sees(tiny, segments, segmenter, aggr
     assert loss.item() == pytest.approx(reference.item(), rel=1e-5)
 
 
-def _float64_model(data, closed, max_len):
+def _float64_model(data, closed, max_len, recency_slot=False):
+    """K = 3, or K = 4 with the recency slot: two closed slots either way (the :func:`_row_batch`'s)."""
     torch.manual_seed(0)
-    model = build_model("msli", data=data, dim=8, segments=3, segment_len=3, max_len=max_len,
-                        closed_segments=closed)  # fmt: skip
+    model = build_model("msli", data=data, dim=8, segments=4 if recency_slot else 3, segment_len=3,
+                        max_len=max_len, closed_segments=closed, recency_slot=recency_slot)  # fmt: skip
     with torch.no_grad():  # logits far from flat, so a wrong slot or weight would show in the loss
         model.items.ids.weight.mul_(50.0)
     return model.double().eval()
@@ -100,9 +106,11 @@ def _assert_same(got, want):
 
 @pytest.mark.parametrize("tile", [None, 2 * 36 + 5])  # default tiles; slices of 2 positions (N = 36)
 @pytest.mark.parametrize("closed", ["recent", "older"])
-def test_the_fused_loss_and_gradients_equal_the_reference_path(tiny, closed, tile, monkeypatch):
+@pytest.mark.parametrize("recency_slot", [False, True])
+def test_the_fused_loss_and_gradients_equal_the_reference_path(tiny, closed, tile, recency_slot, monkeypatch):
     """The fused attention loss (tile by tile) and every parameter's gradient equal the reference path
-    (each position's K slots through late_interaction, autograd) on rows that start early and late."""
+    (each position's K slots through late_interaction, autograd) on rows that start early and late,
+    with one open slot or two (the recency slot: its age bias and r_j get their gradients too)."""
     from msli_core.models import fused_loss
 
     if tile is not None:
@@ -110,7 +118,7 @@ def test_the_fused_loss_and_gradients_equal_the_reference_path(tiny, closed, til
         monkeypatch.setattr(fused_loss, "MIN_TILE_POSITIONS", 1)
         monkeypatch.setattr(fused_loss, "intra_op_threads", lambda: 1)
     data, split = tiny
-    model = _float64_model(data, closed, max_len=6)
+    model = _float64_model(data, closed, max_len=6, recency_slot=recency_slot)
     users = list(range(1, 9))
     seqs = [split.train_sequence(u) for u in users]
     stamps = [data.timestamps[u][: len(s)] for u, s in zip(users, seqs, strict=True)]
@@ -123,11 +131,12 @@ def test_the_fused_loss_and_gradients_equal_the_reference_path(tiny, closed, til
 
 
 @pytest.mark.parametrize("max_len", [200, 1])  # whole rows from event 0; rows of 2 events (one target)
-def test_the_fused_loss_gradients_equal_scoring_each_history_from_scratch(tiny, max_len):
+@pytest.mark.parametrize("recency_slot", [False, True])
+def test_the_fused_loss_gradients_equal_scoring_each_history_from_scratch(tiny, max_len, recency_slot):
     """Where every training position is exactly an inference request ("recent" closed slots), the fused
     loss and its gradients equal autograd through scoring each target's history on its own."""
     data, split = tiny
-    model = _float64_model(data, "recent", max_len=max_len)
+    model = _float64_model(data, "recent", max_len=max_len, recency_slot=recency_slot)
     seqs = [split.train_sequence(u) for u in (1, 2, 3, 4)]
     stamps = [data.timestamps[u][: len(s)] for u, s in zip((1, 2, 3, 4), seqs, strict=True)]
     if max_len == 1:
@@ -217,9 +226,9 @@ def test_rows_that_start_late_see_the_inference_window_and_closed_slots(tiny, cl
     stamps = [data.timestamps[u][: len(s)] for u, s in zip((1, 2, 3, 4), seqs, strict=True)]
     picks = [(b, t) for b, s in enumerate(seqs) for t in range(0, len(s) - 1)]
     rows = [(t, t + 2) for _, t in picks]
-    batch = tr.row_batch([seqs[b] for b, _ in picks], [stamps[b] for b, _ in picks], rows, segments=3,
-                         segment_len=3, window_len=1, segmenter=segmenter, session_gap=400,
-                         closed=closed)  # fmt: skip
+    batch = tr.row_batch([seqs[b] for b, _ in picks], [stamps[b] for b, _ in picks], rows,
+                         segments=model.config.closed_slots + 1, segment_len=3, window_len=1,
+                         segmenter=segmenter, session_gap=400, closed=closed)  # fmt: skip
     with torch.no_grad():
         loss = tr.late_interaction_loss(model, batch)
         prefixes = [seqs[b][: t + 1] for b, t in picks]

@@ -42,6 +42,13 @@ def register(subparsers) -> None:
     )
     p.add_argument("--lr", type=_learning_rate, help="learning rate (a finite number above 0)")
     p.add_argument(
+        "--recency-slot",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="msli: the newest events as their own slot, beside the encoder's (K counts both; K >= 2; "
+        "README, 'Quality')",
+    )
+    p.add_argument(
         "--state-dropout",
         type=_fraction,
         help="msli, two-tower: probability that a training row loses the encoder's say, so it is scored by "
@@ -103,6 +110,12 @@ def register(subparsers) -> None:
     )
     p.add_argument("--seed", type=_seed, default=0, help="seed of every random number generator (default 0)")
     p.add_argument("--skip-cross-encoder", action="store_true", help="leave the (slow) cross-encoder out")
+    p.add_argument(
+        "--recency-slot",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="MS-LI rows with K >= 2: the newest events as their own slot (default: the model's default)",
+    )
     p.add_argument("--json", action="store_true", help="print the rows as JSON on stdout")
     p.set_defaults(func=cmd_quality)
 
@@ -322,16 +335,21 @@ def _progress_bar():
 
 def _model_config(args) -> dict:
     config = {}
-    for name in ("segments", "aggregation", "dim", "layers", "segment_len", "state_dropout"):
+    for name in ("segments", "aggregation", "dim", "layers", "segment_len", "state_dropout", "recency_slot"):
         value = getattr(args, name, None)
         if value is not None:
             config[name] = value
     kind = args.model
-    late_only = ("segments", "aggregation", "segment_len", "state_dropout")
+    late_only = ("segments", "aggregation", "segment_len", "state_dropout", "recency_slot")
     if not kinds.is_late_interaction(kind) and any(name in config for name in late_only):
         raise MsliError(
-            "--segments, --segment-len, --aggregation and --state-dropout apply to msli and two-tower, "
-            f"not {kind}."
+            "--segments, --segment-len, --aggregation, --state-dropout and --recency-slot apply to msli and "
+            f"two-tower, not {kind}."
+        )
+    if config.get("recency_slot") and (kind == "two-tower" or config.get("segments") == 1):
+        raise MsliError(
+            "--recency-slot gives the newest events a vector of their own, so it needs --model msli with "
+            "--segments 2 or more (the two-tower model is one vector)."
         )
     if kind in ("popularity", "item-knn") and ("dim" in config or "layers" in config):
         raise MsliError(f"--dim and --layers apply to neural models, not {kind}.")
@@ -490,11 +508,12 @@ def render_explanation(ex: dict) -> str:
     lines = [
         f"User {ex['user']}: {ex['history_length']} events, {ex['model']} ({ex['aggregation']} aggregation)",
         "",
-        "Slots (K-1 = the open window of the newest events, weight = its recency weight; the others are"
-        " closed segments, weight = attention-pooling weight):",
+        "Slots (closed segment: weight = attention-pooling weight; the slot holding the recency path, the"
+        " open window or the newest events: weight = recency weight; an open window without weights is"
+        " the encoder's state alone):",
     ]
     for seg in ex["segments"]:
-        head = f"  [{seg['index']}] events {seg['start']}-{seg['end'] - 1}"
+        head = f"  [{seg['index']}] {seg.get('role', 'segment')}, events {seg['start']}-{seg['end'] - 1}"
         head += f"  {seg['time_start'][:10]} .. {seg['time_end'][:10]}"
         if "dominant_interest" in seg:
             head += f"  true interest {seg['dominant_interest']}"
@@ -544,6 +563,7 @@ def cmd_quality(args) -> int:
         epochs=args.epochs,
         seed=args.seed,
         cross_encoder=not args.skip_cross_encoder,
+        recency_slot=args.recency_slot,
         progress=_progress_bar(),
     )
     write_quality(rows, meta, args.out)

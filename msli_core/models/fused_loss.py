@@ -9,7 +9,13 @@ aggregation ``y = Σ_k softmax_k(l_k) s_k`` into the open slot ``o`` and the clo
     y_C = Σ_{k∈C} softmax_C(l_k) s_k        (the same)
     y   = y_C + σ(l_o - L_C) · (s_o - y_C)  (exact: σ(l_o - L_C) is the open slot's attention weight)
 
-so a step needs (P, N) work plus (G, N) closed statistics, never (P, K, N). :class:`FusedAttentionCE`
+so a step needs (P, N) work plus (G, N) closed statistics, never (P, K, N). With O > 1 open slots per
+position (the model's ``recency_slot``: the encoder's state and the newest events), the same split holds
+with a softmax over the O open logits and ``L_C``:
+
+    y = w_C y_C + Σ_o w_o s_o,   (w_C, w_1..w_O) = softmax(L_C, l_1 + b_1, ..., l_O + b_O)
+
+(``b_o`` relative to the reference bias that ``L_C`` subtracts). :class:`FusedAttentionCE`
 computes the mean cross-entropy of ``y`` against the targets and its gradients in one tiled pass (cache-
 sized tiles of positions, never a whole (P, N) buffer); ``tests/test_models_fused_loss.py`` checks value
 and gradients against autograd through :func:`~msli_core.models.late_interaction.late_interaction`.
@@ -60,42 +66,50 @@ def tile_positions(n_columns: int, threads: int) -> int:
 
 
 class FusedAttentionCE(torch.autograd.Function):
-    """Mean CE of ``y = y_C + σ(<q_o, e> - L_C)(<u_o, e> - y_C)`` over valid targets.
+    """Mean CE of the attention aggregation of O open slots per position and a group's closed set.
 
-    Shapes: ``open_vectors``/``open_queries`` (B, G, S, d) u_o and q_o of each position, grouped;
-    ``items`` (N, d) the candidate table; ``log_z``/``closed_mean`` (B, G, 1, N) from
-    :func:`closed_statistics`; ``column_bias`` (N,) subtracted from every score before the softmax
-    (sampled softmax's logQ; zeros otherwise); ``targets`` (B, G, S) columns, -1 = no target;
-    ``with_grad``: also compute the gradients (the loss is a scalar, so they are known in the forward).
+    One open slot: ``y = y_C + σ(<q_o, e> + b_o - L_C)(<u_o, e> - y_C)``; O open slots:
+    ``y = w_C y_C + Σ_o w_o <u_o, e>`` with ``(w_C, w_o) = softmax(L_C, <q_o, e> + b_o)`` (module
+    docstring). Shapes: ``open_vectors``/``open_queries`` (B, G, S, O, d) u_o and q_o of each position,
+    grouped; ``items`` (N, d) the candidate table; ``log_z``/``closed_mean`` (B, G, 1, N) from
+    :func:`closed_statistics`; ``open_bias`` (O,) b_o; ``column_bias`` (N,) subtracted from every score
+    before the softmax (sampled softmax's logQ; zeros otherwise); ``targets`` (B, G, S) columns, -1 = no
+    target; ``with_grad``: also compute the gradients (the loss is a scalar, so they are known in the
+    forward).
 
     The (positions, N) work runs tile by tile (about :data:`TILE_ELEMENTS` elements per thread, at least
     :data:`MIN_TILE_POSITIONS` positions: several groups, or a slice of one group's positions): each
     tile's products, softmax and the gradient of the loss with respect to them are computed while the
-    tile's buffers are in cache, and only the small gradients — (B, G, S, d), (N, d), (B, G, 1, N) — are
-    kept for :meth:`backward`, which scales them by the incoming gradient. The same arithmetic as one
-    pass over whole (P, N) buffers (sums over positions are added tile by tile), at well under its
-    memory traffic: the (P, N) passes were bound by memory bandwidth. ``u_o`` and ``q_o`` are stacked,
-    so each tile takes three products — ``[u; q] E^T``, ``[dS; dl] E`` and ``[dS; dl]^T [u; q]`` —
-    instead of six half-size ones; the softmax reuses the exponentials of its own logsumexp. Tiles
-    without a target are skipped (their gradient is zero).
+    tile's buffers are in cache, and only the small gradients — (B, G, S, O, d), (N, d), (B, G, 1, N),
+    (O,) — are kept for :meth:`backward`, which scales them by the incoming gradient. The same
+    arithmetic as one pass over whole (P, N) buffers (sums over positions are added tile by tile), at
+    well under its memory traffic: the (P, N) passes were bound by memory bandwidth. The u_o and q_o
+    are stacked, so each tile takes three products — ``[u; q] E^T``, ``[dS; dl] E`` and
+    ``[dS; dl]^T [u; q]`` — instead of 6·O smaller ones; the softmax reuses the exponentials of its own
+    logsumexp. Tiles without a target are skipped (their gradient is zero).
     """
 
     @staticmethod
-    def forward(ctx, open_vectors, open_queries, items, log_z, closed_mean, column_bias, targets, with_grad):
-        B, G, M, d = open_vectors.shape
+    def forward(
+        ctx, open_vectors, open_queries, items, log_z, closed_mean, open_bias, column_bias, targets, with_grad
+    ):
+        B, G, M, O, d = open_vectors.shape
         N = items.shape[0]
         R = B * G
-        vectors = torch.stack([open_vectors.reshape(R, M, d), open_queries.reshape(R, M, d)])  # (2, R, M, d)
+        vectors = torch.cat([open_vectors, open_queries], dim=3).view(R, M, 2 * O, d)
+        vectors = vectors.permute(2, 0, 1, 3).contiguous()  # (2O, R, M, d): u_1..u_O, q_1..q_O
         log_z = log_z.reshape(R, 1, N)
         closed_mean = closed_mean.reshape(R, 1, N)
         targets = targets.reshape(R, M)
         valid = targets >= 0  # (R, M)
         count = valid.sum().clamp(min=1)
         items_t = items.T  # (d, N)
+        bias = open_bias.detach().view(O, 1, 1, 1)  # (O, 1, 1, 1)
         if with_grad:
-            grad_vectors = torch.zeros_like(vectors)  # (2, R, M, d): u_o's, then q_o's
+            grad_vectors = torch.zeros_like(vectors)  # (2O, R, M, d)
             grad_items = torch.zeros_like(items)  # (N, d)
             grad_log_z, grad_mean = torch.zeros_like(log_z), torch.zeros_like(closed_mean)  # (R, 1, N)
+            grad_bias = torch.zeros_like(open_bias)  # (O,)
         total = vectors.new_zeros(())
         positions = tile_positions(N, intra_op_threads())  # per tile
         if positions >= M:  # whole groups, as many as fit
@@ -108,36 +122,61 @@ class FusedAttentionCE(torch.autograd.Function):
             tile_valid = valid[rows, places]  # (g, m)
             if not bool(tile_valid.any()):
                 continue
-            tile = vectors[:, rows, places]  # (2, g, m, d)
+            tile = vectors[:, rows, places]  # (2O, g, m, d)
             mean = closed_mean[rows]  # (g, 1, N)
-            work = torch.matmul(tile, items_t)  # (2, g, m, N): s_o, l_o
-            gate = torch.sub(work[1], log_z[rows]).sigmoid_()  # (g, m, N) σ(l_o - L_C)
-            gap = torch.sub(work[0], mean, out=work[1])  # (g, m, N) s_o - y_C
-            y = torch.addcmul(mean, gate, gap, out=work[0]).sub_(column_bias)  # (g, m, N)
+            work = torch.matmul(tile, items_t)  # (2O, g, m, N): s_1..s_O, l_1..l_O
+            if O == 1:  # the gate form: one sigmoid instead of a softmax over two
+                gate = torch.add(work[1], bias[0]).sub_(log_z[rows]).sigmoid_()  # (g, m, N) w_o
+                gap = torch.sub(work[0], mean, out=work[1])  # (g, m, N) s_o - y_C
+                y = torch.addcmul(mean, gate, gap, out=work[0]).sub_(column_bias)  # (g, m, N)
+            else:
+                logits = work[O:].add_(bias)  # (O, g, m, N) l_o + b_o
+                top = torch.maximum(logits.amax(0), log_z[rows])  # (g, m, N)
+                share = logits.sub_(top).exp_()  # (O, g, m, N) w_o, unnormalised (in work[O:])
+                closed_share = torch.sub(log_z[rows], top).exp_()  # (g, m, N) w_C, unnormalised
+                total_share = share.sum(0).add_(closed_share)  # (g, m, N)
+                share.div_(total_share)
+                closed_share.div_(total_share)
+                y_raw = (share * work[:O]).sum(0).addcmul_(closed_share, mean)  # (g, m, N) y
+                y = y_raw - column_bias  # (g, m, N)
             safe = targets[rows, places].clamp(min=0).unsqueeze(-1)  # (g, m, 1)
             picked = y.gather(-1, safe)  # (g, m, 1) y of the target
-            top = y.amax(-1, keepdim=True)  # (g, m, 1)
-            norm = y.sub_(top).exp_().sum(-1, keepdim=True)  # (g, m, 1); y now exp(y - top)
-            lse = norm.log().add_(top)  # (g, m, 1) logsumexp(y)
+            top_y = y.amax(-1, keepdim=True)  # (g, m, 1)
+            norm = y.sub_(top_y).exp_().sum(-1, keepdim=True)  # (g, m, 1); y now exp(y - top)
+            lse = norm.log().add_(top_y)  # (g, m, 1) logsumexp(y)
             total += ((lse - picked).squeeze(-1) * tile_valid).sum()
             if not with_grad:
                 continue
             weight = tile_valid.to(y.dtype).unsqueeze(-1) / count  # (g, m, 1)
             grad_y = y.mul_(weight / norm)  # softmax(y) · weight
             grad_y.scatter_add_(-1, safe, -weight)  # dL/dy = (softmax - onehot) · weight
-            grad_mean[rows] += grad_y.sum(1, keepdim=True)  # dy/dy_C = 1 - σ, first the 1
-            grad_y.mul_(gate)  # dL/ds_o = dL/dy · σ
-            grad_mean[rows] -= grad_y.sum(1, keepdim=True)  # ... then the -σ
-            gate.neg_().add_(1)  # 1 - σ
-            gap.mul_(grad_y).mul_(gate)  # dL/dl_o = dL/dy · σ(1 - σ)(s_o - y_C) = dL/ds_o · (1 - σ) · gap
-            grad_log_z[rows] -= gap.sum(1, keepdim=True)
-            grad_vectors[:, rows, places] = torch.matmul(work, items)  # (2, g, m, d)
-            grad_items.addmm_(work.reshape(-1, N).T, tile.reshape(-1, d))
+            if O == 1:
+                grad_mean[rows] += grad_y.sum(1, keepdim=True)  # dy/dy_C = 1 - σ, first the 1
+                grad_y.mul_(gate)  # dL/ds_o = dL/dy · σ
+                grad_mean[rows] -= grad_y.sum(1, keepdim=True)  # ... then the -σ
+                gate.neg_().add_(1)  # 1 - σ
+                gap.mul_(grad_y).mul_(gate)  # dL/dl_o = dL/dy · σ(1 - σ)(s_o - y_C) = dL/ds_o (1 - σ) gap
+                grad_log_z[rows] -= gap.sum(1, keepdim=True)
+                grad_bias += gap.sum()  # dl_o/db_o = 1
+                grad_vectors[:, rows, places] = torch.matmul(work, items)  # (2, g, m, d)
+                grad_items.addmm_(work.reshape(-1, N).T, tile.reshape(-1, d))
+                continue
+            # softmax over the slots: dy/dl_o = w_o (s_o - y), dy/dL_C = w_C (y_C - y), dy/dy_C = w_C
+            grad_closed = closed_share.mul_(grad_y)  # (g, m, N) dL/dy_C
+            grad_mean[rows] += grad_closed.sum(1, keepdim=True)
+            grad_log_z[rows] += grad_closed.mul_(mean - y_raw).sum(1, keepdim=True)
+            grad_scores = share.mul_(grad_y)  # (O, g, m, N) dL/ds_o = dL/dy · w_o (in work[O:])
+            grad_logits = work[:O].sub_(y_raw).mul_(grad_scores)  # (O, g, m, N) dL/dl_o (in work[:O])
+            grad_bias += grad_logits.sum((1, 2, 3))
+            grad_vectors[:O, rows, places] = torch.matmul(grad_scores, items)  # (O, g, m, d)
+            grad_vectors[O:, rows, places] = torch.matmul(grad_logits, items)
+            grad_items.addmm_(grad_scores.reshape(-1, N).T, tile[:O].reshape(-1, d))
+            grad_items.addmm_(grad_logits.reshape(-1, N).T, tile[O:].reshape(-1, d))
         if with_grad:
-            shape = open_vectors.shape
+            grads = grad_vectors.permute(1, 2, 0, 3).reshape(B, G, M, 2 * O, d)
             ctx.save_for_backward(
-                grad_vectors[0].view(shape), grad_vectors[1].view(shape), grad_items,
-                grad_log_z.view(B, G, 1, N), grad_mean.view(B, G, 1, N),
+                grads[:, :, :, :O].contiguous(), grads[:, :, :, O:].contiguous(), grad_items,
+                grad_log_z.view(B, G, 1, N), grad_mean.view(B, G, 1, N), grad_bias,
             )  # fmt: skip
         ctx.with_grad = with_grad
         return total / count
@@ -159,11 +198,17 @@ def fused_attention_ce(
     closed_mean: Tensor,
     targets: Tensor,
     column_bias: Tensor | None = None,
+    open_bias: Tensor | None = None,
 ) -> Tensor:
-    """:class:`FusedAttentionCE` with ``column_bias`` defaulting to zeros (see its docstring for shapes);
-    the gradients are computed along with the loss when grad mode is on and an input requires them."""
+    """:class:`FusedAttentionCE` (see its docstring for shapes). ``open_vectors``/``open_queries`` may be
+    (B, G, S, d) for one open slot; ``column_bias`` defaults to zeros, ``open_bias`` (O,) to zeros. The
+    gradients are computed along with the loss when grad mode is on and an input requires them."""
+    if open_vectors.dim() == 4:  # one open slot
+        open_vectors, open_queries = open_vectors.unsqueeze(3), open_queries.unsqueeze(3)
     if column_bias is None:
         column_bias = items.new_zeros(items.shape[0])
-    inputs = (open_vectors, open_queries, items, log_z, closed_mean)
+    if open_bias is None:
+        open_bias = items.new_zeros(open_vectors.shape[3])
+    inputs = (open_vectors, open_queries, items, log_z, closed_mean, open_bias)
     with_grad = torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
     return FusedAttentionCE.apply(*inputs, column_bias, targets, with_grad)

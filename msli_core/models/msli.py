@@ -16,6 +16,10 @@ events; ``K > 1`` adds K-1 closed segments as separate vectors — by default th
 (``closed_segments="older"``), so MS-LI reaches back ``(K-1)·S`` events further at no online cost beyond
 K vectors, and older interests keep their own say in the score. Every score stays an exact sum of
 per-slot contributions.
+
+``recency_slot=True`` splits the open vector into two slots (O = 2 open slots): ``W_o h_t`` (slot K-2)
+and the recency path over the newest ``m`` events (slot K-1), so the aggregation weighs the encoder
+against the newest events per candidate; K still counts vectors, so K-2 closed slots remain.
 """
 
 from __future__ import annotations
@@ -70,6 +74,12 @@ class MSLIConfig:
     # quality and in explanation accuracy (README, "Quality")
     recent_items: int = 3  # m, newest items added to the open vector with learned weights (0 = none):
     # on ML-100K the path was worth about +0.015 validation NDCG@10 to the two-tower model
+    recency_slot: bool | None = None  # the recency path as its own slot: slot K-1 is Σ_j r_j e(x_{t-j})
+    # over the newest m events, slot K-2 the encoder's share W_o h_t alone, and K-2 closed slots remain
+    # (K still counts the user's vectors; needs K >= 2 and m >= 1). The attention aggregation then
+    # weighs the encoder against the newest events per candidate instead of adding them. None (default):
+    # on for K >= 2 with the attention aggregation and m >= 1, off otherwise (K = 1 is the one-vector
+    # two-tower model; the other aggregations were not measured with it). README, "Quality"
     state_dropout: float = 0.0  # training only: the probability that a training row loses the
     # encoder's say, i.e. the share W_o h_t of its open vectors (kept rows scale it by 1/(1-p)) and its
     # closed slots, so a dropped row is the recency path alone in every model. An option, off by
@@ -88,6 +98,9 @@ class MSLIConfig:
     # neither flat nor saturated at the first step
 
     def __post_init__(self) -> None:
+        if self.recency_slot is None:
+            on = self.segments >= 2 and self.recent_items >= 1 and self.aggregation == "attention"
+            self.recency_slot = on
         if self.aggregation not in AGGREGATIONS:
             raise ValueError(f"aggregation must be one of {AGGREGATIONS}, not {self.aggregation!r}")
         if self.segmenter not in SEGMENTERS:
@@ -117,6 +130,29 @@ class MSLIConfig:
             raise ValueError(f"session_gap must be a positive number of seconds, not {self.session_gap}")
         if self.dim % self.heads:
             raise ValueError(f"dim ({self.dim}) must be a multiple of heads ({self.heads})")
+        if self.recency_slot and (self.segments < 2 or self.recent_items < 1):
+            raise ValueError(
+                "recency_slot needs segments >= 2 (K = 1 is the one-vector two-tower model) and "
+                f"recent_items >= 1, not segments={self.segments}, recent_items={self.recent_items}"
+            )
+
+    @property
+    def open_slots(self) -> int:
+        """O, slots computed from the window at request time: 2 with ``recency_slot`` (the encoder's
+        state, then the newest events), else 1 (their sum)."""
+        return 2 if self.recency_slot else 1
+
+    def slot_role(self, k: int) -> str:
+        """What slot ``k`` holds: "closed segment", "open window" (the encoder over the last ``L_max``
+        events) or "newest events" (the recency path's own slot, ``recency_slot``)."""
+        if k < self.closed_slots:
+            return "closed segment"
+        return "newest events" if self.recency_slot and k == self.segments - 1 else "open window"
+
+    @property
+    def closed_slots(self) -> int:
+        """K - O, slots filled by closed segments (encoded once, cached)."""
+        return self.segments - self.open_slots
 
     @property
     def S(self) -> int:
@@ -138,6 +174,7 @@ class MSLIConfig:
             "segmenter": self.segmenter,
             "session_gap": self.session_gap,
             "closed": self.closed_segments,
+            "newest_events": self.recent_items if self.recency_slot else 0,
         }
 
     def to_dict(self) -> dict:
@@ -175,7 +212,8 @@ class ExplainedScores(NamedTuple):
     scores: Tensor  # (B, N+1); column 0 is padding
     contributions: Tensor  # (B, K, N+1); sums over K to ``scores``
     batch: SegmentBatch  # the slots (items (B, K, S), window (B, W), mask (B, K), bounds)
-    weights: Tensor  # (B, K, max(S, W)) per event of each slot: pooling weight (closed) or recency weight
+    weights: Tensor  # (B, K, max(S, W)) per event of each slot: pooling weight (closed), recency weight
+    # (the slot holding the recency path), 0 (the encoder's state alone, with ``recency_slot``)
     vectors: Tensor  # (B, K, d) slot vectors u_k
     table: Tensor  # (N+1, d) item table E
 
@@ -199,12 +237,35 @@ class MSLIModel(nn.Module):
         self.segment_weights = nn.Parameter(torch.ones(K))  # w_k for the "sum" aggregation, (K,)
         self.mlp = InteractionMLP(d, config.mlp_hidden) if config.aggregation == "mlp" else None
         self.apply(init_weights)
-        if self.age_bias is not None and K > 1:  # start close to the two-tower model (the open window
+        O = config.open_slots
+        if self.age_bias is not None and K > O:  # start close to the two-tower model (the open window
             # holds every recent event): a_open = e²/(e² + K-1) = 0.71 at K = 4; closed slots earn weight
             with torch.no_grad():
-                self.age_bias[K - 1] = OPEN_SLOT_PRIOR
+                self.age_bias[K - O :] = OPEN_SLOT_PRIOR
         m = config.recent_items  # r_j: the newest item at full weight, older ones at half to start with
         self.recent_weights = nn.Parameter(torch.tensor([1.0] + [0.5] * (m - 1)) if m else torch.zeros(0))
+        self.open_scale = 1.0 / self.initial_share()  # c, a constant (see initial_share)
+
+    def initial_share(self) -> float:
+        """Each open slot's attention weight at initialisation, with ``recency_slot`` and the attention
+        aggregation (query logits start near 0, so the age biases set it): 1/2 at K = 2, e²/(2e² + 2) =
+        0.44 at K = 4; else 1. The open slots' vectors are multiplied by ``open_scale = 1 / share``, so
+        at the start ``Σ_open a_k s_k = s_enc + s_rec``, the two-tower model's sum, and the score keeps
+        its scale; their attention queries leave the factor out (:meth:`open_queries`). On ML-100K (seed
+        1, K = 2) validation NDCG@10 was 0.1162 without the factor (r_j started at 1/share instead),
+        0.1249 with it in the queries too, and 0.1305 as here, which reproduces the research harness
+        ``docs/research/issue-10/recency_slot.py`` to the last digit. From the config alone (a model
+        being loaded is built on the meta device)."""
+        c = self.config
+        if not c.recency_slot or c.aggregation != "attention":
+            return 1.0
+        prior = math.exp(OPEN_SLOT_PRIOR) if c.age_bias and c.closed_slots else 1.0  # e^{b_open}, e^0 = 1
+        return prior / (c.open_slots * prior + c.closed_slots)
+
+    def recency_weights(self) -> Tensor:
+        """(m,) the newest events' effective weights in their slot's vector, ``c·r_j`` (detached): what
+        explanations report."""
+        return self.recent_weights.detach() * self.open_scale
 
     def set_item_features(self, data) -> None:
         """Copy genre / year features of ``data`` (an InteractionData) into the item encoder buffers."""
@@ -268,28 +329,34 @@ class MSLIModel(nn.Module):
     def open_vectors(
         self, window: Tensor, table: Tensor | None = None, kept_rows: Tensor | None = None
     ) -> Tensor:
-        """(B, T) window ids, left-aligned -> the open vector after every prefix, (B, T, d).
+        """(B, T) window ids, left-aligned -> the O open slots' vectors after every prefix, (B, T, O, d).
 
-        Position t is the open vector of a user whose window ends at event t (training predicts the
-        next item at every position at once). Padded positions get finite values; callers ignore them.
-        ``kept_rows`` (B,) bool, training only (:meth:`state_dropout_rows`): the rows that keep the
-        encoder's share ``W_o h_t``, scaled by ``1/(1 - state_dropout)``; the other rows get the recency
-        path alone. None (inference) keeps every share, unscaled.
+        O = 1: ``W_o h_t + Σ_j r_j e(x_{t-j})``; O = 2 (``recency_slot``): ``c·W_o h_t``, then the
+        recency path ``c·Σ_j r_j e(x_{t-j})`` as its own slot (``c = open_scale``,
+        :meth:`initial_share`). Position t is the slots of a user whose window ends at event t (training
+        predicts the next item at every position at once). Padded positions get
+        finite values; callers ignore them. ``kept_rows`` (B,) bool, training only
+        (:meth:`state_dropout_rows`): the rows that keep the encoder's share ``W_o h_t``, scaled by
+        ``1/(1 - state_dropout)``; the other rows get a zero share (the recency path alone). None
+        (inference) keeps every share, unscaled.
         """
         table = self.item_table() if table is None else table
         shares = self.open_out(self.encoder(table[window]))  # (B, T, d): W_o h_t
         if kept_rows is not None:
             scale = kept_rows.to(shares.dtype) / (1 - self.config.state_dropout)  # (B,)
             shares = shares * scale.view(-1, 1, 1)
-        return shares + self.recent_path(window, table)
+        recency = self.recent_path(window, table)  # (B, T, d)
+        if self.config.recency_slot:
+            return torch.stack([shares, recency], dim=2) * self.open_scale  # (B, T, 2, d)
+        return (shares + recency).unsqueeze(2)  # (B, T, 1, d)
 
     def open_vector(self, window: Tensor, table: Tensor | None = None) -> Tensor:
-        """(B, T) window ids -> (B, d) the open vector at each row's last real event (zeros if empty)."""
-        vectors = self.open_vectors(window, table)  # (B, T, d)
+        """(B, T) window ids -> (B, O, d) the open slots at each row's last real event (zeros if empty)."""
+        vectors = self.open_vectors(window, table)  # (B, T, O, d)
         lengths = (window > 0).sum(1)  # (B,)
         last = (lengths - 1).clamp(min=0)
-        out = vectors[torch.arange(window.shape[0], device=window.device), last]  # (B, d)
-        return out * (lengths > 0).unsqueeze(1).to(out.dtype)
+        out = vectors[torch.arange(window.shape[0], device=window.device), last]  # (B, O, d)
+        return out * (lengths > 0).view(-1, 1, 1).to(out.dtype)
 
     # ---- nearline: closed segments --------------------------------------------------------------
     def encode_segments(self, segment_items: Tensor, table: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -331,34 +398,48 @@ class MSLIModel(nn.Module):
     def slot_vectors(self, batch: SegmentBatch, table: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The K slot vectors of a batch: vectors (B, K, d), mask (B, K), weights (B, K, max(S, W)).
 
-        Weights per event of each slot: closed slots their attention-pooling weights; the open slot
-        ``r_j`` on its newest events (the recency path; the rest of the window reaches the vector
-        through the encoder state).
+        Weights per event of each slot, over the events ``batch.start..batch.end`` of the slot: closed
+        slots their attention-pooling weights; the slot holding the recency path (K-1) ``r_j`` on its
+        newest events. With ``recency_slot`` the encoder's slot (K-2) has none: every event of the
+        window reaches it through the encoder state. Without it the open slot's events are the window
+        and its ``r_j`` sit on the newest ones (the rest reach the vector through the state).
         """
         device = table.device
-        K = self.config.segments
+        K, C = self.config.segments, self.config.closed_slots
         window = torch.as_tensor(batch.window, device=device)  # (B, W)
         B, W = window.shape
-        open_vec = self.open_vector(window, table)  # (B, d)
+        open_vec = self.open_vector(window, table)  # (B, O, d)
         width = max(self.config.S, W)
         weights = open_vec.new_zeros(B, K, width)
-        if K > 1:
-            closed = torch.as_tensor(batch.items[:, : K - 1], device=device)  # (B, K-1, S)
-            closed_vec, closed_w = self.encode_segments(closed, table)  # (B, K-1, d), (B, K-1, S)
-            vectors = torch.cat([closed_vec, open_vec.unsqueeze(1)], dim=1)  # (B, K, d)
-            weights[:, : K - 1, : closed_w.shape[-1]] = closed_w
+        if C:
+            closed = torch.as_tensor(batch.items[:, :C], device=device)  # (B, C, S)
+            closed_vec, closed_w = self.encode_segments(closed, table)  # (B, C, d), (B, C, S)
+            vectors = torch.cat([closed_vec, open_vec], dim=1)  # (B, K, d)
+            weights[:, :C, : closed_w.shape[-1]] = closed_w
         else:
-            vectors = open_vec.unsqueeze(1)  # (B, 1, d)
-        lengths = (window > 0).sum(1)  # (B,)
+            vectors = open_vec  # (B, O, d)
+        slot_length = torch.as_tensor(batch.end[:, K - 1] - batch.start[:, K - 1], device=device)  # (B,)
+        effective = self.recency_weights()  # (m,) c·r_j
         for j in range(self.recent_weights.numel()):
-            at = lengths - 1 - j  # (B,) index of the j-th newest event in the window
+            at = slot_length - 1 - j  # (B,) index of the j-th newest event in slot K-1's events
             ok = at >= 0
-            weights[ok, K - 1, at[ok]] = self.recent_weights[j].detach()
+            weights[ok, K - 1, at[ok]] = effective[j]
         return vectors, torch.as_tensor(batch.mask, device=device), weights
 
     # ---- online --------------------------------------------------------------------------------
     def attention_queries(self, segment_vectors: Tensor) -> Tensor:
-        return self.query(segment_vectors)  # (B, K, d)
+        """(..., K, d) slot vectors -> (..., K, d) queries ``q_k = W u_k``; an open slot's query reads its
+        vector without the factor ``c = open_scale`` (``W u_k / c``, :meth:`open_queries`)."""
+        if self.open_scale == 1.0:
+            return self.query(segment_vectors)
+        C = self.config.closed_slots
+        closed, opened = segment_vectors[..., :C, :], segment_vectors[..., C:, :]
+        return torch.cat([self.query(closed), self.open_queries(opened)], dim=-2)
+
+    def open_queries(self, open_vectors: Tensor) -> Tensor:
+        """(..., O, d) open slots' vectors -> their queries ``W u / c``: the attention weighs the open
+        slots by their direction, as if unscaled (:meth:`initial_share`)."""
+        return self.query(open_vectors / self.open_scale)
 
     def score(
         self, segment_vectors: Tensor, segment_mask: Tensor, item_vectors: Tensor

@@ -282,6 +282,8 @@ def _check_and_build(kind: str, config: dict, shapes: dict[str, tuple[int, ...]]
             "contradict each other (a two-tower model has one segment); the file was edited or damaged, so "
             "retrain it."
         )
+    if kind in ("msli", "two-tower"):  # written before the option existed: one open slot
+        config = {"recency_slot": False, **config}
     try:
         with torch.device("meta"):
             skeleton = build_model(kind, **config)

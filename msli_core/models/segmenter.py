@@ -12,6 +12,11 @@ The K slots of a user:
   user gets exactly the two-tower score); ``closed="recent"`` takes the K-1 segments before the one
   holding the newest event, which overlap the window.
 
+With ``newest_events = m > 0`` (the model's ``recency_slot``) the last slot, ``K-1``, holds the newest
+``m`` events of the window on their own (the *newest-events slot*: a weighted sum of their item vectors,
+no encoder), the window moves to slot ``K-2`` and ``K-2`` closed slots remain: K still counts the user's
+vectors.
+
 Fixed segmenter (default): segment ``j`` holds events ``[j·S, (j+1)·S)`` counted from the user's FIRST
 event, so a segment's content never changes once it is closed: the nearline stage encodes it once, when
 it closes, and caches its vector forever. Only the window changes when an event is appended.
@@ -37,8 +42,8 @@ CLOSED_SEGMENTS = ("recent", "older")
 class Segments:
     """One user's slots. ``start``/``end`` are event indices into the history, ``[start, end)``."""
 
-    items: np.ndarray  # (K, S) int64 closed segments, 0-padded on the right; row K-1 (open slot) is 0
-    window: np.ndarray  # (W,) int64 the open slot's events (the last W), left-aligned, 0-padded
+    items: np.ndarray  # (K, S) int64 closed segments, 0-padded on the right; the open slots' rows are 0
+    window: np.ndarray  # (W,) int64 the window's events (the last W), left-aligned, 0-padded
     mask: np.ndarray  # (K,) bool, True = the slot is non-empty
     start: np.ndarray  # (K,) int64, first event index of the slot (0 for empty slots)
     end: np.ndarray  # (K,) int64, one past the last event index (0 for empty slots)
@@ -147,8 +152,10 @@ def segment(
     segmenter: str = "fixed",
     session_gap: float = 3600.0,
     closed: str = "recent",
+    newest_events: int = 0,
 ) -> Segments:
-    """The K slots of ``history``: closed segments right-aligned in 0..K-2, the window in slot K-1.
+    """The K slots of ``history``: closed segments right-aligned, then the window (slot K-1, or K-2 with
+    ``newest_events = m > 0``, when slot K-1 holds the newest ``m`` events).
 
     >>> s = segment(np.array([11, 12, 13, 14, 15, 16, 17]), segments=3, segment_len=3, window_len=4)
     >>> s.items.tolist(), s.window.tolist()
@@ -157,20 +164,26 @@ def segment(
     ([True, True, True], [0, 3, 3], [3, 6, 7])
     >>> segment(np.array([5]), segments=2, segment_len=3, window_len=4).mask.tolist()
     [False, True]
+    >>> s = segment(np.arange(11, 18), segments=3, segment_len=3, window_len=4, newest_events=2)
+    >>> s.start.tolist(), s.end.tolist()  # one closed slot, the window, the newest 2 events
+    ([3, 3, 5], [6, 7, 7])
     """
     history = np.asarray(history, dtype=np.int64)
     K, S, W = segments, segment_len, window_len
     if W < 1:
         raise ValueError(f"window_len must be >= 1, not {W}")
+    if newest_events < 0 or (newest_events and K < 2):
+        raise ValueError(f"newest_events must be 0, or >= 1 with at least 2 segments, not {newest_events}")
     n = len(history)
+    window_slot = K - 1 - (newest_events > 0)  # the window's slot; the closed ones come before it
     bounds = segment_bounds(n, S, segmenter=segmenter, timestamps=timestamps, session_gap=session_gap)
-    closed = closed_bounds(bounds, K, newest_closed(bounds, n - min(n, W), closed))
+    closed = closed_bounds(bounds, window_slot + 1, newest_closed(bounds, n - min(n, W), closed))
     items = np.zeros((K, S), dtype=np.int64)
     window = np.zeros(W, dtype=np.int64)
     mask = np.zeros(K, dtype=bool)
     start = np.zeros(K, dtype=np.int64)
     end = np.zeros(K, dtype=np.int64)
-    offset = K - 1 - len(closed)  # right-align: the newest closed segment goes to slot K-2
+    offset = window_slot - len(closed)  # right-align: the newest closed segment goes just before the window
     for row, (s, e) in enumerate(closed):
         slot = offset + row
         items[slot, : e - s] = history[s:e]
@@ -178,7 +191,9 @@ def segment(
     if n:
         w = min(n, W)
         window[:w] = history[n - w :]
-        mask[K - 1], start[K - 1], end[K - 1] = True, n - w, n
+        mask[window_slot], start[window_slot], end[window_slot] = True, n - w, n
+        if newest_events:
+            mask[K - 1], start[K - 1], end[K - 1] = True, n - min(n, newest_events, W), n
     return Segments(items, window, mask, start, end)
 
 
@@ -192,6 +207,7 @@ def segment_batch(
     segmenter: str = "fixed",
     session_gap: float = 3600.0,
     closed: str = "recent",
+    newest_events: int = 0,
 ) -> SegmentBatch:
     """:func:`segment` for B histories: items (B, K, S), window (B, W'), mask/start/end (B, K).
 
@@ -208,6 +224,7 @@ def segment_batch(
             segmenter=segmenter,
             session_gap=session_gap,
             closed=closed,
+            newest_events=newest_events,
         )
         for b, h in enumerate(histories)
     ]
@@ -220,7 +237,8 @@ def segment_batch(
             np.zeros((0, K), np.int64),
             np.zeros((0, K), np.int64),
         )
-    longest = max(1, max(int(p.end[-1] - p.start[-1]) for p in parts))
+    window_slot = K - 1 - (newest_events > 0)
+    longest = max(1, max(int(p.end[window_slot] - p.start[window_slot]) for p in parts))
     return SegmentBatch(
         np.stack([p.items for p in parts]),
         np.stack([p.window[:longest] for p in parts]),

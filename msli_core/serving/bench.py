@@ -69,6 +69,7 @@ from msli_core.serving.bench_points import _Runner, ann_sweep
 from msli_core.serving.bench_settings import (  # noqa: F401 - the bench's public names, re-exported
     BACKENDS,
     CROSS_SAFETY,
+    LAB_RECENCY_SLOT,
     MODELS,
     PAIRED_MAX_N,
     ROW_KEYS,
@@ -191,7 +192,8 @@ def served_memory(settings: BenchSettings) -> dict[str, Any] | None:
     N, K, d = max(settings.candidates), max(settings.segments), settings.dim
     torch.manual_seed(settings.seed)
     model = MSLIModel(MSLIConfig(n_items=N, n_genres=20, dim=d, segments=K, layers=settings.layers,
-                                 heads=settings.heads, dropout=0.0)).eval()  # fmt: skip
+                                 heads=settings.heads, dropout=0.0,
+                                 recency_slot=LAB_RECENCY_SLOT)).eval()  # fmt: skip
     model.kind = "msli"
     engine = InferenceEngine(model)
     full = model.config.max_len + (K - 1) * model.config.S  # every slot non-empty, as the timed requests

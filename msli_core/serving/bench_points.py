@@ -16,6 +16,7 @@ from msli_core.progress import ProgressCallback, ProgressEvent
 from msli_core.serving import costmodel
 from msli_core.serving.bench_settings import (
     CROSS_SAFETY,
+    LAB_RECENCY_SLOT,
     PAIRED_MAX_N,
     TOP_K,
     BenchSettings,
@@ -89,6 +90,7 @@ class _Runner:
                         layers=s.layers,
                         heads=s.heads,
                         dropout=0.0,
+                        recency_slot=LAB_RECENCY_SLOT,
                     )
                     out.append((label, K, L, (MSLIModel, config)))
         return out
@@ -300,7 +302,8 @@ class _Runner:
         state = engine.users["u"]
         batch = model.segment_batch([np.asarray(state.history, dtype=np.int64)])
         window = batch.window.copy()  # (1, W): the user's open window, the last max_len events
-        closed_items = batch.items[0, : K - 1][batch.mask[0, : K - 1]].copy()  # (K'', S) non-empty closed
+        C = model.config.closed_slots
+        closed_items = batch.items[0, :C][batch.mask[0, :C]].copy()  # (K'', S) non-empty closed
         vectors = state.vectors.numpy()[None].copy()  # (1, K, d)
         mask = state.mask.numpy()[None].copy()  # (1, K)
 
@@ -328,7 +331,7 @@ class _Runner:
             self.online_with_floors(online, "onnxruntime", K, N, shape, model, engine.table_np[1 : N + 1])
 
             def e2e(online=online):
-                vectors[0, -1] = open_encoder.encode(window)[0]  # the new event's open vector
+                vectors[0, C:] = open_encoder.encode(window)[0]  # the new event's open vectors (O, d)
                 return online()
 
             self.end_to_end(e2e, "onnxruntime", "open_window", N, shape)
@@ -519,7 +522,7 @@ class _Runner:
             for label, k in (("two-tower", 1), ("msli", K)):
                 torch.manual_seed(s.seed)
                 config = MSLIConfig(n_items=N, n_genres=20, dim=dim, segments=k, max_len=L, layers=layers,
-                                    heads=heads, dropout=0.0)  # fmt: skip
+                                    heads=heads, dropout=0.0, recency_slot=LAB_RECENCY_SLOT)  # fmt: skip
                 model = MSLIModel(config).eval()
                 model.kind = label
                 engines[label] = InferenceEngine(model)
@@ -660,7 +663,7 @@ def ann_sweep(runner: _Runner) -> None:
     for N in s.ann_candidates:
         torch.manual_seed(s.seed)
         config = MSLIConfig(n_items=N, n_genres=20, dim=s.dim, segments=K, max_len=L, layers=s.layers,
-                            heads=s.heads, dropout=0.0)  # fmt: skip
+                            heads=s.heads, dropout=0.0, recency_slot=LAB_RECENCY_SLOT)  # fmt: skip
         model = MSLIModel(config).eval()
         model.kind = "msli"
         engine = InferenceEngine(model)

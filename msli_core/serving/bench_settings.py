@@ -13,6 +13,10 @@ from msli_core.errors import MsliError
 MODELS = kinds.LADDER  # the serving ladder: msli, two-tower, full-forward, cross-encoder
 # full-forward is timed with the two-tower model's encoder (its rows need the two-tower model built)
 BACKENDS = ("torch", "onnxruntime")
+LAB_RECENCY_SLOT = False  # the latency lab's synthetic MS-LI models keep one open slot, the form the
+# cost model describes (K-1 closed segments). A model with the recency slot (the trained default) has
+# the same K vectors online and the same window pass nearline, with one closed segment fewer to encode;
+# `msli bench --model DIR` times a trained model as it is.
 ROW_KEYS = (
     "model",
     "stage",

@@ -16,6 +16,7 @@ import numpy as np
 
 from msli_core.progress import ProgressCallback, ProgressEvent, no_progress
 from msli_core.serving import costmodel, timing
+from msli_core.serving.bench_settings import LAB_RECENCY_SLOT
 
 # (d, layers, N, K, L): K = (d, layers) interaction and L = (d, N) interaction of a 2^(5-2) design
 POINTS = [
@@ -43,7 +44,16 @@ def measure_point(d: int, layers: int, n: int, k: int, length: int, budget_s: fl
 
     rng = np.random.default_rng(0)
     torch.manual_seed(0)
-    config = MSLIConfig(n_items=n, dim=d, segments=k, max_len=length, layers=layers, heads=2, dropout=0.0)
+    config = MSLIConfig(
+        n_items=n,
+        dim=d,
+        segments=k,
+        max_len=length,
+        layers=layers,
+        heads=2,
+        dropout=0.0,
+        recency_slot=LAB_RECENCY_SLOT,
+    )
     engine = InferenceEngine(MSLIModel(config).eval(), rng.random(n + 1))
     engine.offline()
     # a full window plus K-1 complete closed segments: every slot is non-empty, and the window slides

@@ -56,7 +56,7 @@ class UserState:
 
     history: list[int] = field(default_factory=list)  # item ids, chronological
     timestamps: list[int] = field(default_factory=list)
-    vectors: Tensor | None = None  # (K, d) segment vectors u_k, slot K-1 = open segment
+    vectors: Tensor | None = None  # (K, d) slot vectors u_k; the last O are the open slots
     queries: Tensor | None = None  # (K, d) q_k = W u_k, precomputed for the online stage
     online: scoring.OnlineQuery | None = None  # the fast path's operands (None: mlp / sum aggregations)
     mask: Tensor | None = None  # (K,) bool, True = non-empty slot
@@ -197,7 +197,7 @@ class InferenceEngine:
                          enumerate(bounds)]  # fmt: skip
         state.closed = {
             bounds[k]: (vectors[0, k].clone(), state.pooling[k])
-            for k in range(self.K - 1)
+            for k in range(self.config.closed_slots)
             if batch.mask[0, k]
         }
         self._set_slots(state, vectors[0], mask[0], bounds)
@@ -218,7 +218,8 @@ class InferenceEngine:
         state.history.append(item)
         state.timestamps.append(int(ts))
         n, K, L = len(state.history), self.K, self.config.max_len
-        closed = self._closed_bounds(state)  # up to K-1 [start, end), oldest first
+        O = self.config.open_slots  # slots K-O..K-1: the window (and the newest events)
+        closed = self._closed_bounds(state)  # up to K-O [start, end), oldest first
         vectors = torch.zeros(K, self.config.dim)
         mask = torch.zeros(K, dtype=torch.bool)
         bounds = [(0, 0)] * K
@@ -227,19 +228,22 @@ class InferenceEngine:
         for row, span in enumerate(closed):
             if span not in state.closed:  # it has just closed (or entered the slots): encode it once
                 state.closed[span] = self._encode_closed(state, span)
-            slot = K - 1 - len(closed) + row
+            slot = K - O - len(closed) + row
             vectors[slot], pooling[slot] = state.closed[span]
             mask[slot], bounds[slot] = True, span
             kept[span] = state.closed[span]
         state.closed = kept
         if self.nearline_mode == "kv" and n <= L:
-            vectors[K - 1] = self._kv_step(state, item)
+            vectors[K - O :] = self._kv_step(state, item)
         else:  # the window slid (or no KV cache): one pass over the last L_max events
             state.open = None
             window = torch.as_tensor(state.history[-L:]).unsqueeze(0)  # (1, W)
-            vectors[K - 1] = self.model.open_vector(window, self.table)[0]
-        mask[K - 1], bounds[K - 1] = True, (max(0, n - L), n)
-        pooling[K - 1] = self._recent_weights(min(n, L))
+            vectors[K - O :] = self.model.open_vector(window, self.table)[0]  # (O, d)
+        mask[K - O :], bounds[K - O] = True, (max(0, n - L), n)
+        if O == 2:  # the newest events' slot, apart from the window's
+            bounds[K - 1] = (n - min(n, self.config.recent_items, L), n)
+            pooling[K - 2] = torch.zeros(min(n, L))  # the encoder's state: no per-event weight
+        pooling[K - 1] = self._recent_weights(bounds[K - 1][1] - bounds[K - 1][0])
         state.pooling = pooling
         self._set_slots(state, vectors, mask, bounds)
         state.add_seen(item)
@@ -248,14 +252,15 @@ class InferenceEngine:
     def _closed_bounds(self, state: UserState) -> list[tuple[int, int]]:
         """[start, end) of the closed segments in the slots, oldest first, as the model's segmenter cuts."""
         n, S, c = len(state.history), self.S, self.config
-        if self.K == 1:
+        if self.config.closed_slots == 0:
             return []
         window_start = n - min(n, c.max_len)
         bounds = segment_bounds(
             n, S, segmenter=c.segmenter, timestamps=np.asarray(state.timestamps), session_gap=c.session_gap
         )
         newest = newest_closed(bounds, window_start, c.closed_segments)
-        return [(int(a), int(b)) for a, b in closed_bounds(bounds, self.K, newest)]
+        slots = self.config.closed_slots + 1  # closed_bounds' K: the closed slots and one open one
+        return [(int(a), int(b)) for a, b in closed_bounds(bounds, slots, newest)]
 
     def _encode_closed(self, state: UserState, span: tuple[int, int]) -> tuple[Tensor, Tensor]:
         start, end = span
@@ -265,9 +270,10 @@ class InferenceEngine:
         return vector[0, 0].clone(), weights[0, 0, : end - start].clone()
 
     def _recent_weights(self, length: int) -> Tensor:
-        """The open slot's per-event weights: r_j on its newest events (as ``slot_vectors`` reports)."""
+        """Per-event weights of the slot holding the recency path (K-1): r_j on its newest events, over
+        its ``length`` events (as ``slot_vectors`` reports)."""
         weights = torch.zeros(length)
-        r = self.model.recent_weights.detach()
+        r = self.model.recency_weights()  # (m,) c·r_j
         m = min(length, r.numel())
         if m:
             weights[length - m :] = r[:m].flip(0)
@@ -309,7 +315,7 @@ class InferenceEngine:
             state.online = scoring.OnlineQuery("attention", u, q, bias, slots, state.seen)
 
     def _kv_step(self, state: UserState, item: int) -> Tensor:
-        """The open vector after appending ``item``, through the encoder from the cached keys/values.
+        """The open slots (O, d) after appending ``item``, through the encoder from the cached keys/values.
 
         Same math as ``open_vector`` over the whole window restricted to the newest position t (causal
         attention over positions 0..t), at O(t·d + d²) per block instead of O(t²d + t d²); valid while
@@ -334,10 +340,13 @@ class InferenceEngine:
             x = x + F.linear(F.gelu(F.linear(F.layer_norm(x, (d,), *ln2), *fc)), *fc2)
         ln_f, out, recent = final
         op.length = t + 1
-        vector = F.linear(F.layer_norm(x, (d,), *ln_f), *out)  # (d,): W_o h_t + b
-        for j in range(min(recent.numel(), t + 1)):  # the recency path: Σ_j r_j e(x_{t-j})
-            vector = vector + recent[j] * self.table[state.history[t - j]]
-        return vector
+        share = F.linear(F.layer_norm(x, (d,), *ln_f), *out)  # (d,): W_o h_t + b
+        recency = torch.zeros_like(share)  # (d,): the recency path Σ_j r_j e(x_{t-j})
+        for j in range(min(recent.numel(), t + 1)):
+            recency = recency + recent[j] * self.table[state.history[t - j]]
+        if self.config.recency_slot:
+            return torch.stack([share, recency]) * self.model.open_scale  # (2, d)
+        return (share + recency).unsqueeze(0)  # (1, d)
 
     @property
     def _weights(self):

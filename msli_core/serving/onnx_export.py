@@ -11,13 +11,14 @@ Three graphs per MS-LI model (``msli export --model DIR --out FILE.onnx``), one 
 - ``FILE.segment_encoder.onnx`` — the **closed-segment encoder** (:meth:`MSLIModel.encode_segments`)
   with the offline item table baked in as a constant: input ``segment_items`` (B', S) int64 (one closed
   segment per row, 0-padded on the right), outputs ``segment_vectors`` (B', d) (attention-pooled; zeros
-  for an all-padding row) and ``pooling_weights`` (B', S). B' (closed segments in a batch: at most K-1
+  for an all-padding row) and ``pooling_weights`` (B', S). B' (closed segments in a batch: at most K-O
   per user, each encoded once, when it closes) and S (≤ the model's S) are dynamic.
 - ``FILE.open_encoder.onnx`` — the **open-window encoder** (:meth:`MSLIModel.open_vector`), item table
   baked in: input ``window_items`` (B, T) int64, the last ``max_len`` events of each user, left-aligned
-  and 0-padded on the right; output ``open_vectors`` (B, d), the open slot ``u_{K-1}`` (the encoder's
-  state at the last real event plus the recency path; zeros for an empty window). B and T (≤ the model's
-  ``max_len``) are dynamic. Re-run on every new event (no KV cache in the graph).
+  and 0-padded on the right; output ``open_vectors`` (B, O, d), the open slots ``u_{K-O}..u_{K-1}``
+  (O = 1: the encoder's state at the last real event plus the recency path; O = 2, a model with
+  ``recency_slot``: the state, then the recency path; zeros for an empty window). B and T (≤ the
+  model's ``max_len``) are dynamic. Re-run on every new event (no KV cache in the graph).
 
 Every file is written atomically, checked with ``onnx.checker`` and marked as msli's (:data:`MARK_KEY` in
 its ``metadata_props``): an existing file at any of these paths is replaced only when it carries that
@@ -99,7 +100,7 @@ class SegmentEncoderGraph(nn.Module):
 
 
 class OpenEncoderGraph(nn.Module):
-    """Nearline, the open slot: (B, T) window ids (left-aligned, 0-padded) -> open vectors (B, d)."""
+    """Nearline, the open slots: (B, T) window ids (left-aligned, 0-padded) -> open vectors (B, O, d)."""
 
     def __init__(self, model, table: Tensor):
         super().__init__()
@@ -107,7 +108,7 @@ class OpenEncoderGraph(nn.Module):
         self.register_buffer("table", table.detach().clone())  # (N+1, d), baked in
 
     def forward(self, window_items: Tensor):
-        return self.model.open_vector(window_items, self.table)  # (B, d)
+        return self.model.open_vector(window_items, self.table)  # (B, O, d)
 
 
 class CatalogScorer(nn.Module):
@@ -448,9 +449,10 @@ class OrtSegmentEncoder(OrtSession):
 
 class OrtOpenEncoder(OrtSession):
     def encode(self, window_items: np.ndarray) -> np.ndarray:
-        """(B, T) int64 windows (left-aligned, 0-padded, T <= max_len) -> open vectors (B, d)."""
+        """(B, T) int64 windows (left-aligned, 0-padded, T <= max_len) -> open vectors (B, O, d) (a graph
+        exported before models had O open slots outputs (B, d): read as O = 1)."""
         (vectors,) = self.run(np.ascontiguousarray(window_items, dtype=np.int64))
-        return vectors
+        return vectors.reshape(len(vectors), -1, vectors.shape[-1])
 
 
 def export_folder(model_dir: str | os.PathLike, out: str | os.PathLike, *, quantize: bool = False) -> dict:
@@ -489,15 +491,15 @@ class OrtMSLI(nn.Module):
         closed segments through the segment graph (empty ones stay zero), the window through the open one."""
         batch = self.torch_model.segment_batch(histories, timestamps)
         B, K = batch.mask.shape
-        d = self.torch_model.config.dim
+        d, C = self.torch_model.config.dim, self.torch_model.config.closed_slots
         vectors = np.zeros((B, K, d), dtype=np.float32)
         if B == 0:
             return vectors, batch.mask
-        closed_mask = batch.mask[:, : K - 1]  # (B, K-1)
+        closed_mask = batch.mask[:, :C]  # (B, C)
         if closed_mask.any():
-            closed, _ = self.encoder.encode(batch.items[:, : K - 1][closed_mask])  # (B'', d)
-            vectors[:, : K - 1][closed_mask] = closed
-        vectors[:, K - 1] = self.open_encoder.encode(batch.window)  # (B, d); zeros for an empty history
+            closed, _ = self.encoder.encode(batch.items[:, :C][closed_mask])  # (B'', d)
+            vectors[:, :C][closed_mask] = closed
+        vectors[:, C:] = self.open_encoder.encode(batch.window)  # (B, O, d); zeros for an empty history
         return vectors, batch.mask
 
     def score_histories(self, histories, timestamps=None) -> Tensor:

@@ -140,8 +140,8 @@ def within_segment_weights(segments: Sequence[Mapping[str, Any]], top: int = 6) 
     """The items each segment vector mostly stands for: its ``top`` attention-pooling weights.
 
     ``segments``: ``index``, ``label``, ``titles`` (the segment's items) and ``weights`` (same length): the
-    pooling weights of a closed segment (sum 1) or the recency weights of the open window's newest items
-    (0 for its other events, which are left out).
+    pooling weights of a closed segment (sum 1) or the recency weights of the newest items, in the open
+    window or in their own slot (0 for the other events, which are left out).
     """
     fig = go.Figure()
     for seg in segments:
@@ -166,7 +166,7 @@ def within_segment_weights(segments: Sequence[Mapping[str, Any]], top: int = 6) 
     return _layout(
         fig,
         f"Inside each segment: the {top} items with the largest pooling weights",
-        xaxis_title="pooling weight (sums to 1 per closed segment); open window: recency weight",
+        xaxis_title="pooling weight (sums to 1 per closed segment); newest events: recency weight",
         height=max(300, 90 + 20 * sum(len(t.x) for t in fig.data)),
         yaxis=dict(automargin=True),
         showlegend=False,  # each bar's label starts with its segment number, in the segment's colour
