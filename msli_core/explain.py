@@ -318,11 +318,11 @@ def explanation_accuracy(
     whose newest segment does NOT have the target's interest (returns to an older interest), where
     recency alone is wrong and the explanation has to find an older segment.
 
-    ``accuracy_interval``, ``strict_interval``, ``return_interval``: the 95% Wilson interval of each
-    accuracy (:func:`~msli_core.metrics.wilson_interval`; ``users``, ``strict_users``, ``return_users``
-    are its trials). The bundled sample data leaves a few dozen answerable users, so the interval is
-    wide (27 of 29: 0.78–0.98); chance is an average over the same users, not a draw, so
-    ``accuracy_interval / chance`` bounds ``ratio``.
+    ``accuracy_interval``, ``strict_interval``, ``return_interval``, ``closed_interval``: the 95% Wilson
+    interval of each accuracy (:func:`~msli_core.metrics.wilson_interval`; ``users``, ``strict_users``,
+    ``return_users``, ``closed_users`` are its trials). On the bundled sample data a model without the
+    recency slot has a few dozen answerable users, so the interval is wide (27 of 29: 0.78–0.98); chance
+    is an average over the same users, not a draw, so ``accuracy_interval / chance`` bounds ``ratio``.
     """
     model, _kind = _late_interaction_model(loaded_model, data)
     truth = event_truth(data)
@@ -417,6 +417,7 @@ def explanation_accuracy(
         "accuracy_interval": interval(hits),
         "strict_interval": interval(strict_hits),
         "return_interval": interval(return_hits),
+        "closed_interval": interval(closed_hits),
         "newest_segment": float(np.mean(newest)) if newest else float("nan"),
         "strict_accuracy": float(np.mean(strict_hits)) if strict_hits else float("nan"),
         "strict_chance": float(np.mean(strict_chance)) if strict_chance else float("nan"),

@@ -154,6 +154,7 @@ def accuracy_variants(accuracy: dict) -> pd.DataFrame:
             ("any segment of the item's interest counts", ""),
             ("strict: only the segment holding most of it", "strict_"),
             ("returns only: the newest segment is wrong", "return_"),
+            ("users with a closed segment", "closed_"),
         )
     ]
     variants = pd.DataFrame(rows)

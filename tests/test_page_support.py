@@ -98,3 +98,18 @@ def test_an_upload_name_that_is_not_a_plain_file_name_is_refused(name):
 def test_two_uploads_with_one_name_are_refused_before_anything_is_written():
     with pytest.raises(MsliError, match=r"both named 'r\.csv'"):
         sources.load_uploads([("r.csv", b"1"), (" r.csv ", b"2")])
+
+
+def test_accuracy_variants_list_each_population_with_its_ratio_and_interval():
+    accuracy = {
+        "accuracy": 0.8, "chance": 0.5, "users": 10, "accuracy_interval": [0.49, 0.94],
+        "strict_accuracy": 0.5, "strict_chance": 0.25, "strict_users": 8, "strict_interval": [0.22, 0.78],
+        "return_accuracy": float("nan"), "return_chance": float("nan"), "return_users": 0,
+        "return_interval": [float("nan"), float("nan")],
+        "closed_accuracy": 0.75, "closed_chance": 0.25, "closed_users": 4, "closed_interval": [0.3, 0.95],
+    }  # fmt: skip
+    table = explain_view.accuracy_variants(accuracy)
+    assert table["variant"].tolist()[-1] == "users with a closed segment"
+    assert table["users"].tolist() == [10, 8, 0, 4]
+    assert table["× chance"].tolist()[:2] == [pytest.approx(1.6), pytest.approx(2.0)]
+    assert table["× chance"].tolist()[3] == pytest.approx(3.0)

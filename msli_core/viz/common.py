@@ -66,7 +66,8 @@ HOW_TO_READ: dict[str, str] = {
     "score; a column sums exactly to the score written under it. Red cells pushed the item up, blue cells "
     "pushed it down.",
     "within_segment": "Inside each segment, the attention-pooling weights of its items (a closed segment's "
-    "weights sum to 1; the open window shows its recency weights on the newest events). Compare them with "
+    "weights sum to 1; the newest events show their recency weights, in a slot of their own or inside the "
+    "open window). Compare them with "
     "1/S (0.02 for S = 50): weights near 1/S mean a flat segment, whose vector stands for all its items "
     "alike; only weights well above 1/S single an item out.",
     "deletion": "Faithfulness check: the score after removing the top-contributing segment and re-scoring, "
