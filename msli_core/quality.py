@@ -409,8 +409,10 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
         "the top-contributing segment of the held-out item has the interest that generated it, against the",
         "chance of picking a non-empty segment at random; returns: only held-out items whose interest is",
         "not the newest segment's; in brackets the accuracy's 95% Wilson interval and the users it was",
-        "measured on (a few dozen users leave it wide: compare ratios to chance with it in mind; see",
-        "msli_core.explain.explanation_accuracy).",
+        "measured on (a few dozen users leave it wide: compare ratios to chance with it in mind). With the",
+        "recency slot every user has two slots, the window and its newest events, which overlap and often",
+        "share the target's interest, so chance is higher than with one open slot; explanation_accuracy's",
+        "closed_accuracy counts the users with a closed segment only (msli_core.explain).",
         *_comparison_lines(meta.get("comparisons", [])),
         *_reach_lines(meta.get("reach", [])),
     ]

@@ -105,7 +105,8 @@ if explain_view.has_truth(ex):
                 f"{accuracy['accuracy']:.0%}",
                 help=f"95% interval {explain_view.interval_text(accuracy['accuracy_interval'])} "
                 f"(Wilson, {accuracy['users']:,} users): with a few dozen users, a few points either way "
-                "is noise.",
+                "is noise. The table below also counts the users with a closed segment alone: the window "
+                "and its newest events overlap, which raises chance for the others.",
             )
             a[1].metric("Chance", f"{accuracy['chance']:.0%}")
             a[2].metric("Newest segment", f"{accuracy['newest_segment']:.0%}")

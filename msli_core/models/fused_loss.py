@@ -125,10 +125,17 @@ class FusedAttentionCE(torch.autograd.Function):
             tile = vectors[:, rows, places]  # (2O, g, m, d)
             mean = closed_mean[rows]  # (g, 1, N)
             work = torch.matmul(tile, items_t)  # (2O, g, m, N): s_1..s_O, l_1..l_O
+            # two open slots and no closed one in the tile (most of a log whose histories fit in the
+            # window): the gate form between them, w_1 = σ(l_1 + b_1 - l_2 - b_2), y = s_2 + w_1 (s_1 - s_2)
+            pair = O == 2 and bool((log_z[rows] == NEG).all())
             if O == 1:  # the gate form: one sigmoid instead of a softmax over two
                 gate = torch.add(work[1], bias[0]).sub_(log_z[rows]).sigmoid_()  # (g, m, N) w_o
                 gap = torch.sub(work[0], mean, out=work[1])  # (g, m, N) s_o - y_C
                 y = torch.addcmul(mean, gate, gap, out=work[0]).sub_(column_bias)  # (g, m, N)
+            elif pair:  # work: s_1, s_2, l_1, l_2 -> s_1, y, w_1, s_1 - s_2
+                gate = work[2].add_(bias[0] - bias[1]).sub_(work[3]).sigmoid_()  # (g, m, N) w_1
+                gap = torch.sub(work[0], work[1], out=work[3])  # (g, m, N) s_1 - s_2
+                y = torch.addcmul(work[1], gate, gap, out=work[1]).sub_(column_bias)  # (g, m, N)
             else:
                 logits = work[O:].add_(bias)  # (O, g, m, N) l_o + b_o
                 top = torch.maximum(logits.amax(0), log_z[rows])  # (g, m, N)
@@ -159,6 +166,17 @@ class FusedAttentionCE(torch.autograd.Function):
                 grad_log_z[rows] -= gap.sum(1, keepdim=True)
                 grad_bias += gap.sum()  # dl_o/db_o = 1
                 grad_vectors[:, rows, places] = torch.matmul(work, items)  # (2, g, m, d)
+                grad_items.addmm_(work.reshape(-1, N).T, tile.reshape(-1, d))
+                continue
+            if pair:  # work: s_1, dL/dy, w_1, gap -> dL/ds_1, dL/ds_2, dL/dl_1, dL/dl_2
+                torch.mul(work[1], gate, out=work[0])  # dL/ds_1 = dL/dy · w_1
+                work[1].sub_(work[0])  # dL/ds_2 = dL/dy · (1 - w_1)
+                gate.neg_().add_(1).mul_(work[0]).mul_(gap)  # dL/dl_1 = dL/ds_1 (1 - w_1)(s_1 - s_2)
+                torch.neg(work[2], out=work[3])  # dL/dl_2 = -dL/dl_1
+                pulled = work[2].sum()
+                grad_bias[0] += pulled
+                grad_bias[1] -= pulled
+                grad_vectors[:, rows, places] = torch.matmul(work, items)  # (4, g, m, d)
                 grad_items.addmm_(work.reshape(-1, N).T, tile.reshape(-1, d))
                 continue
             # softmax over the slots: dy/dl_o = w_o (s_o - y), dy/dL_C = w_C (y_C - y), dy/dy_C = w_C
