@@ -19,9 +19,10 @@ full-softmax cross-entropy at every position, then take one AdamW step:
 Rows are synthetic (random item ids; the cost does not depend on the ids), ``rows`` per step, each
 ``length + 1`` events taken from the end of a history long enough that the row encodes its whole
 budget of closed segments (:func:`msli_core.train.row_batch`) and its positions span the most groups
-of closed slots: the costliest row there is (except in the last row of the plan). The models' steps are timed interleaved (one step
-of each per round). Reported: the median over ``repeats`` rounds (after ``warmup`` steps each) of step
-time and targets per second, and each step's ratio to ``sasrec``'s median time, all from one run.
+of closed slots: the costliest row there is (except in the last row of the plan). The models' steps
+are timed interleaved (one step of each per round). Reported: the median over ``repeats`` rounds
+(after ``warmup`` steps each) of step time and targets per second, and each step's ratio to
+``sasrec``'s median time, all from one run.
 """
 
 from __future__ import annotations
