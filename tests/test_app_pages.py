@@ -535,7 +535,8 @@ def test_explaining_a_user_shows_exact_contributions_and_every_chart(tiny_app):
     measured = {m.label: m.value for m in at.metric}
     assert measured["Top segment is right"].endswith("%") and int(measured["Users counted"]) > 0
     variants = next(d.value for d in at.dataframe if "variant" in d.value.columns)
-    assert len(variants) == 3 and 0 < variants.loc[0, "chance"] <= 1  # (a variant with no user is NaN)
+    assert len(variants) == 4 and 0 < variants.loc[0, "chance"] <= 1  # (a variant with no user is NaN)
+    assert variants.loc[3, "variant"] == "users with a closed segment"  # what one open slot counts
     lo, hi = (float(x) for x in variants.loc[0, "95% interval"].split("–"))  # the Wilson interval
     right = variants.loc[0, "top segment right"]
     assert lo - 0.005 <= right <= hi + 0.005
