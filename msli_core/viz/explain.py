@@ -166,7 +166,7 @@ def within_segment_weights(segments: Sequence[Mapping[str, Any]], top: int = 6) 
     return _layout(
         fig,
         f"Inside each segment: the {top} items with the largest pooling weights",
-        xaxis_title="pooling weight (sums to 1 per closed segment); newest events: recency weight",
+        xaxis_title="pooling or recency weight",
         height=max(300, 90 + 20 * sum(len(t.x) for t in fig.data)),
         yaxis=dict(automargin=True),
         showlegend=False,  # each bar's label starts with its segment number, in the segment's colour
