@@ -345,10 +345,15 @@ class MSLIModel(nn.Module):
         if kept_rows is not None:
             scale = kept_rows.to(shares.dtype) / (1 - self.config.state_dropout)  # (B,)
             shares = shares * scale.view(-1, 1, 1)
-        recency = self.recent_path(window, table)  # (B, T, d)
+        return self.open_slots_from(shares, self.recent_path(window, table))  # (B, T, O, d)
+
+    def open_slots_from(self, shares: Tensor, recency: Tensor) -> Tensor:
+        """(..., d) the encoder's share ``W_o h_t`` and the recency path -> (..., O, d) the open slots:
+        their sum (O = 1), or both times ``c = open_scale`` (O = 2, ``recency_slot``). The one place the
+        two parts become slots (training, :meth:`open_vector`, the serving engine's KV step)."""
         if self.config.recency_slot:
-            return torch.stack([shares, recency], dim=2) * self.open_scale  # (B, T, 2, d)
-        return (shares + recency).unsqueeze(2)  # (B, T, 1, d)
+            return torch.stack([shares, recency], dim=-2) * self.open_scale  # (..., 2, d)
+        return (shares + recency).unsqueeze(-2)  # (..., 1, d)
 
     def open_vector(self, window: Tensor, table: Tensor | None = None) -> Tensor:
         """(B, T) window ids -> (B, O, d) the open slots at each row's last real event (zeros if empty)."""

@@ -344,9 +344,7 @@ class InferenceEngine:
         recency = torch.zeros_like(share)  # (d,): the recency path Σ_j r_j e(x_{t-j})
         for j in range(min(recent.numel(), t + 1)):
             recency = recency + recent[j] * self.table[state.history[t - j]]
-        if self.config.recency_slot:
-            return torch.stack([share, recency]) * self.model.open_scale  # (2, d)
-        return (share + recency).unsqueeze(0)  # (1, d)
+        return self.model.open_slots_from(share, recency)  # (O, d)
 
     @property
     def _weights(self):
