@@ -194,9 +194,14 @@ def repeatable_kernels() -> None:
     accumulating ``index_put_``) otherwise adds in thread order: two runs with the same seed differed in
     the last bits after one epoch, and early stopping turned that into another best epoch (``make
     quality``'s cross-encoder, seed 0, 2 threads: 0.3066 or 0.3178 from run to run). With it, runs with
-    the same seed and thread count repeat bit for bit; a step costs the same within the noise (README,
-    "Training cost")."""
+    the same seed and thread count repeat bit for bit.
+
+    Deterministic mode also fills every new tensor with NaN by default (a debugging aid that exposes
+    reads of uninitialised memory; it changes no result of code that does not read them). That fill
+    is switched off: it wrote every buffer twice, about 15% of an MS-LI training step on 2 threads
+    (``msli bench --training``)."""
     torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.utils.deterministic.fill_uninitialized_memory = False
 
 
 def seed_everything(seed: int) -> np.random.Generator:

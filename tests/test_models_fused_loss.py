@@ -80,10 +80,12 @@ def _reference_open_slots(open_u, open_q, closed_u, closed_q, valid, items, age,
 
 @pytest.mark.parametrize("tile", TILES)
 @pytest.mark.parametrize("open_slots", [1, 2, 3])
-def test_open_slots_match_the_reference_value_and_gradients(open_slots, tile, monkeypatch):
+@pytest.mark.parametrize("with_closed", [True, False])
+def test_open_slots_match_the_reference_value_and_gradients(open_slots, with_closed, tile, monkeypatch):
     """O open slots per position (the recency slot: the encoder's state and the newest events), each
     with its own age bias, against autograd through late_interaction: the loss and every gradient,
-    the open slots' biases included."""
+    the open slots' biases included; with closed slots in some groups, or none anywhere (O = 2: the
+    two-slot gate on q_1 - q_2)."""
     monkeypatch.setattr(fused_loss, "TILE_ELEMENTS", tile[0])
     monkeypatch.setattr(fused_loss, "MIN_TILE_POSITIONS", tile[1])
     monkeypatch.setattr(fused_loss, "intra_op_threads", lambda: 1)
@@ -97,6 +99,8 @@ def test_open_slots_match_the_reference_value_and_gradients(open_slots, tile, mo
     valid = torch.tensor(
         [[[True, True], [False, True], [False, False]], [[True, False], [True, True], [True, True]]]
     )
+    if not with_closed:
+        valid = torch.zeros_like(valid)
     targets = torch.randint(0, N, (B, G, S))
     targets[0, 2, 3] = -1
     bias = torch.randn(N, dtype=torch.float64)
@@ -145,6 +149,43 @@ def test_no_closed_slot_is_plain_cross_entropy_of_the_open_score():
         open_u, torch.zeros_like(open_u), items, log_z.unsqueeze(2), mean.unsqueeze(2), torch.tensor([[[1]]])
     )
     assert loss.item() == pytest.approx(math.log(1 + math.exp(2.0)))  # -log softmax(2, 0)[1]
+
+
+def test_closed_slots_far_apart_keep_the_larger_one_exactly():
+    # two valid closed slots whose logits differ by 300 (far below exp's floor) and an invalid one: by
+    # hand, L_C = 10 (the larger logit) and y_C = its score, with no NaN or inf anywhere
+    scores = torch.tensor([[[[3.0, 1.0], [7.0, 5.0], [9.0, 9.0]]]])  # (B, G, C, N)
+    logits = torch.tensor([[[[10.0, -290.0], [-290.0, 10.0], [50.0, 50.0]]]])
+    valid = torch.tensor([[[True, True, False]]])
+    log_z, mean = closed_statistics(scores, logits, valid, torch.zeros(3))
+    assert log_z.tolist() == [[[10.0, 10.0]]]
+    assert mean.tolist() == [[[3.0, 5.0]]]
+
+
+@pytest.mark.parametrize("spread", [1.0, 200.0])
+def test_the_loss_stays_exact_when_logits_span_more_than_exps_range(spread):
+    """Scores and attention logits 200 apart (every exp of the softmaxes reads a floored difference
+    somewhere) give the reference loss and gradients: the floor changes nothing a float64 sum sees."""
+    torch.manual_seed(7)
+    B, G, S, C, d, N = 1, 2, 3, 2, 4, 6
+    leaves = [
+        (torch.randn(*shape, dtype=torch.float64) * spread).requires_grad_()
+        for shape in [(B, G, S, d), (B, G, S, d), (B, G, C, d), (B, G, C, d)]
+    ]
+    items = torch.randn(N, d, dtype=torch.float64)
+    age = torch.zeros(C + 1, dtype=torch.float64)
+    valid = torch.tensor([[[True, True], [True, False]]])
+    targets = torch.randint(0, N, (B, G, S))
+    bias = torch.zeros(N, dtype=torch.float64)
+    ref = _reference(*leaves, valid, items, age, targets, bias)
+    ref_grads = torch.autograd.grad(ref, leaves)
+    open_u, open_q, closed_u, closed_q = leaves
+    log_z, mean = closed_statistics(closed_u @ items.T, closed_q @ items.T, valid, age[:C])
+    fused = fused_attention_ce(open_u, open_q, items, log_z.unsqueeze(2), mean.unsqueeze(2), targets, bias)
+    grads = torch.autograd.grad(fused, leaves)
+    assert math.isfinite(fused.item()) and fused.item() == pytest.approx(ref.item(), rel=1e-10)
+    for got, want in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-10)
 
 
 def test_equal_logits_average_open_and_closed_scores():
