@@ -15,7 +15,14 @@ with a softmax over the O open logits and ``L_C``:
 
     y = w_C y_C + Σ_o w_o s_o,   (w_C, w_1..w_O) = softmax(L_C, l_1 + b_1, ..., l_O + b_O)
 
-(``b_o`` relative to the reference bias that ``L_C`` subtracts). :class:`FusedAttentionCE`
+(``b_o`` relative to the reference bias that ``L_C`` subtracts). For O = 2 (the default) the same
+softmax is computed as two nested gates, which need no exponentials beyond two sigmoids and a softplus:
+
+    w = σ(Δ), Δ = l_1 + b_1 - l_2 - b_2;   A = l_2 + b_2 + softplus(Δ) = log(e^{l_1+b_1} + e^{l_2+b_2})
+    o = w s_1 + (1 - w) s_2;               y = y_C + σ(A - L_C) · (o - y_C)
+
+and where no closed slot exists at all, ``w`` alone (``y = o``), whose Δ is one product ``<q_1 - q_2,
+e>``. :class:`FusedAttentionCE`
 computes the mean cross-entropy of ``y`` against the targets and its gradients in one tiled pass (cache-
 sized tiles of positions, never a whole (P, N) buffer); ``tests/test_models_fused_loss.py`` checks value
 and gradients against autograd through :func:`~msli_core.models.late_interaction.late_interaction`.
@@ -24,6 +31,7 @@ and gradients against autograd through :func:`~msli_core.models.late_interaction
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 NEG = -1e9  # logit of an absent closed slot: exp(NEG - x) == 0 in float32, and NEG - NEG is 0, not NaN
@@ -165,6 +173,16 @@ class FusedAttentionCE(torch.autograd.Function):
                 gate.sigmoid_()  # (g, m, N) w_1
                 gap = torch.sub(work[0], work[1], out=work[3])  # (g, m, N) s_1 - s_2
                 y = torch.addcmul(work[1], gate, gap, out=work[1]).sub_(column_bias)  # (g, m, N)
+            elif O == 2:  # two open slots beside closed ones: two nested gates, no softmax (module docstring)
+                # work: s_1, s_2, l_1, l_2 -> s_1 - s_2, o, w, h; and y_o - y_C, y
+                delta = work[2].add_(bias[0] - bias[1]).sub_(work[3])  # (g, m, N) Δ = l_1 + b_1 - l_2 - b_2
+                lift = work[3].add_(bias[1]).sub_(log_z[rows]).add_(F.softplus(delta))  # A - L_C
+                gate = delta.sigmoid_()  # (g, m, N) w = σ(Δ), slot 1's share of the open weight
+                outer = lift.sigmoid_()  # (g, m, N) h = σ(A - L_C), the open slots' weight
+                gap = work[0].sub_(work[1])  # (g, m, N) s_1 - s_2
+                open_mix = work[1].addcmul_(gate, gap)  # (g, m, N) o = w s_1 + (1 - w) s_2
+                excess = torch.sub(open_mix, mean)  # (g, m, N) o - y_C
+                y = torch.addcmul(mean, outer, excess).sub_(column_bias)  # (g, m, N) y_C + h (o - y_C)
             else:
                 logits = work[O:].add_(bias)  # (O, g, m, N) l_o + b_o
                 top = torch.maximum(logits.amax(0), log_z[rows])  # (g, m, N)
@@ -195,6 +213,23 @@ class FusedAttentionCE(torch.autograd.Function):
                 grad_log_z[rows] -= gap.sum(1, keepdim=True)
                 grad_bias += gap.sum()  # dl_o/db_o = 1
                 grad_vectors[:, rows, places] = torch.matmul(work, items)  # (2, g, m, d)
+                grad_items.addmm_(work.reshape(-1, N).T, tile.reshape(-1, d))
+                continue
+            if O == 2 and not pair:  # the nested gates, backwards: dy -> dL/ds_1, dL/ds_2, dL/dl_1, dL/dl_2
+                grad_mean[rows] += grad_y.sum(1, keepdim=True)  # dy/dy_C = 1 - h, first the 1
+                grad_open = torch.mul(outer, grad_y, out=work[1])  # dL/do = h dy
+                grad_mean[rows] -= grad_open.sum(1, keepdim=True)  # ... then the -h
+                grad_lift = excess.mul_(grad_open).mul_(outer.neg_().add_(1))  # dL/dA = dL/do (1-h)(o-y_C)
+                grad_log_z[rows] -= grad_lift.sum(1, keepdim=True)  # A - L_C
+                grad_s1 = torch.mul(grad_open, gate, out=grad_y)  # dL/ds_1 = dL/do w
+                grad_open.sub_(grad_s1)  # dL/ds_2 = dL/do (1 - w)
+                # dL/dΔ = dL/dA w + dL/do w (1 - w)(s_1 - s_2) = w (dL/dA + dL/ds_2 (s_1 - s_2))
+                grad_delta = gap.mul_(grad_open).add_(grad_lift).mul_(gate)
+                work[2].copy_(grad_delta)  # dL/dl_1 = dL/dΔ
+                torch.sub(grad_lift, grad_delta, out=work[3])  # dL/dl_2 = dL/dA - dL/dΔ
+                work[0].copy_(grad_s1)
+                grad_bias += work[2:].sum((1, 2, 3))  # dl_o/db_o = 1
+                grad_vectors[:, rows, places] = torch.matmul(work, items)  # (4, g, m, d)
                 grad_items.addmm_(work.reshape(-1, N).T, tile.reshape(-1, d))
                 continue
             if pair:  # work: s_1, dL/dy, w_1, gap -> dL/ds_1, dL/ds_2, dL/dl_1, dL/dl_2
