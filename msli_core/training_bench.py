@@ -14,7 +14,8 @@ full-softmax cross-entropy at every position, then take one AdamW step:
   segments' encoder pass is forward only), the cheaper option;
 - ``msli K=k, one open slot``: ``recency_slot=False`` (the previous default; one more closed segment);
 - ``msli K=k, histories within the window``: the default on rows of ``length + 1`` events, which have
-  no closed segment (the common case: 84% of ML-100K's users), so the loss runs its two-open-slot gate.
+  no closed segment (the common case: 84% of ML-100K's users), so the loss runs its two-open-slot gate
+  on ``<q_1 - q_2, e>`` (three products per position instead of four).
 
 Rows are synthetic (random item ids; the cost does not depend on the ids), ``rows`` per step, each
 ``length + 1`` events taken from the end of a history long enough that the row encodes its whole
