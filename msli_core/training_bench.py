@@ -68,13 +68,14 @@ def training_throughput(
     torch.set_num_threads(min(threads, max_threads()))
     repeatable_kernels()  # the kernels training runs
     rng = np.random.default_rng(seed)
-    plan = [("sasrec", 1, 0, False, False, False), ("two-tower", 1, 3, False, False, False)]
+    m = MSLIConfig().recent_items  # the default recency path (newest events per position)
+    plan = [("sasrec", 1, 0, False, False, False), ("two-tower", 1, m, False, False, False)]
     for k in (k for k in segments if k > 1):
         plan += [
-            (f"msli K={k}", k, 3, True, True, False),  # the default: the newest events as their own slot
-            (f"msli K={k}, closed segments without gradient", k, 3, False, True, False),
-            (f"msli K={k}, one open slot (recency_slot=False)", k, 3, True, False, False),
-            (f"msli K={k}, histories within the window", k, 3, True, True, True),
+            (f"msli K={k}", k, m, True, True, False),  # the default: the newest events as their own slot
+            (f"msli K={k}, closed segments without gradient", k, m, False, True, False),
+            (f"msli K={k}, one open slot (recency_slot=False)", k, m, True, False, False),
+            (f"msli K={k}, histories within the window", k, m, True, True, True),
         ]
     steps = []
     for _label, K, recent, closed_gradient, recency_slot, within in plan:
