@@ -161,7 +161,7 @@ class FusedAttentionCE(torch.autograd.Function):
                 work = torch.matmul(tile, items_t)  # (2O, g, m, N): s_1..s_O, l_1..l_O
             # two open slots and no closed one in the tile (most of a log whose histories fit in the
             # window): the gate form between them, w_1 = σ(l_1 + b_1 - l_2 - b_2), y = s_2 + w_1 (s_1 - s_2)
-            pair = O == 2 and bool((log_z[rows] == NEG).all())
+            pair = all_pair or (O == 2 and bool((log_z[rows] == NEG).all()))
             if O == 1:  # the gate form: one sigmoid instead of a softmax over two
                 gate = torch.add(work[1], bias[0]).sub_(log_z[rows]).sigmoid_()  # (g, m, N) w_o
                 gap = torch.sub(work[0], mean, out=work[1])  # (g, m, N) s_o - y_C
