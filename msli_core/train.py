@@ -398,6 +398,7 @@ def late_interaction_loss(
         closed = closed_vecs[torch.arange(B).view(B, 1, 1), index]  # (B, G, C, d)
     if reference or model.config.aggregation != "attention":
         return _reference_loss(model, open_vecs, closed, valid, batch, items, bias, target_cols)
+    keys = model.attention_keys(items)  # (C, r)
     if valid is None:  # open slots only: one group per row, every position in it
         G, M = 1, T
         grouped, grouped_targets = open_vecs.unsqueeze(1), target_cols.view(B, 1, T)  # (B, 1, T, O, d)
@@ -412,18 +413,19 @@ def late_interaction_loss(
         grouped_targets = torch.full((B, G * M + 1), -1, dtype=torch.long)
         grouped_targets = grouped_targets.scatter(1, batch.group_position, target_cols)[:, : G * M]
         closed_bias = _slot_biases(model)[0]  # (C,)
-        closed_logits = model.query(closed) @ items.T  # (B, G, C, N): q_k = W u_k
+        closed_logits = model.query_codes(closed) @ keys.T  # (B, G, C, N): <q_k, e> = <W u_k, e>
         log_z, mean = closed_statistics(closed @ items.T, closed_logits, valid, closed_bias)  # (B, G, N) each
         log_z, mean = log_z.unsqueeze(2), mean.unsqueeze(2)  # (B, G, 1, C)
     return fused_attention_ce(
         grouped,
-        model.open_queries(grouped),
+        model.open_query_codes(grouped),
         items,
         log_z,
         mean,
         grouped_targets.view(B, G, M),
-        bias,
+        log_q,
         _slot_biases(model)[1],
+        keys,
     )
 
 

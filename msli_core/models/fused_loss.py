@@ -91,100 +91,98 @@ def tile_positions(n_columns: int, threads: int) -> int:
 class FusedAttentionCE(torch.autograd.Function):
     """Mean CE of the attention aggregation of O open slots per position and a group's closed set.
 
-    One open slot: ``y = y_C + σ(<q_o, e> + b_o - L_C)(<u_o, e> - y_C)``; O open slots:
-    ``y = w_C y_C + Σ_o w_o <u_o, e>`` with ``(w_C, w_o) = softmax(L_C, <q_o, e> + b_o)`` (module
-    docstring). Shapes: ``open_vectors``/``open_queries`` (B, G, S, O, d) u_o and q_o of each position,
-    grouped; ``items`` (N, d) the candidate table; ``log_z``/``closed_mean`` (B, G, 1, N) from
-    :func:`closed_statistics`; ``open_bias`` (O,) b_o; ``column_bias`` (N,) subtracted from every score
-    before the softmax (sampled softmax's logQ; zeros otherwise); ``targets`` (B, G, S) columns, -1 = no
-    target; ``with_grad``: also compute the gradients (the loss is a scalar, so they are known in the
-    forward).
+    One open slot: ``y = y_C + σ(<q_o, k> + b_o - L_C)(<u_o, e> - y_C)``; O open slots:
+    ``y = w_C y_C + Σ_o w_o <u_o, e>`` with ``(w_C, w_o) = softmax(L_C, <q_o, k> + b_o)`` (module
+    docstring). Shapes: ``open_vectors`` (B, G, S, O, d) u_o and ``open_queries`` (B, G, S, O, r) q_o of
+    each position, grouped; ``items`` (N, d) the candidates' vectors e; ``keys`` (N, r) their attention
+    keys k (``items`` itself when the attention form is full rank, r = d); ``log_z``/``closed_mean``
+    (B, G, 1, N) from :func:`closed_statistics`; ``open_bias`` (O,) b_o; ``column_bias`` (N,) subtracted
+    from every score before the softmax (sampled softmax's logQ), or None; ``targets`` (B, G, S) columns,
+    -1 = no target; ``with_grad``: also compute the gradients (the loss is a scalar, so they are known in
+    the forward).
 
     The (positions, N) work runs tile by tile (about :data:`TILE_ELEMENTS` elements per thread, at least
     :data:`MIN_TILE_POSITIONS` positions: several groups, or a slice of one group's positions): each
     tile's products, softmax and the gradient of the loss with respect to them are computed while the
-    tile's buffers are in cache, and only the small gradients — (B, G, S, O, d), (N, d), (B, G, 1, N),
-    (O,) — are kept for :meth:`backward`, which scales them by the incoming gradient. The same
-    arithmetic as one pass over whole (P, N) buffers (sums over positions are added tile by tile), at
-    well under its memory traffic: the (P, N) passes were bound by memory bandwidth. The u_o and q_o
-    are stacked, so each tile takes three products — ``[u; q] E^T``, ``[dS; dl] E`` and
-    ``[dS; dl]^T [u; q]`` — instead of 6·O smaller ones; the softmax reuses the exponentials of its own
-    logsumexp. Tiles without a target are skipped (their gradient is zero).
+    tile's buffers are in cache, and only the small gradients — of u, q, e, k, L_C, y_C and b — are kept
+    for :meth:`backward`, which scales them by the incoming gradient. The same arithmetic as one pass over
+    whole (P, N) buffers (sums over positions are added tile by tile), at well under its memory traffic:
+    the (P, N) passes were bound by memory bandwidth. A tile takes two products forward, ``u E^T`` and
+    ``q K^T``, and four backward. With two open slots, groups without a closed slot are put first, so
+    their tiles hold no closed slot and take the gate on ``<q_1 - q_2, k>``: three products per position
+    instead of four. Tiles without a target are skipped (their gradient is zero).
     """
 
     @staticmethod
     def forward(
-        ctx, open_vectors, open_queries, items, log_z, closed_mean, open_bias, column_bias, targets, with_grad
-    ):
+        ctx, open_vectors, open_queries, items, keys, log_z, closed_mean, open_bias, column_bias, targets,
+        with_grad,
+    ):  # fmt: skip
         B, G, M, O, d = open_vectors.shape
-        N = items.shape[0]
-        R = B * G
-        # two open slots and no closed slot anywhere (a batch of histories that fit in the window): the
-        # gate between them reads only l_1 - l_2 = <q_1 - q_2, e>, so three products per position, not four
-        all_pair = O == 2 and bool((log_z == NEG).all())
-        if all_pair:
-            u, q = open_vectors.unbind(3), open_queries.unbind(3)
-            vectors = torch.stack([u[0], u[1], q[0] - q[1]], dim=3).view(R, M, 3, d)
-        else:
-            vectors = torch.cat([open_vectors, open_queries], dim=3).view(R, M, 2 * O, d)
-        vectors = vectors.permute(2, 0, 1, 3).contiguous()  # (2O, R, M, d): u_1..u_O, q_1..q_O (or 3)
-        log_z = log_z.reshape(R, 1, N)
-        closed_mean = closed_mean.reshape(R, 1, N)
+        r, N, R = keys.shape[1], items.shape[0], B * G
+        vectors = open_vectors.permute(3, 0, 1, 2, 4).reshape(O, R, M, d)  # (O, R, M, d) u_o
+        queries = open_queries.permute(3, 0, 1, 2, 4).reshape(O, R, M, r)  # (O, R, M, r) q_o
+        log_z, closed_mean = log_z.reshape(R, 1, N), closed_mean.reshape(R, 1, N)
         targets = targets.reshape(R, M)
+        closed_free = (log_z == NEG).all(-1).view(R)  # (R,) groups without a closed slot
+        order = None  # O = 2 and both kinds of group: closed-free groups first, so few tiles mix them
+        if O == 2 and bool(closed_free.any()) and not bool(closed_free.all()):
+            order = torch.argsort((~closed_free).to(torch.uint8), stable=True)  # (R,)
+            vectors, queries, targets = vectors[:, order], queries[:, order], targets[order]
+            log_z, closed_mean, closed_free = log_z[order], closed_mean[order], closed_free[order]
         valid = targets >= 0  # (R, M)
         count = valid.sum().clamp(min=1)
-        items_t = items.T  # (d, N)
-        bias = open_bias.detach().view(O, 1, 1, 1)  # (O, 1, 1, 1)
+        items_t, keys_t = items.T, keys.T  # (d, N), (r, N)
+        bias = open_bias.detach()  # (O,)
+        shifted_log_z = log_z - bias[-1]  # (R, 1, N) L_C - b_O: what the last open slot's logit meets
         if with_grad:
-            grad_vectors = torch.zeros_like(vectors)  # (2O, R, M, d)
-            grad_items = torch.zeros_like(items)  # (N, d)
+            grad_vectors, grad_queries = torch.zeros_like(vectors), torch.zeros_like(queries)
+            grad_items, grad_keys = torch.zeros_like(items), torch.zeros_like(keys)  # (N, d), (N, r)
             grad_log_z, grad_mean = torch.zeros_like(log_z), torch.zeros_like(closed_mean)  # (R, 1, N)
             grad_bias = torch.zeros_like(open_bias)  # (O,)
         total = vectors.new_zeros(())
         positions = tile_positions(N, intra_op_threads())  # per tile
         if positions >= M:  # whole groups, as many as fit
             per = positions // M
-            tiles = [(slice(r, r + per), slice(0, M)) for r in range(0, R, per)]
+            tiles = [(slice(g0, g0 + per), slice(0, M)) for g0 in range(0, R, per)]
         else:  # one group at a time, its positions in equal slices
             per = -(-M // -(-M // positions))
-            tiles = [(slice(r, r + 1), slice(m, m + per)) for r in range(R) for m in range(0, M, per)]
+            tiles = [(slice(g0, g0 + 1), slice(m0, m0 + per)) for g0 in range(R) for m0 in range(0, M, per)]
         for rows, places in tiles:
             tile_valid = valid[rows, places]  # (g, m)
             if not bool(tile_valid.any()):
                 continue
-            tile = vectors[:, rows, places]  # (2O, g, m, d)
-            mean = closed_mean[rows]  # (g, 1, N)
-            if all_pair:  # s_1, s_2, l_1 - l_2, and a fourth buffer for s_1 - s_2
-                work = tile.new_empty((4, *tile.shape[1:3], N))
-                torch.matmul(tile, items_t, out=work[:3])
+            u, q = vectors[:, rows, places], queries[:, rows, places]  # (O, g, m, d), (O, g, m, r)
+            mean = closed_mean[rows]  # (g, 1, N) y_C
+            # two open slots and no closed one in the tile: the gate between them reads l_1 - l_2 alone
+            pair = O == 2 and bool(closed_free[rows].all())
+            buffers = 3 if O == 1 else 5 if O == 2 else 2 * O
+            work = u.new_empty((buffers, *tile_valid.shape, N))  # products, then their gradients
+            torch.matmul(u, items_t, out=work[:O])  # s_o = <u_o, e>
+            if pair:
+                q = q[0] - q[1]  # (g, m, r)
+                torch.matmul(q, keys_t, out=work[2])  # l_1 - l_2
             else:
-                work = torch.matmul(tile, items_t)  # (2O, g, m, N): s_1..s_O, l_1..l_O
-            # two open slots and no closed one in the tile (most of a log whose histories fit in the
-            # window): the gate form between them, w_1 = σ(l_1 + b_1 - l_2 - b_2), y = s_2 + w_1 (s_1 - s_2)
-            pair = all_pair or (O == 2 and bool((log_z[rows] == NEG).all()))
-            if O == 1:  # the gate form: one sigmoid instead of a softmax over two
-                gate = torch.add(work[1], bias[0]).sub_(log_z[rows]).sigmoid_()  # (g, m, N) w_o
-                gap = torch.sub(work[0], mean, out=work[1])  # (g, m, N) s_o - y_C
-                y = torch.addcmul(mean, gate, gap, out=work[0]).sub_(column_bias)  # (g, m, N)
-            elif pair:  # work: s_1, s_2, l_1, l_2 -> s_1, y, w_1, s_1 - s_2
-                gate = work[2].add_(bias[0] - bias[1])  # l_1 + b_1 - b_2 (l_1 - l_2 + ... when all_pair)
-                if not all_pair:
-                    gate.sub_(work[3])  # - l_2
-                gate.sigmoid_()  # (g, m, N) w_1
+                torch.matmul(q, keys_t, out=work[O : 2 * O])  # l_o = <q_o, k>
+            if O == 1:  # work: s, l -> y, h, s - y_C
+                gate = work[1].sub_(shifted_log_z[rows]).sigmoid_()  # (g, m, N) h = σ(l + b - L_C)
+                gap = torch.sub(work[0], mean, out=work[2])  # (g, m, N) s - y_C
+                y = torch.addcmul(mean, gate, gap, out=work[0])  # (g, m, N) y_C + h (s - y_C)
+            elif pair:  # work: s_1, s_2, l_1 - l_2 -> -, y, w, s_1 - s_2
+                gate = work[2].add_(bias[0] - bias[1]).sigmoid_()  # (g, m, N) w = σ(Δ)
                 gap = torch.sub(work[0], work[1], out=work[3])  # (g, m, N) s_1 - s_2
-                y = torch.addcmul(work[1], gate, gap, out=work[1]).sub_(column_bias)  # (g, m, N)
-            elif O == 2:  # two open slots beside closed ones: two nested gates, no softmax (module docstring)
-                # work: s_1, s_2, l_1, l_2 -> s_1 - s_2, o, w, h; and y_o - y_C, y
-                delta = work[2].add_(bias[0] - bias[1]).sub_(work[3])  # (g, m, N) Δ = l_1 + b_1 - l_2 - b_2
-                lift = work[3].add_(bias[1]).sub_(log_z[rows]).add_(F.softplus(delta))  # A - L_C
+                y = work[1].addcmul_(gate, gap)  # (g, m, N) s_2 + w (s_1 - s_2)
+            elif O == 2:  # beside closed slots: two nested gates (module docstring)
+                # work: s_1, s_2, l_1, l_2 -> s_1 - s_2, o - y_C, w, h, y
+                delta = work[2].sub_(work[3]).add_(bias[0] - bias[1])  # (g, m, N) Δ = l_1 + b_1 - l_2 - b_2
+                lift = work[3].sub_(shifted_log_z[rows]).add_(F.softplus(delta))  # (g, m, N) A - L_C
                 gate = delta.sigmoid_()  # (g, m, N) w = σ(Δ), slot 1's share of the open weight
                 outer = lift.sigmoid_()  # (g, m, N) h = σ(A - L_C), the open slots' weight
                 gap = work[0].sub_(work[1])  # (g, m, N) s_1 - s_2
-                open_mix = work[1].addcmul_(gate, gap)  # (g, m, N) o = w s_1 + (1 - w) s_2
-                excess = torch.sub(open_mix, mean)  # (g, m, N) o - y_C
-                y = torch.addcmul(mean, outer, excess).sub_(column_bias)  # (g, m, N) y_C + h (o - y_C)
-            else:
-                logits = work[O:].add_(bias)  # (O, g, m, N) l_o + b_o
+                excess = work[1].addcmul_(gate, gap).sub_(mean)  # (g, m, N) o - y_C, o = w s_1 + (1-w) s_2
+                y = torch.addcmul(mean, outer, excess, out=work[4])  # (g, m, N) y_C + h (o - y_C)
+            else:  # O > 2: a softmax over the open logits and L_C
+                logits = work[O:].add_(bias.view(O, 1, 1, 1))  # (O, g, m, N) l_o + b_o
                 top = torch.maximum(logits.amax(0), log_z[rows])  # (g, m, N)
                 share = floored_exp_(logits.sub_(top))  # (O, g, m, N) w_o, unnormalised (in work[O:])
                 closed_share = floored_exp_(torch.sub(log_z[rows], top))  # (g, m, N) w_C, unnormalised
@@ -192,7 +190,9 @@ class FusedAttentionCE(torch.autograd.Function):
                 share.div_(total_share)
                 closed_share.div_(total_share)
                 y_raw = (share * work[:O]).sum(0).addcmul_(closed_share, mean)  # (g, m, N) y
-                y = y_raw - column_bias  # (g, m, N)
+                y = y_raw.clone()
+            if column_bias is not None:
+                y.sub_(column_bias)
             safe = targets[rows, places].clamp(min=0).unsqueeze(-1)  # (g, m, 1)
             picked = y.gather(-1, safe)  # (g, m, 1) y of the target
             top_y = y.amax(-1, keepdim=True)  # (g, m, 1)
@@ -204,65 +204,66 @@ class FusedAttentionCE(torch.autograd.Function):
             weight = tile_valid.to(y.dtype).unsqueeze(-1) / count  # (g, m, 1)
             grad_y = y.mul_(weight / norm)  # softmax(y) · weight
             grad_y.scatter_add_(-1, safe, -weight)  # dL/dy = (softmax - onehot) · weight
-            if O == 1:
-                grad_mean[rows] += grad_y.sum(1, keepdim=True)  # dy/dy_C = 1 - σ, first the 1
-                grad_y.mul_(gate)  # dL/ds_o = dL/dy · σ
-                grad_mean[rows] -= grad_y.sum(1, keepdim=True)  # ... then the -σ
-                gate.neg_().add_(1)  # 1 - σ
-                gap.mul_(grad_y).mul_(gate)  # dL/dl_o = dL/dy · σ(1 - σ)(s_o - y_C) = dL/ds_o (1 - σ) gap
-                grad_log_z[rows] -= gap.sum(1, keepdim=True)
-                grad_bias += gap.sum()  # dl_o/db_o = 1
-                grad_vectors[:, rows, places] = torch.matmul(work, items)  # (2, g, m, d)
-                grad_items.addmm_(work.reshape(-1, N).T, tile.reshape(-1, d))
-                continue
-            if O == 2 and not pair:  # the nested gates, backwards: dy -> dL/ds_1, dL/ds_2, dL/dl_1, dL/dl_2
+            if O == 1:  # work: dL/dy, h, s - y_C -> dL/ds, -, dL/dl
                 grad_mean[rows] += grad_y.sum(1, keepdim=True)  # dy/dy_C = 1 - h, first the 1
-                grad_open = torch.mul(outer, grad_y, out=work[1])  # dL/do = h dy
-                grad_mean[rows] -= grad_open.sum(1, keepdim=True)  # ... then the -h
-                grad_lift = excess.mul_(grad_open).mul_(outer.neg_().add_(1))  # dL/dA = dL/do (1-h)(o-y_C)
-                grad_log_z[rows] -= grad_lift.sum(1, keepdim=True)  # A - L_C
-                grad_s1 = torch.mul(grad_open, gate, out=grad_y)  # dL/ds_1 = dL/do w
-                grad_open.sub_(grad_s1)  # dL/ds_2 = dL/do (1 - w)
-                # dL/dΔ = dL/dA w + dL/do w (1 - w)(s_1 - s_2) = w (dL/dA + dL/ds_2 (s_1 - s_2))
-                grad_delta = gap.mul_(grad_open).add_(grad_lift).mul_(gate)
-                work[2].copy_(grad_delta)  # dL/dl_1 = dL/dΔ
-                torch.sub(grad_lift, grad_delta, out=work[3])  # dL/dl_2 = dL/dA - dL/dΔ
-                work[0].copy_(grad_s1)
-                grad_bias += work[2:].sum((1, 2, 3))  # dl_o/db_o = 1
-                grad_vectors[:, rows, places] = torch.matmul(work, items)  # (4, g, m, d)
-                grad_items.addmm_(work.reshape(-1, N).T, tile.reshape(-1, d))
-                continue
-            if pair:  # work: s_1, dL/dy, w_1, gap -> dL/ds_1, dL/ds_2, dL/dl_1, dL/dl_2
-                torch.mul(work[1], gate, out=work[0])  # dL/ds_1 = dL/dy · w_1
-                work[1].sub_(work[0])  # dL/ds_2 = dL/dy · (1 - w_1)
-                gate.neg_().add_(1).mul_(work[0]).mul_(gap)  # dL/dl_1 = dL/ds_1 (1 - w_1)(s_1 - s_2)
-                torch.neg(work[2], out=work[3])  # dL/dl_2 = -dL/dl_1
-                pulled = work[2].sum()
+                grad_score = grad_y.mul_(gate)  # dL/ds = dL/dy h
+                grad_mean[rows] -= grad_score.sum(1, keepdim=True)  # ... then the -h
+                # dL/dl = dL/dy h (1 - h)(s - y_C) = t - t h with t = dL/ds (s - y_C)
+                grad_logit = gap.mul_(grad_score).addcmul_(gap, gate, value=-1)
+                grad_log_z[rows] -= grad_logit.sum(1, keepdim=True)
+                grad_bias += grad_logit.sum()  # dl/db = 1
+                score_grads, logit_grads = work[:1], work[2:3]
+            elif pair:  # work: -, dL/dy, w, s_1 - s_2 -> dL/ds_1, dL/ds_2, -, dL/dΔ
+                grad_s1 = torch.mul(grad_y, gate, out=work[0])  # dL/ds_1 = dL/dy w
+                grad_y.sub_(grad_s1)  # dL/ds_2 = dL/dy (1 - w)
+                # dL/dΔ = dL/dy w (1 - w)(s_1 - s_2) = t - t w with t = dL/ds_1 (s_1 - s_2)
+                grad_delta = gap.mul_(grad_s1).addcmul_(gap, gate, value=-1)
+                pulled = grad_delta.sum()
                 grad_bias[0] += pulled
                 grad_bias[1] -= pulled
-                if all_pair:  # dL/d(q_1 - q_2) = dL/dl_1 (and its -1 reaches q_2 below)
-                    work = work[:3]
-                grad_vectors[:, rows, places] = torch.matmul(work, items)  # (4 or 3, g, m, d)
-                grad_items.addmm_(work.reshape(-1, N).T, tile.reshape(-1, d))
-                continue
-            # softmax over the slots: dy/dl_o = w_o (s_o - y), dy/dL_C = w_C (y_C - y), dy/dy_C = w_C
-            grad_closed = closed_share.mul_(grad_y)  # (g, m, N) dL/dy_C
-            grad_mean[rows] += grad_closed.sum(1, keepdim=True)
-            grad_log_z[rows] += grad_closed.mul_(mean - y_raw).sum(1, keepdim=True)
-            grad_scores = share.mul_(grad_y)  # (O, g, m, N) dL/ds_o = dL/dy · w_o (in work[O:])
-            grad_logits = work[:O].sub_(y_raw).mul_(grad_scores)  # (O, g, m, N) dL/dl_o (in work[:O])
-            grad_bias += grad_logits.sum((1, 2, 3))
-            grad_vectors[:O, rows, places] = torch.matmul(grad_scores, items)  # (O, g, m, d)
-            grad_vectors[O:, rows, places] = torch.matmul(grad_logits, items)
-            grad_items.addmm_(grad_scores.reshape(-1, N).T, tile[:O].reshape(-1, d))
-            grad_items.addmm_(grad_logits.reshape(-1, N).T, tile[O:].reshape(-1, d))
+                score_grads, logit_grads = work[:2], work[3:4]
+            elif O == 2:  # the nested gates, backwards
+                # work: s_1 - s_2, o - y_C, w, h, dL/dy -> dL/dl_1, dL/dl_2, -, dL/ds_1, dL/ds_2
+                grad_mean[rows] += grad_y.sum(1, keepdim=True)  # dy/dy_C = 1 - h, first the 1
+                grad_open = grad_y.mul_(outer)  # dL/do = h dL/dy
+                grad_mean[rows] -= grad_open.sum(1, keepdim=True)  # ... then the -h
+                # dL/dA = dL/do (1 - h)(o - y_C) = t - t h with t = dL/do (o - y_C)
+                grad_lift = excess.mul_(grad_open).addcmul_(excess, outer, value=-1)
+                grad_log_z[rows] -= grad_lift.sum(1, keepdim=True)  # A - L_C
+                grad_s1 = torch.mul(grad_open, gate, out=work[3])  # dL/ds_1 = dL/do w
+                grad_s2 = grad_open.sub_(grad_s1)  # dL/ds_2 = dL/do (1 - w)
+                # dL/dΔ = dL/dA w + dL/do w (1 - w)(s_1 - s_2) = w (dL/dA + dL/ds_2 (s_1 - s_2))
+                grad_delta = torch.addcmul(grad_lift, gap, grad_s2, out=gap).mul_(gate)  # dL/dl_1
+                grad_lift.sub_(grad_delta)  # dL/dl_2 = dL/dA - dL/dΔ
+                grad_bias += work[:2].sum((1, 2, 3))  # dl_o/db_o = 1
+                score_grads, logit_grads = work[3:5], work[:2]
+            else:  # the softmax over slots: dy/dl_o = w_o (s_o - y), dy/dL_C = w_C (y_C - y), dy/dy_C = w_C
+                grad_closed = closed_share.mul_(grad_y)  # (g, m, N) dL/dy_C
+                grad_mean[rows] += grad_closed.sum(1, keepdim=True)
+                grad_log_z[rows] += grad_closed.mul_(mean - y_raw).sum(1, keepdim=True)
+                grad_scores = share.mul_(grad_y)  # (O, g, m, N) dL/ds_o = dL/dy w_o (in work[O:])
+                grad_logits = work[:O].sub_(y_raw).mul_(grad_scores)  # (O, g, m, N) dL/dl_o (in work[:O])
+                grad_bias += grad_logits.sum((1, 2, 3))
+                score_grads, logit_grads = grad_scores, grad_logits
+            grad_vectors[:, rows, places] = torch.matmul(score_grads, items)  # (O, g, m, d)
+            grad_items.addmm_(score_grads.reshape(-1, N).T, u.reshape(-1, d))
+            pulled_queries = torch.matmul(logit_grads, keys)  # (O, g, m, r), or (1, ...) for q_1 - q_2
+            grad_keys.addmm_(logit_grads.reshape(-1, N).T, q.reshape(-1, keys.shape[1]))
+            if pair:  # dL/d(q_1 - q_2) reaches q_1 as it is and q_2 negated
+                grad_queries[0, rows, places] = pulled_queries[0]
+                grad_queries[1, rows, places] = -pulled_queries[0]
+            else:
+                grad_queries[:, rows, places] = pulled_queries
         if with_grad:
-            if all_pair:  # u_1, u_2, q_1 - q_2 -> u_1, u_2, q_1, q_2
-                grad_vectors = torch.cat([grad_vectors, -grad_vectors[2:]])
-            grads = grad_vectors.permute(1, 2, 0, 3).reshape(B, G, M, 2 * O, d)
+            if order is not None:  # back to the callers' order of groups
+                inverse = torch.empty_like(order)
+                inverse[order] = torch.arange(R)
+                grad_vectors, grad_queries = grad_vectors[:, inverse], grad_queries[:, inverse]
+                grad_log_z, grad_mean = grad_log_z[inverse], grad_mean[inverse]
             ctx.save_for_backward(
-                grads[:, :, :, :O].contiguous(), grads[:, :, :, O:].contiguous(), grad_items,
-                grad_log_z.view(B, G, 1, N), grad_mean.view(B, G, 1, N), grad_bias,
+                grad_vectors.permute(1, 2, 0, 3).reshape(B, G, M, O, d),
+                grad_queries.permute(1, 2, 0, 3).reshape(B, G, M, O, r),
+                grad_items, grad_keys, grad_log_z.view(B, G, 1, N), grad_mean.view(B, G, 1, N), grad_bias,
             )  # fmt: skip
         ctx.with_grad = with_grad
         return total / count
@@ -285,16 +286,17 @@ def fused_attention_ce(
     targets: Tensor,
     column_bias: Tensor | None = None,
     open_bias: Tensor | None = None,
+    keys: Tensor | None = None,
 ) -> Tensor:
     """:class:`FusedAttentionCE` (see its docstring for shapes). ``open_vectors``/``open_queries`` may be
-    (B, G, S, d) for one open slot; ``column_bias`` defaults to zeros, ``open_bias`` (O,) to zeros. The
+    (B, G, S, d) / (B, G, S, r) for one open slot; ``column_bias`` None subtracts nothing, ``open_bias``
+    (O,) defaults to zeros, ``keys`` (N, r) to ``items`` (the attention logits ``<q, e>``). The
     gradients are computed along with the loss when grad mode is on and an input requires them."""
     if open_vectors.dim() == 4:  # one open slot
         open_vectors, open_queries = open_vectors.unsqueeze(3), open_queries.unsqueeze(3)
-    if column_bias is None:
-        column_bias = items.new_zeros(items.shape[0])
+    keys = items if keys is None else keys
     if open_bias is None:
         open_bias = items.new_zeros(open_vectors.shape[3])
-    inputs = (open_vectors, open_queries, items, log_z, closed_mean, open_bias)
+    inputs = (open_vectors, open_queries, items, keys, log_z, closed_mean, open_bias)
     with_grad = torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
     return FusedAttentionCE.apply(*inputs, column_bias, targets, with_grad)

@@ -152,6 +152,21 @@ class ItemEncoder(nn.Module):
         return out  # (N+1, d), row 0 = 0
 
 
+class LowRankLinear(nn.Module):
+    """``x -> B A x`` without bias: a (dim, dim) map of rank at most ``rank``, held as its factors
+    A = ``down`` (rank, dim) and B = ``up`` (dim, rank), so ``<B A x, e> = <A x, B^T e>`` costs ``rank``
+    multiply-adds per pair once ``B^T e`` is computed for every e."""
+
+    def __init__(self, dim: int, rank: int):
+        super().__init__()
+        self.down = nn.Linear(dim, rank, bias=False)  # A
+        self.up = nn.Linear(rank, dim, bias=False)  # B
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(..., dim) -> (..., dim)."""
+        return self.up(self.down(x))
+
+
 def init_weights(module: nn.Module) -> None:
     """nanoGPT initialisation: N(0, 0.02) for linear and embedding weights, zero biases."""
     if isinstance(module, nn.Linear):

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from msli_core import limits
 from msli_core.limits import check_fraction, check_int
 from msli_core.models.late_interaction import AGGREGATIONS, InteractionMLP, late_interaction
-from msli_core.models.layers import Block, ItemEncoder, ceil_div, init_weights, item_features
+from msli_core.models.layers import Block, ItemEncoder, LowRankLinear, ceil_div, init_weights, item_features
 from msli_core.models.segmenter import (
     CLOSED_SEGMENTS,
     SEGMENTERS,
@@ -48,6 +48,7 @@ from msli_core.models.segmenter import (
 
 MAX_RECENT_ITEMS = 16
 ITEM_INITS = ("cooccurrence", "random")
+ATTENTION_RANK: int | None = None  # the default rank of the attention form W (None: full rank, d)
 OPEN_SLOT_PRIOR = 2.0  # initial b_age of the open slot (the closed slots start at 0)
 
 
@@ -68,6 +69,10 @@ class MSLIConfig:
     session_gap: float = 3600.0  # seconds of inactivity that start a new session (segmenter="session")
     mlp_hidden: int = 16  # hidden width of g in the mlp aggregation
     age_bias: bool = True  # learn b_age(k), a per-slot bias in the attention logits (recency prior)
+    attention_rank: int | None = None  # r, the rank of the attention form W in q_k = W u_k: below d, W
+    # is B A with A (r, d), B (d, r), and training's logits <A u, B^T e> cost r instead of d per
+    # (position, item) pair (serving computes q_k = W u_k as before); r = d is a full W. None: the
+    # default, min(ATTENTION_RANK, d) (or d when ATTENTION_RANK is None), resolved when the config is made
     closed_segments: str = "older"  # which segments fill the closed slots: "older" = the K-1 before the
     # window (so K > 1 reaches back beyond the last L_max events), "recent" = the K-1 before the open
     # segment (they overlap the window). "older" measured better on ML-100K and on the sample data, in
@@ -123,6 +128,9 @@ class MSLIConfig:
         check_int("layers", self.layers, 0, limits.MAX_LAYERS)
         check_int("heads", self.heads, 1, limits.MAX_HEADS)
         check_int("mlp_hidden", self.mlp_hidden, 1, limits.MAX_DIM)
+        if self.attention_rank is None:
+            self.attention_rank = self.dim if ATTENTION_RANK is None else min(ATTENTION_RANK, self.dim)
+        check_int("attention_rank", self.attention_rank, 1, self.dim)
         check_int("recent_items", self.recent_items, 0, MAX_RECENT_ITEMS)
         check_fraction("dropout", self.dropout)
         check_fraction("state_dropout", self.state_dropout)
@@ -232,7 +240,8 @@ class MSLIModel(nn.Module):
         self.open_out = nn.Linear(d, d)  # W_o: last window state -> open vector
         self.pool = nn.Linear(d, 1, bias=False)  # attention-pooling logits <p, h_j> inside a closed segment
         self.segment_out = nn.Linear(d, d)  # W_s: pooled closed-segment state -> closed vector
-        self.query = nn.Linear(d, d, bias=False)  # q_k = W u_k, precomputed per user
+        rank = config.attention_rank
+        self.query = nn.Linear(d, d, bias=False) if rank >= d else LowRankLinear(d, rank)  # q_k = W u_k
         self.age_bias = nn.Parameter(torch.zeros(K)) if config.age_bias else None  # b_age(k), (K,)
         self.segment_weights = nn.Parameter(torch.ones(K))  # w_k for the "sum" aggregation, (K,)
         self.mlp = InteractionMLP(d, config.mlp_hidden) if config.aggregation == "mlp" else None
@@ -445,6 +454,21 @@ class MSLIModel(nn.Module):
         """(..., O, d) open slots' vectors -> their queries ``W u / c``: the attention weighs the open
         slots by their direction, as if unscaled (:meth:`initial_share`)."""
         return self.query(open_vectors / self.open_scale)
+
+    def query_codes(self, vectors: Tensor) -> Tensor:
+        """(..., d) slot vectors -> (..., r) ``A u``, with ``<W u, e> = <A u, k_e>`` for the keys of
+        :meth:`attention_keys` (full rank: ``W u`` itself, r = d). Training's logits use the pair."""
+        return self.query.down(vectors) if isinstance(self.query, LowRankLinear) else self.query(vectors)
+
+    def attention_keys(self, item_vectors: Tensor) -> Tensor:
+        """(N, d) item vectors -> (N, r) attention keys ``k_e = B^T e`` (full rank: the vectors)."""
+        if isinstance(self.query, LowRankLinear):
+            return item_vectors @ self.query.up.weight  # (N, d) (d, r)
+        return item_vectors
+
+    def open_query_codes(self, open_vectors: Tensor) -> Tensor:
+        """:meth:`open_queries` as :meth:`query_codes`: (..., O, d) -> (..., O, r)."""
+        return self.query_codes(open_vectors / self.open_scale)
 
     def score(
         self, segment_vectors: Tensor, segment_mask: Tensor, item_vectors: Tensor

@@ -282,8 +282,9 @@ def _check_and_build(kind: str, config: dict, shapes: dict[str, tuple[int, ...]]
             "contradict each other (a two-tower model has one segment); the file was edited or damaged, so "
             "retrain it."
         )
-    if kind in ("msli", "two-tower"):  # written before the option existed: one open slot
-        config = {"recency_slot": False, **config}
+    if kind in ("msli", "two-tower"):  # written before the options existed: one open slot, a full-rank W
+        dim = config.get("dim", MSLIConfig.dim)
+        config = {"recency_slot": False, "attention_rank": dim if isinstance(dim, int) else None, **config}
     try:
         with torch.device("meta"):
             skeleton = build_model(kind, **config)
