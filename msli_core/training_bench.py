@@ -138,9 +138,92 @@ def training_throughput(
     return {"rows": results, "meta": meta}
 
 
+def epoch_throughput(
+    data,
+    *,
+    segments: tuple[int, ...] = (4,),
+    dim: int = 64,
+    layers: int = 2,
+    threads: int = 1,
+    seed: int = 0,
+) -> dict:
+    """One epoch of ``data``'s real training steps (InteractionData: its leave-one-out training
+    sequences, the training's own rows and length-bucketed batches, :func:`msli_core.train._row_steps`)
+    run by each model on the same batches, interleaved step by step: ``sasrec`` (K = 1 without the
+    recency path), ``two-tower`` and the default MS-LI of each K > 1. Each step is what ``msli train``
+    runs: the loss over the batch in micro-batches, backward, gradient clipping, AdamW. Returns
+    ``{"rows": [...], "meta": {...}}`` like :func:`training_throughput`, with epoch seconds."""
+    from msli_core.data.dataset import leave_one_out
+    from msli_core.models.msli import MSLIConfig
+    from msli_core.models.registry import build_model
+    from msli_core.train import TrainSettings, _late_interaction_step, _row_steps, repeatable_kernels
+
+    torch.set_num_threads(min(threads, max_threads()))
+    repeatable_kernels()
+    split = leave_one_out(data)
+    settings = TrainSettings(seed=seed)
+    m = MSLIConfig().recent_items
+    shape = {"dim": dim, "layers": layers}
+    plan = [("sasrec", "two-tower", {"recent_items": 0}), ("two-tower", "two-tower", {"recent_items": m})]
+    plan += [(f"msli K={k}", "msli", {"segments": k}) for k in segments if k > 1]
+    models, optimizers = [], []
+    for _label, kind, config in plan:
+        torch.manual_seed(seed)
+        model = build_model(kind, data=data, **shape, **config).train()
+        models.append(model)
+        optimizers.append(torch.optim.AdamW(model.parameters(), lr=1e-3))
+    users = np.flatnonzero(split.train_lengths() >= 2)
+    steps = _row_steps(models[0], split, settings, np.random.default_rng(seed), users)  # the same for all
+    seconds = [0.0] * len(plan)
+    for chunk in steps:
+        for i, (model, optimizer) in enumerate(zip(models, optimizers, strict=True)):
+            start = time.perf_counter()
+            optimizer.zero_grad(set_to_none=True)
+            _late_interaction_step(model, split, chunk, settings, np.random.default_rng(seed), None)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            seconds[i] += time.perf_counter() - start
+    targets = sum(r1 - r0 - 1 for chunk in steps for _, (r0, r1) in chunk)
+    rows = []
+    for (label, _kind, _config), model, spent in zip(plan, models, seconds, strict=True):
+        rows.append(
+            {
+                "model": label,
+                "segments": model.config.segments,
+                "epoch_s": round(spent, 3),
+                "targets_per_s": round(targets / spent, 1),
+                "ratio_to_sasrec": round(spent / seconds[0], 3),
+            }
+        )
+    meta = {
+        "data": str(data.source),
+        "users": len(users),
+        "steps": len(steps),
+        "targets": int(targets),
+        "n_items": data.n_items,
+        "dim": dim,
+        "layers": layers,
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "note": "one epoch of the data's training steps per model, the same batches, interleaved",
+    }
+    return {"rows": rows, "meta": meta}
+
+
 def render(result: dict) -> str:
     """The table ``msli bench --training`` prints."""
     m = result["meta"]
+    if "epoch_s" in result["rows"][0]:  # epoch_throughput
+        lines = [
+            f"One epoch of {m['data']}'s training steps: {m['targets']:,} targets in {m['steps']} steps, "
+            f"N={m['n_items']}, d={m['dim']}, {m['layers']} layers, {m['threads']} thread(s)",
+            f"  {'model':<44} {'epoch s':>9} {'targets/s':>11} {'× sasrec':>9}",
+        ]
+        for r in result["rows"]:
+            row = f"  {r['model']:<44} {r['epoch_s']:>9.2f} {r['targets_per_s']:>11.0f}"
+            lines.append(f"{row} {r['ratio_to_sasrec']:>9.2f}")
+        return "\n".join(lines)
     lines = [
         f"Training step: {m['rows_per_step']} rows × {m['length']} positions, N={m['n_items']}, "
         f"d={m['dim']}, {m['layers']} layers, {m['threads']} thread(s); median of {m['repeats']} steps",

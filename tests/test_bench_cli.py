@@ -308,3 +308,31 @@ def test_bench_ann_rows(capsys, tmp_path):
     meta = json.loads((tmp_path / "b" / "meta.json").read_text())
     assert meta["ann"]["table"] == "clustered" and meta["ann"]["search_threads"] == 1
     assert "faiss" in meta["versions"]
+
+
+def test_training_bench_times_one_epoch_of_a_datasets_own_steps(capsys, tmp_path):
+    """``--data``: every model runs the same epoch of the data's training batches; the targets are the
+    data's training targets (every training event after a user's first)."""
+    from msli_core.data.dataset import leave_one_out
+    from msli_core.data.formats import load_dataset
+    from msli_core.data.synth import SynthConfig, write_synthetic
+
+    folder = tmp_path / "synth"
+    write_synthetic(folder, SynthConfig(users=12, items=30, interactions=300, interests=3, min_events=8,
+                                        max_events=60, seed=2))  # fmt: skip
+    args = ["bench", "--training", "--items", "30", "--history", "12", "--segments", "3", "--repeats", "1",
+            "--dim", "8", "--layers", "1", "--data", str(folder), "--json"]  # fmt: skip
+    assert main(args) == 0
+    epoch = json.loads(capsys.readouterr().out)["epoch"]
+    assert [r["model"] for r in epoch["rows"]] == ["sasrec", "two-tower", "msli K=3"]
+    assert [r["segments"] for r in epoch["rows"]] == [1, 1, 3]
+    assert epoch["rows"][0]["ratio_to_sasrec"] == 1.0 and all(r["epoch_s"] > 0 for r in epoch["rows"])
+    split = leave_one_out(load_dataset(folder))
+    assert epoch["meta"]["targets"] == int((split.train_lengths() - 1).clip(min=0).sum())
+    assert main(args[:-1]) == 0  # the table, the epoch's under the steps'
+    assert "One epoch of" in capsys.readouterr().out
+    assert main(["bench", "--data", str(folder)]) == 2
+    assert "needs --training" in capsys.readouterr().err
+    assert main(["bench", "--training", "--data", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert "nowhere" in err and "Traceback" not in err

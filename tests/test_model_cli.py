@@ -241,3 +241,21 @@ def test_train_recency_slot_reaches_the_config_and_needs_two_vectors(data_dir, t
                    "--out", str(tmp_path / model)]  # fmt: skip
         assert main(refused) == 2
         assert "--recency-slot" in _error_line(capsys) and not (tmp_path / model).exists()
+
+
+def test_train_attention_rank_reaches_the_config_and_is_refused_where_it_means_nothing(
+    data_dir, tmp_path, capsys
+):
+    out = tmp_path / "ar"
+    argv = ["train", "--data", str(data_dir), "--model", "msli", "--segments", "3", "--dim", "16", "--layers",
+            "1", "--epochs", "1", "--attention-rank", "4", "--out", str(out), "--json"]  # fmt: skip
+    assert main(argv) == 0
+    _json(capsys)
+    assert json.loads((out / "config.json").read_text())["config"]["attention_rank"] == 4
+    for name, extra in (("tt", ["--model", "two-tower"]), ("pop", ["--model", "popularity"]),
+                        ("wide", ["--model", "msli", "--dim", "16", "--attention-rank", "32"])):  # fmt: skip
+        flags = extra if "--attention-rank" in extra else [*extra, "--attention-rank", "4"]
+        refused = ["train", "--data", str(data_dir), *flags, "--out", str(tmp_path / name)]
+        assert main(refused) == 2
+        line = _error_line(capsys)
+        assert "attention" in line.lower() and not (tmp_path / name).exists()

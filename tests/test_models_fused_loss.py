@@ -119,6 +119,48 @@ def test_open_slots_match_the_reference_value_and_gradients(open_slots, with_clo
         torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-10)
 
 
+@pytest.mark.parametrize("tile", TILES)
+@pytest.mark.parametrize("open_slots", [1, 2, 3])
+@pytest.mark.parametrize("with_closed", [True, False])
+def test_attention_keys_of_lower_rank_match_the_full_queries(open_slots, with_closed, tile, monkeypatch):
+    """A low-rank attention form: queries are r-dimensional codes c and the logits ``<c, B^T e>``; the
+    loss and every gradient (B's included, through ``keys = E B``) equal the reference with the full
+    queries ``B c`` against the item vectors."""
+    monkeypatch.setattr(fused_loss, "TILE_ELEMENTS", tile[0])
+    monkeypatch.setattr(fused_loss, "MIN_TILE_POSITIONS", tile[1])
+    monkeypatch.setattr(fused_loss, "intra_op_threads", lambda: 1)
+    torch.manual_seed(5)
+    B, G, S, C, O, d, r, N = 2, 3, 4, 2, open_slots, 5, 2, 7
+    leaves = [
+        torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+        for shape in [(B, G, S, O, d), (B, G, S, O, r), (B, G, C, d), (B, G, C, r), (N, d), (d, r), (C + O,)]
+    ]
+    open_u, open_c, closed_u, closed_c, items, up, age = leaves
+    valid = torch.tensor(
+        [[[True, True], [False, True], [False, False]], [[True, False], [True, True], [True, True]]]
+    )
+    if not with_closed:
+        valid = torch.zeros_like(valid)
+    targets = torch.randint(0, N, (B, G, S))
+    targets[1, 0, 2] = -1
+    bias = torch.randn(N, dtype=torch.float64)
+
+    full_open, full_closed = open_c @ up.T, closed_c @ up.T  # B c, (..., d)
+    ref = _reference_open_slots(open_u, full_open, closed_u, full_closed, valid, items, age, targets, bias)
+    ref_grads = torch.autograd.grad(ref, leaves)
+
+    keys = items @ up  # (N, r)
+    relative = age - age[-1]
+    log_z, mean = closed_statistics(closed_u @ items.T, closed_c @ keys.T, valid, relative[:C])
+    fused = fused_attention_ce(
+        open_u, open_c, items, log_z.unsqueeze(2), mean.unsqueeze(2), targets, bias, relative[C:], keys
+    )
+    grads = torch.autograd.grad(fused, leaves)
+    assert fused.item() == pytest.approx(ref.item(), rel=1e-10)
+    for got, want in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-10)
+
+
 def test_two_open_slots_with_equal_logits_average_their_scores():
     # no closed slot, two open slots with zero queries and biases (0, log 3): weights 1/4 and 3/4, so
     # y = (s_1 + 3 s_2) / 4 for each item, by hand

@@ -160,3 +160,28 @@ def test_state_dropout_of_one_is_refused():
     with pytest.raises(MsliError, match="state_dropout"):
         MSLIConfig(state_dropout=1.0)
     assert MSLIConfig().state_dropout == 0.0  # an option, off by default
+
+
+@pytest.mark.parametrize("rank", [2, 8])
+def test_query_codes_and_attention_keys_give_the_logits_of_the_full_queries(rank):
+    """``<W u, e> = <query_codes(u), attention_keys(e)>``: training's logits (r per pair) are the ones
+    serving computes from the full queries; rank 8 = d is a plain (d, d) W."""
+    torch.manual_seed(0)
+    model = MSLIModel(MSLIConfig(n_items=30, n_genres=1, dim=8, segments=4, attention_rank=rank))
+    assert isinstance(model.query, torch.nn.Linear) == (rank == 8)
+    vectors, items = torch.randn(5, 8, dtype=torch.float64), torch.randn(30, 8, dtype=torch.float64)
+    model = model.double()
+    full = model.query(vectors) @ items.T  # (5, 30)
+    codes, keys = model.query_codes(vectors), model.attention_keys(items)  # (5, r), (30, r)
+    assert codes.shape == (5, rank) and keys.shape == (30, rank)
+    torch.testing.assert_close(codes @ keys.T, full, rtol=1e-12, atol=1e-12)
+
+
+def test_the_attention_rank_defaults_to_at_most_d_and_is_checked():
+    from msli_core.models import msli
+
+    assert MSLIConfig(dim=8).attention_rank == min(msli.ATTENTION_RANK or 8, 8)
+    assert MSLIConfig(dim=64, attention_rank=64).attention_rank == 64
+    for bad in (0, 9):
+        with pytest.raises((MsliError, ValueError), match="attention_rank"):
+            MSLIConfig(dim=8, attention_rank=bad)

@@ -340,6 +340,29 @@ def test_any_config_value_is_loaded_or_refused_with_a_sentence(saved, field, val
         (saved / "config.json").write_text(original)
 
 
+def test_a_low_rank_attention_form_round_trips_and_a_config_without_one_reads_as_full_rank(tiny, tmp_path):
+    """``attention_rank`` is saved with the model; a config.json written before the option existed (no
+    such key) held a full-rank W, and loads as one; a low-rank folder whose key was removed no longer
+    matches its weights, which is refused with a sentence."""
+    data, split = tiny
+    torch.manual_seed(0)
+    low = build_model("msli", data=data, dim=16, layers=1, attention_rank=4).eval()
+    histories = split.histories("test")[:3]
+    save_model(low, tmp_path / "low", data=data)
+    loaded = load_model(tmp_path / "low", data)
+    assert loaded.config.attention_rank == 4
+    with torch.no_grad():
+        assert torch.equal(loaded.model.score_histories(histories), low.score_histories(histories))
+    full = build_model("msli", data=data, dim=16, layers=1, attention_rank=16).eval()
+    save_model(full, tmp_path / "full", data=data)
+    for name in ("low", "full"):
+        payload = json.loads((tmp_path / name / "config.json").read_text())
+        del payload["config"]["attention_rank"]
+        (tmp_path / name / "config.json").write_text(json.dumps(payload))
+    assert load_model(tmp_path / "full", data).config.attention_rank == 16
+    _refused(tmp_path / "low", data, match="query")
+
+
 def test_a_two_tower_config_with_several_segments_is_a_damaged_file(saved):
     payload = json.loads((saved / "config.json").read_text())
     payload["kind"] = "two-tower"  # an msli K>1 folder relabelled: the file contradicts itself

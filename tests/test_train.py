@@ -74,11 +74,13 @@ def test_every_position_sees_what_inference_sees(tiny, segments, segmenter, aggr
     assert loss.item() == pytest.approx(reference.item(), rel=1e-5)
 
 
-def _float64_model(data, closed, max_len, recency_slot=False):
-    """K = 3, or K = 4 with the recency slot: two closed slots either way (the :func:`_row_batch`'s)."""
+def _float64_model(data, closed, max_len, recency_slot=False, attention_rank=None):
+    """K = 3, or K = 4 with the recency slot: two closed slots either way (the :func:`_row_batch`'s);
+    d = 8, the attention form W of rank ``attention_rank`` (None: the default, full rank at d = 8)."""
     torch.manual_seed(0)
     model = build_model("msli", data=data, dim=8, segments=4 if recency_slot else 3, segment_len=3,
-                        max_len=max_len, closed_segments=closed, recency_slot=recency_slot)  # fmt: skip
+                        max_len=max_len, closed_segments=closed, recency_slot=recency_slot,
+                        attention_rank=attention_rank)  # fmt: skip
     with torch.no_grad():  # logits far from flat, so a wrong slot or weight would show in the loss
         model.items.ids.weight.mul_(50.0)
     return model.double().eval()
@@ -107,10 +109,14 @@ def _assert_same(got, want):
 @pytest.mark.parametrize("tile", [None, 2 * 36 + 5])  # default tiles; slices of 2 positions (N = 36)
 @pytest.mark.parametrize("closed", ["recent", "older"])
 @pytest.mark.parametrize("recency_slot", [False, True])
-def test_the_fused_loss_and_gradients_equal_the_reference_path(tiny, closed, tile, recency_slot, monkeypatch):
+@pytest.mark.parametrize("rank", [None, 3])
+def test_the_fused_loss_and_gradients_equal_the_reference_path(
+    tiny, closed, tile, recency_slot, rank, monkeypatch
+):
     """The fused attention loss (tile by tile) and every parameter's gradient equal the reference path
     (each position's K slots through late_interaction, autograd) on rows that start early and late,
-    with one open slot or two (the recency slot: its age bias and r_j get their gradients too)."""
+    with one open slot or two (the recency slot: its age bias and r_j get their gradients too), and
+    with a full-rank attention form W or one of rank 3 (its factors get their gradients too)."""
     from msli_core.models import fused_loss
 
     if tile is not None:
@@ -118,7 +124,8 @@ def test_the_fused_loss_and_gradients_equal_the_reference_path(tiny, closed, til
         monkeypatch.setattr(fused_loss, "MIN_TILE_POSITIONS", 1)
         monkeypatch.setattr(fused_loss, "intra_op_threads", lambda: 1)
     data, split = tiny
-    model = _float64_model(data, closed, max_len=6, recency_slot=recency_slot)
+    model = _float64_model(data, closed, max_len=6, recency_slot=recency_slot, attention_rank=rank)
+    assert (model.config.attention_rank < 8) == (rank == 3)
     users = list(range(1, 9))
     seqs = [split.train_sequence(u) for u in users]
     stamps = [data.timestamps[u][: len(s)] for u, s in zip(users, seqs, strict=True)]
@@ -132,11 +139,13 @@ def test_the_fused_loss_and_gradients_equal_the_reference_path(tiny, closed, til
 
 @pytest.mark.parametrize("max_len", [200, 1])  # whole rows from event 0; rows of 2 events (one target)
 @pytest.mark.parametrize("recency_slot", [False, True])
-def test_the_fused_loss_gradients_equal_scoring_each_history_from_scratch(tiny, max_len, recency_slot):
+@pytest.mark.parametrize("rank", [None, 3])
+def test_the_fused_loss_gradients_equal_scoring_each_history_from_scratch(tiny, max_len, recency_slot, rank):
     """Where every training position is exactly an inference request ("recent" closed slots), the fused
-    loss and its gradients equal autograd through scoring each target's history on its own."""
+    loss and its gradients equal autograd through scoring each target's history on its own (which
+    computes each query ``W u`` in full, as serving does)."""
     data, split = tiny
-    model = _float64_model(data, "recent", max_len=max_len, recency_slot=recency_slot)
+    model = _float64_model(data, "recent", max_len=max_len, recency_slot=recency_slot, attention_rank=rank)
     seqs = [split.train_sequence(u) for u in (1, 2, 3, 4)]
     stamps = [data.timestamps[u][: len(s)] for u, s in zip((1, 2, 3, 4), seqs, strict=True)]
     if max_len == 1:

@@ -124,6 +124,13 @@ def register(subparsers) -> None:
         "writes training.json to --out",
     )
     bench.add_argument("--items", default="1682", help="catalog size N of --training (default %(default)s)")
+    bench.add_argument(
+        "--data",
+        default=None,
+        metavar="DATA",
+        help="--training: also time one epoch of this dataset's own training steps (its rows and batches) "
+        "for each model, the same batches for all",
+    )
     bench.set_defaults(func=run_bench_command)
 
     export = subparsers.add_parser(
@@ -406,7 +413,7 @@ def run_training_bench(args: argparse.Namespace) -> int:
     """``msli bench --training``: one training step of each model, timed in one run (training_bench)."""
 
     from msli_core import limits
-    from msli_core.training_bench import render, training_throughput
+    from msli_core.training_bench import epoch_throughput, render, training_throughput
 
     segments = DEFAULTS["segments"] if args.segments == DEFAULTS["segments"] else args.segments
     ks = tuple(
@@ -428,7 +435,15 @@ def run_training_bench(args: argparse.Namespace) -> int:
         from msli_core.outputs import check_out_dir
 
         check_out_dir(args.out, "bench")
+    data = None
+    if args.data is not None:  # read before any work: a bad dataset is one sentence
+        from msli_core.data.formats import load_dataset
+
+        data = load_dataset(args.data)
     result = training_throughput(**kwargs)
+    if data is not None:
+        epoch = epoch_throughput(data, **{k: kwargs[k] for k in ("segments", "dim", "layers", "threads")})
+        result["epoch"] = epoch
     if args.out is not None:
         from msli_core.jsonable import to_jsonable
         from msli_core.outputs import atomic_output_dir
@@ -441,6 +456,8 @@ def run_training_bench(args: argparse.Namespace) -> int:
         print_json(result)
     else:
         print(render(result))
+        if data is not None:
+            print(render(result["epoch"]))
     return 0
 
 
@@ -469,6 +486,8 @@ def refuse_ignored_flags(args: argparse.Namespace) -> None:
             )
     if args.training and args.model is not None:
         raise MsliError("--training times fresh models of --dim/--layers/--segments; drop --model.")
+    if args.data is not None and not args.training:
+        raise MsliError("--data times a dataset's training steps, so it needs --training.")
     if not args.training and given("--items"):
         raise MsliError(
             "--items sets the catalog of --training only; use --candidates for the serving sweep's N."

@@ -49,6 +49,12 @@ def register(subparsers) -> None:
         "README, 'Quality')",
     )
     p.add_argument(
+        "--attention-rank",
+        type=_bounded("MAX_DIM"),
+        help="msli: r, the rank of the attention form W (q_k = W u_k; r = d is a full W; README, "
+        "'Training cost')",
+    )
+    p.add_argument(
         "--state-dropout",
         type=_fraction,
         help="msli, two-tower: probability that a training row loses the encoder's say, so it is scored by "
@@ -143,6 +149,7 @@ def train_flag_defaults() -> dict[str, str]:
         "segments": f"{configs['msli'].segments} for msli",
         "segment_len": f"ceil({configs['msli'].max_len}/K)",
         "aggregation": str(configs["msli"].aggregation),
+        "attention_rank": f"{configs['msli'].attention_rank} at d = {configs['msli'].dim}, at most d",
         "dim": per_kind({k: c.dim for k, c in configs.items()}),
         "layers": per_kind({k: c.layers for k, c in configs.items()}),
         "epochs": per_kind({k: DEFAULTS[k].get("epochs", settings.epochs) for k in kinds.NEURAL}),
@@ -335,21 +342,26 @@ def _progress_bar():
 
 def _model_config(args) -> dict:
     config = {}
-    for name in ("segments", "aggregation", "dim", "layers", "segment_len", "state_dropout", "recency_slot"):
+    late_only = ("segments", "aggregation", "segment_len", "state_dropout", "recency_slot", "attention_rank")
+    for name in ("dim", "layers", *late_only):
         value = getattr(args, name, None)
         if value is not None:
             config[name] = value
     kind = args.model
-    late_only = ("segments", "aggregation", "segment_len", "state_dropout", "recency_slot")
     if not kinds.is_late_interaction(kind) and any(name in config for name in late_only):
         raise MsliError(
-            "--segments, --segment-len, --aggregation, --state-dropout and --recency-slot apply to msli and "
-            f"two-tower, not {kind}."
+            "--segments, --segment-len, --aggregation, --state-dropout, --recency-slot and --attention-rank "
+            f"apply to msli and two-tower, not {kind}."
         )
     if config.get("recency_slot") and (kind == "two-tower" or config.get("segments") == 1):
         raise MsliError(
             "--recency-slot gives the newest events a vector of their own, so it needs --model msli with "
             "--segments 2 or more (the two-tower model is one vector)."
+        )
+    if "attention_rank" in config and (kind == "two-tower" or config.get("segments") == 1):
+        raise MsliError(
+            "--attention-rank shapes the attention over MS-LI's segment vectors, so it needs --model msli "
+            "with --segments 2 or more (the two-tower model is one vector)."
         )
     if kind in ("popularity", "item-knn") and ("dim" in config or "layers" in config):
         raise MsliError(f"--dim and --layers apply to neural models, not {kind}.")

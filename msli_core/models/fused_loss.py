@@ -9,9 +9,12 @@ aggregation ``y = Σ_k softmax_k(l_k) s_k`` into the open slot ``o`` and the clo
     y_C = Σ_{k∈C} softmax_C(l_k) s_k        (the same)
     y   = y_C + σ(l_o - L_C) · (s_o - y_C)  (exact: σ(l_o - L_C) is the open slot's attention weight)
 
-so a step needs (P, N) work plus (G, N) closed statistics, never (P, K, N). With O > 1 open slots per
-position (the model's ``recency_slot``: the encoder's state and the newest events), the same split holds
-with a softmax over the O open logits and ``L_C``:
+so a step needs (P, N) work plus (G, N) closed statistics, never (P, K, N). The logits are
+``<q_k, k_e>`` against attention keys ``k_e``: the item vectors themselves for a full-rank attention
+form W, or ``B^T e`` (r columns) for a rank-r one, ``W = B A`` (``MSLIConfig.attention_rank``), whose
+queries ``A u_k`` are r-dimensional too. With O > 1 open slots per position (the model's
+``recency_slot``: the encoder's state and the newest events), the same split holds with a softmax over
+the O open logits and ``L_C``:
 
     y = w_C y_C + Σ_o w_o s_o,   (w_C, w_1..w_O) = softmax(L_C, l_1 + b_1, ..., l_O + b_O)
 
@@ -21,11 +24,11 @@ softmax is computed as two nested gates, which need no exponentials beyond two s
     w = σ(Δ), Δ = l_1 + b_1 - l_2 - b_2;   A = l_2 + b_2 + softplus(Δ) = log(e^{l_1+b_1} + e^{l_2+b_2})
     o = w s_1 + (1 - w) s_2;               y = y_C + σ(A - L_C) · (o - y_C)
 
-and where no closed slot exists at all, ``w`` alone (``y = o``), whose Δ is one product ``<q_1 - q_2,
-e>``. :class:`FusedAttentionCE`
-computes the mean cross-entropy of ``y`` against the targets and its gradients in one tiled pass (cache-
-sized tiles of positions, never a whole (P, N) buffer); ``tests/test_models_fused_loss.py`` checks value
-and gradients against autograd through :func:`~msli_core.models.late_interaction.late_interaction`.
+and where a group has no closed slot, ``w`` alone (``y = o``), whose Δ is one product ``<q_1 - q_2,
+k_e>``. :class:`FusedAttentionCE` computes the mean cross-entropy of ``y`` against the targets and its
+gradients in one tiled pass (cache-sized tiles of positions, never a whole (P, N) buffer);
+``tests/test_models_fused_loss.py`` checks value and gradients against autograd through
+:func:`~msli_core.models.late_interaction.late_interaction`.
 """
 
 from __future__ import annotations

@@ -130,7 +130,9 @@ class MSLIConfig:
         check_int("mlp_hidden", self.mlp_hidden, 1, limits.MAX_DIM)
         if self.attention_rank is None:
             self.attention_rank = self.dim if ATTENTION_RANK is None else min(ATTENTION_RANK, self.dim)
-        check_int("attention_rank", self.attention_rank, 1, self.dim)
+        check_int("attention_rank", self.attention_rank, 1, limits.MAX_DIM)
+        if self.attention_rank > self.dim:
+            raise ValueError(f"attention_rank ({self.attention_rank}) must be at most dim ({self.dim})")
         check_int("recent_items", self.recent_items, 0, MAX_RECENT_ITEMS)
         check_fraction("dropout", self.dropout)
         check_fraction("state_dropout", self.state_dropout)
