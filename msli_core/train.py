@@ -238,8 +238,8 @@ class RowBatch:
     closed_items: Tensor | None  # (B, Gc, S) the closed segments any position of the row needs
     closed_index: Tensor | None  # (B, G, K-1) row of closed_items in slot k of group g (-1 = empty)
     group_position: Tensor | None  # (B, T) flat g·M + place of each position on the (G, M) grid (G·M = none)
-    groups: int = 1  # G, distinct closed-slot sets a row spans
-    group_len: int = 1  # M, the most positions one group holds
+    groups: int = 1  # G, grid rows per batch row: its groups of positions sharing closed slots, in chunks
+    group_len: int = 1  # M, the most positions one grid row holds (at most S)
 
 
 def row_batch(
@@ -279,8 +279,12 @@ def row_batch(
     of a row is the positions whose newest closed segment is ``c0 + g`` (``c0``: the row's first
     position's). Each segment the row's groups need is stored once, in ``closed_items``, oldest
     first from segment ``c0 - (K-2)``, so slot s (oldest first) of group g is row ``g + s``. The loss
-    lays the positions out on a (G, M) grid, group × place in the group, and ``group_position`` is each
-    position's flat index ``g·M + place`` into it (``G·M`` for a padded position).
+    lays the positions out on a (G, M) grid, a grid row per group × place in it, and ``group_position``
+    is each position's flat index ``g·M + place`` into it (``G·M`` for a padded position). A group of
+    more than S positions (the positions before a row's first closed segment, up to ``window_len`` of
+    them) takes several grid rows of at most S, with the same closed slots, so ``M <= S``: on ML-100K a
+    batch mixing such rows with rows of groups of S had laid every row out on a grid of 5 × 200 places
+    for its 200 positions.
 
     Items 1..9 at events 0..8, segments of 2 events (0-1, 2-3, 4-5, 6-7, 8), K = 3, one row of events
     3..8: positions p = 0..4 (events 3..7) have newest closed segments 0, 1, 1, 2, 2, so c0 = 0, G = 3
@@ -324,29 +328,36 @@ def row_batch(
         group = newest - c0  # (T_b,) 0, 0, 1, 1, 1, 2, ...
         group_start = np.searchsorted(newest, newest, side="left")  # (T_b,) first position of its group
         place = np.arange(len(t)) - group_start  # (T_b,) 0, 1, 0, 1, 2, 0, ...
+        # a group longer than S (the positions before a row's first closed segment: up to window_len
+        # of them) is cut into chunks of S positions that share its closed slots, so no row's grid is
+        # mostly padding beside another row's groups of S
+        sizes = np.bincount(group)  # (groups,) positions per group, each >= 1
+        chunks = -(-sizes // S)  # (groups,)
+        chunk = (np.cumsum(chunks) - chunks)[group] + place // S  # (T_b,) the chunk each position is in
+        chunk_group = np.repeat(np.arange(len(sizes)), chunks)  # (chunks,) the group of each chunk
         # "older": the row's budget, the K-1 segments of its last position (see above); "recent": all
         oldest = max(0, int(newest[-1]) - (K - 2)) if closed != "recent" else 0
-        rows.append((seq, bounds, c0, group, place, oldest))
-    G = max(int(group[-1]) + 1 for _, _, _, group, _, _ in rows)  # groups of the row with the most
-    M = max(int(place.max()) + 1 for _, _, _, _, place, _ in rows)  # positions of the largest group
-    Gc = G + K - 2  # segments c0-(K-2) .. c0+G-1: the K-1 slots of each of G consecutive groups
+        rows.append((seq, bounds, c0, chunk, place % S, chunk_group, oldest))
+    G = max(len(chunk_group) for *_, chunk_group, _ in rows)  # grid rows: chunks of the row with the most
+    M = max(int(place.max()) + 1 for _, _, _, _, place, _, _ in rows)  # positions of the largest chunk
+    Gc = max(int(chunk_group[-1]) for *_, chunk_group, _ in rows) + K - 1  # segments c0-(K-2) onwards:
+    # the K-1 slots of each of a row's consecutive groups
 
     closed_items = np.zeros((B, Gc, S), dtype=np.int64)
     closed_index = np.full((B, G, K - 1), -1, dtype=np.int64)
     group_position = np.full((B, T), G * M, dtype=np.int64)
-    g = np.arange(G)[:, None]  # (G, 1)
     s = np.arange(K - 1)[None, :]  # (1, K-1) slot, oldest first
-    for b, (seq, bounds, c0, group, place, oldest) in enumerate(rows):
+    for b, (seq, bounds, c0, chunk, place, chunk_group, oldest) in enumerate(rows):
         first_segment = c0 - (K - 2)  # the segment in closed_items[b, 0]
         for c in range(Gc):
             segment = first_segment + c
             if oldest <= segment < len(bounds):  # older ones stay empty: the encoder skips them
                 s0, e0 = bounds[segment]
                 closed_items[b, c, : e0 - s0] = seq[s0:e0]
-        slot_segment = first_segment + g + s  # (G, K-1) the segment in slot s of group g
-        present = (slot_segment >= oldest) & (g <= group[-1])  # (G, K-1) in the budget, and the group exists
-        closed_index[b] = np.where(present, g + s, -1)  # g + s = slot_segment - first_segment
-        group_position[b, : len(group)] = group * M + place  # (T_b,) flat index into the (G, M) grid
+        g = chunk_group[:, None]  # (chunks, 1) the group of each of the row's chunks
+        present = first_segment + g + s >= oldest  # (chunks, K-1) slot s's segment is in the budget
+        closed_index[b, : len(g)] = np.where(present, g + s, -1)  # g + s = that segment - first_segment
+        group_position[b, : len(chunk)] = chunk * M + place  # (T_b,) flat index into the (G, M) grid
     return RowBatch(
         torch.as_tensor(window),
         torch.as_tensor(targets),

@@ -309,3 +309,44 @@ def test_a_tile_holds_its_element_budget_per_thread(monkeypatch):
         monkeypatch.setattr(fused_loss, "intra_op_threads", lambda threads=threads: threads)
         losses.append(fused_attention_ce(*case).item())
     assert losses[0] == pytest.approx(losses[1], rel=1e-6)
+
+
+@pytest.mark.parametrize("lanes", [2, 3])
+def test_lanes_on_several_threads_give_the_reference_loss_and_gradients_and_repeat(lanes, monkeypatch):
+    """On several intra-op threads the tiles run in that many lanes, each its own thread with its own
+    sums: the loss and every gradient still equal the reference (closed slots in some groups, so the
+    groups are reordered too), two runs agree bit for bit, and torch's thread count is restored."""
+    monkeypatch.setattr(fused_loss, "TILE_ELEMENTS", 2 * 7 + 3)  # tiles of 2 positions: many per lane
+    monkeypatch.setattr(fused_loss, "MIN_TILE_POSITIONS", 1)
+    monkeypatch.setattr(fused_loss, "intra_op_threads", lambda: lanes)
+    torch.manual_seed(4)
+    B, G, S, C, O, d, N = 2, 3, 4, 2, 2, 5, 7
+    leaves = [
+        torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+        for shape in [(B, G, S, O, d), (B, G, S, O, d), (B, G, C, d), (B, G, C, d), (N, d), (C + O,)]
+    ]
+    open_u, open_q, closed_u, closed_q, items, age = leaves
+    valid = torch.tensor(
+        [[[True, True], [False, False], [False, True]], [[False, False], [True, True], [True, False]]]
+    )
+    targets = torch.randint(0, N, (B, G, S))
+    targets[1, 1, 0] = -1
+    bias = torch.randn(N, dtype=torch.float64)
+    ref = _reference_open_slots(open_u, open_q, closed_u, closed_q, valid, items, age, targets, bias)
+    ref_grads = torch.autograd.grad(ref, leaves)
+    threads = torch.get_num_threads()
+    runs = []
+    for _ in range(2):
+        relative = age - age[-1]
+        log_z, mean = closed_statistics(closed_u @ items.T, closed_q @ items.T, valid, relative[:C])
+        fused = fused_attention_ce(
+            open_u, open_q, items, log_z.unsqueeze(2), mean.unsqueeze(2), targets, bias, relative[C:]
+        )
+        runs.append((fused, torch.autograd.grad(fused, leaves)))
+    assert torch.get_num_threads() == threads
+    fused, grads = runs[0]
+    assert fused.item() == pytest.approx(ref.item(), rel=1e-10)
+    for got, want, again in zip(grads, ref_grads, runs[1][1], strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-10)
+        assert torch.equal(got, again)
+    assert torch.equal(fused, runs[1][0])

@@ -221,6 +221,26 @@ def test_every_position_of_a_long_row_has_the_closed_slots_inference_picks(segme
     assert emptied > 0  # the budget was exercised
 
 
+def test_a_group_longer_than_a_segment_takes_several_grid_rows_with_the_same_closed_slots():
+    """A row that fits in the window (200 positions, no closed slot: one group) beside a long user's row
+    (groups of S = 50 positions): the grid is G × M with M = S, not 200, each position has a cell of its
+    own, and a group cut into chunks keeps its closed slots in each."""
+    K, S, W = 4, 50, 200
+    short, long_ = np.arange(1, W + 2), np.arange(1, 521)
+    ranges = [(0, W + 1), (520 - W - 1, 520)]
+    batch = tr.row_batch([short, long_], [np.arange(W + 1.0), np.arange(520.0)], ranges, segments=K - 1,
+                         segment_len=S, window_len=W, segmenter="fixed", session_gap=1.0,
+                         closed="older")  # fmt: skip
+    assert batch.group_len == S and batch.groups == 5  # the long row spans 5 groups of at most S
+    cells = batch.group_position.numpy()
+    for row in cells:
+        assert len(set(row.tolist())) == W and row.max() < batch.groups * batch.group_len
+    assert np.unique(cells[0] // S).tolist() == [0, 1, 2, 3]  # the short row's one group, in 4 chunks
+    assert bool((batch.closed_index[0] < 0).all())  # ... all without closed slots
+    slots = {tuple(batch.closed_index[1, g].tolist()) for g in np.unique(cells[1] // S)}
+    assert (4, 5) in slots  # the long row's last group has both closed slots (its budget)
+
+
 @pytest.mark.parametrize("closed", ["recent", "older"])
 @pytest.mark.parametrize("segmenter", ["fixed", "session"])
 def test_rows_that_start_late_see_the_inference_window_and_closed_slots(tiny, closed, segmenter):

@@ -33,6 +33,10 @@ gradients in one tiled pass (cache-sized tiles of positions, never a whole (P, N
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -68,7 +72,7 @@ def closed_statistics(scores: Tensor, logits: Tensor, valid: Tensor, bias: Tenso
     return log_z, mean
 
 
-TILE_ELEMENTS = 1 << 17  # (positions × N) elements per tile and intra-op thread: a tile's ops run split
+TILE_ELEMENTS = 1 << 18  # (positions × N) elements per tile and intra-op thread: a tile's ops run split
 # across the threads, so each core's share of three float32 buffers, 512 KB each, stays in its L2 (on the
 # 2-core AMD EPYC, d = 64, N = 1,682: a step 8% faster on 2 threads than with a fixed 1 << 17, the same
 # on 1 thread; 2 or 4 × larger tiles per thread were no faster on 1 thread)
@@ -79,6 +83,44 @@ MIN_TILE_POSITIONS = 64  # ... but at least this many positions, so a large cata
 def intra_op_threads() -> int:
     """Threads torch splits one op across (what a tile is sized for)."""
     return max(1, torch.get_num_threads())
+
+
+PARALLEL_LANES = True  # several intra-op threads: run the tiles in that many lanes of one thread each
+
+
+def parallel_lanes(threads: int) -> int:
+    """Lanes the tiles run in: one per intra-op thread with :data:`PARALLEL_LANES`, else 1 (every op
+    split across the threads). Each lane runs its tiles one after another with single-threaded ops, at
+    the same time as the others: a tile's (positions, N) ops are too small to split well across threads
+    (on 2 threads the fused loss ran 1.35-1.43x faster than on one; lanes: see RESULTS.md)."""
+    return max(1, threads) if PARALLEL_LANES else 1
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def lane_pool(lanes: int) -> ThreadPoolExecutor:
+    """The threads the lanes run on, kept from call to call: a new thread's first ops pay for its
+    thread-local set-up (a step with fresh threads each call was slower than without lanes, measured on
+    ML-100K's short batches)."""
+    global _POOL
+    if _POOL is None or _POOL._max_workers < lanes:
+        if _POOL is not None:
+            _POOL.shutdown(wait=True)
+        _POOL = ThreadPoolExecutor(lanes, thread_name_prefix="msli-lane")
+    return _POOL
+
+
+@contextlib.contextmanager
+def single_threaded_ops() -> Iterator[None]:
+    """torch's ops on one thread while inside (the lanes are the parallelism), then as before. The
+    setting is global, so only for work that nothing else runs beside (the training step's loss)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def tile_positions(n_columns: int, threads: int) -> int:
@@ -138,125 +180,155 @@ class FusedAttentionCE(torch.autograd.Function):
         items_t, keys_t = items.T, keys.T  # (d, N), (r, N)
         bias = open_bias.detach()  # (O,)
         shifted_log_z = log_z - bias[-1]  # (R, 1, N) L_C - b_O: what the last open slot's logit meets
-        if with_grad:
+        if with_grad:  # written tile by tile, each tile its own rows: shared by the lanes
             grad_vectors, grad_queries = torch.zeros_like(vectors), torch.zeros_like(queries)
-            grad_items, grad_keys = torch.zeros_like(items), torch.zeros_like(keys)  # (N, d), (N, r)
-            grad_log_z, grad_mean = torch.zeros_like(log_z), torch.zeros_like(closed_mean)  # (R, 1, N)
-            grad_bias = torch.zeros_like(open_bias)  # (O,)
-        total = vectors.new_zeros(())
-        positions = tile_positions(N, intra_op_threads())  # per tile
+        lanes = parallel_lanes(intra_op_threads())
+        positions = tile_positions(N, 1 if lanes > 1 else intra_op_threads())  # per tile
         if positions >= M:  # whole groups, as many as fit
             per = positions // M
             tiles = [(slice(g0, g0 + per), slice(0, M)) for g0 in range(0, R, per)]
         else:  # one group at a time, its positions in equal slices
             per = -(-M // -(-M // positions))
             tiles = [(slice(g0, g0 + 1), slice(m0, m0 + per)) for g0 in range(R) for m0 in range(0, M, per)]
-        for rows, places in tiles:
-            tile_valid = valid[rows, places]  # (g, m)
-            if not bool(tile_valid.any()):
-                continue
-            u, q = vectors[:, rows, places], queries[:, rows, places]  # (O, g, m, d), (O, g, m, r)
-            mean = closed_mean[rows]  # (g, 1, N) y_C
-            # two open slots and no closed one in the tile: the gate between them reads l_1 - l_2 alone
-            pair = O == 2 and bool(closed_free[rows].all())
-            buffers = 3 if O == 1 else 5 if O == 2 else 2 * O
-            work = u.new_empty((buffers, *tile_valid.shape, N))  # products, then their gradients
-            torch.matmul(u, items_t, out=work[:O])  # s_o = <u_o, e>
-            if pair:
-                q = q[0] - q[1]  # (g, m, r)
-                torch.matmul(q, keys_t, out=work[2])  # l_1 - l_2
-            else:
-                torch.matmul(q, keys_t, out=work[O : 2 * O])  # l_o = <q_o, k>
-            if O == 1:  # work: s, l -> y, h, s - y_C
-                gate = work[1].sub_(shifted_log_z[rows]).sigmoid_()  # (g, m, N) h = σ(l + b - L_C)
-                gap = torch.sub(work[0], mean, out=work[2])  # (g, m, N) s - y_C
-                y = torch.addcmul(mean, gate, gap, out=work[0])  # (g, m, N) y_C + h (s - y_C)
-            elif pair:  # work: s_1, s_2, l_1 - l_2 -> -, y, w, s_1 - s_2
-                gate = work[2].add_(bias[0] - bias[1]).sigmoid_()  # (g, m, N) w = σ(Δ)
-                gap = torch.sub(work[0], work[1], out=work[3])  # (g, m, N) s_1 - s_2
-                y = work[1].addcmul_(gate, gap)  # (g, m, N) s_2 + w (s_1 - s_2)
-            elif O == 2:  # beside closed slots: two nested gates (module docstring)
-                # work: s_1, s_2, l_1, l_2 -> s_1 - s_2, o - y_C, w, h, y
-                delta = work[2].sub_(work[3]).add_(bias[0] - bias[1])  # (g, m, N) Δ = l_1 + b_1 - l_2 - b_2
-                lift = work[3].sub_(shifted_log_z[rows]).add_(F.softplus(delta))  # (g, m, N) A - L_C
-                gate = delta.sigmoid_()  # (g, m, N) w = σ(Δ), slot 1's share of the open weight
-                outer = lift.sigmoid_()  # (g, m, N) h = σ(A - L_C), the open slots' weight
-                gap = work[0].sub_(work[1])  # (g, m, N) s_1 - s_2
-                excess = work[1].addcmul_(gate, gap).sub_(mean)  # (g, m, N) o - y_C, o = w s_1 + (1-w) s_2
-                y = torch.addcmul(mean, outer, excess, out=work[4])  # (g, m, N) y_C + h (o - y_C)
-            else:  # O > 2: a softmax over the open logits and L_C
-                logits = work[O:].add_(bias.view(O, 1, 1, 1))  # (O, g, m, N) l_o + b_o
-                top = torch.maximum(logits.amax(0), log_z[rows])  # (g, m, N)
-                share = floored_exp_(logits.sub_(top))  # (O, g, m, N) w_o, unnormalised (in work[O:])
-                closed_share = floored_exp_(torch.sub(log_z[rows], top))  # (g, m, N) w_C, unnormalised
-                total_share = share.sum(0).add_(closed_share)  # (g, m, N)
-                share.div_(total_share)
-                closed_share.div_(total_share)
-                y_raw = (share * work[:O]).sum(0).addcmul_(closed_share, mean)  # (g, m, N) y
-                y = y_raw.clone()
-            if column_bias is not None:
-                y.sub_(column_bias)
-            safe = targets[rows, places].clamp(min=0).unsqueeze(-1)  # (g, m, 1)
-            picked = y.gather(-1, safe)  # (g, m, 1) y of the target
-            top_y = y.amax(-1, keepdim=True)  # (g, m, 1)
-            norm = floored_exp_(y.sub_(top_y)).sum(-1, keepdim=True)  # (g, m, 1); y now exp(y - top)
-            lse = norm.log().add_(top_y)  # (g, m, 1) logsumexp(y)
-            total += ((lse - picked).squeeze(-1) * tile_valid).sum()
+        lanes = max(1, min(lanes, len(tiles)))
+
+        def sums() -> list[Tensor]:
+            """A lane's own sums: the loss, then the gradients of e, k, L_C, y_C and b."""
             if not with_grad:
-                continue
-            weight = tile_valid.to(y.dtype).unsqueeze(-1) / count  # (g, m, 1)
-            grad_y = y.mul_(weight / norm)  # softmax(y) · weight
-            grad_y.scatter_add_(-1, safe, -weight)  # dL/dy = (softmax - onehot) · weight
-            if O == 1:  # work: dL/dy, h, s - y_C -> dL/ds, -, dL/dl
-                grad_mean[rows] += grad_y.sum(1, keepdim=True)  # dy/dy_C = 1 - h, first the 1
-                grad_score = grad_y.mul_(gate)  # dL/ds = dL/dy h
-                grad_mean[rows] -= grad_score.sum(1, keepdim=True)  # ... then the -h
-                # dL/dl = dL/dy h (1 - h)(s - y_C) = t - t h with t = dL/ds (s - y_C)
-                grad_logit = gap.mul_(grad_score).addcmul_(gap, gate, value=-1)
-                grad_log_z[rows] -= grad_logit.sum(1, keepdim=True)
-                grad_bias += grad_logit.sum()  # dl/db = 1
-                score_grads, logit_grads = work[:1], work[2:3]
-            elif pair:  # work: -, dL/dy, w, s_1 - s_2 -> dL/ds_1, dL/ds_2, -, dL/dΔ
-                grad_s1 = torch.mul(grad_y, gate, out=work[0])  # dL/ds_1 = dL/dy w
-                grad_y.sub_(grad_s1)  # dL/ds_2 = dL/dy (1 - w)
-                # dL/dΔ = dL/dy w (1 - w)(s_1 - s_2) = t - t w with t = dL/ds_1 (s_1 - s_2)
-                grad_delta = gap.mul_(grad_s1).addcmul_(gap, gate, value=-1)
-                pulled = grad_delta.sum()
-                grad_bias[0] += pulled
-                grad_bias[1] -= pulled
-                score_grads, logit_grads = work[:2], work[3:4]
-            elif O == 2:  # the nested gates, backwards
-                # work: s_1 - s_2, o - y_C, w, h, dL/dy -> dL/dl_1, dL/dl_2, -, dL/ds_1, dL/ds_2
-                grad_mean[rows] += grad_y.sum(1, keepdim=True)  # dy/dy_C = 1 - h, first the 1
-                grad_open = grad_y.mul_(outer)  # dL/do = h dL/dy
-                grad_mean[rows] -= grad_open.sum(1, keepdim=True)  # ... then the -h
-                # dL/dA = dL/do (1 - h)(o - y_C) = t - t h with t = dL/do (o - y_C)
-                grad_lift = excess.mul_(grad_open).addcmul_(excess, outer, value=-1)
-                grad_log_z[rows] -= grad_lift.sum(1, keepdim=True)  # A - L_C
-                grad_s1 = torch.mul(grad_open, gate, out=work[3])  # dL/ds_1 = dL/do w
-                grad_s2 = grad_open.sub_(grad_s1)  # dL/ds_2 = dL/do (1 - w)
-                # dL/dΔ = dL/dA w + dL/do w (1 - w)(s_1 - s_2) = w (dL/dA + dL/ds_2 (s_1 - s_2))
-                grad_delta = torch.addcmul(grad_lift, gap, grad_s2, out=gap).mul_(gate)  # dL/dl_1
-                grad_lift.sub_(grad_delta)  # dL/dl_2 = dL/dA - dL/dΔ
-                grad_bias += work[:2].sum((1, 2, 3))  # dl_o/db_o = 1
-                score_grads, logit_grads = work[3:5], work[:2]
-            else:  # the softmax over slots: dy/dl_o = w_o (s_o - y), dy/dL_C = w_C (y_C - y), dy/dy_C = w_C
-                grad_closed = closed_share.mul_(grad_y)  # (g, m, N) dL/dy_C
-                grad_mean[rows] += grad_closed.sum(1, keepdim=True)
-                grad_log_z[rows] += grad_closed.mul_(mean - y_raw).sum(1, keepdim=True)
-                grad_scores = share.mul_(grad_y)  # (O, g, m, N) dL/ds_o = dL/dy w_o (in work[O:])
-                grad_logits = work[:O].sub_(y_raw).mul_(grad_scores)  # (O, g, m, N) dL/dl_o (in work[:O])
-                grad_bias += grad_logits.sum((1, 2, 3))
-                score_grads, logit_grads = grad_scores, grad_logits
-            grad_vectors[:, rows, places] = torch.matmul(score_grads, items)  # (O, g, m, d)
-            grad_items.addmm_(score_grads.reshape(-1, N).T, u.reshape(-1, d))
-            pulled_queries = torch.matmul(logit_grads, keys)  # (O, g, m, r), or (1, ...) for q_1 - q_2
-            grad_keys.addmm_(logit_grads.reshape(-1, N).T, q.reshape(-1, keys.shape[1]))
-            if pair:  # dL/d(q_1 - q_2) reaches q_1 as it is and q_2 negated
-                grad_queries[0, rows, places] = pulled_queries[0]
-                grad_queries[1, rows, places] = -pulled_queries[0]
-            else:
-                grad_queries[:, rows, places] = pulled_queries
+                return [vectors.new_zeros(())]
+            like = (items, keys, log_z, closed_mean, open_bias)
+            return [vectors.new_zeros(()), *(torch.zeros_like(t) for t in like)]
+
+        def run(lane: list, lane_sums: list[Tensor]) -> None:
+            """The tiles of one lane, in order, adding into ``lane_sums`` (in place)."""
+            total, *grads = lane_sums
+            if with_grad:
+                grad_items, grad_keys, grad_log_z, grad_mean, grad_bias = grads
+            for rows, places in lane:
+                tile_valid = valid[rows, places]  # (g, m)
+                if not bool(tile_valid.any()):
+                    continue
+                u, q = vectors[:, rows, places], queries[:, rows, places]  # (O, g, m, d), (O, g, m, r)
+                mean = closed_mean[rows]  # (g, 1, N) y_C
+                # two open slots and no closed one in the tile: the gate between them reads l_1 - l_2 alone
+                pair = O == 2 and bool(closed_free[rows].all())
+                buffers = 3 if O == 1 else 5 if O == 2 else 2 * O
+                work = u.new_empty((buffers, *tile_valid.shape, N))  # products, then their gradients
+                torch.matmul(u, items_t, out=work[:O])  # s_o = <u_o, e>
+                if pair:
+                    q = q[0] - q[1]  # (g, m, r)
+                    torch.matmul(q, keys_t, out=work[2])  # l_1 - l_2
+                else:
+                    torch.matmul(q, keys_t, out=work[O : 2 * O])  # l_o = <q_o, k>
+                if O == 1:  # work: s, l -> y, h, s - y_C
+                    gate = work[1].sub_(shifted_log_z[rows]).sigmoid_()  # (g, m, N) h = σ(l + b - L_C)
+                    gap = torch.sub(work[0], mean, out=work[2])  # (g, m, N) s - y_C
+                    y = torch.addcmul(mean, gate, gap, out=work[0])  # (g, m, N) y_C + h (s - y_C)
+                elif pair:  # work: s_1, s_2, l_1 - l_2 -> -, y, w, s_1 - s_2
+                    gate = work[2].add_(bias[0] - bias[1]).sigmoid_()  # (g, m, N) w = σ(Δ)
+                    gap = torch.sub(work[0], work[1], out=work[3])  # (g, m, N) s_1 - s_2
+                    y = work[1].addcmul_(gate, gap)  # (g, m, N) s_2 + w (s_1 - s_2)
+                elif O == 2:  # beside closed slots: two nested gates (module docstring)
+                    # work: s_1, s_2, l_1, l_2 -> s_1 - s_2, o - y_C, w, h, y
+                    delta = (
+                        work[2].sub_(work[3]).add_(bias[0] - bias[1])
+                    )  # (g, m, N) Δ = l_1 + b_1 - l_2 - b_2
+                    lift = work[3].sub_(shifted_log_z[rows]).add_(F.softplus(delta))  # (g, m, N) A - L_C
+                    gate = delta.sigmoid_()  # (g, m, N) w = σ(Δ), slot 1's share of the open weight
+                    outer = lift.sigmoid_()  # (g, m, N) h = σ(A - L_C), the open slots' weight
+                    gap = work[0].sub_(work[1])  # (g, m, N) s_1 - s_2
+                    excess = (
+                        work[1].addcmul_(gate, gap).sub_(mean)
+                    )  # (g, m, N) o - y_C, o = w s_1 + (1-w) s_2
+                    y = torch.addcmul(mean, outer, excess, out=work[4])  # (g, m, N) y_C + h (o - y_C)
+                else:  # O > 2: a softmax over the open logits and L_C
+                    logits = work[O:].add_(bias.view(O, 1, 1, 1))  # (O, g, m, N) l_o + b_o
+                    top = torch.maximum(logits.amax(0), log_z[rows])  # (g, m, N)
+                    share = floored_exp_(logits.sub_(top))  # (O, g, m, N) w_o, unnormalised (in work[O:])
+                    closed_share = floored_exp_(torch.sub(log_z[rows], top))  # (g, m, N) w_C, unnormalised
+                    total_share = share.sum(0).add_(closed_share)  # (g, m, N)
+                    share.div_(total_share)
+                    closed_share.div_(total_share)
+                    y_raw = (share * work[:O]).sum(0).addcmul_(closed_share, mean)  # (g, m, N) y
+                    y = y_raw.clone()
+                if column_bias is not None:
+                    y.sub_(column_bias)
+                safe = targets[rows, places].clamp(min=0).unsqueeze(-1)  # (g, m, 1)
+                picked = y.gather(-1, safe)  # (g, m, 1) y of the target
+                top_y = y.amax(-1, keepdim=True)  # (g, m, 1)
+                norm = floored_exp_(y.sub_(top_y)).sum(-1, keepdim=True)  # (g, m, 1); y now exp(y - top)
+                lse = norm.log().add_(top_y)  # (g, m, 1) logsumexp(y)
+                total += ((lse - picked).squeeze(-1) * tile_valid).sum()
+                if not with_grad:
+                    continue
+                weight = tile_valid.to(y.dtype).unsqueeze(-1) / count  # (g, m, 1)
+                grad_y = y.mul_(weight / norm)  # softmax(y) · weight
+                grad_y.scatter_add_(-1, safe, -weight)  # dL/dy = (softmax - onehot) · weight
+                if O == 1:  # work: dL/dy, h, s - y_C -> dL/ds, -, dL/dl
+                    grad_mean[rows] += grad_y.sum(1, keepdim=True)  # dy/dy_C = 1 - h, first the 1
+                    grad_score = grad_y.mul_(gate)  # dL/ds = dL/dy h
+                    grad_mean[rows] -= grad_score.sum(1, keepdim=True)  # ... then the -h
+                    # dL/dl = dL/dy h (1 - h)(s - y_C) = t - t h with t = dL/ds (s - y_C)
+                    grad_logit = gap.mul_(grad_score).addcmul_(gap, gate, value=-1)
+                    grad_log_z[rows] -= grad_logit.sum(1, keepdim=True)
+                    grad_bias += grad_logit.sum()  # dl/db = 1
+                    score_grads, logit_grads = work[:1], work[2:3]
+                elif pair:  # work: -, dL/dy, w, s_1 - s_2 -> dL/ds_1, dL/ds_2, -, dL/dΔ
+                    grad_s1 = torch.mul(grad_y, gate, out=work[0])  # dL/ds_1 = dL/dy w
+                    grad_y.sub_(grad_s1)  # dL/ds_2 = dL/dy (1 - w)
+                    # dL/dΔ = dL/dy w (1 - w)(s_1 - s_2) = t - t w with t = dL/ds_1 (s_1 - s_2)
+                    grad_delta = gap.mul_(grad_s1).addcmul_(gap, gate, value=-1)
+                    pulled = grad_delta.sum()
+                    grad_bias[0] += pulled
+                    grad_bias[1] -= pulled
+                    score_grads, logit_grads = work[:2], work[3:4]
+                elif O == 2:  # the nested gates, backwards
+                    # work: s_1 - s_2, o - y_C, w, h, dL/dy -> dL/dl_1, dL/dl_2, -, dL/ds_1, dL/ds_2
+                    grad_mean[rows] += grad_y.sum(1, keepdim=True)  # dy/dy_C = 1 - h, first the 1
+                    grad_open = grad_y.mul_(outer)  # dL/do = h dL/dy
+                    grad_mean[rows] -= grad_open.sum(1, keepdim=True)  # ... then the -h
+                    # dL/dA = dL/do (1 - h)(o - y_C) = t - t h with t = dL/do (o - y_C)
+                    grad_lift = excess.mul_(grad_open).addcmul_(excess, outer, value=-1)
+                    grad_log_z[rows] -= grad_lift.sum(1, keepdim=True)  # A - L_C
+                    grad_s1 = torch.mul(grad_open, gate, out=work[3])  # dL/ds_1 = dL/do w
+                    grad_s2 = grad_open.sub_(grad_s1)  # dL/ds_2 = dL/do (1 - w)
+                    # dL/dΔ = dL/dA w + dL/do w (1 - w)(s_1 - s_2) = w (dL/dA + dL/ds_2 (s_1 - s_2))
+                    grad_delta = torch.addcmul(grad_lift, gap, grad_s2, out=gap).mul_(gate)  # dL/dl_1
+                    grad_lift.sub_(grad_delta)  # dL/dl_2 = dL/dA - dL/dΔ
+                    grad_bias += work[:2].sum((1, 2, 3))  # dl_o/db_o = 1
+                    score_grads, logit_grads = work[3:5], work[:2]
+                else:  # softmax over slots: dy/dl_o = w_o (s_o - y), dy/dL_C = w_C (y_C - y), dy/dy_C = w_C
+                    grad_closed = closed_share.mul_(grad_y)  # (g, m, N) dL/dy_C
+                    grad_mean[rows] += grad_closed.sum(1, keepdim=True)
+                    grad_log_z[rows] += grad_closed.mul_(mean - y_raw).sum(1, keepdim=True)
+                    grad_scores = share.mul_(grad_y)  # (O, g, m, N) dL/ds_o = dL/dy w_o (in work[O:])
+                    grad_logits = work[:O].sub_(y_raw).mul_(grad_scores)  # (O, g, m, N) dL/dl_o (in work[:O])
+                    grad_bias += grad_logits.sum((1, 2, 3))
+                    score_grads, logit_grads = grad_scores, grad_logits
+                grad_vectors[:, rows, places] = torch.matmul(score_grads, items)  # (O, g, m, d)
+                grad_items.addmm_(score_grads.reshape(-1, N).T, u.reshape(-1, d))
+                pulled_queries = torch.matmul(logit_grads, keys)  # (O, g, m, r), or (1, ...) for q_1 - q_2
+                grad_keys.addmm_(logit_grads.reshape(-1, N).T, q.reshape(-1, keys.shape[1]))
+                if pair:  # dL/d(q_1 - q_2) reaches q_1 as it is and q_2 negated
+                    grad_queries[0, rows, places] = pulled_queries[0]
+                    grad_queries[1, rows, places] = -pulled_queries[0]
+                else:
+                    grad_queries[:, rows, places] = pulled_queries
+
+        every = [sums() for _ in range(lanes)]
+        if lanes == 1:
+            run(tiles, every[0])
+        else:  # tile i to lane i mod lanes, each lane a thread of its own, running one-threaded ops
+
+            def lane_thread(lane: list, lane_sums: list[Tensor]) -> None:
+                with torch.no_grad():  # grad mode is per thread: as in this forward
+                    run(lane, lane_sums)
+
+            with single_threaded_ops():
+                list(lane_pool(lanes).map(lane_thread, [tiles[w::lanes] for w in range(lanes)], every))
+        total, *grads = (torch.stack(parts).sum(0) for parts in zip(*every, strict=True))  # in lane order
+        if with_grad:
+            grad_items, grad_keys, grad_log_z, grad_mean, grad_bias = grads
         if with_grad:
             if order is not None:  # back to the callers' order of groups
                 inverse = torch.empty_like(order)
