@@ -231,11 +231,12 @@ def test_training_bench_cli(capsys, tmp_path):
     assert main(args) == 0
     result = json.loads(capsys.readouterr().out)
     labels = ["sasrec", "two-tower", "msli K=3", "msli K=3, closed segments without gradient",
-              "msli K=3, one open slot (recency_slot=False)",
+              "msli K=3, one open slot (recency_slot=False)", "msli K=3, attention rank 2 (attention_rank=2)",
               "msli K=3, histories within the window"]  # fmt: skip
     assert [r["model"] for r in result["rows"]] == labels
-    assert [r["closed_gradient"] for r in result["rows"]] == [False, False, True, False, True, True]
-    assert [r["recency_slot"] for r in result["rows"]] == [False, False, True, True, False, True]
+    assert [r["closed_gradient"] for r in result["rows"]] == [False, False, True, False, True, True, True]
+    assert [r["recency_slot"] for r in result["rows"]] == [False, False, True, True, False, True, True]
+    assert [r["attention_rank"] for r in result["rows"]] == [8, 8, 8, 8, 8, 2, 8]
     assert result["rows"][0]["ratio_to_sasrec"] == 1.0 and all(r["targets_per_s"] > 0 for r in result["rows"])
     assert json.loads((tmp_path / "t" / "training.json").read_text())["meta"]["length"] == 12
 
