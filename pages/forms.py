@@ -252,8 +252,8 @@ def train_form() -> tuple:
         st.caption(
             "Time grows with users × epochs × width × depth. Measured on a quiet 2-core machine, two "
             "threads: an epoch over the bundled sample (d = 64, 2 layers, with its validation) takes about "
-            "5.9 s for MS-LI K=4 and 2.3 s for the two-tower model (make quality's run), so the default "
-            "20 epochs take about two minutes and 45 s (early stopping may end sooner; the bundled demo "
+            "4.1 s for MS-LI K=4 and 2.5 s for the two-tower model (make quality's run), so the default "
+            "20 epochs take about a minute and 25 s (early stopping may end sooner; the bundled demo "
             "models' own times are in the table below); width 16 and 1 layer are several times faster. "
             "The cross-encoder is by far the slowest to train and to evaluate."
         )
