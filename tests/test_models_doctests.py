@@ -9,6 +9,7 @@ import pytest
 
 MODULES = [
     "msli_core.models.late_interaction",
+    "msli_core.models.fused_loss",
     "msli_core.models.segmenter",
     "msli_core.models.layers",
     "msli_core.models.baselines",

@@ -350,3 +350,33 @@ def test_lanes_on_several_threads_give_the_reference_loss_and_gradients_and_repe
         torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-10)
         assert torch.equal(got, again)
     assert torch.equal(fused, runs[1][0])
+
+
+def test_single_threaded_ops_from_two_threads_at_once_each_restore_their_own_count():
+    """Two callers overlapping (two app sessions training at once): each thread is on one thread while
+    inside and gets its own count back, whichever leaves first."""
+    import threading
+
+    before = torch.get_num_threads()
+    entered, leave_first, first_left = threading.Event(), threading.Event(), threading.Event()
+    seen, theirs = [], []
+
+    def first():
+        torch.set_num_threads(2)
+        with fused_loss.single_threaded_ops():
+            theirs.append(torch.get_num_threads())
+            entered.set()
+            leave_first.wait(10)
+        theirs.append(torch.get_num_threads())
+        first_left.set()
+
+    worker = threading.Thread(target=first)
+    worker.start()
+    entered.wait(10)
+    with fused_loss.single_threaded_ops():
+        seen.append(torch.get_num_threads())
+        leave_first.set()
+        first_left.wait(10)
+        seen.append(torch.get_num_threads())  # the other caller left; this one is still inside
+    worker.join(10)
+    assert seen == [1, 1] and theirs == [1, 2] and torch.get_num_threads() == before

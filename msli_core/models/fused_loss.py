@@ -34,6 +34,7 @@ gradients in one tiled pass (cache-sized tiles of positions, never a whole (P, N
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -72,10 +73,11 @@ def closed_statistics(scores: Tensor, logits: Tensor, valid: Tensor, bias: Tenso
     return log_z, mean
 
 
-TILE_ELEMENTS = 1 << 18  # (positions × N) elements per tile and intra-op thread: a tile's ops run split
-# across the threads, so each core's share of three float32 buffers, 512 KB each, stays in its L2 (on the
-# 2-core AMD EPYC, d = 64, N = 1,682: a step 8% faster on 2 threads than with a fixed 1 << 17, the same
-# on 1 thread; 2 or 4 × larger tiles per thread were no faster on 1 thread)
+TILE_ELEMENTS = 1 << 18  # (positions × N) elements per tile and thread (a lane's tile, or a tile whose
+# ops split across the threads): five float32 buffers of 1 MB each, which a core reuses from cache while
+# a pass over whole (P, N) buffers went to memory; measured, not derived (2-core AMD EPYC, d = 64,
+# N = 1,682, worst-case steps with lanes: 2^16 / 2^17 / 2^18 / 2^19 elements took 615 / 614 / 583 /
+# 581 ms on 2 threads and 923 / 911 / 878 / 914 ms on one)
 MIN_TILE_POSITIONS = 64  # ... but at least this many positions, so a large catalog's products stay
 # matrix products (a tile of a few positions would read the whole (N, d) table for each of them)
 
@@ -97,6 +99,7 @@ def parallel_lanes(threads: int) -> int:
 
 
 _POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
 
 
 def lane_pool(lanes: int) -> ThreadPoolExecutor:
@@ -104,17 +107,19 @@ def lane_pool(lanes: int) -> ThreadPoolExecutor:
     thread-local set-up (a step with fresh threads each call was slower than without lanes, measured on
     ML-100K's short batches)."""
     global _POOL
-    if _POOL is None or _POOL._max_workers < lanes:
-        if _POOL is not None:
-            _POOL.shutdown(wait=True)
-        _POOL = ThreadPoolExecutor(lanes, thread_name_prefix="msli-lane")
-    return _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL._max_workers < lanes:  # a wider pool; the old one ends its work first
+            if _POOL is not None:
+                _POOL.shutdown(wait=False)
+            _POOL = ThreadPoolExecutor(lanes, thread_name_prefix="msli-lane")
+        return _POOL
 
 
 @contextlib.contextmanager
 def single_threaded_ops() -> Iterator[None]:
-    """torch's ops on one thread while inside (the lanes are the parallelism), then as before. The
-    setting is global, so only for work that nothing else runs beside (the training step's loss)."""
+    """torch's ops on one thread in the calling thread while inside (the lanes are the parallelism),
+    then as before. torch's thread count is the calling thread's own (OpenMP's per-thread setting):
+    two app sessions training at once each set and restore their own."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -128,7 +133,7 @@ def tile_positions(n_columns: int, threads: int) -> int:
     :data:`MIN_TILE_POSITIONS`.
 
     >>> tile_positions(1682, 1), tile_positions(1682, 2), tile_positions(1_000_000, 4)
-    (77, 155, 64)
+    (155, 311, 64)
     """
     return max(MIN_TILE_POSITIONS, TILE_ELEMENTS * max(1, threads) // max(1, n_columns))
 
@@ -321,7 +326,8 @@ class FusedAttentionCE(torch.autograd.Function):
         else:  # tile i to lane i mod lanes, each lane a thread of its own, running one-threaded ops
 
             def lane_thread(lane: list, lane_sums: list[Tensor]) -> None:
-                with torch.no_grad():  # grad mode is per thread: as in this forward
+                torch.set_num_threads(1)  # this lane's own ops on its own thread (a per-thread setting)
+                with torch.no_grad():  # grad mode is per thread too: as in this forward
                     run(lane, lane_sums)
 
             with single_threaded_ops():
