@@ -160,7 +160,10 @@ class FusedAttentionCE(torch.autograd.Function):
     the (P, N) passes were bound by memory bandwidth. A tile takes two products forward, ``u E^T`` and
     ``q K^T``, and four backward. With two open slots, groups without a closed slot are put first, so
     their tiles hold no closed slot and take the gate on ``<q_1 - q_2, k>``: three products per position
-    instead of four. Tiles without a target are skipped (their gradient is zero).
+    instead of four. Tiles without a target are skipped (their gradient is zero). On T > 1 threads the
+    tiles run in T lanes (:func:`parallel_lanes`): tile i in lane i mod T, each lane a thread of
+    :func:`lane_pool` with single-threaded ops and its own sums, which are added in lane order, so a
+    step repeats bit for bit for a given thread count.
     """
 
     @staticmethod
