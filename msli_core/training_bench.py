@@ -228,24 +228,23 @@ def epoch_throughput(
 
 
 def render(result: dict) -> str:
-    """The table ``msli bench --training`` prints."""
+    """The table ``msli bench --training`` prints: of :func:`training_throughput` (step times) or of
+    :func:`epoch_throughput` (epoch seconds)."""
     m = result["meta"]
-    if "epoch_s" in result["rows"][0]:  # epoch_throughput
-        lines = [
+    if "epoch_s" in result["rows"][0]:
+        title = (
             f"One epoch of {m['data']}'s training steps: {m['targets']:,} targets in {m['steps']} steps, "
-            f"N={m['n_items']}, d={m['dim']}, {m['layers']} layers, {m['threads']} thread(s)",
-            f"  {'model':<50} {'epoch s':>9} {'targets/s':>11} {'× sasrec':>9}",
-        ]
-        for r in result["rows"]:
-            row = f"  {r['model']:<50} {r['epoch_s']:>9.2f} {r['targets_per_s']:>11.0f}"
-            lines.append(f"{row} {r['ratio_to_sasrec']:>9.2f}")
-        return "\n".join(lines)
-    lines = [
-        f"Training step: {m['rows_per_step']} rows × {m['length']} positions, N={m['n_items']}, "
-        f"d={m['dim']}, {m['layers']} layers, {m['threads']} thread(s); median of {m['repeats']} steps",
-        f"  {'model':<50} {'step ms':>9} {'targets/s':>11} {'× sasrec':>9}",
-    ]
+            f"N={m['n_items']}, d={m['dim']}, {m['layers']} layers, {m['threads']} thread(s)"
+        )
+        key, heading, digits = "epoch_s", "epoch s", 2
+    else:
+        title = (
+            f"Training step: {m['rows_per_step']} rows × {m['length']} positions, N={m['n_items']}, "
+            f"d={m['dim']}, {m['layers']} layers, {m['threads']} thread(s); median of {m['repeats']} steps"
+        )
+        key, heading, digits = "step_ms", "step ms", 1
+    lines = [title, f"  {'model':<50} {heading:>9} {'targets/s':>11} {'× sasrec':>9}"]
     for r in result["rows"]:
-        row = f"  {r['model']:<50} {r['step_ms']:>9.1f} {r['targets_per_s']:>11.0f}"
+        row = f"  {r['model']:<50} {r[key]:>9.{digits}f} {r['targets_per_s']:>11.0f}"
         lines.append(f"{row} {r['ratio_to_sasrec']:>9.2f}")
     return "\n".join(lines)

@@ -78,6 +78,27 @@ def _reference_open_slots(open_u, open_q, closed_u, closed_q, valid, items, age,
     return F.cross_entropy(y - column_bias, targets.reshape(-1), ignore_index=-1)
 
 
+def _float64_leaves(*shapes) -> list[torch.Tensor]:
+    return [torch.randn(*shape, dtype=torch.float64, requires_grad=True) for shape in shapes]
+
+
+def _fused_open_slots(open_u, open_q, closed_u, closed_q, valid, items, age, targets, column_bias, keys=None):
+    """The fused loss of :func:`_reference_open_slots`'s inputs: closed statistics, then the open slots
+    (the logits against ``keys``, by default the item vectors)."""
+    C = closed_u.shape[2]
+    keys = items if keys is None else keys
+    relative = age - age[-1]
+    log_z, mean = closed_statistics(closed_u @ items.T, closed_q @ keys.T, valid, relative[:C])
+    return fused_attention_ce(
+        open_u, open_q, items, log_z.unsqueeze(2), mean.unsqueeze(2), targets, column_bias, relative[C:], keys
+    )
+
+
+SOME_CLOSED = torch.tensor(  # (B = 2, G = 3, C = 2): groups with both, one or no closed slot
+    [[[True, True], [False, True], [False, False]], [[True, False], [True, True], [True, True]]]
+)
+
+
 @pytest.mark.parametrize("tile", TILES)
 @pytest.mark.parametrize("open_slots", [1, 2, 3])
 @pytest.mark.parametrize("with_closed", [True, False])
@@ -91,16 +112,9 @@ def test_open_slots_match_the_reference_value_and_gradients(open_slots, with_clo
     monkeypatch.setattr(fused_loss, "intra_op_threads", lambda: 1)
     torch.manual_seed(3)
     B, G, S, C, O, d, N = 2, 3, 4, 2, open_slots, 5, 7
-    leaves = [
-        torch.randn(*shape, dtype=torch.float64, requires_grad=True)
-        for shape in [(B, G, S, O, d), (B, G, S, O, d), (B, G, C, d), (B, G, C, d), (N, d), (C + O,)]
-    ]
+    leaves = _float64_leaves((B, G, S, O, d), (B, G, S, O, d), (B, G, C, d), (B, G, C, d), (N, d), (C + O,))
     open_u, open_q, closed_u, closed_q, items, age = leaves
-    valid = torch.tensor(
-        [[[True, True], [False, True], [False, False]], [[True, False], [True, True], [True, True]]]
-    )
-    if not with_closed:
-        valid = torch.zeros_like(valid)
+    valid = SOME_CLOSED if with_closed else torch.zeros_like(SOME_CLOSED)
     targets = torch.randint(0, N, (B, G, S))
     targets[0, 2, 3] = -1
     bias = torch.randn(N, dtype=torch.float64)
@@ -108,11 +122,7 @@ def test_open_slots_match_the_reference_value_and_gradients(open_slots, with_clo
     ref = _reference_open_slots(open_u, open_q, closed_u, closed_q, valid, items, age, targets, bias)
     ref_grads = torch.autograd.grad(ref, leaves)
 
-    relative = age - age[-1]
-    log_z, mean = closed_statistics(closed_u @ items.T, closed_q @ items.T, valid, relative[:C])
-    fused = fused_attention_ce(
-        open_u, open_q, items, log_z.unsqueeze(2), mean.unsqueeze(2), targets, bias, relative[C:]
-    )
+    fused = _fused_open_slots(open_u, open_q, closed_u, closed_q, valid, items, age, targets, bias)
     grads = torch.autograd.grad(fused, leaves)
     assert fused.item() == pytest.approx(ref.item(), rel=1e-10)
     for got, want in zip(grads, ref_grads, strict=True):
@@ -131,16 +141,11 @@ def test_attention_keys_of_lower_rank_match_the_full_queries(open_slots, with_cl
     monkeypatch.setattr(fused_loss, "intra_op_threads", lambda: 1)
     torch.manual_seed(5)
     B, G, S, C, O, d, r, N = 2, 3, 4, 2, open_slots, 5, 2, 7
-    leaves = [
-        torch.randn(*shape, dtype=torch.float64, requires_grad=True)
-        for shape in [(B, G, S, O, d), (B, G, S, O, r), (B, G, C, d), (B, G, C, r), (N, d), (d, r), (C + O,)]
-    ]
-    open_u, open_c, closed_u, closed_c, items, up, age = leaves
-    valid = torch.tensor(
-        [[[True, True], [False, True], [False, False]], [[True, False], [True, True], [True, True]]]
+    leaves = _float64_leaves(
+        (B, G, S, O, d), (B, G, S, O, r), (B, G, C, d), (B, G, C, r), (N, d), (d, r), (C + O,)
     )
-    if not with_closed:
-        valid = torch.zeros_like(valid)
+    open_u, open_c, closed_u, closed_c, items, up, age = leaves
+    valid = SOME_CLOSED if with_closed else torch.zeros_like(SOME_CLOSED)
     targets = torch.randint(0, N, (B, G, S))
     targets[1, 0, 2] = -1
     bias = torch.randn(N, dtype=torch.float64)
@@ -150,11 +155,7 @@ def test_attention_keys_of_lower_rank_match_the_full_queries(open_slots, with_cl
     ref_grads = torch.autograd.grad(ref, leaves)
 
     keys = items @ up  # (N, r)
-    relative = age - age[-1]
-    log_z, mean = closed_statistics(closed_u @ items.T, closed_c @ keys.T, valid, relative[:C])
-    fused = fused_attention_ce(
-        open_u, open_c, items, log_z.unsqueeze(2), mean.unsqueeze(2), targets, bias, relative[C:], keys
-    )
+    fused = _fused_open_slots(open_u, open_c, closed_u, closed_c, valid, items, age, targets, bias, keys)
     grads = torch.autograd.grad(fused, leaves)
     assert fused.item() == pytest.approx(ref.item(), rel=1e-10)
     for got, want in zip(grads, ref_grads, strict=True):
@@ -321,10 +322,7 @@ def test_lanes_on_several_threads_give_the_reference_loss_and_gradients_and_repe
     monkeypatch.setattr(fused_loss, "intra_op_threads", lambda: lanes)
     torch.manual_seed(4)
     B, G, S, C, O, d, N = 2, 3, 4, 2, 2, 5, 7
-    leaves = [
-        torch.randn(*shape, dtype=torch.float64, requires_grad=True)
-        for shape in [(B, G, S, O, d), (B, G, S, O, d), (B, G, C, d), (B, G, C, d), (N, d), (C + O,)]
-    ]
+    leaves = _float64_leaves((B, G, S, O, d), (B, G, S, O, d), (B, G, C, d), (B, G, C, d), (N, d), (C + O,))
     open_u, open_q, closed_u, closed_q, items, age = leaves
     valid = torch.tensor(
         [[[True, True], [False, False], [False, True]], [[False, False], [True, True], [True, False]]]
@@ -337,11 +335,7 @@ def test_lanes_on_several_threads_give_the_reference_loss_and_gradients_and_repe
     threads = torch.get_num_threads()
     runs = []
     for _ in range(2):
-        relative = age - age[-1]
-        log_z, mean = closed_statistics(closed_u @ items.T, closed_q @ items.T, valid, relative[:C])
-        fused = fused_attention_ce(
-            open_u, open_q, items, log_z.unsqueeze(2), mean.unsqueeze(2), targets, bias, relative[C:]
-        )
+        fused = _fused_open_slots(open_u, open_q, closed_u, closed_q, valid, items, age, targets, bias)
         runs.append((fused, torch.autograd.grad(fused, leaves)))
     assert torch.get_num_threads() == threads
     fused, grads = runs[0]

@@ -177,10 +177,8 @@ def test_query_codes_and_attention_keys_give_the_logits_of_the_full_queries(rank
     torch.testing.assert_close(codes @ keys.T, full, rtol=1e-12, atol=1e-12)
 
 
-def test_the_attention_rank_defaults_to_at_most_d_and_is_checked():
-    from msli_core.models import msli
-
-    assert MSLIConfig(dim=8).attention_rank == min(msli.ATTENTION_RANK or 8, 8)
+def test_the_attention_rank_defaults_to_d_and_is_checked():
+    assert MSLIConfig(dim=8).attention_rank == 8
     assert MSLIConfig(dim=64, attention_rank=64).attention_rank == 64
     for bad in (0, 9):
         with pytest.raises((MsliError, ValueError), match="attention_rank"):

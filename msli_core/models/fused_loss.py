@@ -98,7 +98,7 @@ def parallel_lanes(threads: int) -> int:
     return max(1, threads) if PARALLEL_LANES else 1
 
 
-_POOL: ThreadPoolExecutor | None = None
+_POOL: tuple[ThreadPoolExecutor, int] | None = None  # the pool and its width
 _POOL_LOCK = threading.Lock()
 
 
@@ -108,11 +108,11 @@ def lane_pool(lanes: int) -> ThreadPoolExecutor:
     ML-100K's short batches)."""
     global _POOL
     with _POOL_LOCK:
-        if _POOL is None or _POOL._max_workers < lanes:  # a wider pool; the old one ends its work first
+        if _POOL is None or _POOL[1] < lanes:  # a wider pool; the old one ends its work first
             if _POOL is not None:
-                _POOL.shutdown(wait=False)
-            _POOL = ThreadPoolExecutor(lanes, thread_name_prefix="msli-lane")
-        return _POOL
+                _POOL[0].shutdown(wait=False)
+            _POOL = (ThreadPoolExecutor(lanes, thread_name_prefix="msli-lane"), lanes)
+        return _POOL[0]
 
 
 @contextlib.contextmanager
@@ -238,16 +238,14 @@ class FusedAttentionCE(torch.autograd.Function):
                     y = work[1].addcmul_(gate, gap)  # (g, m, N) s_2 + w (s_1 - s_2)
                 elif O == 2:  # beside closed slots: two nested gates (module docstring)
                     # work: s_1, s_2, l_1, l_2 -> s_1 - s_2, o - y_C, w, h, y
-                    delta = (
-                        work[2].sub_(work[3]).add_(bias[0] - bias[1])
-                    )  # (g, m, N) Δ = l_1 + b_1 - l_2 - b_2
+                    # (g, m, N) Δ = l_1 + b_1 - l_2 - b_2
+                    delta = work[2].sub_(work[3]).add_(bias[0] - bias[1])
                     lift = work[3].sub_(shifted_log_z[rows]).add_(F.softplus(delta))  # (g, m, N) A - L_C
                     gate = delta.sigmoid_()  # (g, m, N) w = σ(Δ), slot 1's share of the open weight
                     outer = lift.sigmoid_()  # (g, m, N) h = σ(A - L_C), the open slots' weight
                     gap = work[0].sub_(work[1])  # (g, m, N) s_1 - s_2
-                    excess = (
-                        work[1].addcmul_(gate, gap).sub_(mean)
-                    )  # (g, m, N) o - y_C, o = w s_1 + (1-w) s_2
+                    # (g, m, N) o - y_C, o = w s_1 + (1 - w) s_2
+                    excess = work[1].addcmul_(gate, gap).sub_(mean)
                     y = torch.addcmul(mean, outer, excess, out=work[4])  # (g, m, N) y_C + h (o - y_C)
                 else:  # O > 2: a softmax over the open logits and L_C
                     logits = work[O:].add_(bias.view(O, 1, 1, 1))  # (O, g, m, N) l_o + b_o
@@ -338,7 +336,6 @@ class FusedAttentionCE(torch.autograd.Function):
         total, *grads = (torch.stack(parts).sum(0) for parts in zip(*every, strict=True))  # in lane order
         if with_grad:
             grad_items, grad_keys, grad_log_z, grad_mean, grad_bias = grads
-        if with_grad:
             if order is not None:  # back to the callers' order of groups
                 inverse = torch.empty_like(order)
                 inverse[order] = torch.arange(R)

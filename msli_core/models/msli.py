@@ -48,7 +48,6 @@ from msli_core.models.segmenter import (
 
 MAX_RECENT_ITEMS = 16
 ITEM_INITS = ("cooccurrence", "random")
-ATTENTION_RANK: int | None = None  # the default rank of the attention form W (None: full rank, d)
 OPEN_SLOT_PRIOR = 2.0  # initial b_age of the open slot (the closed slots start at 0)
 
 
@@ -71,8 +70,8 @@ class MSLIConfig:
     age_bias: bool = True  # learn b_age(k), a per-slot bias in the attention logits (recency prior)
     attention_rank: int | None = None  # r, the rank of the attention form W in q_k = W u_k: below d, W
     # is B A with A (r, d), B (d, r), and training's logits <A u, B^T e> cost r instead of d per
-    # (position, item) pair (serving computes q_k = W u_k as before); r = d is a full W. None: the
-    # default, min(ATTENTION_RANK, d) (or d when ATTENTION_RANK is None), resolved when the config is made
+    # (position, item) pair (serving computes q_k = W u_k as before); r = d is a full W. None (the
+    # default): d, resolved when the config is made, so a saved config always names its rank
     closed_segments: str = "older"  # which segments fill the closed slots: "older" = the K-1 before the
     # window (so K > 1 reaches back beyond the last L_max events), "recent" = the K-1 before the open
     # segment (they overlap the window). "older" measured better on ML-100K and on the sample data, in
@@ -129,7 +128,7 @@ class MSLIConfig:
         check_int("heads", self.heads, 1, limits.MAX_HEADS)
         check_int("mlp_hidden", self.mlp_hidden, 1, limits.MAX_DIM)
         if self.attention_rank is None:
-            self.attention_rank = self.dim if ATTENTION_RANK is None else min(ATTENTION_RANK, self.dim)
+            self.attention_rank = self.dim
         check_int("attention_rank", self.attention_rank, 1, limits.MAX_DIM)
         if self.attention_rank > self.dim:
             raise ValueError(f"attention_rank ({self.attention_rank}) must be at most dim ({self.dim})")
