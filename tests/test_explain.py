@@ -86,7 +86,8 @@ def test_a_recency_slot_model_explains_the_newest_events_as_their_own_segment():
     window, newest = ex["segments"][2], ex["segments"][3]
     assert (window["start"], window["end"]) == (n - 8, n) and not any(window["weights"])  # the state alone
     r = model.recency_weights().numpy()[::-1]  # c·r_j on the newest events, oldest first
-    assert (newest["start"], newest["end"]) == (n - 3, n)
+    m = model.config.recent_items
+    assert (newest["start"], newest["end"]) == (n - m, n) and len(r) == m == 5  # item-kNN's 5 newest
     np.testing.assert_allclose(newest["weights"], r, atol=1e-6)
     for rec in ex["recommendations"]:
         assert len(rec["contributions"]) == 4 and abs(sum(rec["contributions"]) - rec["score"]) < 1e-4

@@ -24,6 +24,18 @@ def _encoder_grads(closed_gradient: bool) -> list:
     return grads[: len(encoder)], grads[len(encoder) :]
 
 
+def test_the_recency_path_starts_as_item_knn_vote():
+    """m and the starting weights r_j are item-kNN's: its newest ``history_items`` items at decay^j."""
+    knn = ItemKNNConfig()
+    model = MSLIModel(MSLIConfig(n_items=10, dim=8, layers=1))
+    assert model.config.recent_items == knn.history_items == 5
+    expected = [1.0, 0.7, 0.49, 0.343, 0.2401]
+    assert model.recent_weights.detach().tolist() == pytest.approx(expected, rel=1e-6)
+    shorter = MSLIModel(MSLIConfig(n_items=10, dim=8, layers=1, recent_items=2))
+    assert shorter.recent_weights.tolist() == pytest.approx([1.0, 0.7])
+    assert MSLIModel(MSLIConfig(n_items=10, dim=8, layers=1, recent_items=0)).recent_weights.numel() == 0
+
+
 def test_without_closed_gradient_closed_segments_train_pooling_but_not_the_encoder():
     encoder_grads, pooling_grads = _encoder_grads(closed_gradient=False)
     assert all(g is None for g in encoder_grads)  # the encoder pass over closed segments is forward only

@@ -363,6 +363,29 @@ def test_a_low_rank_attention_form_round_trips_and_a_config_without_one_reads_as
     _refused(tmp_path / "low", data, match="query")
 
 
+def test_a_config_without_recent_items_was_written_at_the_old_default_of_three(tiny, tmp_path):
+    """Until the recency path took item-kNN's 5 newest events, its default was 3: a config.json without
+    the key loads with 3 (its scores as saved); a folder of m = 5 without the key no longer matches its
+    weights, which is refused with a sentence."""
+    data, split = tiny
+    torch.manual_seed(0)
+    histories = split.histories("test")[:3]
+    models = {
+        m: build_model("msli", data=data, dim=16, layers=1, segments=2, recent_items=m).eval() for m in (3, 5)
+    }
+    for m, model in models.items():
+        save_model(model, tmp_path / f"m{m}", data=data)
+        assert load_model(tmp_path / f"m{m}", data).config.recent_items == m
+        payload = json.loads((tmp_path / f"m{m}" / "config.json").read_text())
+        del payload["config"]["recent_items"]
+        (tmp_path / f"m{m}" / "config.json").write_text(json.dumps(payload))
+    loaded = load_model(tmp_path / "m3", data)
+    assert loaded.config.recent_items == 3
+    with torch.no_grad():
+        assert torch.equal(loaded.model.score_histories(histories), models[3].score_histories(histories))
+    _refused(tmp_path / "m5", data, match="recent_weights")
+
+
 def test_a_two_tower_config_with_several_segments_is_a_damaged_file(saved):
     payload = json.loads((saved / "config.json").read_text())
     payload["kind"] = "two-tower"  # an msli K>1 folder relabelled: the file contradicts itself

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from msli_core import limits
 from msli_core.limits import check_fraction, check_int
+from msli_core.models.baselines import ItemKNNConfig, cooccurrence_embeddings
 from msli_core.models.late_interaction import AGGREGATIONS, InteractionMLP, late_interaction
 from msli_core.models.layers import Block, ItemEncoder, LowRankLinear, ceil_div, init_weights, item_features
 from msli_core.models.segmenter import (
@@ -76,8 +77,12 @@ class MSLIConfig:
     # window (so K > 1 reaches back beyond the last L_max events), "recent" = the K-1 before the open
     # segment (they overlap the window). "older" measured better on ML-100K and on the sample data, in
     # quality and in explanation accuracy (README, "Quality")
-    recent_items: int = 3  # m, newest items added to the open vector with learned weights (0 = none):
-    # on ML-100K the path was worth about +0.015 validation NDCG@10 to the two-tower model
+    recent_items: int = ItemKNNConfig.history_items  # m, newest items added to the open vector with
+    # learned weights r_j (0 = none). The path starts as item-kNN's vote (the item table from its
+    # co-occurrence, see init_items_from_cooccurrence), so m and the starting weights are item-kNN's
+    # own: its 5 newest items, r_j = 0.7^j (ItemKNNConfig.history_items and .decay). On ML-100K the path
+    # was worth about +0.015 validation NDCG@10 to the two-tower model; m = 5 at 0.7^j against the
+    # previous m = 3 at (1, .5, .5): README, "Quality"
     recency_slot: bool | None = None  # the recency path as its own slot: slot K-1 is Σ_j r_j e(x_{t-j})
     # over the newest m events, slot K-2 the encoder's share W_o h_t alone, and K-2 closed slots remain
     # (K still counts the user's vectors; needs K >= 2 and m >= 1). The attention aggregation then
@@ -252,8 +257,8 @@ class MSLIModel(nn.Module):
             # holds every recent event): a_open = e²/(e² + K-1) = 0.71 at K = 4; closed slots earn weight
             with torch.no_grad():
                 self.age_bias[K - O :] = OPEN_SLOT_PRIOR
-        m = config.recent_items  # r_j: the newest item at full weight, older ones at half to start with
-        self.recent_weights = nn.Parameter(torch.tensor([1.0] + [0.5] * (m - 1)) if m else torch.zeros(0))
+        m = config.recent_items  # r_j starts as item-kNN's vote weight decay^j (the newest item at 1)
+        self.recent_weights = nn.Parameter(torch.tensor([ItemKNNConfig.decay**j for j in range(m)]))
         self.open_scale = 1.0 / self.initial_share()  # c, a constant (see initial_share)
 
     def initial_share(self) -> float:
@@ -288,8 +293,6 @@ class MSLIModel(nn.Module):
         recency path starts as item-kNN's vote and the encoder learns what co-occurrence misses. Call it
         with training sequences only (no validation or test event). False (embeddings untouched) when
         the config says ``item_init="random"`` or there is too little co-occurrence to factor."""
-        from msli_core.models.baselines import cooccurrence_embeddings
-
         c = self.config
         if c.item_init != "cooccurrence":
             return False

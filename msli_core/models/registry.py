@@ -282,9 +282,10 @@ def _check_and_build(kind: str, config: dict, shapes: dict[str, tuple[int, ...]]
             "contradict each other (a two-tower model has one segment); the file was edited or damaged, so "
             "retrain it."
         )
-    if kind in ("msli", "two-tower"):  # written before the options existed: one open slot, a full-rank W
-        dim = config.get("dim", MSLIConfig.dim)
-        config = {"recency_slot": False, "attention_rank": dim if isinstance(dim, int) else None, **config}
+    if kind in ("msli", "two-tower"):  # written before the options or defaults: one open slot, a full-rank
+        dim = config.get("dim", MSLIConfig.dim)  # W, the 3 newest events (the default until m = 5)
+        defaults = {"recency_slot": False, "attention_rank": dim if isinstance(dim, int) else None}
+        config = {**defaults, "recent_items": 3, **config}
     try:
         with torch.device("meta"):
             skeleton = build_model(kind, **config)
