@@ -215,8 +215,8 @@ def train_form() -> tuple:
     if st.button(
         "Demo preset: MS-LI K=4 and popularity in about a minute (d = 32, 1 layer, 8 epochs)",
         key="train_demo_preset",
-        help="Measured on the bundled sample, a quiet 2-core machine: 23 s of training for test NDCG@10 "
-        "0.261 (the full defaults: 0.273, in about two minutes).",
+        help="Measured on the bundled sample, a quiet 2-core machine: 16 s of training for test NDCG@10 "
+        "0.270 (the full defaults: 0.280, in about a minute).",
     ):
         st.session_state.update(train_kinds=["msli", "popularity"], train_segments=[4], train_dim=32,
                                 train_layers=1, train_epochs=8)  # fmt: skip
@@ -252,8 +252,8 @@ def train_form() -> tuple:
         st.caption(
             "Time grows with users × epochs × width × depth. Measured on a quiet 2-core machine, two "
             "threads: an epoch over the bundled sample (d = 64, 2 layers, with its validation) takes about "
-            "4.1 s for MS-LI K=4 and 2.5 s for the two-tower model (make quality's run), so the default "
-            "20 epochs take about a minute and 25 s (early stopping may end sooner; the bundled demo "
+            "3.8 s for MS-LI K=4 and 2.2 s for the two-tower model (make quality's run), so the default "
+            "20 epochs take about 75 s (early stopping may end sooner; the bundled demo "
             "models' own times are in the table below); width 16 and 1 layer are several times faster. "
             "The cross-encoder is by far the slowest to train and to evaluate."
         )
