@@ -310,6 +310,9 @@ def test_a_deep_link_as_a_fresh_servers_first_request(fresh_demo_url):
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.goto(f"{fresh_demo_url}/latency")
             page.wait_for_selector('[data-testid="stApp"]', timeout=60_000)
+            # the hand-over to app.py reruns the page: under load wait_idle can fall between the runs
+            # and see the charts above the ANN section only, so wait for that section's heading first
+            page.get_by_text("ANN first stage against exhaustive scoring").wait_for(timeout=120_000)
             charts = check_page(page, "deep-link-latency", min_charts=3)
             nav = [
                 t.split("\n")[-1] for t in page.locator('[data-testid="stSidebarNav"] a').all_inner_texts()
