@@ -67,6 +67,7 @@ MAX_ITEMS = 10_000_000  # N, catalog size (the largest public MovieLens has ~90k
 MAX_DIM = 4096  # d, item/segment vector width
 MAX_LAYERS = 48  # transformer blocks
 MAX_HEADS = 64  # attention heads per block
+MAX_RECENT_ITEMS = 16  # m, newest events on the recency path (item-kNN votes with 5)
 MAX_SEGMENTS = 1024  # K, segments per user
 MAX_SEGMENT_LEN = 100_000  # S, events per segment
 MAX_HISTORY = 100_000  # L_max, events of history a model reads

@@ -243,6 +243,37 @@ def test_train_recency_slot_reaches_the_config_and_needs_two_vectors(data_dir, t
         assert "--recency-slot" in _error_line(capsys) and not (tmp_path / model).exists()
 
 
+def test_train_recent_items_reaches_the_config_and_is_refused_where_it_means_nothing(
+    data_dir, tmp_path, capsys
+):
+    """--recent-items sets m for msli and the two-tower model (0: no recency path, and then no recency
+    slot); a non-neural model, a value over the limit and a recency slot without events are refused."""
+    for model, m, slot in (("msli", 3, True), ("msli", 0, False), ("two-tower", 2, False)):
+        out = tmp_path / f"{model}-{m}"
+        segments = ["--segments", "3"] if model == "msli" else []
+        argv = ["train", "--data", str(data_dir), "--model", model, *segments, "--dim", "16", "--layers", "1",
+                "--epochs", "1", "--recent-items", str(m), "--out", str(out), "--json"]  # fmt: skip
+        assert main(argv) == 0
+        _json(capsys)
+        config = json.loads((out / "config.json").read_text())["config"]
+        assert (config["recent_items"], config["recency_slot"]) == (m, slot)
+    for name, flags, word in (
+        ("pop", ["--model", "popularity", "--recent-items", "3"], "--recent-items"),
+        ("big", ["--model", "msli", "--recent-items", "17"], "MAX_RECENT_ITEMS"),
+        (
+            "slot",
+            ["--model", "msli", "--segments", "3", "--recency-slot", "--recent-items", "0"],
+            "recent_items",
+        ),
+    ):
+        try:  # argparse's own refusals exit 2 from inside main
+            code = main(["train", "--data", str(data_dir), *flags, "--out", str(tmp_path / name)])
+        except SystemExit as exit_:
+            code = exit_.code
+        assert code == 2
+        assert word in capsys.readouterr().err and not (tmp_path / name).exists()
+
+
 def test_train_attention_rank_reaches_the_config_and_is_refused_where_it_means_nothing(
     data_dir, tmp_path, capsys
 ):

@@ -49,6 +49,12 @@ def register(subparsers) -> None:
         "README, 'Quality')",
     )
     p.add_argument(
+        "--recent-items",
+        type=_bounded("MAX_RECENT_ITEMS", lo=0),
+        help="msli, two-tower: m, the newest events on the recency path, their weights starting as "
+        "item-kNN's vote 0.7^j (0 = no recency path; README, 'Quality')",
+    )
+    p.add_argument(
         "--attention-rank",
         type=_bounded("MAX_DIM"),
         help="msli: r, the rank of the attention form W (q_k = W u_k; r = d is a full W; README, "
@@ -150,6 +156,7 @@ def train_flag_defaults() -> dict[str, str]:
         "segment_len": f"ceil({configs['msli'].max_len}/K)",
         "aggregation": str(configs["msli"].aggregation),
         "attention_rank": f"{configs['msli'].attention_rank} at d = {configs['msli'].dim}, at most d",
+        "recent_items": f"{configs['msli'].recent_items}, item-kNN's history_items",
         "dim": per_kind({k: c.dim for k, c in configs.items()}),
         "layers": per_kind({k: c.layers for k, c in configs.items()}),
         "epochs": per_kind({k: DEFAULTS[k].get("epochs", settings.epochs) for k in kinds.NEURAL}),
@@ -343,6 +350,7 @@ def _progress_bar():
 def _model_config(args) -> dict:
     config = {}
     late_only = ("segments", "aggregation", "segment_len", "state_dropout", "recency_slot", "attention_rank")
+    late_only += ("recent_items",)
     for name in ("dim", "layers", *late_only):
         value = getattr(args, name, None)
         if value is not None:
@@ -350,8 +358,8 @@ def _model_config(args) -> dict:
     kind = args.model
     if not kinds.is_late_interaction(kind) and any(name in config for name in late_only):
         raise MsliError(
-            "--segments, --segment-len, --aggregation, --state-dropout, --recency-slot and --attention-rank "
-            f"apply to msli and two-tower, not {kind}."
+            "--segments, --segment-len, --aggregation, --state-dropout, --recency-slot, --attention-rank and "
+            f"--recent-items apply to msli and two-tower, not {kind}."
         )
     if config.get("recency_slot") and (kind == "two-tower" or config.get("segments") == 1):
         raise MsliError(

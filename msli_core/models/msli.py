@@ -47,7 +47,6 @@ from msli_core.models.segmenter import (
     segment_batch,
 )
 
-MAX_RECENT_ITEMS = 16
 ITEM_INITS = ("cooccurrence", "random")
 OPEN_SLOT_PRIOR = 2.0  # initial b_age of the open slot (the closed slots start at 0)
 
@@ -137,7 +136,7 @@ class MSLIConfig:
         check_int("attention_rank", self.attention_rank, 1, limits.MAX_DIM)
         if self.attention_rank > self.dim:
             raise ValueError(f"attention_rank ({self.attention_rank}) must be at most dim ({self.dim})")
-        check_int("recent_items", self.recent_items, 0, MAX_RECENT_ITEMS)
+        check_int("recent_items", self.recent_items, 0, limits.MAX_RECENT_ITEMS)
         check_fraction("dropout", self.dropout)
         check_fraction("state_dropout", self.state_dropout)
         if not (math.isfinite(self.session_gap) and self.session_gap > 0):
