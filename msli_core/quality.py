@@ -31,7 +31,8 @@ from msli_core.progress import ProgressCallback, ProgressEvent
 
 COLUMNS = (
     "label", "model", "segments", "segment_len", "aggregation", "NDCG@10", "HR@10", "MRR", "Recall@20",
-    "Coverage@10", "train_seconds", "epochs", "parameters", "evaluation", "explanation_accuracy",
+    "Coverage@10", "train_seconds", "epochs", "parameters", "evaluation", "valid_NDCG@10",
+    "reference_valid_NDCG@10", "explanation_accuracy",
     "explanation_chance", "explanation_users", "explanation_low", "explanation_high",
     "explanation_return_accuracy", "explanation_return_chance",
 )  # fmt: skip
@@ -94,6 +95,8 @@ def quality_table(
             "epochs": result.epochs,
             "parameters": result.parameters,
             "evaluation": result.metrics.get("evaluation", "full ranking"),
+            "valid_NDCG@10": result.valid_metrics.get("NDCG@10", ""),
+            "reference_valid_NDCG@10": _reference_valid(result.history),
             **dict.fromkeys(EXPLANATION_KEYS, ""),
         }
         ranks[label] = result.test_ranks
@@ -122,6 +125,42 @@ def quality_table(
         "reach": reach,
     }
     return rows, meta
+
+
+def _reference_valid(history: list[dict]) -> float | str:
+    """A re-ranker's epoch-0 validation NDCG@10 (its first stage's own ranking of the same candidates,
+    the curve's reference line: :func:`msli_core.train.train`), or "" for a model without one."""
+    first = history[0] if history else {}
+    return first.get("valid_NDCG@10", "") if first.get("epoch") == 0 else ""
+
+
+def reranker_sentence(rows: list[dict]) -> str | None:
+    """Whether the cross-encoder row beat, on validation, the ranking of its first stage that it
+    re-ranks; None without such a row. The first stage chose its own epoch on the same validation
+    users, so its figure leans high: a re-ranker below it may still be above it on test, but one that
+    never beats it there has not shown that it earns its cost.
+
+    >>> row = {"model": "cross-encoder", "valid_NDCG@10": 0.31, "reference_valid_NDCG@10": 0.29}
+    >>> reranker_sentence([row]).split(": ", 1)[1][:60]
+    "the cross-encoder's best validation NDCG@10 (0.3100) is abov"
+    """
+    row = next(
+        (r for r in rows if r.get("model") == "cross-encoder" or r.get("label") == "cross-encoder"), None
+    )
+    if row is None or not isinstance(row.get("reference_valid_NDCG@10"), float):
+        return None
+    best, reference = row["valid_NDCG@10"], row["reference_valid_NDCG@10"]
+    if best > reference:
+        return (
+            f"Re-ranker check: the cross-encoder's best validation NDCG@10 ({best:.4f}) is above its first "
+            f"stage's own ranking of the same candidates ({reference:.4f})."
+        )
+    return (
+        f"Re-ranker check: the cross-encoder's best validation NDCG@10 ({best:.4f}) is not above its first "
+        f"stage's own ranking of the same candidates ({reference:.4f}): on this data the re-ranker has not "
+        "shown that it earns its cost, so serve the first stage (the first stage chose its epoch on the "
+        "same users, which favours it a little; compare the test rows above)."
+    )
 
 
 def closed_reach(split, segments: list[int], config: dict | None = None) -> list[dict]:
@@ -413,6 +452,7 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
         "recency slot every user has two slots, the window and its newest events, which overlap and often",
         "share the target's interest, so chance is higher than with one open slot; explanation_accuracy's",
         "closed_accuracy counts the users with a closed segment only (msli_core.explain).",
+        *(["", check] if (check := reranker_sentence(rows)) else []),
         *_comparison_lines(meta.get("comparisons", [])),
         *_reach_lines(meta.get("reach", [])),
     ]

@@ -7,7 +7,7 @@ import pytest
 
 from msli_core.data.formats import load_dataset
 from msli_core.data.synth import SynthConfig, write_synthetic
-from msli_core.quality import TWO_TOWER, ladder_comparisons, quality_table, to_markdown
+from msli_core.quality import TWO_TOWER, ladder_comparisons, quality_table, reranker_sentence, to_markdown
 
 
 def test_verdicts_follow_the_interval_and_rows_without_ranks_are_skipped():
@@ -65,6 +65,24 @@ def test_the_cross_encoder_is_compared_with_the_first_stage_it_reranked(
     assert cross["evaluation"].startswith("cascade")
     assert f"| cross-encoder | {first_stage} |" in to_markdown(rows, meta)
     assert "Paired differences in NDCG@10 on the same 30 test users" in to_markdown(rows, meta)
+    # the re-ranker's best validation against its epoch 0 (the first stage's own ranking), in the table
+    assert isinstance(cross["valid_NDCG@10"], float) and isinstance(cross["reference_valid_NDCG@10"], float)
+    assert all(r["reference_valid_NDCG@10"] == "" for r in rows if r["model"] != "cross-encoder")
+    assert reranker_sentence(rows) in to_markdown(rows, meta)
+
+
+def test_the_reranker_check_says_whether_validation_beat_the_first_stage():
+    above = {"model": "cross-encoder", "valid_NDCG@10": 0.3, "reference_valid_NDCG@10": 0.25}
+    assert "(0.3000) is above its first stage's own ranking of the same candidates (0.2500)." in (
+        reranker_sentence([above])
+    )
+    for reference in (0.3, 0.35):  # level or below: not shown to earn its cost
+        level = {**above, "reference_valid_NDCG@10": reference}
+        assert "is not above" in reranker_sentence([level]) and "serve the first stage" in reranker_sentence(
+            [level]
+        )
+    assert reranker_sentence([{**above, "reference_valid_NDCG@10": ""}]) is None  # no epoch 0: full ranking
+    assert reranker_sentence([{"model": "msli", "valid_NDCG@10": 0.3, "reference_valid_NDCG@10": ""}]) is None
 
 
 def test_the_sentence_says_what_the_interval_says():

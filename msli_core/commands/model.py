@@ -572,7 +572,7 @@ def render_explanation(ex: dict) -> str:
 def cmd_quality(args) -> int:
     from msli_core.cli import print_json
     from msli_core.outputs import check_out_dir
-    from msli_core.quality import quality_table, reach_sentence, write_quality
+    from msli_core.quality import quality_table, reach_sentence, reranker_sentence, write_quality
 
     check_out_dir(args.out, "quality", data=args.data)  # before any work
     data = _load_data(args.data)
@@ -600,4 +600,6 @@ def cmd_quality(args) -> int:
                   f"(95% {c['low']:+.4f} … {c['high']:+.4f}) {c['verdict']}")  # fmt: skip
         for r in meta["reach"]:
             print(f"  {reach_sentence(r)}")
+        if check := reranker_sentence(rows):
+            print(f"  {check}")
     return 0
