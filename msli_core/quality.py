@@ -144,22 +144,21 @@ def reranker_sentence(rows: list[dict]) -> str | None:
     >>> reranker_sentence([row]).split(": ", 1)[1][:60]
     "the cross-encoder's best validation NDCG@10 (0.3100) is abov"
     """
-    row = next(
-        (r for r in rows if r.get("model") == "cross-encoder" or r.get("label") == "cross-encoder"), None
-    )
+    row = next((r for r in rows if r.get("model") == "cross-encoder"), None)
     if row is None or not isinstance(row.get("reference_valid_NDCG@10"), float):
         return None
     best, reference = row["valid_NDCG@10"], row["reference_valid_NDCG@10"]
+    verdict = "is above" if best > reference else "is not above"
+    sentence = (
+        f"Re-ranker check: the cross-encoder's best validation NDCG@10 ({best:.4f}) {verdict} its first "
+        f"stage's own ranking of the same candidates ({reference:.4f})"
+    )
     if best > reference:
-        return (
-            f"Re-ranker check: the cross-encoder's best validation NDCG@10 ({best:.4f}) is above its first "
-            f"stage's own ranking of the same candidates ({reference:.4f})."
-        )
-    return (
-        f"Re-ranker check: the cross-encoder's best validation NDCG@10 ({best:.4f}) is not above its first "
-        f"stage's own ranking of the same candidates ({reference:.4f}): on this data the re-ranker has not "
-        "shown that it earns its cost, so serve the first stage (the first stage chose its epoch on the "
-        "same users, which favours it a little; compare the test rows above)."
+        return sentence + "."
+    return sentence + (
+        ": on this data the re-ranker has not shown that it earns its cost, so serve the first stage (the "
+        "first stage chose its epoch on the same users, which favours it a little; compare the test rows "
+        "above)."
     )
 
 

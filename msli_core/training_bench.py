@@ -74,16 +74,8 @@ def training_throughput(
     rank = max(1, dim // 4)  # the low-rank option's row: W of rank d/4
     plan = [("sasrec", 1, 0, False, False, False, None), ("two-tower", 1, m, False, False, False, None)]
     for k in (k for k in segments if k > 1):
-        plan += [
-            (
-                f"msli K={k}",
-                k,
-                m,
-                True,
-                True,
-                False,
-                None,
-            ),  # the default: the newest events as their own slot
+        plan += [  # the default first: the newest events as their own slot
+            (f"msli K={k}", k, m, True, True, False, None),
             (f"msli K={k}, closed segments without gradient", k, m, False, True, False, None),
             (f"msli K={k}, one open slot (recency_slot=False)", k, m, True, False, False, None),
             (f"msli K={k}, attention rank {rank} (attention_rank={rank})", k, m, True, True, False, rank),
